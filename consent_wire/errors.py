@@ -1,0 +1,166 @@
+"""Typed errors of the wire protocol, each with a stable ``reason`` code.
+
+Every malformed or hostile input raises exactly one of these; nothing else
+escapes the decoder or verifier. The reason codes are stable: they appear on
+dead-letter records, in metrics labels and in HTTP error bodies, and are
+documented in ``docs/reason-codes.md``.
+
+Tree::
+
+    WireError                      (reason: varies; retriable = False)
+    +-- DecodeError                bytes that are not a valid record
+    |   +-- TruncatedError         TRUNCATED
+    |   +-- BadMagicError          BAD_MAGIC
+    |   +-- UnknownSchemaError     UNKNOWN_FINGERPRINT
+    |   +-- OversizeError          OVERSIZE
+    |   +-- BadUtf8Error           BAD_UTF8
+    |   +-- SchemaMismatchError    SCHEMA_MISMATCH
+    +-- TrustError                 authenticity failures
+    |   +-- BadSignatureError      BAD_SIGNATURE
+    |   +-- PayloadTypeError       WRONG_PAYLOAD_TYPE
+    |   +-- UnknownKeyError        UNKNOWN_KEY
+    |   +-- RevokedKeyError        REVOKED_KEY
+    |   +-- BadProofError          BAD_PROOF
+    +-- SequenceError              per-agent chain failures
+    |   +-- ReplayError            REPLAY
+    |   +-- SequenceRegressionError SEQUENCE_REGRESSION
+    |   +-- ChainBreakError        CHAIN_BREAK
+    |   +-- SequenceGapError       SEQUENCE_GAP (retriable: may be filled later)
+    +-- ValidationError            well-formed but semantically invalid
+        +-- InvalidNhsNumberError  INVALID_NHS_NUMBER
+        +-- InvalidCodeError       INVALID_CODE
+        +-- InvalidFhirError       INVALID_FHIR
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadMagicError",
+    "BadProofError",
+    "BadSignatureError",
+    "BadUtf8Error",
+    "ChainBreakError",
+    "DecodeError",
+    "InvalidCodeError",
+    "InvalidFhirError",
+    "InvalidNhsNumberError",
+    "OversizeError",
+    "PayloadTypeError",
+    "ReplayError",
+    "RevokedKeyError",
+    "SchemaMismatchError",
+    "SequenceError",
+    "SequenceGapError",
+    "SequenceRegressionError",
+    "TrustError",
+    "TruncatedError",
+    "UnknownKeyError",
+    "UnknownSchemaError",
+    "ValidationError",
+    "WireError",
+]
+
+
+class WireError(Exception):
+    """Base of every wire-protocol error. ``reason`` is a stable code."""
+
+    reason: ClassVar[str] = "WIRE_ERROR"
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+class DecodeError(WireError):
+    reason = "DECODE_ERROR"
+
+
+class TruncatedError(DecodeError):
+    reason = "TRUNCATED"
+
+
+class BadMagicError(DecodeError):
+    reason = "BAD_MAGIC"
+
+
+class UnknownSchemaError(DecodeError):
+    reason = "UNKNOWN_FINGERPRINT"
+
+
+class OversizeError(DecodeError):
+    reason = "OVERSIZE"
+
+
+class BadUtf8Error(DecodeError):
+    reason = "BAD_UTF8"
+
+
+class SchemaMismatchError(DecodeError):
+    reason = "SCHEMA_MISMATCH"
+
+
+class TrustError(WireError):
+    reason = "TRUST_ERROR"
+
+
+class BadSignatureError(TrustError):
+    reason = "BAD_SIGNATURE"
+
+
+class PayloadTypeError(TrustError):
+    reason = "WRONG_PAYLOAD_TYPE"
+
+
+class UnknownKeyError(TrustError):
+    reason = "UNKNOWN_KEY"
+
+
+class RevokedKeyError(TrustError):
+    reason = "REVOKED_KEY"
+
+
+class BadProofError(TrustError):
+    reason = "BAD_PROOF"
+
+
+class SequenceError(WireError):
+    reason = "SEQUENCE_ERROR"
+
+
+class ReplayError(SequenceError):
+    reason = "REPLAY"
+
+
+class SequenceRegressionError(SequenceError):
+    reason = "SEQUENCE_REGRESSION"
+
+
+class ChainBreakError(SequenceError):
+    reason = "CHAIN_BREAK"
+
+
+class SequenceGapError(SequenceError):
+    reason = "SEQUENCE_GAP"
+    retriable = True
+
+
+class ValidationError(WireError):
+    reason = "VALIDATION_ERROR"
+
+
+class InvalidNhsNumberError(ValidationError):
+    reason = "INVALID_NHS_NUMBER"
+
+
+class InvalidCodeError(ValidationError):
+    reason = "INVALID_CODE"
+
+
+class InvalidFhirError(ValidationError):
+    reason = "INVALID_FHIR"

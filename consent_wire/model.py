@@ -1,0 +1,126 @@
+"""The event model shared by the edge agent and the core (pure data).
+
+An :class:`Event` is one fact recorded at a site: an envelope (who recorded it,
+its place in the agent's chain, its hybrid-logical-clock stamp, the patient's
+pseudonymous key) around exactly one payload. The Avro schemas in
+``schemas/avro/`` mirror these classes field for field.
+
+Times are integer milliseconds since the Unix epoch (UTC). ``hlc`` is a hybrid
+logical clock packed into one int: ``(physical_ms << 16) | logical``.
+No field carries an NHS number or a name: the patient is ``patient_key``, a
+keyed pseudonym (see :mod:`consent_wire.identity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from consent_wire.codes import (
+    BreachSeverity,
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    KeyAction,
+    LegalBasis,
+    ObjectionAction,
+    ObjectionKind,
+    PurposeOfUse,
+    Relationship,
+    ShieldingAction,
+)
+
+__all__ = [
+    "AccessRecord",
+    "BreachReport",
+    "ConsentDecision",
+    "Event",
+    "KeyEvent",
+    "Objection",
+    "Payload",
+    "ShieldingFlag",
+]
+
+ANY_RECIPIENT = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentDecision:
+    """An explicit consent directive for one scope (purpose x data class x recipient)."""
+
+    directive: ConsentDirective
+    purpose: PurposeOfUse
+    data_class: DataClass
+    recipient: str  # ODS organisation code, or "*" for every recipient
+    period_start_ms: int | None = None
+    period_end_ms: int | None = None  # exclusive; None = open-ended
+    recorded_by_role: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Objection:
+    kind: ObjectionKind
+    action: ObjectionAction
+    exemptions: tuple[LegalBasis, ...] = ()  # bases that still override this objection
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """Who looked at or received the record, and why (recommendation 1 and 19)."""
+
+    accessor_id: str  # staff identifier (pseudonymous, e.g. smartcard UUID), never a name
+    organisation: str  # ODS code
+    role: str  # e.g. "GP", "NURSE", "CARE_WORKER", "RESEARCHER"
+    registered: bool  # registered/regulated professional
+    relationship: Relationship
+    purpose: PurposeOfUse
+    data_classes: tuple[DataClass, ...]
+    legal_basis: LegalBasis | None = None
+    disclosed_to: str = ""  # recipient organisation for a disclosure, "" for a view
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldingFlag:
+    action: ShieldingAction
+    hides: tuple[HiddenField, ...]
+    set_by_role: str  # only authorised roles may SET/CLEAR; see core shielding policy
+    reason: str = ""  # coded reason, e.g. "CHILD_PROTECTION", "DOMESTIC_ABUSE"
+
+
+@dataclass(frozen=True, slots=True)
+class BreachReport:
+    organisation: str  # data controller, ODS code
+    severity: BreachSeverity
+    category: str  # e.g. "DISCLOSED_IN_ERROR", "LOST_IN_TRANSIT", "UNAUTHORISED_ACCESS"
+    explanation: str  # no personal data
+    remedial_action: str
+    apology_given: bool
+    individuals_affected: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEvent:
+    """Key lifecycle, signed by the operator root key (and, for ROTATE, by the old key)."""
+
+    action: KeyAction
+    agent_id: str
+    key_id: str  # hint only; verification uses the registry
+    public_key: bytes  # raw 32-byte Ed25519 public key (the new key for ROTATE)
+    effective_ms: int
+    endorsement: bytes = b""  # ROTATE: old key's signature over the new public key
+
+
+Payload: TypeAlias = ConsentDecision | Objection | AccessRecord | ShieldingFlag | BreachReport | KeyEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str  # 32 lowercase hex chars (uuid4().hex)
+    agent_id: str
+    site: str  # ODS code of the recording organisation
+    seq: int  # per-agent, gap-free, starting at 1
+    prev_hash: bytes  # SHA-256 of the previous event's encoded bytes; 32 zero bytes for seq 1
+    hlc: int  # (physical_ms << 16) | logical
+    recorded_ms: int  # the agent's wall clock when recorded
+    patient_key: str  # keyed pseudonym (hex); "" for events about no patient (breach, key)
+    payload: Payload = field()
