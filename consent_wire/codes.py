@@ -21,7 +21,7 @@ FHIR ``Coding.code`` unchanged. Sources:
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
     "ACT_REASON_SYSTEM",
@@ -43,7 +43,7 @@ ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 
-class PurposeOfUse(str, Enum):
+class PurposeOfUse(StrEnum):
     """HL7 v3 ActReason PurposeOfUse codes, plus ``ANY`` (= every purpose)."""
 
     TREAT = "TREAT"  # treatment (direct care)
@@ -62,14 +62,14 @@ class PurposeOfUse(str, Enum):
         return self in (PurposeOfUse.TREAT, PurposeOfUse.ETREAT, PurposeOfUse.COC, PurposeOfUse.BTG)
 
 
-class ConsentDirective(str, Enum):
+class ConsentDirective(StrEnum):
     """HL7 v3 ActCode consent directives."""
 
     OPTIN = "OPTIN"  # permit
     OPTOUT = "OPTOUT"  # deny
 
 
-class DataClass(str, Enum):
+class DataClass(StrEnum):
     """Sensitivity labels (HL7 v3 InformationSensitivityPolicy) plus ALL and GENERAL."""
 
     ALL = "ALL"
@@ -86,19 +86,19 @@ class DataClass(str, Enum):
     CONTACT = "CONTACT"  # contact details (phone, email); local code
 
 
-class ObjectionKind(str, Enum):
+class ObjectionKind(StrEnum):
     TYPE1 = "TYPE1"  # GP type 1 opt-out: no identifiable data leaves the practice beyond direct care
     NDOP = "NDOP"  # national data opt-out: research and planning
     TYPE2 = "TYPE2"  # legacy type 2 (replaced by NDOP in 2018), still honoured
     LOCAL_DISSENT = "LOCAL_DISSENT"  # dissent recorded locally, e.g. to a shared care record
 
 
-class ObjectionAction(str, Enum):
+class ObjectionAction(StrEnum):
     REGISTER = "REGISTER"
     WITHDRAW = "WITHDRAW"
 
 
-class LegalBasis(str, Enum):
+class LegalBasis(StrEnum):
     """Bases on which data may be shared without, or despite, consent."""
 
     CONSENT = "CONSENT"
@@ -109,24 +109,24 @@ class LegalBasis(str, Enum):
     BREAK_GLASS = "BREAK_GLASS"
 
 
-class Relationship(str, Enum):
+class Relationship(StrEnum):
     LEGITIMATE = "LEGITIMATE"  # member of the care team for this patient
     NONE = "NONE"
     BREAK_GLASS = "BREAK_GLASS"
 
 
-class HiddenField(str, Enum):
+class HiddenField(StrEnum):
     LOCATION = "LOCATION"
     IDENTITY = "IDENTITY"
     CONTACT = "CONTACT"
 
 
-class ShieldingAction(str, Enum):
+class ShieldingAction(StrEnum):
     SET = "SET"
     CLEAR = "CLEAR"
 
 
-class BreachSeverity(str, Enum):
+class BreachSeverity(StrEnum):
     """HSCIC IG SIRI severity (June 2013)."""
 
     LEVEL_0 = "LEVEL_0"
@@ -134,7 +134,7 @@ class BreachSeverity(str, Enum):
     LEVEL_2 = "LEVEL_2"
 
 
-class KeyAction(str, Enum):
+class KeyAction(StrEnum):
     REGISTER = "REGISTER"
     ROTATE = "ROTATE"
     REVOKE = "REVOKE"

@@ -1,0 +1,119 @@
+"""``consent-broker``: the core's command line (infrastructure, topics, pipeline, audit, reports)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from broker import __version__
+from broker.infra import Infra, InfraConfig, InfraError
+from broker.topics import TopicNames, create_topics, describe_topics
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine on uvloop (installed here, at the entry point only)."""
+    import uvloop
+
+    return uvloop.run(coro)
+
+
+def _infra(nodes: int | None, name: str | None) -> Infra:
+    return Infra(InfraConfig.from_env(nodes=nodes, name=name))
+
+
+@click.group()
+@click.version_option(__version__, prog_name="consent-broker")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (structured key=value).")
+def cli(verbose: bool) -> None:
+    """Consent and sharing-decision broker for health and social care (core)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+    )
+
+
+@cli.group()
+def infra() -> None:
+    """Local Kafka (KRaft) and Mosquitto started by the project (CONSENT_KAFKA_PORT, CONSENT_MQTT_PORT)."""
+
+
+_nodes_option = click.option(
+    "--nodes", type=click.Choice(["1", "3"]), default=None, help="Kafka brokers (1 or 3)."
+)
+_name_option = click.option("--name", default=None, help="Name of an independent stack (default: 'default').")
+
+
+@infra.command("up")
+@_nodes_option
+@_name_option
+def infra_up(nodes: str | None, name: str | None) -> None:
+    """Start Kafka and Mosquitto (fetching jars, installing Mosquitto on first use). Idempotent."""
+    stack = _infra(int(nodes) if nodes else None, name)
+    try:
+        seconds = stack.up()
+    except InfraError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(stack.status().render())
+    click.echo(f"ready in {seconds:.1f}s; bootstrap {stack.config.bootstrap}")
+
+
+@infra.command("down")
+@_nodes_option
+@_name_option
+def infra_down(nodes: str | None, name: str | None) -> None:
+    """Stop Kafka and Mosquitto; leaves no process behind (data is kept)."""
+    stopped = _infra(int(nodes) if nodes else None, name).down()
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@infra.command("status")
+@_nodes_option
+@_name_option
+def infra_status(nodes: str | None, name: str | None) -> None:
+    """Versions and health of each service; exit 1 if any is down."""
+    status = _infra(int(nodes) if nodes else None, name).status()
+    click.echo(status.render())
+    if not status.healthy:
+        sys.exit(1)
+
+
+@cli.group()
+def topics() -> None:
+    """Topic provisioning from the registry in broker/topics.py."""
+
+
+_bootstrap_option = click.option(
+    "--bootstrap", envvar="CONSENT_KAFKA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True
+)
+_prefix_option = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
+
+
+@topics.command("create")
+@_bootstrap_option
+@_prefix_option
+@click.option("--replication", type=int, default=1, show_default=True)
+def topics_create(bootstrap: str, prefix: str, replication: int) -> None:
+    """Create every topic the product uses (idempotent)."""
+    created = run_async(create_topics(bootstrap, TopicNames(prefix), replication))
+    click.echo(f"created {len(created)} topic(s): {', '.join(created) if created else '(all existed)'}")
+
+
+@topics.command("describe")
+@_bootstrap_option
+@_prefix_option
+def topics_describe(bootstrap: str, prefix: str) -> None:
+    """Show partitions, replication and key configs of every registered topic."""
+    for name, info in run_async(describe_topics(bootstrap, TopicNames(prefix))).items():
+        click.echo(f"{name:<28} " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,91 @@
+"""A real Mosquitto broker on loopback, installed from Debian's packages when missing."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from broker.infra import process
+from broker.infra.errors import InfraError
+
+__all__ = ["MosquittoService", "ensure_installed", "version"]
+
+READY_TIMEOUT_S = 15.0
+
+CONFIG = """\
+# Written by consent-broker infra; edit the template in broker/infra/mosquitto.py.
+# Loopback only: agents on other hosts use the production config in deploy/mosquitto.conf.
+listener {port} 127.0.0.1
+allow_anonymous true
+# Persistent sessions and QoS 1 messages survive a broker restart.
+persistence true
+persistence_location {data}/
+autosave_interval 1
+max_queued_messages 100000
+max_inflight_messages 100
+message_size_limit 1048576
+log_dest stdout
+log_type error
+log_type warning
+user {user}
+"""
+
+
+def ensure_installed() -> str:
+    """Return the mosquitto binary, installing Debian's package when it is missing and we may."""
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, env=env)
+        result = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "mosquitto"],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if result.returncode == 0 and Path("/usr/sbin/mosquitto").exists():
+            return "/usr/sbin/mosquitto"
+    raise InfraError(
+        "Mosquitto not found: install it with 'sudo apt-get install -y mosquitto' (Debian/Ubuntu)"
+    )
+
+
+def version(binary: str) -> str:
+    result = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
+    first = (result.stdout or result.stderr).strip().splitlines()
+    return first[0] if first else "unknown"
+
+
+class MosquittoService:
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.pid_file = directory / "mosquitto.pid"
+        self.log_file = directory / "mosquitto.out"
+
+    def start(self) -> None:
+        binary = ensure_installed()
+        if process.is_running(self.pid_file):
+            return
+        data = self.directory / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "mosquitto.conf"
+        conf.write_text(CONFIG.format(port=self.port, data=data, user=getpass.getuser()))
+        process.start_detached([binary, "-c", str(conf)], self.pid_file, self.log_file, self.directory)
+        if not process.wait_for_port(self.port, READY_TIMEOUT_S, alive=self.pid_file):
+            tail = self.log_file.read_text(errors="replace").strip().splitlines()[-3:]
+            raise InfraError(f"Mosquitto did not start on 127.0.0.1:{self.port}: {' | '.join(tail)}")
+
+    def stop(self) -> bool:
+        return process.stop(self.pid_file, grace_s=10.0)
+
+    def running(self) -> bool:
+        return process.is_running(self.pid_file) and process.port_open(self.port)

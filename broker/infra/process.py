@@ -1,0 +1,102 @@
+"""Start, find and stop background service processes with pid files (no daemon manager needed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = ["is_running", "kill", "port_open", "start_detached", "stop", "wait_for_port"]
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, timeout_s: float, alive: Path | None = None) -> bool:
+    """Wait until ``port`` accepts connections; give up early if the process in ``alive`` died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return True
+        if alive is not None and not is_running(alive):
+            return False
+        time.sleep(0.2)
+    return False
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_running(pid_file: Path) -> bool:
+    """True if the pid in ``pid_file`` is alive and not a zombie."""
+    pid = _read_pid(pid_file)
+    if pid is None:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def start_detached(argv: list[str], pid_file: Path, log_file: Path, cwd: Path) -> int:
+    """Start ``argv`` in its own session (survives the caller), output to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop(pid_file: Path, grace_s: float = 30.0) -> bool:
+    """SIGTERM, wait up to ``grace_s``, then SIGKILL the whole process group. True if it was running."""
+    pid = _read_pid(pid_file)
+    if pid is None or not is_running(pid_file):
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and is_running(pid_file):
+        time.sleep(0.2)
+    if is_running(pid_file):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    # reap if it was our child (it normally is not: start_new_session detaches it)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def kill(pid_file: Path) -> None:
+    """kill -9 the process group in ``pid_file`` at once (fault injection)."""
+    pid = _read_pid(pid_file)
+    if pid is not None and is_running(pid_file):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and is_running(pid_file):
+            time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)

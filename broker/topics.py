@@ -1,0 +1,184 @@
+"""The single registry of every topic the product uses, and its provisioning through the admin API.
+
+Partition counts follow the keys: ingress is keyed by agent (order per agent), events, state and
+shielding by patient pseudonym (order per patient), keys and audit have one partition because their
+consumers need one total order (key history, audit hash chain).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+__all__ = [
+    "Topic",
+    "TopicNames",
+    "TopicProvisioningError",
+    "TopicSpec",
+    "create_topics",
+    "describe_topics",
+    "specs",
+]
+
+log = logging.getLogger(__name__)
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+YEAR_MS = 365 * 24 * 3600 * 1000
+
+
+class Topic(StrEnum):
+    INGRESS = "ingress"
+    EVENTS = "events"
+    STATE = "state"
+    SHIELDING = "shielding"
+    KEYS = "keys"
+    AUDIT = "audit"
+    DEADLETTER = "deadletter"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    topic: Topic
+    partitions: int
+    compacted: bool
+    retention_ms: int  # -1 = forever
+    doc: str
+
+    def configs(self, replication: int) -> dict[str, str]:
+        configs = {
+            "cleanup.policy": "compact" if self.compacted else "delete",
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(2 if replication >= 3 else 1),
+            "compression.type": "producer",
+        }
+        if self.compacted:
+            # keep the latest record per key forever; let the cleaner compact dirty segments promptly
+            configs["min.cleanable.dirty.ratio"] = "0.1"
+            configs["segment.ms"] = str(3600 * 1000)
+        return configs
+
+
+_SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        Topic.INGRESS, 6, False, WEEK_MS, "signed batches from agents and the MQTT bridge; key agent id"
+    ),
+    TopicSpec(Topic.EVENTS, 6, False, -1, "verified events with inclusion proofs; key patient pseudonym"),
+    TopicSpec(Topic.STATE, 6, True, -1, "authoritative consent state per patient (changelog); key pseudonym"),
+    TopicSpec(Topic.SHIELDING, 6, True, -1, "shielding flags per patient; key pseudonym"),
+    TopicSpec(Topic.KEYS, 1, True, -1, "operator-signed agent key lifecycle; key agent id"),
+    TopicSpec(Topic.AUDIT, 1, False, -1, "tamper-evident audit log (hash chain); one partition, one order"),
+    TopicSpec(
+        Topic.DEADLETTER, 3, False, 30 * 24 * 3600 * 1000, "rejected input with reason and source offset"
+    ),
+)
+
+
+def specs() -> tuple[TopicSpec, ...]:
+    return _SPECS
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Concrete topic names: ``<prefix>.<topic>`` (tests use a unique prefix each)."""
+
+    prefix: str = "consent"
+
+    def name(self, topic: Topic) -> str:
+        return f"{self.prefix}.{topic.value}"
+
+    @property
+    def ingress(self) -> str:
+        return self.name(Topic.INGRESS)
+
+    @property
+    def events(self) -> str:
+        return self.name(Topic.EVENTS)
+
+    @property
+    def state(self) -> str:
+        return self.name(Topic.STATE)
+
+    @property
+    def shielding(self) -> str:
+        return self.name(Topic.SHIELDING)
+
+    @property
+    def keys(self) -> str:
+        return self.name(Topic.KEYS)
+
+    @property
+    def audit(self) -> str:
+        return self.name(Topic.AUDIT)
+
+    @property
+    def deadletter(self) -> str:
+        return self.name(Topic.DEADLETTER)
+
+
+async def create_topics(
+    bootstrap: str, names: TopicNames, replication: int = 1, partitions: dict[Topic, int] | None = None
+) -> list[str]:
+    """Create every registered topic that does not exist yet; returns the names created."""
+    wanted = [
+        NewTopic(
+            names.name(s.topic),
+            (partitions or {}).get(s.topic, s.partitions),
+            replication,
+            topic_configs=s.configs(replication),
+        )
+        for s in _SPECS
+    ]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        response = await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+    created: list[str] = []
+    for name, code, *rest in response.topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != TopicAlreadyExistsError.errno:
+            message = rest[0] if rest else ""
+            raise TopicProvisioningError(f"could not create topic {name}: error {code} {message}")
+    log.info("topics created=%d", len(created))
+    return created
+
+
+class TopicProvisioningError(Exception):
+    """The broker refused to create a topic for a reason other than that it exists."""
+
+    reason = "TOPIC_PROVISIONING"
+
+
+async def describe_topics(bootstrap: str, names: TopicNames) -> dict[str, dict[str, str | int]]:
+    """Partition count, replication factor and selected configs of every registered topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        topic_names = [names.name(s.topic) for s in _SPECS]
+        described = await admin.describe_topics(topic_names)
+        result: dict[str, dict[str, str | int]] = {}
+        for t in described:
+            parts = t["partitions"]
+            result[t["topic"]] = {
+                "partitions": len(parts),
+                "replication": len(parts[0]["replicas"]) if parts else 0,
+            }
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n) for n in topic_names]
+        )
+        for response in responses:
+            for resource in response.resources:
+                name = resource[3]
+                for entry in resource[4]:
+                    if entry[0] in ("cleanup.policy", "min.insync.replicas", "retention.ms"):
+                        result.setdefault(name, {})[entry[0]] = entry[1]
+        return result
+    finally:
+        await admin.close()
