@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from broker import __version__
 from broker.infra import Infra, InfraConfig, InfraError
+from broker.settings import STAGES, CoreSettings, SettingsError
 from broker.topics import TopicNames, create_topics, describe_topics
 
 __all__ = ["main"]
@@ -45,9 +48,7 @@ def infra() -> None:
     """Local Kafka (KRaft) and Mosquitto started by the project (CONSENT_KAFKA_PORT, CONSENT_MQTT_PORT)."""
 
 
-_nodes_option = click.option(
-    "--nodes", type=click.Choice(["1", "3"]), default=None, help="Kafka brokers (1 or 3)."
-)
+_nodes_option = click.option("--nodes", type=click.Choice(["1", "3"]), default=None, help="Kafka brokers (1 or 3).")
 _name_option = click.option("--name", default=None, help="Name of an independent stack (default: 'default').")
 
 
@@ -115,5 +116,33 @@ def topics_describe(bootstrap: str, prefix: str) -> None:
         click.echo(f"{name:<28} " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
 
 
+@cli.command("run")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--stages", default=None, help="Comma-separated subset of: " + ", ".join(STAGES))
+@click.option("--bootstrap", envvar="CONSENT_KAFKA_BOOTSTRAP", default=None)
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+def run_core(config: Path | None, stages: str | None, bootstrap: str | None, metrics_port: int | None) -> None:
+    """Run core stages on uvloop until SIGTERM/SIGINT (finish the batch, commit, close)."""
+    from broker.runtime import Core
+
+    try:
+        settings = CoreSettings.load(config, stages=stages, bootstrap=bootstrap, metrics_port=metrics_port)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_async(Core(settings).run_until_stopped())
+
+
+def _register_commands() -> None:
+    """Commands contributed by feature modules: broker/commands/<name>.py exposing ``command``."""
+    import pkgutil
+
+    import broker.commands
+
+    for info in pkgutil.iter_modules(broker.commands.__path__):
+        module = importlib.import_module(f"broker.commands.{info.name}")
+        cli.add_command(module.command)
+
+
 def main() -> None:
+    _register_commands()
     cli()

@@ -39,6 +39,7 @@ class Topic(StrEnum):
     KEYS = "keys"
     AUDIT = "audit"
     DEADLETTER = "deadletter"
+    CHAIN = "chain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +65,14 @@ class TopicSpec:
 
 
 _SPECS: tuple[TopicSpec, ...] = (
-    TopicSpec(
-        Topic.INGRESS, 6, False, WEEK_MS, "signed batches from agents and the MQTT bridge; key agent id"
-    ),
+    TopicSpec(Topic.INGRESS, 6, False, WEEK_MS, "signed batches from agents and the MQTT bridge; key agent id"),
     TopicSpec(Topic.EVENTS, 6, False, -1, "verified events with inclusion proofs; key patient pseudonym"),
     TopicSpec(Topic.STATE, 6, True, -1, "authoritative consent state per patient (changelog); key pseudonym"),
     TopicSpec(Topic.SHIELDING, 6, True, -1, "shielding flags per patient; key pseudonym"),
     TopicSpec(Topic.KEYS, 1, True, -1, "operator-signed agent key lifecycle; key agent id"),
     TopicSpec(Topic.AUDIT, 1, False, -1, "tamper-evident audit log (hash chain); one partition, one order"),
-    TopicSpec(
-        Topic.DEADLETTER, 3, False, 30 * 24 * 3600 * 1000, "rejected input with reason and source offset"
-    ),
+    TopicSpec(Topic.CHAIN, 6, True, -1, "verifier cursor per agent (changelog); co-partitioned with ingress"),
+    TopicSpec(Topic.DEADLETTER, 3, False, 30 * 24 * 3600 * 1000, "rejected input with reason and source offset"),
 )
 
 
@@ -114,6 +112,10 @@ class TopicNames:
     @property
     def audit(self) -> str:
         return self.name(Topic.AUDIT)
+
+    @property
+    def chain(self) -> str:
+        return self.name(Topic.CHAIN)
 
     @property
     def deadletter(self) -> str:
@@ -170,9 +172,7 @@ async def describe_topics(bootstrap: str, names: TopicNames) -> dict[str, dict[s
                 "partitions": len(parts),
                 "replication": len(parts[0]["replicas"]) if parts else 0,
             }
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n) for n in topic_names]
-        )
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in topic_names])
         for response in responses:
             for resource in response.resources:
                 name = resource[3]

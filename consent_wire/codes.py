@@ -24,8 +24,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
-    "ACT_REASON_SYSTEM",
     "ACT_CODE_SYSTEM",
+    "ACT_REASON_SYSTEM",
     "BreachSeverity",
     "ConsentDirective",
     "DataClass",

@@ -15,6 +15,7 @@ Tree::
     |   +-- OversizeError          OVERSIZE
     |   +-- BadUtf8Error           BAD_UTF8
     |   +-- SchemaMismatchError    SCHEMA_MISMATCH
+    |   +-- MalformedBatchError    MALFORMED_BATCH
     +-- TrustError                 authenticity failures
     |   +-- BadSignatureError      BAD_SIGNATURE
     |   +-- PayloadTypeError       WRONG_PAYLOAD_TYPE
@@ -30,6 +31,7 @@ Tree::
         +-- InvalidNhsNumberError  INVALID_NHS_NUMBER
         +-- InvalidCodeError       INVALID_CODE
         +-- InvalidFhirError       INVALID_FHIR
+        +-- InvalidKeyEventError   INVALID_KEY_EVENT
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ __all__ = [
     "DecodeError",
     "InvalidCodeError",
     "InvalidFhirError",
+    "InvalidKeyEventError",
     "InvalidNhsNumberError",
+    "MalformedBatchError",
     "OversizeError",
     "PayloadTypeError",
     "ReplayError",
@@ -54,8 +58,8 @@ __all__ = [
     "SequenceError",
     "SequenceGapError",
     "SequenceRegressionError",
-    "TrustError",
     "TruncatedError",
+    "TrustError",
     "UnknownKeyError",
     "UnknownSchemaError",
     "ValidationError",
@@ -103,6 +107,13 @@ class BadUtf8Error(DecodeError):
 
 class SchemaMismatchError(DecodeError):
     reason = "SCHEMA_MISMATCH"
+
+
+class MalformedBatchError(DecodeError):
+    """A batch that decodes but is not a valid batch: empty, too many events, or events
+    that do not carry the batch's agent id and consecutive sequence numbers."""
+
+    reason = "MALFORMED_BATCH"
 
 
 class TrustError(WireError):
@@ -164,3 +175,9 @@ class InvalidCodeError(ValidationError):
 
 class InvalidFhirError(ValidationError):
     reason = "INVALID_FHIR"
+
+
+class InvalidKeyEventError(ValidationError):
+    """A well-signed key event that cannot apply: e.g. ROTATE of an agent with no key."""
+
+    reason = "INVALID_KEY_EVENT"

@@ -55,6 +55,7 @@ class ConsentDecision:
     period_start_ms: int | None = None
     period_end_ms: int | None = None  # exclusive; None = open-ended
     recorded_by_role: str = ""
+    policy_ref: str | None = None  # data sharing agreement / consent form reference (rec. 20); Event v2
 
 
 @dataclass(frozen=True, slots=True)

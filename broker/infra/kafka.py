@@ -133,10 +133,7 @@ class KafkaNode:
 
 def node_layout(root: Path, base_port: int, nodes: int) -> list[KafkaNode]:
     """Node i listens on base_port + 2i (clients) and base_port + 2i + 1 (controller)."""
-    return [
-        KafkaNode(i + 1, base_port + 2 * i, base_port + 2 * i + 1, root / f"kafka-{i + 1}")
-        for i in range(nodes)
-    ]
+    return [KafkaNode(i + 1, base_port + 2 * i, base_port + 2 * i + 1, root / f"kafka-{i + 1}") for i in range(nodes)]
 
 
 def java_path() -> str:
@@ -178,14 +175,10 @@ def format_nodes(libs: Path, nodes: list[KafkaNode]) -> None:
             continue
         # with several controllers each node takes its directory id from its own --initial-controllers entry
         mode = ["--standalone"] if len(nodes) == 1 else ["--initial-controllers", initial]
-        argv = java_argv(
-            libs, node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *mode
-        )
+        argv = java_argv(libs, node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *mode)
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise InfraError(
-                f"kafka storage format failed for node {node.node_id}: {result.stdout}{result.stderr}"
-            )
+            raise InfraError(f"kafka storage format failed for node {node.node_id}: {result.stdout}{result.stderr}")
 
 
 def start_node(libs: Path, node: KafkaNode) -> None:
@@ -197,11 +190,7 @@ def start_node(libs: Path, node: KafkaNode) -> None:
 
 def wait_ready(node: KafkaNode, timeout_s: float = READY_TIMEOUT_S) -> None:
     if not process.wait_for_port(node.port, timeout_s, alive=node.pid_file):
-        tail = (
-            node.log_file.read_text(errors="replace").strip().splitlines()[-5:]
-            if node.log_file.exists()
-            else []
-        )
+        tail = node.log_file.read_text(errors="replace").strip().splitlines()[-5:] if node.log_file.exists() else []
         raise InfraError(
             f"Kafka node {node.node_id} not ready on 127.0.0.1:{node.port} within {timeout_s:.0f}s; "
             f"log {node.log_file}: {' | '.join(tail)}"

@@ -78,10 +78,7 @@ class InfraStatus:
         return all(s.running for s in self.services)
 
     def render(self) -> str:
-        lines = [
-            f"{s.name:<12} {'up' if s.running else 'down':<5} {s.address:<22} {s.version}"
-            for s in self.services
-        ]
+        lines = [f"{s.name:<12} {'up' if s.running else 'down':<5} {s.address:<22} {s.version}" for s in self.services]
         return "\n".join(lines)
 
 
@@ -143,8 +140,6 @@ class Infra:
         except InfraError:
             mqtt_version = "not installed"
         services.append(
-            ServiceStatus(
-                "mosquitto", self.mqtt.running(), f"127.0.0.1:{self.config.mqtt_port}", mqtt_version
-            )
+            ServiceStatus("mosquitto", self.mqtt.running(), f"127.0.0.1:{self.config.mqtt_port}", mqtt_version)
         )
         return InfraStatus(tuple(services))

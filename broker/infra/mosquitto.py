@@ -36,9 +36,7 @@ user {user}
 
 def ensure_installed() -> str:
     """Return the mosquitto binary, installing Debian's package when it is missing and we may."""
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
@@ -53,9 +51,7 @@ def ensure_installed() -> str:
         )
         if result.returncode == 0 and Path("/usr/sbin/mosquitto").exists():
             return "/usr/sbin/mosquitto"
-    raise InfraError(
-        "Mosquitto not found: install it with 'sudo apt-get install -y mosquitto' (Debian/Ubuntu)"
-    )
+    raise InfraError("Mosquitto not found: install it with 'sudo apt-get install -y mosquitto' (Debian/Ubuntu)")
 
 
 def version(binary: str) -> str:

@@ -9,9 +9,7 @@ import pytest
 from broker.infra import Infra, InfraConfig, InfraError, kafka
 
 
-def test_missing_java_fails_in_one_line_naming_the_install(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_missing_java_fails_in_one_line_naming_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(kafka.shutil, "which", lambda name: None)
     with pytest.raises(InfraError) as info:
         Infra(InfraConfig(cache_dir=tmp_path)).up()

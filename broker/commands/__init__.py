@@ -1,0 +1,1 @@
+"""Feature commands registered on ``consent-broker`` (each module exposes ``command``)."""

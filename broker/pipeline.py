@@ -1,0 +1,155 @@
+"""Stage logics for the verifier and the reconciler: adapt the pure cores to :class:`TransactionalStage`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from broker.keys_follower import KeysFollower
+from broker.reconcile import Outcome, Reconciler
+from broker.stage import Output
+from broker.topics import TopicNames
+from broker.verifier import Cursor, DeadLetter, VerifierCore
+from consent_wire.errors import WireError
+from consent_wire.signing import decode_verified_event, encode_verified_event
+
+__all__ = ["ReconcilerLogic", "VerifierLogic", "dead_letter"]
+
+
+def dead_letter(topic: str, source_topic: str, partition: int, letter: DeadLetter, stage: str) -> Output:
+    """Value: the original bytes, untouched. Headers: reason code, message, source topic/partition/offset."""
+    headers = (
+        ("reason", letter.reason.encode()),
+        ("message", letter.message.encode()),
+        ("source", f"{source_topic}/{partition}/{letter.offset}".encode()),
+        ("stage", stage.encode()),
+        ("agent", letter.agent_id.encode()),
+    )
+    key = letter.agent_id.encode() if letter.agent_id else None
+    return Output(topic, letter.data, key, None, headers, reject_reason=letter.reason)
+
+
+class VerifierLogic:
+    """ingress (key agent) -> events (key patient) + deadletter; cursor changelog co-partitioned with ingress."""
+
+    name = "verifier"
+
+    def __init__(self, topics: TopicNames, core: VerifierCore, keys: KeysFollower | None = None) -> None:
+        self.topics = topics
+        self.core = core
+        self.keys = keys
+        self.input_topic = topics.ingress
+        self.changelog_topic: str | None = topics.chain
+        self._agents: dict[int, set[str]] = {}  # partition -> agents whose cursors it holds
+
+    async def prepare(self) -> None:
+        """Apply key events that arrived since the last batch, so a new registration is honoured."""
+        if self.keys is not None:
+            await self.keys.poll(timeout_ms=0)
+
+    def restore(self, partition: int, key: bytes, value: bytes) -> None:
+        self.core.restore(value)
+        self._agents.setdefault(partition, set()).add(key.decode())
+
+    def forget(self, partition: int) -> None:
+        self.core.forget(self._agents.pop(partition, set()))
+
+    def size(self) -> int:
+        return len(self.core.cursors)
+
+    def process(self, partition: int, records: Sequence[Any], now_ms: int) -> list[Output]:
+        outputs: list[Output] = []
+        changed: set[str] = set()
+        for record in records:
+            result = self.core.process(record.value or b"", record.offset, now_ms)
+            for ve in result.accepted:
+                key = (ve.event.patient_key or f"site:{ve.event.site}").encode()
+                outputs.append(Output(self.topics.events, encode_verified_event(ve), key))
+            outputs.extend(self._letters(partition, result.rejected))
+            changed |= result.changed
+        outputs.extend(self._cursors(partition, changed))
+        return outputs
+
+    def tick(self, now_ms: int) -> dict[int, list[Output]]:
+        result = self.core.expire(now_ms)
+        by_partition: dict[int, list[Output]] = {}
+        for partition, agents in self._agents.items():
+            letters = [d for d in result.rejected if d.agent_id in agents]
+            if letters:
+                by_partition[partition] = [
+                    *self._letters(partition, letters),
+                    *self._cursors(partition, result.changed & agents),
+                ]
+        return by_partition
+
+    def _letters(self, partition: int, letters: list[DeadLetter]) -> list[Output]:
+        return [dead_letter(self.topics.deadletter, self.input_topic, partition, d, self.name) for d in letters]
+
+    def _cursors(self, partition: int, agents: set[str]) -> list[Output]:
+        known = self._agents.setdefault(partition, set())
+        known |= agents
+        cursors: list[Cursor] = [self.core.cursors[a] for a in sorted(agents) if a in self.core.cursors]
+        return [Output(self.topics.chain, c.to_bytes(), c.agent_id.encode(), partition) for c in cursors]
+
+
+class ReconcilerLogic:
+    """events (key patient) -> state + shielding (compacted, co-partitioned) + deadletter."""
+
+    name = "reconciler"
+
+    def __init__(self, topics: TopicNames, core: Reconciler | None = None) -> None:
+        self.topics = topics
+        self.core = core or Reconciler()
+        self.input_topic = topics.events
+        self.changelog_topic: str | None = topics.state
+        self._keys: dict[int, set[str]] = {}
+
+    async def prepare(self) -> None:
+        return None
+
+    def restore(self, partition: int, key: bytes, value: bytes) -> None:
+        patient = key.decode()
+        self.core.restore(patient, value)
+        self._keys.setdefault(partition, set()).add(patient)
+
+    def forget(self, partition: int) -> None:
+        self.core.forget(self._keys.pop(partition, set()))
+
+    def size(self) -> int:
+        return len(self.core)
+
+    def process(self, partition: int, records: Sequence[Any], now_ms: int) -> list[Output]:
+        outputs: list[Output] = []
+        touched: dict[str, None] = {}
+        shielding: dict[str, bytes] = {}
+        for record in records:
+            try:
+                ve = decode_verified_event(record.value or b"")
+            except WireError as exc:
+                letter = DeadLetter(exc.reason, exc.message, record.value or b"", record.offset)
+                outputs.append(dead_letter(self.topics.deadletter, self.input_topic, partition, letter, self.name))
+                continue
+            result = self.core.process(ve.event, (partition, record.offset))
+            if result.outcome is Outcome.APPLIED:
+                touched[result.patient_key] = None
+                if result.shielding_bytes is not None:
+                    shielding[result.patient_key] = result.shielding_bytes
+            elif result.outcome is Outcome.REJECTED:
+                letter = DeadLetter(
+                    result.reason or "REJECTED",
+                    f"event {ve.event.event_id} from agent {ve.agent_id!r} was not applied",
+                    record.value or b"",
+                    record.offset,
+                    ve.agent_id,
+                )
+                outputs.append(dead_letter(self.topics.deadletter, self.input_topic, partition, letter, self.name))
+        self._keys.setdefault(partition, set()).update(touched)
+        for key in touched:
+            state = self.core.state(key).to_bytes()
+            outputs.append(Output(self.topics.state, state, key.encode(), partition))
+        for key, value in shielding.items():
+            outputs.append(Output(self.topics.shielding, value, key.encode(), partition))
+        return outputs
+
+    def tick(self, now_ms: int) -> dict[int, list[Output]]:
+        return {}

@@ -1,0 +1,88 @@
+"""Runs the chosen core stages in one process on one event loop, with clean shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from prometheus_client import start_http_server
+
+from broker.keys_follower import KeysFollower
+from broker.pipeline import ReconcilerLogic, VerifierLogic
+from broker.settings import CoreSettings, SettingsError
+from broker.stage import StageConfig, TransactionalStage
+from broker.topics import TopicNames
+from broker.verifier import VerifierCore
+from consent_wire.keys import KeyRegistry
+
+__all__ = ["Core"]
+
+log = logging.getLogger(__name__)
+
+
+class Core:
+    """Owns every task it starts; ``stop`` lets each stage finish its batch, commit and close."""
+
+    def __init__(self, settings: CoreSettings) -> None:
+        self.settings = settings
+        self.topics = TopicNames(settings.topic_prefix)
+        self.stop_event = asyncio.Event()
+        self.stages: dict[str, TransactionalStage] = {}
+        self._keys: KeysFollower | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _stage_config(self, name: str) -> StageConfig:
+        s = self.settings
+        return StageConfig(s.bootstrap, f"{s.app_id}.{name}", s.app_id)
+
+    async def start(self) -> None:
+        s = self.settings
+        if "verifier" in s.stages:
+            if not s.root_public_key_hex:
+                raise SettingsError("the verifier needs root_public_key_hex (CONSENT_ROOT_PUBLIC_KEY_HEX)")
+            root = Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
+            registry = KeyRegistry(root)
+            self._keys = KeysFollower(s.bootstrap, self.topics.keys, registry)
+            await self._keys.start()
+            core = VerifierCore(registry, gap_timeout_ms=s.gap_timeout_ms)
+            self.stages["verifier"] = TransactionalStage(
+                self._stage_config("verifier"), VerifierLogic(self.topics, core, self._keys)
+            )
+        if "reconciler" in s.stages:
+            self.stages["reconciler"] = TransactionalStage(
+                self._stage_config("reconciler"), ReconcilerLogic(self.topics)
+            )
+        for name in s.stages:
+            if name not in ("verifier", "reconciler"):
+                # optional services (bridge, api) live in broker/service_<name>.py: start_service(core) -> tasks
+                module = importlib.import_module(f"broker.service_{name}")
+                self._tasks.extend(await module.start_service(self))
+        if s.metrics_port:
+            start_http_server(s.metrics_port, addr="127.0.0.1")
+        for name, stage in self.stages.items():
+            self._tasks.append(asyncio.create_task(stage.run(self.stop_event), name=f"stage-{name}"))
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in self.stages.values())), timeout_s)
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        await self.start()
+        log.info("core started stages=%s", ",".join(self.stages))
+        await self.stop_event.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=30)
+        if self._keys is not None:
+            await self._keys.stop()
+        log.info("core stopped")

@@ -1,0 +1,268 @@
+"""A consume-transform-produce stage with Kafka transactions: the I/O shell around a pure core.
+
+Effectively-once (DESIGN.md section 5): each input partition has its own transactional producer
+(transactional id ``<app>.<stage>.<partition>``), so when a partition moves to another instance
+the new owner's ``init_transactions`` fences the old one and aborts its open transaction. Outputs,
+the partition's changelog records and the consumer offset commit in one transaction; readers use
+``read_committed``. On assignment, and after any failed transaction, the partition's in-memory
+state is rebuilt from its co-partitioned compacted changelog before processing resumes, so a
+kill -9 at any moment neither loses nor re-applies an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = ["Output", "StageConfig", "StageLogic", "TransactionalStage"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_IN = Counter("broker_stage_records_in_total", "Records consumed", ["stage"])
+EVENTS_OUT = Counter("broker_stage_records_out_total", "Records produced", ["stage", "topic"])
+REJECTS = Counter("broker_stage_rejects_total", "Records dead-lettered", ["stage", "reason"])
+BATCH_SECONDS = Histogram(
+    "broker_stage_batch_seconds", "Process + transaction time per partition batch", ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)  # fmt: skip
+LAG = Gauge("broker_stage_consumer_lag_records", "High-water mark minus position", ["stage", "partition"])
+STATE_SIZE = Gauge("broker_stage_state_entries", "Entries held in memory", ["stage"])
+TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions aborted and re-driven", ["stage"])
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    reject_reason: str | None = None  # counted in metrics when set
+
+
+class StageLogic(Protocol):
+    """The pure part a stage drives. Implementations keep per-partition state in memory."""
+
+    name: str
+    input_topic: str
+    changelog_topic: str | None
+
+    async def prepare(self) -> None: ...
+
+    def restore(self, partition: int, key: bytes, value: bytes) -> None: ...
+
+    def forget(self, partition: int) -> None: ...
+
+    def process(self, partition: int, records: Sequence[Any], now_ms: int) -> list[Output]: ...
+
+    def tick(self, now_ms: int) -> dict[int, list[Output]]: ...
+
+    def size(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StageConfig:
+    bootstrap: str
+    group_id: str
+    transactional_prefix: str
+    max_records: int = 5000  # per getmany: amortises one transaction over many records
+    poll_timeout_ms: int = 100
+    linger_ms: int = 5
+    compression: str | None = "lz4"
+    transaction_timeout_ms: int = 60_000
+    tick_interval_s: float = 1.0
+    client_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: TransactionalStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.stage._revoke([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.stage._assign([tp.partition for tp in assigned])
+
+
+class TransactionalStage:
+    def __init__(self, config: StageConfig, logic: StageLogic) -> None:
+        self.config = config
+        self.logic = logic
+        self.producers: dict[int, AIOKafkaProducer] = {}
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._last_tick = time.monotonic()
+        self._next_offset: dict[int, int] = {}
+        self.ready = asyncio.Event()  # set once the first assignment is restored
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.config.bootstrap,
+            group_id=self.config.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **self.config.client_kwargs,
+        )
+        self._consumer = consumer
+        consumer.subscribe([self.logic.input_topic], listener=_Listener(self))
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(
+                    timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
+                )
+                async with self._lock:
+                    if batches:
+                        await self.logic.prepare()
+                    for tp, records in batches.items():
+                        if tp.partition in self.producers and records:
+                            await self._handle(tp, records)
+                    await self._maybe_tick()
+                    self._update_gauges(consumer)
+        finally:
+            async with self._lock:
+                await consumer.stop()
+                for partition in list(self.producers):
+                    await self._close_producer(partition)
+            log.info("stage=%s stopped", self.logic.name)
+
+    async def _handle(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        EVENTS_IN.labels(self.logic.name).inc(len(records))
+        outputs = self.logic.process(tp.partition, records, int(time.time() * 1000))
+        ok = await self._transact(tp.partition, outputs, {tp: records[-1].offset + 1})
+        self._next_offset[tp.partition] = records[-1].offset + 1
+        if not ok:
+            await self._recover(tp)
+        BATCH_SECONDS.labels(self.logic.name).observe(time.perf_counter() - started)
+
+    async def _maybe_tick(self) -> None:
+        if time.monotonic() - self._last_tick < self.config.tick_interval_s:
+            return
+        self._last_tick = time.monotonic()
+        for partition, outputs in self.logic.tick(int(time.time() * 1000)).items():
+            if outputs and partition in self.producers:
+                await self._transact(partition, outputs, None)
+
+    async def _transact(self, partition: int, outputs: list[Output], offsets: dict[TopicPartition, int] | None) -> bool:
+        producer = self.producers[partition]
+        try:
+            await producer.begin_transaction()
+            futures = [
+                await producer.send(o.topic, o.value, key=o.key, partition=o.partition, headers=list(o.headers))
+                for o in outputs
+            ]
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.config.group_id)
+            await producer.commit_transaction()
+            await asyncio.gather(*futures)
+        except ProducerFenced:
+            log.warning("stage=%s partition=%d fenced by a newer owner", self.logic.name, partition)
+            await self._close_producer(partition)
+            self.logic.forget(partition)
+            return True  # no longer ours: nothing to recover
+        except KafkaError as exc:
+            log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
+            TXN_ABORTS.labels(self.logic.name).inc()
+            with contextlib.suppress(KafkaError):
+                await producer.abort_transaction()
+            return False
+        for o in outputs:
+            EVENTS_OUT.labels(self.logic.name, o.topic).inc()
+            if o.reject_reason:
+                REJECTS.labels(self.logic.name, o.reject_reason).inc()
+        return True
+
+    async def _recover(self, tp: TopicPartition) -> None:
+        """After an aborted transaction: new producer, state from the changelog, rewind to committed."""
+        await self._close_producer(tp.partition)
+        self.logic.forget(tp.partition)
+        await self._open_partition(tp.partition)
+        assert self._consumer is not None
+        committed = await self._consumer.committed(tp)
+        if committed is None:
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, committed)
+
+    async def _assign(self, partitions: list[int]) -> None:
+        async with self._lock:
+            for partition in partitions:
+                if partition not in self.producers:
+                    await self._open_partition(partition)
+            log.info("stage=%s assigned=%s", self.logic.name, sorted(self.producers))
+        self.ready.set()
+
+    async def _revoke(self, partitions: list[int]) -> None:
+        async with self._lock:
+            for partition in partitions:
+                await self._close_producer(partition)
+                self.logic.forget(partition)
+
+    async def _open_partition(self, partition: int) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap,
+            transactional_id=f"{self.config.transactional_prefix}.{self.logic.name}.{partition}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=self.config.linger_ms,
+            compression_type=self.config.compression,
+            transaction_timeout_ms=self.config.transaction_timeout_ms,
+            max_batch_size=1024 * 1024,
+            **self.config.client_kwargs,
+        )
+        await producer.start()  # init_transactions: fences the previous owner, aborts its open txn
+        self.producers[partition] = producer
+        if self.logic.changelog_topic is not None:
+            await self._restore(partition)
+
+    async def _restore(self, partition: int) -> None:
+        assert self.logic.changelog_topic is not None
+        tp = TopicPartition(self.logic.changelog_topic, partition)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.config.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            **self.config.client_kwargs,
+        )
+        await reader.start()
+        restored = 0
+        try:
+            reader.assign([tp])
+            await reader.seek_to_beginning(tp)
+            end = (await reader.end_offsets([tp]))[tp]
+            while await reader.position(tp) < end:
+                for records in (await reader.getmany(tp, timeout_ms=500, max_records=10_000)).values():
+                    for record in records:
+                        if record.key is not None and record.value is not None:
+                            self.logic.restore(partition, record.key, record.value)
+                            restored += 1
+        finally:
+            await reader.stop()
+        log.info("stage=%s partition=%d restored=%d", self.logic.name, partition, restored)
+
+    async def _close_producer(self, partition: int) -> None:
+        producer = self.producers.pop(partition, None)
+        if producer is not None:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+
+    def _update_gauges(self, consumer: AIOKafkaConsumer) -> None:
+        STATE_SIZE.labels(self.logic.name).set(self.logic.size())
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = self._next_offset.get(tp.partition)
+            if highwater is not None and position is not None:
+                LAG.labels(self.logic.name, str(tp.partition)).set(max(0, highwater - position))

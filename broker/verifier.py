@@ -1,0 +1,250 @@
+"""The verifier's pure core: signed batches in, verified events and dead letters out.
+
+Per agent it keeps a :class:`Cursor` (next expected sequence, hash of the last accepted event,
+a short window of recent hashes, and batches held while a gap is open). The cursor is persisted by
+the stage to a compacted changelog in the same Kafka transaction as the outputs, so a restart
+resumes exactly where the last committed transaction left off.
+
+Rules (DESIGN.md section 3):
+- every event in a batch is checked against the agent's chain: ``seq`` below the cursor is a
+  **replay** when its hash matches what was accepted (or is older than the window) and a
+  **sequence regression** when it differs; ``prev_hash`` must equal the last accepted hash
+  (**chain break**); ``seq`` above the cursor opens a **gap**: the batch is held (bounded count and
+  time) until the missing events arrive; a gap open longer than ``gap_timeout_ms`` is reported once
+  with ``GAP_TIMEOUT`` (the batch stays held: reporting never loses it); beyond ``max_held`` batches
+  the newest is dead-lettered with ``SEQUENCE_GAP`` for the operator to re-drive.
+- dedupe is on (agent, seq), never on signature bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from consent_wire.errors import (
+    ChainBreakError,
+    ReplayError,
+    SequenceGapError,
+    SequenceRegressionError,
+    WireError,
+)
+from consent_wire.signing import KeyResolver, VerifiedEvent, verify_batch
+
+__all__ = ["Cursor", "DeadLetter", "VerifierCore", "VerifyResult"]
+
+ZERO_HASH = bytes(32)
+# Hashes of the last events accepted per agent, to tell a replay from a regression. 64 covers a few
+# batches of re-sent events after an agent restart and keeps the cursor record about 3 KB.
+HASH_WINDOW = 64
+GAP_TIMEOUT_MS = 30_000  # an agent's in-order resend after reconnect normally closes a gap in seconds
+MAX_HELD = 32  # batches held per agent while a gap is open (~32 MB worst case at 1 MB batches)
+
+
+@dataclass(slots=True)
+class HeldBatch:
+    first_seq: int
+    offset: int
+    held_since_ms: int
+    data: bytes
+    reported: bool = False
+
+
+@dataclass(slots=True)
+class Cursor:
+    agent_id: str
+    next_seq: int = 1
+    last_hash: bytes = ZERO_HASH
+    recent: dict[int, bytes] = field(default_factory=dict)  # seq -> event hash (last HASH_WINDOW)
+    held: list[HeldBatch] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "agent_id": self.agent_id,
+                "next_seq": self.next_seq,
+                "last_hash": self.last_hash.hex(),
+                "recent": {str(k): v.hex() for k, v in sorted(self.recent.items())},
+                "held": [
+                    {
+                        "first_seq": h.first_seq,
+                        "offset": h.offset,
+                        "since": h.held_since_ms,
+                        "reported": h.reported,
+                        "data": base64.b64encode(h.data).decode(),
+                    }
+                    for h in self.held
+                ],
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    @staticmethod
+    def from_bytes(data: bytes) -> Cursor:
+        raw: dict[str, Any] = orjson.loads(data)
+        return Cursor(
+            raw["agent_id"],
+            raw["next_seq"],
+            bytes.fromhex(raw["last_hash"]),
+            {int(k): bytes.fromhex(v) for k, v in raw["recent"].items()},
+            [
+                HeldBatch(h["first_seq"], h["offset"], h["since"], base64.b64decode(h["data"]), h["reported"])
+                for h in raw["held"]
+            ],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    message: str
+    data: bytes  # the original bytes, exactly as received
+    offset: int  # source offset in the ingress partition
+    agent_id: str = ""
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    accepted: list[VerifiedEvent] = field(default_factory=list)
+    rejected: list[DeadLetter] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)  # agent ids whose cursor changed
+
+
+class VerifierCore:
+    """Pure: no I/O, no clock (``now_ms`` is passed in)."""
+
+    def __init__(
+        self, registry: KeyResolver, *, gap_timeout_ms: int = GAP_TIMEOUT_MS, max_held: int = MAX_HELD
+    ) -> None:
+        self.registry = registry
+        self.gap_timeout_ms = gap_timeout_ms
+        self.max_held = max_held
+        self.cursors: dict[str, Cursor] = {}
+
+    def restore(self, cursor_bytes: bytes) -> None:
+        cursor = Cursor.from_bytes(cursor_bytes)
+        self.cursors[cursor.agent_id] = cursor
+
+    def forget(self, agent_ids: Iterable[str]) -> None:
+        for agent in agent_ids:
+            self.cursors.pop(agent, None)
+
+    def process(self, data: bytes, offset: int, now_ms: int) -> VerifyResult:
+        result = VerifyResult()
+        self._process(data, offset, now_ms, result)
+        return result
+
+    def expire(self, now_ms: int) -> VerifyResult:
+        """Report gaps open longer than the timeout (once each); held batches stay held."""
+        result = VerifyResult()
+        for cursor in self.cursors.values():
+            for held in cursor.held:
+                if not held.reported and now_ms - held.held_since_ms >= self.gap_timeout_ms:
+                    held.reported = True
+                    result.changed.add(cursor.agent_id)
+                    result.rejected.append(
+                        DeadLetter(
+                            "GAP_TIMEOUT",
+                            f"agent {cursor.agent_id!r} is missing seq {cursor.next_seq}..{held.first_seq - 1} "
+                            f"for {self.gap_timeout_ms} ms; batch from seq {held.first_seq} still held",
+                            held.data,
+                            held.offset,
+                            cursor.agent_id,
+                        )
+                    )
+        return result
+
+    def _process(self, data: bytes, offset: int, now_ms: int, result: VerifyResult) -> None:
+        try:
+            events = verify_batch(data, self.registry)
+        except WireError as exc:
+            result.rejected.append(DeadLetter(exc.reason, exc.message, data, offset))
+            return
+        agent = events[0].agent_id
+        cursor = self.cursors.setdefault(agent, Cursor(agent))
+        try:
+            fresh = self._fresh(cursor, events)
+        except SequenceGapError as exc:
+            self._hold(cursor, events[0].event.seq, data, offset, now_ms, exc, result)
+            return
+        except WireError as exc:
+            result.rejected.append(DeadLetter(exc.reason, exc.message, data, offset, agent))
+            return
+        if len(fresh) < len(events):
+            replayed = len(events) - len(fresh)
+            result.rejected.append(
+                DeadLetter(
+                    ReplayError.reason,
+                    f"{replayed} event(s) from seq {events[0].event.seq} of agent {agent!r} were already accepted",
+                    data,
+                    offset,
+                    agent,
+                )
+            )
+        if fresh:
+            self._accept(cursor, fresh, result)
+            self._release_held(cursor, now_ms, result)
+
+    def _fresh(self, cursor: Cursor, events: list[VerifiedEvent]) -> list[VerifiedEvent]:
+        """The events past the cursor, after checking replays, regressions, gaps and the hash chain."""
+        fresh: list[VerifiedEvent] = []
+        for ve in events:
+            seq = ve.event.seq
+            if seq < cursor.next_seq:
+                known = cursor.recent.get(seq)
+                if known is not None and known != ve.event_hash:
+                    raise SequenceRegressionError(
+                        f"agent {ve.agent_id!r} re-used seq {seq} (accepted up to {cursor.next_seq - 1}) "
+                        "with different content"
+                    )
+                continue
+            expected = cursor.next_seq + len(fresh)
+            if seq > expected:
+                raise SequenceGapError(f"agent {ve.agent_id!r} sent seq {seq}, expected {expected}")
+            previous = fresh[-1].event_hash if fresh else cursor.last_hash
+            if ve.event.prev_hash != previous:
+                raise ChainBreakError(
+                    f"agent {ve.agent_id!r} seq {seq}: prev_hash does not match the hash of seq {seq - 1}"
+                )
+            fresh.append(ve)
+        return fresh
+
+    def _accept(self, cursor: Cursor, fresh: list[VerifiedEvent], result: VerifyResult) -> None:
+        for ve in fresh:
+            cursor.recent[ve.event.seq] = ve.event_hash
+        cursor.next_seq = fresh[-1].event.seq + 1
+        cursor.last_hash = fresh[-1].event_hash
+        floor = cursor.next_seq - HASH_WINDOW
+        for seq in [s for s in cursor.recent if s < floor]:
+            del cursor.recent[seq]
+        result.accepted.extend(fresh)
+        result.changed.add(cursor.agent_id)
+
+    def _hold(
+        self,
+        cursor: Cursor,
+        first_seq: int,
+        data: bytes,
+        offset: int,
+        now_ms: int,
+        exc: SequenceGapError,
+        result: VerifyResult,
+    ) -> None:
+        if any(h.first_seq == first_seq for h in cursor.held):
+            result.rejected.append(DeadLetter(ReplayError.reason, "batch already held", data, offset, cursor.agent_id))
+            return
+        if len(cursor.held) >= self.max_held:
+            result.rejected.append(DeadLetter(exc.reason, exc.message, data, offset, cursor.agent_id))
+            return
+        cursor.held.append(HeldBatch(first_seq, offset, now_ms, data))
+        cursor.held.sort(key=lambda h: h.first_seq)
+        result.changed.add(cursor.agent_id)
+
+    def _release_held(self, cursor: Cursor, now_ms: int, result: VerifyResult) -> None:
+        while cursor.held and cursor.held[0].first_seq <= cursor.next_seq:
+            held = cursor.held.pop(0)
+            result.changed.add(cursor.agent_id)
+            self._process(held.data, held.offset, now_ms, result)

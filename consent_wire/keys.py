@@ -1,0 +1,234 @@
+"""Agent key registry (pure state machine) and the operator root that signs it.
+
+The operator root key signs every key lifecycle event (a :class:`KeyEvent` in
+a DSSE envelope of type ``KEY_PAYLOAD_TYPE``); ROTATE also carries the old
+key's endorsement of the new key. The registry keeps each agent's key history
+as periods, so "which key was valid for this agent at time T" has one answer:
+
+- a key is valid from its ``effective_ms``;
+- after ROTATE at T the old key is valid only before T, the new one from T;
+- after REVOKE at T nothing signed by that key at or after T is accepted
+  (:class:`RevokedKeyError`) until a new key is registered.
+
+``key_id`` is a hint only: lookups are by agent and time. The registry is
+rebuilt from the signed events themselves (:meth:`KeyRegistry.export` and
+:meth:`KeyRegistry.from_events`), e.g. from the compacted keys topic, keyed by
+:func:`compaction_key` so that compaction keeps every event.
+
+Caveat: event times are the agent's own clock, so a thief holding a revoked key
+could back-date events; the core should also bound ``recorded_ms`` against the
+arrival time.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, replace
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from consent_wire._records import key_event_to_record, record_to_key_event
+from consent_wire.avro_codec import decode, encode
+from consent_wire.codes import KeyAction
+from consent_wire.dsse import (
+    KEY_ENDORSEMENT_PAYLOAD_TYPE,
+    KEY_PAYLOAD_TYPE,
+    AgentSigner,
+    key_id,
+    open_envelope,
+    pae,
+    seal_envelope,
+    verify_signature,
+)
+from consent_wire.errors import InvalidKeyEventError, RevokedKeyError, UnknownKeyError
+from consent_wire.model import KeyEvent
+
+__all__ = [
+    "KeyPeriod",
+    "KeyRegistry",
+    "OperatorRoot",
+    "compaction_key",
+    "endorsement_message",
+]
+
+_ACTION_ORDER = {KeyAction.REGISTER: 0, KeyAction.ROTATE: 1, KeyAction.REVOKE: 2}
+
+
+def endorsement_message(agent_id: str, new_public_key: bytes, effective_ms: int) -> bytes:
+    """What the old key signs (under PAE) to endorse its successor."""
+    body = new_public_key + struct.pack(">q", effective_ms) + agent_id.encode("utf-8")
+    return pae(KEY_ENDORSEMENT_PAYLOAD_TYPE, body)
+
+
+def compaction_key(event: KeyEvent) -> str:
+    """Kafka key for the compacted keys topic: unique per event, so compaction keeps history."""
+    return f"{event.agent_id}/{key_id(event.public_key)}/{event.action.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPeriod:
+    """One key of one agent: valid on [valid_from_ms, valid_until_ms), revoked from revoked_ms."""
+
+    public_key: bytes
+    valid_from_ms: int
+    valid_until_ms: int | None = None
+    revoked_ms: int | None = None
+
+    def covers(self, at_ms: int) -> bool:
+        return self.valid_from_ms <= at_ms and (self.valid_until_ms is None or at_ms < self.valid_until_ms)
+
+
+class KeyRegistry:
+    """Which public key each agent may sign with, as at any time."""
+
+    def __init__(self, root_public_key: Ed25519PublicKey) -> None:
+        self._root = root_public_key
+        self._periods: dict[str, list[KeyPeriod]] = {}
+        self._applied: dict[bytes, KeyEvent] = {}  # signed bytes -> event, in application order
+        self._objects: dict[bytes, Ed25519PublicKey] = {}
+
+    @classmethod
+    def from_events(cls, root_public_key: Ed25519PublicKey, signed_events: list[bytes]) -> KeyRegistry:
+        """Rebuild from signed key events in any order (sorted by effective time, then action)."""
+        registry = cls(root_public_key)
+        opened = [(registry._open(data), data) for data in signed_events]
+        opened.sort(key=lambda pair: (pair[0].effective_ms, _ACTION_ORDER[pair[0].action]))
+        for _event, data in opened:
+            registry.apply(data)
+        return registry
+
+    def export(self) -> list[bytes]:
+        """Every applied signed key event, in application order."""
+        return list(self._applied)
+
+    def periods(self, agent_id: str) -> tuple[KeyPeriod, ...]:
+        return tuple(self._periods.get(agent_id, ()))
+
+    def apply(self, signed_key_event: bytes) -> KeyEvent:
+        """Verify a root-signed key event and apply it (idempotent for the same bytes)."""
+        if signed_key_event in self._applied:
+            return self._applied[signed_key_event]
+        event = self._open(signed_key_event)
+        try:
+            self._object(event.public_key)
+        except ValueError as exc:
+            raise InvalidKeyEventError("public key is not a valid raw Ed25519 public key") from exc
+        history = self._periods.setdefault(event.agent_id, [])
+        {
+            KeyAction.REGISTER: self._register,
+            KeyAction.ROTATE: self._rotate,
+            KeyAction.REVOKE: self._revoke,
+        }[event.action](event, history)
+        self._applied[signed_key_event] = event
+        return event
+
+    def key_for(self, agent_id: str, at_ms: int) -> Ed25519PublicKey:
+        """The agent's key valid at ``at_ms``; UnknownKeyError or RevokedKeyError otherwise."""
+        period = self._period_at(agent_id, at_ms)
+        if period.revoked_ms is not None and at_ms >= period.revoked_ms:
+            raise RevokedKeyError(
+                f"agent {agent_id!r} key {key_id(period.public_key)} was revoked at {period.revoked_ms}; "
+                f"event time {at_ms} is not before it"
+            )
+        return self._object(period.public_key)
+
+    def key_for_span(self, agent_id: str, start_ms: int, end_ms: int) -> Ed25519PublicKey:
+        """The one key valid for the agent over all of [start_ms, end_ms]."""
+        key = self.key_for(agent_id, end_ms)
+        if start_ms != end_ms and self.key_for(agent_id, start_ms) is not key:
+            raise RevokedKeyError(
+                f"agent {agent_id!r} events span a key rotation between {start_ms} and {end_ms}; "
+                "sign events before and after a rotation in separate batches"
+            )
+        return key
+
+    def _open(self, data: bytes) -> KeyEvent:
+        envelope = open_envelope(data, KEY_PAYLOAD_TYPE, self._root)
+        return record_to_key_event(decode("KeyEvent", envelope.payload))
+
+    def _object(self, raw: bytes) -> Ed25519PublicKey:
+        key = self._objects.get(raw)
+        if key is None:
+            key = self._objects[raw] = Ed25519PublicKey.from_public_bytes(raw)
+        return key
+
+    def _period_at(self, agent_id: str, at_ms: int) -> KeyPeriod:
+        history = self._periods.get(agent_id)
+        if not history:
+            raise UnknownKeyError(f"no key registered for agent {agent_id!r}; register it with the operator")
+        for period in reversed(history):
+            if period.covers(at_ms):
+                return period
+        raise UnknownKeyError(
+            f"agent {agent_id!r} had no key at time {at_ms} (first key from {history[0].valid_from_ms})"
+        )
+
+    def _register(self, event: KeyEvent, history: list[KeyPeriod]) -> None:
+        if history:
+            last = history[-1]
+            if last.revoked_ms is None or event.effective_ms < last.revoked_ms:
+                raise InvalidKeyEventError(
+                    f"agent {event.agent_id!r} already has a live key; ROTATE it or REVOKE it first"
+                )
+            history[-1] = replace(last, valid_until_ms=event.effective_ms)
+        history.append(KeyPeriod(event.public_key, event.effective_ms))
+
+    def _rotate(self, event: KeyEvent, history: list[KeyPeriod]) -> None:
+        if not history or history[-1].revoked_ms is not None:
+            raise InvalidKeyEventError(f"agent {event.agent_id!r} has no live key to rotate; REGISTER instead")
+        old = history[-1]
+        if event.effective_ms <= old.valid_from_ms:
+            raise InvalidKeyEventError(f"rotation at {event.effective_ms} is not after the key's start")
+        message = endorsement_message(event.agent_id, event.public_key, event.effective_ms)
+        verify_signature(self._object(old.public_key), event.endorsement, message, "rotation endorsement")
+        history[-1] = replace(old, valid_until_ms=event.effective_ms)
+        history.append(KeyPeriod(event.public_key, event.effective_ms))
+
+    def _revoke(self, event: KeyEvent, history: list[KeyPeriod]) -> None:
+        for i, period in enumerate(history):
+            if period.public_key == event.public_key:
+                revoked = (
+                    event.effective_ms if period.revoked_ms is None else min(period.revoked_ms, event.effective_ms)
+                )
+                history[i] = replace(period, revoked_ms=revoked)
+                return
+        raise InvalidKeyEventError(f"agent {event.agent_id!r} never had key {key_id(event.public_key)}")
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorRoot:
+    """The operator's root signer: creates signed key lifecycle events."""
+
+    signer: AgentSigner
+
+    @classmethod
+    def generate(cls) -> OperatorRoot:
+        return cls(AgentSigner.generate("operator-root"))
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> OperatorRoot:
+        return cls(AgentSigner.from_private_bytes("operator-root", raw))
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.signer.public_key
+
+    def sign_key_event(self, event: KeyEvent) -> bytes:
+        payload = encode("KeyEvent", key_event_to_record(event))
+        return seal_envelope(self.signer, KEY_PAYLOAD_TYPE, payload)
+
+    def register(self, agent_id: str, public_key: bytes, effective_ms: int) -> bytes:
+        event = KeyEvent(KeyAction.REGISTER, agent_id, key_id(public_key), public_key, effective_ms)
+        return self.sign_key_event(event)
+
+    def rotate(self, old: AgentSigner, new_public_key: bytes, effective_ms: int) -> bytes:
+        message = endorsement_message(old.agent_id, new_public_key, effective_ms)
+        endorsement = old.private_key.sign(message)
+        event = KeyEvent(
+            KeyAction.ROTATE, old.agent_id, key_id(new_public_key), new_public_key, effective_ms, endorsement
+        )
+        return self.sign_key_event(event)
+
+    def revoke(self, agent_id: str, public_key: bytes, effective_ms: int) -> bytes:
+        event = KeyEvent(KeyAction.REVOKE, agent_id, key_id(public_key), public_key, effective_ms)
+        return self.sign_key_event(event)

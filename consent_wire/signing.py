@@ -1,0 +1,219 @@
+"""Signed batches of events: one Ed25519 signature over a Merkle root.
+
+The signed message binds everything that gives the events their meaning::
+
+    PAE(BATCH_PAYLOAD_TYPE, root (32) || first_seq (u64 BE) || count (u32 BE)
+                            || len(key_id) (u16 BE) || key_id || agent_id)
+
+Fixed-width and length-prefixed fields come first and the one unprefixed field
+last, so the message parses one way only. The key id hint is signed too, so no
+bit of a signed batch can change without the signature failing. The verifier also checks that event ``i`` carries the
+batch's agent id and sequence ``first_seq + i``: a batch cannot be re-labelled
+to another agent, shifted in sequence, truncated, extended or reordered.
+
+Per-event verification cost is one SHA-256 of the event bytes (reused as the
+chain hash), one leaf and about one interior node hash, one decode; the single
+Ed25519 check is shared by the batch. Each :class:`VerifiedEvent` keeps its
+inclusion proof, so it stays verifiable on its own downstream.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from consent_wire.avro_codec import decode, decode_event, encode
+from consent_wire.dsse import BATCH_PAYLOAD_TYPE, AgentSigner, pae, verify_signature
+from consent_wire.errors import BadProofError, MalformedBatchError, PayloadTypeError
+from consent_wire.merkle import build_levels, inclusion_proof, verify_inclusion
+from consent_wire.model import Event
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
+    "KeyResolver",
+    "VerifiedEvent",
+    "batch_message",
+    "decode_verified_event",
+    "encode_verified_event",
+    "sign_batch",
+    "sign_event",
+    "verify_batch",
+    "verify_event_proof",
+]
+
+# Kafka's default broker message.max.bytes is 1048588 (~1 MiB): a batch must fit one record.
+MAX_BATCH_BYTES = 1024 * 1024
+# Upper bound on events per batch: agents flush at 1000 (loadtests/wire_bench.py's largest
+# case); 4096 leaves headroom and bounds the verifier's per-batch work and memory.
+MAX_BATCH_EVENTS = 4096
+_HEADER = struct.Struct(">QIH")  # first_seq u64, count u32, key_id length u16
+_MAX_SEQ = 2**63 - 1  # Event.seq is an Avro long; sequences start at 1
+_MAX_KEY_ID_BYTES = 255  # our key ids are 16 hex chars; room for other schemes (e.g. a URL)
+
+
+class KeyResolver(Protocol):
+    """What the verifier needs from the key registry (see :class:`consent_wire.keys.KeyRegistry`)."""
+
+    def key_for_span(self, agent_id: str, start_ms: int, end_ms: int) -> Ed25519PublicKey: ...
+
+    def key_for(self, agent_id: str, at_ms: int) -> Ed25519PublicKey: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvent:
+    """An event from a verified batch, with what it takes to verify it again alone."""
+
+    event_bytes: bytes
+    event: Event
+    event_hash: bytes  # SHA-256(event_bytes): the agent chain hash and the Merkle leaf input
+    agent_id: str
+    key_id: str  # hint only
+    payload_type: str
+    first_seq: int
+    tree_size: int
+    leaf_index: int
+    proof: tuple[bytes, ...]
+    root: bytes
+    signature: bytes
+
+
+def batch_message(root: bytes, agent_id: str, first_seq: int, count: int, key_id: str) -> bytes:
+    """The exact bytes the batch signature covers (before PAE)."""
+    kid = key_id.encode("utf-8")
+    if len(kid) > _MAX_KEY_ID_BYTES:
+        raise MalformedBatchError(f"key id hint is {len(kid)} bytes, over {_MAX_KEY_ID_BYTES}")
+    if not 0 < count <= MAX_BATCH_EVENTS:
+        raise MalformedBatchError(f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
+    if not 1 <= first_seq <= _MAX_SEQ - count + 1:
+        raise MalformedBatchError(f"batch sequence {first_seq}..{first_seq + count - 1} is outside 1..2**63-1")
+    return root + _HEADER.pack(first_seq, count, len(kid)) + kid + agent_id.encode("utf-8")
+
+
+def sign_batch(signer: AgentSigner, events_bytes: Sequence[bytes], *, first_seq: int | None = None) -> bytes:
+    """Sign encoded events (in sequence order) as one batch; returns SignedBatch bytes.
+
+    ``first_seq`` defaults to the first event's ``seq`` (one decode).
+    """
+    if not events_bytes or len(events_bytes) > MAX_BATCH_EVENTS:
+        raise MalformedBatchError(f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {len(events_bytes)}")
+    if first_seq is None:
+        first_seq = decode_event(events_bytes[0]).seq
+    root = build_levels([sha256(e).digest() for e in events_bytes])[-1][0]
+    message = batch_message(root, signer.agent_id, first_seq, len(events_bytes), signer.key_id)
+    record = {
+        "agent_id": signer.agent_id,
+        "key_id": signer.key_id,
+        "payload_type": BATCH_PAYLOAD_TYPE,
+        "first_seq": first_seq,
+        "events": list(events_bytes),
+        "signature": signer.sign(BATCH_PAYLOAD_TYPE, message),
+    }
+    return encode("SignedBatch", record, max_bytes=MAX_BATCH_BYTES)
+
+
+def sign_event(signer: AgentSigner, event_bytes: bytes, *, seq: int | None = None) -> bytes:
+    """Per-event signing: a batch of one (its root is the event's leaf hash)."""
+    return sign_batch(signer, [event_bytes], first_seq=seq)
+
+
+def verify_batch(
+    batch_bytes: bytes, registry: KeyResolver, *, payload_type: str = BATCH_PAYLOAD_TYPE
+) -> list[VerifiedEvent]:
+    """Verify a SignedBatch and return its events; raises a WireError subclass on any failure.
+
+    The signing key must be the agent's registered key across the whole span of
+    the events' ``recorded_ms`` (so a batch cannot straddle a rotation or a revocation).
+    """
+    batch = decode("SignedBatch", batch_bytes, max_bytes=MAX_BATCH_BYTES)
+    if batch["payload_type"] != payload_type:
+        raise PayloadTypeError(f"batch payload type is {batch['payload_type']!r}, expected {payload_type!r}")
+    raw_events: list[bytes] = batch["events"]
+    agent_id: str = batch["agent_id"]
+    first_seq: int = batch["first_seq"]
+    count = len(raw_events)
+    if not 0 < count <= MAX_BATCH_EVENTS:
+        raise MalformedBatchError(f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
+    events = [decode_event(e) for e in raw_events]
+    _check_labels(events, agent_id, first_seq)
+    hashes = [sha256(e).digest() for e in raw_events]
+    levels = build_levels(hashes)
+    root = levels[-1][0]
+    times = [e.recorded_ms for e in events]
+    key = registry.key_for_span(agent_id, min(times), max(times))
+    message = pae(payload_type, batch_message(root, agent_id, first_seq, count, batch["key_id"]))
+    verify_signature(key, batch["signature"], message, f"batch from agent {agent_id!r}")
+    common = (agent_id, batch["key_id"], payload_type, first_seq, count)
+    return [
+        VerifiedEvent(
+            raw_events[i], events[i], hashes[i], *common, i, inclusion_proof(levels, i), root, batch["signature"]
+        )
+        for i in range(count)
+    ]
+
+
+def _check_labels(events: list[Event], agent_id: str, first_seq: int) -> None:
+    for i, event in enumerate(events):
+        if event.agent_id != agent_id or event.seq != first_seq + i:
+            raise MalformedBatchError(
+                f"event {i} is agent {event.agent_id!r} seq {event.seq}; the batch header says "
+                f"agent {agent_id!r} seq {first_seq + i}"
+            )
+
+
+def verify_event_proof(ve: VerifiedEvent, registry: KeyResolver) -> None:
+    """Verify one event on its own: bytes -> leaf -> root -> batch signature by the agent's key."""
+    event = decode_event(ve.event_bytes)
+    if event != ve.event:
+        raise BadProofError("decoded event differs from the event bytes it claims to be")
+    if event.agent_id != ve.agent_id or event.seq != ve.first_seq + ve.leaf_index:
+        raise BadProofError(
+            f"event is agent {event.agent_id!r} seq {event.seq}, but its proof places it at agent "
+            f"{ve.agent_id!r} seq {ve.first_seq + ve.leaf_index}"
+        )
+    event_hash = sha256(ve.event_bytes).digest()
+    verify_inclusion(event_hash, ve.leaf_index, ve.tree_size, ve.proof, ve.root)
+    key = registry.key_for(ve.agent_id, event.recorded_ms)
+    message = pae(ve.payload_type, batch_message(ve.root, ve.agent_id, ve.first_seq, ve.tree_size, ve.key_id))
+    verify_signature(key, ve.signature, message, f"event proof for agent {ve.agent_id!r}")
+
+
+def encode_verified_event(ve: VerifiedEvent) -> bytes:
+    record = {
+        "event": ve.event_bytes,
+        "agent_id": ve.agent_id,
+        "key_id": ve.key_id,
+        "payload_type": ve.payload_type,
+        "first_seq": ve.first_seq,
+        "tree_size": ve.tree_size,
+        "leaf_index": ve.leaf_index,
+        "proof": list(ve.proof),
+        "root": ve.root,
+        "signature": ve.signature,
+    }
+    return encode("VerifiedEvent", record, max_bytes=MAX_BATCH_BYTES)
+
+
+def decode_verified_event(data: bytes) -> VerifiedEvent:
+    """Decode (not verify: call :func:`verify_event_proof`) a VerifiedEvent record."""
+    r = decode("VerifiedEvent", data, max_bytes=MAX_BATCH_BYTES)
+    event_bytes: bytes = r["event"]
+    return VerifiedEvent(
+        event_bytes,
+        decode_event(event_bytes),
+        sha256(event_bytes).digest(),
+        r["agent_id"],
+        r["key_id"],
+        r["payload_type"],
+        r["first_seq"],
+        r["tree_size"],
+        r["leaf_index"],
+        tuple(r["proof"]),
+        r["root"],
+        r["signature"],
+    )

@@ -1,0 +1,229 @@
+"""The edge agent's settings: one typed object, loaded from TOML and the environment.
+
+Precedence: built-in defaults < TOML file < ``EDGE_AGENT_<FIELD>`` environment variables
+(e.g. ``EDGE_AGENT_KAFKA_BOOTSTRAP=broker:9092``). Every value is validated at start-up;
+a bad value raises :class:`~edge_agent.errors.ConfigError` naming the key, the value and
+what is expected.
+
+TOML layout (see ``deploy/edge-agent.toml``)::
+
+    [agent]     id, site, data_dir, patients_file
+    [transport] kind = "kafka" | "mqtt"
+    [kafka]     bootstrap, ingress_topic, state_topic, shielding_topic
+    [mqtt]      host, port
+    [http]      host, port, allow_remote
+    [outbox]    disk_cap_bytes, synchronous, batch_max_events, linger_ms, ack_timeout_s,
+                backoff_base_s, backoff_cap_s
+    [secrets]   pseudonym_secret_file, signing_key_file
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from edge_agent.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_from_mapping"]
+
+ENV_PREFIX = "EDGE_AGENT_"
+# Agent ids appear in MQTT topic levels and Kafka keys: no '/', '+', '#' or spaces.
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# ODS organisation codes are 3-10 upper-case alphanumerics (NHS ODS data standard, DCB0090).
+_ODS_CODE = re.compile(r"^[A-Z0-9]{3,10}$")
+_MIB = 1024 * 1024
+
+Transport = Literal["kafka", "mqtt"]
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    agent_id: str
+    site: str
+    data_dir: Path
+    pseudonym_secret_file: Path
+    signing_key_file: Path
+    transport: Transport = "kafka"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    ingress_topic: str = "consent.ingress"
+    state_topic: str = "consent.state"
+    shielding_topic: str = "consent.shielding"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883  # IANA-registered MQTT port
+    http_host: str = "127.0.0.1"  # loopback: only the clinical system on this host may submit
+    http_port: int = 8710
+    http_allow_remote: bool = False
+    disk_cap_bytes: int = 1024 * _MIB  # 1 GiB holds ~3 million ~300-byte events: days of outage
+    synchronous: Synchronous = "FULL"  # fsync the WAL at every group commit (survives power loss)
+    batch_max_events: int = 500  # keeps one signed batch well under Kafka's 1 MiB max.request.size
+    linger_ms: int = 5  # wait this long for more events before publishing a part-full batch
+    ack_timeout_s: float = 30.0  # end-to-end ack wait before the batch is retried
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 60.0  # an outage of hours is retried at most once a minute
+    patients_file: Path | None = None  # one patient key per line: the replica's scope
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.sqlite3"
+
+    @property
+    def replica_path(self) -> Path:
+        return self.data_dir / "replica.sqlite3"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+_TOML_KEYS: Mapping[tuple[str, str], str] = {
+    ("agent", "id"): "agent_id",
+    ("agent", "site"): "site",
+    ("agent", "data_dir"): "data_dir",
+    ("agent", "patients_file"): "patients_file",
+    ("transport", "kind"): "transport",
+    ("kafka", "bootstrap"): "kafka_bootstrap",
+    ("kafka", "ingress_topic"): "ingress_topic",
+    ("kafka", "state_topic"): "state_topic",
+    ("kafka", "shielding_topic"): "shielding_topic",
+    ("mqtt", "host"): "mqtt_host",
+    ("mqtt", "port"): "mqtt_port",
+    ("http", "host"): "http_host",
+    ("http", "port"): "http_port",
+    ("http", "allow_remote"): "http_allow_remote",
+    ("outbox", "disk_cap_bytes"): "disk_cap_bytes",
+    ("outbox", "synchronous"): "synchronous",
+    ("outbox", "batch_max_events"): "batch_max_events",
+    ("outbox", "linger_ms"): "linger_ms",
+    ("outbox", "ack_timeout_s"): "ack_timeout_s",
+    ("outbox", "backoff_base_s"): "backoff_base_s",
+    ("outbox", "backoff_cap_s"): "backoff_cap_s",
+    ("secrets", "pseudonym_secret_file"): "pseudonym_secret_file",
+    ("secrets", "signing_key_file"): "signing_key_file",
+}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
+    """Read ``path`` (TOML, optional) then overlay ``EDGE_AGENT_*`` variables from ``env``."""
+    raw: dict[str, object] = {}
+    if path is not None:
+        raw.update(_flatten_toml(path))
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX):
+            key = name[len(ENV_PREFIX) :].lower()
+            if key not in _FIELDS:
+                raise ConfigError(f"unknown environment variable {name}; known: {_env_names()}")
+            raw[key] = value
+    return settings_from_mapping(raw)
+
+
+def settings_from_mapping(raw: Mapping[str, object]) -> Settings:
+    """Build settings from flat field names, coercing strings (from env vars) to field types."""
+    missing = [n for n, f in _FIELDS.items() if n not in raw and _required(f)]
+    if missing:
+        raise ConfigError(f"missing required setting(s): {', '.join(sorted(missing))}")
+    values = {name: _coerce(name, value) for name, value in raw.items()}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _flatten_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    flat: dict[str, object] = {}
+    for section, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
+        for key, value in table.items():
+            name = _TOML_KEYS.get((section, key))
+            if name is None:
+                raise ConfigError(f"{path}: unknown setting [{section}] {key}")
+            flat[name] = value
+    return flat
+
+
+def _required(f: dataclasses.Field[object]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _env_names() -> str:
+    return ", ".join(ENV_PREFIX + n.upper() for n in _FIELDS)
+
+
+def _coerce(name: str, value: object) -> object:
+    if name not in _FIELDS:
+        raise ConfigError(f"unknown setting {name!r}")
+    kind = str(_FIELDS[name].type)
+    try:
+        if kind.startswith("Path"):
+            return None if value in (None, "") else Path(str(value))
+        if kind == "int":
+            return _as_int(value)
+        if kind == "float":
+            return float(value)  # type: ignore[arg-type]
+        if kind == "bool":
+            return _as_bool(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}={value!r} must be of type {kind}") from exc
+    return value if not isinstance(value, str) else value.strip()
+
+
+def _as_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise TypeError("bool is not an int")
+    if isinstance(value, int):
+        return value
+    return int(str(value).replace("_", ""))
+
+
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _validate(s: Settings) -> None:
+    _check(bool(_AGENT_ID.match(s.agent_id)), "agent_id", s.agent_id, "1-64 of [A-Za-z0-9._-]")
+    _check(bool(_ODS_CODE.match(s.site)), "site", s.site, "an ODS code: 3-10 of [A-Z0-9]")
+    _check(s.transport in ("kafka", "mqtt"), "transport", s.transport, '"kafka" or "mqtt"')
+    _check(s.synchronous in ("FULL", "NORMAL"), "synchronous", s.synchronous, '"FULL" or "NORMAL"')
+    for port_name in ("mqtt_port", "http_port"):
+        port = getattr(s, port_name)
+        _check(0 < port < 65536, port_name, port, "a TCP port 1-65535")
+    _check(s.disk_cap_bytes >= _MIB, "disk_cap_bytes", s.disk_cap_bytes, ">= 1 MiB (1048576)")
+    _check(1 <= s.batch_max_events <= 10_000, "batch_max_events", s.batch_max_events, "1..10000")
+    _check(0 <= s.linger_ms <= 10_000, "linger_ms", s.linger_ms, "0..10000")
+    _check(s.ack_timeout_s > 0, "ack_timeout_s", s.ack_timeout_s, "> 0")
+    _check(0 < s.backoff_base_s <= s.backoff_cap_s, "backoff_base_s", s.backoff_base_s, "0 < base <= cap")
+    _check(bool(s.kafka_bootstrap), "kafka_bootstrap", s.kafka_bootstrap, "host:port[,host:port]")
+    remote_ok = s.http_allow_remote or _is_loopback(s.http_host)
+    _check(remote_ok, "http_host", s.http_host, "a loopback address unless http_allow_remote = true")
+
+
+def _check(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"setting {name}={value!r} is invalid: expected {expected}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,114 @@
+"""Typed errors of the edge agent, each with a stable ``reason`` code.
+
+Submission errors reuse the wire protocol's :class:`~consent_wire.errors.ValidationError`
+tree so the HTTP layer maps every invalid input to one 400 response shape.
+
+Tree::
+
+    EdgeError                       (reason: varies)
+    +-- ConfigError                 CONFIG_INVALID
+    +-- OutboxFullError             OUTBOX_FULL (retriable: space frees once the backlog drains)
+    +-- OutboxClosedError           OUTBOX_CLOSED
+    +-- OutboxOwnerError            OUTBOX_OWNER_MISMATCH (data_dir of another agent)
+    +-- AckOutOfRangeError          ACK_OUT_OF_RANGE (ack of a seq never assigned)
+    +-- TransportError              TRANSPORT_ERROR (retriable)
+    |   +-- AckTimeoutError         ACK_TIMEOUT (retriable)
+    +-- OfflineDecisionUnavailable  DECISION_UNAVAILABLE
+    ValidationError (consent_wire)
+    +-- SubmissionError             INVALID_SUBMISSION
+        +-- MissingFieldError       MISSING_FIELD
+        +-- InvalidFieldError       INVALID_FIELD
+        +-- UnknownEventTypeError   UNKNOWN_EVENT_TYPE
+        +-- MalformedJsonError      MALFORMED_JSON
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from consent_wire.errors import ValidationError
+
+__all__ = [
+    "AckOutOfRangeError",
+    "AckTimeoutError",
+    "ConfigError",
+    "EdgeError",
+    "InvalidFieldError",
+    "MalformedJsonError",
+    "MissingFieldError",
+    "OfflineDecisionUnavailable",
+    "OutboxClosedError",
+    "OutboxFullError",
+    "OutboxOwnerError",
+    "SubmissionError",
+    "TransportError",
+    "UnknownEventTypeError",
+]
+
+
+class EdgeError(Exception):
+    """Base of the edge agent's own errors. ``reason`` is a stable code."""
+
+    reason: ClassVar[str] = "EDGE_ERROR"
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+class ConfigError(EdgeError):
+    reason = "CONFIG_INVALID"
+
+
+class OutboxFullError(EdgeError):
+    reason = "OUTBOX_FULL"
+    retriable = True
+
+
+class OutboxClosedError(EdgeError):
+    reason = "OUTBOX_CLOSED"
+
+
+class OutboxOwnerError(EdgeError):
+    reason = "OUTBOX_OWNER_MISMATCH"
+
+
+class AckOutOfRangeError(EdgeError):
+    reason = "ACK_OUT_OF_RANGE"
+
+
+class TransportError(EdgeError):
+    reason = "TRANSPORT_ERROR"
+    retriable = True
+
+
+class AckTimeoutError(TransportError):
+    reason = "ACK_TIMEOUT"
+
+
+class OfflineDecisionUnavailable(EdgeError):
+    reason = "DECISION_UNAVAILABLE"
+
+
+class SubmissionError(ValidationError):
+    reason = "INVALID_SUBMISSION"
+
+
+class MissingFieldError(SubmissionError):
+    reason = "MISSING_FIELD"
+
+
+class InvalidFieldError(SubmissionError):
+    reason = "INVALID_FIELD"
+
+
+class UnknownEventTypeError(SubmissionError):
+    reason = "UNKNOWN_EVENT_TYPE"
+
+
+class MalformedJsonError(SubmissionError):
+    reason = "MALFORMED_JSON"

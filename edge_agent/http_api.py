@@ -1,0 +1,154 @@
+"""The agent's local HTTP API (aiohttp), bound to loopback by default.
+
+=========================  =========================================================
+POST /v1/events            one submission -> 202 {event_id, seq} once durably on disk
+POST /v1/events/batch      {"events": [...]} -> 202 {"receipts": [...]}, all or none
+POST /v1/fhir/Consent      a FHIR R4 Consent -> 202 {"receipts": [...]}
+POST /v1/decisions         offline decision from the replica (offline: true, as_at_ms)
+GET  /v1/health            liveness and backlog
+GET  /metrics              Prometheus text format
+=========================  =========================================================
+
+Errors are ``{"reason": CODE, "message": text}``: 400 for invalid input (any
+:class:`~consent_wire.errors.ValidationError`), 507 Insufficient Storage with reason
+OUTBOX_FULL at the disk cap (retry later; nothing already accepted is lost), 503 while
+shutting down or when offline decisions are unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CollectorRegistry
+
+from consent_wire.errors import ValidationError
+from edge_agent.errors import EdgeError, OutboxClosedError, OutboxFullError
+from edge_agent.intake import Intake
+from edge_agent.metrics import SubmissionCounts
+from edge_agent.offline import decide_offline, parse_query
+from edge_agent.outbox import Outbox, Receipt
+from edge_agent.replica import Replica
+from edge_agent.submission import MAX_BATCH_BYTES, Pseudonymiser, load_json, parse_fhir_consent
+
+__all__ = ["ApiContext", "make_app"]
+
+log = logging.getLogger(__name__)
+
+_STATUS_INSUFFICIENT_STORAGE = 507  # RFC 4918 section 11.5
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    agent_id: str
+    site: str
+    intake: Intake
+    outbox: Outbox
+    pseudonymise: Pseudonymiser
+    counts: SubmissionCounts
+    registry: CollectorRegistry
+    now_ms: Callable[[], int]
+    replica: Replica | None = None
+    publisher_connected: Callable[[], bool] = lambda: False
+
+
+def make_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(client_max_size=MAX_BATCH_BYTES)
+    api = _Api(ctx)
+    app.add_routes(
+        [
+            web.post("/v1/events", api.submit_one),
+            web.post("/v1/events/batch", api.submit_batch),
+            web.post("/v1/fhir/Consent", api.submit_fhir),
+            web.post("/v1/decisions", api.decide),
+            web.get("/v1/health", api.health),
+            web.get("/metrics", api.metrics),
+        ]
+    )
+    return app
+
+
+def _json(body: object, status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _error(exc: EdgeError | ValidationError, status: int) -> web.Response:
+    return _json({"reason": exc.reason, "message": exc.message}, status)
+
+
+def _receipts(receipts: list[Receipt]) -> web.Response:
+    return _json({"receipts": [{"event_id": r.event_id, "seq": r.seq} for r in receipts]}, 202)
+
+
+class _Api:
+    def __init__(self, ctx: ApiContext) -> None:
+        self._ctx = ctx
+
+    async def submit_one(self, request: web.Request) -> web.Response:
+        async def run() -> web.Response:
+            receipt = await self._ctx.intake.submit_json(load_json(await request.read()))
+            self._ctx.counts.add("accepted")
+            return _json({"event_id": receipt.event_id, "seq": receipt.seq}, 202)
+
+        return await self._guard(run)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        async def run() -> web.Response:
+            receipts = await self._ctx.intake.submit_json_batch(load_json(await request.read()))
+            self._ctx.counts.add("accepted", len(receipts))
+            return _receipts(receipts)
+
+        return await self._guard(run)
+
+    async def submit_fhir(self, request: web.Request) -> web.Response:
+        async def run() -> web.Response:
+            subs = parse_fhir_consent(await request.read(), self._ctx.pseudonymise)
+            receipts = await self._ctx.intake.submit_many(subs)
+            self._ctx.counts.add("accepted", len(receipts))
+            return _receipts(receipts)
+
+        return await self._guard(run)
+
+    async def _guard(self, run: Callable[[], Awaitable[web.Response]]) -> web.Response:
+        try:
+            return await run()
+        except ValidationError as exc:
+            self._ctx.counts.add(exc.reason)
+            return _error(exc, 400)
+        except OutboxFullError as exc:
+            self._ctx.counts.add(exc.reason)
+            return _error(exc, _STATUS_INSUFFICIENT_STORAGE)
+        except OutboxClosedError as exc:
+            return _error(exc, 503)
+
+    async def decide(self, request: web.Request) -> web.Response:
+        try:
+            query = parse_query(load_json(await request.read()), self._ctx.pseudonymise)
+            record = await self._ctx.replica.get(query.patient_key) if self._ctx.replica else None
+            answer = decide_offline(query, record, self._ctx.now_ms())
+        except ValidationError as exc:
+            return _error(exc, 400)
+        except EdgeError as exc:
+            return _error(exc, 503)
+        return _json(answer.to_json(), 200)
+
+    async def health(self, request: web.Request) -> web.Response:
+        outbox = self._ctx.outbox
+        body = {
+            "status": "degraded" if outbox.full else "ok",
+            "agent_id": self._ctx.agent_id,
+            "site": self._ctx.site,
+            "outbox_pending": outbox.pending_count,
+            "outbox_full": outbox.full,
+            "quarantined": outbox.quarantined_count,
+            "publisher_connected": self._ctx.publisher_connected(),
+        }
+        return _json(body, 200)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self._ctx.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,72 @@
+"""Prometheus metrics of the agent, read from the live components at scrape time.
+
+Names follow ``<component>_<what>_<unit>``: edge_outbox_pending_events, edge_outbox_full
+(alarm gauge, 1 = refusing new events at the disk cap), edge_submissions_total{outcome},
+edge_published_total, edge_publish_failures_total, edge_quarantined_total,
+edge_replica_updates_total.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from edge_agent.outbox import Outbox
+from edge_agent.publisher import Publisher
+from edge_agent.replica import Replica
+
+__all__ = ["EdgeCollector", "SubmissionCounts", "make_registry"]
+
+
+@dataclass
+class SubmissionCounts:
+    """Submissions by outcome: ``accepted`` or the rejection's reason code."""
+
+    by_outcome: Counter[str] = field(default_factory=Counter)
+
+    def add(self, outcome: str, n: int = 1) -> None:
+        self.by_outcome[outcome] += n
+
+
+class EdgeCollector(Collector):
+    def __init__(
+        self, outbox: Outbox, counts: SubmissionCounts, publisher: Publisher | None, replica: Replica | None
+    ) -> None:
+        self._outbox = outbox
+        self._counts = counts
+        self._publisher = publisher
+        self._replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "edge_outbox_pending_events", "Events durably queued, awaiting end-to-end ack", self._outbox.pending_count
+        )
+        yield GaugeMetricFamily(
+            "edge_outbox_full", "1 while the outbox refuses events at its disk cap", int(self._outbox.full)
+        )
+        subs = CounterMetricFamily("edge_submissions", "Submissions by outcome", labels=["outcome"])
+        for outcome, n in sorted(self._counts.by_outcome.items()):
+            subs.add_metric([outcome], n)
+        yield subs
+        yield CounterMetricFamily(
+            "edge_quarantined", "Corrupt outbox rows moved to quarantine", self._outbox.quarantined_count
+        )
+        if self._publisher is not None:
+            yield CounterMetricFamily(
+                "edge_published", "Events acknowledged end to end", self._publisher.published_total
+            )
+            yield CounterMetricFamily(
+                "edge_publish_failures", "Failed publish attempts (retried)", self._publisher.failures_total
+            )
+        if self._replica is not None:
+            yield CounterMetricFamily("edge_replica_updates", "Replica records stored", self._replica.updates_total)
+
+
+def make_registry(collector: EdgeCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,137 @@
+"""The site's local replica of consent state and shielding for its own patients.
+
+Fed by a follower (:mod:`edge_agent.replica_follow`) from the compacted state and shielding
+topics (Kafka) or their retained MQTT mirrors; read by the offline decision endpoint. Records
+are opaque bytes (``PatientState.to_bytes()`` from the core) with the time they were current
+("as at"). A record older than the one held is ignored, so a follower may replay safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = ["Replica", "ReplicaKind", "ReplicaRecord", "load_patient_keys"]
+
+T = TypeVar("T")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, patient_key TEXT NOT NULL, data BLOB NOT NULL,"
+    " as_at_ms INTEGER NOT NULL, PRIMARY KEY (kind, patient_key))",
+)
+
+
+class ReplicaKind(StrEnum):
+    STATE = "state"
+    SHIELDING = "shielding"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    patient_key: str
+    state: bytes | None
+    state_as_at_ms: int | None
+    shielding: bytes | None
+    shielding_as_at_ms: int | None
+
+
+def load_patient_keys(path: Path) -> frozenset[str]:
+    """One patient key per line; blank lines and ``#`` comments ignored."""
+    lines = path.read_text(encoding="ascii").splitlines()
+    return frozenset(s for line in lines if (s := line.split("#", 1)[0].strip()))
+
+
+class Replica:
+    """SQLite-backed; all SQLite work on one worker thread. ``patients=None`` follows everyone."""
+
+    def __init__(self, path: Path, patients: frozenset[str] | None) -> None:
+        self.patients = patients
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica-sqlite")
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+        self.updates_total = 0
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a lost update is re-read from the topic on restart
+        for ddl in _SCHEMA:
+            db.execute(ddl)
+        self._db = db
+
+    def follows(self, patient_key: str) -> bool:
+        return self.patients is None or patient_key in self.patients
+
+    async def upsert_state(self, patient_key: str, state_bytes: bytes | None, as_at_ms: int) -> bool:
+        return await self.upsert(ReplicaKind.STATE, patient_key, state_bytes, as_at_ms)
+
+    async def upsert_shielding(self, patient_key: str, record: bytes | None, as_at_ms: int) -> bool:
+        return await self.upsert(ReplicaKind.SHIELDING, patient_key, record, as_at_ms)
+
+    async def upsert(self, kind: ReplicaKind, patient_key: str, data: bytes | None, as_at_ms: int) -> bool:
+        """Store (or, for ``data=None``, delete) unless a newer record is held; False if skipped."""
+        if not self.follows(patient_key):
+            return False
+        changed = await self._run(lambda: self._upsert(kind, patient_key, data, as_at_ms))
+        self.updates_total += int(changed)
+        return changed
+
+    def _upsert(self, kind: ReplicaKind, key: str, data: bytes | None, as_at_ms: int) -> bool:
+        db = self._conn()
+        row = db.execute(
+            "SELECT as_at_ms FROM records WHERE kind = ? AND patient_key = ?", (kind.value, key)
+        ).fetchone()
+        if row is not None and row[0] > as_at_ms:
+            return False
+        if data is None:
+            db.execute("DELETE FROM records WHERE kind = ? AND patient_key = ?", (kind.value, key))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO records (kind, patient_key, data, as_at_ms) VALUES (?, ?, ?, ?)",
+                (kind.value, key, data, as_at_ms),
+            )
+        return True
+
+    async def get(self, patient_key: str) -> ReplicaRecord | None:
+        rows = await self._run(lambda: self._get(patient_key))
+        if not rows:
+            return None
+        found = {kind: (bytes(data), int(at)) for kind, data, at in rows}
+        state = found.get(ReplicaKind.STATE.value)
+        shield = found.get(ReplicaKind.SHIELDING.value)
+        return ReplicaRecord(
+            patient_key,
+            state[0] if state else None,
+            state[1] if state else None,
+            shield[0] if shield else None,
+            shield[1] if shield else None,
+        )
+
+    def _get(self, key: str) -> list[tuple[str, bytes, int]]:
+        return self._conn().execute("SELECT kind, data, as_at_ms FROM records WHERE patient_key = ?", (key,)).fetchall()
+
+    async def count(self) -> int:
+        return await self._run(lambda: int(self._conn().execute("SELECT count(*) FROM records").fetchone()[0]))
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await self._run(db.close)
+        self._executor.shutdown(wait=True)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("replica is not open")
+        return self._db
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)

@@ -1,0 +1,81 @@
+"""Shared factories: simulated agents that build chained, signed batches exactly as an edge agent does."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from hashlib import sha256
+
+from consent_wire.avro_codec import encode_event
+from consent_wire.codes import (
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    ObjectionAction,
+    ObjectionKind,
+    PurposeOfUse,
+    ShieldingAction,
+)
+from consent_wire.dsse import AgentSigner
+from consent_wire.keys import OperatorRoot
+from consent_wire.model import ConsentDecision, Event, Objection, Payload, ShieldingFlag
+from consent_wire.signing import sign_batch
+
+BASE_MS = 1_790_000_000_000  # a fixed instant (2026-09) so tests are reproducible
+
+
+def consent(
+    directive: ConsentDirective = ConsentDirective.OPTOUT, purpose: PurposeOfUse = PurposeOfUse.HRESCH
+) -> Payload:
+    return ConsentDecision(directive, purpose, DataClass.ALL, "*", None, None, "GP")
+
+
+def objection(kind: ObjectionKind = ObjectionKind.NDOP, action: ObjectionAction = ObjectionAction.REGISTER) -> Payload:
+    return Objection(kind, action, ())
+
+
+def shielding(action: ShieldingAction = ShieldingAction.SET, role: str = "SAFEGUARDING_LEAD") -> Payload:
+    return ShieldingFlag(action, (HiddenField.LOCATION, HiddenField.CONTACT), role, "CHILD_PROTECTION")
+
+
+@dataclass
+class SimAgent:
+    """An agent's chain: gap-free seq, previous-event hash and an HLC that follows its (possibly skewed) clock."""
+
+    agent_id: str
+    site: str
+    signer: AgentSigner
+    clock_skew_ms: int = 0
+    seq: int = 0
+    last_hash: bytes = bytes(32)
+    last_hlc: int = 0
+    encoded: list[bytes] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, agent_id: str | None = None, site: str = "A81001", skew_ms: int = 0) -> SimAgent:
+        agent_id = agent_id or f"agent-{uuid.uuid4().hex[:8]}"
+        return cls(agent_id, site, AgentSigner.generate(agent_id), skew_ms)
+
+    def event(self, patient_key: str, payload: Payload, at_ms: int) -> bytes:
+        self.seq += 1
+        wall = at_ms + self.clock_skew_ms
+        hlc = max(wall << 16, self.last_hlc + 1)
+        self.last_hlc = hlc
+        event = Event(
+            uuid.uuid4().hex, self.agent_id, self.site, self.seq, self.last_hash, hlc, wall, patient_key, payload
+        )
+        data = encode_event(event)
+        self.last_hash = sha256(data).digest()
+        self.encoded.append(data)
+        return data
+
+    def batch(self, events: list[bytes]) -> bytes:
+        return sign_batch(self.signer, events)
+
+    def register(self, root: OperatorRoot, effective_ms: int = 0) -> bytes:
+        return root.register(self.agent_id, self.signer.public_key_bytes, effective_ms)
+
+
+def patient(n: int) -> str:
+    """A stand-in pseudonymous patient key (32 hex characters)."""
+    return sha256(f"patient-{n}".encode()).hexdigest()[:32]

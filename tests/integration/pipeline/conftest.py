@@ -1,0 +1,102 @@
+"""Fixtures to run the core in-process against the real broker and read its outputs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from broker.keys_admin import publish_key_events
+from broker.runtime import Core
+from broker.settings import CoreSettings
+from broker.topics import TopicNames
+from consent_wire.dsse import public_key_bytes
+from consent_wire.keys import OperatorRoot
+from tests.factories import SimAgent
+
+
+@dataclass
+class Harness:
+    bootstrap: str
+    topics: TopicNames
+    root: OperatorRoot
+    app_id: str
+    cores: list[Core] = field(default_factory=list)
+
+    def settings(self, **overrides: object) -> CoreSettings:
+        return CoreSettings.load(
+            bootstrap=self.bootstrap,
+            topic_prefix=self.topics.prefix,
+            app_id=self.app_id,
+            root_public_key_hex=public_key_bytes(self.root.public_key).hex(),
+            **overrides,
+        )
+
+    async def start_core(self, **overrides: object) -> Core:
+        core = Core(self.settings(**overrides))
+        await core.start()
+        await core.wait_ready()
+        self.cores.append(core)
+        return core
+
+    async def register(self, *agents: SimAgent) -> None:
+        await publish_key_events(self.bootstrap, self.topics.keys, [a.register(self.root) for a in agents])
+
+    async def send(self, agent: SimAgent, batches: list[bytes]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            for batch in batches:
+                await producer.send(self.topics.ingress, batch, key=agent.agent_id.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def send_raw(self, key: bytes, values: list[bytes]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send(self.topics.ingress, value, key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def read(self, topic: str, until: Callable[[list], bool], timeout_s: float = 60) -> list:  # type: ignore[type-arg]
+        """All committed records of ``topic`` once ``until(records)`` holds (or fail on timeout)."""
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=self.bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        records: list = []  # type: ignore[type-arg]
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            while not until(records):
+                assert loop.time() < deadline, f"timed out on {topic} with {len(records)} records"
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+        finally:
+            await consumer.stop()
+        return records
+
+
+@pytest.fixture
+async def harness(kafka_bootstrap: str, topic_names: TopicNames, unique_prefix: str) -> AsyncIterator[Harness]:
+    h = Harness(kafka_bootstrap, topic_names, OperatorRoot.generate(), f"{unique_prefix}-core")
+    yield h
+    for core in h.cores:
+        await core.stop()
+
+
+def latest_by_key(records: list) -> dict[bytes, bytes]:  # type: ignore[type-arg]
+    out: dict[bytes, bytes] = {}
+    for r in records:
+        out[r.key] = r.value
+    return out
+
+
+StartCore = Callable[..., Awaitable[Core]]

@@ -1,0 +1,173 @@
+"""Invariants of decide() over random states and requests, plus its typed input errors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.decision import (
+    DIRECT_CARE_PURPOSES,
+    NDOP_PURPOSES,
+    SECONDARY_PURPOSES,
+    DecisionRequest,
+    DecisionRequestError,
+    Obligation,
+    Outcome,
+    Requester,
+    decide,
+)
+from broker.state import PatientState, empty_state, replay
+from consent_wire.codes import (
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    LegalBasis,
+    ObjectionAction,
+    ObjectionKind,
+    PurposeOfUse,
+    Relationship,
+    ShieldingAction,
+)
+from consent_wire.model import ConsentDecision, Event, Objection, Payload, ShieldingFlag
+
+from .factories import NOW_MS, PATIENT, event, request, requester
+
+ORGS = ["RX1", "A81001", "RESLAB1"]
+
+payloads: st.SearchStrategy[Payload] = st.one_of(
+    st.builds(
+        ConsentDecision,
+        st.sampled_from(ConsentDirective),
+        st.sampled_from(PurposeOfUse),
+        st.sampled_from(DataClass),
+        st.sampled_from([*ORGS, "*"]),
+    ),
+    st.builds(
+        Objection,
+        st.sampled_from(ObjectionKind),
+        st.sampled_from(ObjectionAction),
+        st.lists(st.sampled_from(LegalBasis), max_size=2).map(tuple),
+    ),
+    st.builds(
+        ShieldingFlag,
+        st.sampled_from(ShieldingAction),
+        st.lists(st.sampled_from(HiddenField), min_size=1, max_size=3).map(tuple),
+        st.just("GP"),
+    ),
+)
+
+
+@st.composite
+def states(draw: st.DrawFn) -> PatientState:
+    ps = draw(st.lists(payloads, max_size=6))
+    sites = draw(st.lists(st.sampled_from(ORGS), min_size=len(ps), max_size=len(ps)))
+    evs: list[Event] = [
+        event(p, at_ms=NOW_MS - (i + 1) * 1000, site=s) for i, (p, s) in enumerate(zip(ps, sites, strict=True))
+    ]
+    return replay(PATIENT, evs)
+
+
+requests = st.builds(
+    DecisionRequest,
+    st.builds(
+        Requester,
+        st.sampled_from(ORGS),
+        st.sampled_from(["GP", "CARE_WORKER", "RESEARCHER"]),
+        st.booleans(),
+        st.sampled_from(Relationship),
+        st.booleans(),
+    ),
+    st.sampled_from([p for p in PurposeOfUse if p is not PurposeOfUse.ANY]),
+    st.just(PATIENT),
+    st.lists(st.sampled_from(DataClass), min_size=1, max_size=3).map(tuple),
+    st.none() | st.sampled_from(LegalBasis),
+    st.just(NOW_MS),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states())
+def test_decision_is_well_formed(req: DecisionRequest, state: PatientState) -> None:
+    d = decide(req, state)
+    assert d == decide(req, state)  # deterministic
+    assert len(d.codes) == len(d.reasons) > 0
+    assert d.state_version == state.version
+    assert set(req.data_classes) <= set(d.permitted) | set(d.withheld)
+    assert not set(d.permitted) & set(d.withheld)
+    if d.outcome is Outcome.DENY:
+        assert (d.permitted, d.obligations, d.legal_basis) == ((), (), None)
+    else:
+        assert d.permitted and d.legal_basis is not None
+        assert (d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS) == bool(d.obligations)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states())
+def test_shielded_fields_are_never_released(req: DecisionRequest, state: PatientState) -> None:
+    d = decide(req, state)
+    sh = state.shielding
+    if d.outcome is Outcome.DENY or sh is None or not sh.active:
+        return
+    if HiddenField.LOCATION in sh.hides:
+        assert Obligation.REDACT_LOCATION in d.obligations
+        assert DataClass.PATLOC not in d.permitted
+    if HiddenField.CONTACT in sh.hides:
+        assert Obligation.REDACT_CONTACT in d.obligations
+        assert DataClass.CONTACT not in d.permitted
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states())
+def test_secondary_permits_carry_minimum_data_set(req: DecisionRequest, state: PatientState) -> None:
+    d = decide(req, state)
+    if req.purpose in SECONDARY_PURPOSES and d.outcome is not Outcome.DENY:
+        assert Obligation.MINIMUM_DATA_SET in d.obligations
+        assert d.legal_basis in (
+            LegalBasis.CONSENT,
+            LegalBasis.S251,
+            LegalBasis.STATUTORY_MANDATE,
+            LegalBasis.SAFEGUARDING,
+            LegalBasis.BREAK_GLASS,
+        )
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states())
+def test_active_ndop_blocks_s251_research_and_planning(req: DecisionRequest, state: PatientState) -> None:
+    ndop = state.objections.get(ObjectionKind.NDOP)
+    if ndop is None or not ndop.active or req.purpose not in NDOP_PURPOSES:
+        return
+    if req.legal_basis is not LegalBasis.S251 or LegalBasis.S251 in ndop.exemptions:
+        return
+    d = decide(req, state)
+    assert d.legal_basis is not LegalBasis.S251
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests)
+def test_direct_care_without_relationship_is_denied_unless_break_glass(req: DecisionRequest) -> None:
+    who = req.requester
+    if req.purpose not in DIRECT_CARE_PURPOSES or who.relationship is not Relationship.NONE or who.care_team:
+        return
+    d = decide(req, empty_state(PATIENT))
+    if req.legal_basis is LegalBasis.BREAK_GLASS:
+        assert Obligation.ALERT_PRIVACY_OFFICER in d.obligations
+    else:
+        assert d.codes == ("NO_LEGITIMATE_RELATIONSHIP",)
+
+
+def test_state_of_another_patient_is_rejected() -> None:
+    with pytest.raises(DecisionRequestError) as exc:
+        decide(request(requester(), PurposeOfUse.TREAT), empty_state("ffff"))
+    assert exc.value.reason == "BAD_DECISION_REQUEST"
+
+
+def test_request_without_data_classes_is_rejected() -> None:
+    with pytest.raises(DecisionRequestError, match="no data classes"):
+        decide(request(requester(), PurposeOfUse.TREAT, ()), empty_state(PATIENT))
+
+
+def test_purpose_any_is_rejected() -> None:
+    with pytest.raises(DecisionRequestError, match="purpose ANY"):
+        decide(request(requester(), PurposeOfUse.ANY), empty_state(PATIENT))

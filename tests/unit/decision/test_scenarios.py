@@ -1,0 +1,369 @@
+"""Named sharing-decision scenarios from the Caldicott review and the Government response.
+
+Each docstring cites the recommendation or revised Caldicott principle it exercises
+(``../shared/seed/caldicott-review-government-response.txt``).
+"""
+
+from __future__ import annotations
+
+from broker.decision import Obligation, Outcome, decide, decide_as_at
+from broker.state import empty_state
+from consent_wire.codes import (
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    LegalBasis,
+    ObjectionAction,
+    ObjectionKind,
+    PurposeOfUse,
+    Relationship,
+)
+
+from .factories import (
+    CARE_HOME,
+    DAY_MS,
+    GP_PRACTICE,
+    HOSPITAL,
+    NOW_MS,
+    PATIENT,
+    RESEARCH_UNIT,
+    consent,
+    hlc_of,
+    objection,
+    request,
+    requester,
+    researcher,
+    shield,
+    state_of,
+)
+
+MDS = Obligation.MINIMUM_DATA_SET
+
+
+def test_gp_to_hospital_direct_care_with_legitimate_relationship_is_permitted_on_implied_consent() -> None:
+    """Recs 2-4 and principle 7: direct care within a legitimate relationship proceeds on implied consent."""
+    state = state_of([objection(ObjectionKind.NDOP)])  # NDOP never touches direct care
+    d = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT), state)
+    assert d.outcome is Outcome.PERMIT
+    assert d.obligations == ()
+    assert d.legal_basis is LegalBasis.IMPLIED_CONSENT_DIRECT_CARE
+    assert d.codes == ("DIRECT_CARE_IMPLIED_CONSENT",)
+    assert d.permitted == (DataClass.GENERAL,)
+    assert d.state_version == 1
+
+
+def test_direct_care_without_legitimate_relationship_is_denied() -> None:
+    """Principle 4 (strict need to know) and rec 3: sharing is with care-team members who have a
+    legitimate relationship."""
+    who = requester(HOSPITAL, relationship=Relationship.NONE, care_team=False)
+    d = decide(request(who, PurposeOfUse.TREAT), state_of([]))
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NO_LEGITIMATE_RELATIONSHIP",)
+    assert d.legal_basis is None
+    assert d.obligations == ()
+    assert d.permitted == ()
+
+
+def test_research_without_consent_or_s251_is_denied() -> None:
+    """Rec 7 / NHS Constitution: no use beyond direct care without consent or a legal basis."""
+    d = decide(request(researcher(), PurposeOfUse.HRESCH), state_of([]))
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NO_CONSENT_OR_LEGAL_BASIS",)
+    assert d.withheld == (DataClass.GENERAL,)
+
+
+def test_ndop_blocks_planning_even_with_s251_approval() -> None:
+    """Rec 11 (7.12): objections are respected unless legislation mandates disclosure; s251 does not."""
+    state = state_of([objection(ObjectionKind.NDOP)])
+    d = decide(request(researcher("CCG01"), PurposeOfUse.HOPERAT, legal_basis=LegalBasis.S251), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NDOP_ACTIVE",)
+    assert "s251 approval does not set it aside" in d.reasons[0]
+
+
+def test_s251_research_without_objection_is_permitted_with_minimum_data_set() -> None:
+    """Principle 6 (comply with the law) and principle 3: s251 is a lawful basis; minimum data only."""
+    d = decide(request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251), state_of([]))
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.obligations == (MDS,)
+    assert d.legal_basis is LegalBasis.S251
+    assert d.codes == ("S251_APPROVAL", "MINIMUM_DATA_SET")
+
+
+def test_s251_research_with_ndop_is_denied() -> None:
+    """Rec 11: the national data opt-out applies to s251 research uses."""
+    state = state_of([objection(ObjectionKind.NDOP)])
+    d = decide(request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NDOP_ACTIVE",)
+    assert d.legal_basis is None
+
+
+def test_type1_objection_overridden_by_statutory_mandate_states_the_basis() -> None:
+    """Rec 11 (7.12): a GP objection is respected "unless there is legislation to support mandatory
+    disclosure"; rec 7: the patient is told the legal basis."""
+    state = state_of([objection(ObjectionKind.TYPE1)])
+    who = researcher("NHSD")
+    d = decide(request(who, PurposeOfUse.PUBHLTH, legal_basis=LegalBasis.STATUTORY_MANDATE), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.legal_basis is LegalBasis.STATUTORY_MANDATE
+    assert d.codes == ("STATUTORY_MANDATE_OVERRIDES_OBJECTION", "STATUTORY_MANDATE", "MINIMUM_DATA_SET")
+    assert "STATUTORY_MANDATE overrides it" in d.reasons[0]
+
+
+def test_type1_objection_blocks_secondary_use_but_not_direct_care() -> None:
+    """Rec 11 (7.12, 7.14): a type 1 objection is to use "beyond their direct care"."""
+    state = state_of([objection(ObjectionKind.TYPE1)])
+    audit = decide(request(researcher("CSU01"), PurposeOfUse.HQUALIMP, legal_basis=LegalBasis.S251), state)
+    care = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT), state)
+    assert audit.outcome is Outcome.DENY
+    assert audit.codes == ("TYPE1_ACTIVE",)
+    assert care.outcome is Outcome.PERMIT
+    assert care.legal_basis is LegalBasis.IMPLIED_CONSENT_DIRECT_CARE
+
+
+def test_type1_objection_does_not_stop_the_practice_auditing_its_own_records() -> None:
+    """Rec 11: type 1 stops identifiable data *leaving the practice*; in-practice clinical audit is not that."""
+    state = state_of([objection(ObjectionKind.TYPE1, site=GP_PRACTICE)])
+    who = requester(GP_PRACTICE, "GP")
+    d = decide(request(who, PurposeOfUse.HQUALIMP, legal_basis=LegalBasis.S251), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.legal_basis is LegalBasis.S251
+
+
+def test_shielded_child_record_shared_for_direct_care_with_location_redacted() -> None:
+    """Rec 10.6: 'shielding requirements' on a child's record protect location and/or identity while care
+    continues."""
+    state = state_of([shield((HiddenField.LOCATION, HiddenField.CONTACT))])
+    classes = (DataClass.GENERAL, DataClass.PATLOC)
+    d = decide(request(requester(HOSPITAL, "PAEDIATRICIAN"), PurposeOfUse.TREAT, classes), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.obligations == (
+        Obligation.REDACT_CONTACT,
+        Obligation.REDACT_LOCATION,
+        Obligation.WITHHOLD_DATA_CLASSES,
+    )
+    assert d.permitted == (DataClass.GENERAL,)
+    assert d.withheld == (DataClass.PATLOC,)
+    assert d.codes == ("DIRECT_CARE_IMPLIED_CONSENT", "SHIELDED")
+    assert "CHILD_PROTECTION" not in " ".join(d.reasons)  # the shielding reason itself is not disclosed
+
+
+def test_shielded_record_request_for_location_only_is_denied() -> None:
+    """Rec 10.6: the protected location is never released by a decision."""
+    state = state_of([shield((HiddenField.LOCATION,))])
+    d = decide(request(requester(HOSPITAL), PurposeOfUse.COC, (DataClass.PATLOC,)), state)
+    assert d.outcome is Outcome.DENY
+    assert d.withheld == (DataClass.PATLOC,)
+    assert "SHIELDED" in d.codes
+
+
+def test_unregistered_care_home_worker_in_care_team_is_permitted_minimum_data_set() -> None:
+    """Rec 3 and principle 7: care teams include unregistered staff giving direct care, with robust safeguards."""
+    who = requester(CARE_HOME, "CARE_WORKER", registered=False, care_team=True)
+    d = decide(request(who, PurposeOfUse.COC), state_of([]))
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.obligations == (MDS,)
+    assert d.legal_basis is LegalBasis.IMPLIED_CONSENT_DIRECT_CARE
+    assert d.codes == ("UNREGISTERED_IN_CARE_TEAM", "DIRECT_CARE_IMPLIED_CONSENT")
+
+
+def test_unregistered_worker_outside_the_care_team_is_denied() -> None:
+    """Principle 4: access on a strict need-to-know basis; rec 3 covers only care-team members."""
+    who = requester(CARE_HOME, "CARE_WORKER", registered=False, care_team=False)
+    d = decide(request(who, PurposeOfUse.TREAT), state_of([]))
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("UNREGISTERED_NOT_IN_CARE_TEAM",)
+
+
+def test_break_glass_is_permitted_recorded_and_alerted() -> None:
+    """Rec 1 (audit of who accessed) and design 6: break-glass is allowed, recorded and alerted."""
+    who = requester("RXA", "A_AND_E_DOCTOR", relationship=Relationship.NONE, care_team=False)
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.ANY)])
+    d = decide(request(who, PurposeOfUse.BTG), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.obligations == (Obligation.ALERT_PRIVACY_OFFICER, Obligation.RECORD_ACCESS)
+    assert d.legal_basis is LegalBasis.BREAK_GLASS
+    assert d.codes == ("BREAK_GLASS",)
+
+
+def test_withdrawal_of_consent_stops_research_sharing() -> None:
+    """Rec 7-8: consent decisions are reliably recorded; a later withdrawal takes effect."""
+    given = consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, at_ms=NOW_MS - 9 * DAY_MS)
+    withdrawn = consent(ConsentDirective.OPTOUT, PurposeOfUse.HRESCH, at_ms=NOW_MS - DAY_MS)
+    before = decide(request(researcher(), PurposeOfUse.HRESCH), state_of([given]))
+    after = decide(request(researcher(), PurposeOfUse.HRESCH), state_of([withdrawn, given]))
+    assert before.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert after.outcome is Outcome.DENY
+    assert after.codes == ("CONSENT_WITHDRAWN",)
+    assert after.state_version == 2
+
+
+def test_decision_as_at_last_week_differs_from_today() -> None:
+    """Design 6 and rec 1: every decision can be re-evaluated as at a past time."""
+    events = [
+        consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, at_ms=NOW_MS - 30 * DAY_MS),
+        objection(ObjectionKind.NDOP, at_ms=NOW_MS - 3 * DAY_MS),
+        consent(ConsentDirective.OPTOUT, PurposeOfUse.HRESCH, at_ms=NOW_MS - 2 * DAY_MS),
+    ]
+    last_week = NOW_MS - 7 * DAY_MS
+    then = decide_as_at(request(researcher(), PurposeOfUse.HRESCH, at_ms=last_week), events, hlc_of(last_week))
+    today = decide_as_at(request(researcher(), PurposeOfUse.HRESCH), events, hlc_of(NOW_MS))
+    assert (then.outcome, then.legal_basis, then.state_version) == (
+        Outcome.PERMIT_WITH_OBLIGATIONS,
+        LegalBasis.CONSENT,
+        1,
+    )
+    assert (today.outcome, today.codes, today.state_version) == (Outcome.DENY, ("CONSENT_WITHDRAWN",), 3)
+
+
+def test_explicit_research_consent_is_permitted_with_minimum_data_set() -> None:
+    """Rec 7 and principle 3: explicit consent makes research lawful; still only the minimum data."""
+    state = state_of([consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, recipient=RESEARCH_UNIT)])
+    d = decide(request(researcher(), PurposeOfUse.HRESCH), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.obligations == (MDS,)
+    assert d.legal_basis is LegalBasis.CONSENT
+    assert d.codes == ("EXPLICIT_CONSENT", "MINIMUM_DATA_SET")
+
+
+def test_explicit_consent_for_another_recipient_does_not_cover_this_one() -> None:
+    """Rec 7-8: a consent's scope (recipient) is honoured exactly."""
+    state = state_of([consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, recipient="OTHERLAB")])
+    d = decide(request(researcher(), PurposeOfUse.HRESCH), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NO_CONSENT_OR_LEGAL_BASIS",)
+
+
+def test_explicit_consent_takes_precedence_over_a_general_ndop() -> None:
+    """Rec 11: NDOP concerns use without consent; the patient's specific consent is their own choice."""
+    state = state_of([objection(ObjectionKind.NDOP), consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH)])
+    d = decide(request(researcher(), PurposeOfUse.HRESCH), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.codes == ("EXPLICIT_CONSENT", "EXPLICIT_CONSENT_OVERRIDES_OBJECTION", "MINIMUM_DATA_SET")
+
+
+def test_psy_opt_out_withholds_psy_and_permits_the_rest() -> None:
+    """Principle 3-4 and rec 7-8: a consent decision about one data class is honoured, the rest shared."""
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.ANY, DataClass.PSY)])
+    classes = (DataClass.GENERAL, DataClass.PSY)
+    d = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT, classes), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.obligations == (Obligation.WITHHOLD_DATA_CLASSES,)
+    assert (d.permitted, d.withheld) == ((DataClass.GENERAL,), (DataClass.PSY,))
+    assert d.codes == ("DATA_CLASS_EXCLUDED", "DIRECT_CARE_IMPLIED_CONSENT")
+    assert "PSY" in d.reasons[0]
+
+
+def test_psy_opt_out_withholds_psy_from_a_request_for_all() -> None:
+    """Principle 3: ALL minus the class the patient excluded."""
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.TREAT, DataClass.PSY)])
+    d = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT, (DataClass.ALL,)), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert (d.permitted, d.withheld) == ((DataClass.ALL,), (DataClass.PSY,))
+
+
+def test_psy_only_request_with_psy_opt_out_is_denied() -> None:
+    """Rec 7-8: the patient's recorded dissent for that class is followed."""
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.ANY, DataClass.PSY)])
+    d = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT, (DataClass.PSY,)), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("CONSENT_WITHDRAWN",)
+
+
+def test_time_bounded_research_consent_expired_is_denied() -> None:
+    """Rec 7-8 and principle 1 (continuing uses regularly reviewed): a consent period ends."""
+    ev = consent(
+        ConsentDirective.OPTIN,
+        PurposeOfUse.HRESCH,
+        start_ms=NOW_MS - 400 * DAY_MS,
+        end_ms=NOW_MS - 35 * DAY_MS,
+        at_ms=NOW_MS - 400 * DAY_MS,
+    )
+    inside = decide(request(researcher(), PurposeOfUse.HRESCH, at_ms=NOW_MS - 100 * DAY_MS), state_of([ev]))
+    expired = decide(request(researcher(), PurposeOfUse.HRESCH), state_of([ev]))
+    assert inside.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert expired.outcome is Outcome.DENY
+    assert expired.codes == ("CONSENT_EXPIRED",)
+
+
+def test_biometric_monitoring_data_shared_for_direct_care() -> None:
+    """Rec 17: biometric monitoring devices conform to IG good practice - their readings are shared for
+    direct care under the same rules, and an objection to secondary use still holds."""
+    state = state_of([objection(ObjectionKind.NDOP)])
+    who = requester("RMS01", "REMOTE_MONITORING_NURSE")
+    care = decide(request(who, PurposeOfUse.TREAT), state)
+    research = decide(request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251), state)
+    assert care.outcome is Outcome.PERMIT
+    assert care.legal_basis is LegalBasis.IMPLIED_CONSENT_DIRECT_CARE
+    assert research.outcome is Outcome.DENY
+
+
+def test_local_dissent_blocks_shared_care_record_for_direct_care() -> None:
+    """Design 6: direct care proceeds on implied consent *unless the person dissented*."""
+    state = state_of([objection(ObjectionKind.LOCAL_DISSENT)])
+    d = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT), state)
+    own_gp = decide(request(requester(GP_PRACTICE, "GP"), PurposeOfUse.TREAT), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("LOCAL_DISSENT",)
+    assert own_gp.outcome is Outcome.PERMIT
+
+
+def test_safeguarding_overrides_ndop_but_not_type1() -> None:
+    """Rec 11 (7.12): overriding public interest sets NDOP aside; a type 1 yields only to legislation."""
+    ndop = state_of([objection(ObjectionKind.NDOP)])
+    type1 = state_of([objection(ObjectionKind.TYPE1)])
+    req = request(researcher("LA01"), PurposeOfUse.HOPERAT, legal_basis=LegalBasis.SAFEGUARDING)
+    assert decide(req, ndop).codes == (
+        "PUBLIC_INTEREST_OVERRIDES_OBJECTION",
+        "SAFEGUARDING",
+        "MINIMUM_DATA_SET",
+    )
+    assert decide(req, type1).outcome is Outcome.DENY
+
+
+def test_exemption_listed_on_the_objection_overrides_it() -> None:
+    """Rec 11: objections carry the bases that still override them."""
+    state = state_of([objection(ObjectionKind.NDOP, exemptions=(LegalBasis.S251,))])
+    d = decide(request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.codes[0] == "EXEMPTION_OVERRIDES_OBJECTION"
+
+
+def test_withdrawn_ndop_no_longer_blocks_s251_research() -> None:
+    """Rec 11: a patient may withdraw their objection; the latest decision counts."""
+    state = state_of(
+        [
+            objection(ObjectionKind.NDOP, at_ms=NOW_MS - 9 * DAY_MS),
+            objection(ObjectionKind.NDOP, ObjectionAction.WITHDRAW, at_ms=NOW_MS - DAY_MS),
+        ]
+    )
+    d = decide(request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.legal_basis is LegalBasis.S251
+
+
+def test_statutory_mandate_overrides_direct_care_opt_out_and_says_so() -> None:
+    """Rec 7: where wishes cannot be followed the patient is told the reasons, including the legal basis."""
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.TREAT)])
+    req = request(requester(HOSPITAL), PurposeOfUse.TREAT, legal_basis=LegalBasis.STATUTORY_MANDATE)
+    d = decide(req, state)
+    assert d.outcome is Outcome.PERMIT
+    assert d.legal_basis is LegalBasis.STATUTORY_MANDATE
+    assert d.codes == ("STATUTORY_MANDATE_OVERRIDES_OBJECTION",)
+
+
+def test_implied_consent_is_not_a_basis_for_research() -> None:
+    """Rec 7: implied consent covers only the patient's own care and treatment."""
+    req = request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.IMPLIED_CONSENT_DIRECT_CARE)
+    d = decide(req, empty_state(PATIENT))
+    assert d.outcome is Outcome.DENY
+    assert d.state_version == 0
+
+
+def test_break_glass_cannot_be_claimed_for_research() -> None:
+    """Principle 1 (justify the purpose): break-glass is an emergency-care route, not a research basis."""
+    who = researcher()
+    d = decide(request(who, PurposeOfUse.HRESCH, legal_basis=LegalBasis.BREAK_GLASS), state_of([]))
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NO_CONSENT_OR_LEGAL_BASIS",)

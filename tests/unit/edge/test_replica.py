@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_agent.replica import Replica, ReplicaKind, load_patient_keys
+from edge_agent.replica_follow import mqtt_replica_topics, parse_mqtt_replica_topic
+
+
+async def test_newer_record_wins_older_is_ignored(tmp_path: Path) -> None:
+    replica = Replica(tmp_path / "r.db", frozenset({"p1"}))
+    await replica.open()
+    assert await replica.upsert_state("p1", b"v2", 200)
+    assert not await replica.upsert_state("p1", b"v1", 100)
+    assert await replica.upsert_shielding("p1", b"s1", 150)
+    record = await replica.get("p1")
+    await replica.close()
+
+    assert record is not None
+    assert (record.state, record.state_as_at_ms, record.shielding, record.shielding_as_at_ms) == (
+        b"v2",
+        200,
+        b"s1",
+        150,
+    )
+
+
+async def test_other_sites_patients_are_not_stored(tmp_path: Path) -> None:
+    replica = Replica(tmp_path / "r.db", frozenset({"p1"}))
+    await replica.open()
+    stored = await replica.upsert_state("p2", b"x", 1)
+    record = await replica.get("p2")
+    count = await replica.count()
+    await replica.close()
+
+    assert (stored, record, count) == (False, None, 0)
+
+
+async def test_tombstone_deletes_and_survives_reopen(tmp_path: Path) -> None:
+    replica = Replica(tmp_path / "r.db", None)
+    await replica.open()
+    await replica.upsert(ReplicaKind.STATE, "p1", b"x", 1)
+    await replica.upsert(ReplicaKind.STATE, "p2", b"y", 1)
+    await replica.upsert(ReplicaKind.STATE, "p1", None, 2)
+    await replica.close()
+    reopened = Replica(tmp_path / "r.db", None)
+    await reopened.open()
+    gone, kept = await reopened.get("p1"), await reopened.get("p2")
+    await reopened.close()
+
+    assert gone is None
+    assert kept is not None and kept.state == b"y"
+
+
+def test_patient_keys_file_ignores_comments_and_blanks(tmp_path: Path) -> None:
+    path = tmp_path / "patients"
+    path.write_text("# registered at A12345\nabc\n\n def  # trailing\n")
+
+    assert load_patient_keys(path) == frozenset({"abc", "def"})
+
+
+def test_mqtt_replica_topics_parse_only_own_site() -> None:
+    assert mqtt_replica_topics("A12345") == ("consent/state/A12345/+", "consent/shielding/A12345/+")
+    assert parse_mqtt_replica_topic("consent/state/A12345/k1", "A12345") == (ReplicaKind.STATE, "k1")
+    assert parse_mqtt_replica_topic("consent/shielding/A12345/k1", "A12345") == (ReplicaKind.SHIELDING, "k1")
+    assert parse_mqtt_replica_topic("consent/state/B99999/k1", "A12345") is None
+    assert parse_mqtt_replica_topic("consent/audit/A12345/k1", "A12345") is None
+    assert parse_mqtt_replica_topic("consent/state/A12345/", "A12345") is None

@@ -1,0 +1,147 @@
+"""Hypothesis strategies and a small event builder for the per-patient state tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from hypothesis import strategies as st
+
+from consent_wire.codes import (
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    LegalBasis,
+    ObjectionAction,
+    ObjectionKind,
+    PurposeOfUse,
+    Relationship,
+    ShieldingAction,
+)
+from consent_wire.model import (
+    AccessRecord,
+    ConsentDecision,
+    Event,
+    Objection,
+    Payload,
+    ShieldingFlag,
+)
+
+__all__ = [
+    "AGENT_SKEW_MS",
+    "BASE_MS",
+    "PATIENT",
+    "event_lists",
+    "events",
+    "hlc_of",
+    "make_event",
+    "payloads",
+]
+
+PATIENT = "5f1c0ffee0ddba11"  # an arbitrary pseudonymous key (hex), not derived from anyone
+BASE_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z, an arbitrary recent epoch
+HOUR_MS = 3_600_000
+# Agents whose clocks are skewed by hours, as an offline site's laptop might be.
+AGENT_SKEW_MS = {"agent-a": 0, "agent-b": 3 * HOUR_MS, "agent-c": -5 * HOUR_MS}
+
+PURPOSES = [PurposeOfUse.TREAT, PurposeOfUse.HRESCH, PurposeOfUse.ANY]
+DATA_CLASSES = [DataClass.ALL, DataClass.GENERAL, DataClass.HIV]
+RECIPIENTS = ["*", "RX1", "Y02"]
+ROLES = ["GP", "CALDICOTT_GUARDIAN", "SAFEGUARDING_LEAD", "NURSE", "RECEPTIONIST"]
+
+
+def hlc_of(physical_ms: int, logical: int = 0) -> int:
+    """Pack a hybrid logical clock as the wire does: ``(physical_ms << 16) | logical``."""
+    return (physical_ms << 16) | logical
+
+
+def make_event(
+    payload: Payload,
+    *,
+    hlc: int,
+    agent_id: str = "agent-a",
+    event_id: str | None = None,
+    patient_key: str = PATIENT,
+    site: str = "A81001",
+) -> Event:
+    return Event(
+        event_id=event_id or uuid.uuid4().hex,
+        agent_id=agent_id,
+        site=site,
+        seq=1,
+        prev_hash=bytes(32),
+        hlc=hlc,
+        recorded_ms=hlc >> 16,
+        patient_key=patient_key,
+        payload=payload,
+    )
+
+
+@st.composite
+def _periods(draw: st.DrawFn) -> tuple[int | None, int | None]:
+    start = draw(st.none() | st.integers(BASE_MS - HOUR_MS, BASE_MS + HOUR_MS))
+    if draw(st.booleans()):
+        return start, None
+    low = (start if start is not None else BASE_MS - 2 * HOUR_MS) + 1
+    return start, draw(st.integers(low, low + 2 * HOUR_MS))
+
+
+@st.composite
+def _consents(draw: st.DrawFn) -> ConsentDecision:
+    start, end = draw(_periods())
+    return ConsentDecision(
+        directive=draw(st.sampled_from(ConsentDirective)),
+        purpose=draw(st.sampled_from(PURPOSES)),
+        data_class=draw(st.sampled_from(DATA_CLASSES)),
+        recipient=draw(st.sampled_from(RECIPIENTS)),
+        period_start_ms=start,
+        period_end_ms=end,
+        recorded_by_role="GP",
+    )
+
+
+_objections = st.builds(
+    Objection,
+    kind=st.sampled_from([ObjectionKind.TYPE1, ObjectionKind.NDOP]),
+    action=st.sampled_from(ObjectionAction),
+    exemptions=st.lists(st.sampled_from(LegalBasis), max_size=3).map(tuple),
+)
+
+_shielding = st.builds(
+    ShieldingFlag,
+    action=st.sampled_from(ShieldingAction),
+    hides=st.lists(st.sampled_from(HiddenField), max_size=3).map(tuple),
+    set_by_role=st.sampled_from(ROLES),
+    reason=st.sampled_from(["CHILD_PROTECTION", "DOMESTIC_ABUSE"]),
+)
+
+_access = st.builds(
+    AccessRecord,
+    accessor_id=st.just("c0ffee"),
+    organisation=st.just("RX1"),
+    role=st.just("NURSE"),
+    registered=st.booleans(),
+    relationship=st.just(Relationship.LEGITIMATE),
+    purpose=st.just(PurposeOfUse.TREAT),
+    data_classes=st.just((DataClass.GENERAL,)),
+)
+
+payloads: st.SearchStrategy[Payload] = st.one_of(_consents(), _consents(), _objections, _shielding, _access)
+
+
+@st.composite
+def events(draw: st.DrawFn, patient_key: str = PATIENT) -> Event:
+    """One event; hlc collisions across agents are likely (small time range) to exercise tie-breaks."""
+    agent = draw(st.sampled_from(sorted(AGENT_SKEW_MS)))
+    physical = BASE_MS + AGENT_SKEW_MS[agent] + draw(st.integers(0, 20))
+    return make_event(
+        draw(payloads),
+        hlc=hlc_of(physical, draw(st.integers(0, 2))),
+        agent_id=agent,
+        event_id=draw(st.uuids()).hex,
+        patient_key=patient_key,
+    )
+
+
+def event_lists(min_size: int = 0, max_size: int = 25) -> st.SearchStrategy[list[Event]]:
+    """Lists of events with unique ids (an id names one fact; redelivery is modelled separately)."""
+    return st.lists(events(), min_size=min_size, max_size=max_size, unique_by=lambda e: e.event_id)
