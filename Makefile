@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test,bench,reports]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,9 +32,11 @@ check: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit -m "not slow"
 
-## bench: load tests; writes bench/results.json, bench/report.md and PNG plots (QUICK=1 for < 2 min)
+## bench: benchmarks that exist so far (wire protocol, edge agent); each prints numbers and writes bench/*.json
 bench: $(STAMP)
-	$(BIN)/python -m loadtests $(if $(QUICK),--quick,)
+	mkdir -p bench
+	$(BIN)/python -m loadtests.wire_bench --out bench/wire.json
+	$(BIN)/python -m loadtests.edge_bench --out bench/edge.json --events $(if $(QUICK),20000,200000)
 
 infra-up: $(STAMP)
 	$(BIN)/consent-broker infra up

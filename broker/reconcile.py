@@ -4,8 +4,9 @@ The Kafka stage stays a thin shell around :class:`Reconciler`: it restores the
 states it owns from the compacted state topic (:meth:`Reconciler.restore`), then
 for each verified event calls :meth:`Reconciler.process` and writes what the
 :class:`ReconcileOutput` asks for: the new state record (state topic, key =
-patient key), a shielding record when the effective shielding changed
-(shielding topic), or a dead-letter with the rejection reason.
+patient key; one per patient per transaction is enough), a shielding record
+when the effective shielding changed (shielding topic), or a dead-letter with
+the rejection reason.
 
 Processing is idempotent (a redelivered event is reported as ``DUPLICATE`` with
 nothing to write) and order-insensitive (see :mod:`broker.state`), so replaying
@@ -48,9 +49,16 @@ class Outcome(StrEnum):
 class ReconcileOutput:
     outcome: Outcome
     patient_key: str
-    state_bytes: bytes | None = None  # the new PatientState.to_bytes() for the state topic
+    # the new state when APPLIED; serialised on demand, so a stage folding many events of one patient
+    # into one transaction pays for one to_bytes() per patient, not one per event
+    state: PatientState | None = None
     shielding_bytes: bytes | None = None  # shielding_record(...) when the shielding register changed
     reason: str | None = None  # rejection reason code when outcome is REJECTED
+
+    @property
+    def state_bytes(self) -> bytes | None:
+        """The new ``PatientState.to_bytes()`` for the state topic."""
+        return None if self.state is None else self.state.to_bytes()
 
 
 def shielding_record(patient_key: str, reg: ShieldingRegister) -> bytes:
@@ -111,4 +119,4 @@ class Reconciler:
         shielding = None
         if after.shielding is not None and _shielding_view(after) != _shielding_view(before):
             shielding = shielding_record(key, after.shielding)
-        return ReconcileOutput(Outcome.APPLIED, key, after.to_bytes(), shielding)
+        return ReconcileOutput(Outcome.APPLIED, key, after, shielding)

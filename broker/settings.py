@@ -31,6 +31,9 @@ class CoreSettings:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     gap_timeout_ms: int = 30_000
+    audit_key_file: str = ""  # hex of a raw Ed25519 private key signing audit checkpoints; "" = per-run key
+    audit_checkpoint_every: int = 1000  # records between signed audit checkpoints
+    list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoreSettings:

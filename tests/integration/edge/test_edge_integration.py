@@ -20,21 +20,21 @@ from edge_agent.replica_follow import KafkaReplicaFollower
 from edge_agent.transport_kafka import KafkaTransport
 from edge_agent.transport_mqtt import MqttTransport, ack_topic, ingress_topic
 from edge_agent.wire import AvroEventCodec, WireBatchSigner
-from tests.conftest import infra, kafka_bootstrap, mqtt_endpoint, topic_names, unique_group, unique_prefix  # noqa: F401
 from tests.unit.edge.fakes import draft
 
 pytestmark = pytest.mark.integration
 
 
 async def _outbox(tmp_path: Path, agent_id: str) -> Outbox:
-    return await Outbox.open(tmp_path / "o.db", agent_id=agent_id, site="A12345", codec=AvroEventCodec(), cap_bytes=1 << 30)
+    codec = AvroEventCodec()
+    return await Outbox.open(tmp_path / "o.db", agent_id=agent_id, site="A12345", codec=codec, cap_bytes=1 << 30)
 
 
 async def _drain(publisher: Publisher, outbox: Outbox, timeout_s: float = 30) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(publisher.run(stop))
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while outbox.pending_count and asyncio.get_running_loop().time() < deadline:
+    while outbox.pending_count and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -110,7 +110,8 @@ async def test_kafka_replica_follower_keeps_only_own_patients(
     await producer.stop()
     replica = Replica(tmp_path / "r.db", frozenset({"mine"}))
     await replica.open()
-    follower = KafkaReplicaFollower(kafka_bootstrap, topic_names.state, topic_names.shielding, replica, now_ms=lambda: 0)
+    topics = (topic_names.state, topic_names.shielding)
+    follower = KafkaReplicaFollower(kafka_bootstrap, *topics, replica, now_ms=lambda: 0)
     task = asyncio.create_task(follower.run())
     for _ in range(200):
         record = await replica.get("mine")

@@ -1,0 +1,5 @@
+"""``consent-broker demo``: a realistic day on local Kafka and Mosquitto, end to end."""
+
+from broker.demo.day import run_demo
+
+__all__ = ["run_demo"]

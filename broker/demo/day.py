@@ -1,0 +1,139 @@
+"""A realistic day: three sites, consents and objections, a shielded child, an offline care home,
+decisions with reasons, one patient's access log and the governance reports.
+
+Runs on the project's own local Kafka and Mosquitto (stack "demo", started and stopped here unless
+it was already running), on fresh topics, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from broker.demo.people import CARE_HOME, GATEWAY, GP, HOSPITAL, PATIENTS
+from broker.demo.stack import AgentHandle, StateFollower, free_port
+from broker.infra import Infra, InfraConfig
+from broker.keys_admin import publish_key_events
+from broker.runtime import Core
+from broker.settings import CoreSettings
+from broker.topics import TopicNames, create_topics
+from consent_wire.dsse import public_key_bytes
+from consent_wire.keys import OperatorRoot
+
+__all__ = ["run_demo"]
+
+DEMO_KAFKA_PORT = 29092  # away from a developer's default 9092 and the tests' 19092
+DEMO_MQTT_PORT = 21883
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)  # noqa: T201 - the demo's output is for a person to read
+
+
+def hospital(role: str = "CONSULTANT", relationship: str = "LEGITIMATE", registered: bool = True) -> dict[str, Any]:
+    return {
+        "organisation": HOSPITAL,
+        "role": role,
+        "registered": registered,
+        "relationship": relationship,
+        "care_team": relationship == "LEGITIMATE",
+    }
+
+
+async def run_demo(out_dir: Path) -> int:
+    infra = Infra(InfraConfig(name="demo", kafka_port=DEMO_KAFKA_PORT, mqtt_port=DEMO_MQTT_PORT))
+    started = not infra.status().healthy
+    t0 = time.monotonic()
+    if started:
+        say("Starting Apache Kafka (KRaft) and Mosquitto on loopback ...")
+        await asyncio.to_thread(infra.up)
+    say(f"  {infra.status().render().replace(chr(10), chr(10) + '  ')}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="consent-demo-") as tmp:
+            await _day(infra.config.bootstrap, Path(tmp), out_dir)
+    finally:
+        if started:
+            stopped = await asyncio.to_thread(infra.down)
+            say(f"Stopped {', '.join(stopped)}; no process left behind.")
+    say(f"Demo finished in {time.monotonic() - t0:.0f}s. Reports are in {out_dir}/")
+    return 0
+
+
+async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
+    topics = TopicNames(f"demo{int(time.time())}")
+    await create_topics(bootstrap, topics)
+    secret = work / "pseudonym.secret"
+    secret.write_text(os.urandom(32).hex())
+    secret.chmod(0o600)
+    root = OperatorRoot.generate()
+    http_port = free_port()
+    core = Core(
+        CoreSettings(
+            bootstrap=bootstrap,
+            topic_prefix=topics.prefix,
+            app_id=f"{topics.prefix}-core",
+            stages=("verifier", "reconciler", "bridge", "api"),
+            root_public_key_hex=public_key_bytes(root.public_key).hex(),
+            pseudonym_secret_file=str(secret),
+            http_port=http_port,
+            mqtt_port=DEMO_MQTT_PORT,
+            gap_timeout_ms=30_000,
+        )
+    )
+    common = {
+        "pseudonym_secret_file": secret,
+        "kafka_bootstrap": bootstrap,
+        "ingress_topic": topics.ingress,
+        "state_topic": topics.state,
+        "shielding_topic": topics.shielding,
+        "mqtt_port": DEMO_MQTT_PORT,
+        "linger_ms": 20,
+        "backoff_base_s": 0.2,
+        "backoff_cap_s": 2.0,
+    }
+    gp = AgentHandle.create(work, "riverside-gp", GP, **common)
+    home = AgentHandle.create(work, "oakfield-home", CARE_HOME, **common)
+    gateway = AgentHandle.create(work, "rm-gateway-7", GATEWAY, transport="mqtt", **common)
+    agents = (gp, home, gateway)
+    say("\nOperator registers each site's signing key (root-signed key events on the keys topic).")
+    await publish_key_events(
+        bootstrap, topics.keys, [root.register(a.settings.agent_id, a.public_key, 0) for a in agents]
+    )
+    follower = StateFollower(bootstrap, topics.state)
+    await core.start()
+    await core.wait_ready()
+    await follower.start()
+    say(f"Core running: verifier, reconciler, MQTT bridge, decision API on 127.0.0.1:{http_port}")
+    try:
+        await gp.start()
+        await gateway.start()
+        await home.start(kafka_bootstrap="127.0.0.1:1")  # the care home's line is down this morning
+        async with aiohttp.ClientSession() as session:
+            from broker.demo.script import play
+
+            await play(session, gp, home, gateway, follower, f"http://127.0.0.1:{http_port}", out_dir, bootstrap, root)
+    finally:
+        for a in agents:
+            await a.stop()
+        await follower.stop()
+        await core.stop()
+
+
+async def wait_sent(handle: AgentHandle, timeout_s: float = 30.0) -> None:
+    """Until the agent's outbox is empty (every event acknowledged end to end)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    assert handle.agent is not None
+    while handle.agent.outbox.pending_count > 0:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{handle.settings.agent_id} still has {handle.agent.outbox.pending_count} pending")
+        await asyncio.sleep(0.1)
+
+
+__all__ += ["PATIENTS", "hospital", "say", "wait_sent"]

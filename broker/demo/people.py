@@ -1,0 +1,41 @@
+"""The demo's cast: sites, patients (valid *test* NHS numbers, 999 range) and staff. No real person."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CARE_HOME", "GATEWAY", "GP", "HOSPITAL", "PATIENTS", "Patient", "test_nhs_number"]
+
+GP = "A81001"  # Riverside Surgery (GP practice, Kafka)
+CARE_HOME = "VM4Q7"  # Oakfield Care Home (Kafka; goes offline mid-morning)
+GATEWAY = "RX1RM"  # remote-monitoring hub of the local trust (biometric gateway, MQTT only)
+HOSPITAL = "RX1"  # the acute trust whose clinicians ask for decisions
+
+
+def test_nhs_number(n: int) -> str:
+    """The n-th valid number in NHS England's 999 test range (modulus 11 check digit)."""
+    base = 999_000_000 + n
+    while True:
+        digits = [int(c) for c in f"{base:09d}"]
+        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+        if check == 11:
+            check = 0
+        if check != 10:
+            return f"{base:09d}{check}"
+        base += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    alias: str  # shown in the demo output instead of any identifier
+    nhs_number: str
+
+
+PATIENTS = {
+    "alice": Patient("Alice (consents to research)", test_nhs_number(11)),
+    "bob": Patient("Bob (national data opt-out)", test_nhs_number(22)),
+    "carol": Patient("Carol (GP type 1 objection)", test_nhs_number(33)),
+    "dan": Patient("Dan, 9 (shielded child)", test_nhs_number(44)),
+    "eve": Patient("Eve (care-home resident)", test_nhs_number(55)),
+    "frank": Patient("Frank (remote monitoring)", test_nhs_number(66)),
+}

@@ -1,0 +1,215 @@
+"""The day's script: what each site records, when the care home is offline, what clinicians ask."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+
+from broker.demo.background import PRACTICES, send_background
+from broker.demo.day import PATIENTS, hospital, say, wait_sent
+from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL
+from broker.demo.stack import AgentHandle, StateFollower
+from broker.reports import (
+    Report,
+    breach_summary,
+    disclosures,
+    funnel_plot_png,
+    objection_rates,
+    render_csv,
+    render_json,
+    render_text,
+)
+from consent_wire.errors import WireError
+from consent_wire.keys import OperatorRoot
+from consent_wire.model import Event
+from consent_wire.signing import decode_verified_event
+
+__all__ = ["play"]
+
+
+def consent(directive: str, purpose: str, data_class: str = "ALL", recipient: str = "*") -> dict[str, Any]:
+    return {
+        "directive": directive, "purpose": purpose, "data_class": data_class, "recipient": recipient,
+        "period_start_ms": None, "period_end_ms": None, "recorded_by_role": "GP",
+    }  # fmt: skip
+
+
+def objection(kind: str) -> dict[str, Any]:
+    return {"kind": kind, "action": "REGISTER", "exemptions": []}
+
+
+async def play(
+    session: aiohttp.ClientSession,
+    gp: AgentHandle,
+    home: AgentHandle,
+    gateway: AgentHandle,
+    follower: StateFollower,
+    api: str,
+    out_dir: Path,
+    bootstrap: str,
+    root: OperatorRoot,
+) -> None:
+    p = PATIENTS
+    say("\n08:10  Riverside Surgery (GP, over Kafka) records the morning's decisions:")
+    await gp.submit(session, "consent_decision", consent("OPTIN", "HRESCH"), p["alice"].nhs_number)
+    say(f"       {p['alice'].alias}: explicit consent to research (OPTIN, HRESCH)")
+    await gp.submit(session, "objection", objection("NDOP"), p["bob"].nhs_number)
+    say(f"       {p['bob'].alias}: national data opt-out registered")
+    await gp.submit(session, "objection", objection("TYPE1"), p["carol"].nhs_number)
+    say(f"       {p['carol'].alias}: type 1 objection (no identifiable data out of the practice beyond care)")
+    shield = {"action": "SET", "hides": ["LOCATION", "CONTACT"], "set_by_role": "SAFEGUARDING_LEAD",
+              "reason": "CHILD_PROTECTION"}  # fmt: skip
+    await gp.submit(session, "shielding_flag", shield, p["dan"].nhs_number)
+    say(f"       {p['dan'].alias}: shielding set by the safeguarding lead (hide location and contact)")
+
+    say("\n08:20  Remote-monitoring gateway (MQTT only) sends device-data consent and a disclosure:")
+    await gateway.submit(session, "consent_decision", consent("OPTIN", "TREAT", "GENERAL"), p["frank"].nhs_number)
+    disclosure = {
+        "accessor_id": "device-gw-7", "organisation": GATEWAY, "role": "DEVICE_GATEWAY", "registered": False,
+        "relationship": "LEGITIMATE", "purpose": "TREAT", "data_classes": ["GENERAL"], "legal_basis": None,
+        "disclosed_to": HOSPITAL,
+    }  # fmt: skip
+    await gateway.submit(session, "access_record", disclosure, p["frank"].nhs_number)
+    say(f"       {p['frank'].alias}: OPTIN for direct care of device readings; readings disclosed to {HOSPITAL}")
+
+    say("\n09:00  Oakfield Care Home's line is DOWN; its agent keeps working offline:")
+    await home.submit(session, "consent_decision", consent("OPTOUT", "ANY", "PSY"), p["eve"].nhs_number)
+    breach = {
+        "organisation": CARE_HOME, "severity": "LEVEL_1", "category": "DISCLOSED_IN_ERROR",
+        "explanation": "Care plan emailed to the wrong GP practice", "remedial_action": "Recalled and deleted",
+        "apology_given": True, "individuals_affected": 1,
+    }  # fmt: skip
+    await home.submit(session, "breach_report", breach, None)
+    assert home.agent is not None
+    say(f"       recorded {p['eve'].alias}'s opt-out of sharing mental-health data and an IG SIRI level 1 breach;")
+    say(f"       both acknowledged and durable on disk: {home.agent.outbox.pending_count} event(s) waiting to send")
+
+    now_ms = int(time.time() * 1000)
+    await wait_sent(gp)
+    await wait_sent(gateway)
+    await follower.wait_for(5)
+    say("\n09:05  GP and gateway events verified, reconciled and on the state topic (5 applied).")
+
+    say("\n11:30  The care home reconnects; its outbox drains in order:")
+    await home.stop()
+    await home.start(kafka_bootstrap=bootstrap)
+    await wait_sent(home)
+    await follower.wait_for(6)
+    say("       delivered; the state now has Eve's PSY opt-out (6 applied in all).")
+    await _afternoon(session, home, follower, api, out_dir, bootstrap, root, now_ms)
+
+
+async def _afternoon(
+    session: aiohttp.ClientSession,
+    home: AgentHandle,
+    follower: StateFollower,
+    api: str,
+    out_dir: Path,
+    bootstrap: str,
+    root: OperatorRoot,
+    now_ms: int,
+) -> None:
+    p = PATIENTS
+    say("\n14:00  Decisions asked of the core (each is recorded on the audit trail):")
+    asks = [
+        ("Hospital consultant, direct care, Carol (type 1 objector)", hospital(), "TREAT", "carol", ["GENERAL"], None),
+        ("Hospital clerk with no care relationship, Alice", hospital("CLERK", "NONE", False), "TREAT", "alice",
+         ["GENERAL"], None),
+        ("Researcher with s251 approval, Bob (national opt-out)", hospital("RESEARCHER", "NONE"), "HRESCH", "bob",
+         ["GENERAL"], "S251"),
+        ("Researcher, Alice (explicit research consent)", hospital("RESEARCHER", "NONE"), "HRESCH", "alice",
+         ["GENERAL"], None),
+        ("Public-health team under statutory mandate, Bob", hospital("ANALYST", "NONE"), "PUBHLTH", "bob",
+         ["GENERAL"], "STATUTORY_MANDATE"),
+        ("Hospital paediatrician, direct care, Dan (shielded)", hospital("PAEDIATRICIAN"), "TREAT", "dan",
+         ["GENERAL", "PATLOC", "CONTACT"], None),
+        ("Care-home worker (unregistered, in the care team), Eve", {**hospital("CARE_WORKER", "LEGITIMATE", False),
+         "organisation": CARE_HOME}, "TREAT", "eve", ["GENERAL", "PSY"], None),
+        ("A&E doctor, break-glass, Dan", hospital("ED_DOCTOR", "BREAK_GLASS"), "BTG", "dan", ["GENERAL"],
+         "BREAK_GLASS"),
+    ]  # fmt: skip
+    for label, requester, purpose, who, classes, basis in asks:
+        body = {"requester": requester, "purpose": purpose, "nhs_number": p[who].nhs_number,
+                "data_classes": classes, "legal_basis": basis}  # fmt: skip
+        async with session.post(f"{api}/v1/decisions", json=body) as response:
+            answer = await response.json()
+        _show(label, answer)
+
+    say("\n14:30  Oakfield asks its own replica (offline-capable) about Dan, shielded at the GP this morning:")
+    await asyncio.sleep(1.0)  # the replica follows the state topic
+    body = {"requester": {**hospital("CARE_WORKER", "LEGITIMATE", False), "organisation": CARE_HOME},
+            "purpose": "TREAT", "nhs_number": p["dan"].nhs_number, "data_classes": ["GENERAL", "PATLOC"]}  # fmt: skip
+    async with session.post(f"{home.url}/v1/decisions", json=body) as response:
+        offline = await response.json()
+    _show("Care-home worker via the care home's replica, Dan", offline)
+
+    say(f"\n15:00  {p['dan'].alias} asks who has looked at his record (recommendation 1):")
+    async with session.get(f"{api}/v1/patients/{p['dan'].nhs_number}/accesses") as response:
+        accesses = await response.json()
+    for a in accesses.get("accesses", accesses if isinstance(accesses, list) else []):
+        when = time.strftime("%H:%M:%S", time.localtime(a["at_ms"] / 1000)) if a.get("at_ms") else "?"
+        say(f"       {when}  {a.get('organisation', '')}  {a.get('role', '')}  "
+            f"{a.get('purpose', '')}  {a.get('outcome', '')}")  # fmt: skip
+
+    say("\n17:00  Governance reports for the region:")
+    background = await send_background(bootstrap, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms)
+    events = await _read_events(bootstrap, _topic(follower, "events"), background + 7)
+    _reports(events, out_dir)
+
+
+def _show(label: str, answer: dict[str, Any]) -> None:
+    outcome = answer.get("outcome", answer.get("reason", "?"))
+    tail = " (offline, as at replica time)" if answer.get("offline") else ""
+    say(f"     - {label}: {outcome}{tail}")
+    for reason in answer.get("reasons", [answer.get("message", "")])[:3]:
+        say(f"         because {reason}")
+    if answer.get("obligations"):
+        say(f"         obligations: {', '.join(answer['obligations'])}")
+    if answer.get("legal_basis"):
+        say(f"         legal basis: {answer['legal_basis']}")
+
+
+def _topic(f: StateFollower, name: str) -> str:
+    return f.topic.removesuffix(".state") + "." + name
+
+
+async def _read_events(bootstrap: str, topic: str, at_least: int) -> list[Event]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    events: list[Event] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(events) < at_least and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    try:
+                        events.append(decode_verified_event(r.value or b"").event)
+                    except WireError:
+                        continue
+    finally:
+        await consumer.stop()
+    return events
+
+
+def _reports(events: list[Event], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = {site: size for site, (size, _) in PRACTICES.items()}  # GP practices only: the denominator is a list
+    objections = objection_rates(events, sizes)
+    reports: dict[str, Report] = {
+        "objections": objections,
+        "breaches": breach_summary(events),
+        "disclosures": disclosures(events),
+    }
+    for name, report in reports.items():
+        say(render_text(report))
+        (out_dir / f"{name}.csv").write_text(render_csv(report))
+        (out_dir / f"{name}.json").write_bytes(render_json(report))
+    (out_dir / "objections-funnel.png").write_bytes(funnel_plot_png(objections))
+    say(f"       wrote {', '.join(sorted(p.name for p in out_dir.iterdir()))}")

@@ -1,0 +1,120 @@
+"""The demo's moving parts: the core in-process, edge agents in-process, and a follower of the state topic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+
+from broker.state import PatientState
+from edge_agent.app import Agent
+from edge_agent.config import Settings
+from edge_agent.wire import generate_signing_key
+
+__all__ = ["AgentHandle", "StateFollower", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class AgentHandle:
+    """One edge agent (its own data dir, key and HTTP port) that can go offline and come back."""
+
+    settings: Settings
+    public_key: bytes
+    agent: Agent | None = None
+
+    @classmethod
+    def create(cls, workdir: Path, agent_id: str, site: str, **settings: Any) -> AgentHandle:
+        data = workdir / agent_id
+        data.mkdir(parents=True, exist_ok=True)
+        key_file = data / "signing.key"
+        public = generate_signing_key(key_file)
+        s = Settings(
+            agent_id=agent_id,
+            site=site,
+            data_dir=data,
+            signing_key_file=key_file,
+            http_port=free_port(),
+            **settings,
+        )
+        return cls(s, public)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+    async def start(self, **overrides: Any) -> None:
+        self.settings = replace(self.settings, **overrides)
+        self.agent = await Agent.start(self.settings)
+
+    async def stop(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop()
+            self.agent = None
+
+    async def submit(self, session: aiohttp.ClientSession, kind: str, payload: dict[str, Any], nhs: str | None) -> int:
+        body: dict[str, Any] = {"type": kind, "payload": payload}
+        if nhs is not None:
+            body["nhs_number"] = nhs
+        async with session.post(f"{self.url}/v1/events", json=body) as response:
+            answer = await response.json()
+            if response.status != 202:
+                raise RuntimeError(f"{self.settings.agent_id} refused {kind}: {answer}")
+            seq: int = answer["seq"]
+            return seq
+
+
+@dataclass
+class StateFollower:
+    """Follows the compacted state topic (read_committed) into memory, for waiting on propagation."""
+
+    bootstrap: str
+    topic: str
+    states: dict[str, PatientState] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=self.bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        self._task = asyncio.create_task(self._follow(consumer))
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in records:
+                        if r.key is not None and r.value is not None:
+                            self.states[r.key.decode()] = PatientState.from_bytes(r.value)
+        finally:
+            await consumer.stop()
+
+    def applied(self) -> int:
+        return sum(s.version for s in self.states.values())
+
+    async def wait_for(self, total: int, timeout_s: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.applied() < total:
+            if loop.time() > deadline:
+                raise TimeoutError(f"state holds {self.applied()} of {total} events after {timeout_s:.0f}s")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,62 @@
+"""``python -m loadtests [--quick]``: the fleet load test; writes bench/results.json, report.md and plots.
+
+Starts the bench's own Kafka + Mosquitto (127.0.0.1:39092 / 31883) unless they already run, and
+stops them at the end if it started them. Progress goes to stderr, one line per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["main"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests", description="Fleet load test of the consent core.")
+    parser.add_argument("--quick", action="store_true", help="the under-two-minutes version (make bench QUICK=1)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench", help="output folder (default: bench/)")
+    parser.add_argument("--no-agents", action="store_true", help="skip the real edge agents")
+    parser.add_argument("--no-decisions", action="store_true", help="skip the decision API phase")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    import uvloop
+
+    from loadtests.companions import make_companions, make_decisions
+    from loadtests.plan import full_plan, quick_plan
+    from loadtests.report import write_plots, write_report
+    from loadtests.results import assemble
+    from loadtests.runner import run_bench
+
+    plan = quick_plan() if args.quick else full_plan()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="consent-bench-") as tmp:
+        workdir = Path(tmp)
+        companions = {} if args.no_agents else make_companions(plan, workdir)
+        decisions = None if args.no_decisions else make_decisions(plan, workdir)
+        outcome = uvloop.run(run_bench(plan, workdir, companions, decisions))
+    results = assemble(outcome, REPO)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    write_report(results, args.out / "report.md")
+    write_plots(results, args.out)
+    missed = [name for name, g in results["goals"].items() if g["met"] is False]
+    sys.stderr.write(
+        f"[bench] done in {outcome.seconds:.0f}s: {results['throughput_eps']:.0f} events/s, "
+        f"p99 {results['latency_ms']['p99']} ms, lost {results['lost']}, duplicated {results['duplicated']}; "
+        f"goals missed: {', '.join(missed) if missed else 'none'}; wrote {args.out}/results.json, report.md, *.png\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""What runs next to the synthetic load: real edge agents per paced run, and the decision API phase."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from loadtests.drive import BenchContext, Companion
+from loadtests.plan import BenchPlan
+from loadtests.realfleet import RealFleet
+
+__all__ = ["make_companions", "make_decisions"]
+
+DECISION_PATIENTS = 1000  # patients preloaded into the state topic for the decision phase
+
+
+def _exists(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def make_companions(plan: BenchPlan, workdir: Path) -> dict[float, Companion]:
+    """Real agents ride along the half-load run (latency from acknowledged submission) and the full-load
+    run (shielding to subscribers and replicas under full load)."""
+    with_bridge = _exists("broker.service_bridge")
+    fractions = {f for f in plan.load_fractions if f in (0.5, max(plan.load_fractions))}
+    out: dict[float, Companion] = {}
+    for fraction in sorted(fractions):
+        label = f"{round(fraction * 100)}"
+        directory = workdir / f"agents-{label}"
+        directory.mkdir(parents=True, exist_ok=True)
+        out[fraction] = RealFleet(plan, directory, label, with_bridge)
+    return out
+
+
+def make_decisions(plan: BenchPlan, workdir: Path) -> Callable[[BenchContext], Awaitable[dict[str, Any]]]:
+    async def unavailable(ctx: BenchContext) -> dict[str, Any]:
+        return {"per_s": None, "p99_ms": None, "skipped": "broker/service_api.py (core stage 'api') does not exist"}
+
+    if not _exists("broker.service_api"):
+        return unavailable
+
+    async def run(ctx: BenchContext) -> dict[str, Any]:
+        from loadtests import decision_bench
+
+        ctx.progress.step("decisions", f"{plan.decision_requests} decisions, {plan.decision_concurrency} concurrent")
+        args = argparse.Namespace(bootstrap=ctx.stack.bootstrap, requests=plan.decision_requests,
+                                  concurrency=plan.decision_concurrency, patients=DECISION_PATIENTS)  # fmt: skip
+        try:
+            result: dict[str, Any] = await decision_bench.run(args)
+        except Exception as exc:  # the phase reports its failure instead of sinking the whole bench
+            ctx.progress.step("decisions", f"failed: {exc!r}")
+            return {"per_s": None, "p99_ms": None, "error": f"{type(exc).__name__}: {exc}"}
+        latency = result.get("latency_ms", {})
+        ctx.progress.step("decisions", f"{result.get('decisions_per_s')} decisions/s, p99 {latency.get('p99')} ms")
+        return {"per_s": result.get("decisions_per_s"), "p99_ms": latency.get("p99"), "p50_ms": latency.get("p50"),
+                "source": "loadtests.decision_bench", **result}  # fmt: skip
+
+    return run

@@ -1,0 +1,266 @@
+"""Core stage benchmark on the real broker: events per second through the verifier, then the reconciler, alone.
+
+1. Pre-load the ingress topic with ``--batches`` signed batches of ``--batch-size`` events from
+   ``--agents`` load agents (round robin, so every agent's chain is in order).
+2. Run only the verifier (a :class:`broker.runtime.Core` with ``stages=("verifier",)``) and time from
+   its first consumed record until every event is committed to the events topic.
+3. Run only the reconciler over that events topic and time until every event is consumed and its
+   last transaction committed.
+4. For comparison, time each stage's pure logic alone on the same data (no Kafka).
+
+Timing uses the stages' own Prometheus counters (records in, records out after commit).
+``--profile`` runs cProfile over each timed phase and prints where the time goes.
+
+    .venv/bin/python -m loadtests.core_bench --bootstrap 127.0.0.1:19092 --out bench/core.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from broker.keys_admin import publish_key_events
+from broker.pipeline import ReconcilerLogic
+from broker.runtime import Core
+from broker.settings import CoreSettings
+from broker.topics import Topic, TopicNames, create_topics
+from broker.verifier import VerifierCore
+from consent_wire.dsse import public_key_bytes
+from consent_wire.keys import KeyRegistry, OperatorRoot
+from consent_wire.signing import encode_verified_event
+from loadtests.agents import BASE_MS, LoadAgent, patient_keys
+
+__all__ = ["GOAL_EVENTS_PER_S", "BenchConfig", "StageResult", "main", "run"]
+
+GOAL_EVENTS_PER_S = 20_000  # the core brief's throughput target per stage on the reference machine
+POLL_S = 0.01  # completion polling interval: small against runs of several seconds
+STAGE_TIMEOUT_S = 600.0  # generous: the machine is shared
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    bootstrap: str
+    batches: int
+    batch_size: int
+    agents: int
+    patients: int
+    partitions: int
+    profile: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    stage: str
+    mode: str  # "kafka" (the stage on the broker) or "logic" (the pure core, no I/O)
+    events: int
+    seconds: float
+    events_per_s: float
+    transaction_aborts: int = 0
+    profile_top: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    value: bytes
+    offset: int
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _make_batches(config: BenchConfig, agents: list[LoadAgent]) -> list[bytes]:
+    patients = patient_keys(config.patients)
+    out: list[bytes] = []
+    for i in range(config.batches):
+        agent = agents[i % len(agents)]
+        out.append(agent.batch(patients, config.batch_size, BASE_MS + i * config.batch_size))
+    return out
+
+
+async def _preload(config: BenchConfig, topics: TopicNames, agents: list[LoadAgent], batches: list[bytes]) -> float:
+    started = time.perf_counter()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=config.bootstrap, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=1 << 20
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topics.ingress, b, key=agents[i % len(agents)].agent_id.encode())
+            for i, b in enumerate(batches)
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def _top(profiler: cProfile.Profile, limit: int = 15) -> tuple[str, ...]:
+    buffer = io.StringIO()
+    stats = pstats.Stats(profiler, stream=buffer)
+    stats.sort_stats("tottime").print_stats(limit)
+    lines = [ln.strip() for ln in buffer.getvalue().splitlines() if ln.strip()]
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("ncalls"))
+    return tuple(lines[start : start + limit + 1])
+
+
+async def _timed_stage(settings: CoreSettings, name: str, events: int, profile: bool) -> StageResult:
+    core = Core(settings)
+    await core.start()
+    stage = core.stages[name]
+    profiler = cProfile.Profile() if profile else None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STAGE_TIMEOUT_S
+    first: float | None = None
+    aborts_before = _sample("broker_stage_transaction_aborts_total", stage=name)
+    try:
+        if profiler is not None:
+            profiler.enable()
+        while True:
+            consumed = _sample("broker_stage_records_in_total", stage=name)
+            if first is None and consumed > 0:
+                first = time.perf_counter() - POLL_S / 2  # the first record arrived within the last poll
+            if _done(name, settings.topic_prefix, events, consumed) and not stage._lock.locked():
+                break
+            if loop.time() > deadline:
+                raise TimeoutError(f"stage {name} did not finish {events} events in {STAGE_TIMEOUT_S} s")
+            await asyncio.sleep(POLL_S)
+        elapsed = time.perf_counter() - (first or time.perf_counter())
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        await core.stop()
+    aborts = int(_sample("broker_stage_transaction_aborts_total", stage=name) - aborts_before)
+    top = _top(profiler) if profiler is not None else ()
+    return StageResult(name, "kafka", events, round(elapsed, 3), round(events / elapsed), aborts, top)
+
+
+def _done(name: str, prefix: str, events: int, consumed: float) -> bool:
+    if name == "verifier":  # counted after each commit: every event is in the events topic
+        return _sample("broker_stage_records_out_total", stage=name, topic=TopicNames(prefix).events) >= events
+    return consumed >= events  # plus the stage lock free: the last transaction has committed
+
+
+def _logic_only(batches: list[bytes], registry: KeyRegistry) -> list[StageResult]:
+    """The pure cores alone: what the stages would reach with free I/O."""
+    verifier = VerifierCore(registry)
+    started = time.perf_counter()
+    verified = [ve for i, b in enumerate(batches) for ve in verifier.process(b, i, BASE_MS).accepted]
+    encoded = [encode_verified_event(ve) for ve in verified]
+    verify_s = time.perf_counter() - started
+    logic = ReconcilerLogic(TopicNames("bench"))
+    records = [_Record(v, i) for i, v in enumerate(encoded)]
+    started = time.perf_counter()
+    for i in range(0, len(records), 5000):  # the stage's max_records per poll
+        logic.process(0, records[i : i + 5000], BASE_MS)
+    reconcile_s = time.perf_counter() - started
+    n = len(encoded)
+    return [
+        StageResult("verifier", "logic", n, round(verify_s, 3), round(n / verify_s)),
+        StageResult("reconciler", "logic", n, round(reconcile_s, 3), round(n / reconcile_s)),
+    ]
+
+
+async def run(config: BenchConfig) -> tuple[list[StageResult], float]:
+    topics = TopicNames(f"bench{uuid.uuid4().hex[:8]}")
+    partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
+    await create_topics(config.bootstrap, topics, partitions=dict.fromkeys(partitioned, config.partitions))
+    root = OperatorRoot.generate()
+    agents = [LoadAgent.create(i) for i in range(config.agents)]
+    await publish_key_events(config.bootstrap, topics.keys, [a.register(root) for a in agents])
+    batches = _make_batches(config, agents)
+    preload_s = await _preload(config, topics, agents, batches)
+    events = config.batches * config.batch_size
+    results = [
+        await _timed_stage(_settings(config, topics, root, stage), stage, events, config.profile)
+        for stage in ("verifier", "reconciler")
+    ]
+    registry = KeyRegistry(root.public_key)
+    for a in agents:
+        registry.apply(a.register(root))
+    results.extend(_logic_only(batches, registry))
+    return results, preload_s
+
+
+def _settings(config: BenchConfig, topics: TopicNames, root: OperatorRoot, stage: str) -> CoreSettings:
+    return CoreSettings.load(
+        bootstrap=config.bootstrap,
+        topic_prefix=topics.prefix,
+        app_id=f"{topics.prefix}-core",
+        root_public_key_hex=public_key_bytes(root.public_key).hex(),
+        stages=stage,
+    )
+
+
+def _report(config: BenchConfig, results: Sequence[StageResult], preload_s: float) -> dict[str, Any]:
+    kafka = {r.stage: r.events_per_s for r in results if r.mode == "kafka"}
+    return {
+        "benchmark": "core",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "config": {k: v for k, v in asdict(config).items() if k != "profile"},
+        "preload_seconds": round(preload_s, 3),
+        "results": [{k: v for k, v in asdict(r).items() if k != "profile_top"} for r in results],
+        "goal": {
+            "events_per_s_per_stage": GOAL_EVENTS_PER_S,
+            "measured": kafka,
+            "met": all(v >= GOAL_EVENTS_PER_S for v in kafka.values()),
+        },
+    }
+
+
+def _table(results: Sequence[StageResult]) -> str:
+    lines = [f"{'stage':<11} {'mode':<6} {'events':>8} {'seconds':>8} {'events/s':>9} {'aborts':>6}"]
+    lines.extend(
+        f"{r.stage:<11} {r.mode:<6} {r.events:>8} {r.seconds:>8.2f} {r.events_per_s:>9} {r.transaction_aborts:>6}"
+        for r in results
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.core_bench", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--bootstrap", default=os.environ.get("CONSENT_BOOTSTRAP", "127.0.0.1:19092"))
+    parser.add_argument("--batches", type=int, default=1000, help="signed batches pre-loaded into ingress")
+    parser.add_argument("--batch-size", type=int, default=100, help="events per signed batch")
+    parser.add_argument("--agents", type=int, default=8, help="load agents, round robin")
+    parser.add_argument("--patients", type=int, default=10_000, help="distinct patient keys")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (the registry's default)")
+    parser.add_argument("--profile", action="store_true", help="cProfile each timed phase and print the top")
+    parser.add_argument("--out", type=Path, default=Path("bench/core.json"), help="JSON results file")
+    args = parser.parse_args(argv)
+    config = BenchConfig(
+        args.bootstrap, args.batches, args.batch_size, args.agents, args.patients, args.partitions, args.profile
+    )
+    results, preload_s = uvloop.run(run(config))
+    print(f"pre-loaded {config.batches} batches x {config.batch_size} events in {preload_s:.2f} s")
+    print(_table(results))
+    for r in results:
+        if r.profile_top:
+            print(f"\nprofile of {r.stage} (top by own time):")
+            print("\n".join(r.profile_top))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(_report(config, results, preload_s), indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""The core under test as OS processes (``python -m broker run``), so CPU time per stage comes from /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CoreEnv", "CoreProcess", "cpu_seconds", "wait_assigned"]
+
+_ASSIGNED = re.compile(r"stage=(\w+) assigned=\[([\d, ]*)\]")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STOP_TIMEOUT_S = 30.0  # the core finishes its batch and commits on SIGTERM (broker/runtime.py)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (fields 14 and 15 of /proc/<pid>/stat)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+@dataclass(frozen=True, slots=True)
+class CoreEnv:
+    bootstrap: str
+    topic_prefix: str
+    app_id: str
+    root_public_key_hex: str
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    http_port: int = 0
+    pseudonym_secret_file: str = ""
+
+    def environ(self, stages: tuple[str, ...]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "CONSENT_BOOTSTRAP": self.bootstrap,
+                "CONSENT_TOPIC_PREFIX": self.topic_prefix,
+                "CONSENT_APP_ID": self.app_id,
+                "CONSENT_ROOT_PUBLIC_KEY_HEX": self.root_public_key_hex,
+                "CONSENT_STAGES": ",".join(stages),
+                "CONSENT_MQTT_HOST": self.mqtt_host,
+                "CONSENT_MQTT_PORT": str(self.mqtt_port),
+            }
+        )
+        if self.http_port:
+            env["CONSENT_HTTP_PORT"] = str(self.http_port)
+        if self.pseudonym_secret_file:
+            env["CONSENT_PSEUDONYM_SECRET_FILE"] = self.pseudonym_secret_file
+        return env
+
+
+class CoreProcess:
+    """One ``python -m broker -v run`` child; optionally under cProfile (written on SIGTERM exit)."""
+
+    def __init__(self, env: CoreEnv, stages: tuple[str, ...], workdir: Path, name: str, profile: bool = False) -> None:
+        self.stages = stages
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self.profile_path: Path | None = workdir / f"{name}.prof" if profile else None
+        argv = [sys.executable]
+        if self.profile_path is not None:
+            argv += ["-m", "cProfile", "-o", str(self.profile_path)]
+        argv += ["-m", "broker", "-v", "run"]
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            argv, env=env.environ(stages), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def assigned(self) -> dict[str, set[int]]:
+        """The latest partition assignment each stage of this process logged."""
+        latest: dict[str, set[int]] = {}
+        with contextlib.suppress(OSError):
+            for match in _ASSIGNED.finditer(self.log_path.read_text(errors="replace")):
+                parts = match.group(2).strip()
+                latest[match.group(1)] = {int(p) for p in parts.split(",")} if parts else set()
+        return latest
+
+    def log_tail(self, lines: int = 5) -> str:
+        with contextlib.suppress(OSError):
+            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> int | None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+def wait_assigned(procs: list[CoreProcess], partitions: int, timeout_s: float) -> None:
+    """Block until, for each of verifier and reconciler, the processes hold every partition exactly once."""
+    deadline = time.monotonic() + timeout_s
+    want = set(range(partitions))
+    while time.monotonic() < deadline:
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError(f"core process {p.name} exited: {p.log_tail()}")
+        ok = True
+        for stage in ("verifier", "reconciler"):
+            holders = [p.assigned().get(stage, set()) for p in procs if stage in p.stages]
+            if not holders:
+                continue
+            union = set().union(*holders)
+            ok = ok and all(holders) and union == want and sum(len(h) for h in holders) == partitions
+        if ok:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"core stages not assigned all {partitions} partitions in {timeout_s:.0f}s")

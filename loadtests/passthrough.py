@@ -1,0 +1,74 @@
+"""Raw aiokafka pass-through: consume and produce the same bytes, no processing, the core's batching.
+
+Run as its own process (so its CPU is its own):
+
+    .venv/bin/python -m loadtests.passthrough --bootstrap 127.0.0.1:39092 --source T1 --sink T2 --records N
+
+Prints one JSON line: records, seconds, records_per_s, cpu_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from broker.stage import StageConfig
+
+__all__ = ["main", "pass_through"]
+
+
+async def pass_through(bootstrap: str, source: str, sink: str, records: int, group: str) -> dict[str, float]:
+    defaults = StageConfig(bootstrap, group, group)  # the same batching knobs as the core's stages
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        isolation_level="read_committed", auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=defaults.linger_ms,
+        compression_type=defaults.compression, max_batch_size=1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    await producer.start()
+    moved = 0
+    started = 0.0
+    try:
+        while moved < records:
+            batches = await consumer.getmany(timeout_ms=defaults.poll_timeout_ms, max_records=defaults.max_records)
+            if batches and not started:
+                started = time.perf_counter()
+            for batch in batches.values():
+                futures = [await producer.send(sink, r.value, key=r.key) for r in batch]
+                await asyncio.gather(*futures)
+                moved += len(batch)
+            if batches:
+                await consumer.commit()
+        seconds = time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"records": moved, "seconds": round(seconds, 3), "records_per_s": round(moved / max(1e-9, seconds), 1),
+            "cpu_s": round(time.process_time(), 3)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--sink", required=True)
+    parser.add_argument("--records", type=int, required=True)
+    parser.add_argument("--group", default="bench-passthrough")
+    args = parser.parse_args(argv)
+    import uvloop
+
+    result = uvloop.run(pass_through(args.bootstrap, args.source, args.sink, args.records, args.group))
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

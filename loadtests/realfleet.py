@@ -1,0 +1,235 @@
+"""Real edge agents (edge_agent.app.Agent) next to the synthetic load: latency from acknowledged submission.
+
+Each agent runs in this process with its own SQLite outbox, HTTP API, publisher and replica follower.
+Submissions go over HTTP (``POST /v1/events``); the 202 reply is the acknowledgement the clinical
+system sees, and the clock starts there. Every submission names a patient of its own, so its state
+record (and, for a shielding flag, its shielding record and the agent's replica row) marks arrival.
+Loss and duplication are checked against each agent's outbox: seq numbers handed out, all
+acknowledged end to end, and every event on the events topic exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from broker.topics import TopicNames
+from consent_wire.identity import patient_key
+from consent_wire.keys import OperatorRoot
+from edge_agent.app import Agent
+from edge_agent.config import Settings
+from edge_agent.replica import ReplicaKind
+from edge_agent.wire import generate_signing_key
+from loadtests.coreproc import CoreEnv
+from loadtests.latency import LatencyRecorder
+from loadtests.plan import AgentKind, BenchPlan
+from loadtests.probe import ArrivalProbe
+
+__all__ = ["RealFleet", "nhs_numbers"]
+
+SECRET = bytes(range(7, 39))  # bench-only pseudonym secret (32 bytes, consent_wire.identity.MIN_SECRET_BYTES)
+_SITES = {AgentKind.GP_PRACTICE: "A81", AgentKind.CARE_HOME: "VM1", AgentKind.GATEWAY: "RGX"}
+
+
+def nhs_numbers(start: int, count: int) -> list[str]:
+    """Modulus-11-valid NHS numbers from the 9-digit stem ``start`` upwards (NHS Data Dictionary)."""
+    out: list[str] = []
+    stem = start
+    while len(out) < count:
+        digits = f"{stem:09d}"
+        total = sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True))
+        check = (11 - total % 11) % 11
+        if check != 10:
+            out.append(digits + str(check))
+        stem += 1
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class _Member:
+    kind: AgentKind
+    agent_id: str
+    site: str
+    directory: Path
+    public_key: bytes
+    numbers: list[str]
+    agent: Agent | None = None
+    submitted: int = 0
+    failed: int = 0
+
+    def key(self, nhs: str) -> str:
+        return patient_key(SECRET, nhs)
+
+
+@dataclass
+class RealFleet:
+    """One run's real agents (a fresh instance per run: agents, outboxes and ids are per run)."""
+
+    plan: BenchPlan
+    workdir: Path
+    label: str
+    with_bridge: bool
+    members: list[_Member] = field(default_factory=list)
+    e2e: LatencyRecorder = field(default_factory=LatencyRecorder)
+    shielding_sub: LatencyRecorder = field(default_factory=LatencyRecorder)
+    shielding_replica: LatencyRecorder = field(default_factory=LatencyRecorder)
+    _replica_wait: dict[str, float] = field(default_factory=dict)
+    _probe: ArrivalProbe | None = None
+    _names: TopicNames | None = None
+    _stem: int = 400_000_000
+
+    @property
+    def extra_stages(self) -> tuple[str, ...]:
+        return ("bridge",) if self.with_bridge and self._gateways() else ()
+
+    def _gateways(self) -> int:
+        return self.plan.real_gateways
+
+    def _kinds(self) -> list[AgentKind]:
+        kinds = [k for k, n in self.plan.real_agents for _ in range(n)]
+        return kinds + ([AgentKind.GATEWAY] * self._gateways() if self.with_bridge else [])
+
+    def registrations(self, root: OperatorRoot) -> list[bytes]:
+        secret = self.workdir / "pseudonym.secret"
+        if not secret.exists():
+            secret.write_text(SECRET.hex())
+            os.chmod(secret, 0o600)
+        per_agent = int(self.plan.real_rate_per_agent * self.plan.paced_seconds * 2 + 200)
+        regs = []
+        for i, kind in enumerate(self._kinds()):
+            agent_id = f"real-{self.label}-{kind.value[:4]}-{i}"
+            directory = self.workdir / agent_id
+            directory.mkdir(parents=True)
+            public = generate_signing_key(directory / "signing.pem")
+            numbers = nhs_numbers(self._stem + i * per_agent * 2, per_agent)
+            member = _Member(kind, agent_id, f"{_SITES[kind]}{i:03d}", directory, public, numbers)
+            (directory / "patients.txt").write_text("\n".join(member.key(n) for n in numbers) + "\n")
+            self.members.append(member)
+            regs.append(root.register(agent_id, public, 0))
+        return regs
+
+    def _settings(self, m: _Member, names: TopicNames, core: CoreEnv) -> Settings:
+        return Settings(
+            agent_id=m.agent_id, site=m.site, data_dir=m.directory, pseudonym_secret_file=self.workdir / "pseudonym.secret",
+            signing_key_file=m.directory / "signing.pem", transport="mqtt" if m.kind is AgentKind.GATEWAY else "kafka",
+            kafka_bootstrap=core.bootstrap, ingress_topic=names.ingress, state_topic=names.state,
+            shielding_topic=names.shielding, mqtt_host=core.mqtt_host, mqtt_port=core.mqtt_port,
+            http_port=_free_port(), ack_timeout_s=10.0, backoff_cap_s=2.0,
+            patients_file=m.directory / "patients.txt",
+        )  # fmt: skip
+
+    async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe) -> None:
+        self._probe, self._names = probe, names
+        for m in self.members:
+            m.agent = await Agent.start(self._settings(m, names, core))
+            self._watch_replica(m.agent)
+
+    def _watch_replica(self, agent: Agent) -> None:
+        replica = agent.replica
+        original = replica.upsert
+        waiting = self._replica_wait
+        recorder = self.shielding_replica
+
+        async def upsert(kind: ReplicaKind, key: str, data: bytes | None, as_at_ms: int) -> bool:
+            changed = await original(kind, key, data, as_at_ms)
+            origin = waiting.pop(key, None) if kind is ReplicaKind.SHIELDING and replica.follows(key) else None
+            if origin is not None:
+                recorder.record((time.perf_counter() - origin) * 1000.0)
+            return changed
+
+        replica.upsert = upsert  # type: ignore[method-assign]
+
+    async def run(self, duration_s: float) -> None:
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(self._drive(session, m, duration_s) for m in self.members))
+
+    async def _drive(self, session: aiohttp.ClientSession, m: _Member, duration_s: float) -> None:
+        assert m.agent is not None and self._probe is not None and self._names is not None
+        plan = self.plan
+        interval = 1.0 / plan.real_rate_per_agent
+        shield_every = max(1, round(plan.real_rate_per_agent * len(self.members) / max(0.1, plan.shielding_probes_per_s)))
+        url = f"http://127.0.0.1:{m.agent.settings.http_port}/v1/events"
+        start = time.perf_counter()
+        k = 0
+        while time.perf_counter() - start < duration_s and k < len(m.numbers):
+            nhs = m.numbers[k]
+            shielding = m.kind is not AgentKind.GATEWAY and k % shield_every == shield_every - 1
+            body = _shielding_body(nhs) if shielding else _consent_body(nhs, k)
+            async with session.post(url, json=body) as resp:
+                acked = time.perf_counter()
+                ok = resp.status == 202
+                await resp.read()
+            k += 1
+            if not ok:
+                m.failed += 1
+                continue
+            m.submitted += 1
+            key = m.key(nhs)
+            self._probe.expect(self._names.state, key, acked, self.e2e)
+            if shielding:
+                self._probe.expect(self._names.shielding, key, acked, self.shielding_sub)
+                self._replica_wait[key] = acked
+            await asyncio.sleep(max(0.0, start + k * interval - time.perf_counter()))
+
+    def expected_event_keys(self) -> dict[str, int]:
+        return {m.key(n): 1 for m in self.members for n in m.numbers[: m.submitted + m.failed]}
+
+    async def finish(self, timeout_s: float) -> None:
+        """Wait for every outbox to be acknowledged end to end and the replicas to catch up."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pending = 0
+            for m in self.members:
+                if m.agent is not None:
+                    pending += (await m.agent.outbox.stats()).pending
+            if pending == 0 and not self._replica_wait:
+                return
+            await asyncio.sleep(0.1)
+
+    def summary(self) -> dict[str, Any]:
+        return {"e2e_ms": self.e2e.summary().to_json(), "shielding_subscriber_ms": self.shielding_sub.summary().to_json(),
+                "shielding_replica_ms": self.shielding_replica.summary().to_json()}  # fmt: skip
+
+    async def outbox_report(self) -> dict[str, Any]:
+        rows = []
+        for m in self.members:
+            stats = await m.agent.outbox.stats() if m.agent is not None else None
+            rows.append({"agent": m.agent_id, "kind": m.kind.value, "submitted": m.submitted, "refused": m.failed,
+                         "outbox_last_seq": stats.next_seq - 1 if stats else None,
+                         "outbox_acked_seq": stats.acked_seq if stats else None,
+                         "outbox_pending": stats.pending if stats else None})  # fmt: skip
+        return {"agents": rows, "replica_outstanding": len(self._replica_wait)}
+
+    async def stop(self) -> None:
+        for m in self.members:
+            if m.agent is not None:
+                with contextlib.suppress(Exception):
+                    await m.agent.stop()
+
+
+def _consent_body(nhs: str, k: int) -> dict[str, Any]:
+    directive = "OPTOUT" if k % 4 == 0 else "OPTIN"
+    return {"type": "consent_decision", "nhs_number": nhs,
+            "payload": {"directive": directive, "purpose": "HRESCH", "data_class": "ALL", "recipient": "*"}}  # fmt: skip
+
+
+def _shielding_body(nhs: str) -> dict[str, Any]:
+    return {"type": "shielding_flag", "nhs_number": nhs,
+            "payload": {"action": "SET", "hides": ["LOCATION", "CONTACT"], "set_by_role": "SAFEGUARDING_LEAD",
+                        "reason": "CHILD_PROTECTION"}}  # fmt: skip

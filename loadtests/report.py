@@ -1,0 +1,134 @@
+"""bench/report.md and bench/*.png from the results dictionary (results.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_plots", "write_report"]
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.1f}{unit}"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def _goal_rows(goals: dict[str, Any]) -> list[str]:
+    rows = ["| goal | target | measured | met |", "|---|---|---|---|"]
+    for name, g in goals.items():
+        met = {True: "yes", False: "**NO**", None: "not measured"}[g["met"]]
+        rows.append(f"| {name} | {g['direction']} {_fmt(g['goal'])} | {_fmt(g['value'])} | {met} |")
+    return rows
+
+
+def _run_rows(runs: list[dict[str, Any]]) -> list[str]:
+    rows = ["| run | layout | procs | partitions | offered ev/s | events | ev/s | p50 ms | p99 ms | max ms | "
+            "shielding p99 ms | lost | dup |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in runs:
+        lat, sh = r["latency_ms"], r["shielding_ms"]
+        rows.append(
+            f"| {r['label']} | {r['layout']} | {r['processes']} | {r['partitions']} | {_fmt(r['offered_eps'])} | "
+            f"{_fmt(r['events'])} | {_fmt(r['throughput_eps'])} | {_fmt(lat['p50'])} | {_fmt(lat['p99'])} | "
+            f"{_fmt(lat['max'])} | {_fmt(sh['p99'])} | {r['lost'] + r['state_outstanding']} | {r['duplicated']} |"
+        )
+    return rows
+
+
+def _profile_rows(profile: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines: list[str] = []
+    for process, rows in profile.items():
+        lines += [f"### {process}", "", "| function | calls | own s | own % | cumulative s |", "|---|---|---|---|---|"]
+        lines += [f"| `{r['function']}` | {r['calls']:,} | {r['own_s']} | {r['own_pct']} | {r['cumulative_s']} |"
+                  for r in rows]  # fmt: skip
+        lines.append("")
+    return lines
+
+
+def write_report(results: dict[str, Any], path: Path) -> None:
+    m, cfg = results["machine"], results["config"]
+    ceil = results["ceilings"]
+    lines = [
+        "# Load test report", "",
+        f"Mode: {'QUICK' if cfg['quick'] else 'full'}; {m['cpus']} CPUs ({m['cpu_model']}), "
+        f"{_fmt(m['mem_total_mib'])} MiB, Python {m['python']}, Kafka {m['kafka']}, commit {m['git_commit']}.",
+        f"Load average before {results['load_average']['before']}, after {results['load_average']['after']} "
+        "(the machine is shared: numbers are noisy). Histograms: " + results["histograms"] + ".", "",
+        "## Headline", "",
+        f"- Throughput through verifier and reconciler (2 processes, one per stage): "
+        f"**{_fmt(results['throughput_eps'])} signed events/s**",
+        f"- Ceilings on the same broker: raw aiokafka pass-through {_fmt(ceil['passthrough_eps'])} records/s, "
+        f"Kafka ProducerPerformance {_fmt(ceil['producer_eps'])} records/s, ConsumerPerformance (fetch) "
+        f"{_fmt(ceil['consumer_fetch_eps'])} records/s, records of {ceil['record_bytes']} bytes",
+        f"- Ratio to pass-through {_fmt(results['ratio_to_passthrough'])}, to Kafka producer "
+        f"{_fmt(results['ratio_to_kafka_producer'])}, to Kafka consumer {_fmt(results['ratio_to_kafka_consumer'])}",
+        f"- End-to-end latency at {_fmt(results['latency_measured_at']['offered_eps'])} ev/s offered: "
+        f"p50 {_fmt(results['latency_ms']['p50'])} ms, p95 {_fmt(results['latency_ms']['p95'])} ms, "
+        f"p99 {_fmt(results['latency_ms']['p99'])} ms, max {_fmt(results['latency_ms']['max'])} ms",
+        f"- Shielding propagation under full load: subscribers p99 {_fmt(results['shielding_p99_ms'])} ms, "
+        f"agent replicas p99 {_fmt(results['shielding_replica_p99_ms'])} ms",
+        f"- Decision API: {_fmt(results['decisions_per_s'])} decisions/s, p99 {_fmt(results['decision_p99_ms'])} ms",
+        f"- Lost {results['lost']}, duplicated {results['duplicated']} (all runs, checked by key on the events "
+        "topic and against the real agents' outboxes)",
+        f"- CPU per event (us) in the main run: {results['cpu_us_per_event']}", "",
+        "## Goals", "", *_goal_rows(results["goals"]), "",
+        "## Runs", "", *_run_rows(results["scaling"] + results["latency_curve"]), "",
+        "![latency curve](latency_curve.png)", "", "![throughput](throughput.png)", "", "![cpu](cpu_per_event.png)", "",
+        "## Decision API", "", f"```\n{results['decisions']}\n```", "",
+        "## Real edge agents", "", f"```\n{results['real_agents']}\n```", "",
+    ]  # fmt: skip
+    if results["profile"]:
+        lines += ["## Profile (goal missed: where the time goes)", "",
+                  "cProfile of each stage process during a blast run; idle waiting shows as the event loop's own time.",
+                  "", *_profile_rows(results["profile"])]  # fmt: skip
+    if results["notes"]:
+        lines += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    curve = [r for r in results["latency_curve"] if r["latency_ms"]["p50"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for pct in ("p50", "p95", "p99"):
+        ax.plot([r["offered_eps"] for r in curve], [r["latency_ms"][pct] for r in curve], marker="o", label=pct)
+    ax.set_xlabel("offered load (events/s)")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_title("Latency against offered load")
+    ax.legend()
+    written.append(_save(fig, out / "latency_curve.png"))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ceil = results["ceilings"]
+    labels = [r["label"] for r in results["scaling"]] + ["passthrough", "kafka-producer", "kafka-consumer"]
+    values = [r["throughput_eps"] for r in results["scaling"]] + [
+        ceil["passthrough_eps"] or 0, ceil["producer_eps"] or 0, ceil["consumer_fetch_eps"] or 0]  # fmt: skip
+    ax.bar(labels, values, color=["tab:blue"] * len(results["scaling"]) + ["tab:gray"] * 3)
+    ax.set_ylabel("events (records) / s")
+    ax.set_title("Throughput and ceilings")
+    ax.tick_params(axis="x", labelrotation=30)
+    written.append(_save(fig, out / "throughput.png"))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    cpu = results["cpu_us_per_event"]
+    ax.bar(list(cpu), list(cpu.values()))
+    ax.set_ylabel("CPU us per event")
+    ax.set_title("CPU time per event per process (main run)")
+    written.append(_save(fig, out / "cpu_per_event.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

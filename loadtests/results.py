@@ -1,0 +1,136 @@
+"""bench/results.json: the headline numbers, every run, goals met or missed, machine and configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from loadtests.drive import RunResult
+from loadtests.latency import HDR_AVAILABLE, LatencySummary
+from loadtests.machine import machine_info
+from loadtests.runner import BenchOutcome
+
+__all__ = ["assemble", "run_json"]
+
+
+def _lat(summary: LatencySummary) -> dict[str, Any]:
+    return {"p50": summary.p50, "p95": summary.p95, "p99": summary.p99, "max": summary.max, "count": summary.count}
+
+
+def run_json(r: RunResult) -> dict[str, Any]:
+    return {
+        "label": r.spec.label,
+        "layout": r.spec.layout.value,
+        "processes": r.spec.processes,
+        "partitions": r.spec.partitions,
+        "offered_eps": r.spec.rate_eps,
+        "offered_fraction": r.extra.get("offered_fraction"),
+        "events": r.events,
+        "seconds": r.seconds,
+        "throughput_eps": r.throughput_eps,
+        "latency_ms": _lat(r.latency),
+        "shielding_ms": _lat(r.shielding),
+        "state_outstanding": r.state_outstanding,
+        "lost": r.lost,
+        "duplicated": r.duplicated,
+        "unexpected": r.unexpected,
+        "mean_event_bytes": r.mean_event_bytes,
+        "cpu_s": r.cpu_s,
+        "cpu_us_per_event": r.cpu_us_per_event,
+        **{k: v for k, v in r.extra.items() if k != "offered_fraction"},
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _half_load(curve: list[RunResult]) -> RunResult | None:
+    """The paced run nearest to half of max throughput."""
+    paced = [r for r in curve if r.extra.get("offered_fraction") is not None]
+    return min(paced, key=lambda r: abs(float(r.extra["offered_fraction"]) - 0.5), default=None)
+
+
+def _full_load(curve: list[RunResult]) -> RunResult | None:
+    return max(curve, key=lambda r: float(r.extra.get("offered_fraction", 0.0)), default=None)
+
+
+def _goal(value: float | None, goal: float, at_least: bool) -> dict[str, Any]:
+    met = None if value is None else (value >= goal if at_least else value <= goal)
+    return {"goal": goal, "value": value, "met": met, "direction": ">=" if at_least else "<="}
+
+
+def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
+    main, ceilings, plan = outcome.main, outcome.ceilings, outcome.plan
+    half, full = _half_load(outcome.curve), _full_load(outcome.curve)
+    every = [*outcome.scaling, *outcome.curve]
+    decisions = outcome.decisions
+    real = half.extra.get("real_agents", {}).get("e2e_ms", {}) if half is not None else {}
+    synthetic = half.latency if half is not None else main.latency
+    headline_latency = LatencySummary(**real) if real.get("count") else synthetic
+    shield_p99 = full.shielding.p99 if full is not None else None
+    replica = full.extra.get("replica_shielding_ms") if full is not None else None
+    result: dict[str, Any] = {
+        "throughput_eps": main.throughput_eps,
+        "latency_ms": _lat(headline_latency),
+        "latency_measured_at": {"offered_eps": half.spec.rate_eps if half else None,
+                                "fraction_of_max": half.extra.get("offered_fraction") if half else None,
+                                "from": "real agents' HTTP 202" if real.get("count") else "synthetic batch send"},
+        "latency_ms_synthetic": _lat(synthetic),
+        "ceiling_passthrough_eps": ceilings.passthrough_eps,
+        "ceiling_kafka_producer_eps": ceilings.producer_eps,
+        "ceiling_kafka_consumer_eps": ceilings.consumer_fetch_eps,
+        "ratio_to_passthrough": _ratio(main.throughput_eps, ceilings.passthrough_eps),
+        "ratio_to_kafka_producer": _ratio(main.throughput_eps, ceilings.producer_eps),
+        "ratio_to_kafka_consumer": _ratio(main.throughput_eps, ceilings.consumer_fetch_eps),
+        "shielding_p99_ms": shield_p99,
+        "shielding_replica_p99_ms": replica.get("p99") if isinstance(replica, dict) else None,
+        "decision_p99_ms": decisions.get("p99_ms"),
+        "decisions_per_s": decisions.get("per_s"),
+        "lost": sum(r.lost + r.state_outstanding for r in every),
+        "duplicated": sum(r.duplicated for r in every),
+        "cpu_us_per_event": main.cpu_us_per_event,
+        "ceilings": ceilings.to_json(),
+        "main_run": run_json(main),
+        "scaling": [run_json(r) for r in outcome.scaling],
+        "latency_curve": [run_json(r) for r in outcome.curve],
+        "decisions": decisions,
+        "real_agents": outcome.agents,
+        "profile": outcome.profile,
+        "machine": machine_info(repo),
+        "load_average": {"before": outcome.load_before, "after": outcome.load_after},
+        "config": {"quick": plan.quick, **_plan_json(plan)},
+        "histograms": "hdr" if HDR_AVAILABLE else "exact (hdrh not installed)",
+        "bench_seconds": outcome.seconds,
+        "notes": outcome.notes,
+    }
+    result["goals"] = {
+        "throughput_eps": _goal(main.throughput_eps, plan.goals["throughput_eps"], True),
+        "ratio_to_passthrough": _goal(result["ratio_to_passthrough"], plan.goals["ratio_to_passthrough"], True),
+        "latency_p99_ms_at_half": _goal(headline_latency.p99, plan.goals["latency_p99_ms_at_half"], False),
+        "shielding_p99_ms": _goal(shield_p99, plan.goals["shielding_p99_ms"], False),
+        "decisions_per_s": _goal(decisions.get("per_s"), plan.goals["decisions_per_s"], True),
+        "decision_p99_ms": _goal(decisions.get("p99_ms"), plan.goals["decision_p99_ms"], False),
+        "lost": _goal(result["lost"], 0, False),
+        "duplicated": _goal(result["duplicated"], 0, False),
+    }
+    return result
+
+
+def _plan_json(plan: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(plan):
+        value = getattr(plan, f.name)
+        if f.name == "quick":
+            continue
+        if f.name == "fleet":
+            value = [{"kind": k.kind.value, "count": k.count, "share": k.share, "batch_events": k.batch_events,
+                      "mix": {e.value: w for e, w in k.mix}, "burst_factor": k.burst_factor,
+                      "offline_fraction": k.offline_fraction} for k in value]  # fmt: skip
+        elif f.name == "scaling":
+            value = [{"layout": lay.value, "processes": p, "partitions": n} for lay, p, n in value]
+        elif f.name == "real_agents":
+            value = {k.value: n for k, n in value}
+        out[f.name] = value
+    return out

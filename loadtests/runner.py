@@ -1,0 +1,138 @@
+"""The whole bench: max throughput, ceilings, scaling, latency curve, real agents, decisions, profile."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broker.infra.manager import default_cache_dir
+from consent_wire.keys import OperatorRoot
+from loadtests.ceilings import Ceilings, consumer_perf, create_scratch_topic, passthrough_perf, producer_perf
+from loadtests.drive import BenchContext, Companion, RunResult, RunSpec, measured_run
+from loadtests.machine import load_average
+from loadtests.plan import BenchPlan, Layout
+from loadtests.profile import top_functions
+from loadtests.progress import Progress
+from loadtests.stack import BenchStack, RunTopics
+
+__all__ = ["BenchOutcome", "run_bench"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchOutcome:
+    plan: BenchPlan
+    main: RunResult
+    ceilings: Ceilings
+    scaling: list[RunResult]
+    curve: list[RunResult]
+    decisions: dict[str, Any]
+    profile: dict[str, list[dict[str, Any]]]
+    load_before: dict[str, float]
+    load_after: dict[str, float]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    agents: dict[str, Any] = field(default_factory=dict)
+
+
+async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
+    """Kafka's tools and the pass-through, over records the size of our events (the main run's events topic)."""
+    assert main.topics is not None
+    size = max(1, round(main.mean_event_bytes))
+    records = ctx.plan.ceiling_records
+    scratch = f"bench.ceiling-{uuid.uuid4().hex[:6]}"
+    errors: list[str] = []
+    producer: tuple[float, float, float] | None = None
+    consumer: tuple[float, float] | None = None
+    passthrough: tuple[float, float] | None = None
+    cache = default_cache_dir()
+    try:
+        await create_scratch_topic(ctx.stack.bootstrap, f"{scratch}.perf", ctx.plan.partitions)
+        await create_scratch_topic(ctx.stack.bootstrap, f"{scratch}.pass", ctx.plan.partitions)
+        ctx.progress.step("ceilings", f"Kafka ProducerPerformance: {records} records of {size} bytes")
+        producer = await producer_perf(cache, ctx.stack.bootstrap, f"{scratch}.perf", records, size)
+        ctx.progress.step("ceilings", f"Kafka ConsumerPerformance: {records} records")
+        consumer = await consumer_perf(cache, ctx.stack.bootstrap, f"{scratch}.perf", records)
+        ctx.progress.step("ceilings", f"aiokafka pass-through of the main run's {main.event_records} event records")
+        passthrough = await passthrough_perf(
+            ctx.stack.bootstrap, main.topics.events, f"{scratch}.pass", main.event_records
+        )
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+        ctx.progress.step("ceilings", f"failed: {exc}")
+    finally:
+        await RunTopics(ctx.stack.bootstrap, main.topics, ctx.plan.partitions).delete((f"{scratch}.perf",
+                                                                                        f"{scratch}.pass"))  # fmt: skip
+    return Ceilings(
+        size,
+        producer[0] if producer else None, producer[1] if producer else None, producer[2] if producer else None,
+        consumer[0] if consumer else None, consumer[1] if consumer else None,
+        passthrough[0] if passthrough else None, round(passthrough[1], 2) if passthrough else None, tuple(errors),
+    )  # fmt: skip
+
+
+async def _curve(ctx: BenchContext, max_eps: float, companions: dict[float, Companion]) -> list[RunResult]:
+    plan = ctx.plan
+    results = []
+    for fraction in plan.load_fractions:
+        rate = max(100.0, fraction * max_eps)
+        spec = RunSpec(f"load-{round(fraction * 100)}pct", Layout.SPLIT, 2, plan.partitions, rate,
+                       round(rate * plan.paced_seconds), plan.paced_seconds)  # fmt: skip
+        result = await measured_run(ctx, spec, companions.get(fraction))
+        result.extra["offered_fraction"] = fraction
+        results.append(result)
+    return results
+
+
+async def _profile(ctx: BenchContext) -> dict[str, list[dict[str, Any]]]:
+    plan = ctx.plan
+    spec = RunSpec("profile", Layout.SPLIT, 2, plan.partitions, None, plan.profile_events, profile=True)
+    result = await measured_run(ctx, spec)
+    ctx.progress.step("profile", f"cProfile run at {result.throughput_eps:.0f} events/s (slowed by profiling)")
+    return {name: [row.to_json() for row in top_functions(Path(path))] for name, path in result.profiles.items()}
+
+
+def _goal_missed(plan: BenchPlan, main: RunResult, ceilings: Ceilings) -> bool:
+    goals = plan.goals
+    ratio = main.throughput_eps / ceilings.passthrough_eps if ceilings.passthrough_eps else 0.0
+    return main.throughput_eps < goals["throughput_eps"] or ratio < goals["ratio_to_passthrough"]
+
+
+async def run_bench(plan: BenchPlan, workdir: Path, companions: dict[float, Companion] | None = None,
+                    decisions: Any = None) -> BenchOutcome:  # fmt: skip
+    """Start (or reuse) the bench stack, run every phase, stop the stack if this call started it."""
+    progress = Progress()
+    started = time.monotonic()
+    load_before = load_average()
+    progress.step("stack", "bench Kafka 127.0.0.1:39092 + Mosquitto 127.0.0.1:31883")
+    stack = await asyncio.to_thread(BenchStack.up)
+    ctx = BenchContext(plan, stack, OperatorRoot.generate(), workdir, progress)
+    notes: list[str] = []
+    try:
+        main = await measured_run(
+            ctx, RunSpec("main", Layout.SPLIT, 2, plan.partitions, None, plan.blast_events), keep_topics=True
+        )
+        ceilings = await _ceilings(ctx, main)
+        scaling = [main]
+        for layout, processes, partitions in plan.scaling:
+            spec = RunSpec(f"scale-{layout.value}-{processes}p-{partitions}parts", layout, processes, partitions,
+                           None, plan.blast_events)  # fmt: skip
+            scaling.append(await measured_run(ctx, spec))
+        curve = await _curve(ctx, main.throughput_eps, companions or {})
+        decision_result: dict[str, Any] = (
+            await decisions(ctx) if decisions is not None else {"skipped": "no decision bench"}
+        )
+        profile = await _profile(ctx) if _goal_missed(plan, main, ceilings) else {}
+    finally:
+        if stack.started_here:
+            progress.step("stack", "stopping the bench stack (this run started it)")
+        await asyncio.to_thread(stack.down_if_started)
+    agents = {r.spec.label: r.extra["real_agents"] for r in curve if "real_agents" in r.extra}
+    return BenchOutcome(plan, main, ceilings, scaling, curve, decision_result, profile, load_before, load_average(),
+                        round(time.monotonic() - started, 1), notes, agents)  # fmt: skip

@@ -1,0 +1,234 @@
+"""Fault-test tooling: steady signed traffic, the core as a killable subprocess, and the end-state check.
+
+The check is the acceptance of DESIGN.md section 5: the state topic (read_committed) equals a
+reference replay of every acknowledged event, ignoring source offsets; no event is applied twice
+(state versions sum to the number of distinct events) and the events topic holds each
+(agent, seq) exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from broker.state import PatientState, replay
+from broker.topics import TopicNames
+from consent_wire.avro_codec import decode_event
+from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, PurposeOfUse
+from consent_wire.model import Event
+from consent_wire.signing import decode_verified_event
+from tests.factories import BASE_MS, SimAgent, consent, objection, patient
+
+__all__ = ["CoreProcess", "Outcome", "Traffic", "check_against_replay", "high_water", "wait_progress"]
+
+log = logging.getLogger(__name__)
+
+PURPOSES = (PurposeOfUse.TREAT, PurposeOfUse.HRESCH, PurposeOfUse.HOPERAT)
+KINDS = tuple(ObjectionKind)
+
+
+@dataclass
+class Traffic:
+    """Several agents each sending chained signed batches; a failed send is re-sent until acknowledged."""
+
+    bootstrap: str
+    topic: str
+    agents: list[SimAgent]
+    patients: int = 40
+    batch_size: int = 20
+    pause_s: float = 0.05
+    seed: int = 7
+    acked: list[bytes] = field(default_factory=list)  # event bytes of acknowledged batches
+    batches: int = 0
+    send_failures: int = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        rng = random.Random(self.seed)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", request_timeout_ms=15_000
+        )
+        await producer.start()
+        try:
+            clock = BASE_MS
+            while not stop.is_set():
+                for agent in self.agents:
+                    clock += rng.randrange(1, 50)
+                    events = [self._event(agent, rng, clock + i) for i in range(self.batch_size)]
+                    await self._deliver(producer, agent, events)
+                await asyncio.sleep(self.pause_s)
+        finally:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+
+    def _event(self, agent: SimAgent, rng: random.Random, at_ms: int) -> bytes:
+        key = patient(rng.randrange(self.patients))
+        if rng.random() < 0.7:
+            return agent.event(key, consent(rng.choice(list(ConsentDirective)), rng.choice(PURPOSES)), at_ms)
+        return agent.event(key, objection(rng.choice(KINDS), rng.choice(list(ObjectionAction))), at_ms)
+
+    async def _deliver(self, producer: AIOKafkaProducer, agent: SimAgent, events: list[bytes]) -> None:
+        batch = agent.batch(events)
+        while True:
+            try:
+                await (await producer.send(self.topic, batch, key=agent.agent_id.encode()))
+            except KafkaError as exc:
+                self.send_failures += 1
+                log.info("send failed, re-sending the same batch error=%r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.acked.extend(events)
+            self.batches += 1
+            return
+
+
+class CoreProcess:
+    """``python -m broker run`` in its own session, so SIGKILL takes the whole process group."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "broker", "-v", "run"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+async def high_water(bootstrap: str, topic: str) -> int:
+    """Sum of the partitions' end offsets (read_uncommitted: grows as soon as a stage produces)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def wait_progress(bootstrap: str, topic: str, more: int, timeout_s: float = 120) -> None:
+    """Wait until ``topic`` has grown by ``more`` records: the core is busy, so a kill lands mid-stream."""
+    start = await high_water(bootstrap, topic)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while await high_water(bootstrap, topic) < start + more:
+        assert loop.time() < deadline, f"no progress on {topic} within {timeout_s} s"
+        await asyncio.sleep(0.2)
+
+
+async def read_all(bootstrap: str, topic: str) -> list:  # type: ignore[type-arg]
+    """Every committed record of ``topic`` up to its last stable offset now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    records: list = []  # type: ignore[type-arg]
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    sent: int  # distinct events acknowledged by the producer
+    in_state: int  # sum of PatientState.version over the latest state records
+    patients: int
+    mismatched: int  # patients whose state differs from the reference replay
+    event_records: int  # records in the events topic (read_committed)
+    duplicates: int  # (agent, seq) pairs appearing more than once there
+    missing: int  # acknowledged (agent, seq) pairs absent from it
+    dead_letters: dict[str, int]
+
+
+def _essence(state: PatientState) -> object:
+    consents = {k: replace(r, source=None) for k, r in state.consents.items()}
+    objections = {k: replace(r, source=None) for k, r in state.objections.items()}
+    shielding = replace(state.shielding, source=None) if state.shielding else None
+    return (consents, objections, shielding, state.applied, state.version)
+
+
+async def _latest_states(bootstrap: str, topic: str) -> dict[str, PatientState]:
+    latest: dict[bytes, bytes] = {r.key: r.value for r in await read_all(bootstrap, topic)}
+    return {k.decode(): PatientState.from_bytes(v) for k, v in latest.items()}
+
+
+async def check_against_replay(
+    bootstrap: str, topics: TopicNames, acked: list[bytes], timeout_s: float = 180
+) -> Outcome:
+    """Wait until the state holds every acknowledged event (or time out), then compare everything."""
+    events: list[Event] = [decode_event(e) for e in acked]
+    distinct = len({e.event_id for e in events})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    states = await _latest_states(bootstrap, topics.state)
+    while sum(s.version for s in states.values()) < distinct and loop.time() < deadline:
+        await asyncio.sleep(1.0)
+        states = await _latest_states(bootstrap, topics.state)
+    by_patient: dict[str, list[Event]] = {}
+    for e in events:
+        by_patient.setdefault(e.patient_key, []).append(e)
+    mismatched = sum(
+        1
+        for key in set(by_patient) | set(states)
+        if key not in states or _essence(states[key]) != _essence(replay(key, by_patient.get(key, [])))
+    )
+    pairs: Counter[tuple[str, int]] = Counter()
+    records = await read_all(bootstrap, topics.events)
+    for r in records:
+        ve = decode_verified_event(r.value)
+        pairs[(ve.agent_id, ve.event.seq)] += 1
+    letters = Counter(dict(r.headers)["reason"].decode() for r in await read_all(bootstrap, topics.deadletter))
+    return Outcome(
+        sent=distinct,
+        in_state=sum(s.version for s in states.values()),
+        patients=len(states),
+        mismatched=mismatched,
+        event_records=len(records),
+        duplicates=sum(1 for n in pairs.values() if n > 1),
+        missing=len({(e.agent_id, e.seq) for e in events} - set(pairs)),
+        dead_letters=dict(letters),
+    )

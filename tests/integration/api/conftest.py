@@ -1,0 +1,49 @@
+"""Fixtures for the API on the real broker: the pipeline harness, a pseudonym secret and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from broker.topics import TopicNames
+from consent_wire.keys import OperatorRoot
+from tests.integration.pipeline.conftest import Harness
+
+CLI = str(Path(sys.executable).with_name("consent-broker"))
+
+
+@pytest.fixture
+async def harness(kafka_bootstrap: str, topic_names: TopicNames, unique_prefix: str) -> AsyncIterator[Harness]:
+    h = Harness(kafka_bootstrap, topic_names, OperatorRoot.generate(), f"{unique_prefix}-core")
+    yield h
+    for core in h.cores:
+        await core.stop()
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pseudonym.hex"
+    path.write_text(secrets.token_hex(32) + "\n")  # as `openssl rand -hex 32` writes it
+    return path
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+async def cli(*args: str) -> CliResult:
+    proc = await asyncio.create_subprocess_exec(
+        CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return CliResult(proc.returncode, out.decode(), err.decode())

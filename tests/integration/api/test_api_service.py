@@ -1,0 +1,166 @@
+"""The API on the real broker: agents' consents, objections and shielding drive decisions over HTTP,
+every decision and access lands in the audit topic, and the topic verifies clean."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from broker.runtime import Core
+from broker.service_api import running_service
+from consent_wire.codes import (
+    BreachSeverity,
+    ConsentDirective,
+    DataClass,
+    LegalBasis,
+    ObjectionKind,
+    PurposeOfUse,
+    Relationship,
+)
+from consent_wire.identity import patient_key
+from consent_wire.model import AccessRecord, BreachReport
+from tests.factories import BASE_MS, SimAgent, consent, objection, shielding
+from tests.integration.api.conftest import cli
+from tests.integration.pipeline.conftest import Harness
+
+pytestmark = pytest.mark.integration
+
+OPTED_OUT, SHIELDED, CONSENTED = "9434765919", "9434765927", "9434765935"  # valid NHS numbers (modulus 11)
+
+
+def requester(**change: Any) -> dict[str, Any]:
+    base = {"organisation": "RX1", "role": "CONSULTANT", "registered": True, "relationship": "LEGITIMATE",
+            "care_team": True, "accessor_id": "staff-7"}  # fmt: skip
+    return {**base, **change}
+
+
+def researcher() -> dict[str, Any]:
+    return requester(organisation="RESLAB1", role="RESEARCHER", relationship="NONE", care_team=False)
+
+
+async def until(probe: Callable[[], Any], check: Callable[[Any], bool], timeout_s: float = 60) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        assert loop.time() < deadline, f"timed out; last value {value!r}"
+        await asyncio.sleep(0.3)
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, core: Core) -> None:
+        service = running_service(core)
+        assert service is not None
+        self.base = f"http://127.0.0.1:{service.port}"
+        self.session = session
+
+    async def get(self, path: str) -> Any:
+        async with self.session.get(self.base + path) as resp:
+            return await resp.json()
+
+    async def decide(self, nhs: str, who: dict[str, Any], purpose: str, classes: list[str], **extra: Any) -> Any:
+        body = {"requester": who, "purpose": purpose, "nhs_number": nhs, "data_classes": classes, **extra}
+        async with self.session.post(self.base + "/v1/decisions", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+
+async def send_site_events(harness: Harness, gp: SimAgent, secret: bytes) -> None:
+    key = {nhs: patient_key(secret, nhs) for nhs in (OPTED_OUT, SHIELDED, CONSENTED)}
+    view = AccessRecord("staff-99", "B82002", "NURSE", True, Relationship.LEGITIMATE, PurposeOfUse.TREAT,
+                        (DataClass.GENERAL,), None, "")  # fmt: skip
+    disclosure = AccessRecord("staff-98", "A81001", "GP", True, Relationship.NONE, PurposeOfUse.HRESCH,
+                              (DataClass.GENERAL,), LegalBasis.CONSENT, "RESLAB1")  # fmt: skip
+    breach = BreachReport("A81001", BreachSeverity.LEVEL_1, "DISCLOSED_IN_ERROR", "fax misdirected", "retrained",
+                          True, 1)  # fmt: skip
+    events = [
+        gp.event(key[OPTED_OUT], objection(ObjectionKind.NDOP), BASE_MS),
+        gp.event(key[SHIELDED], shielding(), BASE_MS + 1),
+        gp.event(key[CONSENTED], consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH), BASE_MS + 2),
+        gp.event(key[OPTED_OUT], view, BASE_MS + 3),
+        gp.event(key[CONSENTED], disclosure, BASE_MS + 4),
+        gp.event("", breach, BASE_MS + 5),
+    ]
+    await harness.send(gp, [gp.batch(events)])
+
+
+async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
+    harness: Harness, secret_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONSENT_AUDIT_CHECKPOINT_EVERY", "3")
+    secret = bytes.fromhex(await asyncio.to_thread(secret_file.read_text))
+    gp = SimAgent.create(site="A81001")
+    await harness.register(gp)
+    settings = {"stages": "verifier,reconciler,api", "pseudonym_secret_file": str(secret_file), "http_port": 0}
+    core = await harness.start_core(**settings)
+    await send_site_events(harness, gp, secret)
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, core)
+        await until(lambda: api.get("/v1/health"), lambda h: h["status"] == "ok")
+        for nhs in (OPTED_OUT, SHIELDED, CONSENTED):
+            await until(lambda n=nhs: api.get(f"/v1/patients/{n}/consent"), lambda s: s["version"] == 1)
+
+        denied = await api.decide(OPTED_OUT, researcher(), "HRESCH", ["GENERAL"], legal_basis="S251")
+        assert (denied["outcome"], denied["legal_basis"]) == ("DENY", None)
+        assert "NDOP_ACTIVE" in denied["codes"]
+        care = await api.decide(OPTED_OUT, requester(), "TREAT", ["GENERAL"])
+        assert (care["outcome"], care["legal_basis"]) == ("PERMIT", "IMPLIED_CONSENT_DIRECT_CARE")
+        shielded = await api.decide(SHIELDED, requester(), "TREAT", ["GENERAL", "PATLOC"])
+        assert shielded["outcome"] == "PERMIT_WITH_OBLIGATIONS"
+        assert {"REDACT_LOCATION", "REDACT_CONTACT"} <= set(shielded["obligations"])
+        assert (shielded["permitted"], shielded["withheld"]) == (["GENERAL"], ["PATLOC"])
+        research = await api.decide(CONSENTED, researcher(), "HRESCH", ["GENERAL"])
+        assert (research["outcome"], research["legal_basis"]) == ("PERMIT_WITH_OBLIGATIONS", "CONSENT")
+        assert research["obligations"] == ["MINIMUM_DATA_SET"]
+        past = await api.decide(CONSENTED, researcher(), "HRESCH", ["GENERAL"], as_at=BASE_MS - 1)
+        assert (past["outcome"], past["state_version"], past["audit_index"]) == ("DENY", 0, None)
+
+        accesses = await until(lambda: api.get(f"/v1/patients/{OPTED_OUT}/accesses"), lambda a: len(a["accesses"]) == 3)
+        seen = [(a["kind"], a["organisation"], a["outcome"]) for a in accesses["accesses"]]
+        assert seen == [("ACCESS", "B82002", "VIEWED"), ("DECISION", "RESLAB1", "DENY"), ("DECISION", "RX1", "PERMIT")]
+        fhir = await api.get(f"/v1/patients/{OPTED_OUT}/consent?format=fhir")
+        assert fhir["total"] == 1
+        disclosed = await api.get("/v1/reports/disclosures")
+        assert [(r["discloser"], r["recipient"], r["purpose"]) for r in disclosed["rows"]] == [
+            ("A81001", "RESLAB1", "HRESCH")
+        ]
+    await core.stop()
+    harness.cores.remove(core)
+
+    # a restarted API restores the chain and does not append the access records a second time
+    core = await harness.start_core(**{**settings, "stages": "api"})
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, core)
+        await until(lambda: api.get("/v1/health"), lambda h: h["status"] == "ok")
+        accesses = await api.get(f"/v1/patients/{OPTED_OUT}/accesses")
+        assert [a["kind"] for a in accesses["accesses"]] == ["ACCESS", "DECISION", "DECISION"]
+        again = await api.decide(SHIELDED, requester(), "TREAT", ["GENERAL"])
+        assert again["audit_index"] == 6  # 4 decisions + 2 access records before the restart
+    await core.stop()
+    harness.cores.remove(core)
+
+    prefix = ["--bootstrap", harness.bootstrap, "--prefix", harness.topics.prefix]
+    verified = await cli("audit", "verify", *prefix)
+    assert verified.code == 0, verified.out + verified.err
+    assert verified.out.startswith("OK: 7 entries")
+
+    sizes = tmp_path / "list_sizes.csv"
+    sizes.write_text("practice,list_size\nA81001,100\nB82002,100\n")
+    out = tmp_path / "reports"
+    objections = await cli("reports", "objections", *prefix, "--out", str(out), "--list-sizes", str(sizes))
+    assert objections.code == 0, objections.err
+    assert "A81001" in objections.out
+    assert (out / "objections.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "objections.csv").read_text().splitlines()[1].startswith("A81001,100,1,")
+    for name in ("breaches", "disclosures"):
+        result = await cli("reports", name, *prefix, "--out", str(out))
+        assert result.code == 0, result.err
+    assert (out / "breaches.csv").read_text().splitlines()[1] == "A81001,0,1,0,1,1,1"
+    assert "RESLAB1" in (out / "disclosures.csv").read_text()

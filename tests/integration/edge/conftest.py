@@ -1,0 +1,250 @@
+"""Edge agents against the real Kafka, Mosquitto and an in-process core: settings, submissions, checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiomqtt
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from broker.keys_admin import publish_key_events
+from broker.state import PatientState
+from broker.topics import TopicNames
+from consent_wire.keys import OperatorRoot
+from consent_wire.signing import decode_verified_event
+from edge_agent.config import Settings
+from edge_agent.wire import generate_signing_key
+from tests.integration.pipeline.conftest import Harness, latest_by_key
+
+__all__ = [
+    "EdgeKit",
+    "consent_docs",
+    "dead_letter_reasons",
+    "events_by_agent",
+    "free_port",
+    "http_get",
+    "http_post",
+    "nhs_numbers",
+    "read_all",
+    "state_total",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nhs_numbers(count: int, start: int = 943_476_000) -> list[str]:
+    """``count`` distinct NHS numbers valid under modulus 11 (NHS Data Dictionary)."""
+    out: list[str] = []
+    base = start
+    while len(out) < count:
+        digits = f"{base:09d}"
+        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+        check = 0 if check == 11 else check
+        if check != 10:
+            out.append(digits + str(check))
+        base += 1
+    return out
+
+
+def consent_docs(numbers: list[str], count: int) -> list[dict[str, Any]]:
+    """``count`` consent-decision submissions spread round-robin over ``numbers``."""
+    directives = ("OPTIN", "OPTOUT")
+    return [
+        {
+            "type": "consent_decision",
+            "nhs_number": numbers[i % len(numbers)],
+            "payload": {
+                "directive": directives[(i // len(numbers)) % 2],
+                "purpose": "HRESCH",
+                "data_class": "ALL",
+                "recipient": "*",
+                "recorded_by_role": "GP",
+            },
+        }
+        for i in range(count)
+    ]
+
+
+async def http_post(port: int, path: str, body: object) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}{path}", json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+        return response.status, await response.json()
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every committed record of ``topic`` up to its current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def state_total(records: list[Any]) -> int:
+    """Events applied across all patients (PatientState.version == len(applied))."""
+    return sum(PatientState.from_bytes(v).version for v in latest_by_key(records).values())
+
+
+def dead_letter_reasons(records: list[Any]) -> list[str]:
+    return [dict(r.headers)["reason"].decode() for r in records]
+
+
+def events_by_agent(records: list[Any]) -> dict[str, list[tuple[int, int]]]:
+    """agent -> [(partition, seq)] in the order the verifier wrote them (per partition)."""
+    out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        ve = decode_verified_event(r.value)
+        out[ve.agent_id].append((r.partition, ve.event.seq))
+    return out
+
+
+def assert_exactly_once_in_order(records: list[Any], agent_id: str, count: int) -> None:
+    """The events topic holds seqs 1..count of ``agent_id`` once each, increasing within each partition."""
+    pairs = events_by_agent(records)[agent_id]
+    seqs = sorted(seq for _, seq in pairs)
+    assert seqs == list(range(1, count + 1))
+    by_partition: dict[int, list[int]] = defaultdict(list)
+    for partition, seq in pairs:
+        by_partition[partition].append(seq)
+    for seq_list in by_partition.values():
+        assert seq_list == sorted(seq_list)
+
+
+class EdgeKit:
+    """Makes edge-agent settings (keys, secrets, ports) for one test and registers the agents' keys."""
+
+    def __init__(self, tmp_path: Path, bootstrap: str, topics: TopicNames, root: OperatorRoot) -> None:
+        self.tmp_path = tmp_path
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.root = root
+        # one pseudonym secret for every site: the keyed pseudonym must match across sites and the core
+        self.secret_file = tmp_path / "pseudonym.secret"
+        self.secret_file.write_text(os.urandom(32).hex())
+        self.secret_file.chmod(0o600)
+        self.agent_ids: list[str] = []
+
+    async def agent_settings(self, agent_id: str, site: str = "A81001", **overrides: Any) -> Settings:
+        self.agent_ids.append(agent_id)
+        data_dir = self.tmp_path / agent_id
+        data_dir.mkdir(mode=0o700, exist_ok=True)
+        key_file = data_dir / "signing.key"
+        if not key_file.exists():
+            public = generate_signing_key(key_file)
+            await publish_key_events(self.bootstrap, self.topics.keys, [self.root.register(agent_id, public, 0)])
+        values: dict[str, Any] = {
+            "agent_id": agent_id,
+            "site": site,
+            "data_dir": data_dir,
+            "pseudonym_secret_file": self.secret_file,
+            "signing_key_file": key_file,
+            "kafka_bootstrap": self.bootstrap,
+            "ingress_topic": self.topics.ingress,
+            "state_topic": self.topics.state,
+            "shielding_topic": self.topics.shielding,
+            "http_port": free_port(),
+            "synchronous": "NORMAL",  # tests do not survive power loss; WAL still survives kill -9
+            "backoff_base_s": 0.2,
+            "backoff_cap_s": 2.0,  # retry quickly once the broker is back: the drain time is then measured
+            "ack_timeout_s": 10.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def toml(self, settings: Settings) -> Path:
+        """A config file for ``edge-agent run --config`` equal to ``settings``."""
+        s = settings
+        text = f"""
+[agent]
+id = "{s.agent_id}"
+site = "{s.site}"
+data_dir = "{s.data_dir}"
+[transport]
+kind = "{s.transport}"
+[kafka]
+bootstrap = "{s.kafka_bootstrap}"
+ingress_topic = "{s.ingress_topic}"
+state_topic = "{s.state_topic}"
+shielding_topic = "{s.shielding_topic}"
+[mqtt]
+host = "{s.mqtt_host}"
+port = {s.mqtt_port}
+[http]
+port = {s.http_port}
+[outbox]
+synchronous = "{s.synchronous}"
+batch_max_events = {s.batch_max_events}
+linger_ms = {s.linger_ms}
+ack_timeout_s = {s.ack_timeout_s}
+backoff_base_s = {s.backoff_base_s}
+backoff_cap_s = {s.backoff_cap_s}
+[secrets]
+pseudonym_secret_file = "{s.pseudonym_secret_file}"
+signing_key_file = "{s.signing_key_file}"
+"""
+        path = s.data_dir / "agent.toml"
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+async def harness(kafka_bootstrap: str, topic_names: TopicNames, unique_prefix: str) -> AsyncIterator[Harness]:
+    h = Harness(kafka_bootstrap, topic_names, OperatorRoot.generate(), f"{unique_prefix}-core")
+    yield h
+    for core in h.cores:
+        await core.stop()
+    await forget_mqtt_session(("127.0.0.1", 0), f"{h.app_id}.bridge")
+
+
+@pytest.fixture
+async def kit(tmp_path: Path, harness: Harness) -> AsyncIterator[EdgeKit]:
+    edge = EdgeKit(tmp_path, harness.bootstrap, harness.topics, harness.root)
+    yield edge
+    for agent_id in dict.fromkeys(edge.agent_ids):  # MQTT gateways' persistent sessions
+        await forget_mqtt_session(("127.0.0.1", 0), f"edge-agent-{agent_id}")
+
+
+async def forget_mqtt_session(endpoint: tuple[str, int], client_id: str) -> None:
+    """Drop a persistent MQTT session (a test's bridge) so the shared Mosquitto stops queueing for it."""
+    host, port = endpoint
+    if not port:
+        from tests.conftest import TEST_MQTT_PORT
+
+        port = TEST_MQTT_PORT
+    try:
+        async with aiomqtt.Client(host, port, identifier=client_id, clean_session=True):
+            await asyncio.sleep(0)
+    except aiomqtt.MqttError:
+        pass

@@ -1,0 +1,106 @@
+"""An in-memory :class:`broker.api.ApiBackend` for handler tests (no Kafka, fixed clock)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from broker.api_json import HealthInfo
+from broker.audit import AuditEntry, AuditLog, AuditRecord, access_record
+from broker.state import PatientState, replay
+from consent_wire.codes import (
+    BreachSeverity,
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    LegalBasis,
+    ObjectionAction,
+    ObjectionKind,
+    PurposeOfUse,
+    Relationship,
+    ShieldingAction,
+)
+from consent_wire.identity import patient_key
+from consent_wire.model import AccessRecord, BreachReport, ConsentDecision, Event, Objection, Payload, ShieldingFlag
+
+SECRET = bytes(range(32))  # a fixed test secret: pseudonyms are reproducible
+NHS = "9434765919"  # valid (modulus 11), used by the NHS in examples
+OTHER_NHS = "9434765927"
+NOW_MS = 1_790_000_000_000
+DAY_MS = 86_400_000
+PRACTICE = "A81001"
+
+_ids = itertools.count(1)
+
+
+def key_of(nhs: str) -> str:
+    return patient_key(SECRET, nhs)
+
+
+def ev(payload: Payload, *, at_ms: int, nhs: str | None = NHS, site: str = PRACTICE) -> Event:
+    n, patient = next(_ids), key_of(nhs) if nhs else ""
+    return Event(f"{n:032x}", f"agent-{site}", site, n, bytes(32), at_ms << 16, at_ms, patient, payload)
+
+
+def access(org: str, to: str = "", *, at_ms: int = NOW_MS - DAY_MS, nhs: str = NHS) -> Event:
+    payload = AccessRecord("staff-1", org, "GP", True, Relationship.LEGITIMATE, PurposeOfUse.TREAT,
+                           (DataClass.GENERAL,), LegalBasis.IMPLIED_CONSENT_DIRECT_CARE, to)  # fmt: skip
+    return ev(payload, at_ms=at_ms, nhs=nhs)
+
+
+def objection(kind: ObjectionKind = ObjectionKind.NDOP, *, at_ms: int = NOW_MS - 5 * DAY_MS,
+              nhs: str = NHS, action: ObjectionAction = ObjectionAction.REGISTER) -> Event:  # fmt: skip
+    return ev(Objection(kind, action, ()), at_ms=at_ms, nhs=nhs)
+
+
+def consent(directive: ConsentDirective, purpose: PurposeOfUse, *, at_ms: int) -> Event:
+    return ev(ConsentDecision(directive, purpose, DataClass.ALL, "*", None, None, "GP"), at_ms=at_ms)
+
+
+def shield(at_ms: int = NOW_MS - 2 * DAY_MS) -> Event:
+    hides = (HiddenField.LOCATION, HiddenField.CONTACT)
+    return ev(ShieldingFlag(ShieldingAction.SET, hides, "SAFEGUARDING_LEAD", "CHILD_PROTECTION"), at_ms=at_ms)
+
+
+def breach(org: str, severity: BreachSeverity, at_ms: int = NOW_MS - DAY_MS) -> Event:
+    payload = BreachReport(org, severity, "DISCLOSED_IN_ERROR", "letter to wrong address", "retrained", True, 1)
+    return ev(payload, at_ms=at_ms, nhs=None, site=org)
+
+
+@dataclass
+class MemoryBackend:
+    stored: list[Event] = field(default_factory=list)
+    list_sizes: Mapping[str, int] = field(default_factory=dict)
+    ready: bool = True
+    log: AuditLog = field(default_factory=lambda: AuditLog(checkpoint_every=1000))
+
+    def add(self, *events: Event) -> None:
+        self.stored.extend(events)
+        for e in events:
+            if isinstance(e.payload, AccessRecord):
+                self.log.append(access_record(e))
+
+    def patient_key(self, nhs_number: str) -> str:
+        return key_of(nhs_number)
+
+    def state(self, patient_key: str) -> PatientState:
+        return replay(patient_key, self.stored)
+
+    def history(self, patient_key: str) -> Sequence[Event]:
+        return [e for e in self.stored if e.patient_key == patient_key]
+
+    def events(self) -> Sequence[Event]:
+        return self.stored
+
+    def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
+        return [e for e in self.log.entries if AuditRecord.from_bytes(e.record).patient_key == patient_key]
+
+    async def record(self, record: AuditRecord) -> AuditEntry:
+        return self.log.append(record)
+
+    def now_ms(self) -> int:
+        return NOW_MS
+
+    def health(self) -> HealthInfo:
+        return HealthInfo(self.ready, 1, len(self.stored), len(self.log.entries))

@@ -1,0 +1,233 @@
+"""HTTP handlers over an in-memory backend: decisions, audit, consent views, reports, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from broker.api_json import ApiRequestError, parse_as_at
+from broker.audit import AuditRecord, RecordKind
+from consent_wire.codes import BreachSeverity, ConsentDirective, ObjectionKind, PurposeOfUse
+from tests.unit.api.backend import (
+    DAY_MS,
+    NHS,
+    NOW_MS,
+    OTHER_NHS,
+    PRACTICE,
+    MemoryBackend,
+    access,
+    breach,
+    consent,
+    key_of,
+    objection,
+    shield,
+)
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def decision_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "requester": {
+            "organisation": "RX1",
+            "role": "CONSULTANT",
+            "registered": True,
+            "relationship": "LEGITIMATE",
+            "care_team": True,
+            "accessor_id": "staff-42",
+        },
+        "purpose": "TREAT",
+        "nhs_number": NHS,
+        "data_classes": ["GENERAL"],
+    }
+    body.update(overrides)
+    return body
+
+
+async def post(client: Client, body: object, status: int = 200) -> dict[str, Any]:
+    resp = await client.post("/v1/decisions", json=body)
+    assert resp.status == status, await resp.text()
+    result: dict[str, Any] = await resp.json()
+    return result
+
+
+async def test_direct_care_is_permitted_and_recorded_in_the_audit_log(client: Client, backend: MemoryBackend) -> None:
+    result = await post(client, decision_body())
+    assert result["outcome"] == "PERMIT"
+    assert result["legal_basis"] == "IMPLIED_CONSENT_DIRECT_CARE"
+    assert result["codes"] == ["DIRECT_CARE_IMPLIED_CONSENT"]
+    assert result["permitted"] == ["GENERAL"]
+    assert result["audit_index"] == 0
+    assert result["decided_at_ms"] == NOW_MS
+    record = AuditRecord.from_bytes(backend.log.entries[0].record)
+    assert (record.kind, record.patient_key, record.accessor_id, record.outcome) == (
+        RecordKind.DECISION,
+        key_of(NHS),
+        "staff-42",
+        "PERMIT",
+    )
+
+
+async def test_research_is_denied_when_the_patient_opted_out_nationally(client: Client, backend: MemoryBackend) -> None:
+    backend.add(objection(ObjectionKind.NDOP))
+    body = decision_body(purpose="HRESCH", legal_basis="S251")
+    body["requester"].update(relationship="NONE", care_team=False, role="RESEARCHER")
+    result = await post(client, body)
+    assert result["outcome"] == "DENY"
+    assert "NDOP_ACTIVE" in result["codes"]
+    assert result["legal_basis"] is None
+    assert result["withheld"] == ["GENERAL"]
+    assert result["state_version"] == 1
+
+
+async def test_shielded_patient_gets_redaction_and_location_withheld(client: Client, backend: MemoryBackend) -> None:
+    backend.add(shield())
+    result = await post(client, decision_body(data_classes=["GENERAL", "PATLOC"]))
+    assert result["outcome"] == "PERMIT_WITH_OBLIGATIONS"
+    assert {"REDACT_LOCATION", "REDACT_CONTACT", "WITHHOLD_DATA_CLASSES"} <= set(result["obligations"])
+    assert result["permitted"] == ["GENERAL"]
+    assert result["withheld"] == ["PATLOC"]
+
+
+async def test_as_at_re_evaluates_the_past_state_and_is_not_recorded(client: Client, backend: MemoryBackend) -> None:
+    backend.add(
+        consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, at_ms=NOW_MS - 10 * DAY_MS),
+        consent(ConsentDirective.OPTOUT, PurposeOfUse.HRESCH, at_ms=NOW_MS - 2 * DAY_MS),
+    )
+    body = decision_body(purpose="HRESCH")
+    before = await post(client, {**body, "as_at": NOW_MS - 5 * DAY_MS})
+    now = await post(client, body)
+    assert (before["outcome"], before["as_at_ms"], before["audit_index"]) == (
+        "PERMIT_WITH_OBLIGATIONS",
+        NOW_MS - 5 * DAY_MS,
+        None,
+    )
+    assert before["state_version"] == 1
+    assert now["outcome"] == "DENY"
+    assert len(backend.log.entries) == 1  # only the live decision
+
+
+def test_as_at_accepts_iso_times_with_an_offset_only() -> None:
+    midnight = int(datetime(2026, 9, 21, tzinfo=UTC).timestamp()) * 1000
+    assert parse_as_at("2026-09-21T00:00:00Z") == midnight
+    assert parse_as_at("2026-09-21T01:00:00+01:00") == midnight
+    assert parse_as_at(midnight) == midnight
+    with pytest.raises(ApiRequestError):
+        parse_as_at("2026-09-21T00:00:00")
+    with pytest.raises(ApiRequestError):
+        parse_as_at(True)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"nhs_number": "9434765918"}, "INVALID_NHS_NUMBER"),
+        ({"purpose": "SHOPPING"}, "INVALID_CODE"),
+        ({"data_classes": ["GENERAL", "NOPE"]}, "INVALID_CODE"),
+        ({"legal_basis": "BECAUSE"}, "INVALID_CODE"),
+        ({"purpose": "ANY"}, "BAD_DECISION_REQUEST"),
+        ({"data_classes": []}, "BAD_DECISION_REQUEST"),
+        ({"nhs_number": 9434765919}, "BAD_REQUEST"),
+        ({"requester": "RX1"}, "BAD_REQUEST"),
+        ({"as_at": "yesterday"}, "BAD_REQUEST"),
+    ],
+)
+async def test_bad_decision_requests_are_400_with_a_reason(
+    client: Client, backend: MemoryBackend, change: dict[str, Any], reason: str
+) -> None:
+    result = await post(client, decision_body(**change), status=400)
+    assert result["reason"] == reason
+    assert NHS not in result["message"]
+    assert backend.log.entries == ()
+
+
+async def test_missing_requester_field_and_non_json_are_bad_requests(client: Client) -> None:
+    body = decision_body()
+    del body["requester"]["registered"]
+    assert (await post(client, body, status=400))["message"] == "missing field requester.registered"
+    resp = await client.post("/v1/decisions", data=b"{not json")
+    assert resp.status == 400
+    assert (await resp.json())["reason"] == "BAD_REQUEST"
+
+
+async def test_consent_state_as_json_and_as_fhir(client: Client, backend: MemoryBackend) -> None:
+    backend.add(consent(ConsentDirective.OPTOUT, PurposeOfUse.HRESCH, at_ms=NOW_MS - DAY_MS), objection())
+    resp = await client.get(f"/v1/patients/{NHS}/consent")
+    state = await resp.json()
+    assert state["patient_key"] == key_of(NHS)
+    assert state["version"] == 2
+    assert [(c["purpose"], c["directive"]) for c in state["consents"]] == [("HRESCH", "OPTOUT")]
+    assert [(o["kind"], o["active"]) for o in state["objections"]] == [("NDOP", True)]
+    fhir = await (await client.get(f"/v1/patients/{NHS}/consent?format=fhir")).json()
+    assert fhir["resourceType"] == "Bundle"
+    assert fhir["total"] == 2
+    resources = [e["resource"] for e in fhir["entry"]]
+    assert {r["resourceType"] for r in resources} == {"Consent"}
+    assert {r["patient"]["identifier"]["value"] for r in resources} == {NHS}
+
+
+async def test_consent_of_an_unknown_patient_is_empty_and_bad_numbers_are_400(client: Client) -> None:
+    state = await (await client.get(f"/v1/patients/{OTHER_NHS}/consent")).json()
+    assert (state["version"], state["consents"], state["shielding"]) == (0, [], None)
+    resp = await client.get("/v1/patients/1234567890/consent")
+    assert resp.status == 400
+    assert (await resp.json())["reason"] == "INVALID_NHS_NUMBER"
+    resp = await client.get(f"/v1/patients/{NHS}/consent?format=xml")
+    assert (await resp.json())["reason"] == "BAD_REQUEST"
+
+
+async def test_accesses_list_decisions_and_access_records_of_that_patient_only(
+    client: Client, backend: MemoryBackend
+) -> None:
+    backend.add(access("B82002", at_ms=NOW_MS - 3 * DAY_MS), access("C83003", nhs=OTHER_NHS))
+    await post(client, decision_body())
+    result = await (await client.get(f"/v1/patients/{NHS}/accesses")).json()
+    got = [(a["kind"], a["organisation"], a["at_ms"], a["outcome"]) for a in result["accesses"]]
+    assert got == [("ACCESS", "B82002", NOW_MS - 3 * DAY_MS, "VIEWED"), ("DECISION", "RX1", NOW_MS, "PERMIT")]
+
+
+async def test_objection_report_flags_practices_and_needs_list_sizes(client: Client, backend: MemoryBackend) -> None:
+    backend.add(objection(), objection(ObjectionKind.TYPE1, nhs=OTHER_NHS))
+    resp = await client.get("/v1/reports/objections")
+    assert resp.status == 400
+    report = await (await client.get(f"/v1/reports/objections?list_sizes={PRACTICE}:100,B82002:100")).json()
+    rows = {r["practice"]: r for r in report["rows"]}
+    assert (rows[PRACTICE]["objectors"], rows["B82002"]["objectors"]) == (2, 0)
+    assert rows[PRACTICE]["overall_rate"] == 2 / 200
+    assert report["alerts"] == []
+    bad = await client.get("/v1/reports/objections?list_sizes=A81001")
+    assert (await bad.json())["reason"] == "BAD_REQUEST"
+
+
+async def test_breach_and_disclosure_reports(client: Client, backend: MemoryBackend) -> None:
+    backend.add(
+        breach("RX1", BreachSeverity.LEVEL_2),
+        breach("RX1", BreachSeverity.LEVEL_0, at_ms=NOW_MS - 40 * DAY_MS),
+        access("A81001", "RESLAB1"),
+        access("A81001", "RESLAB1", nhs=OTHER_NHS),
+    )
+    breaches = await (await client.get("/v1/reports/breaches")).json()
+    assert breaches["summary"]["rows"] == [
+        {"organisation": "RX1", "level_0": 1, "level_1": 0, "level_2": 1, "total": 2,
+         "individuals_affected": 2, "apologies_given": 2}
+    ]  # fmt: skip
+    assert len(breaches["incidents"]["rows"]) == 2
+    recent = await (await client.get(f"/v1/reports/breaches?from={NOW_MS - 10 * DAY_MS}")).json()
+    assert recent["summary"]["rows"][0]["total"] == 1
+    report = await (await client.get("/v1/reports/disclosures")).json()
+    assert [(r["recipient"], r["disclosures"], r["patients"]) for r in report["rows"]] == [("RESLAB1", 2, 2)]
+
+
+async def test_health_is_503_until_the_views_caught_up(client: Client, backend: MemoryBackend) -> None:
+    backend.ready = False
+    resp = await client.get("/v1/health")
+    assert (resp.status, (await resp.json())["status"]) == (503, "starting")
+    refused = await post(client, decision_body(), status=503)
+    assert refused["reason"] == "NOT_READY"
+    assert backend.log.entries == ()
+    backend.ready = True
+    resp = await client.get("/v1/health")
+    assert (resp.status, (await resp.json())["status"]) == (200, "ok")
