@@ -2,7 +2,7 @@
 
 Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over
 RFC 6962 Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the operator-rooted key registry
-(:mod:`keys`), per-agent hash chains (:mod:`chain`), hybrid logical clocks (:mod:`hlc`), NHS number
+(:mod:`keys`), hybrid logical clocks (:mod:`hlc`), NHS number
 validation and pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed
 errors with stable reason codes (:mod:`errors`).
 """
@@ -18,13 +18,6 @@ from consent_wire.avro_codec import (
     encode,
     encode_event,
     fingerprint_of,
-)
-from consent_wire.chain import (
-    GENESIS_HASH,
-    REPLAY_WINDOW,
-    AgentChain,
-    ChainState,
-    ChainStatus,
 )
 from consent_wire.codes import (
     ACT_CODE_SYSTEM,
@@ -160,7 +153,6 @@ __all__ = [
     "CONSENT_SCOPE_SYSTEM",
     "DEFAULT_SCHEMA_DIR",
     "EVENT_PAYLOAD_TYPE",
-    "GENESIS_HASH",
     "HASH_BYTES",
     "HEADER_BYTES",
     "KEY_ENDORSEMENT_PAYLOAD_TYPE",
@@ -177,9 +169,7 @@ __all__ = [
     "OBJECTION_KIND_SYSTEM",
     "ODS_SYSTEM",
     "PATIENT_KEY_HEX",
-    "REPLAY_WINDOW",
     "AccessRecord",
-    "AgentChain",
     "AgentSigner",
     "BadMagicError",
     "BadProofError",
@@ -188,8 +178,6 @@ __all__ = [
     "BreachReport",
     "BreachSeverity",
     "ChainBreakError",
-    "ChainState",
-    "ChainStatus",
     "ConsentDecision",
     "ConsentDirective",
     "DataClass",

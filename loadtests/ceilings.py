@@ -16,7 +16,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from broker.infra import kafka
 
-__all__ = ["Ceilings", "consumer_perf", "create_scratch_topic", "passthrough_perf", "producer_perf"]
+__all__ = [
+    "Ceilings",
+    "consumer_perf",
+    "create_scratch_topic",
+    "parse_consumer_csv",
+    "parse_producer_summary",
+    "passthrough_perf",
+    "producer_perf",
+]
 
 TOOL_HEAP = "-Xmx512m"  # the perf tools need little heap; the broker has 1 GiB (broker/infra/kafka.py)
 TOOL_TIMEOUT_S = 180.0
@@ -44,8 +52,16 @@ class Ceilings:
 
 def _java(cache: Path, main: str, *args: str) -> list[str]:
     libs = kafka.ensure_jars(cache)
-    return [kafka.java_path(), TOOL_HEAP, "-Djava.awt.headless=true", "-Dlog4j2.level=warn", "-cp", f"{libs}/*",
-            main, *args]  # fmt: skip
+    return [
+        kafka.java_path(),
+        TOOL_HEAP,
+        "-Djava.awt.headless=true",
+        "-Dlog4j2.level=warn",
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
+    ]
 
 
 async def _run(argv: list[str]) -> str:
@@ -72,10 +88,26 @@ async def create_scratch_topic(bootstrap: str, name: str, partitions: int) -> No
 
 async def producer_perf(cache: Path, bootstrap: str, topic: str, records: int, size: int) -> tuple[float, float, float]:
     """(records/s, MB/s, average latency ms) from org.apache.kafka.tools.ProducerPerformance."""
-    argv = _java(cache, "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
-                 "--record-size", str(size), "--throughput", "-1", "--bootstrap-server", bootstrap,
-                 "--producer-props", *PRODUCER_PROPS)  # fmt: skip
-    text = await _run(argv)
+    argv = _java(
+        cache,
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--record-size",
+        str(size),
+        "--throughput",
+        "-1",
+        "--bootstrap-server",
+        bootstrap,
+        "--producer-props",
+        *PRODUCER_PROPS,
+    )
+    return parse_producer_summary(await _run(argv))
+
+
+def parse_producer_summary(text: str) -> tuple[float, float, float]:
     matches = _PRODUCER_LINE.findall(text)
     if not matches:
         raise RuntimeError(f"no summary line from ProducerPerformance: {text.strip()[-300:]}")
@@ -85,10 +117,24 @@ async def producer_perf(cache: Path, bootstrap: str, topic: str, records: int, s
 
 async def consumer_perf(cache: Path, bootstrap: str, topic: str, records: int) -> tuple[float, float]:
     """(records/s including group join, records/s while fetching) from ConsumerPerformance."""
-    argv = _java(cache, "org.apache.kafka.tools.ConsumerPerformance", "--topic", topic, "--num-records",
-                 str(records), "--bootstrap-server", bootstrap, "--timeout", "60000", "--group",
-                 f"bench-perf-{time.time_ns()}")  # fmt: skip
-    text = await _run(argv)
+    argv = _java(
+        cache,
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--bootstrap-server",
+        bootstrap,
+        "--timeout",
+        "60000",
+        "--group",
+        f"bench-perf-{time.time_ns()}",
+    )
+    return parse_consumer_csv(await _run(argv))
+
+
+def parse_consumer_csv(text: str) -> tuple[float, float]:
     lines = [ln for ln in text.splitlines() if ln.count(",") >= 9]
     if len(lines) < 2:
         raise RuntimeError(f"no CSV from ConsumerPerformance: {text.strip()[-300:]}")
@@ -100,12 +146,24 @@ async def consumer_perf(cache: Path, bootstrap: str, topic: str, records: int) -
 
 async def passthrough_perf(bootstrap: str, source: str, sink: str, records: int) -> tuple[float, float]:
     """(records/s, CPU us per record) of loadtests.passthrough in its own process."""
-    argv = [sys.executable, "-m", "loadtests.passthrough", "--bootstrap", bootstrap, "--source", source,
-            "--sink", sink, "--records", str(records), "--group", f"bench-pass-{time.time_ns()}"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtests.passthrough",
+        "--bootstrap",
+        bootstrap,
+        "--source",
+        source,
+        "--sink",
+        sink,
+        "--records",
+        str(records),
+        "--group",
+        f"bench-pass-{time.time_ns()}",
+    ]
     proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), TOOL_TIMEOUT_S)
     if proc.returncode != 0:
         raise RuntimeError(f"pass-through exited {proc.returncode}: {err.decode(errors='replace')[-300:]}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     return float(result["records_per_s"]), float(result["cpu_s"]) * 1e6 / max(1, int(result["records"]))
-

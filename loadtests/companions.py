@@ -46,16 +46,25 @@ def make_decisions(plan: BenchPlan, workdir: Path) -> Callable[[BenchContext], A
         from loadtests import decision_bench
 
         ctx.progress.step("decisions", f"{plan.decision_requests} decisions, {plan.decision_concurrency} concurrent")
-        args = argparse.Namespace(bootstrap=ctx.stack.bootstrap, requests=plan.decision_requests,
-                                  concurrency=plan.decision_concurrency, patients=DECISION_PATIENTS)  # fmt: skip
+        args = argparse.Namespace(
+            bootstrap=ctx.stack.bootstrap,
+            requests=plan.decision_requests,
+            concurrency=plan.decision_concurrency,
+            patients=DECISION_PATIENTS,
+        )
         try:
             result: dict[str, Any] = await decision_bench.run(args)
-        except Exception as exc:  # the phase reports its failure instead of sinking the whole bench
+        except Exception as exc:  # noqa: BLE001 - the phase reports any failure instead of sinking the whole bench
             ctx.progress.step("decisions", f"failed: {exc!r}")
             return {"per_s": None, "p99_ms": None, "error": f"{type(exc).__name__}: {exc}"}
         latency = result.get("latency_ms", {})
         ctx.progress.step("decisions", f"{result.get('decisions_per_s')} decisions/s, p99 {latency.get('p99')} ms")
-        return {"per_s": result.get("decisions_per_s"), "p99_ms": latency.get("p99"), "p50_ms": latency.get("p50"),
-                "source": "loadtests.decision_bench", **result}  # fmt: skip
+        return {
+            "per_s": result.get("decisions_per_s"),
+            "p99_ms": latency.get("p99"),
+            "p50_ms": latency.get("p50"),
+            "source": "loadtests.decision_bench",
+            **result,
+        }
 
     return run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,6 +100,7 @@ class RunResult:
 
 
 def _stage_sets(spec: RunSpec, extra: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    sets: list[tuple[str, tuple[str, ...]]]
     if spec.layout is Layout.SPLIT:
         sets = [("verifier", ("verifier",)), ("reconciler", ("reconciler",))]
     else:
@@ -109,8 +110,15 @@ def _stage_sets(spec: RunSpec, extra: tuple[str, ...]) -> list[tuple[str, tuple[
     return sets
 
 
-async def _send(producer: AIOKafkaProducer, topic: str, fleet: SynthFleet, sends: list[Send], probe: ArrivalProbe,
-                names: TopicNames, t0: float) -> None:  # fmt: skip
+async def _send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    fleet: SynthFleet,
+    sends: list[Send],
+    probe: ArrivalProbe,
+    names: TopicNames,
+    t0: float,
+) -> None:
     futures = []
     for send in sends:
         at = t0 + send.at_s
@@ -138,8 +146,9 @@ async def _start_cores(ctx: BenchContext, spec: RunSpec, env: CoreEnv, extra: tu
     return procs
 
 
-async def _warm_up(ctx: BenchContext, producer: AIOKafkaProducer, names: TopicNames, probe: ArrivalProbe,
-                   warm: SynthFleet) -> None:  # fmt: skip
+async def _warm_up(
+    ctx: BenchContext, producer: AIOKafkaProducer, names: TopicNames, probe: ArrivalProbe, warm: SynthFleet
+) -> None:
     await _send(producer, names.ingress, warm, blast_schedule(warm), probe, names, time.perf_counter())
     if not await probe.wait_drained(names.state, READY_TIMEOUT_S):
         raise TimeoutError("warm-up events never reached the state topic")
@@ -147,6 +156,7 @@ async def _warm_up(ctx: BenchContext, producer: AIOKafkaProducer, names: TopicNa
     for watch in probe.watches.values():
         watch.recorder = type(watch.recorder)()
         watch.arrived = 0
+        watch.timeline.clear()
 
 
 def _cpu(procs: list[CoreProcess], broker_pid: int | None) -> dict[str, float]:
@@ -157,9 +167,12 @@ def _cpu(procs: list[CoreProcess], broker_pid: int | None) -> dict[str, float]:
 
 
 async def measured_run(
-    ctx: BenchContext, spec: RunSpec, companion: Companion | None = None,
-    on_running: Callable[[], Awaitable[None]] | None = None, keep_topics: bool = False,
-) -> RunResult:  # fmt: skip
+    ctx: BenchContext,
+    spec: RunSpec,
+    companion: Companion | None = None,
+    on_running: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    keep_topics: bool = False,
+) -> RunResult:
     tag = f"{spec.label}-{uuid.uuid4().hex[:6]}"
     names = TopicNames(f"bench.{tag}")
     topics = RunTopics(ctx.stack.bootstrap, names, spec.partitions)
@@ -174,19 +187,29 @@ async def measured_run(
     await topics.register(regs)
     env = CoreEnv(ctx.stack.bootstrap, names.prefix, f"bench-{tag}", ctx.root_hex, mqtt_port=ctx.stack.mqtt_port)
     extra = companion.extra_stages if companion is not None else ()
-    progress.step(spec.label, f"starting {spec.layout.value} core x{spec.processes} {'+ ' + ','.join(extra) if extra else ''}")
+    progress.step(
+        spec.label, f"starting {spec.layout.value} core x{spec.processes} {'+ ' + ','.join(extra) if extra else ''}"
+    )
     procs = await _start_cores(ctx, spec, env, extra)
     probe = ArrivalProbe(ctx.stack.bootstrap, (names.state, names.shielding))
-    producer = AIOKafkaProducer(bootstrap_servers=ctx.stack.bootstrap, enable_idempotence=True, acks="all",
-                                linger_ms=0, max_request_size=1048588)  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=ctx.stack.bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=0,
+        max_request_size=1048588,
+    )
     try:
         await probe.start()
         await producer.start()
         await _warm_up(ctx, producer, names, probe, warm)
         if companion is not None:
             await companion.start(names, env, probe)
-        sends = (blast_schedule(fleet) if spec.rate_eps is None
-                 else paced_schedule(fleet, spec.rate_eps, spec.duration_s, ctx.plan.offline_seconds))  # fmt: skip
+        sends = (
+            blast_schedule(fleet)
+            if spec.rate_eps is None
+            else paced_schedule(fleet, spec.rate_eps, spec.duration_s, ctx.plan.offline_seconds)
+        )
         mode = "blast" if spec.rate_eps is None else f"{spec.rate_eps:.0f} ev/s offered for {spec.duration_s:.0f}s"
         progress.step(spec.label, f"driving {fleet.events} events ({mode})")
         before = _cpu(procs, ctx.stack.broker_pid())
@@ -199,8 +222,10 @@ async def measured_run(
 
         def tick() -> None:
             done = probe.arrived(names.state)
-            progress.status(f"{done} state records, {probe.waiting(names.state)} outstanding, "
-                            f"{done / max(1e-9, time.perf_counter() - t0):.0f}/s")  # fmt: skip
+            progress.status(
+                f"{done} state records, {probe.waiting(names.state)} outstanding, "
+                f"{done / max(1e-9, time.perf_counter() - t0):.0f}/s"
+            )
 
         await asyncio.gather(*jobs)
         drained = await probe.wait_drained(names.state, DRAIN_TIMEOUT_S, tick)
@@ -228,12 +253,27 @@ async def measured_run(
     audit = await audit_topic(ctx.stack.bootstrap, names.events, expected)
     cpu = {k: round(after[k] - before.get(k, 0.0), 3) for k in after}
     result = RunResult(
-        spec, fleet.events, round(seconds, 3), round(fleet.events / seconds, 1),
-        probe.watches[names.state].recorder.summary(), probe.watches[names.shielding].recorder.summary(),
-        probe.waiting(names.state), audit.lost, audit.duplicated, audit.unexpected, round(audit.mean_value_bytes, 1),
-        audit.records, cpu, {k: round(v * 1e6 / fleet.events, 2) for k, v in cpu.items()},
-        {p.name: str(p.profile_path) for p in procs if p.profile_path is not None}, names,
-    )  # fmt: skip
+        spec,
+        fleet.events,
+        round(seconds, 3),
+        round(fleet.events / seconds, 1),
+        probe.watches[names.state].recorder.summary(),
+        probe.watches[names.shielding].recorder.summary(),
+        probe.waiting(names.state),
+        audit.lost,
+        audit.duplicated,
+        audit.unexpected,
+        round(audit.mean_value_bytes, 1),
+        audit.records,
+        cpu,
+        {k: round(v * 1e6 / fleet.events, 2) for k, v in cpu.items()},
+        {p.name: str(p.profile_path) for p in procs if p.profile_path is not None},
+        names,
+    )
+    steady = probe.watches[names.state].steady_rate()
+    # state records mark the stateful share of events; scale to all events for an events/s figure
+    share = fleet.events / max(1, sum(len(b.state_keys) for a in fleet.agents for b in a.batches))
+    result.extra["steady_eps"] = round(steady * share, 1) if steady else None
     if agents:
         result.extra["real_agents"] = agents
         result.extra["replica_shielding_ms"] = agents.get("shielding_replica_ms")

@@ -70,11 +70,17 @@ class LatencyRecorder:
         if self._count == 0:
             return LatencySummary(0, None, None, None, None, None, method)
         if self._hdr is not None:
-            p50, p95, p99 = (self._hdr.get_value_at_percentile(p) / 1000.0 for p in (50.0, 95.0, 99.0))
+            # HDR buckets round up by at most 0.1%; never report a percentile above the exact maximum
+            p50, p95, p99 = (min(self._max, self._hdr.get_value_at_percentile(p) / 1000.0) for p in (50.0, 95.0, 99.0))
         else:
             ordered = sorted(self._samples)
             p50, p95, p99 = (_exact_percentile(ordered, p) for p in (50.0, 95.0, 99.0))
         return LatencySummary(
-            self._count, round(p50, 3), round(p95, 3), round(p99, 3), round(self._max, 3),
-            round(self._sum / self._count, 3), method,
-        )  # fmt: skip
+            self._count,
+            round(p50, 3),
+            round(p95, 3),
+            round(p99, 3),
+            round(self._max, 3),
+            round(self._sum / self._count, 3),
+            method,
+        )

@@ -25,13 +25,22 @@ __all__ = ["main", "pass_through"]
 async def pass_through(bootstrap: str, source: str, sink: str, records: int, group: str) -> dict[str, float]:
     defaults = StageConfig(bootstrap, group, group)  # the same batching knobs as the core's stages
     consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        isolation_level="read_committed", auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-    )  # fmt: skip
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=defaults.linger_ms,
-        compression_type=defaults.compression, max_batch_size=1024 * 1024,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=defaults.linger_ms,
+        compression_type=defaults.compression,
+        max_batch_size=1024 * 1024,
+    )
     await consumer.start()
     await producer.start()
     moved = 0
@@ -51,8 +60,12 @@ async def pass_through(bootstrap: str, source: str, sink: str, records: int, gro
     finally:
         await producer.stop()
         await consumer.stop()
-    return {"records": moved, "seconds": round(seconds, 3), "records_per_s": round(moved / max(1e-9, seconds), 1),
-            "cpu_s": round(time.process_time(), 3)}  # fmt: skip
+    return {
+        "records": moved,
+        "seconds": round(seconds, 3),
+        "records_per_s": round(moved / max(1e-9, seconds), 1),
+        "cpu_s": round(time.process_time(), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

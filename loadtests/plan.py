@@ -44,8 +44,13 @@ class KindSpec:
 
 # Event mixes: a GP practice records mostly access and consent; a care home mostly access; a
 # monitoring gateway only access (readings shared under a care relationship). Weights are our guess.
-GP_MIX = ((EventKind.CONSENT, 0.45), (EventKind.ACCESS, 0.35), (EventKind.OBJECTION, 0.12),
-          (EventKind.SHIELDING, 0.05), (EventKind.BREACH, 0.03))  # fmt: skip
+GP_MIX = (
+    (EventKind.CONSENT, 0.45),
+    (EventKind.ACCESS, 0.35),
+    (EventKind.OBJECTION, 0.12),
+    (EventKind.SHIELDING, 0.05),
+    (EventKind.BREACH, 0.03),
+)
 CARE_MIX = ((EventKind.ACCESS, 0.6), (EventKind.CONSENT, 0.35), (EventKind.SHIELDING, 0.05))
 GATEWAY_MIX = ((EventKind.ACCESS, 0.7), (EventKind.CONSENT, 0.3))
 

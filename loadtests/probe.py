@@ -22,6 +22,15 @@ class _Watch:
     recorder: LatencyRecorder = field(default_factory=LatencyRecorder)
     arrived: int = 0
     last_arrival: float = 0.0
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (perf_counter, arrived so far)
+
+    def steady_rate(self, low: float = 0.1, high: float = 0.9) -> float | None:
+        """Arrivals per second between the ``low`` and ``high`` shares of all arrivals (ramp-up and tail cut)."""
+        if self.arrived < 100 or len(self.timeline) < 3:
+            return None
+        lo = next(p for p in self.timeline if p[1] >= low * self.arrived)
+        hi = next(p for p in self.timeline if p[1] >= high * self.arrived)
+        return (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else None
 
 
 class ArrivalProbe:
@@ -53,9 +62,14 @@ class ArrivalProbe:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            *self.watches, bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed", max_partition_fetch_bytes=4 * 1024 * 1024,
-        )  # fmt: skip
+            *self.watches,
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
         await consumer.start()
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer), name="arrival-probe")
@@ -66,6 +80,7 @@ class ArrivalProbe:
             now = time.perf_counter()
             for tp, records in batches.items():
                 watch = self.watches[tp.topic]
+                before = watch.arrived
                 origins = watch.origins
                 self.records += len(records)
                 for record in records:
@@ -79,6 +94,8 @@ class ArrivalProbe:
                     watch.last_arrival = now
                     if self.on_arrival is not None:
                         self.on_arrival(tp.topic, key, now)
+                if watch.arrived != before:
+                    watch.timeline.append((now, watch.arrived))
 
     async def wait_drained(self, topic: str, timeout_s: float, tick: Callable[[], None] | None = None) -> bool:
         """True once no expected key of ``topic`` is outstanding (False on timeout)."""
@@ -121,9 +138,13 @@ async def audit_topic(
 ) -> TopicAudit:
     """Read every committed record of ``topic`` and compare the key counts with ``expected``."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        isolation_level="read_committed", max_partition_fetch_bytes=8 * 1024 * 1024,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     seen: dict[str, int] = {}
     total = 0

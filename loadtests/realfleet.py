@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -93,9 +92,8 @@ class RealFleet:
     _names: TopicNames | None = None
     _stem: int = 400_000_000
 
-    @property
-    def extra_stages(self) -> tuple[str, ...]:
-        return ("bridge",) if self.with_bridge and self._gateways() else ()
+    def __post_init__(self) -> None:
+        self.extra_stages: tuple[str, ...] = ("bridge",) if self.with_bridge and self.plan.real_gateways else ()
 
     def _gateways(self) -> int:
         return self.plan.real_gateways
@@ -108,7 +106,7 @@ class RealFleet:
         secret = self.workdir / "pseudonym.secret"
         if not secret.exists():
             secret.write_text(SECRET.hex())
-            os.chmod(secret, 0o600)
+            secret.chmod(0o600)
         per_agent = int(self.plan.real_rate_per_agent * self.plan.paced_seconds * 2 + 200)
         regs = []
         for i, kind in enumerate(self._kinds()):
@@ -125,13 +123,23 @@ class RealFleet:
 
     def _settings(self, m: _Member, names: TopicNames, core: CoreEnv) -> Settings:
         return Settings(
-            agent_id=m.agent_id, site=m.site, data_dir=m.directory, pseudonym_secret_file=self.workdir / "pseudonym.secret",
-            signing_key_file=m.directory / "signing.pem", transport="mqtt" if m.kind is AgentKind.GATEWAY else "kafka",
-            kafka_bootstrap=core.bootstrap, ingress_topic=names.ingress, state_topic=names.state,
-            shielding_topic=names.shielding, mqtt_host=core.mqtt_host, mqtt_port=core.mqtt_port,
-            http_port=_free_port(), ack_timeout_s=10.0, backoff_cap_s=2.0,
+            agent_id=m.agent_id,
+            site=m.site,
+            data_dir=m.directory,
+            pseudonym_secret_file=self.workdir / "pseudonym.secret",
+            signing_key_file=m.directory / "signing.pem",
+            transport="mqtt" if m.kind is AgentKind.GATEWAY else "kafka",
+            kafka_bootstrap=core.bootstrap,
+            ingress_topic=names.ingress,
+            state_topic=names.state,
+            shielding_topic=names.shielding,
+            mqtt_host=core.mqtt_host,
+            mqtt_port=core.mqtt_port,
+            http_port=_free_port(),
+            ack_timeout_s=10.0,
+            backoff_cap_s=2.0,
             patients_file=m.directory / "patients.txt",
-        )  # fmt: skip
+        )
 
     async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe) -> None:
         self._probe, self._names = probe, names
@@ -152,7 +160,7 @@ class RealFleet:
                 recorder.record((time.perf_counter() - origin) * 1000.0)
             return changed
 
-        replica.upsert = upsert  # type: ignore[method-assign]
+        replica.upsert = upsert  # type: ignore[method-assign,assignment]
 
     async def run(self, duration_s: float) -> None:
         connector = aiohttp.TCPConnector(limit=64)
@@ -163,7 +171,9 @@ class RealFleet:
         assert m.agent is not None and self._probe is not None and self._names is not None
         plan = self.plan
         interval = 1.0 / plan.real_rate_per_agent
-        shield_every = max(1, round(plan.real_rate_per_agent * len(self.members) / max(0.1, plan.shielding_probes_per_s)))
+        shield_every = max(
+            1, round(plan.real_rate_per_agent * len(self.members) / max(0.1, plan.shielding_probes_per_s))
+        )
         url = f"http://127.0.0.1:{m.agent.settings.http_port}/v1/events"
         start = time.perf_counter()
         k = 0
@@ -203,17 +213,27 @@ class RealFleet:
             await asyncio.sleep(0.1)
 
     def summary(self) -> dict[str, Any]:
-        return {"e2e_ms": self.e2e.summary().to_json(), "shielding_subscriber_ms": self.shielding_sub.summary().to_json(),
-                "shielding_replica_ms": self.shielding_replica.summary().to_json()}  # fmt: skip
+        return {
+            "e2e_ms": self.e2e.summary().to_json(),
+            "shielding_subscriber_ms": self.shielding_sub.summary().to_json(),
+            "shielding_replica_ms": self.shielding_replica.summary().to_json(),
+        }
 
     async def outbox_report(self) -> dict[str, Any]:
         rows = []
         for m in self.members:
             stats = await m.agent.outbox.stats() if m.agent is not None else None
-            rows.append({"agent": m.agent_id, "kind": m.kind.value, "submitted": m.submitted, "refused": m.failed,
-                         "outbox_last_seq": stats.next_seq - 1 if stats else None,
-                         "outbox_acked_seq": stats.acked_seq if stats else None,
-                         "outbox_pending": stats.pending if stats else None})  # fmt: skip
+            rows.append(
+                {
+                    "agent": m.agent_id,
+                    "kind": m.kind.value,
+                    "submitted": m.submitted,
+                    "refused": m.failed,
+                    "outbox_last_seq": stats.next_seq - 1 if stats else None,
+                    "outbox_acked_seq": stats.acked_seq if stats else None,
+                    "outbox_pending": stats.pending if stats else None,
+                }
+            )
         return {"agents": rows, "replica_outstanding": len(self._replica_wait)}
 
     async def stop(self) -> None:
@@ -225,11 +245,21 @@ class RealFleet:
 
 def _consent_body(nhs: str, k: int) -> dict[str, Any]:
     directive = "OPTOUT" if k % 4 == 0 else "OPTIN"
-    return {"type": "consent_decision", "nhs_number": nhs,
-            "payload": {"directive": directive, "purpose": "HRESCH", "data_class": "ALL", "recipient": "*"}}  # fmt: skip
+    return {
+        "type": "consent_decision",
+        "nhs_number": nhs,
+        "payload": {"directive": directive, "purpose": "HRESCH", "data_class": "ALL", "recipient": "*"},
+    }
 
 
 def _shielding_body(nhs: str) -> dict[str, Any]:
-    return {"type": "shielding_flag", "nhs_number": nhs,
-            "payload": {"action": "SET", "hides": ["LOCATION", "CONTACT"], "set_by_role": "SAFEGUARDING_LEAD",
-                        "reason": "CHILD_PROTECTION"}}  # fmt: skip
+    return {
+        "type": "shielding_flag",
+        "nhs_number": nhs,
+        "payload": {
+            "action": "SET",
+            "hides": ["LOCATION", "CONTACT"],
+            "set_by_role": "SAFEGUARDING_LEAD",
+            "reason": "CHILD_PROTECTION",
+        },
+    }

@@ -12,7 +12,7 @@ def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:,.1f}{unit}"
+        return f"{value:,.3f}{unit}" if abs(value) < 10 else f"{value:,.1f}{unit}"
     if isinstance(value, int):
         return f"{value:,}{unit}"
     return f"{value}{unit}"
@@ -27,24 +27,62 @@ def _goal_rows(goals: dict[str, Any]) -> list[str]:
 
 
 def _run_rows(runs: list[dict[str, Any]]) -> list[str]:
-    rows = ["| run | layout | procs | partitions | offered ev/s | events | ev/s | p50 ms | p99 ms | max ms | "
-            "shielding p99 ms | lost | dup |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| run | layout | procs | partitions | offered ev/s | events | ev/s | steady ev/s | p50 ms | p99 ms | "
+        "max ms | shielding p99 ms | lost | dup |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         lat, sh = r["latency_ms"], r["shielding_ms"]
         rows.append(
             f"| {r['label']} | {r['layout']} | {r['processes']} | {r['partitions']} | {_fmt(r['offered_eps'])} | "
-            f"{_fmt(r['events'])} | {_fmt(r['throughput_eps'])} | {_fmt(lat['p50'])} | {_fmt(lat['p99'])} | "
+            f"{_fmt(r['events'])} | {_fmt(r['throughput_eps'])} | {_fmt(r.get('steady_eps'))} | "
+            f"{_fmt(lat['p50'])} | {_fmt(lat['p99'])} | "
             f"{_fmt(lat['max'])} | {_fmt(sh['p99'])} | {r['lost'] + r['state_outstanding']} | {r['duplicated']} |"
         )
     return rows
+
+
+def _agent_rows(agents: dict[str, Any]) -> list[str]:
+    rows = ["| run | measure | count | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|"]
+    outbox = [
+        "| run | agent | kind | submitted | refused | outbox last seq | acked seq | pending |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run, info in agents.items():
+        for measure in ("e2e_ms", "shielding_subscriber_ms", "shielding_replica_ms"):
+            m = info.get(measure, {})
+            rows.append(
+                f"| {run} | {measure} | {m.get('count')} | {_fmt(m.get('p50'))} | {_fmt(m.get('p95'))} | "
+                f"{_fmt(m.get('p99'))} | {_fmt(m.get('max'))} |"
+            )
+        outbox.extend(
+            f"| {run} | {a['agent']} | {a['kind']} | {a['submitted']} | {a['refused']} | "
+            f"{a['outbox_last_seq']} | {a['outbox_acked_seq']} | {a['outbox_pending']} |"
+            for a in info.get("agents", [])
+        )
+    return [*rows, "", *outbox]
+
+
+def _decision_lines(d: dict[str, Any]) -> list[str]:
+    if d.get("per_s") is None:
+        return [f"Not measured: {d.get('skipped') or d.get('error')}"]
+    lat = d.get("latency_ms", {})
+    return [
+        f"{_fmt(d['per_s'])} decisions/s over {d.get('requests')} requests, {d.get('concurrency')} concurrent "
+        f"clients, {d.get('patients')} patients: p50 {lat.get('p50')} ms, p90 {lat.get('p90')} ms, "
+        f"p99 {lat.get('p99')} ms, max {lat.get('max')} ms. Outcomes {d.get('outcomes')}. {d.get('notes', '')}"
+    ]
 
 
 def _profile_rows(profile: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines: list[str] = []
     for process, rows in profile.items():
         lines += [f"### {process}", "", "| function | calls | own s | own % | cumulative s |", "|---|---|---|---|---|"]
-        lines += [f"| `{r['function']}` | {r['calls']:,} | {r['own_s']} | {r['own_pct']} | {r['cumulative_s']} |"
-                  for r in rows]  # fmt: skip
+        lines += [
+            f"| `{r['function']}` | {r['calls']:,} | {r['own_s']} | {r['own_pct']} | {r['cumulative_s']} |"
+            for r in rows
+        ]
         lines.append("")
     return lines
 
@@ -53,20 +91,25 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     m, cfg = results["machine"], results["config"]
     ceil = results["ceilings"]
     lines = [
-        "# Load test report", "",
+        "# Load test report",
+        "",
         f"Mode: {'QUICK' if cfg['quick'] else 'full'}; {m['cpus']} CPUs ({m['cpu_model']}), "
         f"{_fmt(m['mem_total_mib'])} MiB, Python {m['python']}, Kafka {m['kafka']}, commit {m['git_commit']}.",
         f"Load average before {results['load_average']['before']}, after {results['load_average']['after']} "
-        "(the machine is shared: numbers are noisy). Histograms: " + results["histograms"] + ".", "",
-        "## Headline", "",
+        "(the machine is shared: numbers are noisy). Histograms: " + results["histograms"] + ".",
+        "",
+        "## Headline",
+        "",
         f"- Throughput through verifier and reconciler (2 processes, one per stage): "
-        f"**{_fmt(results['throughput_eps'])} signed events/s**",
+        f"**{_fmt(results['throughput_eps'])} signed events/s** (backlog drained; steady state between 10% and 90% "
+        f"of arrivals: {_fmt(results['main_run'].get('steady_eps'))} events/s)",
         f"- Ceilings on the same broker: raw aiokafka pass-through {_fmt(ceil['passthrough_eps'])} records/s, "
         f"Kafka ProducerPerformance {_fmt(ceil['producer_eps'])} records/s, ConsumerPerformance (fetch) "
         f"{_fmt(ceil['consumer_fetch_eps'])} records/s, records of {ceil['record_bytes']} bytes",
         f"- Ratio to pass-through {_fmt(results['ratio_to_passthrough'])}, to Kafka producer "
         f"{_fmt(results['ratio_to_kafka_producer'])}, to Kafka consumer {_fmt(results['ratio_to_kafka_consumer'])}",
-        f"- End-to-end latency at {_fmt(results['latency_measured_at']['offered_eps'])} ev/s offered: "
+        f"- End-to-end latency at {_fmt(results['latency_measured_at']['offered_eps'])} ev/s offered (from "
+        f"{results['latency_measured_at']['from']}): "
         f"p50 {_fmt(results['latency_ms']['p50'])} ms, p95 {_fmt(results['latency_ms']['p95'])} ms, "
         f"p99 {_fmt(results['latency_ms']['p99'])} ms, max {_fmt(results['latency_ms']['max'])} ms",
         f"- Shielding propagation under full load: subscribers p99 {_fmt(results['shielding_p99_ms'])} ms, "
@@ -74,17 +117,42 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"- Decision API: {_fmt(results['decisions_per_s'])} decisions/s, p99 {_fmt(results['decision_p99_ms'])} ms",
         f"- Lost {results['lost']}, duplicated {results['duplicated']} (all runs, checked by key on the events "
         "topic and against the real agents' outboxes)",
-        f"- CPU per event (us) in the main run: {results['cpu_us_per_event']}", "",
-        "## Goals", "", *_goal_rows(results["goals"]), "",
-        "## Runs", "", *_run_rows(results["scaling"] + results["latency_curve"]), "",
-        "![latency curve](latency_curve.png)", "", "![throughput](throughput.png)", "", "![cpu](cpu_per_event.png)", "",
-        "## Decision API", "", f"```\n{results['decisions']}\n```", "",
-        "## Real edge agents", "", f"```\n{results['real_agents']}\n```", "",
-    ]  # fmt: skip
+        f"- CPU per event (us) in the main run: {results['cpu_us_per_event']}",
+        "",
+        "## Goals",
+        "",
+        *_goal_rows(results["goals"]),
+        "",
+        "## Runs",
+        "",
+        *_run_rows(results["scaling"] + results["latency_curve"]),
+        "",
+        "![latency curve](latency_curve.png)",
+        "",
+        "![throughput](throughput.png)",
+        "",
+        "![cpu](cpu_per_event.png)",
+        "",
+        "## Decision API",
+        "",
+        *_decision_lines(results["decisions"]),
+        "",
+        "## Real edge agents",
+        "",
+        "Latency from the agent's HTTP 202 (durably in its outbox) to the record on the state / shielding topic "
+        "and in the agent's replica; every submission checked against the outbox.",
+        "",
+        *_agent_rows(results["real_agents"]),
+        "",
+    ]
     if results["profile"]:
-        lines += ["## Profile (goal missed: where the time goes)", "",
-                  "cProfile of each stage process during a blast run; idle waiting shows as the event loop's own time.",
-                  "", *_profile_rows(results["profile"])]  # fmt: skip
+        lines += [
+            "## Profile (goal missed: where the time goes)",
+            "",
+            "cProfile of each stage process during a blast run; idle waiting shows as the event loop's own time.",
+            "",
+            *_profile_rows(results["profile"]),
+        ]
     if results["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
     path.write_text("\n".join(lines) + "\n")
@@ -110,7 +178,10 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
     ceil = results["ceilings"]
     labels = [r["label"] for r in results["scaling"]] + ["passthrough", "kafka-producer", "kafka-consumer"]
     values = [r["throughput_eps"] for r in results["scaling"]] + [
-        ceil["passthrough_eps"] or 0, ceil["producer_eps"] or 0, ceil["consumer_fetch_eps"] or 0]  # fmt: skip
+        ceil["passthrough_eps"] or 0,
+        ceil["producer_eps"] or 0,
+        ceil["consumer_fetch_eps"] or 0,
+    ]
     ax.bar(labels, values, color=["tab:blue"] * len(results["scaling"]) + ["tab:gray"] * 3)
     ax.set_ylabel("events (records) / s")
     ax.set_title("Throughput and ceilings")

@@ -74,9 +74,11 @@ def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "throughput_eps": main.throughput_eps,
         "latency_ms": _lat(headline_latency),
-        "latency_measured_at": {"offered_eps": half.spec.rate_eps if half else None,
-                                "fraction_of_max": half.extra.get("offered_fraction") if half else None,
-                                "from": "real agents' HTTP 202" if real.get("count") else "synthetic batch send"},
+        "latency_measured_at": {
+            "offered_eps": half.spec.rate_eps if half else None,
+            "fraction_of_max": half.extra.get("offered_fraction") if half else None,
+            "from": "real agents' HTTP 202" if real.get("count") else "synthetic batch send",
+        },
         "latency_ms_synthetic": _lat(synthetic),
         "ceiling_passthrough_eps": ceilings.passthrough_eps,
         "ceiling_kafka_producer_eps": ceilings.producer_eps,
@@ -125,9 +127,18 @@ def _plan_json(plan: Any) -> dict[str, Any]:
         if f.name == "quick":
             continue
         if f.name == "fleet":
-            value = [{"kind": k.kind.value, "count": k.count, "share": k.share, "batch_events": k.batch_events,
-                      "mix": {e.value: w for e, w in k.mix}, "burst_factor": k.burst_factor,
-                      "offline_fraction": k.offline_fraction} for k in value]  # fmt: skip
+            value = [
+                {
+                    "kind": k.kind.value,
+                    "count": k.count,
+                    "share": k.share,
+                    "batch_events": k.batch_events,
+                    "mix": {e.value: w for e, w in k.mix},
+                    "burst_factor": k.burst_factor,
+                    "offline_fraction": k.offline_fraction,
+                }
+                for k in value
+            ]
         elif f.name == "scaling":
             value = [{"layout": lay.value, "processes": p, "partitions": n} for lay, p, n in value]
         elif f.name == "real_agents":

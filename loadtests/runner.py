@@ -67,14 +67,20 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
         errors.append(f"{type(exc).__name__}: {exc}")
         ctx.progress.step("ceilings", f"failed: {exc}")
     finally:
-        await RunTopics(ctx.stack.bootstrap, main.topics, ctx.plan.partitions).delete((f"{scratch}.perf",
-                                                                                        f"{scratch}.pass"))  # fmt: skip
+        await RunTopics(ctx.stack.bootstrap, main.topics, ctx.plan.partitions).delete(
+            (f"{scratch}.perf", f"{scratch}.pass")
+        )
     return Ceilings(
         size,
-        producer[0] if producer else None, producer[1] if producer else None, producer[2] if producer else None,
-        consumer[0] if consumer else None, consumer[1] if consumer else None,
-        passthrough[0] if passthrough else None, round(passthrough[1], 2) if passthrough else None, tuple(errors),
-    )  # fmt: skip
+        producer[0] if producer else None,
+        producer[1] if producer else None,
+        producer[2] if producer else None,
+        consumer[0] if consumer else None,
+        consumer[1] if consumer else None,
+        passthrough[0] if passthrough else None,
+        round(passthrough[1], 2) if passthrough else None,
+        tuple(errors),
+    )
 
 
 async def _curve(ctx: BenchContext, max_eps: float, companions: dict[float, Companion]) -> list[RunResult]:
@@ -82,8 +88,15 @@ async def _curve(ctx: BenchContext, max_eps: float, companions: dict[float, Comp
     results = []
     for fraction in plan.load_fractions:
         rate = max(100.0, fraction * max_eps)
-        spec = RunSpec(f"load-{round(fraction * 100)}pct", Layout.SPLIT, 2, plan.partitions, rate,
-                       round(rate * plan.paced_seconds), plan.paced_seconds)  # fmt: skip
+        spec = RunSpec(
+            f"load-{round(fraction * 100)}pct",
+            Layout.SPLIT,
+            2,
+            plan.partitions,
+            rate,
+            round(rate * plan.paced_seconds),
+            plan.paced_seconds,
+        )
         result = await measured_run(ctx, spec, companions.get(fraction))
         result.extra["offered_fraction"] = fraction
         results.append(result)
@@ -104,8 +117,9 @@ def _goal_missed(plan: BenchPlan, main: RunResult, ceilings: Ceilings) -> bool:
     return main.throughput_eps < goals["throughput_eps"] or ratio < goals["ratio_to_passthrough"]
 
 
-async def run_bench(plan: BenchPlan, workdir: Path, companions: dict[float, Companion] | None = None,
-                    decisions: Any = None) -> BenchOutcome:  # fmt: skip
+async def run_bench(
+    plan: BenchPlan, workdir: Path, companions: dict[float, Companion] | None = None, decisions: Any = None
+) -> BenchOutcome:
     """Start (or reuse) the bench stack, run every phase, stop the stack if this call started it."""
     progress = Progress()
     started = time.monotonic()
@@ -121,8 +135,14 @@ async def run_bench(plan: BenchPlan, workdir: Path, companions: dict[float, Comp
         ceilings = await _ceilings(ctx, main)
         scaling = [main]
         for layout, processes, partitions in plan.scaling:
-            spec = RunSpec(f"scale-{layout.value}-{processes}p-{partitions}parts", layout, processes, partitions,
-                           None, plan.blast_events)  # fmt: skip
+            spec = RunSpec(
+                f"scale-{layout.value}-{processes}p-{partitions}parts",
+                layout,
+                processes,
+                partitions,
+                None,
+                plan.blast_events,
+            )
             scaling.append(await measured_run(ctx, spec))
         curve = await _curve(ctx, main.throughput_eps, companions or {})
         decision_result: dict[str, Any] = (
@@ -134,5 +154,17 @@ async def run_bench(plan: BenchPlan, workdir: Path, companions: dict[float, Comp
             progress.step("stack", "stopping the bench stack (this run started it)")
         await asyncio.to_thread(stack.down_if_started)
     agents = {r.spec.label: r.extra["real_agents"] for r in curve if "real_agents" in r.extra}
-    return BenchOutcome(plan, main, ceilings, scaling, curve, decision_result, profile, load_before, load_average(),
-                        round(time.monotonic() - started, 1), notes, agents)  # fmt: skip
+    return BenchOutcome(
+        plan,
+        main,
+        ceilings,
+        scaling,
+        curve,
+        decision_result,
+        profile,
+        load_before,
+        load_average(),
+        round(time.monotonic() - started, 1),
+        notes,
+        agents,
+    )

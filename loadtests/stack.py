@@ -68,8 +68,9 @@ class RunTopics:
     partitions: int
 
     async def create(self) -> None:
-        per_topic = {t: self.partitions for t in (Topic.INGRESS, Topic.EVENTS, Topic.STATE, Topic.SHIELDING,
-                                                  Topic.CHAIN)}  # fmt: skip
+        per_topic = {
+            t: self.partitions for t in (Topic.INGRESS, Topic.EVENTS, Topic.STATE, Topic.SHIELDING, Topic.CHAIN)
+        }
         await create_topics(self.bootstrap, self.names, 1, per_topic)
 
     async def register(self, registrations: list[bytes]) -> None:

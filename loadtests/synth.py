@@ -82,8 +82,9 @@ class SynthAgent:
         self.seq += 1
         hlc = max(at_ms << 16, self.last_hlc + 1)
         self.last_hlc = hlc
-        event = Event(uuid.uuid4().hex, self.agent_id, self.site, self.seq, self.last_hash, hlc, at_ms,
-                      patient_key, payload)  # fmt: skip
+        event = Event(
+            uuid.uuid4().hex, self.agent_id, self.site, self.seq, self.last_hash, hlc, at_ms, patient_key, payload
+        )
         data = encode_event(event)
         self.last_hash = sha256(data).digest()
         return data
@@ -117,18 +118,34 @@ class SynthFleet:
 def _payload(kind: EventKind, rng: random.Random, site: str) -> Payload:
     if kind is EventKind.CONSENT:
         directive = ConsentDirective.OPTOUT if rng.random() < 0.3 else ConsentDirective.OPTIN
-        return ConsentDecision(directive, rng.choice((PurposeOfUse.HRESCH, PurposeOfUse.TREAT)), DataClass.ALL, "*",
-                               None, None, "GP")  # fmt: skip
+        return ConsentDecision(
+            directive, rng.choice((PurposeOfUse.HRESCH, PurposeOfUse.TREAT)), DataClass.ALL, "*", None, None, "GP"
+        )
     if kind is EventKind.OBJECTION:
         return Objection(rng.choice((ObjectionKind.NDOP, ObjectionKind.TYPE1)), ObjectionAction.REGISTER, ())
     if kind is EventKind.SHIELDING:
-        return ShieldingFlag(ShieldingAction.SET, (HiddenField.LOCATION, HiddenField.CONTACT), "SAFEGUARDING_LEAD",
-                             "CHILD_PROTECTION")  # fmt: skip
+        return ShieldingFlag(
+            ShieldingAction.SET, (HiddenField.LOCATION, HiddenField.CONTACT), "SAFEGUARDING_LEAD", "CHILD_PROTECTION"
+        )
     if kind is EventKind.BREACH:
-        return BreachReport(site, BreachSeverity.LEVEL_1, "DISCLOSED_IN_ERROR", "letter sent to wrong address",
-                            "retrieved and staff retrained", True, 1)  # fmt: skip
-    return AccessRecord(f"staff-{rng.randrange(1000)}", site, "GP", True, Relationship.LEGITIMATE,
-                        PurposeOfUse.TREAT, (DataClass.GENERAL,))  # fmt: skip
+        return BreachReport(
+            site,
+            BreachSeverity.LEVEL_1,
+            "DISCLOSED_IN_ERROR",
+            "letter sent to wrong address",
+            "retrieved and staff retrained",
+            True,
+            1,
+        )
+    return AccessRecord(
+        f"staff-{rng.randrange(1000)}",
+        site,
+        "GP",
+        True,
+        Relationship.LEGITIMATE,
+        PurposeOfUse.TREAT,
+        (DataClass.GENERAL,),
+    )
 
 
 def _new_agents(plan: BenchPlan, tag: str, rng: random.Random) -> list[SynthAgent]:

@@ -10,7 +10,6 @@ import consent_wire
 
 MODULES = [
     "avro_codec",
-    "chain",
     "codes",
     "dsse",
     "errors",
