@@ -61,7 +61,9 @@ class VerifierLogic:
         outputs: list[Output] = []
         changed: set[str] = set()
         for record in records:
-            result = self.core.process(record.value or b"", record.offset, now_ms)
+            # ingress uses LogAppendTime: the broker's arrival time, which an agent cannot set
+            arrival = record.timestamp if record.timestamp and record.timestamp > 0 else now_ms
+            result = self.core.process(record.value or b"", record.offset, arrival)
             for ve in result.accepted:
                 key = (ve.event.patient_key or f"site:{ve.event.site}").encode()
                 outputs.append(Output(self.topics.events, encode_verified_event(ve), key))

@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter as Tally
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = ["Output", "StageConfig", "StageLogic", "TransactionalStage"]
@@ -37,6 +39,8 @@ BATCH_SECONDS = Histogram(
 LAG = Gauge("broker_stage_consumer_lag_records", "High-water mark minus position", ["stage", "partition"])
 STATE_SIZE = Gauge("broker_stage_state_entries", "Entries held in memory", ["stage"])
 TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions aborted and re-driven", ["stage"])
+# memoised key -> partition entries (~100 bytes each): bounded at ~10 MB, then simply cleared
+PARTITION_MEMO_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ class TransactionalStage:
         self._consumer: AIOKafkaConsumer | None = None
         self._last_tick = time.monotonic()
         self._next_offset: dict[int, int] = {}
+        self._partitions: dict[tuple[str, int, bytes], int] = {}  # see _partition_of
         self.ready = asyncio.Event()  # set once the first assignment is restored
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -161,13 +166,16 @@ class TransactionalStage:
         try:
             await producer.begin_transaction()
             futures = [
-                await producer.send(o.topic, o.value, key=o.key, partition=o.partition, headers=list(o.headers))
+                await producer.send(
+                    o.topic, o.value, key=o.key, partition=self._partition_of(producer, o), headers=list(o.headers)
+                )
                 for o in outputs
             ]
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.config.group_id)
             await producer.commit_transaction()
-            await asyncio.gather(*futures)
+            for future in futures:  # all done once committed; awaiting each re-raises a failed send
+                await future  # (asyncio.gather would add a callback per record: 10% of the verifier's time)
         except ProducerFenced:
             log.warning("stage=%s partition=%d fenced by a newer owner", self.logic.name, partition)
             await self._close_producer(partition)
@@ -179,11 +187,31 @@ class TransactionalStage:
             with contextlib.suppress(KafkaError):
                 await producer.abort_transaction()
             return False
-        for o in outputs:
-            EVENTS_OUT.labels(self.logic.name, o.topic).inc()
-            if o.reject_reason:
-                REJECTS.labels(self.logic.name, o.reject_reason).inc()
+        self._count(outputs)
         return True
+
+    def _count(self, outputs: list[Output]) -> None:
+        """Metrics once per topic and reason, not per record (labels() costs a lock and a dict lookup)."""
+        for topic, n in Tally(o.topic for o in outputs).items():
+            EVENTS_OUT.labels(self.logic.name, topic).inc(n)
+        for reason, n in Tally(o.reject_reason for o in outputs if o.reject_reason).items():
+            REJECTS.labels(self.logic.name, reason).inc(n)
+
+    def _partition_of(self, producer: AIOKafkaProducer, output: Output) -> int | None:
+        """The producer's own key hash, memoised per (topic, key): murmur2 in pure Python is ~8 us a record."""
+        if output.partition is not None or output.key is None:
+            return output.partition
+        partitions = producer.client.cluster.partitions_for_topic(output.topic)
+        if not partitions:
+            return None  # metadata not known yet: the producer fetches it and partitions itself
+        memo_key = (output.topic, len(partitions), output.key)
+        cached = self._partitions.get(memo_key)
+        if cached is None:
+            if len(self._partitions) >= PARTITION_MEMO_MAX:
+                self._partitions.clear()
+            all_partitions = list(partitions)
+            cached = self._partitions[memo_key] = DefaultPartitioner()(output.key, all_partitions, all_partitions)
+        return cached
 
     async def _recover(self, tp: TopicPartition) -> None:
         """After an aborted transaction: new producer, state from the changelog, rewind to committed."""

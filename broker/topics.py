@@ -49,6 +49,7 @@ class TopicSpec:
     compacted: bool
     retention_ms: int  # -1 = forever
     doc: str
+    log_append_time: bool = False  # broker stamps arrival time (agents cannot set it)
 
     def configs(self, replication: int) -> dict[str, str]:
         configs = {
@@ -57,6 +58,8 @@ class TopicSpec:
             "min.insync.replicas": str(2 if replication >= 3 else 1),
             "compression.type": "producer",
         }
+        if self.log_append_time:
+            configs["message.timestamp.type"] = "LogAppendTime"
         if self.compacted:
             # keep the latest record per key forever; let the cleaner compact dirty segments promptly
             configs["min.cleanable.dirty.ratio"] = "0.1"
@@ -65,7 +68,7 @@ class TopicSpec:
 
 
 _SPECS: tuple[TopicSpec, ...] = (
-    TopicSpec(Topic.INGRESS, 6, False, WEEK_MS, "signed batches from agents and the MQTT bridge; key agent id"),
+    TopicSpec(Topic.INGRESS, 6, False, WEEK_MS, "signed batches from agents and the bridge; key agent id", True),
     TopicSpec(Topic.EVENTS, 6, False, -1, "verified events with inclusion proofs; key patient pseudonym"),
     TopicSpec(Topic.STATE, 6, True, -1, "authoritative consent state per patient (changelog); key pseudonym"),
     TopicSpec(Topic.SHIELDING, 6, True, -1, "shielding flags per patient; key pseudonym"),

@@ -14,6 +14,10 @@ Rules (DESIGN.md section 3):
   with ``GAP_TIMEOUT`` (the batch stays held: reporting never loses it); beyond ``max_held`` batches
   the newest is dead-lettered with ``SEQUENCE_GAP`` for the operator to re-drive.
 - dedupe is on (agent, seq), never on signature bytes.
+- time bounds, against a stolen key: events recorded more than ``MAX_FUTURE_MS`` after their arrival
+  at the broker are ``FUTURE_DATED``; events signed with a key that has since been revoked are accepted
+  only if they arrive within ``REVOKED_GRACE_MS`` of the revocation (an agent that was offline when its
+  key was revoked can still deliver what it recorded before), so a thief cannot back-date indefinitely.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from consent_wire.errors import (
     SequenceRegressionError,
     WireError,
 )
-from consent_wire.signing import KeyResolver, VerifiedEvent, verify_batch
+from consent_wire.keys import KeyRegistry
+from consent_wire.signing import VerifiedEvent, verify_batch
 
 __all__ = ["Cursor", "DeadLetter", "VerifierCore", "VerifyResult"]
 
@@ -42,6 +47,10 @@ ZERO_HASH = bytes(32)
 HASH_WINDOW = 64
 GAP_TIMEOUT_MS = 30_000  # an agent's in-order resend after reconnect normally closes a gap in seconds
 MAX_HELD = 32  # batches held per agent while a gap is open (~32 MB worst case at 1 MB batches)
+# Clock bounds. The issue's offline agents have clocks skewed by hours: a day of future skew is tolerated.
+MAX_FUTURE_MS = 24 * 3600 * 1000
+# A site offline over a weekend must still deliver what it recorded before its key was revoked.
+REVOKED_GRACE_MS = 72 * 3600 * 1000
 
 
 @dataclass(slots=True)
@@ -117,7 +126,7 @@ class VerifierCore:
     """Pure: no I/O, no clock (``now_ms`` is passed in)."""
 
     def __init__(
-        self, registry: KeyResolver, *, gap_timeout_ms: int = GAP_TIMEOUT_MS, max_held: int = MAX_HELD
+        self, registry: KeyRegistry, *, gap_timeout_ms: int = GAP_TIMEOUT_MS, max_held: int = MAX_HELD
     ) -> None:
         self.registry = registry
         self.gap_timeout_ms = gap_timeout_ms
@@ -164,6 +173,10 @@ class VerifierCore:
             result.rejected.append(DeadLetter(exc.reason, exc.message, data, offset))
             return
         agent = events[0].agent_id
+        problem = self._time_problem(events, now_ms)
+        if problem is not None:
+            result.rejected.append(DeadLetter(*problem, data, offset, agent))
+            return
         cursor = self.cursors.setdefault(agent, Cursor(agent))
         try:
             fresh = self._fresh(cursor, events)
@@ -187,6 +200,23 @@ class VerifierCore:
         if fresh:
             self._accept(cursor, fresh, result)
             self._release_held(cursor, now_ms, result)
+
+    def _time_problem(self, events: list[VerifiedEvent], arrival_ms: int) -> tuple[str, str] | None:
+        latest = max(ve.event.recorded_ms for ve in events)
+        if latest > arrival_ms + MAX_FUTURE_MS:
+            hours = (latest - arrival_ms) / 3_600_000
+            return "FUTURE_DATED", f"events recorded {hours:.1f} h after they arrived (bound {MAX_FUTURE_MS} ms)"
+        earliest = min(ve.event.recorded_ms for ve in events)
+        agent = events[0].agent_id
+        for period in self.registry.periods(agent):
+            if period.covers(earliest) and period.revoked_ms is not None:
+                if arrival_ms > period.revoked_ms + REVOKED_GRACE_MS:
+                    return (
+                        "REVOKED_KEY",
+                        f"agent {agent!r}: events signed with a key revoked at {period.revoked_ms} arrived more "
+                        f"than {REVOKED_GRACE_MS} ms later (back-dating guard)",
+                    )
+        return None
 
     def _fresh(self, cursor: Cursor, events: list[VerifiedEvent]) -> list[VerifiedEvent]:
         """The events past the cursor, after checking replays, regressions, gaps and the hash chain."""

@@ -75,17 +75,6 @@ from consent_wire.errors import (
     ValidationError,
     WireError,
 )
-from consent_wire.fhir import (
-    CONSENT_SCOPE_SYSTEM,
-    LOCAL_DATA_CLASS_SYSTEM,
-    MAX_FHIR_BYTES,
-    NHS_NUMBER_SYSTEM,
-    OBJECTION_KIND_SYSTEM,
-    ODS_SYSTEM,
-    consent_to_fhir,
-    fhir_nhs_number,
-    fhir_to_events_payloads,
-)
 from consent_wire.hlc import (
     LOGICAL_BITS,
     HybridClock,
@@ -260,3 +249,27 @@ __all__ = [
     "verify_inclusion",
     "verify_signature",
 ]
+
+# FHIR support pulls in fhir.resources and pydantic (~15 MB resident): loaded on first use only, so the
+# edge agent stays small unless it receives a FHIR Consent (PEP 562 module __getattr__).
+_FHIR_NAMES = frozenset(
+    {
+        "CONSENT_SCOPE_SYSTEM",
+        "LOCAL_DATA_CLASS_SYSTEM",
+        "MAX_FHIR_BYTES",
+        "NHS_NUMBER_SYSTEM",
+        "OBJECTION_KIND_SYSTEM",
+        "ODS_SYSTEM",
+        "consent_to_fhir",
+        "fhir_nhs_number",
+        "fhir_to_events_payloads",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _FHIR_NAMES:
+        from consent_wire import fhir
+
+        return getattr(fhir, name)
+    raise AttributeError(f"module 'consent_wire' has no attribute {name!r}")

@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from broker.topics import TopicNames
 from loadtests.drive import BenchContext, Companion
 from loadtests.plan import BenchPlan
 from loadtests.realfleet import RealFleet
+from loadtests.stack import RunTopics
 
 __all__ = ["make_companions", "make_decisions"]
 
@@ -57,6 +59,9 @@ def make_decisions(plan: BenchPlan, workdir: Path) -> Callable[[BenchContext], A
         except Exception as exc:  # noqa: BLE001 - the phase reports any failure instead of sinking the whole bench
             ctx.progress.step("decisions", f"failed: {exc!r}")
             return {"per_s": None, "p99_ms": None, "error": f"{type(exc).__name__}: {exc}"}
+        prefix = result.get("topic_prefix")
+        if isinstance(prefix, str):
+            await RunTopics(ctx.stack.bootstrap, TopicNames(prefix), 0).delete()
         latency = result.get("latency_ms", {})
         ctx.progress.step("decisions", f"{result.get('decisions_per_s')} decisions/s, p99 {latency.get('p99')} ms")
         return {

@@ -6,17 +6,25 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CoreEnv", "CoreProcess", "cpu_seconds", "wait_assigned"]
+__all__ = ["CoreEnv", "CoreProcess", "cpu_seconds", "free_port", "wait_assigned"]
 
 _ASSIGNED = re.compile(r"stage=(\w+) assigned=\[([\d, ]*)\]")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 30.0  # the core finishes its batch and commits on SIGTERM (broker/runtime.py)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -65,6 +73,7 @@ class CoreProcess:
 
     def __init__(self, env: CoreEnv, stages: tuple[str, ...], workdir: Path, name: str, profile: bool = False) -> None:
         self.stages = stages
+        self.metrics_port = free_port()
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self.profile_path: Path | None = workdir / f"{name}.prof" if profile else None
@@ -73,8 +82,9 @@ class CoreProcess:
             argv += ["-m", "cProfile", "-o", str(self.profile_path)]
         argv += ["-m", "broker", "-v", "run"]
         self._log = self.log_path.open("wb")
+        environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port)}
         self.proc = subprocess.Popen(
-            argv, env=env.environ(stages), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env=environ, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     @property

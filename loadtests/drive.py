@@ -21,6 +21,7 @@ from loadtests.plan import BenchPlan, Layout
 from loadtests.probe import ArrivalProbe, audit_topic
 from loadtests.progress import Progress
 from loadtests.schedule import Send, blast_schedule, paced_schedule
+from loadtests.scrape import StageCounters, scrape
 from loadtests.stack import BenchStack, RunTopics
 from loadtests.synth import SynthFleet, build_fleet
 
@@ -159,6 +160,28 @@ async def _warm_up(
         watch.timeline.clear()
 
 
+async def _counters(procs: list[CoreProcess]) -> dict[str, StageCounters]:
+    """Stage counters summed over processes (several processes run the same stage when combined)."""
+    total: dict[str, StageCounters] = {}
+    for proc in procs:
+        for stage, c in (await scrape(proc.metrics_port)).items():
+            total[stage] = total.get(stage, StageCounters()).plus(c)
+    return total
+
+
+def _stage_time(before: dict[str, StageCounters], after: dict[str, StageCounters], wall_s: float) -> dict[str, Any]:
+    """Per stage: time inside process + transaction against wall time (the rest is polling and waiting)."""
+    out: dict[str, Any] = {}
+    for stage, end in after.items():
+        d = end.minus(before.get(stage, StageCounters()))
+        out[stage] = {"wall_s": round(wall_s, 3), "batch_s": round(d.batch_seconds, 3),
+                      "busy_share": round(d.batch_seconds / wall_s, 3) if wall_s > 0 else None,
+                      "partition_batches": int(d.batches), "records_in": int(d.records_in),
+                      "records_per_batch": round(d.records_in / d.batches, 1) if d.batches else None,
+                      "transaction_aborts": int(d.aborts)}  # fmt: skip
+    return out
+
+
 def _cpu(procs: list[CoreProcess], broker_pid: int | None) -> dict[str, float]:
     snap = {p.name: p.cpu() for p in procs}
     snap["kafka"] = cpu_seconds(broker_pid) if broker_pid else 0.0
@@ -212,6 +235,7 @@ async def measured_run(
         )
         mode = "blast" if spec.rate_eps is None else f"{spec.rate_eps:.0f} ev/s offered for {spec.duration_s:.0f}s"
         progress.step(spec.label, f"driving {fleet.events} events ({mode})")
+        counters_before = await _counters(procs)
         before = _cpu(procs, ctx.stack.broker_pid())
         t0 = time.perf_counter()
         jobs = [asyncio.create_task(_send(producer, names.ingress, fleet, sends, probe, names, t0))]
@@ -232,6 +256,7 @@ async def measured_run(
         await probe.wait_drained(names.shielding, 5.0)
         end = probe.watches[names.state].last_arrival if drained else time.perf_counter()
         after = _cpu(procs, ctx.stack.broker_pid())
+        stage_time = _stage_time(counters_before, await _counters(procs), end - t0)
         agents: dict[str, Any] = {}
         if companion is not None:
             await companion.finish(30.0)
@@ -270,6 +295,7 @@ async def measured_run(
         {p.name: str(p.profile_path) for p in procs if p.profile_path is not None},
         names,
     )
+    result.extra["stage_time"] = stage_time
     steady = probe.watches[names.state].steady_rate()
     # state records mark the stateful share of events; scale to all events for an events/s figure
     share = fleet.events / max(1, sum(len(b.state_keys) for a in fleet.agents for b in a.batches))

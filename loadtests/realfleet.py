@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from edge_agent.app import Agent
 from edge_agent.config import Settings
 from edge_agent.replica import ReplicaKind
 from edge_agent.wire import generate_signing_key
-from loadtests.coreproc import CoreEnv
+from loadtests.coreproc import CoreEnv, free_port
 from loadtests.latency import LatencyRecorder
 from loadtests.plan import AgentKind, BenchPlan
 from loadtests.probe import ArrivalProbe
@@ -50,13 +49,6 @@ def nhs_numbers(start: int, count: int) -> list[str]:
             out.append(digits + str(check))
         stem += 1
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -135,7 +127,7 @@ class RealFleet:
             shielding_topic=names.shielding,
             mqtt_host=core.mqtt_host,
             mqtt_port=core.mqtt_port,
-            http_port=_free_port(),
+            http_port=free_port(),
             ack_timeout_s=10.0,
             backoff_cap_s=2.0,
             patients_file=m.directory / "patients.txt",

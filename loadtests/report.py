@@ -75,6 +75,32 @@ def _decision_lines(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _stage_rows(run: dict[str, Any]) -> list[str]:
+    rows = [
+        "| stage | wall s | in process+transaction s | busy share | ms per partition batch | process CPU s | "
+        "CPU us/event | busy minus CPU s (waiting on Kafka) | records per partition batch | aborts |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cpu, per_event = run["cpu_s"], run["cpu_us_per_event"]
+    for stage, t in run.get("stage_time", {}).items():
+        per_batch = 1000.0 * t["batch_s"] / t["partition_batches"] if t["partition_batches"] else None
+        waiting = t["batch_s"] - cpu[stage] if stage in cpu else None
+        rows.append(
+            f"| {stage} | {t['wall_s']} | {t['batch_s']} | {_fmt(t['busy_share'])} | {_fmt(per_batch)} | "
+            f"{_fmt(cpu.get(stage))} | {_fmt(per_event.get(stage))} | {_fmt(waiting)} | "
+            f"{_fmt(t['records_per_batch'])} | {t['transaction_aborts']} |"
+        )
+    others = ", ".join(f"{k} {v} s ({per_event.get(k)} us/event)" for k, v in cpu.items() if k in ("kafka", "bench"))
+    return [*rows, "", f"Other CPU in the same window: {others}."]
+
+
+def _time_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The main (blast) run and the paced run nearest half of max throughput."""
+    paced = [r for r in results["latency_curve"] if r.get("offered_fraction") is not None]
+    half = min(paced, key=lambda r: abs(float(r["offered_fraction"]) - 0.5), default=None)
+    return [results["main_run"], *([half] if half is not None else [])]
+
+
 def _profile_rows(profile: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines: list[str] = []
     for process, rows in profile.items():
@@ -85,6 +111,31 @@ def _profile_rows(profile: dict[str, list[dict[str, Any]]]) -> list[str]:
         ]
         lines.append("")
     return lines
+
+
+METHOD = (
+    "## Method",
+    "",
+    "- Everything runs on the bench's own single-node Kafka (KRaft) and Mosquitto, started by the bench if not "
+    "running (and stopped again), on the same machine as the core, the load generator and the real agents.",
+    "- The core runs as `python -m broker run` subprocesses with `CONSENT_*` settings: `split` = one process per "
+    "stage (CPU per stage from /proc), `combined` = each process runs verifier and reconciler (scale-out).",
+    "- Synthetic agents (GP practices, care homes, biometric gateways; event mix, batch sizes, on-off bursts and "
+    "offline periods from `loadtests/plan.py`) sign chained batches before the measured window; during it the "
+    "generator only hands bytes to Kafka. Every event about a patient names a patient key of its own, so a state "
+    "record under that key marks that event's arrival and the events topic is checked for loss and duplication "
+    "by key.",
+    "- Throughput: a backlog is sent at once and drained; events / (last state record - first send). The steady "
+    "figure counts arrivals between 10% and 90% of the total (start-up and tail cut).",
+    "- Latency: synthetic events from their scheduled send instant (open loop, so no coordinated omission; an "
+    "offline agent's events from its reconnection); real edge agents from the HTTP 202 of `POST /v1/events` "
+    "(durably in the outbox) to the record on the state topic, read by a read_committed subscriber. Shielding: "
+    "to the shielding topic and into the real agents' replicas.",
+    "- Ceilings use records the size of our verified events: Kafka's ProducerPerformance / ConsumerPerformance "
+    "(acks=all, idempotent, linger 5 ms, lz4, 1 MiB batches) and an aiokafka pass-through of the main run's "
+    "events topic with the core's batching, in its own process.",
+    "",
+)
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
@@ -119,6 +170,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "topic and against the real agents' outboxes)",
         f"- CPU per event (us) in the main run: {results['cpu_us_per_event']}",
         "",
+        *METHOD,
         "## Goals",
         "",
         *_goal_rows(results["goals"]),
@@ -133,6 +185,12 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "",
         "![cpu](cpu_per_event.png)",
         "",
+        "## Where the time goes",
+        "",
+        "Each stage's wall time split into time inside `process` + its Kafka transaction (the core's own "
+        "`broker_stage_batch_seconds`) and the rest (polling, waiting for input); CPU from /proc.",
+        "",
+        *[line for run in _time_runs(results) for line in [f"### {run['label']}", "", *_stage_rows(run), ""]],
         "## Decision API",
         "",
         *_decision_lines(results["decisions"]),

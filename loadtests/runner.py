@@ -16,13 +16,15 @@ from loadtests.ceilings import Ceilings, consumer_perf, create_scratch_topic, pa
 from loadtests.drive import BenchContext, Companion, RunResult, RunSpec, measured_run
 from loadtests.machine import load_average
 from loadtests.plan import BenchPlan, Layout
-from loadtests.profile import top_functions
+from loadtests.profile import product_functions, top_functions
 from loadtests.progress import Progress
 from loadtests.stack import BenchStack, RunTopics
 
 __all__ = ["BenchOutcome", "run_bench"]
 
 log = logging.getLogger(__name__)
+
+FELL_BEHIND_FACTOR = 1.5  # a paced run that drains within 1.5x its duration kept up (latency tail included)
 
 
 @dataclass
@@ -108,7 +110,32 @@ async def _profile(ctx: BenchContext) -> dict[str, list[dict[str, Any]]]:
     spec = RunSpec("profile", Layout.SPLIT, 2, plan.partitions, None, plan.profile_events, profile=True)
     result = await measured_run(ctx, spec)
     ctx.progress.step("profile", f"cProfile run at {result.throughput_eps:.0f} events/s (slowed by profiling)")
-    return {name: [row.to_json() for row in top_functions(Path(path))] for name, path in result.profiles.items()}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, path in result.profiles.items():
+        out[f"{name}: own time"] = [row.to_json() for row in top_functions(Path(path))]
+        out[f"{name}: product code, cumulative"] = [row.to_json() for row in product_functions(Path(path))]
+    return out
+
+
+def _observations(main: RunResult, scaling: list[RunResult], curve: list[RunResult]) -> list[str]:
+    """Plain statements the numbers support, so a reader need not derive them."""
+    notes: list[str] = []
+    steady = main.extra.get("steady_eps")
+    if steady:
+        notes.append(f"main run: drained at {main.throughput_eps:.0f} events/s overall, {steady:.0f} events/s in "
+                     "steady state; the gap is start-up (first polls, first transactions, pipeline fill).")  # fmt: skip
+    # the core fell behind when draining took half as long again as the offered load lasted
+    notes.extend(
+        f"{r.spec.label}: offered {r.spec.rate_eps:.0f} events/s for {r.spec.duration_s:.0f} s but draining took "
+        f"{r.seconds:.1f} s: the core fell behind, so latency there is queueing (real agents, their replicas and "
+        "the bridge share the same cores)."
+        for r in curve
+        if r.spec.rate_eps and r.seconds > FELL_BEHIND_FACTOR * r.spec.duration_s
+    )
+    best = max(scaling, key=lambda r: r.extra.get("steady_eps") or r.throughput_eps)
+    notes.append(f"best steady throughput among the scaling runs: {best.spec.label} "
+                 f"({best.extra.get('steady_eps') or best.throughput_eps:.0f} events/s).")  # fmt: skip
+    return notes
 
 
 def _goal_missed(plan: BenchPlan, main: RunResult, ceilings: Ceilings) -> bool:
@@ -154,6 +181,7 @@ async def run_bench(
             progress.step("stack", "stopping the bench stack (this run started it)")
         await asyncio.to_thread(stack.down_if_started)
     agents = {r.spec.label: r.extra["real_agents"] for r in curve if "real_agents" in r.extra}
+    notes.extend(_observations(main, scaling, curve))
     return BenchOutcome(
         plan,
         main,

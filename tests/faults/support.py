@@ -153,9 +153,9 @@ async def wait_progress(bootstrap: str, topic: str, more: int, timeout_s: float 
         await asyncio.sleep(0.2)
 
 
-async def read_all(bootstrap: str, topic: str) -> list:  # type: ignore[type-arg]
-    """Every committed record of ``topic`` up to its last stable offset now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+async def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list:  # type: ignore[type-arg]
+    """Every record of ``topic`` up to its end now (committed ones only by default)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
     await consumer.start()
     records: list = []  # type: ignore[type-arg]
     try:
@@ -181,6 +181,7 @@ class Outcome:
     event_records: int  # records in the events topic (read_committed)
     duplicates: int  # (agent, seq) pairs appearing more than once there
     missing: int  # acknowledged (agent, seq) pairs absent from it
+    aborted_records: int  # events + state records of transactions that never committed (kills mid-batch)
     dead_letters: dict[str, int]
 
 
@@ -221,6 +222,11 @@ async def check_against_replay(
     for r in records:
         ve = decode_verified_event(r.value)
         pairs[(ve.agent_id, ve.event.seq)] += 1
+    aborted = 0
+    for topic, committed in ((topics.events, len(records)), (topics.state, None)):
+        if committed is None:
+            committed = len(await read_all(bootstrap, topic))
+        aborted += len(await read_all(bootstrap, topic, isolation="read_uncommitted")) - committed
     letters = Counter(dict(r.headers)["reason"].decode() for r in await read_all(bootstrap, topics.deadletter))
     return Outcome(
         sent=distinct,
@@ -230,5 +236,6 @@ async def check_against_replay(
         event_records=len(records),
         duplicates=sum(1 for n in pairs.values() if n > 1),
         missing=len({(e.agent_id, e.seq) for e in events} - set(pairs)),
+        aborted_records=aborted,
         dead_letters=dict(letters),
     )

@@ -21,8 +21,9 @@ async def test_kill_9_mid_stream_then_restart_neither_loses_nor_reapplies_an_eve
     traffic = Traffic(rig.bootstrap, rig.topics.ingress, rig.agents)
     stop = asyncio.Event()
     sender = asyncio.create_task(traffic.run(stop))
-    core.start()
     try:
+        await wait_progress(rig.bootstrap, rig.topics.ingress, more=200)  # a backlog: the core starts busy
+        core.start()
         # three different moments: while the verifier writes, while the reconciler writes, during start-up
         await wait_progress(rig.bootstrap, rig.topics.events, more=2000)
         core.kill()

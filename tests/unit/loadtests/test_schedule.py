@@ -13,7 +13,7 @@ AT_MS = 1_790_000_000_000
 
 def _fleet(events: int) -> SynthFleet:
     plan = quick_plan()
-    small = tuple(dataclasses.replace(k, count=2, batch_events=20) for k in plan.fleet)
+    small = tuple(dataclasses.replace(k, count=4, batch_events=20) for k in plan.fleet)
     return build_fleet(dataclasses.replace(plan, fleet=small), "t", events, AT_MS)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.verifier import HASH_WINDOW, Cursor, VerifierCore
+from broker.verifier import HASH_WINDOW, MAX_FUTURE_MS, REVOKED_GRACE_MS, Cursor, VerifierCore
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from tests.factories import BASE_MS, SimAgent, consent, patient
 
@@ -117,3 +117,39 @@ def test_malformed_bytes_are_dead_lettered_with_the_decoder_reason(setup: tuple[
     core, _ = setup
     result = core.process(b"\xc3\x01" + b"\x00" * 4, 9, BASE_MS)
     assert [(d.reason, d.offset) for d in result.rejected] == [("TRUNCATED", 9)]
+
+
+def test_events_recorded_far_after_their_arrival_are_future_dated(setup: tuple[VerifierCore, SimAgent]) -> None:
+    core, agent = setup
+    batch = agent.batch([agent.event(patient(1), consent(), BASE_MS + MAX_FUTURE_MS + 1)])
+    result = core.process(batch, 0, BASE_MS)
+    assert [d.reason for d in result.rejected] == ["FUTURE_DATED"]
+    assert core.cursors == {}
+
+
+def test_a_skewed_clock_within_the_bound_is_accepted(setup: tuple[VerifierCore, SimAgent]) -> None:
+    core, agent = setup
+    batch = agent.batch([agent.event(patient(1), consent(), BASE_MS + 5 * 3600 * 1000)])
+    assert len(core.process(batch, 0, BASE_MS).accepted) == 1
+
+
+def _revoked_setup() -> tuple[VerifierCore, SimAgent]:
+    root = OperatorRoot.generate()
+    registry = KeyRegistry(root.public_key)
+    agent = SimAgent.create()
+    registry.apply(agent.register(root))
+    registry.apply(root.revoke(agent.agent_id, agent.signer.public_key_bytes, BASE_MS + 1000))
+    return VerifierCore(registry), agent
+
+
+def test_events_recorded_before_revocation_arriving_within_grace_are_accepted() -> None:
+    core, agent = _revoked_setup()
+    batch = agent.batch([agent.event(patient(1), consent(), BASE_MS)])
+    assert len(core.process(batch, 0, BASE_MS + 1000 + REVOKED_GRACE_MS).accepted) == 1
+
+
+def test_back_dated_events_arriving_long_after_revocation_are_rejected() -> None:
+    core, agent = _revoked_setup()
+    batch = agent.batch([agent.event(patient(1), consent(), BASE_MS)])
+    result = core.process(batch, 0, BASE_MS + 1000 + REVOKED_GRACE_MS + 1)
+    assert [d.reason for d in result.rejected] == ["REVOKED_KEY"]

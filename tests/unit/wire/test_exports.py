@@ -40,11 +40,9 @@ def test_public_api_is_sorted_and_complete() -> None:
     assert all(hasattr(consent_wire, n) for n in consent_wire.__all__)
 
 
-def test_importing_the_wire_package_does_not_import_network_libraries() -> None:
-    code = (
-        "import sys, consent_wire; "
-        "print(sorted(m for m in ('aiokafka', 'aiohttp', 'aiomqtt', 'uvloop', 'sqlite3') if m in sys.modules))"
-    )
+def test_importing_the_wire_package_does_not_import_network_or_fhir_libraries() -> None:
+    heavy = "('aiokafka', 'aiohttp', 'aiomqtt', 'uvloop', 'sqlite3', 'fhir.resources', 'pydantic')"
+    code = f"import sys, consent_wire; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

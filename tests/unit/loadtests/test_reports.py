@@ -1,0 +1,113 @@
+"""Parsing the Kafka tools' output, cProfile dumps, core logs; results.json and report.md from an outcome."""
+
+from __future__ import annotations
+
+import cProfile
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtests.ceilings import Ceilings, parse_consumer_csv, parse_producer_summary
+from loadtests.coreproc import CoreEnv, CoreProcess
+from loadtests.drive import RunResult, RunSpec
+from loadtests.latency import LatencyRecorder
+from loadtests.plan import Layout, quick_plan
+from loadtests.profile import top_functions
+from loadtests.report import write_report
+from loadtests.results import assemble
+from loadtests.runner import BenchOutcome
+
+PRODUCER_OUT = (
+    "2000 records sent, 9433.962264 records/sec (0.90 MB/sec), 12.69 ms avg latency, 177.00 ms max latency, "
+    "12 ms 50th, 23 ms 95th, 26 ms 99th, 27 ms 99.9th.\n"
+)
+CONSUMER_OUT = (
+    "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, "
+    "fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
+    "2026-11-24 16:11:58:834, 2026-11-24 16:11:59:055, 0.1907, 0.8631, 2000, 9049.7738, 176, 45, 4.2386, 44444.4444\n"
+)
+
+
+def test_producer_summary_is_parsed() -> None:
+    assert parse_producer_summary("WARN something\n" + PRODUCER_OUT) == (9433.962264, 0.90, 12.69)
+
+
+def test_consumer_csv_is_parsed() -> None:
+    assert parse_consumer_csv(CONSUMER_OUT) == (9049.7738, 44444.4444)
+
+
+def test_tool_output_without_numbers_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no summary line"):
+        parse_producer_summary("Exception in thread main")
+    with pytest.raises(RuntimeError, match="no CSV"):
+        parse_consumer_csv("nothing")
+
+
+def test_top_functions_ranks_by_own_time(tmp_path: Path) -> None:
+    def busy() -> int:
+        return sum(i * i for i in range(200_000))
+
+    prof = cProfile.Profile()
+    prof.runcall(busy)
+    path = tmp_path / "x.prof"
+    prof.dump_stats(path)
+    rows = top_functions(path, limit=3)
+    assert len(rows) == 3
+    assert rows[0].own_s >= rows[1].own_s >= rows[2].own_s
+    assert top_functions(tmp_path / "missing.prof") == []
+
+
+def test_core_log_assignment_is_the_latest_per_stage(tmp_path: Path) -> None:
+    proc = CoreProcess.__new__(CoreProcess)
+    proc.log_path = tmp_path / "core.log"
+    lines = ("msg=stage=verifier assigned=[0, 1, 2, 3]", "msg=stage=reconciler assigned=[0]",
+             "msg=stage=verifier assigned=[1, 3]")  # fmt: skip
+    proc.log_path.write_text("\n".join(lines) + "\n")
+    assert proc.assigned() == {"verifier": {1, 3}, "reconciler": {0}}
+
+
+def test_core_env_sets_the_consent_variables() -> None:
+    env = CoreEnv("127.0.0.1:1", "p", "app", "ab", mqtt_port=31883).environ(("verifier", "bridge"))
+    assert (env["CONSENT_BOOTSTRAP"], env["CONSENT_TOPIC_PREFIX"], env["CONSENT_APP_ID"]) == ("127.0.0.1:1", "p", "app")
+    assert (env["CONSENT_STAGES"], env["CONSENT_MQTT_PORT"], env["CONSENT_ROOT_PUBLIC_KEY_HEX"]) == (
+        "verifier,bridge",
+        "31883",
+        "ab",
+    )
+
+
+def _run(label: str, eps: float, fraction: float | None, lost: int = 0) -> RunResult:
+    rec = LatencyRecorder(use_hdr=False)
+    for v in (10.0, 20.0, 30.0):
+        rec.record(v)
+    spec = RunSpec(label, Layout.SPLIT, 2, 6, None if fraction is None else eps * fraction, 1000)
+    result = RunResult(spec, 1000, 1.0, eps, rec.summary(), rec.summary(), 0, lost, 0, 0, 600.0, 1010,
+                       {"verifier": 0.04}, {"verifier": 40.0})  # fmt: skip
+    if fraction is not None:
+        result.extra["offered_fraction"] = fraction
+    return result
+
+
+def test_results_carry_the_required_keys_and_goal_verdicts(tmp_path: Path) -> None:
+    plan = quick_plan()
+    main = _run("main", 12_000.0, None)
+    curve = [_run("load-50pct", 6000.0, 0.5), _run("load-100pct", 12_000.0, 1.0, lost=2)]
+    ceilings = Ceilings(600, 90_000.0, 50.0, 5.0, 200_000.0, 250_000.0, 48_000.0, 17.0)
+    decisions = {"per_s": 6000.0, "p99_ms": 8.0}
+    outcome = BenchOutcome(plan, main, ceilings, [main], curve, decisions, {}, {"1m": 1.0}, {"1m": 2.0}, 50.0)
+    results = assemble(outcome, tmp_path)
+    required = ("throughput_eps", "latency_ms", "ceiling_passthrough_eps", "ceiling_kafka_producer_eps",
+                "ratio_to_passthrough", "shielding_p99_ms", "decision_p99_ms", "decisions_per_s", "lost",
+                "duplicated", "machine", "config", "load_average")  # fmt: skip
+    assert all(k in results for k in required)
+    assert results["ratio_to_passthrough"] == 0.25
+    assert results["latency_ms"]["p99"] == 30.0
+    assert results["lost"] == 2
+    assert results["goals"]["throughput_eps"]["met"] is False
+    assert results["goals"]["decisions_per_s"]["met"] is True
+    assert results["goals"]["lost"]["met"] is False
+    json.dumps(results)  # serialisable as is
+    write_report(results, tmp_path / "report.md")
+    text = (tmp_path / "report.md").read_text()
+    assert "| throughput_eps | >= 20,000.0 | 12,000.0 | **NO** |" in text
