@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check unit bench infra-up infra-down clean venv
+.PHONY: demo test check unit bench bench-micro infra-up infra-down clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,15 @@ check: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit -m "not slow"
 
-## bench: benchmarks that exist so far (wire protocol, edge agent); each prints numbers and writes bench/*.json
+## bench: fleet load test on its own Kafka+Mosquitto; writes bench/results.json, report.md, *.png (QUICK=1: < 2 min)
 bench: $(STAMP)
+	$(BIN)/python -m loadtests $(if $(QUICK),--quick)
+
+## bench-micro: wire protocol (sign/verify per event and batch) and edge agent (durable submissions/s, memory)
+bench-micro: $(STAMP)
 	mkdir -p bench
 	$(BIN)/python -m loadtests.wire_bench --out bench/wire.json
-	$(BIN)/python -m loadtests.edge_bench --out bench/edge.json --events $(if $(QUICK),20000,200000)
+	$(BIN)/python -m loadtests.edge_bench --out bench/edge.json --events 200000
 
 infra-up: $(STAMP)
 	$(BIN)/consent-broker infra up

@@ -102,7 +102,7 @@ def quick_plan() -> BenchPlan:
     return BenchPlan(
         quick=True,
         fleet=_fleet(1),
-        blast_events=30_000,
+        blast_events=50_000,
         scaling=((Layout.COMBINED, 1, 6),),
         load_fractions=(0.25, 0.5, 1.0),
         paced_seconds=4.0,

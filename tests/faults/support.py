@@ -31,12 +31,21 @@ from consent_wire.model import Event
 from consent_wire.signing import decode_verified_event
 from tests.factories import BASE_MS, SimAgent, consent, objection, patient
 
-__all__ = ["CoreProcess", "Outcome", "Traffic", "check_against_replay", "high_water", "wait_progress"]
+__all__ = [
+    "CoreProcess",
+    "Outcome",
+    "Traffic",
+    "check_against_replay",
+    "high_water",
+    "wait_open_transaction",
+    "wait_progress",
+]
 
 log = logging.getLogger(__name__)
 
 PURPOSES = (PurposeOfUse.TREAT, PurposeOfUse.HRESCH, PurposeOfUse.HOPERAT)
 KINDS = tuple(ObjectionKind)
+ISOLATIONS = ("read_uncommitted", "read_committed")  # end offsets: high water, last stable offset
 
 
 @dataclass
@@ -151,6 +160,32 @@ async def wait_progress(bootstrap: str, topic: str, more: int, timeout_s: float 
     while await high_water(bootstrap, topic) < start + more:
         assert loop.time() < deadline, f"no progress on {topic} within {timeout_s} s"
         await asyncio.sleep(0.2)
+
+
+async def wait_open_transaction(bootstrap: str, topic: str, timeout_s: float = 30) -> bool:
+    """Wait until ``topic`` holds records of a transaction not yet committed (high water > last stable offset).
+
+    Killing right then makes the restart abort a transaction with records in it. False on timeout.
+    """
+    consumers = [AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=i) for i in ISOLATIONS]
+    for c in consumers:
+        await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumers[0].partitions_for_topic(topic) or set()]
+        if not tps:
+            await consumers[0]._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for p in consumers[0].partitions_for_topic(topic) or set()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            high, stable = [await c.end_offsets(tps) for c in consumers]
+            if any(high[tp] > stable[tp] for tp in tps):
+                return True
+            await asyncio.sleep(0.002)
+        return False
+    finally:
+        for c in consumers:
+            await c.stop()
 
 
 async def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list:  # type: ignore[type-arg]

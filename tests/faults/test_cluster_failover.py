@@ -10,7 +10,7 @@ import pytest
 from broker.infra import Infra
 from broker.runtime import Core
 from broker.settings import CoreSettings
-from tests.faults.conftest import make_rig
+from tests.faults.rig import make_rig
 from tests.faults.support import Traffic, check_against_replay, wait_progress
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Rig
-from tests.faults.support import CoreProcess, Traffic, check_against_replay, wait_progress
+from tests.faults.rig import Rig
+from tests.faults.support import CoreProcess, Traffic, check_against_replay, wait_open_transaction, wait_progress
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,14 +24,17 @@ async def test_kill_9_mid_stream_then_restart_neither_loses_nor_reapplies_an_eve
     try:
         await wait_progress(rig.bootstrap, rig.topics.ingress, more=200)  # a backlog: the core starts busy
         core.start()
-        # three different moments: while the verifier writes, while the reconciler writes, during start-up
+        # three different moments: a verifier transaction open (events written, not committed), a reconciler
+        # transaction open, and during start-up (importing, joining the group or restoring)
         await wait_progress(rig.bootstrap, rig.topics.events, more=2000)
+        caught = [await wait_open_transaction(rig.bootstrap, rig.topics.events)]
         core.kill()
         core.start()
         await wait_progress(rig.bootstrap, rig.topics.state, more=300)
+        caught.append(await wait_open_transaction(rig.bootstrap, rig.topics.state))
         core.kill()
         core.start()
-        await asyncio.sleep(1.5)  # the new process is importing, joining the group or restoring
+        await asyncio.sleep(1.5)
         core.kill()
         core.start()
         await wait_progress(rig.bootstrap, rig.topics.events, more=300)
@@ -41,7 +44,7 @@ async def test_kill_9_mid_stream_then_restart_neither_loses_nor_reapplies_an_eve
     finally:
         stop.set()
         core.stop()
-    log.warning("kill-9 outcome starts=%d batches=%d %s", core.starts, traffic.batches, outcome)
+    log.warning("kill-9 outcome starts=%d open_txn=%s batches=%d %s", core.starts, caught, traffic.batches, outcome)
     assert outcome.sent > 0
     assert outcome.in_state == outcome.sent
     assert outcome.mismatched == 0

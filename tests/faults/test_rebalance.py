@@ -9,7 +9,7 @@ import pytest
 
 from broker.runtime import Core
 from broker.settings import CoreSettings
-from tests.faults.conftest import Rig
+from tests.faults.rig import Rig
 from tests.faults.support import Traffic, check_against_replay, wait_progress
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
