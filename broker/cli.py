@@ -92,7 +92,7 @@ def topics() -> None:
 
 
 _bootstrap_option = click.option(
-    "--bootstrap", envvar="CONSENT_KAFKA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True
+    "--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True
 )
 _prefix_option = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
 
@@ -119,7 +119,7 @@ def topics_describe(bootstrap: str, prefix: str) -> None:
 @cli.command("run")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--stages", default=None, help="Comma-separated subset of: " + ", ".join(STAGES))
-@click.option("--bootstrap", envvar="CONSENT_KAFKA_BOOTSTRAP", default=None)
+@click.option("--bootstrap", envvar="CONSENT_BOOTSTRAP", default=None)
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
 def run_core(config: Path | None, stages: str | None, bootstrap: str | None, metrics_port: int | None) -> None:
     """Run core stages on uvloop until SIGTERM/SIGINT (finish the batch, commit, close)."""
@@ -129,7 +129,10 @@ def run_core(config: Path | None, stages: str | None, bootstrap: str | None, met
         settings = CoreSettings.load(config, stages=stages, bootstrap=bootstrap, metrics_port=metrics_port)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    run_async(Core(settings).run_until_stopped())
+    try:
+        run_async(Core(settings).run_until_stopped())
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _register_commands() -> None:

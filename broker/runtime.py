@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
 
+from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
@@ -15,7 +15,7 @@ from broker.keys_follower import KeysFollower
 from broker.pipeline import ReconcilerLogic, VerifierLogic
 from broker.settings import CoreSettings, SettingsError
 from broker.stage import StageConfig, TransactionalStage
-from broker.topics import TopicNames
+from broker.topics import Topic, TopicNames
 from broker.verifier import VerifierCore
 from consent_wire.keys import KeyRegistry
 
@@ -34,6 +34,7 @@ class Core:
         self.stages: dict[str, TransactionalStage] = {}
         self._keys: KeysFollower | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.failure: BaseException | None = None  # the first task that died, if any
 
     def _stage_config(self, name: str) -> StageConfig:
         s = self.settings
@@ -41,6 +42,7 @@ class Core:
 
     async def start(self) -> None:
         s = self.settings
+        await self._check_topics()
         if "verifier" in s.stages:
             if not s.root_public_key_hex:
                 raise SettingsError("the verifier needs root_public_key_hex (CONSENT_ROOT_PUBLIC_KEY_HEX)")
@@ -65,6 +67,31 @@ class Core:
             start_http_server(s.metrics_port, addr="127.0.0.1")
         for name, stage in self.stages.items():
             self._tasks.append(asyncio.create_task(stage.run(self.stop_event), name=f"stage-{name}"))
+        for task in self._tasks:
+            task.add_done_callback(self._watch)
+
+    async def _check_topics(self) -> None:
+        """Fail fast, in one line, when topics were not provisioned (auto-create is off by design)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap, request_timeout_ms=30_000)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+        finally:
+            await admin.close()
+        missing = sorted(self.topics.name(t) for t in Topic if self.topics.name(t) not in existing)
+        if missing:
+            raise SettingsError(
+                f"topics missing on {self.settings.bootstrap}: {', '.join(missing)}; "
+                f"create them with: consent-broker topics create --prefix {self.topics.prefix}"
+            )
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """A task that dies takes the process down (so a supervisor restarts it), never silently."""
+        if task.cancelled() or task.exception() is None or self.stop_event.is_set():
+            return
+        self.failure = task.exception()
+        log.error("task=%s failed error=%r; stopping the core", task.get_name(), self.failure)
+        self.stop_event.set()
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in self.stages.values())), timeout_s)
@@ -77,12 +104,20 @@ class Core:
         log.info("core started stages=%s", ",".join(self.stages))
         await self.stop_event.wait()
         await self.stop()
+        if self.failure is not None:
+            raise SystemExit(f"core stopped after a failure: {self.failure!r}")
 
     async def stop(self) -> None:
         self.stop_event.set()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.wait_for(task, timeout=30)
+            except asyncio.CancelledError:
+                continue
+            except TimeoutError:
+                log.error("task=%s did not stop within 30 s; cancelled", task.get_name())
+            except Exception as exc:  # noqa: BLE001 - already reported by _watch; stop the others regardless
+                log.error("task=%s ended with error=%r", task.get_name(), exc)
         if self._keys is not None:
             await self._keys.stop()
         log.info("core stopped")

@@ -13,7 +13,7 @@ from consent_wire.errors import WireError
 
 __all__ = ["command"]
 
-_bootstrap = click.option("--bootstrap", envvar="CONSENT_KAFKA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
+_bootstrap = click.option("--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
 _prefix = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
 
 

@@ -31,7 +31,7 @@ from consent_wire.signing import decode_verified_event
 
 __all__ = ["command", "read_events"]
 
-_bootstrap = click.option("--bootstrap", envvar="CONSENT_KAFKA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
+_bootstrap = click.option("--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
 _prefix = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
 _out = click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory for CSV/JSON/PNG."
