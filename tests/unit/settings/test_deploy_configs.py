@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,5 @@ def test_environment_overrides_the_core_file(monkeypatch: pytest.MonkeyPatch) ->
     ],
 )
 def test_bad_settings_are_refused_with_the_reason(overrides: dict[str, str], message: str) -> None:
-    with pytest.raises(
-        SettingsError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")
-    ):
+    with pytest.raises(SettingsError, match=re.escape(message)):
         CoreSettings.load(None, **overrides)
