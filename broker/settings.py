@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["STAGES", "CoreSettings", "SettingsError"]
 
-STAGES = ("verifier", "reconciler", "bridge", "api")
+STAGES = ("verifier", "reconciler", "bridge", "api", "mirror")
 
 
 class SettingsError(Exception):
@@ -34,6 +34,7 @@ class CoreSettings:
     audit_key_file: str = ""  # hex of a raw Ed25519 private key signing audit checkpoints; "" = per-run key
     audit_checkpoint_every: int = 1000  # records between signed audit checkpoints
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
+    registrations_file: str = ""  # CSV site,patient_key: sites the mirror serves besides those seen in events
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoreSettings:

@@ -78,7 +78,7 @@ async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
             bootstrap=bootstrap,
             topic_prefix=topics.prefix,
             app_id=f"{topics.prefix}-core",
-            stages=("verifier", "reconciler", "bridge", "api"),
+            stages=("verifier", "reconciler", "bridge", "api", "mirror"),
             root_public_key_hex=public_key_bytes(root.public_key).hex(),
             pseudonym_secret_file=str(secret),
             http_port=http_port,

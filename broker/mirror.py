@@ -1,0 +1,182 @@
+"""The mirror's pure rules: which site receives which patient's state and shielding records over MQTT.
+
+MQTT-only gateways cannot read the compacted state and shielding topics, so the core mirrors them
+as retained MQTT messages (QoS 1) that :class:`edge_agent.replica_follow.MqttReplicaFollower` reads:
+
+- ``consent/state/<site>/<patient_key>``: the exact bytes of the state record
+  (``PatientState.to_bytes()``);
+- ``consent/shielding/<site>/<patient_key>``: the exact bytes of the shielding record;
+- an empty retained payload (for a Kafka tombstone) clears the retained message and deletes the
+  record from the site's replica.
+
+Minimum necessary (Caldicott principle 3): a site receives a patient's records only when it has a
+relationship with that patient - it recorded an event about the patient (learnt from the events
+topic: ``VerifiedEvent.event.site`` and ``patient_key``) or it is listed for the patient in the
+operator's registrations file (``site,patient_key`` lines). No other site is ever sent them, and
+no wildcard site topic is ever published. When a site first becomes known for a patient, the
+latest records already held for that patient are published to it, so arrival order between the
+events topic and the state/shielding topics does not matter.
+
+The planner holds the latest record of each kind per patient (the state and shielding topics are
+compacted, so this is the same data a replica holds) and the set of sites per patient.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from consent_wire.errors import WireError
+from consent_wire.signing import decode_verified_event
+
+__all__ = [
+    "MirrorOutcome",
+    "MirrorPlanner",
+    "Publication",
+    "RecordKind",
+    "Registration",
+    "RegistrationsError",
+    "Step",
+    "coalesce",
+    "mirror_topic",
+    "parse_registrations",
+]
+
+# An MQTT topic level must not hold the separators or wildcards of MQTT 3.1.1 section 4.7
+# ("/", "+", "#") nor NUL; pseudonyms are hex and sites ODS codes, so anything else is refused.
+_LEVEL = re.compile(r"[A-Za-z0-9._-]{1,128}")  # 128: far above a 64-hex pseudonym or a 10-char ODS code
+
+
+class RecordKind(StrEnum):
+    STATE = "state"
+    SHIELDING = "shielding"
+
+
+class MirrorOutcome(StrEnum):
+    """What one Kafka record did; the label of ``broker_mirror_records_total{outcome}``."""
+
+    MIRRORED = "mirrored"  # a state/shielding record published to at least one site
+    HELD = "held"  # a state/shielding record kept, no site known for the patient yet
+    SITE_ADDED = "site_added"  # an event revealed a new site for a patient
+    SITE_KNOWN = "site_known"  # an event from a site already known for the patient
+    NO_PATIENT = "no_patient"  # an event about no patient (breach, key lifecycle)
+    BAD_RECORD = "bad_record"  # undecodable event, missing key, or a key unfit for an MQTT topic
+
+
+class RegistrationsError(ValueError):
+    """The registrations file cannot be read as ``site,patient_key`` lines."""
+
+    reason = "BAD_REGISTRATIONS"
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    site: str
+    patient_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One retained QoS 1 MQTT publish; ``payload == b""`` clears the retained message."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    outcome: MirrorOutcome
+    publications: tuple[Publication, ...] = ()
+
+
+def mirror_topic(kind: RecordKind, site: str, patient_key: str) -> str:
+    return f"consent/{kind.value}/{site}/{patient_key}"
+
+
+def _valid_level(value: str) -> bool:
+    return _LEVEL.fullmatch(value) is not None
+
+
+def parse_registrations(text: str) -> tuple[Registration, ...]:
+    """``site,patient_key`` per line; blank lines, ``#`` comments and a ``site,patient_key`` header ignored."""
+    out: list[Registration] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.replace(" ", "") == "site,patient_key":
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 2 or not all(_valid_level(p) for p in parts):
+            raise RegistrationsError(f"line {number}: expected site,patient_key (letters, digits, . _ -)")
+        out.append(Registration(parts[0], parts[1]))
+    return tuple(out)
+
+
+def coalesce(publications: Iterable[Publication]) -> tuple[Publication, ...]:
+    """Keep only the last payload per topic (a retained topic only ever shows its last message)."""
+    latest: dict[str, bytes] = {}
+    for p in publications:
+        latest.pop(p.topic, None)
+        latest[p.topic] = p.payload
+    return tuple(Publication(t, v) for t, v in latest.items())
+
+
+class MirrorPlanner:
+    """Feed it records in topic order; it answers with the publications each one calls for."""
+
+    def __init__(self, registrations: Iterable[Registration] = ()) -> None:
+        self._sites: dict[str, set[str]] = {}
+        self._held: dict[tuple[RecordKind, str], bytes] = {}
+        for r in registrations:
+            self._sites.setdefault(r.patient_key, set()).add(r.site)
+
+    def sites_for(self, patient_key: str) -> frozenset[str]:
+        return frozenset(self._sites.get(patient_key, ()))
+
+    def held(self, kind: RecordKind, patient_key: str) -> bytes | None:
+        return self._held.get((kind, patient_key))
+
+    def on_event(self, value: bytes | None) -> Step:
+        """A verified-event record: learn its site for its patient, and catch a new site up."""
+        try:
+            event = decode_verified_event(value or b"").event
+        except WireError:
+            return Step(MirrorOutcome.BAD_RECORD)
+        if not event.patient_key:
+            return Step(MirrorOutcome.NO_PATIENT)
+        return self.add_site(event.site, event.patient_key)
+
+    def add_site(self, site: str, patient_key: str) -> Step:
+        if not (_valid_level(site) and _valid_level(patient_key)):
+            return Step(MirrorOutcome.BAD_RECORD)
+        sites = self._sites.setdefault(patient_key, set())
+        if site in sites:
+            return Step(MirrorOutcome.SITE_KNOWN)
+        sites.add(site)
+        publications = tuple(
+            Publication(mirror_topic(kind, site, patient_key), data)
+            for kind in RecordKind
+            if (data := self._held.get((kind, patient_key))) is not None
+        )
+        return Step(MirrorOutcome.SITE_ADDED, publications)
+
+    def on_record(self, kind: RecordKind, key: bytes | None, value: bytes | None) -> Step:
+        """A state or shielding record (``value=None``: a tombstone): hold it, publish to the patient's sites."""
+        if key is None:
+            return Step(MirrorOutcome.BAD_RECORD)
+        patient_key = key.decode("utf-8", "replace")
+        if not _valid_level(patient_key):
+            return Step(MirrorOutcome.BAD_RECORD)
+        if not value:  # a tombstone (or an empty record) deletes
+            self._held.pop((kind, patient_key), None)
+        else:
+            self._held[(kind, patient_key)] = value
+        sites = sorted(self._sites.get(patient_key, ()))
+        if not sites:
+            return Step(MirrorOutcome.HELD)
+        payload = value or b""
+        return Step(
+            MirrorOutcome.MIRRORED,
+            tuple(Publication(mirror_topic(kind, site, patient_key), payload) for site in sites),
+        )

@@ -1,0 +1,204 @@
+"""Core service "mirror": state and shielding records -> retained MQTT messages for each patient's sites.
+
+Follows the events, state and shielding topics from the beginning (``read_committed``, no consumer
+group: every run rebuilds who-knows-whom from the events topic) and publishes what
+:class:`broker.mirror.MirrorPlanner` plans, retained at QoS 1, waiting for each PUBACK. Only sites
+with a relationship with a patient (an event recorded there, or a line in the registrations file)
+receive that patient's records: see :mod:`broker.mirror`.
+
+One session = one Kafka consumer + one MQTT connection + a fresh planner. Any Kafka or MQTT error
+ends the session; the next one (after full-jitter backoff) replays the topics from the start and
+republishes, which is harmless (retained messages are replaced; replicas ignore older records) and
+covers any publish lost with the broken connection. A record the planner cannot use is counted
+(``broker_mirror_records_total{outcome="bad_record"}``) and skipped; it never stops the mirror.
+The MQTT client id is ``<app_id>.mirror`` with a clean session (the mirror subscribes to nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiomqtt
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+from broker.mirror import MirrorPlanner, Publication, RecordKind, Registration, Step, coalesce, parse_registrations
+from broker.settings import SettingsError
+
+if TYPE_CHECKING:
+    from broker.runtime import Core
+
+__all__ = ["MirrorConfig", "MqttMirror", "load_registrations", "start_service"]
+
+log = logging.getLogger(__name__)
+
+RECORDS = Counter("broker_mirror_records_total", "Kafka records seen by the MQTT mirror", ["outcome"])
+PUBLISHED = Counter("broker_mirror_publications_total", "Retained MQTT messages published by the mirror")
+CONNECTED = Gauge("broker_mirror_connected", "1 while the mirror holds its Kafka consumer and MQTT session")
+
+_QOS_AT_LEAST_ONCE = 1
+_POLL_MS = 500  # how long one poll may block: bounds how late the mirror notices stop
+# aiomqtt warns above Client.pending_calls_threshold (10) publishes awaiting their PUBACK;
+# paho's own in-flight window is 20, so 10 at a time stays within both
+_IN_FLIGHT = 10
+_MAX_EXPONENT = 32  # 2**32 * base is far beyond any cap; keeps hours of retries from overflowing a float
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorConfig:
+    mqtt_host: str
+    mqtt_port: int
+    bootstrap: str
+    events_topic: str
+    state_topic: str
+    shielding_topic: str
+    client_id: str
+    registrations: tuple[Registration, ...] = ()
+    backoff_base_s: float = 0.5  # same full-jitter schedule as the bridge and the edge agent
+    backoff_cap_s: float = 30.0  # at most one reconnect attempt every 30 s during a long outage
+    publish_timeout_s: float = 30.0  # one PUBACK wait; then the session is restarted
+
+
+def load_registrations(path: str) -> tuple[Registration, ...]:
+    """The registrations CSV named by ``registrations_file`` ("" = none); unreadable = a settings error."""
+    if not path:
+        return ()
+    try:
+        return parse_registrations(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SettingsError(f"cannot read registrations file {path}: {exc}") from exc
+
+
+async def start_service(core: Core) -> list[asyncio.Task[None]]:
+    s = core.settings
+    t = core.topics
+    config = MirrorConfig(
+        s.mqtt_host,
+        s.mqtt_port,
+        s.bootstrap,
+        t.events,
+        t.state,
+        t.shielding,
+        f"{s.app_id}.mirror",
+        load_registrations(s.registrations_file),
+    )
+    mirror = MqttMirror(config)
+    return [asyncio.create_task(mirror.run(core.stop_event), name="mirror")]
+
+
+def _delay(attempt: int, base_s: float, cap_s: float) -> float:
+    """Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"); exponent capped: no overflow."""
+    return random.random() * min(cap_s, base_s * 2.0 ** min(attempt, _MAX_EXPONENT))
+
+
+class MqttMirror:
+    def __init__(self, config: MirrorConfig) -> None:
+        self.config = config
+        self.published_total = 0
+        self.connected = asyncio.Event()
+        self._kinds = {config.state_topic: RecordKind.STATE, config.shielding_topic: RecordKind.SHIELDING}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Mirror until ``stop`` is set; errors restart the session with backoff."""
+        attempt = 0
+        try:
+            while not stop.is_set():
+                session = asyncio.create_task(self._session(), name="mirror-session")
+                stopper = asyncio.create_task(stop.wait(), name="mirror-stop")
+                try:
+                    await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when this task is cancelled: the session must not outlive it
+                    stopper.cancel()
+                    if not session.done():
+                        await _cancel(session)
+                if stop.is_set():
+                    return
+                error = None if session.cancelled() else session.exception()
+                attempt = await self._backoff(error, attempt, stop)
+        finally:
+            self.connected.clear()
+            CONNECTED.set(0)
+            log.info("mirror stopped published=%d", self.published_total)
+
+    async def _backoff(self, exc: BaseException | None, attempt: int, stop: asyncio.Event) -> int:
+        self.connected.clear()
+        CONNECTED.set(0)
+        delay = _delay(attempt, self.config.backoff_base_s, self.config.backoff_cap_s)
+        log.warning("mirror session ended error=%r retry_in_s=%.2f", exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        return attempt + 1
+
+    async def _session(self) -> None:
+        c = self.config
+        consumer = AIOKafkaConsumer(
+            c.events_topic,
+            c.state_topic,
+            c.shielding_topic,
+            bootstrap_servers=c.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            async with aiomqtt.Client(c.mqtt_host, c.mqtt_port, identifier=c.client_id) as client:
+                self.connected.set()
+                CONNECTED.set(1)
+                log.info("mirror connected mqtt=%s:%d client_id=%s", c.mqtt_host, c.mqtt_port, c.client_id)
+                planner = MirrorPlanner(c.registrations)
+                while True:
+                    batches = await consumer.getmany(timeout_ms=_POLL_MS)
+                    for tp, records in batches.items():
+                        await self._publish(client, self._plan(planner, tp.topic, records))
+        finally:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+
+    def _plan(self, planner: MirrorPlanner, topic: str, records: Sequence[Any]) -> tuple[Publication, ...]:
+        publications: list[Publication] = []
+        kind = self._kinds.get(topic)
+        for record in records:
+            value = None if record.value is None else bytes(record.value)
+            if kind is None:
+                step: Step = planner.on_event(value)
+            else:
+                key = None if record.key is None else bytes(record.key)
+                step = planner.on_record(kind, key, value)
+            RECORDS.labels(step.outcome.value).inc()
+            publications.extend(step.publications)
+        return coalesce(publications)
+
+    async def _publish(self, client: aiomqtt.Client, publications: tuple[Publication, ...]) -> None:
+        """Publish every message (distinct topics after :func:`coalesce`) and await every PUBACK."""
+        timeout = self.config.publish_timeout_s
+        for start in range(0, len(publications), _IN_FLIGHT):
+            chunk = publications[start : start + _IN_FLIGHT]
+            await asyncio.gather(
+                *(
+                    client.publish(p.topic, p.payload, qos=_QOS_AT_LEAST_ONCE, retain=True, timeout=timeout)
+                    for p in chunk
+                )
+            )
+            PUBLISHED.inc(len(chunk))
+            self.published_total += len(chunk)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it; whatever it raises while unwinding is logged, not propagated."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except (aiomqtt.MqttError, KafkaError, OSError) as exc:
+        log.info("mirror session ended while stopping error=%r", exc)

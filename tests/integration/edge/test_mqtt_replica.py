@@ -1,0 +1,215 @@
+"""The mirror on the real broker: an MQTT gateway's replica follows the patients its site has events about.
+
+A gateway (MQTT only) records an event for patient P, so its site is known for P; a GP agent (Kafka)
+then sets shielding for P. The core's mirror publishes the state and shielding records retained to
+``consent/{state,shielding}/<site>/<P>`` for those two sites only, and the gateway's offline
+decision redacts location and contact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiomqtt
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from broker.mirror import Registration
+from broker.service_mirror import MirrorConfig, MqttMirror
+from broker.topics import TopicNames
+from edge_agent.app import Agent
+from edge_agent.wire import load_pseudonymiser
+from tests.integration.edge.conftest import EdgeKit, free_port, http_post, nhs_numbers, read_all
+from tests.integration.pipeline.conftest import Harness, latest_by_key
+
+pytestmark = pytest.mark.integration
+
+GATEWAY_SITE = "G81001"
+GP_SITE = "A81001"
+
+_RECORD = {
+    "type": "consent_decision",
+    "payload": {
+        "directive": "OPTIN",
+        "purpose": "TREAT",
+        "data_class": "ALL",
+        "recipient": "*",
+        "recorded_by_role": "GP",
+    },
+}
+_SHIELD = {
+    "type": "shielding_flag",
+    "payload": {"action": "SET", "hides": ["LOCATION", "CONTACT"], "set_by_role": "GP", "reason": "CHILD_PROTECTION"},
+}
+
+
+def _query(nhs: str) -> dict[str, object]:
+    requester = {
+        "organisation": GATEWAY_SITE,
+        "role": "GP",
+        "registered": True,
+        "relationship": "LEGITIMATE",
+        "care_team": True,
+    }
+    return {"nhs_number": nhs, "purpose": "TREAT", "data_classes": ["ALL"], "legal_basis": None, "requester": requester}
+
+
+async def _until_async(check: Callable[[], Awaitable[bool]], timeout_s: float = 120) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await check():
+        assert loop.time() < deadline, "timed out waiting for a condition"
+        await asyncio.sleep(0.1)
+
+
+async def _retained(host: str, port: int, patient_key: str, settle_s: float = 2.0) -> dict[str, bytes]:
+    """Every retained message about ``patient_key`` on any mirror topic, for any site."""
+    found: dict[str, bytes] = {}
+    async with aiomqtt.Client(host, port) as client:
+        await client.subscribe(f"consent/+/+/{patient_key}", qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settle_s):
+                async for message in client.messages:
+                    if isinstance(message.payload, bytes) and message.payload:
+                        found[str(message.topic)] = message.payload
+    return found
+
+
+@pytest.fixture
+async def clear_retained(mqtt_endpoint: tuple[str, int]) -> AsyncIterator[list[str]]:
+    """Topics a test lists here are cleared (empty retained payload) on the shared Mosquitto afterwards."""
+    topics: list[str] = []
+    yield topics
+    host, port = mqtt_endpoint
+    async with aiomqtt.Client(host, port) as client:
+        for topic in topics:
+            await client.publish(topic, b"", qos=1, retain=True)
+
+
+async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offline(
+    harness: Harness, kit: EdgeKit, mqtt_endpoint: tuple[str, int], clear_retained: list[str]
+) -> None:
+    host, port = mqtt_endpoint
+    core = await harness.start_core(
+        stages=("verifier", "reconciler", "bridge", "mirror"), mqtt_host=host, mqtt_port=port
+    )
+    (nhs,) = nhs_numbers(1, start=970_000_000)
+    key = load_pseudonymiser(kit.secret_file)(nhs)
+    clear_retained.extend(
+        f"consent/{kind}/{site}/{key}" for kind in ("state", "shielding") for site in (GATEWAY_SITE, GP_SITE)
+    )
+    gateway = await Agent.start(
+        await kit.agent_settings(
+            f"gw-{harness.topics.prefix}", site=GATEWAY_SITE, transport="mqtt", mqtt_host=host, mqtt_port=port
+        )
+    )
+    gp = await Agent.start(await kit.agent_settings(f"gp-{harness.topics.prefix}", site=GP_SITE))
+    try:
+        status, _ = await http_post(gateway.settings.http_port, "/v1/events", {**_RECORD, "nhs_number": nhs})
+        assert status == 202
+
+        async def gateway_has_state() -> bool:
+            record = await gateway.replica.get(key)
+            return record is not None and record.state is not None
+
+        await _until_async(gateway_has_state)  # the gateway's own event came back through the mirror
+        status, _ = await http_post(gp.settings.http_port, "/v1/events", {**_SHIELD, "nhs_number": nhs})
+        assert status == 202
+
+        async def gateway_shielded() -> bool:
+            record = await gateway.replica.get(key)
+            return record is not None and record.shielding is not None and b"LOCATION" in (record.state or b"")
+
+        await _until_async(gateway_shielded)
+        status, answer = await http_post(gateway.settings.http_port, "/v1/decisions", _query(nhs))
+    finally:
+        await gateway.stop()
+        await gp.stop()
+    await core.stop()  # nothing republishes once the retained messages are cleared
+    assert status == 200
+    assert answer["offline"] is True and answer["as_at_ms"] is not None
+    assert answer["outcome"] == "PERMIT_WITH_OBLIGATIONS"
+    assert {"REDACT_LOCATION", "REDACT_CONTACT"} <= set(answer["obligations"])
+
+    # minimum necessary: exactly the two sites with events about P hold P's records, byte for byte
+    state = latest_by_key(await read_all(harness.bootstrap, harness.topics.state))[key.encode()]
+    shielding = latest_by_key(await read_all(harness.bootstrap, harness.topics.shielding))[key.encode()]
+    assert await _retained(host, port, key) == {
+        f"consent/state/{GATEWAY_SITE}/{key}": state,
+        f"consent/state/{GP_SITE}/{key}": state,
+        f"consent/shielding/{GATEWAY_SITE}/{key}": shielding,
+        f"consent/shielding/{GP_SITE}/{key}": shielding,
+    }
+
+
+def _bad_records() -> float:
+    return REGISTRY.get_sample_value("broker_mirror_records_total", {"outcome": "bad_record"}) or 0.0
+
+
+async def test_bad_records_are_counted_and_skipped_and_registered_sites_still_get_records(
+    kafka_bootstrap: str, topic_names: TopicNames, mqtt_endpoint: tuple[str, int], clear_retained: list[str]
+) -> None:
+    host, port = mqtt_endpoint
+    key = f"{topic_names.prefix}patient"  # unique per test: the shared Mosquitto keeps retained messages
+    topic = f"consent/state/R11111/{key}"
+    clear_retained.append(topic)
+    config = MirrorConfig(
+        host,
+        port,
+        kafka_bootstrap,
+        topic_names.events,
+        topic_names.state,
+        topic_names.shielding,
+        f"{topic_names.prefix}.mirror",
+        (Registration("R11111", key),),
+    )
+    bad_before = _bad_records()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic_names.events, b"not a verified event", key=b"x")
+        await producer.send_and_wait(topic_names.state, b"state", key=b"a/b")
+        await producer.send_and_wait(topic_names.state, b"state-of-" + key.encode(), key=key.encode())
+    finally:
+        await producer.stop()
+    stop = asyncio.Event()
+    mirror = MqttMirror(config)
+    task = asyncio.create_task(mirror.run(stop))
+    try:
+        found: dict[str, bytes] = {}
+        for _ in range(60):
+            found = await _retained(host, port, key, settle_s=1.0)
+            if found:
+                break
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert found == {topic: b"state-of-" + key.encode()}
+    assert _bad_records() - bad_before == 2
+
+
+async def test_the_mirror_keeps_retrying_an_unreachable_mqtt_broker_and_exits_on_stop(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    config = MirrorConfig(
+        "127.0.0.1",
+        free_port(),  # nothing listens here
+        kafka_bootstrap,
+        topic_names.events,
+        topic_names.state,
+        topic_names.shielding,
+        f"{topic_names.prefix}.mirror",
+        backoff_base_s=0.05,
+        backoff_cap_s=0.2,
+    )
+    stop = asyncio.Event()
+    mirror = MqttMirror(config)
+    task = asyncio.create_task(mirror.run(stop))
+    await asyncio.sleep(3)
+    assert not task.done() and not mirror.connected.is_set()
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert task.exception() is None

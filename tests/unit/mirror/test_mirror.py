@@ -1,0 +1,181 @@
+"""The mirror's pure rules: only a patient's own sites get its records; new sites are caught up; bad input counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.mirror import (
+    MirrorOutcome,
+    MirrorPlanner,
+    Publication,
+    RecordKind,
+    Registration,
+    RegistrationsError,
+    coalesce,
+    mirror_topic,
+    parse_registrations,
+)
+from broker.service_mirror import load_registrations
+from broker.settings import CoreSettings, SettingsError
+from consent_wire.keys import KeyRegistry, OperatorRoot
+from consent_wire.signing import encode_verified_event, verify_batch
+from tests.factories import BASE_MS, SimAgent, consent, patient
+
+P = patient(1)
+Q = patient(2)
+
+
+def _event_records(site: str, patient_keys: list[str]) -> list[bytes]:
+    """Verified-event records as the verifier writes them, recorded at ``site``."""
+    root = OperatorRoot.generate()
+    registry = KeyRegistry(root.public_key)
+    agent = SimAgent.create(site=site)
+    registry.apply(agent.register(root))
+    batch = agent.batch([agent.event(k, consent(), BASE_MS + i) for i, k in enumerate(patient_keys)])
+    return [encode_verified_event(ve) for ve in verify_batch(batch, registry)]
+
+
+def test_a_state_record_goes_only_to_the_sites_that_recorded_events_about_the_patient() -> None:
+    planner = MirrorPlanner()
+    for record in _event_records("A81001", [P]) + _event_records("B82002", [Q]):
+        assert planner.on_event(record).outcome is MirrorOutcome.SITE_ADDED
+    step = planner.on_record(RecordKind.STATE, P.encode(), b"state-v1")
+    assert step.outcome is MirrorOutcome.MIRRORED
+    assert step.publications == (Publication(f"consent/state/A81001/{P}", b"state-v1"),)
+
+
+def test_a_record_goes_to_every_known_site_in_site_order() -> None:
+    planner = MirrorPlanner([Registration("Z99999", P)])
+    planner.on_event(_event_records("A81001", [P])[0])
+    step = planner.on_record(RecordKind.SHIELDING, P.encode(), b"shield")
+    assert step.publications == (
+        Publication(f"consent/shielding/A81001/{P}", b"shield"),
+        Publication(f"consent/shielding/Z99999/{P}", b"shield"),
+    )
+
+
+def test_a_record_for_a_patient_with_no_known_site_is_held_and_published_when_a_site_appears() -> None:
+    planner = MirrorPlanner()
+    assert planner.on_record(RecordKind.STATE, P.encode(), b"s1").outcome is MirrorOutcome.HELD
+    assert planner.on_record(RecordKind.STATE, P.encode(), b"s2").publications == ()
+    planner.on_record(RecordKind.SHIELDING, P.encode(), b"sh")
+    step = planner.on_event(_event_records("A81001", [P])[0])
+    assert step.outcome is MirrorOutcome.SITE_ADDED
+    assert step.publications == (
+        Publication(f"consent/state/A81001/{P}", b"s2"),
+        Publication(f"consent/shielding/A81001/{P}", b"sh"),
+    )
+
+
+def test_a_second_event_from_a_known_site_publishes_nothing() -> None:
+    planner = MirrorPlanner()
+    first, second = _event_records("A81001", [P, P])
+    planner.on_event(first)
+    planner.on_record(RecordKind.STATE, P.encode(), b"s1")
+    step = planner.on_event(second)
+    assert (step.outcome, step.publications) == (MirrorOutcome.SITE_KNOWN, ())
+
+
+def test_a_tombstone_clears_the_retained_message_and_is_not_replayed_to_new_sites() -> None:
+    planner = MirrorPlanner([Registration("A81001", P)])
+    planner.on_record(RecordKind.STATE, P.encode(), b"s1")
+    step = planner.on_record(RecordKind.STATE, P.encode(), None)
+    assert step.publications == (Publication(f"consent/state/A81001/{P}", b""),)
+    assert planner.held(RecordKind.STATE, P) is None
+    assert planner.add_site("B82002", P).publications == ()
+
+
+@pytest.mark.parametrize("value", [None, b"", b"\x00garbage", b"not avro at all"])
+def test_an_undecodable_event_is_a_bad_record(value: bytes | None) -> None:
+    assert MirrorPlanner().on_event(value).outcome is MirrorOutcome.BAD_RECORD
+
+
+@pytest.mark.parametrize("key", [None, b"", b"a/b", b"+", b"#", b"x" * 129])
+def test_a_record_whose_key_cannot_be_an_mqtt_topic_level_is_a_bad_record(key: bytes | None) -> None:
+    planner = MirrorPlanner([Registration("A81001", P)])
+    step = planner.on_record(RecordKind.STATE, key, b"s")
+    assert (step.outcome, step.publications) == (MirrorOutcome.BAD_RECORD, ())
+
+
+@pytest.mark.parametrize("site", ["", "A/1", "A+", "#"])
+def test_a_site_that_cannot_be_an_mqtt_topic_level_is_refused(site: str) -> None:
+    planner = MirrorPlanner()
+    assert planner.add_site(site, P).outcome is MirrorOutcome.BAD_RECORD
+    assert planner.sites_for(P) == frozenset()
+
+
+def test_registrations_csv_skips_header_comments_and_blank_lines() -> None:
+    text = f"site,patient_key\n# operator list\n\nA81001, {P}\nB82002,{Q}  # second\n"
+    assert parse_registrations(text) == (Registration("A81001", P), Registration("B82002", Q))
+
+
+@pytest.mark.parametrize("line", ["A81001", "A81001,p,extra", "A/1,p", ",p"])
+def test_a_malformed_registration_line_is_refused_with_its_line_number(line: str) -> None:
+    with pytest.raises(RegistrationsError, match="line 2"):
+        parse_registrations(f"A81001,{P}\n{line}\n")
+    assert RegistrationsError.reason == "BAD_REGISTRATIONS"
+
+
+def test_coalesce_keeps_the_last_payload_per_topic() -> None:
+    a, b = mirror_topic(RecordKind.STATE, "A1", P), mirror_topic(RecordKind.STATE, "B1", P)
+    pubs = [Publication(a, b"1"), Publication(b, b"x"), Publication(a, b"2")]
+    assert coalesce(pubs) == (Publication(b, b"x"), Publication(a, b"2"))
+
+
+_SITES = st.sampled_from(["A81001", "B82002", "C83003", "D84004"])
+_PATIENTS = st.sampled_from([patient(i) for i in range(4)])
+# (True, site, _, patient, _): the site learns of the patient; (False, _, kind, patient, value): a record
+_OPS = st.lists(
+    st.tuples(st.booleans(), _SITES, st.sampled_from(list(RecordKind)), _PATIENTS, st.binary(max_size=8)),
+    max_size=40,
+)
+
+
+@given(ops=_OPS)
+@settings(max_examples=60)
+def test_a_site_ends_up_with_exactly_the_latest_records_of_its_own_patients(
+    ops: list[tuple[bool, str, RecordKind, str, bytes]],
+) -> None:
+    planner = MirrorPlanner()
+    retained: dict[str, bytes] = {}
+    relations: set[tuple[str, str]] = set()
+    latest: dict[tuple[RecordKind, str], bytes] = {}
+    for is_site, site, kind, key, value in ops:
+        if is_site:
+            relations.add((site, key))
+            step = planner.add_site(site, key)
+        else:
+            latest[(kind, key)] = value
+            step = planner.on_record(kind, key.encode(), value)
+        for p in step.publications:
+            if p.payload:
+                retained[p.topic] = p.payload
+            else:
+                retained.pop(p.topic, None)
+    expected = {
+        mirror_topic(kind, site, key): value
+        for (kind, key), value in latest.items()
+        for site, related in relations
+        if related == key and value
+    }
+    assert retained == expected
+
+
+def test_registrations_file_is_read_and_a_missing_one_is_a_settings_error(tmp_path: Path) -> None:
+    path = tmp_path / "registrations.csv"
+    path.write_text(f"site,patient_key\nA81001,{P}\n")
+    assert load_registrations(str(path)) == (Registration("A81001", P),)
+    assert load_registrations("") == ()
+    with pytest.raises(SettingsError, match="cannot read registrations file"):
+        load_registrations(str(tmp_path / "absent.csv"))
+
+
+def test_the_registrations_file_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSENT_REGISTRATIONS_FILE", "/etc/consent/registrations.csv")
+    monkeypatch.setenv("CONSENT_STAGES", "mirror")
+    settings = CoreSettings.load()
+    assert (settings.registrations_file, settings.stages) == ("/etc/consent/registrations.csv", ("mirror",))
