@@ -91,9 +91,7 @@ def topics() -> None:
     """Topic provisioning from the registry in broker/topics.py."""
 
 
-_bootstrap_option = click.option(
-    "--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True
-)
+_bootstrap_option = click.option("--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
 _prefix_option = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
 
 
