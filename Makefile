@@ -36,11 +36,12 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m loadtests $(if $(QUICK),--quick)
 
-## bench-micro: wire protocol (sign/verify per event and batch) and edge agent (durable submissions/s, memory)
+## bench-micro: wire protocol (sign/verify per event and batch), edge agent (durable submissions/s, 1M backlog drain, memory)
 bench-micro: $(STAMP)
 	mkdir -p bench
 	$(BIN)/python -m loadtests.wire_bench --out bench/wire.json
-	$(BIN)/python -m loadtests.edge_bench --out bench/edge.json --events 200000
+	$(BIN)/python -m loadtests.edge_bench --mode http --events 200000 --batch 200 --concurrency 8 --uvloop --out bench/edge.json
+	$(BIN)/python -m loadtests.edge_bench --mode drain --events 1000000 --uvloop --out bench/edge-drain.json
 
 infra-up: $(STAMP)
 	$(BIN)/consent-broker infra up
