@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from broker.bridge import INGRESS_FILTER, Forward, plan_forward
+from broker.sessions import backoff_delay, supervise
 
 if TYPE_CHECKING:
     from broker.runtime import Core
@@ -46,7 +46,6 @@ _QOS_AT_LEAST_ONCE = 1
 # A signed batch is at most consent_wire.signing.MAX_BATCH_BYTES (1 MiB) plus record overhead;
 # Kafka's broker default message.max.bytes is 1048588.
 _MAX_REQUEST_BYTES = 1048588
-_MAX_EXPONENT = 32  # 2**32 * base is far beyond any cap; keeps hours of retries from overflowing a float
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +67,6 @@ async def start_service(core: Core) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(bridge.run(core.stop_event), name="bridge")]
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it; whatever it raises while unwinding is logged, not propagated."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except (aiomqtt.MqttError, KafkaError, OSError) as exc:
-        log.info("bridge session ended while stopping error=%r", exc)
-
-
-def _delay(attempt: int, base_s: float, cap_s: float) -> float:
-    """Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"); exponent capped: no overflow."""
-    return random.random() * min(cap_s, base_s * 2.0 ** min(attempt, _MAX_EXPONENT))
-
-
 class MqttBridge:
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
@@ -93,35 +76,19 @@ class MqttBridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bridge until ``stop`` is set; MQTT errors reconnect with backoff, nothing is dropped."""
-        attempt = 0
         try:
-            while not stop.is_set():
-                session = asyncio.create_task(self._session(), name="bridge-session")
-                stopper = asyncio.create_task(stop.wait(), name="bridge-stop")
-                try:
-                    await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                finally:  # also when this task is cancelled: the session must not outlive it
-                    stopper.cancel()
-                    if not session.done():
-                        await _cancel(session)
-                error = None if session.cancelled() else session.exception()
-                if stop.is_set():
-                    return
-                attempt = await self._after_session(error, attempt, stop)
+            await supervise(
+                "bridge", self._session, stop,
+                base_s=self.config.backoff_base_s, cap_s=self.config.backoff_cap_s, on_down=self._down,
+            )  # fmt: skip
         finally:
-            self.connected.clear()
-            CONNECTED.set(0)
+            self._down()
             await self._close_producer()
             log.info("bridge stopped forwarded=%d", self.forwarded_total)
 
-    async def _after_session(self, exc: BaseException | None, attempt: int, stop: asyncio.Event) -> int:
+    def _down(self) -> None:
         self.connected.clear()
         CONNECTED.set(0)
-        delay = _delay(attempt, self.config.backoff_base_s, self.config.backoff_cap_s)
-        log.warning("bridge mqtt session ended error=%r retry_in_s=%.2f", exc, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        return attempt + 1 if exc is not None else 0
 
     async def _session(self) -> None:
         c = self.config
@@ -165,7 +132,7 @@ class MqttBridge:
             except (KafkaError, OSError, TimeoutError) as exc:
                 KAFKA_RETRIES.inc()
                 await self._close_producer()
-                delay = _delay(attempt, self.config.backoff_base_s, self.config.backoff_cap_s)
+                delay = backoff_delay(attempt, self.config.backoff_base_s, self.config.backoff_cap_s)
                 log.warning("bridge kafka write failed error=%r retry_in_s=%.2f", exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from broker.mirror import MirrorPlanner, Publication, RecordKind, Registration, Step, coalesce, parse_registrations
+from broker.sessions import supervise
 from broker.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ _POLL_MS = 500  # how long one poll may block: bounds how late the mirror notice
 # aiomqtt warns above Client.pending_calls_threshold (10) publishes awaiting their PUBACK;
 # paho's own in-flight window is 20, so 10 at a time stays within both
 _IN_FLIGHT = 10
-_MAX_EXPONENT = 32  # 2**32 * base is far beyond any cap; keeps hours of retries from overflowing a float
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +93,6 @@ async def start_service(core: Core) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(mirror.run(core.stop_event), name="mirror")]
 
 
-def _delay(attempt: int, base_s: float, cap_s: float) -> float:
-    """Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"); exponent capped: no overflow."""
-    return random.random() * min(cap_s, base_s * 2.0 ** min(attempt, _MAX_EXPONENT))
-
-
 class MqttMirror:
     def __init__(self, config: MirrorConfig) -> None:
         self.config = config
@@ -108,34 +102,18 @@ class MqttMirror:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Mirror until ``stop`` is set; errors restart the session with backoff."""
-        attempt = 0
         try:
-            while not stop.is_set():
-                session = asyncio.create_task(self._session(), name="mirror-session")
-                stopper = asyncio.create_task(stop.wait(), name="mirror-stop")
-                try:
-                    await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                finally:  # also when this task is cancelled: the session must not outlive it
-                    stopper.cancel()
-                    if not session.done():
-                        await _cancel(session)
-                if stop.is_set():
-                    return
-                error = None if session.cancelled() else session.exception()
-                attempt = await self._backoff(error, attempt, stop)
+            await supervise(
+                "mirror", self._session, stop,
+                base_s=self.config.backoff_base_s, cap_s=self.config.backoff_cap_s, on_down=self._down,
+            )  # fmt: skip
         finally:
-            self.connected.clear()
-            CONNECTED.set(0)
+            self._down()
             log.info("mirror stopped published=%d", self.published_total)
 
-    async def _backoff(self, exc: BaseException | None, attempt: int, stop: asyncio.Event) -> int:
+    def _down(self) -> None:
         self.connected.clear()
         CONNECTED.set(0)
-        delay = _delay(attempt, self.config.backoff_base_s, self.config.backoff_cap_s)
-        log.warning("mirror session ended error=%r retry_in_s=%.2f", exc, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        return attempt + 1
 
     async def _session(self) -> None:
         c = self.config
@@ -191,14 +169,3 @@ class MqttMirror:
             )
             PUBLISHED.inc(len(chunk))
             self.published_total += len(chunk)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it; whatever it raises while unwinding is logged, not propagated."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except (aiomqtt.MqttError, KafkaError, OSError) as exc:
-        log.info("mirror session ended while stopping error=%r", exc)
