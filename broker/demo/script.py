@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
+from broker.audit_store import parse_log, read_to_end, verify_stored
 from broker.demo.background import PRACTICES, send_background
 from broker.demo.day import PATIENTS, hospital, say, wait_sent
 from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL
@@ -155,6 +156,14 @@ async def _afternoon(
         when = time.strftime("%H:%M:%S", time.localtime(a["at_ms"] / 1000)) if a.get("at_ms") else "?"
         say(f"       {when}  {a.get('organisation', '')}  {a.get('role', '')}  "
             f"{a.get('purpose', '')}  {a.get('outcome', '')}")  # fmt: skip
+
+    stored = parse_log(r.value for r in await read_to_end(bootstrap, _topic(follower, "audit")) if r.value)
+    check = verify_stored(stored)
+    say(
+        f"       audit trail: {check.entries_checked} records hash-chained, "
+        f"{'verified intact' if check.ok else 'PROBLEMS: ' + str(len(check.problems))} "
+        "(consent-broker audit verify checks the same)"
+    )
 
     say("\n17:00  Governance reports for the region:")
     background = await send_background(bootstrap, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms)
