@@ -11,7 +11,7 @@ from broker.stage import Output
 from broker.topics import TopicNames
 from broker.verifier import Cursor, DeadLetter, VerifierCore
 from consent_wire.errors import WireError
-from consent_wire.signing import decode_verified_event, encode_verified_event
+from consent_wire.signing import encode_verified_event, verified_event_payload
 
 __all__ = ["ReconcilerLogic", "VerifierLogic", "dead_letter"]
 
@@ -126,12 +126,12 @@ class ReconcilerLogic:
         shielding: dict[str, bytes] = {}
         for record in records:
             try:
-                ve = decode_verified_event(record.value or b"")
+                event = verified_event_payload(record.value or b"")
             except WireError as exc:
                 letter = DeadLetter(exc.reason, exc.message, record.value or b"", record.offset)
                 outputs.append(dead_letter(self.topics.deadletter, self.input_topic, partition, letter, self.name))
                 continue
-            result = self.core.process(ve.event, (partition, record.offset))
+            result = self.core.process(event, (partition, record.offset))
             if result.outcome is Outcome.APPLIED:
                 touched[result.patient_key] = None
                 if result.shielding_bytes is not None:
@@ -139,10 +139,10 @@ class ReconcilerLogic:
             elif result.outcome is Outcome.REJECTED:
                 letter = DeadLetter(
                     result.reason or "REJECTED",
-                    f"event {ve.event.event_id} from agent {ve.agent_id!r} was not applied",
+                    f"event {event.event_id} from agent {event.agent_id!r} was not applied",
                     record.value or b"",
                     record.offset,
-                    ve.agent_id,
+                    event.agent_id,
                 )
                 outputs.append(dead_letter(self.topics.deadletter, self.input_topic, partition, letter, self.name))
         self._keys.setdefault(partition, set()).update(touched)

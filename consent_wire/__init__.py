@@ -18,6 +18,7 @@ from consent_wire.avro_codec import (
     encode,
     encode_event,
     fingerprint_of,
+    leading_bytes_field,
 )
 from consent_wire.codes import (
     ACT_CODE_SYSTEM,
@@ -131,6 +132,7 @@ from consent_wire.signing import (
     encode_verified_event,
     sign_batch,
     sign_event,
+    verified_event_payload,
     verify_batch,
     verify_event_proof,
 )
@@ -230,6 +232,7 @@ __all__ = [
     "fingerprint_of",
     "inclusion_proof",
     "key_id",
+    "leading_bytes_field",
     "leaf_hash",
     "merkle_root",
     "node_hash",
@@ -244,6 +247,7 @@ __all__ = [
     "sign_event",
     "unpack",
     "validate_nhs_number",
+    "verified_event_payload",
     "verify_batch",
     "verify_event_proof",
     "verify_inclusion",

@@ -45,6 +45,7 @@ __all__ = [
     "encode",
     "encode_event",
     "fingerprint_of",
+    "leading_bytes_field",
 ]
 
 MAGIC = b"\xc3\x01"  # Avro specification, single-object encoding marker (format version 1)
@@ -126,6 +127,32 @@ def decode_event(data: bytes, *, store: SchemaStore | None = None) -> Event:
         return record_to_event(record)
     except (KeyError, TypeError, ValueError) as exc:  # only reachable with a foreign reader schema
         raise SchemaMismatchError(f"decoded Event does not fit the event model: {exc!r}") from exc
+
+
+def leading_bytes_field(name: str, data: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> bytes:
+    """The first field of a ``name`` record whose first field is ``bytes``, without decoding the rest.
+
+    For hot paths that need one nested payload (the event inside a VerifiedEvent) and trust the
+    producer of the rest; the header, fingerprint and length are still checked.
+    """
+    writer = _writer_for(data, name, default_store(), max_bytes)
+    first = writer.parsed["fields"][0]["type"]
+    if first != "bytes":
+        raise SchemaMismatchError(f"{name} v{writer.version} does not start with a bytes field")
+    length, shift, pos = 0, 0, HEADER_BYTES
+    while True:  # Avro long: zig-zag varint, at most 10 bytes
+        if pos >= len(data) or shift > 63:
+            raise TruncatedError(f"{name} record ends inside its first field's length")
+        byte = data[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    length = (length >> 1) ^ -(length & 1)
+    if length < 0 or pos + length > len(data):
+        raise TruncatedError(f"{name} first field claims {length} bytes, {len(data) - pos} remain")
+    return bytes(data[pos : pos + length])
 
 
 def _check_header(data: bytes, max_bytes: int) -> None:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from consent_wire.avro_codec import decode, decode_event, encode
+from consent_wire.avro_codec import decode, decode_event, encode, leading_bytes_field
 from consent_wire.dsse import BATCH_PAYLOAD_TYPE, AgentSigner, pae, verify_signature
 from consent_wire.errors import BadProofError, MalformedBatchError, PayloadTypeError
 from consent_wire.merkle import build_levels, inclusion_proof, verify_inclusion
@@ -43,6 +43,7 @@ __all__ = [
     "encode_verified_event",
     "sign_batch",
     "sign_event",
+    "verified_event_payload",
     "verify_batch",
     "verify_event_proof",
 ]
@@ -197,6 +198,12 @@ def encode_verified_event(ve: VerifiedEvent) -> bytes:
         "signature": ve.signature,
     }
     return encode("VerifiedEvent", record, max_bytes=MAX_BATCH_BYTES)
+
+
+def verified_event_payload(data: bytes) -> Event:
+    """Only the event inside a VerifiedEvent record (no proof decoded, nothing verified): the
+    reconciler's hot path, reading the verifier's own read_committed output."""
+    return decode_event(leading_bytes_field("VerifiedEvent", data, max_bytes=MAX_BATCH_BYTES))
 
 
 def decode_verified_event(data: bytes) -> VerifiedEvent:

@@ -1,0 +1,61 @@
+"""The reconciler's fast path takes exactly the event a full VerifiedEvent decode would, or a typed error."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consent_wire import (
+    TruncatedError,
+    WireError,
+    decode_verified_event,
+    encode_event,
+    encode_verified_event,
+    sign_batch,
+    verified_event_payload,
+    verify_batch,
+)
+from tests.unit.wire.fakes import trust
+from tests.unit.wire.strategies import chain_of, sample_decision
+
+
+def _verified(n: int) -> list[bytes]:
+    t = trust()
+    events = chain_of(t.signer.agent_id, [sample_decision(i) for i in range(n)])
+    return [encode_verified_event(ve) for ve in verify_batch(sign_batch(t.signer, events), t.registry)]
+
+
+def test_fast_payload_equals_the_full_decode_for_every_event_of_a_batch() -> None:
+    for data in _verified(7):
+        assert verified_event_payload(data) == decode_verified_event(data).event
+
+
+def test_a_record_of_another_type_is_refused() -> None:
+    event_bytes = chain_of("agent-1", [sample_decision()])[0]
+    with pytest.raises(WireError) as info:
+        verified_event_payload(event_bytes)
+    assert info.value.reason == "SCHEMA_MISMATCH"
+
+
+@settings(max_examples=300)
+@given(st.integers(min_value=10, max_value=400), st.data())
+def test_truncated_or_mutated_records_raise_only_typed_errors(cut: int, data: st.DataObject) -> None:
+    record = _verified(1)[0]
+    mutated = bytearray(record[:cut])
+    if mutated and len(mutated) > 10:
+        i = data.draw(st.integers(min_value=10, max_value=len(mutated) - 1))
+        mutated[i] ^= data.draw(st.integers(min_value=1, max_value=255))
+    try:
+        event = verified_event_payload(bytes(mutated))
+    except WireError:
+        return
+    assert encode_event(event)  # anything accepted is a well-formed event
+
+
+def test_a_length_beyond_the_record_is_truncation() -> None:
+    record = bytearray(_verified(1)[0])
+    record[10] = 0xFE  # zig-zag 127: longer than what follows
+    record[11] = 0x7F
+    with pytest.raises(TruncatedError):
+        verified_event_payload(bytes(record))
