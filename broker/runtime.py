@@ -38,7 +38,11 @@ class Core:
 
     def _stage_config(self, name: str) -> StageConfig:
         s = self.settings
-        return StageConfig(s.bootstrap, f"{s.app_id}.{name}", s.app_id)
+        # An ingress record is a signed batch of up to 500 events (the agents' batch_max_events), an events
+        # record is one event: poll ~10-30k events per transaction either way, so the reconciler starts on
+        # the verifier's output while the verifier goes on, instead of waiting for one huge transaction.
+        max_records = 64 if name == "verifier" else 5000
+        return StageConfig(s.bootstrap, f"{s.app_id}.{name}", s.app_id, max_records=max_records)
 
     async def start(self) -> None:
         s = self.settings
