@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from broker.audit_store import read_to_end
+from broker.report_files import write_report
 from broker.reports import (
     Report,
     ReportInputError,
@@ -19,9 +20,6 @@ from broker.reports import (
     disclosures,
     funnel_plot_png,
     objection_rates,
-    render_csv,
-    render_json,
-    render_text,
 )
 from broker.service_api import load_list_sizes
 from broker.topics import TopicNames
@@ -55,10 +53,7 @@ def read_events(bootstrap: str, prefix: str) -> list[Event]:
 
 
 def _write(out: Path, name: str, report: Report) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    click.echo(render_text(report))
-    (out / f"{name}.csv").write_text(render_csv(report))
-    (out / f"{name}.json").write_bytes(render_json(report))
+    click.echo(write_report(out, name, report))
 
 
 @click.group("reports")

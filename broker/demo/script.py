@@ -15,15 +15,13 @@ from broker.demo.background import PRACTICES, send_background
 from broker.demo.day import PATIENTS, hospital, say, wait_sent
 from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL
 from broker.demo.stack import AgentHandle, StateFollower
+from broker.report_files import write_report
 from broker.reports import (
     Report,
     breach_summary,
     disclosures,
     funnel_plot_png,
     objection_rates,
-    render_csv,
-    render_json,
-    render_text,
 )
 from consent_wire.errors import WireError
 from consent_wire.keys import OperatorRoot
@@ -208,7 +206,6 @@ async def _read_events(bootstrap: str, topic: str, at_least: int) -> list[Event]
 
 
 def _reports(events: list[Event], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     sizes = {site: size for site, (size, _) in PRACTICES.items()}  # GP practices only: the denominator is a list
     objections = objection_rates(events, sizes)
     reports: dict[str, Report] = {
@@ -217,8 +214,6 @@ def _reports(events: list[Event], out_dir: Path) -> None:
         "disclosures": disclosures(events),
     }
     for name, report in reports.items():
-        say(render_text(report))
-        (out_dir / f"{name}.csv").write_text(render_csv(report))
-        (out_dir / f"{name}.json").write_bytes(render_json(report))
+        say(write_report(out_dir, name, report))
     (out_dir / "objections-funnel.png").write_bytes(funnel_plot_png(objections))
     say(f"       wrote {', '.join(sorted(p.name for p in out_dir.iterdir()))}")
