@@ -7,7 +7,7 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.state import PatientState, Source, Stamp, apply, classify, empty_state, merge, replay
+from consent_rules.state import PatientState, Source, Stamp, apply, classify, empty_state, merge, replay
 from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
 from .strategies import PATIENT, event_lists, events
