@@ -16,4 +16,6 @@ Modules (import the names from them; each declares its public surface in ``__all
 - :mod:`consent_rules.backoff` - exponential backoff with full jitter.
 """
 
+from consent_rules import backoff, decision, reconcile, shielding, state
+
 __all__ = ["backoff", "decision", "reconcile", "shielding", "state"]
