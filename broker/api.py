@@ -36,16 +36,14 @@ from broker.api_json import (
     HealthInfo,
     accesses_json,
     consent_fhir_json,
-    decision_json,
-    parse_decision,
     parse_list_sizes,
     parse_window,
     state_json,
 )
 from broker.audit import AuditEntry, AuditRecord, accesses_for, decision_record
-from broker.decision import decide, decide_as_at
 from broker.reports import breach_incidents, breach_summary, disclosures, objection_rates, render_json
-from broker.state import PatientState
+from consent_rules.decision import DecisionAnswer, decide, decide_as_at, parse_request
+from consent_rules.state import PatientState
 from consent_wire.errors import WireError
 from consent_wire.hlc import LOGICAL_BITS
 from consent_wire.model import Event
@@ -132,15 +130,15 @@ async def _body(request: web.Request) -> object:
 
 async def post_decision(request: web.Request) -> web.Response:
     backend = _backend(request)
-    parsed = parse_decision(await _body(request), backend.patient_key, backend.now_ms())
+    parsed = parse_request(await _body(request), backend.patient_key, backend.now_ms())
     req = parsed.request
     if parsed.as_at_ms is not None:  # a re-evaluation of the past, not a sharing decision: not recorded
         as_at_hlc = (parsed.as_at_ms << LOGICAL_BITS) | _LOGICAL_MAX
         decision = decide_as_at(req, backend.history(req.patient_key), as_at_hlc)
-        return _json(decision_json(decision, req.at_ms, parsed.as_at_ms, None))
+        return _json(DecisionAnswer(decision, req.at_ms, parsed.as_at_ms).to_json())
     decision = decide(req, backend.state(req.patient_key))
     entry = await backend.record(decision_record(req, decision, parsed.accessor_id))
-    return _json(decision_json(decision, req.at_ms, None, entry.index))
+    return _json(DecisionAnswer(decision, req.at_ms, None, entry.index).to_json())
 
 
 async def get_consent(request: web.Request) -> web.Response:

@@ -44,7 +44,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from broker.decision import Decision, DecisionRequest
+from consent_rules.decision import Decision, DecisionRequest
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse
 from consent_wire.errors import ValidationError
 from consent_wire.model import AccessRecord, Event

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from broker.keys_follower import KeysFollower
-from broker.reconcile import Outcome, Reconciler
 from broker.stage import Output
 from broker.topics import TopicNames
 from broker.verifier import Cursor, DeadLetter, VerifierCore
+from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
 from consent_wire.signing import encode_verified_event, verified_event_payload
 

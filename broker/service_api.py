@@ -38,7 +38,7 @@ from broker.api import HealthInfo, create_app
 from broker.audit import AuditEntry, AuditError, AuditRecord, access_record
 from broker.audit_store import AuditAppender, assign_all
 from broker.settings import SettingsError
-from broker.state import PatientState, empty_state
+from consent_rules.state import PatientState, empty_state
 from consent_wire.errors import WireError
 from consent_wire.identity import patient_key
 from consent_wire.model import AccessRecord, Event

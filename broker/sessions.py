@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 from aiokafka.errors import KafkaError
 
-from edge_agent.backoff import full_jitter_delay
+from consent_rules.backoff import full_jitter_delay
 
 __all__ = ["backoff_delay", "supervise"]
 

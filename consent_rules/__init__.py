@@ -6,4 +6,16 @@ core. Imports only ``consent_wire`` and the standard library (plus orjson); neve
 
 Import graph: consent_wire <- consent_rules <- {edge_agent, broker}; consent_io <- {edge_agent, broker};
 ``edge_agent`` never imports ``broker``; ``broker`` imports ``edge_agent`` only in ``broker/demo/``.
+
+Modules (import the names from them; each declares its public surface in ``__all__``):
+
+- :mod:`consent_rules.state` - per-patient registers, the merge (a join) and the state's canonical bytes.
+- :mod:`consent_rules.reconcile` - the reconciler's core: verified events in, state records out.
+- :mod:`consent_rules.decision` - the sharing decision, its JSON request parser and its answer.
+- :mod:`consent_rules.shielding` - who may set or clear a shielding flag.
+- :mod:`consent_rules.backoff` - exponential backoff with full jitter.
 """
+
+from consent_rules import backoff, decision, reconcile, shielding, state
+
+__all__ = ["backoff", "decision", "reconcile", "shielding", "state"]

@@ -13,8 +13,8 @@ Tree::
     +-- AckOutOfRangeError          ACK_OUT_OF_RANGE (ack of a seq never assigned)
     +-- TransportError              TRANSPORT_ERROR (retriable)
     |   +-- AckTimeoutError         ACK_TIMEOUT (retriable)
-    +-- OfflineDecisionUnavailable  DECISION_UNAVAILABLE
     ValidationError (consent_wire)
+    +-- AsAtNotReplicatedError      AS_AT_NOT_REPLICATED (the replica cannot tell the state as at then)
     +-- SubmissionError             INVALID_SUBMISSION
         +-- MissingFieldError       MISSING_FIELD
         +-- InvalidFieldError       INVALID_FIELD
@@ -31,12 +31,12 @@ from consent_wire.errors import ValidationError
 __all__ = [
     "AckOutOfRangeError",
     "AckTimeoutError",
+    "AsAtNotReplicatedError",
     "ConfigError",
     "EdgeError",
     "InvalidFieldError",
     "MalformedJsonError",
     "MissingFieldError",
-    "OfflineDecisionUnavailable",
     "OutboxClosedError",
     "OutboxFullError",
     "OutboxOwnerError",
@@ -90,8 +90,10 @@ class AckTimeoutError(TransportError):
     reason = "ACK_TIMEOUT"
 
 
-class OfflineDecisionUnavailable(EdgeError):
-    reason = "DECISION_UNAVAILABLE"
+class AsAtNotReplicatedError(ValidationError):
+    """An offline decision ``as_at`` a time the replica's single state cannot answer for."""
+
+    reason = "AS_AT_NOT_REPLICATED"
 
 
 class SubmissionError(ValidationError):

@@ -4,7 +4,7 @@
 POST /v1/events            one submission -> 202 {event_id, seq} once durably on disk
 POST /v1/events/batch      {"events": [...]} -> 202 {"receipts": [...]}, all or none
 POST /v1/fhir/Consent      a FHIR R4 Consent -> 202 {"receipts": [...]}
-POST /v1/decisions         offline decision from the replica (offline: true, as_at_ms)
+POST /v1/decisions         the core's decision request -> its answer from the replica (offline: true)
 GET  /v1/health            liveness and backlog
 GET  /metrics              Prometheus text format
 =========================  =========================================================
@@ -12,7 +12,7 @@ GET  /metrics              Prometheus text format
 Errors are ``{"reason": CODE, "message": text}``: 400 for invalid input (any
 :class:`~consent_wire.errors.ValidationError`), 507 Insufficient Storage with reason
 OUTBOX_FULL at the disk cap (retry later; nothing already accepted is lost), 503 while
-shutting down or when offline decisions are unavailable.
+shutting down.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry
 
+from consent_rules.decision import parse_request
 from consent_wire.errors import ValidationError
 from edge_agent.errors import EdgeError, OutboxClosedError, OutboxFullError
 from edge_agent.intake import Intake
 from edge_agent.metrics import SubmissionCounts
-from edge_agent.offline import decide_offline, parse_query
+from edge_agent.offline import decide_offline
 from edge_agent.outbox import Outbox, Receipt
 from edge_agent.replica import Replica
 from edge_agent.submission import MAX_BATCH_BYTES, Pseudonymiser, load_json, parse_fhir_consent
@@ -127,9 +128,11 @@ class _Api:
 
     async def decide(self, request: web.Request) -> web.Response:
         try:
-            query = parse_query(load_json(await request.read()), self._ctx.pseudonymise)
-            record = await self._ctx.replica.get(query.patient_key) if self._ctx.replica else None
-            answer = decide_offline(query, record, self._ctx.now_ms())
+            now_ms = self._ctx.now_ms()
+            parsed = parse_request(load_json(await request.read()), self._ctx.pseudonymise, now_ms)
+            key = parsed.request.patient_key
+            record = await self._ctx.replica.get(key) if self._ctx.replica else None
+            answer = decide_offline(parsed, record, now_ms)
         except ValidationError as exc:
             return _error(exc, 400)
         except EdgeError as exc:

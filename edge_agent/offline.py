@@ -1,131 +1,52 @@
-"""Offline sharing decisions from the local replica, marked "offline, as at T".
+"""Offline sharing decisions from the local replica, marked ``offline: true`` and "as at T".
 
-The decision rules are the core's (:func:`broker.decision.decide`); they are imported lazily
-so an agent installed without the core still runs everything else (the endpoint then answers
-503 DECISION_UNAVAILABLE). A request document::
+The request document, its parser and the answer are the core's (:mod:`consent_rules.decision`):
+the agent accepts everything the core's ``POST /v1/decisions`` accepts (``docs/openapi.yaml``),
+``requester.accessor_id`` and ``as_at`` included, and answers in the same shape with
+``offline: true`` and ``as_at_ms`` the time as at which the state it decided on is known.
 
-    {"nhs_number": "9434765919", "purpose": "TREAT", "data_classes": ["ALL"],
-     "legal_basis": null,
-     "requester": {"organisation": "A12345", "role": "GP", "registered": true,
-                   "relationship": "LEGITIMATE", "care_team": true}}
+``as_at`` asks for the state as it stood at a past time. The replica keeps one state per patient
+(no history), so it can answer only when that state is the state as at ``as_at``:
+
+- ``as_at`` at or after the replica's state time: the replica's state is the latest it knows, as
+  for a live question (``as_at_ms`` is the replica's state time);
+- ``as_at`` before it, but no register changed after ``as_at``: the state then was this state
+  (``as_at_ms`` is ``as_at``);
+- otherwise :class:`~edge_agent.errors.AsAtNotReplicatedError` (``AS_AT_NOT_REPLICATED``): ask
+  the core, which keeps the history.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
-
-from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
-from edge_agent import fields
-from edge_agent.errors import InvalidFieldError, MissingFieldError, OfflineDecisionUnavailable
+from consent_rules.decision import DecisionAnswer, ParsedRequest, decide
+from consent_rules.state import PatientState, empty_state
+from consent_wire.hlc import LOGICAL_BITS
+from edge_agent.errors import AsAtNotReplicatedError
 from edge_agent.replica import ReplicaRecord
-from edge_agent.submission import Pseudonymiser
 
-__all__ = ["OfflineAnswer", "OfflineQuery", "decide_offline", "parse_query"]
-
-_REQUEST_FIELDS = ("nhs_number", "purpose", "data_classes", "legal_basis", "requester")
-_REQUESTER_FIELDS = ("organisation", "role", "registered", "relationship", "care_team")
+__all__ = ["decide_offline"]
 
 
-@dataclass(frozen=True, slots=True)
-class OfflineQuery:
-    patient_key: str
-    purpose: PurposeOfUse
-    data_classes: tuple[DataClass, ...]
-    legal_basis: LegalBasis | None
-    organisation: str
-    role: str
-    registered: bool
-    relationship: Relationship
-    care_team: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OfflineAnswer:
-    outcome: str
-    obligations: tuple[str, ...]
-    reasons: tuple[str, ...]
-    codes: tuple[str, ...]
-    legal_basis: str | None
-    state_version: int
-    permitted: tuple[str, ...]
-    withheld: tuple[str, ...]
-    offline: bool  # always True: answered from the site's replica, not the core
-    as_at_ms: int | None  # when the replica's state was current; None = no state held
-
-    def to_json(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in self.__slots__}
-
-
-def parse_query(doc: object, pseudonymise: Pseudonymiser) -> OfflineQuery:
-    body = fields.object_("body", doc)
-    _only("body", body, _REQUEST_FIELDS)
-    requester = fields.object_("requester", _required(body, "requester"))
-    _only("requester", requester, _REQUESTER_FIELDS)
-    nhs = _required(body, "nhs_number")
-    if not isinstance(nhs, str):
-        raise MissingFieldError("nhs_number must be a string")
-    return OfflineQuery(
-        patient_key=pseudonymise(nhs),
-        purpose=fields.enum(PurposeOfUse)("purpose", _required(body, "purpose")),
-        data_classes=fields.enums(DataClass)("data_classes", _required(body, "data_classes")),
-        legal_basis=fields.opt_enum(LegalBasis)("legal_basis", body.get("legal_basis")),
-        organisation=fields.text("requester.organisation", _required(requester, "organisation")),
-        role=fields.text("requester.role", _required(requester, "role")),
-        registered=fields.bool_("requester.registered", _required(requester, "registered")),
-        relationship=fields.enum(Relationship)("requester.relationship", _required(requester, "relationship")),
-        care_team=fields.bool_("requester.care_team", _required(requester, "care_team")),
-    )
-
-
-def decide_offline(query: OfflineQuery, record: ReplicaRecord | None, now_ms: int) -> OfflineAnswer:
-    """Apply the core's rules to the replica's state (an empty state if none is held)."""
-    decision_mod, state_mod = _core()
-    if record is not None and record.state is not None:
-        state = state_mod.PatientState.from_bytes(record.state)
-        as_at = record.state_as_at_ms
+def decide_offline(parsed: ParsedRequest, record: ReplicaRecord | None, now_ms: int) -> DecisionAnswer:
+    """Apply the shared rules to the replica's state (an empty state if none is held)."""
+    request = parsed.request
+    if record is None or record.state is None:
+        state, known_at = empty_state(request.patient_key), None
     else:
-        state, as_at = state_mod.empty_state(query.patient_key), None
-    requester = decision_mod.Requester(
-        query.organisation, query.role, query.registered, query.relationship, query.care_team
+        state, known_at = PatientState.from_bytes(record.state), record.state_as_at_ms
+    if parsed.as_at_ms is not None and state.version:  # an empty state is the same at any time
+        known_at = _as_at(state, known_at, parsed.as_at_ms)
+    return DecisionAnswer(decide(request, state), now_ms, known_at, None, offline=True)
+
+
+def _as_at(state: PatientState, known_at_ms: int | None, as_at_ms: int) -> int:
+    """The time as at which ``state`` answers for ``as_at_ms``; raises when the replica cannot tell."""
+    if known_at_ms is not None and as_at_ms >= known_at_ms:
+        return known_at_ms
+    newest = state.newest_stamp
+    if newest is None or newest.hlc >> LOGICAL_BITS <= as_at_ms:
+        return as_at_ms
+    raise AsAtNotReplicatedError(
+        f"the replica holds only this patient's current state, which changed after as_at {as_at_ms} ms; "
+        "ask the core's API (POST /v1/decisions), which keeps the history"
     )
-    request = decision_mod.DecisionRequest(
-        requester, query.purpose, query.patient_key, query.data_classes, query.legal_basis, now_ms
-    )
-    d: Any = decision_mod.decide(request, state)
-    return OfflineAnswer(
-        outcome=str(d.outcome),
-        obligations=tuple(str(o) for o in d.obligations),
-        reasons=tuple(d.reasons),
-        codes=tuple(d.codes),
-        legal_basis=None if d.legal_basis is None else str(d.legal_basis.value),
-        state_version=int(d.state_version),
-        permitted=tuple(c.value for c in d.permitted),
-        withheld=tuple(c.value for c in d.withheld),
-        offline=True,
-        as_at_ms=as_at,
-    )
-
-
-def _core() -> tuple[ModuleType, ModuleType]:
-    try:
-        return importlib.import_module("broker.decision"), importlib.import_module("broker.state")
-    except ImportError as exc:
-        raise OfflineDecisionUnavailable(
-            "offline decisions need the core's decision rules (package 'broker'); install the full distribution"
-        ) from exc
-
-
-def _required(body: Mapping[str, object], name: str) -> object:
-    if name not in body:
-        raise MissingFieldError(f"{name} is required")
-    return body[name]
-
-
-def _only(path: str, body: Mapping[str, object], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise InvalidFieldError(f"{path}: unknown field(s) {', '.join(unknown)}")

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from consent_rules.backoff import full_jitter_delay
 from consent_wire.errors import WireError
-from edge_agent.backoff import full_jitter_delay
 from edge_agent.errors import TransportError
 from edge_agent.outbox import Outbox, OutboxRow
 

@@ -23,7 +23,7 @@ import aiomqtt
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from edge_agent.backoff import full_jitter_delay
+from consent_rules.backoff import full_jitter_delay
 from edge_agent.replica import Replica, ReplicaKind
 
 __all__ = ["KafkaReplicaFollower", "MqttReplicaFollower", "mqtt_replica_topics", "parse_mqtt_replica_topic"]

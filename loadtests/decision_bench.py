@@ -30,8 +30,8 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from broker.state import replay
 from broker.topics import TopicNames, create_topics
+from consent_rules.state import replay
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,

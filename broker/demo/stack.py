@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from broker.state import PatientState
+from consent_rules.state import PatientState
 from edge_agent.app import Agent
 from edge_agent.config import Settings
 from edge_agent.wire import generate_signing_key

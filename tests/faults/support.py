@@ -23,8 +23,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from broker.state import PatientState, replay
 from broker.topics import TopicNames
+from consent_rules.state import PatientState, replay
 from consent_wire.avro_codec import decode_event
 from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, PurposeOfUse
 from consent_wire.model import Event

@@ -16,8 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from broker.keys_admin import publish_key_events
-from broker.state import PatientState
 from broker.topics import TopicNames
+from consent_rules.state import PatientState
 from consent_wire.keys import OperatorRoot
 from consent_wire.signing import decode_verified_event
 from edge_agent.config import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.state import PatientState, replay
+from consent_rules.state import PatientState, replay
 from consent_wire.avro_codec import decode_event
 from consent_wire.codes import ConsentDirective, ObjectionKind, ShieldingAction
 from tests.factories import BASE_MS, SimAgent, consent, objection, patient, shielding

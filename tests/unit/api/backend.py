@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from broker.api_json import HealthInfo
 from broker.audit import AuditEntry, AuditLog, AuditRecord, access_record
-from broker.state import PatientState, replay
+from consent_rules.state import PatientState, replay
 from consent_wire.codes import (
     BreachSeverity,
     ConsentDirective,

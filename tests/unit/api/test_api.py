@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from broker.api_json import ApiRequestError, parse_as_at
 from broker.audit import AuditRecord, RecordKind
 from consent_wire.codes import BreachSeverity, ConsentDirective, ObjectionKind, PurposeOfUse
 from tests.unit.api.backend import (
@@ -108,17 +106,6 @@ async def test_as_at_re_evaluates_the_past_state_and_is_not_recorded(client: Cli
     assert before["state_version"] == 1
     assert now["outcome"] == "DENY"
     assert len(backend.log.entries) == 1  # only the live decision
-
-
-def test_as_at_accepts_iso_times_with_an_offset_only() -> None:
-    midnight = int(datetime(2026, 9, 21, tzinfo=UTC).timestamp()) * 1000
-    assert parse_as_at("2026-09-21T00:00:00Z") == midnight
-    assert parse_as_at("2026-09-21T01:00:00+01:00") == midnight
-    assert parse_as_at(midnight) == midnight
-    with pytest.raises(ApiRequestError):
-        parse_as_at("2026-09-21T00:00:00")
-    with pytest.raises(ApiRequestError):
-        parse_as_at(True)
 
 
 @pytest.mark.parametrize(

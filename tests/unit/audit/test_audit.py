@@ -28,8 +28,8 @@ from broker.audit import (
     decision_record,
     verify,
 )
-from broker.decision import DecisionRequest, Outcome, Requester, decide
-from broker.state import empty_state
+from consent_rules.decision import DecisionRequest, Outcome, Requester, decide
+from consent_rules.state import empty_state
 from consent_wire.codes import BreachSeverity, DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.model import AccessRecord, BreachReport, Event
 

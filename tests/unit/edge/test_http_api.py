@@ -179,3 +179,26 @@ async def test_offline_decision_is_marked_offline(api: Api) -> None:
     assert body["offline"] is True
     assert body["as_at_ms"] is None  # no replicated state for this patient yet
     assert body["outcome"].startswith("PERMIT")
+
+
+async def test_offline_decision_takes_the_core_request_and_answers_in_the_documented_shape(api: Api) -> None:
+    from tests.unit.api.test_openapi import DECISION, SPEC, problems, response_schema
+
+    assert "accessor_id" in DECISION["requester"]  # the core's documented example, as is
+    for query in (DECISION, {**DECISION, "as_at": "2026-09-01T00:00:00Z"}):
+        resp = await api.client.post("/v1/decisions", json=query)
+        body = await resp.json()
+
+        assert resp.status == 200, body
+        assert problems(body, response_schema("/v1/decisions", "POST", 200)) == []
+        assert (body["offline"], body["audit_index"]) == (True, None)
+    assert SPEC["components"]["schemas"]["Decision"]["properties"]["offline"]["type"] == "boolean"
+
+
+async def test_offline_decision_refuses_a_core_request_it_cannot_parse_with_the_core_reason(api: Api) -> None:
+    from tests.unit.api.test_openapi import DECISION
+
+    resp = await api.client.post("/v1/decisions", json={**DECISION, "as_at": "yesterday"})
+
+    assert resp.status == 400
+    assert (await resp.json())["reason"] == "BAD_REQUEST"

@@ -2,29 +2,25 @@ from __future__ import annotations
 
 import pytest
 
-from broker.state import replay
+from consent_rules.decision import BadRequestError, DecisionRequest, ParsedRequest, Requester, parse_request
+from consent_rules.state import replay
 from consent_wire.codes import DataClass, LegalBasis, ObjectionAction, ObjectionKind, PurposeOfUse, Relationship
 from consent_wire.model import Event, Objection
-from edge_agent.errors import MissingFieldError
-from edge_agent.offline import OfflineQuery, decide_offline, parse_query
+from edge_agent.errors import AsAtNotReplicatedError
+from edge_agent.offline import decide_offline
 from edge_agent.replica import ReplicaRecord
 from tests.unit.edge.fakes import VALID_NHS, fake_pseudonymise
 
 KEY = fake_pseudonymise(VALID_NHS)
+OBJECTED_MS = 5  # the NDOP objection's hlc is (5 << 16): registered at 5 ms
+REPLICA_MS = 1_700_000_000_000
 
 
-def research_query() -> OfflineQuery:
-    return OfflineQuery(
-        KEY,
-        PurposeOfUse.HRESCH,
-        (DataClass.ALL,),
-        LegalBasis.S251,
-        "R1A00",
-        "RESEARCHER",
-        True,
-        Relationship.NONE,
-        False,
-    )
+def research_query(as_at_ms: int | None = None, now_ms: int = 1_700_000_500_000) -> ParsedRequest:
+    requester = Requester("R1A00", "RESEARCHER", True, Relationship.NONE, False)
+    at_ms = now_ms if as_at_ms is None else as_at_ms
+    request = DecisionRequest(requester, PurposeOfUse.HRESCH, KEY, (DataClass.ALL,), LegalBasis.S251, at_ms)
+    return ParsedRequest(request, "", as_at_ms)
 
 
 def ndop_state() -> bytes:
@@ -34,7 +30,7 @@ def ndop_state() -> bytes:
         "A12345",
         1,
         bytes(32),
-        5 << 16,
+        OBJECTED_MS << 16,
         5,
         KEY,
         Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER),
@@ -42,24 +38,71 @@ def ndop_state() -> bytes:
     return replay(KEY, [event]).to_bytes()
 
 
-def test_offline_answer_uses_replicated_objection_and_says_as_at() -> None:
-    record = ReplicaRecord(KEY, ndop_state(), 1_700_000_000_000, None, None)
-    answer = decide_offline(research_query(), record, now_ms=1_700_000_500_000)
+def replica_record() -> ReplicaRecord:
+    return ReplicaRecord(KEY, ndop_state(), REPLICA_MS, None, None)
 
-    assert answer.outcome == "DENY"
-    assert "NDOP_ACTIVE" in answer.codes
+
+def test_offline_answer_uses_replicated_objection_and_says_as_at() -> None:
+    answer = decide_offline(research_query(), replica_record(), now_ms=1_700_000_500_000)
+
+    assert answer.decision.outcome == "DENY"
+    assert "NDOP_ACTIVE" in answer.decision.codes
     assert answer.offline is True
-    assert answer.as_at_ms == 1_700_000_000_000
-    assert answer.state_version == 1
+    assert answer.as_at_ms == REPLICA_MS
+    assert answer.decision.state_version == 1
+    assert answer.to_json()["offline"] is True
+    assert answer.to_json()["audit_index"] is None
 
 
 def test_without_replicated_state_the_answer_has_no_as_at() -> None:
-    answer = decide_offline(research_query(), None, now_ms=1)
+    answer = decide_offline(research_query(now_ms=1), None, now_ms=1)
 
-    assert answer.outcome == "PERMIT_WITH_OBLIGATIONS"
-    assert (answer.offline, answer.as_at_ms, answer.state_version) == (True, None, 0)
+    assert answer.decision.outcome == "PERMIT_WITH_OBLIGATIONS"
+    assert (answer.offline, answer.as_at_ms, answer.decision.state_version) == (True, None, 0)
+
+
+def test_as_at_after_the_replica_state_is_answered_as_at_the_replica() -> None:
+    answer = decide_offline(research_query(as_at_ms=REPLICA_MS + 10), replica_record(), now_ms=REPLICA_MS + 20)
+
+    assert answer.decision.outcome == "DENY"
+    assert answer.as_at_ms == REPLICA_MS
+
+
+def test_as_at_before_the_replica_but_after_its_last_change_is_answered_as_at_then() -> None:
+    answer = decide_offline(research_query(as_at_ms=OBJECTED_MS), replica_record(), now_ms=REPLICA_MS + 20)
+
+    assert answer.decision.outcome == "DENY"
+    assert answer.as_at_ms == OBJECTED_MS
+
+
+def test_as_at_before_the_last_replicated_change_is_refused_with_a_reason() -> None:
+    with pytest.raises(AsAtNotReplicatedError, match="ask the core's API") as info:
+        decide_offline(research_query(as_at_ms=OBJECTED_MS - 1), replica_record(), now_ms=REPLICA_MS + 20)
+
+    assert info.value.reason == "AS_AT_NOT_REPLICATED"
+
+
+def test_the_agent_accepts_the_core_request_with_accessor_id_and_as_at() -> None:
+    doc = {
+        "nhs_number": VALID_NHS,
+        "purpose": "TREAT",
+        "data_classes": ["ALL"],
+        "as_at": "1970-01-01T00:00:00.010Z",
+        "requester": {
+            "organisation": "A12345",
+            "role": "GP",
+            "registered": True,
+            "relationship": "LEGITIMATE",
+            "care_team": True,
+            "accessor_id": "staff-42",
+        },
+    }
+    parsed = parse_request(doc, fake_pseudonymise, now_ms=REPLICA_MS)
+
+    assert (parsed.accessor_id, parsed.as_at_ms, parsed.request.at_ms) == ("staff-42", 10, 10)
+    assert decide_offline(parsed, replica_record(), now_ms=REPLICA_MS).as_at_ms == 10
 
 
 def test_query_needs_a_requester() -> None:
-    with pytest.raises(MissingFieldError, match="requester is required"):
-        parse_query({"nhs_number": VALID_NHS, "purpose": "TREAT", "data_classes": ["ALL"]}, fake_pseudonymise)
+    with pytest.raises(BadRequestError, match="field requester must be an object"):
+        parse_request({"nhs_number": VALID_NHS, "purpose": "TREAT", "data_classes": ["ALL"]}, fake_pseudonymise, 1)

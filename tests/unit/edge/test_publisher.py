@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.backoff import full_jitter_delay
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher, PublisherSettings
 from edge_agent.wire import AvroEventCodec
@@ -96,10 +95,3 @@ async def test_new_submissions_wake_an_idle_publisher(tmp_path: Path) -> None:
     await outbox.close()
 
     assert transport.delivered == [1]
-
-
-def test_full_jitter_delay_is_capped_and_scaled() -> None:
-    assert full_jitter_delay(0, base_s=0.5, cap_s=60, unit_random=1.0) == 0.5
-    assert full_jitter_delay(3, base_s=0.5, cap_s=60, unit_random=0.5) == 2.0
-    assert full_jitter_delay(10_000, base_s=0.5, cap_s=60, unit_random=1.0) == 60
-    assert full_jitter_delay(5, base_s=0.5, cap_s=60, unit_random=0.0) == 0.0

@@ -89,7 +89,7 @@ def test_cli_submit_invalid_event_exits_nonzero_with_reason(tmp_path: Path) -> N
 
 def test_pure_modules_import_no_io_libraries() -> None:
     code = (
-        "import sys, edge_agent.submission, edge_agent.backoff, edge_agent.config;"
+        "import sys, edge_agent.submission, edge_agent.config;"
         "print(sorted(m for m in ('aiokafka', 'aiomqtt', 'sqlite3', 'aiohttp') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
@@ -107,4 +107,4 @@ def test_package_exports_are_declared_and_sorted() -> None:
 def test_every_lazy_export_resolves() -> None:
     import edge_agent
 
-    assert set(edge_agent._HOME) == set(edge_agent.__all__)
+    assert set(edge_agent._LAZY) == set(edge_agent.__all__)

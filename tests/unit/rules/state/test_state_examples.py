@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.shielding import UnauthorisedShieldingClearError
-from broker.state import (
+from consent_rules.shielding import UnauthorisedShieldingClearError
+from consent_rules.state import (
     PatientMismatchError,
     Provenance,
     Stamp,

@@ -12,7 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
-from broker.state import PatientState, Source, Stamp, apply, empty_state, merge
+from consent_rules.state import PatientState, Source, Stamp, apply, empty_state, merge
 from consent_wire.model import Event
 
 from .strategies import PATIENT, events

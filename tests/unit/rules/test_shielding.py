@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.shielding import (
+from consent_rules.shielding import (
     SHIELDING_ROLES,
     ShieldingPolicyError,
     check_shielding,

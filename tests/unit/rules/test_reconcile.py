@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from broker.reconcile import Outcome, ReconcileOutput, Reconciler
-from broker.state import PatientMismatchError, PatientState, empty_state, replay
+from consent_rules.reconcile import Outcome, ReconcileOutput, Reconciler
+from consent_rules.state import PatientMismatchError, PatientState, empty_state, replay
 from consent_wire.codes import (
     BreachSeverity,
     ConsentDirective,
@@ -16,8 +16,7 @@ from consent_wire.codes import (
     ShieldingAction,
 )
 from consent_wire.model import BreachReport, ConsentDecision, Event, ShieldingFlag
-
-from .strategies import BASE_MS, PATIENT, hlc_of, make_event
+from tests.unit.rules.state.strategies import BASE_MS, PATIENT, hlc_of, make_event
 
 
 def grant(ms: int = BASE_MS) -> Event:

@@ -9,7 +9,7 @@ when the effective shielding changed (shielding topic), or a dead-letter with
 the rejection reason.
 
 Processing is idempotent (a redelivered event is reported as ``DUPLICATE`` with
-nothing to write) and order-insensitive (see :mod:`broker.state`), so replaying
+nothing to write) and order-insensitive (see :mod:`consent_rules.state.merge`), so replaying
 the events topic from any committed offset after a crash converges on the same
 bytes.
 """
@@ -22,7 +22,7 @@ from enum import StrEnum
 
 import orjson
 
-from broker.state import (
+from consent_rules.state import (
     PatientMismatchError,
     PatientState,
     ShieldingRegister,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.decision import (
+from consent_rules.decision import (
     DIRECT_CARE_PURPOSES,
     NDOP_PURPOSES,
     SECONDARY_PURPOSES,
@@ -17,7 +17,7 @@ from broker.decision import (
     Requester,
     decide,
 )
-from broker.state import PatientState, empty_state, replay
+from consent_rules.state import PatientState, empty_state, replay
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from broker.state import STATE_FORMAT, PatientState, StateDecodeError, apply, empty_state
+from consent_rules.state import STATE_FORMAT, PatientState, StateDecodeError, apply, empty_state
 from consent_wire.codes import ConsentDirective, DataClass, HiddenField, PurposeOfUse, ShieldingAction
 from consent_wire.model import ConsentDecision, ShieldingFlag
 

@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter (pure).
+"""Exponential backoff with full jitter (pure): the edge agent's reconnects and the core's sessions.
 
 "Full jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015): sleep a uniform
 random time in ``[0, min(cap, base * 2**attempt)]``; it spreads reconnecting agents best after

@@ -7,7 +7,7 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.state import PatientState, Source, Stamp, apply, classify, empty_state, merge, replay
+from consent_rules.state import PatientState, Source, Stamp, apply, classify, empty_state, merge, replay
 from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
 from .strategies import PATIENT, event_lists, events
@@ -123,3 +123,16 @@ def _register_name(e: Event) -> str | None:
         case ShieldingFlag():
             return "shielding"
     return None
+
+
+@PROPERTY_SETTINGS
+@given(event_lists())
+def test_the_state_as_at_its_newest_stamp_is_the_state(evs: list[Event]) -> None:
+    state = state_of(evs)
+    newest = state.newest_stamp
+
+    if newest is None:
+        assert state.version == 0
+    else:
+        assert replay(PATIENT, evs, as_at_hlc=newest.hlc) == state
+        assert replay(PATIENT, evs, as_at_hlc=newest.hlc - 1) != state

@@ -6,8 +6,8 @@ Each docstring cites the recommendation or revised Caldicott principle it exerci
 
 from __future__ import annotations
 
-from broker.decision import Obligation, Outcome, decide, decide_as_at
-from broker.state import empty_state
+from consent_rules.decision import Obligation, Outcome, decide, decide_as_at
+from consent_rules.state import empty_state
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,

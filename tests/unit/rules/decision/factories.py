@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from broker.decision import DecisionRequest, Requester
-from broker.state import PatientState, replay
+from consent_rules.decision import DecisionRequest, Requester
+from consent_rules.state import PatientState, replay
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,

@@ -1,0 +1,74 @@
+"""Direct care (TREAT, ETREAT, COC) and break-glass access."""
+
+from __future__ import annotations
+
+from consent_rules.decision._consents import apply_consents
+from consent_rules.decision._draft import Draft, requested
+from consent_rules.decision._objections import objections_allow
+from consent_rules.decision._shielding import shield
+from consent_rules.decision.outcome import Code, Decision, Obligation
+from consent_wire.codes import LegalBasis, Relationship
+
+__all__ = ["break_glass", "direct_care"]
+
+
+def break_glass(d: Draft) -> Decision:
+    d.note(
+        Code.BREAK_GLASS,
+        "Break-glass access: permitted for an emergency; the access is recorded and the "
+        "privacy officer is alerted for review.",
+    )
+    d.oblige(Obligation.ALERT_PRIVACY_OFFICER)
+    d.oblige(Obligation.RECORD_ACCESS)
+    if not d.request.requester.registered:
+        d.oblige(Obligation.MINIMUM_DATA_SET)
+    return d.finish(LegalBasis.BREAK_GLASS, shield(d, requested(d.request)))
+
+
+def direct_care(d: Draft) -> Decision:
+    req, who = d.request, d.request.requester
+    if who.relationship is not Relationship.LEGITIMATE and not who.care_team:
+        d.note(
+            Code.NO_LEGITIMATE_RELATIONSHIP,
+            f"{who.organisation} has no legitimate care relationship with the patient, so implied "
+            "consent for direct care does not apply (principle 4: strict need to know).",
+        )
+        return d.deny()
+    if not who.registered and not _unregistered_ok(d):
+        return d.deny()
+    allowed, overridden = objections_allow(d, relying_on=req.legal_basis)
+    if not allowed:
+        return d.deny()
+    consents = apply_consents(d, fallback_ok=True)
+    permitted = consents.permitted
+    if overridden or consents.overridden:
+        basis = LegalBasis.STATUTORY_MANDATE if req.legal_basis is None else req.legal_basis
+    elif permitted and len(consents.explicit) == len(permitted):
+        basis = LegalBasis.CONSENT
+        d.note(Code.EXPLICIT_CONSENT, "The patient gave explicit consent covering this sharing.")
+    else:
+        basis = LegalBasis.IMPLIED_CONSENT_DIRECT_CARE
+        if permitted:
+            d.note(
+                Code.DIRECT_CARE_IMPLIED_CONSENT,
+                f"Direct care ({req.purpose.value}) within a legitimate relationship proceeds on "
+                "implied consent (recommendations 2-4, principle 7).",
+            )
+    return d.finish(basis, shield(d, permitted))
+
+
+def _unregistered_ok(d: Draft) -> bool:
+    who = d.request.requester
+    if not who.care_team:
+        d.note(
+            Code.UNREGISTERED_NOT_IN_CARE_TEAM,
+            f"The requester ({who.role}) is not a registered professional and not in the patient's care team.",
+        )
+        return False
+    d.note(
+        Code.UNREGISTERED_IN_CARE_TEAM,
+        f"The requester ({who.role}) is an unregistered member of the care team: sharing for direct "
+        "care is allowed with the minimum data set only (recommendation 3).",
+    )
+    d.oblige(Obligation.MINIMUM_DATA_SET)
+    return True

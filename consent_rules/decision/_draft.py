@@ -1,0 +1,70 @@
+"""The scratchpad one decision is built on; internal to :mod:`consent_rules.decision`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
+from consent_rules.decision.request import DecisionRequest
+from consent_rules.state import PatientState, effective_consent
+from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
+
+__all__ = ["Draft", "requested"]
+
+
+@dataclass(slots=True)
+class Draft:
+    """Mutable scratchpad for one decision; never leaves the decision package."""
+
+    request: DecisionRequest
+    state: PatientState
+    codes: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    obligations: list[Obligation] = field(default_factory=list)
+    withheld: list[DataClass] = field(default_factory=list)
+
+    def note(self, code: Code, text: str) -> None:
+        self.codes.append(code.value)
+        self.reasons.append(text)
+
+    def oblige(self, obligation: Obligation) -> None:
+        if obligation not in self.obligations:
+            self.obligations.append(obligation)
+
+    def withhold(self, data_class: DataClass) -> None:
+        if data_class not in self.withheld:
+            self.withheld.append(data_class)
+
+    def consent(self, data_class: DataClass) -> ConsentDirective | None:
+        req = self.request
+        reg = effective_consent(self.state, req.purpose, data_class, req.requester.organisation, req.at_ms)
+        return None if reg is None else reg.directive
+
+    def deny(self) -> Decision:
+        return self.finish(None, [])
+
+    def finish(self, basis: LegalBasis | None, permitted: list[DataClass]) -> Decision:
+        obligations: tuple[Obligation, ...] = ()
+        if not permitted:
+            outcome, basis = Outcome.DENY, None
+            self.withheld = list(dict.fromkeys([*self.request.data_classes, *self.withheld]))
+        else:
+            if self.withheld:
+                self.oblige(Obligation.WITHHOLD_DATA_CLASSES)
+            obligations = tuple(self.obligations)
+            outcome = Outcome.PERMIT_WITH_OBLIGATIONS if obligations else Outcome.PERMIT
+        return Decision(
+            outcome,
+            obligations,
+            tuple(self.reasons),
+            basis,
+            tuple(self.codes),
+            self.state.version,
+            tuple(permitted),
+            tuple(self.withheld),
+        )
+
+
+def requested(request: DecisionRequest) -> list[DataClass]:
+    """The requested data classes, duplicates dropped, in request order."""
+    return list(dict.fromkeys(request.data_classes))

@@ -1,0 +1,76 @@
+"""Objections (rec 11, 7.12): which apply to a request, and what may override them."""
+
+from __future__ import annotations
+
+from consent_rules.decision._draft import Draft
+from consent_rules.decision.outcome import Code
+from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES
+from consent_wire.codes import LegalBasis, ObjectionKind
+
+__all__ = ["active_objections", "note_consent_over_objections", "objections_allow"]
+
+_OBJECTION_CODE = {
+    ObjectionKind.NDOP: Code.NDOP_ACTIVE,
+    ObjectionKind.TYPE1: Code.TYPE1_ACTIVE,
+    ObjectionKind.TYPE2: Code.TYPE2_ACTIVE,
+    ObjectionKind.LOCAL_DISSENT: Code.LOCAL_DISSENT,
+}
+_OBJECTION_TEXT = {
+    ObjectionKind.NDOP: "the national data opt-out",
+    ObjectionKind.TYPE1: "a type 1 objection (no identifiable GP data leaves the practice)",
+    ObjectionKind.TYPE2: "a legacy type 2 objection",
+    ObjectionKind.LOCAL_DISSENT: "local dissent from sharing outside the recording organisation",
+}
+
+
+def _objection_applies(d: Draft, kind: ObjectionKind, site: str) -> bool:
+    purpose, organisation = d.request.purpose, d.request.requester.organisation
+    if kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):
+        return purpose in NDOP_PURPOSES
+    if kind is ObjectionKind.TYPE1:
+        return purpose in SECONDARY_PURPOSES and organisation != site
+    return organisation != site  # LOCAL_DISSENT: sharing outside the recording organisation
+
+
+def _override(kind: ObjectionKind, exemptions: tuple[LegalBasis, ...], basis: LegalBasis | None) -> Code | None:
+    if basis is LegalBasis.STATUTORY_MANDATE:
+        return Code.STATUTORY_MANDATE_OVERRIDES_OBJECTION
+    if basis is not None and basis in exemptions:
+        return Code.EXEMPTION_OVERRIDES_OBJECTION
+    if basis is LegalBasis.SAFEGUARDING and kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):
+        return Code.PUBLIC_INTEREST_OVERRIDES_OBJECTION
+    return None
+
+
+def active_objections(d: Draft) -> list[tuple[ObjectionKind, tuple[LegalBasis, ...]]]:
+    """The active objections that cover this request, with their exemptions, in kind order."""
+    return [
+        (kind, reg.exemptions)
+        for kind, reg in sorted(d.state.objections.items(), key=lambda kv: kv[0].value)
+        if reg.active and _objection_applies(d, kind, reg.site)
+    ]
+
+
+def objections_allow(d: Draft, *, relying_on: LegalBasis | None) -> tuple[bool, bool]:
+    """Note every applicable objection: (no objection blocks, some objection was overridden)."""
+    allowed, overridden = True, False
+    for kind, exemptions in active_objections(d):
+        what = _OBJECTION_TEXT[kind]
+        override = _override(kind, exemptions, relying_on)
+        if override is not None and relying_on is not None:
+            overridden = True
+            d.note(override, f"The patient registered {what}; {relying_on.value} overrides it here.")
+            continue
+        allowed = False
+        extra = " An s251 approval does not set it aside." if relying_on is LegalBasis.S251 else ""
+        d.note(_OBJECTION_CODE[kind], f"The patient registered {what}, which covers this use.{extra}")
+    return allowed, overridden
+
+
+def note_consent_over_objections(d: Draft) -> None:
+    for kind, _ in active_objections(d):
+        d.note(
+            Code.EXPLICIT_CONSENT_OVERRIDES_OBJECTION,
+            f"The patient registered {_OBJECTION_TEXT[kind]}, but their explicit consent for this "
+            "specific use takes precedence for the consented data.",
+        )

@@ -1,0 +1,122 @@
+"""A decision request from its JSON document, the one parser of the core's and the agent's APIs (pure).
+
+The document (``docs/openapi.yaml``, ``DecisionRequest``)::
+
+    {"nhs_number": "9434765919", "purpose": "TREAT", "data_classes": ["ALL"],
+     "legal_basis": null, "as_at": null,
+     "requester": {"organisation": "A12345", "role": "GP", "registered": true,
+                   "relationship": "LEGITIMATE", "care_team": true, "accessor_id": "staff-42"}}
+
+``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
+time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
+
+Errors::
+
+    ValidationError (consent_wire.errors)
+    +-- BadRequestError          BAD_REQUEST
+    InvalidCodeError             INVALID_CODE (an unknown purpose, data class, basis or relationship)
+    (and whatever the caller's ``patient_key`` raises for a bad NHS number)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from consent_rules.decision.request import DecisionRequest, Requester
+from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
+from consent_wire.errors import InvalidCodeError, ValidationError
+
+__all__ = ["MAX_DATA_CLASSES", "MAX_TEXT", "BadRequestError", "ParsedRequest", "parse_as_at", "parse_request"]
+
+MAX_DATA_CLASSES = 32  # more than every DataClass code; bounds a hostile list
+MAX_TEXT = 128  # organisation / role / accessor id: ODS codes and role names are short
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class BadRequestError(ValidationError):
+    """A request document that is not the documented shape; the message names the field."""
+
+    reason = "BAD_REQUEST"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    request: DecisionRequest  # at_ms is as_at_ms when given, else the now_ms passed to the parser
+    accessor_id: str  # "" when the requester names no person
+    as_at_ms: int | None  # the re-evaluation time asked for; None = a live decision
+
+
+def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) -> ParsedRequest:
+    """A decision request from JSON; ``patient_key`` pseudonymises (and validates) the NHS number."""
+    if not isinstance(body, dict):
+        raise BadRequestError("request body must be a JSON object")
+    requester, accessor = _requester(body.get("requester"))
+    purpose = _code(PurposeOfUse, _field(body, "purpose", str), "purpose")
+    key = patient_key(_field(body, "nhs_number", str))
+    classes = _field(body, "data_classes", list)
+    if len(classes) > MAX_DATA_CLASSES:
+        raise BadRequestError(f"at most {MAX_DATA_CLASSES} data classes per request")
+    data_classes = tuple(_code(DataClass, c, "data class") for c in classes)
+    basis_value = body.get("legal_basis")
+    basis = None if basis_value is None else _code(LegalBasis, basis_value, "legal_basis")
+    as_at = None if body.get("as_at") is None else parse_as_at(body["as_at"])
+    at_ms = now_ms if as_at is None else as_at
+    return ParsedRequest(DecisionRequest(requester, purpose, key, data_classes, basis, at_ms), accessor, as_at)
+
+
+def parse_as_at(value: object) -> int:
+    """Milliseconds since the epoch, from an integer or an ISO 8601 time with a UTC offset."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise BadRequestError(f"as_at is not an ISO 8601 time: {exc}") from exc
+        if moment.tzinfo is None:
+            raise BadRequestError("as_at needs a UTC offset (e.g. 2026-09-01T12:00:00Z)")
+        return int(moment.timestamp() * 1000)
+    raise BadRequestError("as_at must be milliseconds since the epoch or an ISO 8601 time")
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type[Any], where: str = "") -> Any:
+    if name not in body:
+        raise BadRequestError(f"missing field {where}{name}")
+    value = body[name]
+    if type(value) is not kind:
+        raise BadRequestError(f"field {where}{name} must be {kind.__name__}, got {type(value).__name__}")
+    if kind is str and len(value) > MAX_TEXT:
+        raise BadRequestError(f"field {where}{name} is longer than {MAX_TEXT} characters")
+    return value
+
+
+def _code(enum: type[E], value: object, name: str) -> E:
+    known = ", ".join(m.value for m in enum)
+    if not isinstance(value, str):
+        raise InvalidCodeError(f"{name} must be a code string; use one of {known}")
+    try:
+        return enum(value)
+    except ValueError as exc:
+        raise InvalidCodeError(f"{name} {value!r} is not a known code; use one of {known}") from exc
+
+
+def _requester(body: object) -> tuple[Requester, str]:
+    if not isinstance(body, dict):
+        raise BadRequestError("field requester must be an object")
+    w = "requester."
+    accessor = body.get("accessor_id", "")
+    if not isinstance(accessor, str) or len(accessor) > MAX_TEXT:
+        raise BadRequestError("field requester.accessor_id must be a short string")
+    requester = Requester(
+        _field(body, "organisation", str, w),
+        _field(body, "role", str, w),
+        _field(body, "registered", bool, w),
+        _code(Relationship, _field(body, "relationship", str, w), "relationship"),
+        _field(body, "care_team", bool, w),
+    )
+    return requester, accessor

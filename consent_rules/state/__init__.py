@@ -1,0 +1,56 @@
+"""Per-patient consent state and its deterministic merge (pure).
+
+- :mod:`~consent_rules.state.registers` - the last-writer-wins registers, their stamps and :class:`PatientState`.
+- :mod:`~consent_rules.state.merge` - :func:`apply`, :func:`merge`, :func:`replay` (a join: commutative,
+  associative, idempotent) and :func:`effective_consent`.
+- :mod:`~consent_rules.state.codec` - the canonical JSON of a state (the state topic's record).
+"""
+
+from consent_rules.state.codec import STATE_FORMAT, StateDecodeError
+from consent_rules.state.merge import (
+    REASON_INVALID_PERIOD,
+    REASON_MISSING_PATIENT_KEY,
+    PatientMismatchError,
+    affects_state,
+    apply,
+    classify,
+    effective_consent,
+    empty_state,
+    merge,
+    replay,
+)
+from consent_rules.state.registers import (
+    ANY_RECIPIENT,
+    ConsentKey,
+    ConsentRegister,
+    ObjectionRegister,
+    PatientState,
+    Provenance,
+    ShieldingRegister,
+    Source,
+    Stamp,
+)
+
+__all__ = [
+    "ANY_RECIPIENT",
+    "REASON_INVALID_PERIOD",
+    "REASON_MISSING_PATIENT_KEY",
+    "STATE_FORMAT",
+    "ConsentKey",
+    "ConsentRegister",
+    "ObjectionRegister",
+    "PatientMismatchError",
+    "PatientState",
+    "Provenance",
+    "ShieldingRegister",
+    "Source",
+    "Stamp",
+    "StateDecodeError",
+    "affects_state",
+    "apply",
+    "classify",
+    "effective_consent",
+    "empty_state",
+    "merge",
+    "replay",
+]

@@ -1,0 +1,144 @@
+"""Canonical JSON of a patient state: the state topic's record format (pure).
+
+:func:`state_to_bytes` writes orjson with sorted keys, so equal states are byte-identical;
+:func:`state_from_bytes` accepts only that canonical form (anything else is rebuilt by replay).
+
+Errors::
+
+    DecodeError (consent_wire.errors)
+    +-- StateDecodeError       BAD_STATE
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from consent_rules.state.registers import (
+    ConsentKey,
+    ConsentRegister,
+    ObjectionRegister,
+    PatientState,
+    Register,
+    ShieldingRegister,
+    Source,
+    Stamp,
+)
+from consent_wire.codes import ConsentDirective, DataClass, HiddenField, LegalBasis, ObjectionKind, PurposeOfUse
+from consent_wire.errors import DecodeError
+
+__all__ = ["STATE_FORMAT", "StateDecodeError", "register_json", "state_from_bytes", "state_to_bytes"]
+
+STATE_FORMAT = 1  # layout version of to_bytes(); bump when the JSON layout changes
+
+
+class StateDecodeError(DecodeError):
+    reason = "BAD_STATE"
+
+
+def state_to_bytes(state: PatientState) -> bytes:
+    """Canonical JSON (orjson, sorted keys): byte-identical for equal states."""
+    return orjson.dumps(_state_json(state), option=orjson.OPT_SORT_KEYS)
+
+
+def state_from_bytes(data: bytes) -> PatientState:
+    """Inverse of :func:`state_to_bytes`; raises :class:`StateDecodeError` on bad input."""
+    try:
+        obj = _typed(orjson.loads(data), dict)
+        if obj["format"] != STATE_FORMAT:
+            raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")
+        applied = frozenset(_typed(i, str) for i in _typed(obj["applied"], list))
+        state = PatientState(
+            _typed(obj["patient_key"], str),
+            dict(_load_consent(c) for c in _typed(obj["consents"], list)),
+            dict(_load_objection(o) for o in _typed(obj["objections"], list)),
+            _load_shielding(obj["shielding"]),
+            applied,
+            _typed(obj["version"], int),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateDecodeError(f"not a patient state record: {exc}") from exc
+    if state.version != len(applied) or state_to_bytes(state) != data:
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    return state
+
+
+def register_json(reg: Register) -> dict[str, object]:
+    """One register as JSON (also the merge's canonical tie-break between two forms of one event)."""
+    s = reg.stamp
+    out: dict[str, object] = {
+        "stamp": {"hlc": s.hlc, "agent_id": s.agent_id, "event_id": s.event_id},
+        "source": None if reg.source is None else [reg.source[0], reg.source[1]],
+    }
+    if isinstance(reg, ConsentRegister):
+        out.update(
+            directive=reg.directive.value,
+            period_start_ms=reg.period_start_ms,
+            period_end_ms=reg.period_end_ms,
+        )
+    elif isinstance(reg, ObjectionRegister):
+        out.update(active=reg.active, exemptions=[b.value for b in reg.exemptions], site=reg.site)
+    else:
+        out.update(active=reg.active, hides=[h.value for h in reg.hides], reason=reg.reason)
+    return out
+
+
+def _state_json(state: PatientState) -> dict[str, object]:
+    consents = sorted(state.consents.items(), key=lambda kv: (kv[0][0].value, kv[0][1].value, kv[0][2]))
+    objections = sorted(state.objections.items(), key=lambda kv: kv[0].value)
+    return {
+        "format": STATE_FORMAT,
+        "patient_key": state.patient_key,
+        "version": state.version,
+        "applied": sorted(state.applied),
+        "consents": [
+            {"purpose": p.value, "data_class": d.value, "recipient": r, **register_json(reg)}
+            for (p, d, r), reg in consents
+        ],
+        "objections": [{"kind": k.value, **register_json(reg)} for k, reg in objections],
+        "shielding": None if state.shielding is None else register_json(state.shielding),
+    }
+
+
+def _typed(value: Any, kind: type[Any]) -> Any:
+    if type(value) is not kind:
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(_typed(value, int))
+
+
+def _stamp_source(obj: Any) -> tuple[Stamp, Source | None]:
+    s = obj["stamp"]
+    stamp = Stamp(_typed(s["hlc"], int), _typed(s["agent_id"], str), _typed(s["event_id"], str))
+    src = obj["source"]
+    if src is None:
+        return stamp, None
+    partition, offset = _typed(src, list)
+    return stamp, (_typed(partition, int), _typed(offset, int))
+
+
+def _load_consent(obj: Any) -> tuple[ConsentKey, ConsentRegister]:
+    stamp, source = _stamp_source(obj)
+    key = (PurposeOfUse(obj["purpose"]), DataClass(obj["data_class"]), _typed(obj["recipient"], str))
+    start, end = _opt_int(obj["period_start_ms"]), _opt_int(obj["period_end_ms"])
+    return key, ConsentRegister(ConsentDirective(obj["directive"]), start, end, stamp, source)
+
+
+def _load_objection(obj: Any) -> tuple[ObjectionKind, ObjectionRegister]:
+    stamp, source = _stamp_source(obj)
+    exemptions = tuple(LegalBasis(b) for b in _typed(obj["exemptions"], list))
+    active, site = _typed(obj["active"], bool), _typed(obj["site"], str)
+    return ObjectionKind(obj["kind"]), ObjectionRegister(active, exemptions, stamp, site, source)
+
+
+def _load_shielding(obj: Any) -> ShieldingRegister | None:
+    if obj is None:
+        return None
+    stamp, source = _stamp_source(obj)
+    hides = tuple(HiddenField(h) for h in _typed(obj["hides"], list))
+    active, reason = _typed(obj["active"], bool), _typed(obj["reason"], str)
+    return ShieldingRegister(active, hides, reason, stamp, source)

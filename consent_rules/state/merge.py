@@ -1,0 +1,209 @@
+"""The deterministic merge of consent events into a patient's state (pure).
+
+Registers (:mod:`consent_rules.state.registers`) are ordered by their :class:`Stamp`
+``(hlc, agent_id, event_id)``, never by arrival order, so :func:`merge` is a join (commutative,
+associative, idempotent) and any permutation of a set of events, with any duplicates, folds to
+byte-identical :meth:`PatientState.to_bytes`.
+
+Only :class:`ConsentDecision`, :class:`Objection` and :class:`ShieldingFlag` change the state.
+:class:`AccessRecord`, :class:`BreachReport` and :class:`KeyEvent` are not part of it (the pipeline
+routes them to the audit, breach and key topics): :func:`apply` returns the state unchanged for
+them and their ids are not added to ``applied``. An event that :func:`classify` rejects (e.g. a
+shielding flag from an unauthorised role, see :mod:`consent_rules.shielding`) is not applied either.
+
+Provenance: ``applied`` holds the id of every event folded in, and each register carries the id
+(in its stamp) and the ``(partition, offset)`` source of the event that set it. A given event id
+has one fixed offset in the events topic, so keeping the winner's source keeps the output
+deterministic; a register that was applied both with and without a source keeps the one with it.
+
+Errors::
+
+    ValidationError (consent_wire.errors)
+    +-- PatientMismatchError   PATIENT_KEY_MISMATCH
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import TypeVar
+
+import orjson
+
+from consent_rules.shielding import shielding_rejection
+from consent_rules.state.codec import register_json
+from consent_rules.state.registers import (
+    ANY_RECIPIENT,
+    ConsentRegister,
+    ObjectionRegister,
+    PatientState,
+    Register,
+    ShieldingRegister,
+    Source,
+    Stamp,
+)
+from consent_wire.codes import DataClass, ObjectionAction, PurposeOfUse, ShieldingAction
+from consent_wire.errors import ValidationError
+from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
+
+__all__ = [
+    "REASON_INVALID_PERIOD",
+    "REASON_MISSING_PATIENT_KEY",
+    "PatientMismatchError",
+    "affects_state",
+    "apply",
+    "classify",
+    "effective_consent",
+    "empty_state",
+    "merge",
+    "replay",
+]
+
+REASON_MISSING_PATIENT_KEY = "MISSING_PATIENT_KEY"  # a per-patient payload with patient_key ""
+REASON_INVALID_PERIOD = "INVALID_PERIOD"  # consent period ending at or before its start
+
+R = TypeVar("R", ConsentRegister, ObjectionRegister, ShieldingRegister)
+K = TypeVar("K")
+
+
+class PatientMismatchError(ValidationError):
+    reason = "PATIENT_KEY_MISMATCH"
+
+
+def empty_state(patient_key: str) -> PatientState:
+    return PatientState(patient_key, {}, {}, None, frozenset(), 0)
+
+
+def affects_state(event: Event) -> bool:
+    """Whether the payload is one that changes per-patient consent state."""
+    return isinstance(event.payload, ConsentDecision | Objection | ShieldingFlag)
+
+
+def classify(event: Event) -> str | None:
+    """A rejection reason code for an event that must not be applied, else ``None``.
+
+    Events that do not affect state are never rejected here.
+    """
+    payload = event.payload
+    if not affects_state(event):
+        return None
+    if not event.patient_key:
+        return REASON_MISSING_PATIENT_KEY
+    if isinstance(payload, ConsentDecision):
+        start, end = payload.period_start_ms, payload.period_end_ms
+        if start is not None and end is not None and end <= start:
+            return REASON_INVALID_PERIOD
+    if isinstance(payload, ShieldingFlag):
+        return shielding_rejection(payload)
+    return None
+
+
+def apply(state: PatientState, event: Event, source: Source | None = None) -> PatientState:
+    """Fold one event into ``state`` (pure, idempotent; a no-op for non-state or rejected events)."""
+    if not affects_state(event) or classify(event) is not None:
+        return state
+    if event.patient_key != state.patient_key:
+        raise PatientMismatchError(
+            f"event {event.event_id} is for another patient than this state; route by patient_key"
+        )
+    stamp = Stamp.of(event)
+    payload = event.payload
+    applied = state.applied | {event.event_id}
+    base = replace(state, applied=applied, version=len(applied))
+    if isinstance(payload, ConsentDecision):
+        key = (payload.purpose, payload.data_class, payload.recipient)
+        reg = ConsentRegister(payload.directive, payload.period_start_ms, payload.period_end_ms, stamp, source)
+        return replace(base, consents=_put(state.consents, key, reg))
+    if isinstance(payload, Objection):
+        obj = ObjectionRegister(
+            payload.action is ObjectionAction.REGISTER,
+            tuple(sorted(set(payload.exemptions), key=lambda b: b.value)),
+            stamp,
+            event.site,
+            source,
+        )
+        return replace(base, objections=_put(state.objections, payload.kind, obj))
+    assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state
+    active = payload.action is ShieldingAction.SET
+    hides = tuple(sorted(set(payload.hides), key=lambda h: h.value)) if active else ()
+    shield = ShieldingRegister(active, hides, payload.reason, stamp, source)
+    current = state.shielding
+    return replace(base, shielding=shield if current is None else _later(current, shield))
+
+
+def merge(a: PatientState, b: PatientState) -> PatientState:
+    """Join of two states of the same patient: pointwise later register, union of ``applied``."""
+    if a.patient_key != b.patient_key:
+        raise PatientMismatchError("cannot merge the states of two different patients")
+    applied = a.applied | b.applied
+    shielding = a.shielding
+    if b.shielding is not None:
+        shielding = b.shielding if shielding is None else _later(shielding, b.shielding)
+    return PatientState(
+        a.patient_key,
+        _join_maps(a.consents, b.consents),
+        _join_maps(a.objections, b.objections),
+        shielding,
+        applied,
+        len(applied),
+    )
+
+
+def replay(patient_key: str, events: Iterable[Event], *, as_at_hlc: int | None = None) -> PatientState:
+    """Fold the events of ``patient_key`` (others skipped); with ``as_at_hlc`` only those with hlc <= it."""
+    state = empty_state(patient_key)
+    for event in events:
+        if event.patient_key != patient_key or (as_at_hlc is not None and event.hlc > as_at_hlc):
+            continue
+        state = apply(state, event)
+    return state
+
+
+def effective_consent(
+    state: PatientState, purpose: PurposeOfUse, data_class: DataClass, recipient: str, at_ms: int
+) -> ConsentRegister | None:
+    """The most specific register matching the request whose period contains ``at_ms``.
+
+    Specificity is lexicographic: exact recipient beats ``"*"``, then exact purpose
+    beats ``ANY``, then exact data class beats ``ALL``; among equals the later stamp wins.
+    """
+    best: tuple[tuple[bool, bool, bool, Stamp], ConsentRegister] | None = None
+    for (p, d, r), reg in state.consents.items():
+        if p not in (purpose, PurposeOfUse.ANY) or d not in (data_class, DataClass.ALL):
+            continue
+        if r not in (recipient, ANY_RECIPIENT) or not reg.covers(at_ms):
+            continue
+        rank = (r == recipient, p == purpose, d == data_class, reg.stamp)
+        if best is None or rank > best[0]:
+            best = (rank, reg)
+    return None if best is None else best[1]
+
+
+def _later(a: R, b: R) -> R:
+    """The register with the later stamp; equal stamps (same event) break ties canonically."""
+    if a.stamp != b.stamp:
+        return a if a.stamp > b.stamp else b
+    if a == b:
+        return a
+    # a register that knows its source offset beats the same event applied without one
+    return a if (a.source is not None, _tiebreak(a)) >= (b.source is not None, _tiebreak(b)) else b
+
+
+def _put(registers: Mapping[K, R], key: K, reg: R) -> Mapping[K, R]:
+    current = registers.get(key)
+    winner = reg if current is None else _later(current, reg)
+    if winner is current:
+        return registers
+    return {**registers, key: winner}
+
+
+def _join_maps(a: Mapping[K, R], b: Mapping[K, R]) -> Mapping[K, R]:
+    out = dict(a)
+    for key, reg in b.items():
+        current = out.get(key)
+        out[key] = reg if current is None else _later(current, reg)
+    return out
+
+
+def _tiebreak(reg: Register) -> bytes:
+    return orjson.dumps(register_json(reg), option=orjson.OPT_SORT_KEYS)

@@ -1,0 +1,148 @@
+"""The registers of one patient's consent state and the state that holds them (pure).
+
+The state of one patient is a set of last-writer-wins registers: one per consent scope
+``(purpose, data_class, recipient)``, one per objection kind and one shielding register. Each
+register carries the :class:`Stamp` ``(hlc, agent_id, event_id)`` of the event that set it (the
+merge orders by it, see :mod:`consent_rules.state.merge`) and that event's ``(partition, offset)``
+source in the events topic when known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from consent_wire.codes import (
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    LegalBasis,
+    ObjectionKind,
+    PurposeOfUse,
+)
+from consent_wire.model import Event
+
+__all__ = [
+    "ANY_RECIPIENT",
+    "ConsentKey",
+    "ConsentRegister",
+    "ObjectionRegister",
+    "PatientState",
+    "Provenance",
+    "Register",
+    "ShieldingRegister",
+    "Source",
+    "Stamp",
+]
+
+ANY_RECIPIENT = "*"  # same wildcard as consent_wire.model.ANY_RECIPIENT
+
+Source: TypeAlias = tuple[int, int]  # (partition, offset) of the event in the events topic
+ConsentKey: TypeAlias = tuple[PurposeOfUse, DataClass, str]  # (purpose, data_class, recipient)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Stamp:
+    """Total order used by the merge: ``(hlc, agent_id, event_id)`` compared as a tuple."""
+
+    hlc: int
+    agent_id: str
+    event_id: str
+
+    @staticmethod
+    def of(event: Event) -> Stamp:
+        return Stamp(event.hlc, event.agent_id, event.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRegister:
+    """Last-writer-wins register for one consent scope."""
+
+    directive: ConsentDirective
+    period_start_ms: int | None
+    period_end_ms: int | None  # exclusive; None = open-ended
+    stamp: Stamp
+    source: Source | None = None
+
+    def covers(self, at_ms: int) -> bool:
+        """Whether ``at_ms`` lies in ``[period_start_ms, period_end_ms)``."""
+        after_start = self.period_start_ms is None or self.period_start_ms <= at_ms
+        return after_start and (self.period_end_ms is None or at_ms < self.period_end_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectionRegister:
+    active: bool
+    exemptions: tuple[LegalBasis, ...]  # sorted, unique
+    stamp: Stamp
+    site: str
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldingRegister:
+    active: bool
+    hides: tuple[HiddenField, ...]  # sorted, unique; () when inactive
+    reason: str
+    stamp: Stamp
+    source: Source | None = None
+
+
+Register: TypeAlias = ConsentRegister | ObjectionRegister | ShieldingRegister
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """The event that set one register."""
+
+    event_id: str
+    source: Source | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientState:
+    patient_key: str
+    consents: Mapping[ConsentKey, ConsentRegister]
+    objections: Mapping[ObjectionKind, ObjectionRegister]
+    shielding: ShieldingRegister | None
+    applied: frozenset[str]  # event ids applied (idempotence + provenance)
+    version: int  # == len(applied)
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (orjson, sorted keys): byte-identical for equal states."""
+        # imported here: the codec builds PatientState values, so it imports this module
+        from consent_rules.state.codec import state_to_bytes
+
+        return state_to_bytes(self)
+
+    @staticmethod
+    def from_bytes(data: bytes) -> PatientState:
+        """Inverse of :meth:`to_bytes`; raises :class:`~consent_rules.state.StateDecodeError` on bad input."""
+        from consent_rules.state.codec import state_from_bytes
+
+        return state_from_bytes(data)
+
+    @property
+    def provenance(self) -> Mapping[str, Provenance]:
+        """Register name (``consent/TREAT/ALL/*``, ``objection/TYPE1``, ``shielding``) -> setter."""
+        out: dict[str, Provenance] = {}
+        for (purpose, data_class, recipient), c in self.consents.items():
+            out[f"consent/{purpose.value}/{data_class.value}/{recipient}"] = Provenance(c.stamp.event_id, c.source)
+        for kind, o in self.objections.items():
+            out[f"objection/{kind.value}"] = Provenance(o.stamp.event_id, o.source)
+        if self.shielding is not None:
+            out["shielding"] = Provenance(self.shielding.stamp.event_id, self.shielding.source)
+        return out
+
+    @property
+    def newest_stamp(self) -> Stamp | None:
+        """The latest stamp of any register (``None`` for an empty state).
+
+        Every event folded in has a stamp at or before it (a losing event is older than the winner
+        of its register), so the state as at any hlc at or after ``newest_stamp.hlc`` is this state.
+        """
+        stamps = [c.stamp for c in self.consents.values()] + [o.stamp for o in self.objections.values()]
+        if self.shielding is not None:
+            stamps.append(self.shielding.stamp)
+        return max(stamps, default=None)
