@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from broker.api_json import ApiRequestError, parse_as_at
+from broker.api.codec import ApiRequestError, parse_as_at
 from broker.audit import AuditRecord, RecordKind
 from consent_wire.codes import BreachSeverity, ConsentDirective, ObjectionKind, PurposeOfUse
 from tests.unit.api.backend import (
