@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from collections.abc import Coroutine
@@ -12,6 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from broker import __version__
+from broker.commands import audit as audit_commands
+from broker.commands import demo as demo_commands
+from broker.commands import reports as reports_commands
 from broker.infra import Infra, InfraConfig, InfraError
 from broker.settings import STAGES, CoreSettings, SettingsError
 from broker.topics import TopicNames, create_topics, describe_topics
@@ -133,17 +135,11 @@ def run_core(config: Path | None, stages: str | None, bootstrap: str | None, met
         raise click.ClickException(str(exc)) from exc
 
 
-def _register_commands() -> None:
-    """Commands contributed by feature modules: broker/commands/<name>.py exposing ``command``."""
-    import pkgutil
-
-    import broker.commands
-
-    for info in pkgutil.iter_modules(broker.commands.__path__):
-        module = importlib.import_module(f"broker.commands.{info.name}")
-        cli.add_command(module.command)
+# Commands contributed by feature modules (broker/commands/): an explicit table, not a package scan.
+COMMANDS: tuple[click.Command, ...] = (audit_commands.command, demo_commands.command, reports_commands.command)
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:
-    _register_commands()
     cli()

@@ -1,17 +1,26 @@
-"""Runs the chosen core stages in one process on one event loop, with clean shutdown on SIGTERM/SIGINT."""
+"""Runs the chosen core stages in one process on one event loop, with clean shutdown on SIGTERM/SIGINT.
+
+Stages (the names of :data:`broker.settings.STAGES`): ``verifier`` and ``reconciler`` are
+transactional Kafka stages built here; the others are services listed in :data:`SERVICES`, an
+explicit table (no lookup by module name), each built from the core and started with its stop event.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
+from broker.api.service import ApiService
+from broker.bridge.service import MqttBridge
 from broker.keys_follower import KeysFollower
+from broker.mirror.service import MqttMirror
 from broker.pipeline import ReconcilerLogic, VerifierLogic
 from broker.settings import CoreSettings, SettingsError
 from broker.stage import StageConfig, TransactionalStage
@@ -19,9 +28,24 @@ from broker.topics import Topic, TopicNames
 from broker.verifier import VerifierCore
 from consent_wire.keys import KeyRegistry
 
-__all__ = ["Core"]
+__all__ = ["PIPELINE_STAGES", "SERVICES", "Core", "Service"]
 
 log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """A stage beside the pipeline: started once, its tasks end when ``stop`` is set."""
+
+    async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]: ...
+
+
+PIPELINE_STAGES = ("verifier", "reconciler")  # TransactionalStages, built by Core itself
+# stage name -> how the core builds it; with PIPELINE_STAGES this covers broker.settings.STAGES
+SERVICES: Mapping[str, Callable[[Core], Service]] = {
+    "bridge": MqttBridge.for_core,
+    "api": ApiService.for_core,
+    "mirror": MqttMirror.for_core,
+}
 
 
 class Core:
@@ -32,6 +56,7 @@ class Core:
         self.topics = TopicNames(settings.topic_prefix)
         self.stop_event = asyncio.Event()
         self.stages: dict[str, TransactionalStage] = {}
+        self.services: dict[str, Service] = {}  # the services started, by stage name (e.g. the API's port)
         self._keys: KeysFollower | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None  # the first task that died, if any
@@ -47,9 +72,7 @@ class Core:
     async def start(self) -> None:
         s = self.settings
         await self._check_topics()
-        if "verifier" in s.stages:
-            if not s.root_public_key_hex:
-                raise SettingsError("the verifier needs root_public_key_hex (CONSENT_ROOT_PUBLIC_KEY_HEX)")
+        if "verifier" in s.stages:  # root_public_key_hex was validated when the settings loaded
             root = Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
             registry = KeyRegistry(root)
             self._keys = KeysFollower(s.bootstrap, self.topics.keys, registry)
@@ -63,10 +86,10 @@ class Core:
                 self._stage_config("reconciler"), ReconcilerLogic(self.topics)
             )
         for name in s.stages:
-            if name not in ("verifier", "reconciler"):
-                # optional services (bridge, api) live in broker/service_<name>.py: start_service(core) -> tasks
-                module = importlib.import_module(f"broker.service_{name}")
-                self._tasks.extend(await module.start_service(self))
+            if name in SERVICES:
+                service = SERVICES[name](self)
+                self.services[name] = service
+                self._tasks.extend(await service.start(self.stop_event))
         if s.metrics_port:
             start_http_server(s.metrics_port, addr="127.0.0.1")
         for name, stage in self.stages.items():

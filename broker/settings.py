@@ -1,20 +1,34 @@
-"""One typed settings object for a core process, from a TOML file and CONSENT_* environment variables."""
+"""One typed settings object for a core process, from a TOML file and CONSENT_* environment variables.
+
+Every setting is checked when the object is built (:meth:`CoreSettings.load` or the constructor), not
+later by the stage that uses it: types, ranges, hex formats, the settings a selected stage requires
+and the files they name (read once here, so a missing or malformed file stops the process before
+it connects to anything). All problems are reported together in one :class:`SettingsError`, one
+line per setting, each naming the setting, its environment variable, the value and what to do.
+Secrets are never echoed: file settings show the path, not the contents.
+"""
 
 from __future__ import annotations
 
+import csv
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STAGES", "CoreSettings", "SettingsError"]
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from broker.errors import SettingsError
+from broker.mirror.planner import Registration, RegistrationsError, parse_registrations
+from consent_wire.identity import MIN_SECRET_BYTES
+
+__all__ = ["STAGES", "CoreSettings", "SettingsError", "load_list_sizes", "load_registrations", "read_hex_file"]
 
 STAGES = ("verifier", "reconciler", "bridge", "api", "mirror")
-
-
-class SettingsError(Exception):
-    reason = "BAD_SETTINGS"
+_ED25519_KEY_BYTES = 32  # RFC 8032 section 5.1.5: raw Ed25519 public and private keys are 32 bytes
+_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +41,7 @@ class CoreSettings:
     pseudonym_secret_file: str = ""  # HMAC key for patient pseudonyms (API requests carry NHS numbers)
     metrics_port: int = 0  # 0 = no metrics endpoint
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_port: int = 8080  # 0 = any free port (tests); read back from ApiService.port
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     gap_timeout_ms: int = 30_000
@@ -36,8 +50,14 @@ class CoreSettings:
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
     registrations_file: str = ""  # CSV site,patient_key: sites the mirror serves besides those seen in events
 
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise SettingsError("\n".join(problems))
+
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoreSettings:
+        """Defaults < the ``[core]`` table of ``path`` < ``CONSENT_<NAME>`` variables < ``overrides``."""
         values: dict[str, Any] = {}
         if path is not None:
             try:
@@ -45,30 +65,195 @@ class CoreSettings:
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
         for f in fields(cls):
-            env = os.environ.get(f"CONSENT_{f.name.upper()}")
+            env = os.environ.get(_env(f.name))
             if env is not None:
                 values[f.name] = env
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls()._with(values)
+        return cls(**_typed(values))
 
-    def _with(self, values: dict[str, Any]) -> CoreSettings:
-        known = {f.name: f for f in fields(self)}
-        typed: dict[str, Any] = {}
-        for name, value in values.items():
-            if name not in known:
-                raise SettingsError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
-            default = getattr(self, name)
-            if isinstance(default, tuple):
-                typed[name] = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
-            elif isinstance(default, int):
-                try:
-                    typed[name] = int(value)
-                except ValueError as exc:
-                    raise SettingsError(f"setting {name} must be an integer, got {value!r}") from exc
-            else:
-                typed[name] = str(value)
-        result = replace(self, **typed)
-        unknown = set(result.stages) - set(STAGES)
-        if unknown:
-            raise SettingsError(f"unknown stage(s) {sorted(unknown)}; choose from {', '.join(STAGES)}")
-        return result
+
+def _env(name: str) -> str:
+    return f"CONSENT_{name.upper()}"
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name: f.default for f in fields(CoreSettings)}
+    typed: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            raise SettingsError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
+        default = known[name]
+        if isinstance(default, tuple):
+            typed[name] = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+        elif isinstance(default, int):
+            try:
+                typed[name] = int(value)
+            except ValueError as exc:
+                raise SettingsError(f"setting {name} must be an integer, got {value!r}") from exc
+        else:
+            typed[name] = str(value)
+    return typed
+
+
+# --- files named by settings (read at load to validate them, and by the stage that uses them) ----
+
+
+def read_hex_file(path: str, setting: str) -> bytes:
+    """The bytes hex-encoded in ``path`` (as ``openssl rand -hex 32`` writes them)."""
+    try:
+        return bytes.fromhex(Path(path).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise SettingsError(
+            f"setting {setting}={path!r} ({_env(setting)}): cannot read hex from it ({exc}); "
+            "point it at a readable file holding the value hex-encoded"
+        ) from exc
+
+
+def load_list_sizes(path: str | None) -> dict[str, int]:
+    """``practice,list_size`` rows (a header row is skipped) from a CSV file."""
+    if not path:
+        return {}
+    sizes: dict[str, int] = {}
+    try:
+        with Path(path).open(newline="") as f:
+            for row in csv.reader(f):
+                if len(row) >= 2 and row[1].strip().isdigit():
+                    sizes[row[0].strip()] = int(row[1])
+    except OSError as exc:
+        raise SettingsError(
+            f"setting list_sizes_file={path!r} ({_env('list_sizes_file')}): cannot read list sizes ({exc}); "
+            "point it at a practice,list_size CSV file or leave it empty"
+        ) from exc
+    return sizes
+
+
+def load_registrations(path: str) -> tuple[Registration, ...]:
+    """The registrations CSV named by ``registrations_file`` ("" = none); unreadable = a settings error."""
+    if not path:
+        return ()
+    try:
+        return parse_registrations(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RegistrationsError) as exc:
+        raise SettingsError(
+            f"setting registrations_file={path!r} ({_env('registrations_file')}): "
+            f"cannot read registrations file {path}: {exc}; fix the site,patient_key CSV or leave the setting empty"
+        ) from exc
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+Check = Callable[[CoreSettings], str | None]
+
+
+def _problem(s: CoreSettings, name: str, expected: str) -> str:
+    return f"setting {name}={getattr(s, name)!r} ({_env(name)}) is invalid: {expected}"
+
+
+def _stages(s: CoreSettings) -> str | None:
+    unknown = set(s.stages) - set(STAGES)
+    if unknown:
+        return f"unknown stage(s) {sorted(unknown)}; choose from {', '.join(STAGES)}"
+    return None
+
+
+def _ports(s: CoreSettings) -> str | None:
+    bad = [
+        _problem(s, name, f"expected a TCP port {low}-{_MAX_PORT}{note}")
+        for name, low, note in (
+            ("http_port", 0, " (0: any free port)"),
+            ("metrics_port", 0, " (0: no metrics endpoint)"),
+            ("mqtt_port", 1, ""),
+        )
+        if not low <= getattr(s, name) <= _MAX_PORT
+    ]
+    return "\n".join(bad) or None
+
+
+def _required_text(s: CoreSettings) -> str | None:
+    bad = [_problem(s, n, "must not be empty") for n in ("bootstrap", "topic_prefix", "app_id") if not getattr(s, n)]
+    return "\n".join(bad) or None
+
+
+def _counts(s: CoreSettings) -> str | None:
+    if s.audit_checkpoint_every < 1:
+        return _problem(s, "audit_checkpoint_every", "expected a positive number of records between checkpoints")
+    if s.gap_timeout_ms < 0:
+        return _problem(s, "gap_timeout_ms", "expected milliseconds >= 0")
+    return None
+
+
+def _root_key(s: CoreSettings) -> str | None:
+    if "verifier" not in s.stages:
+        return None
+    todo = "set it to the operator root's raw Ed25519 public key, 64 hex digits"
+    if not s.root_public_key_hex:
+        return _problem(s, "root_public_key_hex", f"the verifier stage needs it; {todo}")
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
+    except ValueError:
+        return _problem(s, "root_public_key_hex", f"not a {_ED25519_KEY_BYTES}-byte key in hex; {todo}")
+    return None
+
+
+def _secret(s: CoreSettings) -> str | None:
+    if "api" not in s.stages:
+        return None
+    todo = "create one with `openssl rand -hex 32` (mode 0600): the same secret the agents use"
+    if not s.pseudonym_secret_file:
+        return _problem(s, "pseudonym_secret_file", f"the api stage needs it; {todo}")
+    try:
+        secret = read_hex_file(s.pseudonym_secret_file, "pseudonym_secret_file")
+    except SettingsError as exc:
+        return exc.message
+    if len(secret) < MIN_SECRET_BYTES:
+        return _problem(s, "pseudonym_secret_file", f"holds {len(secret)} bytes, need {MIN_SECRET_BYTES}+; {todo}")
+    return None
+
+
+def _audit_key(s: CoreSettings) -> str | None:
+    if "api" not in s.stages or not s.audit_key_file:
+        return None
+    try:
+        Ed25519PrivateKey.from_private_bytes(read_hex_file(s.audit_key_file, "audit_key_file"))
+    except SettingsError as exc:
+        return exc.message
+    except ValueError:
+        return _problem(s, "audit_key_file", f"expected a file holding a raw {_ED25519_KEY_BYTES}-byte key in hex")
+    return None
+
+
+def _list_sizes(s: CoreSettings) -> str | None:
+    if "api" not in s.stages:
+        return None
+    try:
+        load_list_sizes(s.list_sizes_file)
+    except SettingsError as exc:
+        return exc.message
+    return None
+
+
+def _mirror_files(s: CoreSettings) -> str | None:
+    if "mirror" not in s.stages:
+        return None
+    try:
+        load_registrations(s.registrations_file)
+    except SettingsError as exc:
+        return exc.message
+    return None
+
+
+_CHECKS: tuple[Check, ...] = (
+    _stages,
+    _ports,
+    _required_text,
+    _counts,
+    _root_key,
+    _secret,
+    _audit_key,
+    _list_sizes,
+    _mirror_files,
+)
+
+
+def _problems(s: CoreSettings) -> list[str]:
+    return [p for check in _CHECKS if (p := check(s)) is not None]

@@ -15,6 +15,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from broker.errors import CoreError
+
 __all__ = [
     "Topic",
     "TopicNames",
@@ -155,7 +157,7 @@ async def create_topics(
     return created
 
 
-class TopicProvisioningError(Exception):
+class TopicProvisioningError(CoreError):
     """The broker refused to create a topic for a reason other than that it exists."""
 
     reason = "TOPIC_PROVISIONING"

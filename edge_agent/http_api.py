@@ -9,10 +9,11 @@ GET  /v1/health            liveness and backlog
 GET  /metrics              Prometheus text format
 =========================  =========================================================
 
-Errors are ``{"reason": CODE, "message": text}``: 400 for invalid input (any
-:class:`~consent_wire.errors.ValidationError`), 507 Insufficient Storage with reason
-OUTBOX_FULL at the disk cap (retry later; nothing already accepted is lost), 503 while
-shutting down.
+Every error is ``{"reason": CODE, "message": text}`` with the status :data:`STATUS_BY_ERROR` gives
+its class: 400 for invalid input (any :class:`~consent_wire.errors.ValidationError`), 507 Insufficient
+Storage with reason OUTBOX_FULL at the disk cap (retry later; nothing already accepted is lost), 503
+while shutting down; 404 ``NOT_FOUND``, 405
+``METHOD_NOT_ALLOWED`` and 413 ``BODY_TOO_LARGE`` from :mod:`consent_io.http`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry
 
+from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import parse_request
 from consent_wire.errors import ValidationError
-from edge_agent.errors import EdgeError, OutboxClosedError, OutboxFullError
+from edge_agent.errors import EdgeError, OutboxFullError
 from edge_agent.intake import Intake
 from edge_agent.metrics import SubmissionCounts
 from edge_agent.offline import decide_offline
@@ -36,11 +37,18 @@ from edge_agent.outbox import Outbox, Receipt
 from edge_agent.replica import Replica
 from edge_agent.submission import MAX_BATCH_BYTES, Pseudonymiser, load_json, parse_fhir_consent
 
-__all__ = ["ApiContext", "make_app"]
+__all__ = ["STATUS_BY_ERROR", "ApiContext", "make_app"]
 
 log = logging.getLogger(__name__)
 
 _STATUS_INSUFFICIENT_STORAGE = 507  # RFC 4918 section 11.5
+
+# The HTTP status of each error class, first match wins (the one place statuses are chosen).
+STATUS_BY_ERROR: StatusTable = (
+    (ValidationError, 400),
+    (OutboxFullError, _STATUS_INSUFFICIENT_STORAGE),
+    (EdgeError, 503),  # OUTBOX_CLOSED while shutting down, DECISION_UNAVAILABLE without a replica
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,7 @@ class ApiContext:
 
 
 def make_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(client_max_size=MAX_BATCH_BYTES)
+    app = web.Application(middlewares=[error_middleware(STATUS_BY_ERROR)], client_max_size=MAX_BATCH_BYTES)
     api = _Api(ctx)
     app.add_routes(
         [
@@ -73,16 +81,8 @@ def make_app(ctx: ApiContext) -> web.Application:
     return app
 
 
-def _json(body: object, status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _error(exc: EdgeError | ValidationError, status: int) -> web.Response:
-    return _json({"reason": exc.reason, "message": exc.message}, status)
-
-
 def _receipts(receipts: list[Receipt]) -> web.Response:
-    return _json({"receipts": [{"event_id": r.event_id, "seq": r.seq} for r in receipts]}, 202)
+    return json_response({"receipts": [{"event_id": r.event_id, "seq": r.seq} for r in receipts]}, 202)
 
 
 class _Api:
@@ -93,7 +93,7 @@ class _Api:
         async def run() -> web.Response:
             receipt = await self._ctx.intake.submit_json(load_json(await request.read()))
             self._ctx.counts.add("accepted")
-            return _json({"event_id": receipt.event_id, "seq": receipt.seq}, 202)
+            return json_response({"event_id": receipt.event_id, "seq": receipt.seq}, 202)
 
         return await self._guard(run)
 
@@ -115,29 +115,20 @@ class _Api:
         return await self._guard(run)
 
     async def _guard(self, run: Callable[[], Awaitable[web.Response]]) -> web.Response:
+        """Count refused submissions by reason; the middleware answers them."""
         try:
             return await run()
-        except ValidationError as exc:
+        except (ValidationError, OutboxFullError) as exc:
             self._ctx.counts.add(exc.reason)
-            return _error(exc, 400)
-        except OutboxFullError as exc:
-            self._ctx.counts.add(exc.reason)
-            return _error(exc, _STATUS_INSUFFICIENT_STORAGE)
-        except OutboxClosedError as exc:
-            return _error(exc, 503)
+            raise
 
     async def decide(self, request: web.Request) -> web.Response:
-        try:
-            now_ms = self._ctx.now_ms()
-            parsed = parse_request(load_json(await request.read()), self._ctx.pseudonymise, now_ms)
-            key = parsed.request.patient_key
-            record = await self._ctx.replica.get(key) if self._ctx.replica else None
-            answer = decide_offline(parsed, record, now_ms)
-        except ValidationError as exc:
-            return _error(exc, 400)
-        except EdgeError as exc:
-            return _error(exc, 503)
-        return _json(answer.to_json(), 200)
+        now_ms = self._ctx.now_ms()
+        parsed = parse_request(load_json(await request.read()), self._ctx.pseudonymise, now_ms)
+        key = parsed.request.patient_key
+        record = await self._ctx.replica.get(key) if self._ctx.replica else None
+        answer = decide_offline(parsed, record, now_ms)
+        return json_response(answer.to_json(), 200)
 
     async def health(self, request: web.Request) -> web.Response:
         outbox = self._ctx.outbox
@@ -150,7 +141,7 @@ class _Api:
             "quarantined": outbox.quarantined_count,
             "publisher_connected": self._ctx.publisher_connected(),
         }
-        return _json(body, 200)
+        return json_response(body, 200)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self._ctx.registry)

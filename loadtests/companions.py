@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from broker.settings import STAGES
 from broker.topics import TopicNames
 from loadtests.drive import BenchContext, Companion
 from loadtests.plan import BenchPlan
@@ -19,14 +19,10 @@ __all__ = ["make_companions", "make_decisions"]
 DECISION_PATIENTS = 1000  # patients preloaded into the state topic for the decision phase
 
 
-def _exists(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def make_companions(plan: BenchPlan, workdir: Path) -> dict[float, Companion]:
     """Real agents ride along the half-load run (latency from acknowledged submission) and the full-load
     run (shielding to subscribers and replicas under full load)."""
-    with_bridge = _exists("broker.service_bridge")
+    with_bridge = "bridge" in STAGES
     fractions = {f for f in plan.load_fractions if f in (0.5, max(plan.load_fractions))}
     out: dict[float, Companion] = {}
     for fraction in sorted(fractions):
@@ -39,9 +35,9 @@ def make_companions(plan: BenchPlan, workdir: Path) -> dict[float, Companion]:
 
 def make_decisions(plan: BenchPlan, workdir: Path) -> Callable[[BenchContext], Awaitable[dict[str, Any]]]:
     async def unavailable(ctx: BenchContext) -> dict[str, Any]:
-        return {"per_s": None, "p99_ms": None, "skipped": "broker/service_api.py (core stage 'api') does not exist"}
+        return {"per_s": None, "p99_ms": None, "skipped": "the core has no stage 'api'"}
 
-    if not _exists("broker.service_api"):
+    if "api" not in STAGES:
         return unavailable
 
     async def run(ctx: BenchContext) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-"""Feature commands registered on ``consent-broker`` (each module exposes ``command``)."""
+"""Feature commands of ``consent-broker``: each module exposes ``command``, listed in ``broker.cli.COMMANDS``."""

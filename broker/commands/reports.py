@@ -21,7 +21,7 @@ from broker.reports import (
     funnel_plot_png,
     objection_rates,
 )
-from broker.service_api import load_list_sizes
+from broker.settings import load_list_sizes
 from broker.topics import TopicNames
 from consent_wire.errors import WireError
 from consent_wire.model import Event

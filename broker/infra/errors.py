@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from broker.errors import CoreError
 
 __all__ = ["InfraError"]
 
 
-class InfraError(Exception):
+class InfraError(CoreError):
     """A prerequisite is missing or a service failed to start. ``str()`` is one line."""
 
-    reason: ClassVar[str] = "INFRA_ERROR"
-    retriable: ClassVar[bool] = False
+    reason = "INFRA_ERROR"

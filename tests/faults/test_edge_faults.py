@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.bridge.service import BridgeConfig, MqttBridge
 from broker.infra import Infra, InfraConfig
 from broker.infra import process as infra_process
-from broker.service_bridge import BridgeConfig, MqttBridge
 from broker.topics import Topic, TopicNames, create_topics
 from consent_wire.keys import OperatorRoot
 from edge_agent.app import Agent

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from broker.api import ApiService
 from broker.runtime import Core
-from broker.service_api import running_service
 from consent_wire.codes import (
     BreachSeverity,
     ConsentDirective,
@@ -56,8 +56,8 @@ async def until(probe: Callable[[], Any], check: Callable[[Any], bool], timeout_
 
 class Api:
     def __init__(self, session: aiohttp.ClientSession, core: Core) -> None:
-        service = running_service(core)
-        assert service is not None
+        service = core.services["api"]
+        assert isinstance(service, ApiService)
         self.base = f"http://127.0.0.1:{service.port}"
         self.session = session
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import aiomqtt
 import pytest
 
-from broker.service_bridge import BridgeConfig, MqttBridge
+from broker.bridge.service import BridgeConfig, MqttBridge
 from edge_agent.app import Agent
 from edge_agent.transport_mqtt import ack_topic, ingress_topic
 from edge_agent.wire import load_pseudonymiser

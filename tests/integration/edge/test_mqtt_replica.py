@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from broker.mirror import Registration
-from broker.service_mirror import MirrorConfig, MqttMirror
+from broker.mirror.service import MirrorConfig, MqttMirror
 from broker.topics import TopicNames
 from edge_agent.app import Agent
 from edge_agent.wire import load_pseudonymiser

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from broker.api_json import HealthInfo
+from broker.api.codec import HealthInfo
 from broker.audit import AuditEntry, AuditLog, AuditRecord, access_record
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import (

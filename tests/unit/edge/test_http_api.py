@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -12,6 +14,7 @@ from edge_agent.intake import Intake
 from edge_agent.metrics import EdgeCollector, SubmissionCounts, make_registry
 from edge_agent.outbox import Outbox
 from edge_agent.replica import Replica
+from edge_agent.submission import MAX_BATCH_BYTES
 from edge_agent.wire import AvroEventCodec
 from tests.unit.edge.fakes import VALID_NHS, FakeClock, fake_pseudonymise
 
@@ -202,3 +205,31 @@ async def test_offline_decision_refuses_a_core_request_it_cannot_parse_with_the_
 
     assert resp.status == 400
     assert (await resp.json())["reason"] == "BAD_REQUEST"
+
+
+async def _error_of(resp: Any, status: int) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/json"
+    body: dict[str, Any] = await resp.json()
+    assert set(body) == {"reason", "message"}
+    return body
+
+
+async def test_an_unknown_route_is_404_not_found_in_the_error_shape(api: Api) -> None:
+    body = await _error_of(await api.client.get("/v1/nowhere"), 404)
+    assert body == {"reason": "NOT_FOUND", "message": "no route /v1/nowhere; see the API's documentation"}
+
+
+async def test_a_wrong_method_is_405_in_the_error_shape(api: Api) -> None:
+    resp = await api.client.get("/v1/events")
+    body = await _error_of(resp, 405)
+    assert body == {"reason": "METHOD_NOT_ALLOWED", "message": "GET is not allowed on /v1/events; use POST"}
+    assert resp.headers["Allow"] == "POST"
+
+
+async def test_a_body_over_the_limit_is_413_body_too_large_and_nothing_is_queued(api: Api) -> None:
+    resp = await api.client.post("/v1/events/batch", data=io.BytesIO(b" " * (MAX_BATCH_BYTES + 1)))
+    body = await _error_of(resp, 413)
+    assert body["reason"] == "BODY_TOO_LARGE"
+    assert str(MAX_BATCH_BYTES) in body["message"]
+    assert api.outbox.pending_count == 0

@@ -19,8 +19,7 @@ from broker.mirror import (
     mirror_topic,
     parse_registrations,
 )
-from broker.service_mirror import load_registrations
-from broker.settings import CoreSettings, SettingsError
+from broker.settings import CoreSettings, SettingsError, load_registrations
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import encode_verified_event, verify_batch
 from tests.factories import BASE_MS, SimAgent, consent, patient
@@ -174,8 +173,12 @@ def test_registrations_file_is_read_and_a_missing_one_is_a_settings_error(tmp_pa
         load_registrations(str(tmp_path / "absent.csv"))
 
 
-def test_the_registrations_file_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONSENT_REGISTRATIONS_FILE", "/etc/consent/registrations.csv")
+def test_the_registrations_file_setting_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "registrations.csv"
+    path.write_text(f"A81001,{P}\n")
+    monkeypatch.setenv("CONSENT_REGISTRATIONS_FILE", str(path))
     monkeypatch.setenv("CONSENT_STAGES", "mirror")
     settings = CoreSettings.load()
-    assert (settings.registrations_file, settings.stages) == ("/etc/consent/registrations.csv", ("mirror",))
+    assert (settings.registrations_file, settings.stages) == (str(path), ("mirror",))

@@ -11,12 +11,34 @@ from broker.settings import STAGES, CoreSettings, SettingsError
 from edge_agent.config import load_settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
 
 
-def test_core_config_loads_and_names_only_known_stages() -> None:
-    settings = CoreSettings.load(DEPLOY / "consent-core.toml")
+def _deployed_files(tmp_path: Path) -> dict[str, str]:
+    """What an operator puts in place of the file's placeholders."""
+    (tmp_path / "pseudonym.secret").write_text("ab" * 32 + "\n")
+    (tmp_path / "audit.key").write_text("11" * 32 + "\n")
+    (tmp_path / "list-sizes.csv").write_text("practice,list_size\nA81001,6000\n")
+    return {
+        "root_public_key_hex": ROOT_HEX,
+        "pseudonym_secret_file": str(tmp_path / "pseudonym.secret"),
+        "audit_key_file": str(tmp_path / "audit.key"),
+        "list_sizes_file": str(tmp_path / "list-sizes.csv"),
+    }
+
+
+def test_core_config_loads_and_names_only_known_stages(tmp_path: Path) -> None:
+    settings = CoreSettings.load(DEPLOY / "consent-core.toml", **_deployed_files(tmp_path))
     assert settings.bootstrap == "kafka1:9092,kafka2:9092,kafka3:9092"
     assert set(settings.stages) <= set(STAGES)
+
+
+def test_core_config_placeholders_are_refused_until_replaced() -> None:
+    with pytest.raises(SettingsError) as caught:
+        CoreSettings.load(DEPLOY / "consent-core.toml")
+    message = str(caught.value)
+    assert "setting root_public_key_hex='replace-with-operator-root-public-key-hex'" in message
+    assert "setting pseudonym_secret_file='/etc/consent-core/pseudonym.secret'" in message
 
 
 def test_edge_agent_config_loads() -> None:
@@ -28,6 +50,7 @@ def test_edge_agent_config_loads() -> None:
 def test_environment_overrides_the_core_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSENT_BOOTSTRAP", "k:1")
     monkeypatch.setenv("CONSENT_STAGES", "verifier")
+    monkeypatch.setenv("CONSENT_ROOT_PUBLIC_KEY_HEX", ROOT_HEX)
     settings = CoreSettings.load(DEPLOY / "consent-core.toml")
     assert (settings.bootstrap, settings.stages) == ("k:1", ("verifier",))
 

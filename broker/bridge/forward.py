@@ -2,7 +2,7 @@
 
 A gateway publishes signed batch bytes to ``consent/ingress/<agent_id>`` (QoS 1, persistent
 session) and deletes them from its outbox only when an ack ``{"agent_id", "last_seq"}``
-(orjson) arrives on ``consent/ack/<agent_id>``. The bridge (:mod:`broker.service_bridge`)
+(orjson) arrives on ``consent/ack/<agent_id>``. The bridge (:mod:`broker.bridge.service`)
 publishes that ack only after Kafka (idempotent producer, ``acks=all``) has the bytes.
 
 Every payload is forwarded to the ingress topic unchanged, so the verifier dead-letters a bad

@@ -1,10 +1,11 @@
-"""The core's HTTP API (aiohttp): sharing decisions, a patient's consent and access list, reports.
+"""The core's HTTP handlers (aiohttp): sharing decisions, a patient's consent and access list, reports.
 
 Handlers hold no state and do no Kafka I/O: they talk to an :class:`ApiBackend` (the service in
-``broker/service_api.py``, or an in-memory one in tests). Every error is ``400`` (or ``503`` when the
-audit log is unavailable, or while the views are still catching up: a decision on a half-read state
-could miss an objection) with ``{"reason": CODE, "message": text}``; messages never repeat the NHS
-number. Routes (documented in ``docs/openapi.yaml``)::
+:mod:`broker.api.service`, or an in-memory one in tests). Every error is ``{"reason": CODE, "message":
+text}`` with the status :data:`STATUS_BY_ERROR` gives its class: ``400`` for invalid input, ``503``
+when the audit log is unavailable or while the views are still catching up (a decision on a half-read
+state could miss an objection); ``404``, ``405`` and ``413`` from :mod:`consent_io.http`. Messages
+never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
 
     POST /v1/decisions                         decide; a live decision is appended to the audit log
     GET  /v1/patients/{nhs_number}/consent     current state (JSON), ?format=fhir: FHIR R4 Consents
@@ -14,12 +15,7 @@ number. Routes (documented in ``docs/openapi.yaml``)::
     GET  /v1/reports/disclosures               disclosures by recipient and purpose
     GET  /v1/health                            readiness of the views and the audit appender
 
-Errors::
-
-    ValidationError (consent_wire.errors)
-    +-- ApiRequestError          BAD_REQUEST
-    WireError (consent_wire.errors)
-    +-- NotReadyError            NOT_READY (503)
+Errors: see the tree in :mod:`broker.errors`.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from broker.api_json import (
+from broker.api.codec import (
     ApiRequestError,
     HealthInfo,
     accesses_json,
@@ -41,25 +37,27 @@ from broker.api_json import (
     state_json,
 )
 from broker.audit import AuditEntry, AuditRecord, accesses_for, decision_record
+from broker.audit_store import AuditUnavailableError
+from broker.errors import NotReadyError
 from broker.reports import breach_incidents, breach_summary, disclosures, objection_rates, render_json
+from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import DecisionAnswer, decide, decide_as_at, parse_request
 from consent_rules.state import PatientState
 from consent_wire.errors import WireError
 from consent_wire.hlc import LOGICAL_BITS
 from consent_wire.model import Event
 
-__all__ = ["ApiBackend", "ApiRequestError", "HealthInfo", "NotReadyError", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "STATUS_BY_ERROR", "ApiBackend", "create_app"]
 
 MAX_BODY_BYTES = 64 * 1024  # a decision request is < 1 KiB; bound parsing of hostile input
 _LOGICAL_MAX = (1 << LOGICAL_BITS) - 1  # "as at" T includes every event stamped in millisecond T
-_UNAVAILABLE = frozenset({"AUDIT_UNAVAILABLE", "NOT_READY"})  # reasons answered with 503
 
-
-class NotReadyError(WireError):
-    """The state and event views have not yet caught up with the topics: answers could be wrong."""
-
-    reason = "NOT_READY"
-    retriable = True
+# The HTTP status of each error class, first match wins (the one place statuses are chosen).
+STATUS_BY_ERROR: StatusTable = (
+    (AuditUnavailableError, 503),  # before WireError: the audit tree derives from ValidationError
+    (NotReadyError, 503),
+    (WireError, 400),  # ValidationError, DecodeError, ...: the request's content is wrong
+)
 
 
 class ApiBackend(Protocol):
@@ -93,23 +91,6 @@ class _Route:
     handler: Handler
 
 
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _error(status: int, reason: str, message: str) -> web.Response:
-    return _json({"reason": reason, "message": message}, status)
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except WireError as exc:
-        status = 503 if exc.reason in _UNAVAILABLE else 400
-        return _error(status, exc.reason, exc.message)
-
-
 def _backend(request: web.Request) -> ApiBackend:
     """The backend, once its views are ready (NotReadyError before)."""
     backend = request.app[BACKEND]
@@ -119,9 +100,7 @@ def _backend(request: web.Request) -> ApiBackend:
 
 
 async def _body(request: web.Request) -> object:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiRequestError(f"request body over {MAX_BODY_BYTES} bytes")
-    data = await request.read()
+    data = await request.read()  # over MAX_BODY_BYTES: aiohttp raises 413, answered BODY_TOO_LARGE
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -135,10 +114,10 @@ async def post_decision(request: web.Request) -> web.Response:
     if parsed.as_at_ms is not None:  # a re-evaluation of the past, not a sharing decision: not recorded
         as_at_hlc = (parsed.as_at_ms << LOGICAL_BITS) | _LOGICAL_MAX
         decision = decide_as_at(req, backend.history(req.patient_key), as_at_hlc)
-        return _json(DecisionAnswer(decision, req.at_ms, parsed.as_at_ms).to_json())
+        return json_response(DecisionAnswer(decision, req.at_ms, parsed.as_at_ms).to_json())
     decision = decide(req, backend.state(req.patient_key))
     entry = await backend.record(decision_record(req, decision, parsed.accessor_id))
-    return _json(DecisionAnswer(decision, req.at_ms, None, entry.index).to_json())
+    return json_response(DecisionAnswer(decision, req.at_ms, None, entry.index).to_json())
 
 
 async def get_consent(request: web.Request) -> web.Response:
@@ -147,16 +126,16 @@ async def get_consent(request: web.Request) -> web.Response:
     state = backend.state(backend.patient_key(nhs))
     fmt = request.query.get("format", "json")
     if fmt == "fhir":
-        return _json(consent_fhir_json(state, nhs))
+        return json_response(consent_fhir_json(state, nhs))
     if fmt != "json":
         raise ApiRequestError(f"format must be json or fhir, got {fmt!r}")
-    return _json(state_json(state))
+    return json_response(state_json(state))
 
 
 async def get_accesses(request: web.Request) -> web.Response:
     backend = _backend(request)
     key = backend.patient_key(request.match_info["nhs_number"])
-    return _json(accesses_json(accesses_for(backend.audit_entries(key), key)))
+    return json_response(accesses_json(accesses_for(backend.audit_entries(key), key)))
 
 
 async def get_objections(request: web.Request) -> web.Response:
@@ -165,7 +144,7 @@ async def get_objections(request: web.Request) -> web.Response:
     report = objection_rates(backend.events(), sizes)
     body = orjson.loads(render_json(report))
     body["alerts"] = list(report.alerts)
-    return _json(body)
+    return json_response(body)
 
 
 async def get_breaches(request: web.Request) -> web.Response:
@@ -173,13 +152,14 @@ async def get_breaches(request: web.Request) -> web.Response:
     from_ms, to_ms = parse_window(request.query)
     summary = breach_summary(events, from_ms=from_ms, to_ms=to_ms)
     incidents = breach_incidents(events, from_ms=from_ms, to_ms=to_ms)
-    return _json({"summary": orjson.loads(render_json(summary)), "incidents": orjson.loads(render_json(incidents))})
+    body = {"summary": orjson.loads(render_json(summary)), "incidents": orjson.loads(render_json(incidents))}
+    return json_response(body)
 
 
 async def get_disclosures(request: web.Request) -> web.Response:
     from_ms, to_ms = parse_window(request.query)
     report = disclosures(_backend(request).events(), from_ms=from_ms, to_ms=to_ms)
-    return _json(orjson.loads(render_json(report)))
+    return json_response(orjson.loads(render_json(report)))
 
 
 async def get_health(request: web.Request) -> web.Response:
@@ -190,7 +170,7 @@ async def get_health(request: web.Request) -> web.Response:
         "events": info.events,
         "audit_next_index": info.audit_next_index,
     }
-    return _json(body, 200 if info.ready else 503)
+    return json_response(body, 200 if info.ready else 503)
 
 
 ROUTES: tuple[_Route, ...] = (
@@ -206,7 +186,7 @@ ROUTES: tuple[_Route, ...] = (
 
 def create_app(backend: ApiBackend) -> web.Application:
     """The aiohttp application over ``backend``."""
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware(STATUS_BY_ERROR)], client_max_size=MAX_BODY_BYTES)
     app[BACKEND] = backend
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)

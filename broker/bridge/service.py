@@ -1,4 +1,4 @@
-"""Core service "bridge": MQTT gateways -> Mosquitto -> this bridge -> Kafka ingress, then the app-level ack.
+"""Stage ``bridge`` (I/O shell): MQTT gateways -> Mosquitto -> this bridge -> Kafka ingress, then the app-level ack.
 
 For each message on ``consent/ingress/+`` (QoS 1, persistent session under a fixed client id):
 
@@ -28,13 +28,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from broker.bridge import INGRESS_FILTER, Forward, plan_forward
+from broker.bridge.forward import INGRESS_FILTER, Forward, plan_forward
 from broker.sessions import backoff_delay, supervise
 
 if TYPE_CHECKING:
     from broker.runtime import Core
 
-__all__ = ["BridgeConfig", "MqttBridge", "start_service"]
+__all__ = ["BridgeConfig", "MqttBridge"]
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,21 @@ class BridgeConfig:
     kafka_timeout_s: float = 30.0  # one produce attempt; then the producer is re-created
 
 
-async def start_service(core: Core) -> list[asyncio.Task[None]]:
-    s = core.settings
-    config = BridgeConfig(s.mqtt_host, s.mqtt_port, s.bootstrap, core.topics.ingress, f"{s.app_id}.bridge")
-    bridge = MqttBridge(config)
-    return [asyncio.create_task(bridge.run(core.stop_event), name="bridge")]
-
-
 class MqttBridge:
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
         self._producer: AIOKafkaProducer | None = None
         self.forwarded_total = 0
         self.connected = asyncio.Event()
+
+    @classmethod
+    def for_core(cls, core: Core) -> MqttBridge:
+        """The stage as :class:`broker.runtime.Core` builds it from its settings."""
+        s = core.settings
+        return cls(BridgeConfig(s.mqtt_host, s.mqtt_port, s.bootstrap, core.topics.ingress, f"{s.app_id}.bridge"))
+
+    async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self.run(stop), name="bridge")]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bridge until ``stop`` is set; MQTT errors reconnect with backoff, nothing is dropped."""

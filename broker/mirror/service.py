@@ -1,10 +1,10 @@
-"""Core service "mirror": state and shielding records -> retained MQTT messages for each patient's sites.
+"""Stage ``mirror`` (I/O shell): state and shielding records -> retained MQTT messages for each patient's sites.
 
 Follows the events, state and shielding topics from the beginning (``read_committed``, no consumer
 group: every run rebuilds who-knows-whom from the events topic) and publishes what
-:class:`broker.mirror.MirrorPlanner` plans, retained at QoS 1, waiting for each PUBACK. Only sites
+:class:`broker.mirror.planner.MirrorPlanner` plans, retained at QoS 1, waiting for each PUBACK. Only sites
 with a relationship with a patient (an event recorded there, or a line in the registrations file)
-receive that patient's records: see :mod:`broker.mirror`.
+receive that patient's records: see :mod:`broker.mirror.planner`.
 
 One session = one Kafka consumer + one MQTT connection + a fresh planner. Any Kafka or MQTT error
 ends the session; the next one (after full-jitter backoff) replays the topics from the start and
@@ -21,7 +21,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -29,14 +28,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from broker.mirror import MirrorPlanner, Publication, RecordKind, Registration, Step, coalesce, parse_registrations
+from broker.mirror.planner import MirrorPlanner, Publication, RecordKind, Registration, Step, coalesce
 from broker.sessions import supervise
-from broker.settings import SettingsError
+from broker.settings import load_registrations
 
 if TYPE_CHECKING:
     from broker.runtime import Core
 
-__all__ = ["MirrorConfig", "MqttMirror", "load_registrations", "start_service"]
+__all__ = ["MirrorConfig", "MqttMirror"]
 
 log = logging.getLogger(__name__)
 
@@ -66,39 +65,32 @@ class MirrorConfig:
     publish_timeout_s: float = 30.0  # one PUBACK wait; then the session is restarted
 
 
-def load_registrations(path: str) -> tuple[Registration, ...]:
-    """The registrations CSV named by ``registrations_file`` ("" = none); unreadable = a settings error."""
-    if not path:
-        return ()
-    try:
-        return parse_registrations(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SettingsError(f"cannot read registrations file {path}: {exc}") from exc
-
-
-async def start_service(core: Core) -> list[asyncio.Task[None]]:
-    s = core.settings
-    t = core.topics
-    config = MirrorConfig(
-        s.mqtt_host,
-        s.mqtt_port,
-        s.bootstrap,
-        t.events,
-        t.state,
-        t.shielding,
-        f"{s.app_id}.mirror",
-        load_registrations(s.registrations_file),
-    )
-    mirror = MqttMirror(config)
-    return [asyncio.create_task(mirror.run(core.stop_event), name="mirror")]
-
-
 class MqttMirror:
     def __init__(self, config: MirrorConfig) -> None:
         self.config = config
         self.published_total = 0
         self.connected = asyncio.Event()
         self._kinds = {config.state_topic: RecordKind.STATE, config.shielding_topic: RecordKind.SHIELDING}
+
+    @classmethod
+    def for_core(cls, core: Core) -> MqttMirror:
+        """The stage as :class:`broker.runtime.Core` builds it from its (validated) settings."""
+        s = core.settings
+        t = core.topics
+        config = MirrorConfig(
+            s.mqtt_host,
+            s.mqtt_port,
+            s.bootstrap,
+            t.events,
+            t.state,
+            t.shielding,
+            f"{s.app_id}.mirror",
+            load_registrations(s.registrations_file),
+        )
+        return cls(config)
+
+    async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self.run(stop), name="mirror")]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Mirror until ``stop`` is set; errors restart the session with backoff."""

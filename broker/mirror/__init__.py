@@ -1,0 +1,34 @@
+"""Stage ``mirror``: state and shielding records -> retained MQTT messages for each patient's sites.
+
+- :mod:`broker.mirror.planner`: who gets which record (pure).
+- :mod:`broker.mirror.service`: :class:`~broker.mirror.service.MqttMirror`, the I/O shell (aiokafka,
+  aiomqtt); imported by :mod:`broker.runtime`, not here, so the pure part loads without them.
+"""
+
+from __future__ import annotations
+
+from broker.mirror.planner import (
+    MirrorOutcome,
+    MirrorPlanner,
+    Publication,
+    RecordKind,
+    Registration,
+    RegistrationsError,
+    Step,
+    coalesce,
+    mirror_topic,
+    parse_registrations,
+)
+
+__all__ = [
+    "MirrorOutcome",
+    "MirrorPlanner",
+    "Publication",
+    "RecordKind",
+    "Registration",
+    "RegistrationsError",
+    "Step",
+    "coalesce",
+    "mirror_topic",
+    "parse_registrations",
+]

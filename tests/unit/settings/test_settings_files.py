@@ -1,0 +1,92 @@
+"""Files named by the core's settings: list sizes CSV and hex secret files, read and checked at load."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from broker.settings import CoreSettings, SettingsError, load_list_sizes, read_hex_file
+
+ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
+
+
+def test_list_sizes_csv_skips_the_header_and_reads_each_practice(tmp_path: Path) -> None:
+    path = tmp_path / "sizes.csv"
+    path.write_text("practice,list_size\nA81001,6000\n B82002 , 4100\n")
+    assert load_list_sizes(str(path)) == {"A81001": 6000, "B82002": 4100}
+    assert load_list_sizes(None) == {}
+
+
+def test_secret_file_is_hex_as_openssl_writes_it(tmp_path: Path) -> None:
+    path = tmp_path / "secret.hex"
+    path.write_text("00ff" * 16 + "\n")
+    assert read_hex_file(str(path), "pseudonym_secret_file") == bytes.fromhex("00ff" * 16)
+    path.write_text("not hex")
+    with pytest.raises(SettingsError, match=r"setting pseudonym_secret_file='.*secret.hex' .*cannot read hex"):
+        read_hex_file(str(path), "pseudonym_secret_file")
+    with pytest.raises(SettingsError, match="No such file"):
+        read_hex_file(str(tmp_path / "missing"), "pseudonym_secret_file")
+
+
+def _secret(tmp_path: Path, nbytes: int = 32) -> str:
+    path = tmp_path / "pseudonym.secret"
+    path.write_text("ab" * nbytes + "\n")
+    return str(path)
+
+
+def test_api_settings_load_when_every_file_they_name_is_readable(tmp_path: Path) -> None:
+    sizes = tmp_path / "sizes.csv"
+    sizes.write_text("A81001,6000\n")
+    key = tmp_path / "audit.key"
+    key.write_text("11" * 32)
+    settings = CoreSettings.load(
+        stages="api", pseudonym_secret_file=_secret(tmp_path), audit_key_file=str(key), list_sizes_file=str(sizes)
+    )
+    assert settings.stages == ("api",)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"stages": "verifier"}, "setting root_public_key_hex='' (CONSENT_ROOT_PUBLIC_KEY_HEX) is invalid: the "
+         "verifier stage needs it"),
+        ({"stages": "verifier", "root_public_key_hex": "abc"}, "setting root_public_key_hex='abc' "
+         "(CONSENT_ROOT_PUBLIC_KEY_HEX) is invalid: not a 32-byte key in hex"),
+        ({"stages": "api"}, "setting pseudonym_secret_file='' (CONSENT_PSEUDONYM_SECRET_FILE) is invalid: the api "
+         "stage needs it; create one with `openssl rand -hex 32`"),
+        ({"stages": "api", "pseudonym_secret_file": "/nonexistent/secret"}, "setting "
+         "pseudonym_secret_file='/nonexistent/secret' (CONSENT_PSEUDONYM_SECRET_FILE): cannot read hex from it"),
+        ({"stages": "reconciler", "http_port": "70000"}, "setting http_port=70000 (CONSENT_HTTP_PORT) is invalid: "
+         "expected a TCP port 0-65535"),
+        ({"stages": "reconciler", "mqtt_port": "0"}, "setting mqtt_port=0 (CONSENT_MQTT_PORT) is invalid: expected a "
+         "TCP port 1-65535"),
+        ({"stages": "reconciler", "audit_checkpoint_every": "0"}, "setting audit_checkpoint_every=0 "
+         "(CONSENT_AUDIT_CHECKPOINT_EVERY) is invalid: expected a positive number"),
+        ({"stages": "mirror", "registrations_file": "/nonexistent.csv"}, "setting "
+         "registrations_file='/nonexistent.csv' (CONSENT_REGISTRATIONS_FILE): cannot read registrations file"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_is_refused_at_load_naming_the_setting_and_value(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        CoreSettings.load(None, **overrides)
+
+
+def test_a_short_pseudonym_secret_and_a_bad_audit_key_are_both_reported_in_one_error(tmp_path: Path) -> None:
+    key = tmp_path / "audit.key"
+    key.write_text("11" * 5)
+    with pytest.raises(SettingsError) as caught:
+        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path, 8), audit_key_file=str(key))
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert "pseudonym_secret_file" in lines[0]
+    assert "holds 8 bytes, need 32+" in lines[0]
+    assert lines[1].startswith(f"setting audit_key_file={str(key)!r} (CONSENT_AUDIT_KEY_FILE) is invalid")
+    assert "ab" * 8 not in str(caught.value)  # the secret itself is never echoed
+
+
+def test_settings_built_directly_are_validated_too() -> None:
+    with pytest.raises(SettingsError, match="root_public_key_hex"):
+        CoreSettings(stages=("verifier",))
+    assert CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX).stages == ("verifier",)
