@@ -6,7 +6,7 @@
   full (for the governance reports). Memory grows with the events topic: about 0.5-1 KiB per event
   in CPython, so ~1 GiB per million events. Fine for this release; a bounded store (e.g. the
   state topic's provenance plus a per-patient event index in Kafka or SQLite) is the next step.
-- Audit: :class:`broker.audit_store.AuditAppender` owns the chain. Decision records come from the
+- Audit: :class:`broker.audit.appender.AuditAppender` owns the chain. Decision records come from the
   API; access records from AccessRecord events on the events topic. Each access entry carries its
   events-topic position, so after a restart the follower appends only the accesses not yet in the
   log (the audit topic is the cursor: nothing lost, nothing appended twice).
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.api import HealthInfo, create_app
 from broker.audit import AuditEntry, AuditError, AuditRecord, access_record
-from broker.audit_store import AuditAppender, assign_all
+from broker.audit.appender import AuditAppender, assign_all
 from broker.settings import SettingsError
 from broker.state import PatientState, empty_state
 from consent_wire.errors import WireError

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from broker.audit_store import read_to_end
+from broker.audit.appender import read_to_end
 from broker.report_files import write_report
 from broker.reports import (
     Report,

@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from broker.audit_store import parse_log, read_to_end, verify_stored
+from broker.audit import parse_log, verify_stored
+from broker.audit.appender import read_to_end
 from broker.demo.background import PRACTICES, send_background
 from broker.demo.day import PATIENTS, hospital, say, wait_sent
 from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL
