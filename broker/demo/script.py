@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaConsumer
 from broker.audit import parse_log, verify_stored
 from broker.audit.appender import read_to_end
 from broker.demo.background import PRACTICES, send_background
-from broker.demo.day import PATIENTS, hospital, say, wait_sent
-from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL
-from broker.demo.stack import AgentHandle, StateFollower
+from broker.demo.narration import say
+from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL, PATIENTS, hospital
+from broker.demo.stack import AgentHandle, StateFollower, wait_sent
 from broker.report_files import write_report
 from broker.reports import (
     Report,
