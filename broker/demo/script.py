@@ -16,13 +16,13 @@ from broker.demo.background import PRACTICES, send_background
 from broker.demo.narration import say
 from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL, PATIENTS, hospital
 from broker.demo.stack import AgentHandle, StateFollower, wait_sent
-from broker.report_files import write_report
 from broker.reports import (
     Report,
     breach_summary,
     disclosures,
     funnel_plot_png,
     objection_rates,
+    write_report,
 )
 from consent_wire.errors import WireError
 from consent_wire.keys import OperatorRoot

@@ -106,6 +106,8 @@ def test_public_names_are_sorted_and_importing_the_package_does_not_import_kafka
     names = broker.audit.__all__
     assert names == sorted(names, key=lambda n: (not n.isupper(), not n[:1].isupper(), n))
     assert all(hasattr(broker.audit, n) for n in names)
+    modules = (broker.audit.errors, broker.audit.lines, broker.audit.log, broker.audit.records)
+    assert set(names) == {n for m in modules for n in m.__all__}  # the pure modules, all of them
     code = "import sys, broker.audit; print('aiokafka' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
