@@ -20,6 +20,7 @@ Tree::
     +-- NotReadyError              NOT_READY (retriable: the views are still catching up)
     +-- TopicProvisioningError     TOPIC_PROVISIONING (broker.topics)
     +-- InfraError                 INFRA_ERROR (broker.infra: local Kafka / Mosquitto)
+    +-- AuthError                  AUTH_* (broker.auth: 401 unauthenticated, 403 not authorised, 400 bad token request)
     WireError (consent_wire.errors)
     +-- ValidationError            (400 on every API)
         +-- ApiRequestError        BAD_REQUEST (broker.api.codec)

@@ -46,7 +46,7 @@ __all__ = [
     "record_to_payload",
 ]
 
-NAMESPACE = "uk.nhs.consent.v1"  # the Avro namespace of every schema in schemas/avro/
+NAMESPACE = "uk.nhs.consent.v1"  # the Avro namespace of every schema in avro_schemas/
 
 _E = TypeVar("_E", bound=Enum)
 Record = dict[str, Any]

@@ -3,7 +3,7 @@
 An :class:`Event` is one fact recorded at a site: an envelope (who recorded it,
 its place in the agent's chain, its hybrid-logical-clock stamp, the patient's
 pseudonymous key) around exactly one payload. The Avro schemas in
-``schemas/avro/`` mirror these classes field for field.
+``consent_wire/avro_schemas/`` mirror these classes field for field.
 
 Times are integer milliseconds since the Unix epoch (UTC). ``hlc`` is a hybrid
 logical clock packed into one int: ``(physical_ms << 16) | logical``.

@@ -1,7 +1,9 @@
 """The committed Avro schemas, every version, indexed by name and by fingerprint.
 
-Layout: ``schemas/avro/<Name>/v<N>.avsc``; each file is a complete, standalone
-schema (named types defined inline), so any Avro implementation can read it.
+Layout: ``consent_wire/avro_schemas/<Name>/v<N>.avsc``, package data read with
+:mod:`importlib.resources` (so an installed wheel carries them); each file is a
+complete, standalone schema (named types defined inline), so any Avro
+implementation can read it.
 The highest version of a name is the *current* one: we write with it and
 resolve every older writer version to it when reading.
 
@@ -17,7 +19,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import fastavro
@@ -31,7 +34,7 @@ __all__ = [
     "default_store",
 ]
 
-DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "avro"
+DEFAULT_SCHEMA_DIR: Traversable = resources.files("consent_wire") / "avro_schemas"  # package data
 
 # Avro specification, "Schema Fingerprints": the 64-bit Rabin fingerprint's empty value.
 _CRC64_EMPTY = 0xC15D213AA4D7A795
@@ -87,15 +90,18 @@ class SchemaStore:
         self._current = {name: by[max(by)] for name, by in self._by_name.items()}
 
     @classmethod
-    def load(cls, directory: Path) -> SchemaStore:
-        """Read and parse every ``<Name>/v<N>.avsc`` under ``directory``."""
+    def load(cls, directory: Traversable) -> SchemaStore:
+        """Read and parse every ``<Name>/v<N>.avsc`` under ``directory`` (a path or package resource)."""
         versions = []
-        for path in sorted(directory.glob("*/v*.avsc")):
-            match = _VERSION_FILE.match(path.name)
-            if match is None:
+        for folder in _sorted(directory.iterdir()):
+            if not folder.is_dir():
                 continue
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            versions.append(_parse_version(path.parent.name, int(match.group(1)), raw))
+            for file in _sorted(folder.iterdir()):
+                match = _VERSION_FILE.match(file.name)
+                if match is None:
+                    continue
+                raw = json.loads(file.read_text(encoding="utf-8"))
+                versions.append(_parse_version(folder.name, int(match.group(1)), raw))
         if not versions:
             raise FileNotFoundError(f"no Avro schemas found under {directory}")
         return cls(versions)
@@ -120,6 +126,10 @@ class SchemaStore:
             yield from self.versions(name)
 
 
+def _sorted(items: Iterator[Traversable]) -> list[Traversable]:
+    return sorted(items, key=lambda t: t.name)
+
+
 def _parse_version(name: str, version: int, raw: dict[str, Any]) -> SchemaVersion:
     parsed = fastavro.parse_schema(raw)
     if not isinstance(parsed, dict):
@@ -131,5 +141,5 @@ def _parse_version(name: str, version: int, raw: dict[str, Any]) -> SchemaVersio
 
 @cache
 def default_store() -> SchemaStore:
-    """The schemas committed in this repository, loaded once on first use."""
+    """The schemas shipped in this package (committed in the repository), loaded once on first use."""
     return SchemaStore.load(DEFAULT_SCHEMA_DIR)

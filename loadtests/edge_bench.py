@@ -314,7 +314,7 @@ async def _count_records(bootstrap: str, topic: str) -> int:
     """Records on ``topic`` (one per signed batch): the sum of its partitions' end offsets."""
     from aiokafka import AIOKafkaConsumer
 
-    from broker.audit_store import assign_all
+    from broker.audit.appender import assign_all
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()

@@ -36,8 +36,7 @@ from broker.api.codec import (
     parse_window,
     state_json,
 )
-from broker.audit import AuditEntry, AuditRecord, accesses_for, decision_record
-from broker.audit_store import AuditUnavailableError
+from broker.audit import AuditEntry, AuditRecord, AuditUnavailableError, accesses_for, decision_record
 from broker.errors import NotReadyError
 from broker.reports import breach_incidents, breach_summary, disclosures, objection_rates, render_json
 from consent_io.http import StatusTable, error_middleware, json_response

@@ -2,7 +2,7 @@
 
 - Views: :class:`broker.api.views.StateView` and :class:`broker.api.views.EventHistory` follow the
   state and events topics into memory; the API answers 503 ``NOT_READY`` until both caught up.
-- Audit: :class:`broker.audit_store.AuditAppender` owns the chain. Decision records come from the
+- Audit: :class:`broker.audit.appender.AuditAppender` owns the chain. Decision records come from the
   API; access records from AccessRecord events on the events topic. Each access entry carries its
   events-topic position, so after a restart the follower appends only the accesses not yet in the
   log (the audit topic is the cursor: nothing lost, nothing appended twice).
@@ -31,7 +31,7 @@ from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
 from broker.api.views import EventHistory, StateView
 from broker.audit import AuditEntry, AuditRecord
-from broker.audit_store import AuditAppender
+from broker.audit.appender import AuditAppender
 from broker.settings import load_list_sizes, read_hex_file
 from consent_rules.state import PatientState, empty_state
 from consent_wire.identity import patient_key

@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from broker.audit import AuditError, access_record
-from broker.audit_store import AuditAppender, assign_all
+from broker.audit.appender import AuditAppender, assign_all
 from consent_rules.state import PatientState
 from consent_wire.errors import WireError
 from consent_wire.model import AccessRecord, Event

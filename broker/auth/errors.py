@@ -2,7 +2,8 @@
 
 Tree::
 
-    AuthError                      (retriable = False)
+    CoreError (broker.errors)
+    +-- AuthError                  (retriable = False)
     +-- AuthenticationError        401: who is calling is unknown or unproven
     |   +-- MissingCredentials     AUTH_MISSING
     |   +-- InvalidToken           AUTH_INVALID_TOKEN (bad signature, malformed, wrong audience)
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from broker.errors import CoreError
+
 __all__ = [
     "AuthError",
     "AuthenticationError",
@@ -37,10 +40,9 @@ __all__ = [
 ]
 
 
-class AuthError(Exception):
+class AuthError(CoreError):
     reason: ClassVar[str] = "AUTH_ERROR"
-    status: ClassVar[int] = 401
-    retriable: ClassVar[bool] = False
+    status: ClassVar[int] = 401  # the HTTP status of the class; broker.api.handlers maps classes so
 
 
 class AuthenticationError(AuthError):

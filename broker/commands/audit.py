@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from broker.audit_store import StoredLog, describe_problem, parse_log, read_to_end, verify_stored
+from broker.audit import StoredLog, describe_problem, parse_log, verify_stored
+from broker.audit.appender import read_to_end
 from broker.topics import TopicNames
 from consent_wire.errors import WireError
 

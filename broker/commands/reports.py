@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from broker.audit_store import read_to_end
-from broker.report_files import write_report
+from broker.audit.appender import read_to_end
 from broker.reports import (
     Report,
     ReportInputError,
@@ -20,6 +19,7 @@ from broker.reports import (
     disclosures,
     funnel_plot_png,
     objection_rates,
+    write_report,
 )
 from broker.settings import load_list_sizes
 from broker.topics import TopicNames

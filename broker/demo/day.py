@@ -12,11 +12,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from broker.demo.people import CARE_HOME, GATEWAY, GP, HOSPITAL, PATIENTS
+from broker.demo.narration import say
+from broker.demo.people import CARE_HOME, GATEWAY, GP
+from broker.demo.script import play
 from broker.demo.stack import AgentHandle, StateFollower, free_port
 from broker.infra import Infra, InfraConfig
 from broker.keys_admin import publish_key_events
@@ -30,20 +31,6 @@ __all__ = ["run_demo"]
 
 DEMO_KAFKA_PORT = 29092  # away from a developer's default 9092 and the tests' 19092
 DEMO_MQTT_PORT = 21883
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)  # noqa: T201 - the demo's output is for a person to read
-
-
-def hospital(role: str = "CONSULTANT", relationship: str = "LEGITIMATE", registered: bool = True) -> dict[str, Any]:
-    return {
-        "organisation": HOSPITAL,
-        "role": role,
-        "registered": registered,
-        "relationship": relationship,
-        "care_team": relationship == "LEGITIMATE",
-    }
 
 
 async def run_demo(out_dir: Path) -> int:
@@ -115,25 +102,9 @@ async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
         await gateway.start()
         await home.start(kafka_bootstrap="127.0.0.1:1")  # the care home's line is down this morning
         async with aiohttp.ClientSession() as session:
-            from broker.demo.script import play
-
             await play(session, gp, home, gateway, follower, f"http://127.0.0.1:{http_port}", out_dir, bootstrap, root)
     finally:
         for a in agents:
             await a.stop()
         await follower.stop()
         await core.stop()
-
-
-async def wait_sent(handle: AgentHandle, timeout_s: float = 30.0) -> None:
-    """Until the agent's outbox is empty (every event acknowledged end to end)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    assert handle.agent is not None
-    while handle.agent.outbox.pending_count > 0:
-        if loop.time() > deadline:
-            raise TimeoutError(f"{handle.settings.agent_id} still has {handle.agent.outbox.pending_count} pending")
-        await asyncio.sleep(0.1)
-
-
-__all__ += ["PATIENTS", "hospital", "say", "wait_sent"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["CARE_HOME", "GATEWAY", "GP", "HOSPITAL", "PATIENTS", "Patient", "test_nhs_number"]
+__all__ = ["CARE_HOME", "GATEWAY", "GP", "HOSPITAL", "PATIENTS", "Patient", "hospital", "test_nhs_number"]
 
 GP = "A81001"  # Riverside Surgery (GP practice, Kafka)
 CARE_HOME = "VM4Q7"  # Oakfield Care Home (Kafka; goes offline mid-morning)
@@ -39,3 +40,14 @@ PATIENTS = {
     "eve": Patient("Eve (care-home resident)", test_nhs_number(55)),
     "frank": Patient("Frank (remote monitoring)", test_nhs_number(66)),
 }
+
+
+def hospital(role: str = "CONSULTANT", relationship: str = "LEGITIMATE", registered: bool = True) -> dict[str, Any]:
+    """The requester block of a decision request from one of the hospital's clinicians."""
+    return {
+        "organisation": HOSPITAL,
+        "role": role,
+        "registered": registered,
+        "relationship": relationship,
+        "care_team": relationship == "LEGITIMATE",
+    }

@@ -10,18 +10,19 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from broker.audit_store import parse_log, read_to_end, verify_stored
+from broker.audit import parse_log, verify_stored
+from broker.audit.appender import read_to_end
 from broker.demo.background import PRACTICES, send_background
-from broker.demo.day import PATIENTS, hospital, say, wait_sent
-from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL
-from broker.demo.stack import AgentHandle, StateFollower
-from broker.report_files import write_report
+from broker.demo.narration import say
+from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL, PATIENTS, hospital
+from broker.demo.stack import AgentHandle, StateFollower, wait_sent
 from broker.reports import (
     Report,
     breach_summary,
     disclosures,
     funnel_plot_png,
     objection_rates,
+    write_report,
 )
 from consent_wire.errors import WireError
 from consent_wire.keys import OperatorRoot

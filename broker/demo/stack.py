@@ -17,7 +17,7 @@ from edge_agent.app import Agent
 from edge_agent.config import Settings
 from edge_agent.wire import generate_signing_key
 
-__all__ = ["AgentHandle", "StateFollower", "free_port"]
+__all__ = ["AgentHandle", "StateFollower", "free_port", "wait_sent"]
 
 
 def free_port() -> int:
@@ -118,3 +118,14 @@ class StateFollower:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+async def wait_sent(handle: AgentHandle, timeout_s: float = 30.0) -> None:
+    """Until the agent's outbox is empty (every event acknowledged end to end)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    assert handle.agent is not None
+    while handle.agent.outbox.pending_count > 0:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{handle.settings.agent_id} still has {handle.agent.outbox.pending_count} pending")
+        await asyncio.sleep(0.1)

@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from broker.audit import AuditRecord, RecordKind
-from broker.audit_store import AuditAppender, parse_log, read_to_end
+from broker.audit import AuditRecord, RecordKind, parse_log
+from broker.audit.appender import AuditAppender, read_to_end
 from broker.topics import TopicNames
 from consent_wire.codes import DataClass, PurposeOfUse
 from tests.integration.api.conftest import cli

@@ -10,8 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.api import MAX_BODY_BYTES, STATUS_BY_ERROR, create_app
-from broker.audit import AuditRecord
-from broker.audit_store import AuditUnavailableError
+from broker.audit import AuditRecord, AuditUnavailableError
 from broker.errors import CoreError, NotReadyError
 from consent_io.http import HTTP_REASONS, status_for
 from consent_wire.errors import InvalidNhsNumberError, TruncatedError

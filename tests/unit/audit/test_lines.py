@@ -7,9 +7,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from broker.audit import AuditLog, AuditProblem, AuditRecord, RecordKind, Tamper
-from broker.audit_store import (
+from broker.audit import (
     AuditLineError,
+    AuditLog,
+    AuditProblem,
+    AuditRecord,
+    RecordKind,
+    Tamper,
     checkpoint_line,
     describe_problem,
     entry_line,

@@ -1,14 +1,13 @@
-"""Tamper-evident, append-only audit log of decisions and accesses (pure; recommendation 1).
+"""The audit hash chain with signed checkpoints, and its verification (pure; recommendation 1).
 
-Each record is canonical JSON bytes (orjson, sorted keys) holding the minimum
-needed to answer "who saw my record, when and why": the patient's pseudonymous
-key (never the NHS number), the accessor's staff id, organisation, role, purpose,
-data classes, outcome and legal basis.
-
+An entry holds one record's canonical bytes (:class:`broker.audit.records.AuditRecord`).
 Records form a hash chain: ``h_i = sha256(h_{i-1} || record_i)`` with
 ``h_{-1}`` 32 zero bytes. Every ``checkpoint_every`` records the operator signs
 a checkpoint, Ed25519 over ``CHECKPOINT_CONTEXT || index (8 bytes, big endian)
-|| h_index``. :func:`verify` names what is wrong:
+|| h_index``. :class:`AuditLog` is the one implementation of chaining and of
+the checkpoint cadence: the unit tests drive it in memory, and the Kafka
+appender (:mod:`broker.audit.appender`) drives it in production, resuming from
+the :class:`ChainPosition` of the stored log. :func:`verify` names what is wrong:
 
 - EDITED at i: record i's bytes no longer hash to its stored hash;
 - DELETED after i: an index gap, or a chain break with consecutive indexes
@@ -24,12 +23,6 @@ Limits: removing the tail after the last checkpoint is only visible once the
 next checkpoint exists, so checkpoints must be published out of the log
 operator's reach (e.g. to the audit topic and a witness); deleting checkpoints
 themselves is not detected here.
-
-Errors::
-
-    ValidationError (consent_wire.errors)
-    +-- AuditError               AUDIT_ERROR
-        +-- AuditRecordError     BAD_AUDIT_RECORD
 """
 
 from __future__ import annotations
@@ -38,37 +31,28 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Protocol
 
-import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from consent_rules.decision import Decision, DecisionRequest
-from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse
-from consent_wire.errors import ValidationError
-from consent_wire.model import AccessRecord, Event
+from broker.audit.errors import AuditError
 
 __all__ = [
     "CHECKPOINT_CONTEXT",
     "DEFAULT_CHECKPOINT_EVERY",
     "GENESIS_HASH",
-    "AccessView",
     "AuditEntry",
-    "AuditError",
     "AuditLog",
     "AuditProblem",
-    "AuditRecord",
-    "AuditRecordError",
     "AuditVerification",
+    "CanonicalRecord",
+    "ChainPosition",
     "Checkpoint",
-    "RecordKind",
     "Tamper",
-    "access_record",
-    "accesses_for",
     "chain_hash",
     "checkpoint_message",
-    "decision_record",
+    "describe_problem",
     "verify",
 ]
 
@@ -79,17 +63,10 @@ CHECKPOINT_CONTEXT = b"consent-broker/audit-checkpoint/v1\n"  # domain separatio
 DEFAULT_CHECKPOINT_EVERY = 1000
 
 
-class AuditError(ValidationError):
-    reason = "AUDIT_ERROR"
+class CanonicalRecord(Protocol):
+    """What the chain hashes: a record's canonical bytes (an :class:`~broker.audit.records.AuditRecord`)."""
 
-
-class AuditRecordError(AuditError):
-    reason = "BAD_AUDIT_RECORD"
-
-
-class RecordKind(StrEnum):
-    DECISION = "DECISION"  # a sharing decision (permit or deny)
-    ACCESS = "ACCESS"  # a view or disclosure reported by a site
+    def to_bytes(self) -> bytes: ...
 
 
 class Tamper(StrEnum):
@@ -100,67 +77,6 @@ class Tamper(StrEnum):
     TRUNCATED = "TRUNCATED"
     BAD_CHECKPOINT = "BAD_CHECKPOINT"
     CHECKPOINT_MISMATCH = "CHECKPOINT_MISMATCH"
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    kind: RecordKind
-    at_ms: int
-    patient_key: str  # keyed pseudonym, never an NHS number
-    accessor_id: str  # pseudonymous staff id
-    organisation: str
-    role: str
-    purpose: PurposeOfUse
-    data_classes: tuple[DataClass, ...]
-    outcome: str  # Outcome value for decisions; "VIEWED" / "DISCLOSED" for accesses
-    legal_basis: LegalBasis | None = None
-    codes: tuple[str, ...] = ()
-    state_version: int = 0
-    disclosed_to: str = ""
-
-    def to_bytes(self) -> bytes:
-        """Canonical JSON (orjson, sorted keys)."""
-        return orjson.dumps(
-            {
-                "kind": self.kind.value,
-                "at_ms": self.at_ms,
-                "patient_key": self.patient_key,
-                "accessor_id": self.accessor_id,
-                "organisation": self.organisation,
-                "role": self.role,
-                "purpose": self.purpose.value,
-                "data_classes": [c.value for c in self.data_classes],
-                "outcome": self.outcome,
-                "legal_basis": None if self.legal_basis is None else self.legal_basis.value,
-                "codes": list(self.codes),
-                "state_version": self.state_version,
-                "disclosed_to": self.disclosed_to,
-            },
-            option=orjson.OPT_SORT_KEYS,
-        )
-
-    @staticmethod
-    def from_bytes(data: bytes) -> AuditRecord:
-        try:
-            o: dict[str, Any] = orjson.loads(data)
-            basis = o["legal_basis"]
-            return AuditRecord(
-                RecordKind(o["kind"]),
-                int(o["at_ms"]),
-                str(o["patient_key"]),
-                str(o["accessor_id"]),
-                str(o["organisation"]),
-                str(o["role"]),
-                PurposeOfUse(o["purpose"]),
-                tuple(DataClass(c) for c in o["data_classes"]),
-                str(o["outcome"]),
-                None if basis is None else LegalBasis(basis),
-                tuple(str(c) for c in o["codes"]),
-                int(o["state_version"]),
-                str(o["disclosed_to"]),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise AuditRecordError(f"not an audit record: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,20 +113,6 @@ class AuditVerification:
         return not self.problems
 
 
-@dataclass(frozen=True, slots=True)
-class AccessView:
-    """One line of a patient's "who accessed my record" list."""
-
-    accessor_id: str
-    organisation: str
-    role: str
-    purpose: PurposeOfUse
-    at_ms: int
-    outcome: str
-    kind: RecordKind
-    disclosed_to: str
-
-
 def chain_hash(prev_hash: bytes, record: bytes) -> bytes:
     return hashlib.sha256(prev_hash + record).digest()
 
@@ -219,56 +121,40 @@ def checkpoint_message(index: int, head_hash: bytes) -> bytes:
     return CHECKPOINT_CONTEXT + index.to_bytes(8, "big") + head_hash
 
 
-def decision_record(request: DecisionRequest, decision: Decision, accessor_id: str) -> AuditRecord:
-    who = request.requester
-    return AuditRecord(
-        RecordKind.DECISION,
-        request.at_ms,
-        request.patient_key,
-        accessor_id,
-        who.organisation,
-        who.role,
-        request.purpose,
-        request.data_classes,
-        decision.outcome.value,
-        decision.legal_basis,
-        decision.codes,
-        decision.state_version,
-    )
+@dataclass(frozen=True, slots=True)
+class ChainPosition:
+    """Where a chain stands: all that is needed to continue it without holding its entries."""
 
-
-def access_record(event: Event) -> AuditRecord:
-    """The audit record of an access event; raises :class:`AuditRecordError` for other payloads."""
-    p = event.payload
-    if not isinstance(p, AccessRecord):
-        raise AuditRecordError(f"event {event.event_id} carries {type(p).__name__}, not an AccessRecord")
-    return AuditRecord(
-        RecordKind.ACCESS,
-        event.recorded_ms,
-        event.patient_key,
-        p.accessor_id,
-        p.organisation,
-        p.role,
-        p.purpose,
-        p.data_classes,
-        "DISCLOSED" if p.disclosed_to else "VIEWED",
-        p.legal_basis,
-        disclosed_to=p.disclosed_to,
-    )
+    next_index: int = 0
+    head_hash: bytes = GENESIS_HASH  # h_{next_index - 1}
+    last_checkpoint: int = -1  # the index the newest checkpoint covers; -1 = none yet
 
 
 class AuditLog:
-    """In-memory append-only chain; the adapter persists ``entries`` and ``checkpoints``."""
+    """Append-only chain; the adapter persists each entry and checkpoint as it is made.
 
-    def __init__(self, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY) -> None:
+    ``start`` continues a chain stored elsewhere; ``retain=False`` keeps only the position (the
+    appender's mode: the topic holds the entries), so ``entries`` and ``checkpoints`` stay empty.
+    """
+
+    def __init__(
+        self,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        *,
+        start: ChainPosition | None = None,
+        retain: bool = True,
+    ) -> None:
         if checkpoint_every < 1:
             raise AuditError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         self.checkpoint_every = checkpoint_every
+        self._position = start or ChainPosition()
+        self._retain = retain
         self._entries: list[AuditEntry] = []
         self._checkpoints: list[Checkpoint] = []
 
     @property
     def entries(self) -> tuple[AuditEntry, ...]:
+        """The entries this log appended and retained (a resumed log starts with none)."""
         return tuple(self._entries)
 
     @property
@@ -276,28 +162,42 @@ class AuditLog:
         return tuple(self._checkpoints)
 
     @property
+    def position(self) -> ChainPosition:
+        return self._position
+
+    @property
     def head(self) -> bytes:
-        return self._entries[-1].hash if self._entries else GENESIS_HASH
+        return self._position.head_hash
 
     @property
     def checkpoint_due(self) -> bool:
-        n = len(self._entries)
-        last = self._checkpoints[-1].index if self._checkpoints else -1
+        """True right after entries ``N-1, 2N-1, ...`` (``N = checkpoint_every``) unless already signed."""
+        n, last = self._position.next_index, self._position.last_checkpoint
         return n > 0 and n % self.checkpoint_every == 0 and last != n - 1
 
-    def append(self, record: AuditRecord) -> AuditEntry:
+    @property
+    def unsigned(self) -> bool:
+        """True if entries after the newest checkpoint exist (a final checkpoint would cover them)."""
+        return self._position.last_checkpoint < self._position.next_index - 1
+
+    def append(self, record: CanonicalRecord) -> AuditEntry:
         data = record.to_bytes()
-        prev = self.head
-        entry = AuditEntry(len(self._entries), prev, chain_hash(prev, data), data)
-        self._entries.append(entry)
+        pos = self._position
+        entry = AuditEntry(pos.next_index, pos.head_hash, chain_hash(pos.head_hash, data), data)
+        self._position = replace(pos, next_index=entry.index + 1, head_hash=entry.hash)
+        if self._retain:
+            self._entries.append(entry)
         return entry
 
     def checkpoint(self, signer: Ed25519PrivateKey) -> Checkpoint:
-        if not self._entries:
+        pos = self._position
+        if pos.next_index == 0:
             raise AuditError("cannot checkpoint an empty log")
-        index, head = len(self._entries) - 1, self.head
+        index, head = pos.next_index - 1, pos.head_hash
         cp = Checkpoint(index, head, signer.sign(checkpoint_message(index, head)))
-        self._checkpoints.append(cp)
+        self._position = replace(pos, last_checkpoint=index)
+        if self._retain:
+            self._checkpoints.append(cp)
         return cp
 
 
@@ -388,13 +288,12 @@ def _check_checkpoint(cp: Checkpoint, hashes: dict[int, bytes], public_key: Ed25
     return None
 
 
-def accesses_for(entries: Sequence[AuditEntry], patient_key: str) -> list[AccessView]:
-    """Everyone who accessed (or asked to access) ``patient_key``'s record, oldest first (rec 1)."""
-    views: list[tuple[int, int, AccessView]] = []
-    for e in entries:
-        r = AuditRecord.from_bytes(e.record)
-        if r.patient_key != patient_key:
-            continue
-        view = AccessView(r.accessor_id, r.organisation, r.role, r.purpose, r.at_ms, r.outcome, r.kind, r.disclosed_to)
-        views.append((r.at_ms, e.index, view))
-    return [v for _, _, v in sorted(views, key=lambda t: (t[0], t[1]))]
+def describe_problem(p: AuditProblem) -> str:
+    """One line for a terminal: ``EDITED at index 3``, ``REORDERED 4<->5`` ... and the detail."""
+    if p.kind is Tamper.REORDERED:
+        where = f"{p.index}<->{p.other_index}"
+    elif p.kind in (Tamper.DELETED, Tamper.TRUNCATED):
+        where = f"after index {p.index}"
+    else:
+        where = f"at index {p.index}"
+    return f"{p.kind.value} {where}: {p.detail}"

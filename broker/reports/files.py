@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.reports import Report, render_csv, render_json, render_text
+from broker.reports.render import render_csv, render_json, render_text
+from broker.reports.table import Report
 
 __all__ = ["write_report"]
 

@@ -1,0 +1,157 @@
+"""The audit log on Kafka: the single appender (I/O shell around :class:`broker.audit.log.AuditLog`).
+
+The stored line format is :mod:`broker.audit.lines`. One appender (the API service) owns the
+chain: on start it reads the topic to the end to restore the chain position and the events
+cursor, resumes an :class:`~broker.audit.log.AuditLog` there (which does all chaining and decides
+when a checkpoint is due: after entries ``N-1, 2N-1, ...``, ``N = checkpoint_every``), then
+writes each entry and checkpoint through an idempotent producer (acks=all), plus a final
+checkpoint on shutdown. Two appenders on one topic would fork the chain; ``audit verify`` would
+then report it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from broker.audit.errors import AuditError, AuditUnavailableError
+from broker.audit.lines import StoredLog, checkpoint_line, entry_line, parse_log, position_of
+from broker.audit.log import AuditEntry, AuditLog, CanonicalRecord
+
+__all__ = ["AuditAppender", "assign_all", "read_to_end"]
+
+log = logging.getLogger(__name__)
+
+METADATA_ATTEMPTS, METADATA_RETRY_S = 50, 0.2  # up to 10 s for a just-created topic to appear in metadata
+
+
+async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to a started consumer (no group); returns them."""
+    partitions: set[int] | None = None
+    for _ in range(METADATA_ATTEMPTS):
+        # consumer.partitions_for_topic reads a cache; fetch fresh metadata (a new topic takes a moment)
+        partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
+        if partitions:
+            break
+        await asyncio.sleep(METADATA_RETRY_S)
+    if not partitions:
+        raise AuditError(f"topic {topic} does not exist; run `consent-broker topics create`")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return tps
+
+
+async def read_to_end(bootstrap: str, topic: str, **client_kwargs: Any) -> list[Any]:
+    """Every committed record of ``topic`` up to the end offsets seen at the start (partition order)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed", **client_kwargs
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        tps = await assign_all(consumer, topic)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                for batch in (await consumer.getmany(tp, timeout_ms=500, max_records=10_000)).values():
+                    records.extend(r for r in batch if r.offset < ends[tp])
+    finally:
+        await consumer.stop()
+    return records
+
+
+class AuditAppender:
+    """Writes the chain its :class:`AuditLog` makes; ``append`` returns once the entry is durable (acks=all)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        signer: Ed25519PrivateKey,
+        checkpoint_every: int,
+        **client_kwargs: Any,
+    ) -> None:
+        self.bootstrap, self.topic, self.signer = bootstrap, topic, signer
+        self.checkpoint_every = checkpoint_every
+        self._log = AuditLog(checkpoint_every, retain=False)  # the topic holds the entries
+        self._client_kwargs = client_kwargs
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._failed = False
+
+    @property
+    def next_index(self) -> int:
+        return self._log.position.next_index
+
+    async def start(self) -> StoredLog:
+        """Restore the chain position from the topic, then open the producer; returns what was read."""
+        records = await read_to_end(self.bootstrap, self.topic, **self._client_kwargs)
+        stored = parse_log(r.value for r in records if r.value is not None)
+        self._log = AuditLog(self.checkpoint_every, start=position_of(stored), retain=False)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,  # a short linger batches concurrent decisions into one produce request
+            **self._client_kwargs,
+        )
+        await self._producer.start()
+        log.info("audit restored entries=%d next_index=%d", len(stored.entries), self.next_index)
+        return stored
+
+    async def append(self, record: CanonicalRecord, source: str | None = None) -> AuditEntry:
+        async with self._lock:  # index, hash and enqueue order are one step: the chain order is the topic order
+            producer = self._ready()
+            entry = self._log.append(record)
+            try:
+                futures = [await producer.send(self.topic, entry_line(entry, source), partition=0)]
+                if self._log.checkpoint_due:
+                    futures.append(await self._enqueue_checkpoint(producer))
+            except KafkaError as exc:
+                self._fail(exc)
+        await self._durable(futures)
+        return entry
+
+    async def stop(self) -> None:
+        """Write a final checkpoint covering every entry, then close the producer."""
+        if self._producer is None:
+            return
+        try:
+            async with self._lock:
+                if not self._failed and self._log.unsigned:
+                    await self._durable([await self._enqueue_checkpoint(self._producer)])
+        except (KafkaError, AuditUnavailableError) as exc:
+            log.warning("audit final checkpoint not written error=%r", exc)
+        finally:
+            await self._producer.stop()
+            self._producer = None
+
+    def _ready(self) -> AIOKafkaProducer:
+        if self._failed or self._producer is None:
+            raise AuditUnavailableError("the audit log is unavailable; restart the API service to restore it")
+        return self._producer
+
+    async def _enqueue_checkpoint(self, producer: AIOKafkaProducer) -> asyncio.Future[Any]:
+        cp = self._log.checkpoint(self.signer)
+        future: asyncio.Future[Any] = await producer.send(
+            self.topic, checkpoint_line(cp, self.signer.public_key()), partition=0
+        )
+        return future
+
+    async def _durable(self, futures: Sequence[asyncio.Future[Any]]) -> None:
+        try:
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: KafkaError) -> None:
+        self._failed = True
+        log.error("audit write failed; appends refused until restart error=%r", exc)
+        raise AuditUnavailableError(f"audit write failed: {exc!r}") from exc

@@ -1,0 +1,156 @@
+"""The stored audit log: one JSON line per entry or checkpoint, parsing, and verifying a stored log (pure).
+
+The audit topic has one partition (one total order, :mod:`broker.topics`). Each Kafka record
+value is one JSON line, the same bytes as one line of an export (``audit export``)::
+
+    {"type": "entry", "index": i, "prev_hash": hex, "hash": hex, "record": "<canonical JSON>",
+     "source": "<partition>/<offset>" | null}
+    {"type": "checkpoint", "index": i, "head_hash": hex, "signature": hex, "public_key": hex}
+
+``record`` holds the exact canonical bytes of :class:`broker.audit.records.AuditRecord` (the
+hashed bytes), so an exported log verifies with nothing but this file. ``source`` is the
+events-topic position of an access record: the appender's cursor, not covered by the hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from broker.audit.errors import AuditLineError
+from broker.audit.log import (
+    AuditEntry,
+    AuditProblem,
+    AuditVerification,
+    ChainPosition,
+    Checkpoint,
+    Tamper,
+    verify,
+)
+
+__all__ = [
+    "StoredCheckpoint",
+    "StoredLog",
+    "checkpoint_line",
+    "entry_line",
+    "parse_log",
+    "position_of",
+    "verify_stored",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    checkpoint: Checkpoint
+    public_key: bytes  # raw 32-byte Ed25519 key published with the checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLog:
+    entries: tuple[AuditEntry, ...]  # in stored order (not re-sorted: order is evidence)
+    checkpoints: tuple[StoredCheckpoint, ...]
+    sources: tuple[str | None, ...]  # parallel to entries
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def entry_line(entry: AuditEntry, source: str | None = None) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "entry",
+            "index": entry.index,
+            "prev_hash": entry.prev_hash.hex(),
+            "hash": entry.hash.hex(),
+            "record": entry.record.decode("utf-8"),
+            "source": source,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def checkpoint_line(cp: Checkpoint, public_key: Ed25519PublicKey) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "checkpoint",
+            "index": cp.index,
+            "head_hash": cp.head_hash.hex(),
+            "signature": cp.signature.hex(),
+            "public_key": _raw_public(public_key).hex(),
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def _parse_line(line: bytes, number: int) -> AuditEntry | StoredCheckpoint | tuple[AuditEntry, str | None]:
+    try:
+        o: dict[str, Any] = orjson.loads(line)
+        if o["type"] == "entry":
+            entry = AuditEntry(
+                int(o["index"]), bytes.fromhex(o["prev_hash"]), bytes.fromhex(o["hash"]), o["record"].encode("utf-8")
+            )
+            source = o.get("source")
+            return entry, None if source is None else str(source)
+        if o["type"] == "checkpoint":
+            cp = Checkpoint(int(o["index"]), bytes.fromhex(o["head_hash"]), bytes.fromhex(o["signature"]))
+            return StoredCheckpoint(cp, bytes.fromhex(o["public_key"]))
+        raise ValueError(f"unknown line type {o['type']!r}")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AuditLineError(f"line {number} is not an audit line: {exc}") from exc
+
+
+def parse_log(lines: Iterable[bytes]) -> StoredLog:
+    """Parse topic values or export lines (blank lines skipped) into a :class:`StoredLog`."""
+    entries: list[AuditEntry] = []
+    sources: list[str | None] = []
+    checkpoints: list[StoredCheckpoint] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parsed = _parse_line(line, number)
+        if isinstance(parsed, StoredCheckpoint):
+            checkpoints.append(parsed)
+        elif isinstance(parsed, tuple):
+            entries.append(parsed[0])
+            sources.append(parsed[1])
+    return StoredLog(tuple(entries), tuple(checkpoints), tuple(sources))
+
+
+def position_of(stored: StoredLog) -> ChainPosition:
+    """Where the stored chain stands: after its last stored entry, signed up to its newest checkpoint."""
+    position = ChainPosition()
+    if stored.entries:
+        last = stored.entries[-1]
+        position = ChainPosition(last.index + 1, last.hash)
+    if stored.checkpoints:
+        newest = max(c.checkpoint.index for c in stored.checkpoints)
+        position = ChainPosition(position.next_index, position.head_hash, newest)
+    return position
+
+
+def verify_stored(stored: StoredLog, trusted_key: bytes | None = None) -> AuditVerification:
+    """Verify the chain and checkpoints; with ``trusted_key`` every checkpoint must be signed by it.
+
+    Without it, each checkpoint is checked against the key published with it (trust on first use:
+    detects edits, deletions and reordering, but not a forger who re-signs with a key of their own).
+    """
+    groups: dict[bytes, list[Checkpoint]] = {}
+    for sc in stored.checkpoints:
+        groups.setdefault(trusted_key or sc.public_key, []).append(sc.checkpoint)
+    if not groups:
+        groups[trusted_key or _raw_public(Ed25519PrivateKey.generate().public_key())] = []
+    problems: dict[tuple[Tamper, int, int | None], AuditProblem] = {}
+    for key, cps in groups.items():
+        try:
+            public = Ed25519PublicKey.from_public_bytes(key)
+        except ValueError as exc:
+            raise AuditLineError(f"checkpoint public key is not an Ed25519 key: {exc}") from exc
+        for p in verify(stored.entries, cps, public).problems:
+            problems.setdefault((p.kind, p.index, p.other_index), p)
+    return AuditVerification(tuple(problems.values()), len(stored.entries), len(stored.checkpoints))
