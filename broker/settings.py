@@ -20,8 +20,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from broker.auth.registry import ClientRegistry, RegistryError
 from broker.errors import SettingsError
 from broker.mirror.planner import Registration, RegistrationsError, parse_registrations
+from consent_io.secrets import SecretFileError, check_secret_mode, read_secret
 from consent_wire.identity import MIN_SECRET_BYTES
 
 __all__ = ["STAGES", "CoreSettings", "SettingsError", "load_list_sizes", "load_registrations", "read_hex_file"]
@@ -49,6 +51,15 @@ class CoreSettings:
     audit_checkpoint_every: int = 1000  # records between signed audit checkpoints
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
     registrations_file: str = ""  # CSV site,patient_key: sites the mirror serves besides those seen in events
+    # --- the API's door (issue 11): HTTPS, OAuth 2.0 client credentials with private_key_jwt -------------
+    api_clients_file: str = ""  # TOML registry of API clients (broker/auth/registry.py); required by the api stage
+    api_token_key_file: str = ""  # hex raw Ed25519 private key (0600) signing access tokens; shared by API instances
+    api_token_url: str = (
+        ""  # the token endpoint URL clients sign as `aud`; "" = https://<http_host>:<port>/oauth2/token
+    )
+    http_tls_cert_file: str = ""  # PEM certificate chain the API serves HTTPS with
+    http_tls_key_file: str = ""  # its PEM private key (mode 0600)
+    insecure_http: bool = False  # plaintext HTTP without authentication: for debugging only, logged as a warning
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -83,7 +94,9 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         if name not in known:
             raise SettingsError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
         default = known[name]
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            typed[name] = _boolean(name, value)
+        elif isinstance(default, tuple):
             typed[name] = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
         elif isinstance(default, int):
             try:
@@ -95,17 +108,28 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
     return typed
 
 
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"setting {name} must be true or false, got {value!r}")
+
+
 # --- files named by settings (read at load to validate them, and by the stage that uses them) ----
 
 
 def read_hex_file(path: str, setting: str) -> bytes:
-    """The bytes hex-encoded in ``path`` (as ``openssl rand -hex 32`` writes them)."""
+    """The secret bytes hex-encoded in ``path`` (as ``openssl rand -hex 32`` writes them), mode 0600 only."""
     try:
-        return bytes.fromhex(Path(path).read_text().strip())
-    except (OSError, ValueError) as exc:
+        return bytes.fromhex(read_secret(path, setting).decode("ascii", "replace"))
+    except (SecretFileError, ValueError) as exc:
         raise SettingsError(
-            f"setting {setting}={path!r} ({_env(setting)}): cannot read hex from it ({exc}); "
-            "point it at a readable file holding the value hex-encoded"
+            f"setting {setting}={path!r} ({_env(setting)}): cannot read a hex secret from it ({exc}); "
+            "point it at a file of mode 0600 holding the value hex-encoded"
         ) from exc
 
 
@@ -242,6 +266,40 @@ def _mirror_files(s: CoreSettings) -> str | None:
     return None
 
 
+def _api_door(s: CoreSettings) -> str | None:
+    """The api stage serves HTTPS with authenticated clients unless insecure_http is set."""
+    if "api" not in s.stages or s.insecure_http:
+        return None
+    problems: list[str] = []
+    if not s.api_clients_file:
+        problems.append(_problem(s, "api_clients_file", "the api stage needs its client registry (or insecure_http)"))
+    else:
+        try:
+            ClientRegistry.load(Path(s.api_clients_file))
+        except RegistryError as exc:
+            problems.append(_problem(s, "api_clients_file", str(exc)))
+    if not s.api_token_key_file:
+        problems.append(_problem(s, "api_token_key_file", "the api stage needs a token signing key: 64 hex digits"))
+    else:
+        try:
+            Ed25519PrivateKey.from_private_bytes(read_hex_file(s.api_token_key_file, "api_token_key_file"))
+        except SettingsError as exc:
+            problems.append(exc.message)
+        except ValueError:
+            problems.append(_problem(s, "api_token_key_file", "expected a raw 32-byte Ed25519 key in hex"))
+    for name in ("http_tls_cert_file", "http_tls_key_file"):
+        if not getattr(s, name):
+            problems.append(_problem(s, name, "the api stage serves HTTPS: name the PEM file (or insecure_http)"))
+        elif not Path(getattr(s, name)).is_file():
+            problems.append(_problem(s, name, "no such file"))
+    if s.http_tls_key_file and Path(s.http_tls_key_file).is_file():
+        try:
+            check_secret_mode(Path(s.http_tls_key_file), "http_tls_key_file")
+        except SecretFileError as exc:
+            problems.append(_problem(s, "http_tls_key_file", str(exc)))
+    return "\n".join(problems) or None
+
+
 _CHECKS: tuple[Check, ...] = (
     _stages,
     _ports,
@@ -252,6 +310,7 @@ _CHECKS: tuple[Check, ...] = (
     _audit_key,
     _list_sizes,
     _mirror_files,
+    _api_door,
 )
 
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
+from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from consent_io.secrets import write_secret
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import (
     ConsentDirective,
@@ -79,3 +89,38 @@ class SimAgent:
 def patient(n: int) -> str:
     """A stand-in pseudonymous patient key (32 hex characters)."""
     return sha256(f"patient-{n}".encode()).hexdigest()[:32]
+
+
+def api_door(directory: Path, clients: str = "") -> dict[str, str]:
+    """Settings for the core API's door: a client registry, a token key and a self-signed HTTPS certificate.
+
+    Secrets are written mode 0600 as the settings require; ``clients`` is TOML ``[[client]]`` tables.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "clients.toml").write_text(clients)
+    write_secret(directory / "token.key", os.urandom(32).hex().encode())
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "tls.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_secret(directory / "tls-key.pem", key_pem)
+    return {
+        "api_clients_file": str(directory / "clients.toml"),
+        "api_token_key_file": str(directory / "token.key"),
+        "http_tls_cert_file": str(directory / "tls.pem"),
+        "http_tls_key_file": str(directory / "tls-key.pem"),
+    }

@@ -7,6 +7,7 @@ when the audit log is unavailable or while the views are still catching up (a de
 state could miss an objection); ``404``, ``405`` and ``413`` from :mod:`consent_io.http`. Messages
 never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
 
+    POST /oauth2/token                         OAuth 2.0 client credentials (private_key_jwt) -> access token
     POST /v1/decisions                         decide; a live decision is appended to the audit log
     GET  /v1/patients/{nhs_number}/consent     current state (JSON), ?format=fhir: FHIR R4 Consents
     GET  /v1/patients/{nhs_number}/accesses    who accessed the record and why (recommendation 1)
@@ -14,6 +15,12 @@ never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
     GET  /v1/reports/breaches                  breaches by organisation and severity, and the list
     GET  /v1/reports/disclosures               disclosures by recipient and purpose
     GET  /v1/health                            readiness of the views and the audit appender
+
+Every route but the token endpoint and health needs ``Authorization: Bearer <access token>`` with the
+route's scope (:data:`ROUTES`); the requester's organisation and role must be the client's registered
+ones; every read of a patient's data ("as at" decisions included) is recorded on the audit trail with the
+client and the accessor. ``create_app(backend, None)`` (the ``insecure_http`` debug setting) skips all of
+this and is refused unless asked for by name.
 
 Errors: see the tree in :mod:`broker.errors`.
 """
@@ -36,27 +43,45 @@ from broker.api.codec import (
     parse_window,
     state_json,
 )
-from broker.audit import AuditEntry, AuditRecord, AuditUnavailableError, accesses_for, decision_record
+from broker.audit import (
+    AuditEntry,
+    AuditRecord,
+    AuditUnavailableError,
+    accesses_for,
+    decision_record,
+    read_record,
+)
+from broker.auth import AuthError, AuthorisationError, Principal, Scope, TokenService, check_requester, require_scope
+from broker.auth.errors import TokenRequestError
 from broker.errors import NotReadyError
 from broker.reports import breach_incidents, breach_summary, disclosures, objection_rates, render_json
 from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import DecisionAnswer, decide, decide_as_at, parse_request
+from consent_rules.decision.document import MAX_TEXT
 from consent_rules.state import PatientState
+from consent_wire.codes import PurposeOfUse
 from consent_wire.errors import WireError
 from consent_wire.hlc import LOGICAL_BITS
 from consent_wire.model import Event
 
-__all__ = ["MAX_BODY_BYTES", "STATUS_BY_ERROR", "ApiBackend", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "ROUTES", "STATUS_BY_ERROR", "ApiBackend", "AsAtInFutureError", "create_app"]
 
 MAX_BODY_BYTES = 64 * 1024  # a decision request is < 1 KiB; bound parsing of hostile input
 _LOGICAL_MAX = (1 << LOGICAL_BITS) - 1  # "as at" T includes every event stamped in millisecond T
 
 # The HTTP status of each error class, first match wins (the one place statuses are chosen).
 STATUS_BY_ERROR: StatusTable = (
+    (TokenRequestError, 400),
+    (AuthorisationError, 403),
+    (AuthError, 401),
     (AuditUnavailableError, 503),  # before WireError: the audit tree derives from ValidationError
     (NotReadyError, 503),
     (WireError, 400),  # ValidationError, DecodeError, ...: the request's content is wrong
 )
+
+
+class AsAtInFutureError(ApiRequestError):
+    reason = "AS_AT_IN_FUTURE"
 
 
 class ApiBackend(Protocol):
@@ -81,6 +106,8 @@ class ApiBackend(Protocol):
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BACKEND: web.AppKey[ApiBackend] = web.AppKey("backend")
+AUTH: web.AppKey[TokenService | None] = web.AppKey("auth")
+_OPEN = Principal("insecure-debug", "", frozenset(), frozenset(Scope))  # only with insecure_http
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +115,57 @@ class _Route:
     method: str
     path: str
     handler: Handler
+    scope: Scope | None  # None: open (token endpoint, health)
+
+
+def _principal(request: web.Request, scope: Scope) -> Principal:
+    """The authenticated caller, holding ``scope`` (401/403 otherwise)."""
+    auth = request.app[AUTH]
+    if auth is None:
+        return _OPEN
+    principal = auth.authenticate(request.headers.get("Authorization"), request.app[BACKEND].now_ms() // 1000)
+    require_scope(principal, scope)
+    return principal
+
+
+def _asking_as(request: web.Request, principal: Principal, organisation: str, role: str) -> None:
+    if request.app[AUTH] is not None:
+        check_requester(principal, organisation, role)
+
+
+def _reader(request: web.Request, principal: Principal) -> tuple[str, str, PurposeOfUse]:
+    """The person reading (accessor_id, role, purpose query parameters, all required) for the audit trail."""
+    q = request.query
+    accessor, role, purpose = q.get("accessor_id", ""), q.get("role", ""), q.get("purpose", "")
+    if not accessor or not role or not purpose:
+        raise ApiRequestError("reads of patient data name the reader: accessor_id, role and purpose are required")
+    if len(accessor) > MAX_TEXT or len(role) > MAX_TEXT:
+        raise ApiRequestError(f"accessor_id and role are at most {MAX_TEXT} characters")
+    try:
+        use = PurposeOfUse(purpose)
+    except ValueError as exc:
+        raise ApiRequestError(f"purpose must be an HL7 ActReason code such as TREAT, got {purpose[:32]!r}") from exc
+    _asking_as(request, principal, principal.organisation, role)
+    return accessor, role, use
+
+
+async def _record_read(
+    request: web.Request, principal: Principal, patient: str, reader: tuple[str, str, PurposeOfUse], what: str
+) -> None:
+    backend = request.app[BACKEND]
+    accessor, role, purpose = reader
+    organisation = principal.organisation or "UNAUTHENTICATED"
+    record = read_record(
+        at_ms=backend.now_ms(),
+        patient_key=patient,
+        accessor_id=accessor,
+        organisation=organisation,
+        role=role,
+        purpose=purpose,
+        what=what,
+        client_id=principal.client_id,
+    )
+    await backend.record(record)  # AuditUnavailableError (503): no read without its audit entry
 
 
 def _backend(request: web.Request) -> ApiBackend:
@@ -106,38 +184,64 @@ async def _body(request: web.Request) -> object:
         raise ApiRequestError(f"request body is not JSON: {exc}") from exc
 
 
+async def post_token(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    if auth is None:
+        raise TokenRequestError("this API runs with insecure_http (debug): there are no tokens to issue")
+    form = await request.post()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    token = auth.exchange(fields, request.app[BACKEND].now_ms() // 1000)
+    return json_response(token.to_json())
+
+
 async def post_decision(request: web.Request) -> web.Response:
+    principal = _principal(request, Scope.DECISIONS)
     backend = _backend(request)
-    parsed = parse_request(await _body(request), backend.patient_key, backend.now_ms())
+    now_ms = backend.now_ms()
+    parsed = parse_request(await _body(request), backend.patient_key, now_ms)
     req = parsed.request
-    if parsed.as_at_ms is not None:  # a re-evaluation of the past, not a sharing decision: not recorded
+    _asking_as(request, principal, req.requester.organisation, req.requester.role)
+    if not parsed.accessor_id:
+        raise ApiRequestError("requester.accessor_id is required: every decision names the person asking")
+    if parsed.as_at_ms is not None:  # a re-evaluation of the past: a read of the patient's history
+        if parsed.as_at_ms > now_ms:
+            raise AsAtInFutureError("as_at is later than now: decisions can be re-evaluated only for the past")
+        require_scope(principal, Scope.PATIENT_READ)
+        reader = (parsed.accessor_id, req.requester.role, req.purpose)
+        await _record_read(request, principal, req.patient_key, reader, "AS_AT")
         as_at_hlc = (parsed.as_at_ms << LOGICAL_BITS) | _LOGICAL_MAX
         decision = decide_as_at(req, backend.history(req.patient_key), as_at_hlc)
         return json_response(DecisionAnswer(decision, req.at_ms, parsed.as_at_ms).to_json())
     decision = decide(req, backend.state(req.patient_key))
-    entry = await backend.record(decision_record(req, decision, parsed.accessor_id))
+    entry = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
     return json_response(DecisionAnswer(decision, req.at_ms, None, entry.index).to_json())
 
 
 async def get_consent(request: web.Request) -> web.Response:
+    principal = _principal(request, Scope.PATIENT_READ)
     backend = _backend(request)
     nhs = request.match_info["nhs_number"]
-    state = backend.state(backend.patient_key(nhs))
+    key = backend.patient_key(nhs)
     fmt = request.query.get("format", "json")
+    if fmt not in ("json", "fhir"):
+        raise ApiRequestError(f"format must be json or fhir, got {fmt[:32]!r}")
+    await _record_read(request, principal, key, _reader(request, principal), "CONSENT")
+    state = backend.state(key)
     if fmt == "fhir":
         return json_response(consent_fhir_json(state, nhs))
-    if fmt != "json":
-        raise ApiRequestError(f"format must be json or fhir, got {fmt!r}")
     return json_response(state_json(state))
 
 
 async def get_accesses(request: web.Request) -> web.Response:
+    principal = _principal(request, Scope.PATIENT_READ)
     backend = _backend(request)
     key = backend.patient_key(request.match_info["nhs_number"])
+    await _record_read(request, principal, key, _reader(request, principal), "ACCESSES")
     return json_response(accesses_json(accesses_for(backend.audit_entries(key), key)))
 
 
 async def get_objections(request: web.Request) -> web.Response:
+    _principal(request, Scope.REPORTS)
     backend = _backend(request)
     sizes = parse_list_sizes(request.query.get("list_sizes"), backend.list_sizes)
     report = objection_rates(backend.events(), sizes)
@@ -147,6 +251,7 @@ async def get_objections(request: web.Request) -> web.Response:
 
 
 async def get_breaches(request: web.Request) -> web.Response:
+    _principal(request, Scope.REPORTS)
     events = _backend(request).events()
     from_ms, to_ms = parse_window(request.query)
     summary = breach_summary(events, from_ms=from_ms, to_ms=to_ms)
@@ -156,6 +261,7 @@ async def get_breaches(request: web.Request) -> web.Response:
 
 
 async def get_disclosures(request: web.Request) -> web.Response:
+    _principal(request, Scope.REPORTS)
     from_ms, to_ms = parse_window(request.query)
     report = disclosures(_backend(request).events(), from_ms=from_ms, to_ms=to_ms)
     return json_response(orjson.loads(render_json(report)))
@@ -172,21 +278,24 @@ async def get_health(request: web.Request) -> web.Response:
     return json_response(body, 200 if info.ready else 503)
 
 
+# The scope each route needs (declared beside it in docs/openapi.yaml; a test keeps the two in step).
 ROUTES: tuple[_Route, ...] = (
-    _Route("POST", "/v1/decisions", post_decision),
-    _Route("GET", "/v1/patients/{nhs_number}/consent", get_consent),
-    _Route("GET", "/v1/patients/{nhs_number}/accesses", get_accesses),
-    _Route("GET", "/v1/reports/objections", get_objections),
-    _Route("GET", "/v1/reports/breaches", get_breaches),
-    _Route("GET", "/v1/reports/disclosures", get_disclosures),
-    _Route("GET", "/v1/health", get_health),
+    _Route("POST", "/oauth2/token", post_token, None),
+    _Route("POST", "/v1/decisions", post_decision, Scope.DECISIONS),
+    _Route("GET", "/v1/patients/{nhs_number}/consent", get_consent, Scope.PATIENT_READ),
+    _Route("GET", "/v1/patients/{nhs_number}/accesses", get_accesses, Scope.PATIENT_READ),
+    _Route("GET", "/v1/reports/objections", get_objections, Scope.REPORTS),
+    _Route("GET", "/v1/reports/breaches", get_breaches, Scope.REPORTS),
+    _Route("GET", "/v1/reports/disclosures", get_disclosures, Scope.REPORTS),
+    _Route("GET", "/v1/health", get_health, None),
 )
 
 
-def create_app(backend: ApiBackend) -> web.Application:
-    """The aiohttp application over ``backend``."""
+def create_app(backend: ApiBackend, auth: TokenService | None) -> web.Application:
+    """The aiohttp application over ``backend``; ``auth`` None is the insecure debug mode (no authentication)."""
     app = web.Application(middlewares=[error_middleware(STATUS_BY_ERROR)], client_max_size=MAX_BODY_BYTES)
     app[BACKEND] = backend
+    app[AUTH] = auth
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     return app

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -32,7 +34,8 @@ from broker.api.handlers import create_app
 from broker.api.views import EventHistory, StateView
 from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AuditAppender
-from broker.settings import load_list_sizes, read_hex_file
+from broker.auth import ClientRegistry, TokenService
+from broker.settings import CoreSettings, load_list_sizes, read_hex_file
 from consent_rules.state import PatientState, empty_state
 from consent_wire.identity import patient_key
 from consent_wire.model import Event
@@ -58,6 +61,7 @@ class ApiService:
         self.history: EventHistory | None = None
         self._entries: dict[str, list[AuditEntry]] = {}
         self._runner: web.AppRunner | None = None
+        self._auth: TokenService | None = None
         self.port = 0
 
     @classmethod
@@ -124,13 +128,21 @@ class ApiService:
         return tasks
 
     async def _serve(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(create_app(_Backend(self)), access_log=None)
+        s = self.core.settings
+        tls = None if s.insecure_http else _server_tls(s.http_tls_cert_file, s.http_tls_key_file)
+        auth = None if s.insecure_http else _token_service(s)
+        if auth is None:
+            log.warning("api runs with insecure_http: plaintext and NO authentication (debugging only)")
+        self._auth = auth
+        self._runner = web.AppRunner(create_app(_Backend(self), auth), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else port
-        log.info("api listening host=%s port=%d", host, self.port)
+        if auth is not None and not s.api_token_url:
+            auth.token_url = f"https://{host}:{self.port}/oauth2/token"
+        log.info("api listening host=%s port=%d tls=%s", host, self.port, tls is not None)
 
     async def _shutdown_when_stopped(self, stop: asyncio.Event, followers: list[asyncio.Task[None]]) -> None:
         await stop.wait()
@@ -180,3 +192,17 @@ def _signer(path: str) -> Ed25519PrivateKey:
         log.warning("CONSENT_AUDIT_KEY_FILE not set: audit checkpoints are signed with a key generated for this run")
         return Ed25519PrivateKey.generate()
     return Ed25519PrivateKey.from_private_bytes(read_hex_file(path, "audit_key_file"))
+
+
+def _server_tls(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """TLS 1.2+ server context (Mozilla "intermediate": the library defaults of Python 3.11 meet it)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _token_service(s: CoreSettings) -> TokenService:
+    registry = ClientRegistry.load(Path(s.api_clients_file))
+    key = Ed25519PrivateKey.from_private_bytes(read_hex_file(s.api_token_key_file, "api_token_key_file"))
+    return TokenService(registry, key, s.api_token_url or "https://pending/oauth2/token")

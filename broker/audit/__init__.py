@@ -37,7 +37,15 @@ from broker.audit.log import (
     describe_problem,
     verify,
 )
-from broker.audit.records import AccessView, AuditRecord, RecordKind, access_record, accesses_for, decision_record
+from broker.audit.records import (
+    AccessView,
+    AuditRecord,
+    RecordKind,
+    access_record,
+    accesses_for,
+    decision_record,
+    read_record,
+)
 
 __all__ = [
     "CHECKPOINT_CONTEXT",
@@ -70,6 +78,7 @@ __all__ = [
     "entry_line",
     "parse_log",
     "position_of",
+    "read_record",
     "verify",
     "verify_stored",
 ]

@@ -28,12 +28,14 @@ __all__ = [
     "access_record",
     "accesses_for",
     "decision_record",
+    "read_record",
 ]
 
 
 class RecordKind(StrEnum):
     DECISION = "DECISION"  # a sharing decision (permit or deny)
     ACCESS = "ACCESS"  # a view or disclosure reported by a site
+    READ = "READ"  # a read of the patient's data through the core's API (state, access log, "as at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +53,14 @@ class AuditRecord:
     codes: tuple[str, ...] = ()
     state_version: int = 0
     disclosed_to: str = ""
+    client_id: str = ""  # the authenticated API client (OAuth client id); "" for site-reported accesses
 
     def to_bytes(self) -> bytes:
-        """Canonical JSON (orjson, sorted keys)."""
+        """Canonical JSON (orjson, sorted keys); ``client_id`` only when set, so older entries hash as before."""
+        extra = {"client_id": self.client_id} if self.client_id else {}
         return orjson.dumps(
             {
+                **extra,
                 "kind": self.kind.value,
                 "at_ms": self.at_ms,
                 "patient_key": self.patient_key,
@@ -92,6 +97,7 @@ class AuditRecord:
                 tuple(str(c) for c in o["codes"]),
                 int(o["state_version"]),
                 str(o["disclosed_to"]),
+                str(o.get("client_id", "")),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise AuditRecordError(f"not an audit record: {exc}") from exc
@@ -111,7 +117,7 @@ class AccessView:
     disclosed_to: str
 
 
-def decision_record(request: DecisionRequest, decision: Decision, accessor_id: str) -> AuditRecord:
+def decision_record(request: DecisionRequest, decision: Decision, accessor_id: str, client_id: str = "") -> AuditRecord:
     who = request.requester
     return AuditRecord(
         RecordKind.DECISION,
@@ -126,6 +132,33 @@ def decision_record(request: DecisionRequest, decision: Decision, accessor_id: s
         decision.legal_basis,
         decision.codes,
         decision.state_version,
+        client_id=client_id,
+    )
+
+
+def read_record(
+    *,
+    at_ms: int,
+    patient_key: str,
+    accessor_id: str,
+    organisation: str,
+    role: str,
+    purpose: PurposeOfUse,
+    what: str,
+    client_id: str,
+) -> AuditRecord:
+    """The audit record of a read of a patient's data through the API (``what``: CONSENT, ACCESSES, AS_AT)."""
+    return AuditRecord(
+        RecordKind.READ,
+        at_ms,
+        patient_key,
+        accessor_id,
+        organisation,
+        role,
+        purpose,
+        (),
+        f"READ_{what}",
+        client_id=client_id,
     )
 
 

@@ -30,6 +30,7 @@ OTHER_NHS = "9434765927"
 NOW_MS = 1_790_000_000_000
 DAY_MS = 86_400_000
 PRACTICE = "A81001"
+READER = "?accessor_id=staff-9&role=GP&purpose=TREAT"  # who reads a patient's data, recorded on the audit trail
 
 _ids = itertools.count(1)
 

@@ -16,5 +16,5 @@ def backend() -> MemoryBackend:
 
 @pytest.fixture
 async def client(backend: MemoryBackend) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    async with TestClient(TestServer(create_app(backend))) as c:
+    async with TestClient(TestServer(create_app(backend, None))) as c:
         yield c

@@ -15,6 +15,7 @@ from tests.unit.api.backend import (
     NOW_MS,
     OTHER_NHS,
     PRACTICE,
+    READER,
     MemoryBackend,
     access,
     breach,
@@ -90,7 +91,9 @@ async def test_shielded_patient_gets_redaction_and_location_withheld(client: Cli
     assert result["withheld"] == ["PATLOC"]
 
 
-async def test_as_at_re_evaluates_the_past_state_and_is_not_recorded(client: Client, backend: MemoryBackend) -> None:
+async def test_as_at_re_evaluates_the_past_state_and_is_recorded_as_a_read(
+    client: Client, backend: MemoryBackend
+) -> None:
     backend.add(
         consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, at_ms=NOW_MS - 10 * DAY_MS),
         consent(ConsentDirective.OPTOUT, PurposeOfUse.HRESCH, at_ms=NOW_MS - 2 * DAY_MS),
@@ -105,7 +108,39 @@ async def test_as_at_re_evaluates_the_past_state_and_is_not_recorded(client: Cli
     )
     assert before["state_version"] == 1
     assert now["outcome"] == "DENY"
-    assert len(backend.log.entries) == 1  # only the live decision
+    kinds = [AuditRecord.from_bytes(e.record) for e in backend.log.entries]
+    assert [(r.kind, r.outcome) for r in kinds] == [(RecordKind.READ, "READ_AS_AT"), (RecordKind.DECISION, "DENY")]
+
+
+async def test_as_at_in_the_future_is_refused_and_nothing_is_recorded(client: Client, backend: MemoryBackend) -> None:
+    resp = await client.post("/v1/decisions", json={**decision_body(), "as_at": NOW_MS + DAY_MS})
+    assert resp.status == 400
+    assert (await resp.json())["reason"] == "AS_AT_IN_FUTURE"
+    assert len(backend.log.entries) == 0
+
+
+async def test_a_decision_without_an_accessor_is_refused(client: Client, backend: MemoryBackend) -> None:
+    body = decision_body()
+    body["requester"] = {k: v for k, v in body["requester"].items() if k != "accessor_id"}
+    resp = await client.post("/v1/decisions", json=body)
+    assert resp.status == 400
+    assert "accessor_id is required" in (await resp.json())["message"]
+    assert len(backend.log.entries) == 0
+
+
+async def test_reads_of_patient_data_name_the_reader_and_are_recorded(client: Client, backend: MemoryBackend) -> None:
+    resp = await client.get(f"/v1/patients/{NHS}/consent")
+    assert resp.status == 400
+    assert len(backend.log.entries) == 0
+    assert (await client.get(f"/v1/patients/{NHS}/consent{READER}")).status == 200
+    record = AuditRecord.from_bytes(backend.log.entries[-1].record)
+    assert (record.kind, record.outcome, record.accessor_id, record.purpose) == (
+        RecordKind.READ,
+        "READ_CONSENT",
+        "staff-9",
+        PurposeOfUse.TREAT,
+    )
+    assert record.patient_key == key_of(NHS)
 
 
 @pytest.mark.parametrize(
@@ -142,13 +177,13 @@ async def test_missing_requester_field_and_non_json_are_bad_requests(client: Cli
 
 async def test_consent_state_as_json_and_as_fhir(client: Client, backend: MemoryBackend) -> None:
     backend.add(consent(ConsentDirective.OPTOUT, PurposeOfUse.HRESCH, at_ms=NOW_MS - DAY_MS), objection())
-    resp = await client.get(f"/v1/patients/{NHS}/consent")
+    resp = await client.get(f"/v1/patients/{NHS}/consent{READER}")
     state = await resp.json()
     assert state["patient_key"] == key_of(NHS)
     assert state["version"] == 2
     assert [(c["purpose"], c["directive"]) for c in state["consents"]] == [("HRESCH", "OPTOUT")]
     assert [(o["kind"], o["active"]) for o in state["objections"]] == [("NDOP", True)]
-    fhir = await (await client.get(f"/v1/patients/{NHS}/consent?format=fhir")).json()
+    fhir = await (await client.get(f"/v1/patients/{NHS}/consent{READER}&format=fhir")).json()
     assert fhir["resourceType"] == "Bundle"
     assert fhir["total"] == 2
     resources = [e["resource"] for e in fhir["entry"]]
@@ -157,12 +192,12 @@ async def test_consent_state_as_json_and_as_fhir(client: Client, backend: Memory
 
 
 async def test_consent_of_an_unknown_patient_is_empty_and_bad_numbers_are_400(client: Client) -> None:
-    state = await (await client.get(f"/v1/patients/{OTHER_NHS}/consent")).json()
+    state = await (await client.get(f"/v1/patients/{OTHER_NHS}/consent{READER}")).json()
     assert (state["version"], state["consents"], state["shielding"]) == (0, [], None)
-    resp = await client.get("/v1/patients/1234567890/consent")
+    resp = await client.get(f"/v1/patients/1234567890/consent{READER}")
     assert resp.status == 400
     assert (await resp.json())["reason"] == "INVALID_NHS_NUMBER"
-    resp = await client.get(f"/v1/patients/{NHS}/consent?format=xml")
+    resp = await client.get(f"/v1/patients/{NHS}/consent{READER}&format=xml")
     assert (await resp.json())["reason"] == "BAD_REQUEST"
 
 
@@ -171,9 +206,13 @@ async def test_accesses_list_decisions_and_access_records_of_that_patient_only(
 ) -> None:
     backend.add(access("B82002", at_ms=NOW_MS - 3 * DAY_MS), access("C83003", nhs=OTHER_NHS))
     await post(client, decision_body())
-    result = await (await client.get(f"/v1/patients/{NHS}/accesses")).json()
+    result = await (await client.get(f"/v1/patients/{NHS}/accesses{READER}")).json()
     got = [(a["kind"], a["organisation"], a["at_ms"], a["outcome"]) for a in result["accesses"]]
-    assert got == [("ACCESS", "B82002", NOW_MS - 3 * DAY_MS, "VIEWED"), ("DECISION", "RX1", NOW_MS, "PERMIT")]
+    assert got == [
+        ("ACCESS", "B82002", NOW_MS - 3 * DAY_MS, "VIEWED"),
+        ("DECISION", "RX1", NOW_MS, "PERMIT"),
+        ("READ", "UNAUTHENTICATED", NOW_MS, "READ_ACCESSES"),  # this very read (insecure_http: no organisation)
+    ]
 
 
 async def test_objection_report_flags_practices_and_needs_list_sizes(client: Client, backend: MemoryBackend) -> None:

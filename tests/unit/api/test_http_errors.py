@@ -61,7 +61,7 @@ class _AuditDown(MemoryBackend):
 
 
 async def test_a_decision_the_audit_log_cannot_take_is_503_audit_unavailable() -> None:
-    async with TestClient(TestServer(create_app(_AuditDown()))) as client:
+    async with TestClient(TestServer(create_app(_AuditDown(), None))) as client:
         body = await error_of(await client.post("/v1/decisions", json=decision_body()), 503)
     assert body == {"reason": "AUDIT_UNAVAILABLE", "message": "audit topic not writable"}
 
@@ -73,7 +73,7 @@ class _Broken(MemoryBackend):
 
 
 async def test_an_unexpected_error_is_500_without_its_detail(caplog: pytest.LogCaptureFixture) -> None:
-    async with TestClient(TestServer(create_app(_Broken()))) as client:
+    async with TestClient(TestServer(create_app(_Broken(), None))) as client:
         body = await error_of(await client.post("/v1/decisions", json=decision_body()), 500)
     assert body == {"reason": "INTERNAL_ERROR", "message": "the server failed; the error is logged"}
     assert "http handler failed" in caplog.text

@@ -11,7 +11,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broker.api import create_app
 from consent_wire.codes import BreachSeverity, ConsentDirective, PurposeOfUse
-from tests.unit.api.backend import DAY_MS, NHS, NOW_MS, MemoryBackend, access, breach, consent, objection, shield
+from tests.unit.api.backend import (
+    DAY_MS,
+    NHS,
+    NOW_MS,
+    READER,
+    MemoryBackend,
+    access,
+    breach,
+    consent,
+    objection,
+    shield,
+)
 
 SPEC_PATH = Path(__file__).parents[3] / "docs" / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
@@ -78,7 +89,7 @@ def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
 
 def test_spec_is_openapi_3_1_and_every_route_is_documented_with_its_methods() -> None:
     assert SPEC["openapi"].startswith("3.1")
-    app = create_app(MemoryBackend())
+    app = create_app(MemoryBackend(), None)
     routes = {
         (r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD" and r.resource is not None
     }
@@ -109,10 +120,10 @@ CALLS = [
     ("POST", "/v1/decisions", "/v1/decisions", DECISION, 200),
     ("POST", "/v1/decisions", "/v1/decisions", {**DECISION, "as_at": "2026-09-01T00:00:00Z"}, 200),
     ("POST", "/v1/decisions", "/v1/decisions", {**DECISION, "nhs_number": "123"}, 400),
-    ("GET", "/v1/patients/{nhs_number}/consent", f"/v1/patients/{NHS}/consent", None, 200),
-    ("GET", "/v1/patients/{nhs_number}/consent", f"/v1/patients/{NHS}/consent?format=fhir", None, 200),
-    ("GET", "/v1/patients/{nhs_number}/consent", "/v1/patients/12/consent", None, 400),
-    ("GET", "/v1/patients/{nhs_number}/accesses", f"/v1/patients/{NHS}/accesses", None, 200),
+    ("GET", "/v1/patients/{nhs_number}/consent", f"/v1/patients/{NHS}/consent{READER}", None, 200),
+    ("GET", "/v1/patients/{nhs_number}/consent", f"/v1/patients/{NHS}/consent{READER}&format=fhir", None, 200),
+    ("GET", "/v1/patients/{nhs_number}/consent", f"/v1/patients/12/consent{READER}", None, 400),
+    ("GET", "/v1/patients/{nhs_number}/accesses", f"/v1/patients/{NHS}/accesses{READER}", None, 200),
     ("GET", "/v1/reports/objections", "/v1/reports/objections", None, 200),
     ("GET", "/v1/reports/objections", "/v1/reports/objections?list_sizes=bad", None, 400),
     ("GET", "/v1/reports/breaches", f"/v1/reports/breaches?from={NOW_MS - 7 * DAY_MS}", None, 200),
@@ -124,7 +135,7 @@ CALLS = [
 async def test_not_ready_and_health_responses_match_the_documented_schema() -> None:
     backend = _populated()
     backend.ready = False
-    async with TestClient(TestServer(create_app(backend))) as client:
+    async with TestClient(TestServer(create_app(backend, None))) as client:
         for method, template, url, body, _ in CALLS:
             resp = await client.request(method, url, json=body)
             assert resp.status == 503
@@ -135,7 +146,7 @@ async def test_not_ready_and_health_responses_match_the_documented_schema() -> N
 async def test_real_responses_match_the_documented_schema(
     method: str, template: str, url: str, body: object, status: int
 ) -> None:
-    async with TestClient(TestServer(create_app(_populated()))) as client:
+    async with TestClient(TestServer(create_app(_populated(), None))) as client:
         resp = await client.request(method, url, json=body)
         assert resp.status == status, await resp.text()
         payload = await resp.json()

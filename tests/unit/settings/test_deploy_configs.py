@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from broker.settings import STAGES, CoreSettings, SettingsError
+from consent_io.secrets import write_secret
 from edge_agent.config import load_settings
+from tests.factories import api_door
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
@@ -16,10 +18,11 @@ ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  #
 
 def _deployed_files(tmp_path: Path) -> dict[str, str]:
     """What an operator puts in place of the file's placeholders."""
-    (tmp_path / "pseudonym.secret").write_text("ab" * 32 + "\n")
-    (tmp_path / "audit.key").write_text("11" * 32 + "\n")
+    write_secret(tmp_path / "pseudonym.secret", b"ab" * 32 + b"\n")
+    write_secret(tmp_path / "audit.key", b"11" * 32 + b"\n")
     (tmp_path / "list-sizes.csv").write_text("practice,list_size\nA81001,6000\n")
     return {
+        **api_door(tmp_path / "door"),
         "root_public_key_hex": ROOT_HEX,
         "pseudonym_secret_file": str(tmp_path / "pseudonym.secret"),
         "audit_key_file": str(tmp_path / "audit.key"),

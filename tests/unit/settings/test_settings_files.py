@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from broker.settings import CoreSettings, SettingsError, load_list_sizes, read_hex_file
+from consent_io.secrets import write_secret
+from tests.factories import api_door
 
 ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
 
@@ -21,10 +23,14 @@ def test_list_sizes_csv_skips_the_header_and_reads_each_practice(tmp_path: Path)
 
 def test_secret_file_is_hex_as_openssl_writes_it(tmp_path: Path) -> None:
     path = tmp_path / "secret.hex"
-    path.write_text("00ff" * 16 + "\n")
+    write_secret(path, b"00ff" * 16 + b"\n")
     assert read_hex_file(str(path), "pseudonym_secret_file") == bytes.fromhex("00ff" * 16)
-    path.write_text("not hex")
-    with pytest.raises(SettingsError, match=r"setting pseudonym_secret_file='.*secret.hex' .*cannot read hex"):
+    write_secret(path, b"not hex")
+    with pytest.raises(SettingsError, match=r"setting pseudonym_secret_file='.*secret.hex' .*cannot read a hex secret"):
+        read_hex_file(str(path), "pseudonym_secret_file")
+    write_secret(path, b"00ff" * 16)
+    path.chmod(0o644)
+    with pytest.raises(SettingsError, match=r"accessible by group or others .* chmod 600"):
         read_hex_file(str(path), "pseudonym_secret_file")
     with pytest.raises(SettingsError, match="No such file"):
         read_hex_file(str(tmp_path / "missing"), "pseudonym_secret_file")
@@ -32,7 +38,7 @@ def test_secret_file_is_hex_as_openssl_writes_it(tmp_path: Path) -> None:
 
 def _secret(tmp_path: Path, nbytes: int = 32) -> str:
     path = tmp_path / "pseudonym.secret"
-    path.write_text("ab" * nbytes + "\n")
+    write_secret(path, b"ab" * nbytes + b"\n")
     return str(path)
 
 
@@ -40,11 +46,29 @@ def test_api_settings_load_when_every_file_they_name_is_readable(tmp_path: Path)
     sizes = tmp_path / "sizes.csv"
     sizes.write_text("A81001,6000\n")
     key = tmp_path / "audit.key"
-    key.write_text("11" * 32)
+    write_secret(key, b"11" * 32)
+    door = api_door(tmp_path / "door")
     settings = CoreSettings.load(
-        stages="api", pseudonym_secret_file=_secret(tmp_path), audit_key_file=str(key), list_sizes_file=str(sizes)
+        stages="api",
+        pseudonym_secret_file=_secret(tmp_path),
+        audit_key_file=str(key),
+        list_sizes_file=str(sizes),
+        **door,
     )
     assert settings.stages == ("api",)
+
+
+def test_the_api_stage_refuses_to_start_without_its_door_unless_insecure_http(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path))
+    message = str(caught.value)
+    for name in ("api_clients_file", "api_token_key_file", "http_tls_cert_file", "http_tls_key_file"):
+        assert f"setting {name}=''" in message
+    assert CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), insecure_http="true").insecure_http
+    door = api_door(tmp_path / "door")
+    Path(door["http_tls_key_file"]).chmod(0o644)
+    with pytest.raises(SettingsError, match=r"http_tls_key_file.*chmod 600"):
+        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), **door)
 
 
 @pytest.mark.parametrize(
@@ -54,10 +78,11 @@ def test_api_settings_load_when_every_file_they_name_is_readable(tmp_path: Path)
          "verifier stage needs it"),
         ({"stages": "verifier", "root_public_key_hex": "abc"}, "setting root_public_key_hex='abc' "
          "(CONSENT_ROOT_PUBLIC_KEY_HEX) is invalid: not a 32-byte key in hex"),
-        ({"stages": "api"}, "setting pseudonym_secret_file='' (CONSENT_PSEUDONYM_SECRET_FILE) is invalid: the api "
+        ({"stages": "api", "insecure_http": "1"}, "setting pseudonym_secret_file='' "
+         "(CONSENT_PSEUDONYM_SECRET_FILE) is invalid: the api "
          "stage needs it; create one with `openssl rand -hex 32`"),
         ({"stages": "api", "pseudonym_secret_file": "/nonexistent/secret"}, "setting "
-         "pseudonym_secret_file='/nonexistent/secret' (CONSENT_PSEUDONYM_SECRET_FILE): cannot read hex from it"),
+         "pseudonym_secret_file='/nonexistent/secret' (CONSENT_PSEUDONYM_SECRET_FILE): cannot read a hex secret"),
         ({"stages": "reconciler", "http_port": "70000"}, "setting http_port=70000 (CONSENT_HTTP_PORT) is invalid: "
          "expected a TCP port 0-65535"),
         ({"stages": "reconciler", "mqtt_port": "0"}, "setting mqtt_port=0 (CONSENT_MQTT_PORT) is invalid: expected a "
@@ -75,9 +100,11 @@ def test_a_bad_setting_is_refused_at_load_naming_the_setting_and_value(overrides
 
 def test_a_short_pseudonym_secret_and_a_bad_audit_key_are_both_reported_in_one_error(tmp_path: Path) -> None:
     key = tmp_path / "audit.key"
-    key.write_text("11" * 5)
+    write_secret(key, b"11" * 5)
     with pytest.raises(SettingsError) as caught:
-        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path, 8), audit_key_file=str(key))
+        CoreSettings.load(
+            stages="api", pseudonym_secret_file=_secret(tmp_path, 8), audit_key_file=str(key), insecure_http=True
+        )
     lines = str(caught.value).splitlines()
     assert len(lines) == 2
     assert "pseudonym_secret_file" in lines[0]
