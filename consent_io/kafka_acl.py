@@ -12,6 +12,7 @@ Bindings are plain tuples of Kafka's wire codes (the pure table lives in ``broke
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
@@ -30,6 +31,7 @@ AclBindingTuple = tuple[int, str, int, str, str, int, int]
 _ANY = 1  # ResourceType.ANY, PatternType.ANY, AclOperation.ANY, AclPermissionType.ANY
 # One CreateAcls request per this many bindings: small requests, one round trip for a principal's table.
 _BATCH = 100
+_POLL_S = 0.05  # ACLs reach the broker's authorizer within milliseconds on one machine
 
 
 class KafkaAclError(Exception):
@@ -62,10 +64,24 @@ async def _admin(conn: KafkaConnection) -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
-async def create_acls(conn: KafkaConnection, bindings: Sequence[AclBindingTuple]) -> int:
-    """Create every binding as ``conn``'s principal (a super user); returns how many were sent."""
+async def create_acls(
+    conn: KafkaConnection, bindings: Sequence[AclBindingTuple], *, visible_within_s: float = 30.0
+) -> int:
+    """Create every binding as ``conn``'s principal (a super user); returns how many were sent.
+
+    CreateAcls returns once the controller committed the bindings; a broker's authorizer applies them a moment
+    later (metadata log). So this returns only when DescribeAcls, answered from that authorizer, lists them all.
+    """
     async with _admin(conn) as admin:
-        return await _create(admin, bindings)
+        sent = await _create(admin, bindings)
+        deadline = asyncio.get_running_loop().time() + visible_within_s
+        for principal in sorted({b[3] for b in bindings}):
+            wanted = {b for b in bindings if b[3] == principal}
+            while not wanted <= await _describe(admin, principal):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise KafkaAclError(f"ACLs of {principal} not visible on the broker within {visible_within_s}s")
+                await asyncio.sleep(_POLL_S)
+        return sent
 
 
 async def describe_acls(conn: KafkaConnection, principal: str) -> set[AclBindingTuple]:
