@@ -57,8 +57,8 @@ class _CreateAclsBatch(CreateAclsRequest):  # type: ignore[misc]  # aiokafka shi
 async def _admin(conn: KafkaConnection) -> AsyncIterator[AIOKafkaAdminClient]:
     # Until consent_io.kafka.admin exists on this branch (issue 10), the admin client is built here.
     admin = AIOKafkaAdminClient(request_timeout_ms=30_000, **kafka_security_kwargs(conn))
-    await admin.start()
     try:
+        await admin.start()
         yield admin
     finally:
         await admin.close()

@@ -50,8 +50,8 @@ def partition_count(topic: str) -> int:
 
 async def create_all_topics(operator: KafkaConnection, names: TopicNames) -> None:
     admin = AIOKafkaAdminClient(request_timeout_ms=30_000, **kafka_security_kwargs(operator))
-    await admin.start()
     try:
+        await admin.start()
         await admin.create_topics(
             [NewTopic(names.name(s.topic), min(s.partitions, 2), 1, topic_configs=s.configs(1)) for s in specs()]
         )
@@ -62,8 +62,8 @@ async def create_all_topics(operator: KafkaConnection, names: TopicNames) -> Non
 async def record_count(operator: KafkaConnection, topic: str) -> int:
     """How many records ``topic`` holds (end minus beginning offsets over its partitions), read as the operator."""
     reader = consumer(operator)
-    await reader.start()
     try:
+        await reader.start()
         tps = [TopicPartition(topic, p) for p in range(partition_count(topic))]
         ends = await reader.end_offsets(tps)
         begins = await reader.beginning_offsets(tps)

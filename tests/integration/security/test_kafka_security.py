@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ClusterAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from broker.infra import Infra
 from broker.infra.acls import Principal, Role
@@ -37,8 +42,8 @@ async def _refused_at_handshake(bootstrap: str, context: ssl.SSLContext) -> None
 
 async def _read_all(conn: KafkaConnection, topic: str) -> list[bytes]:
     reader = consumer(conn)
-    await reader.start()
     try:
+        await reader.start()
         tps = [TopicPartition(topic, p) for p in range(partition_count(topic))]
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
@@ -66,8 +71,8 @@ async def _write(conn: KafkaConnection, topic: str, value: bytes, *, idempotent:
     """Produce one record; refusals are tested non-idempotent, so the error names the topic (an idempotent
     producer without any write right is refused earlier, by ClusterAuthorizationFailedError)."""
     client = producer(conn, enable_idempotence=idempotent, acks="all")
-    await client.start()
     try:
+        await client.start()
         await client.send_and_wait(topic, value, key=b"k", partition=0)
     finally:
         await client.stop()
@@ -160,8 +165,8 @@ async def test_stages_write_in_transactions_with_their_ids_and_commit_their_grou
     input_topic = {Role.VERIFIER: names.ingress, Role.RECONCILER: names.events}[role]
     group = f"{APP_ID}.{role.value}"
     client = producer(conn, transactional_id=f"{group}.0", enable_idempotence=True, acks="all")
-    await client.start()
     try:
+        await client.start()
         async with client.transaction():
             await client.send(f"{names.prefix}.{topic}", b"v", key=b"k", partition=0)
             await client.send_offsets_to_transaction({TopicPartition(input_topic, 0): 0}, group)
@@ -170,7 +175,7 @@ async def test_stages_write_in_transactions_with_their_ids_and_commit_their_grou
     assert await _read_all(secure_infra.kafka_connection("operator"), f"{names.prefix}.{topic}") == [b"v"]
     other = producer(conn, transactional_id=f"{APP_ID}.other.0", enable_idempotence=True)
     try:
-        with pytest.raises(Exception, match="TransactionalIdAuthorizationFailed"):
+        with pytest.raises(TransactionalIdAuthorizationFailed, match=f"{APP_ID}.other.0"):
             await other.start()
     finally:
         await other.stop()
