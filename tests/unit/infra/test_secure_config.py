@@ -80,3 +80,19 @@ def test_a_client_refuses_a_readable_key_before_connecting(tmp_path: Path) -> No
     files.key_file.chmod(0o640)
     with pytest.raises(KeyFileModeError, match="0640"):
         mqtt_tls_context(conn)
+
+
+def test_infra_up_offers_secure_and_insecure() -> None:
+    from click.testing import CliRunner
+
+    from broker.cli import cli
+
+    result = CliRunner().invoke(cli, ["infra", "up", "--help"])
+    assert result.exit_code == 0
+    assert "--secure / --insecure" in result.output
+
+
+def test_the_environment_turns_secure_mode_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSENT_INFRA_SECURE", "1")
+    assert InfraConfig.from_env().secure is True
+    assert InfraConfig.from_env(secure=False).secure is False
