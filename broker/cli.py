@@ -30,8 +30,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-def _infra(nodes: int | None, name: str | None) -> Infra:
-    return Infra(InfraConfig.from_env(nodes=nodes, name=name))
+def _infra(nodes: int | None, name: str | None, secure: bool | None = None) -> Infra:
+    return Infra(InfraConfig.from_env(nodes=nodes, name=name, secure=secure))
 
 
 @click.group()
@@ -57,15 +57,23 @@ _name_option = click.option("--name", default=None, help="Name of an independent
 @infra.command("up")
 @_nodes_option
 @_name_option
-def infra_up(nodes: str | None, name: str | None) -> None:
+@click.option(
+    "--secure/--insecure",
+    default=None,
+    help="mTLS with a private CA and ACLs on Kafka and Mosquitto (--insecure: plaintext and anonymous, for "
+    "debugging only). Default: CONSENT_INFRA_SECURE.",
+)
+def infra_up(nodes: str | None, name: str | None, secure: bool | None) -> None:
     """Start Kafka and Mosquitto (fetching jars, installing Mosquitto on first use). Idempotent."""
-    stack = _infra(int(nodes) if nodes else None, name)
+    stack = _infra(int(nodes) if nodes else None, name, secure)
     try:
         seconds = stack.up()
     except InfraError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(stack.status().render())
     click.echo(f"ready in {seconds:.1f}s; bootstrap {stack.config.bootstrap}")
+    if stack.config.secure:
+        click.echo(f"mTLS: CA {stack.pki.ca_file}; credentials per principal in {stack.config.pki_dir}/<principal>/")
 
 
 @infra.command("down")

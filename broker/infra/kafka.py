@@ -18,7 +18,7 @@ from pathlib import Path
 from broker.infra import process
 from broker.infra.errors import InfraError
 
-__all__ = ["KAFKA_VERSION", "KafkaNode", "ensure_jars", "kafka_uuid", "node_layout"]
+__all__ = ["KAFKA_VERSION", "KafkaNode", "KafkaTls", "ensure_jars", "kafka_uuid", "node_layout"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,34 @@ def ensure_jars(cache: Path) -> Path:
     return libs
 
 
+# Certificate subject "CN=<name>" -> principal User:<name> (the CN is the principal's name; see pki.py).
+PRINCIPAL_MAPPING = "RULE:^CN=([^,]+).*$/$1/,DEFAULT"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"  # KRaft's built-in ACL authorizer
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaTls:
+    """mTLS on every listener (clients, inter-broker, controller) and the StandardAuthorizer."""
+
+    ca_file: Path  # PEM truststore: the deployment's CA
+    keystore_file: Path  # PEM keystore: the broker principal's unencrypted PKCS#8 key + certificate
+    super_users: str  # "User:operator;User:broker"
+
+    def properties(self) -> dict[str, str]:
+        return {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore_file),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.ca_file),
+            "ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": PRINCIPAL_MAPPING,
+            "ssl.endpoint.identification.algorithm": "https",  # brokers check each other's SAN (127.0.0.1)
+            "authorizer.class.name": AUTHORIZER,
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": self.super_users,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaNode:
     node_id: int
@@ -99,19 +127,19 @@ class KafkaNode:
     def data_dir(self) -> Path:
         return self.directory / "data"
 
-    def properties(self, quorum: str, replication: int) -> str:
+    def properties(self, quorum: str, replication: int, tls: KafkaTls | None = None) -> str:
         min_isr = 2 if replication >= 3 else 1
+        client = "SSL" if tls else "PLAINTEXT"  # the listener name is its protocol: SSL://... or PLAINTEXT://...
+        listeners = f"{client}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
         settings = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.bootstrap.servers": quorum,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
-            ),
+            "listeners": listeners,
+            "advertised.listeners": listeners,
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"CONTROLLER:{client},{client}:{client}",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             "default.replication.factor": str(replication),
@@ -127,6 +155,7 @@ class KafkaNode:
             "auto.create.topics.enable": "false",  # the project provisions its own topics
             "log.retention.hours": "168",
             "log.cleaner.min.compaction.lag.ms": "0",
+            **(tls.properties() if tls else {}),
         }
         return "".join(f"{k}={v}\n" for k, v in settings.items())
 
@@ -155,7 +184,7 @@ def java_argv(libs: Path, node: KafkaNode, main: str, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
-def format_nodes(libs: Path, nodes: list[KafkaNode]) -> None:
+def format_nodes(libs: Path, nodes: list[KafkaNode], tls: KafkaTls | None = None) -> None:
     """Write configs and format storage once; an already formatted node keeps its data and cluster id."""
     quorum = ",".join(f"127.0.0.1:{n.controller_port}" for n in nodes)
     replication = 3 if len(nodes) >= 3 else 1
@@ -170,7 +199,7 @@ def format_nodes(libs: Path, nodes: list[KafkaNode]) -> None:
         node.directory.mkdir(parents=True, exist_ok=True)
         (node.directory / "log4j2.yaml").write_text(LOG4J2)
         props = node.directory / "server.properties"
-        props.write_text(node.properties(quorum, replication))
+        props.write_text(node.properties(quorum, replication, tls))
         if (node.data_dir / "meta.properties").exists():
             continue
         # with several controllers each node takes its directory id from its own --initial-controllers entry

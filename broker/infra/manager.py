@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.infra import kafka, mosquitto, process
+from broker.infra import kafka, mosquitto, process, security
+from broker.infra.acls import Deployment, Principal, Role, default_principals, super_users
 from broker.infra.errors import InfraError
+from broker.infra.pki import Pki, PrincipalFiles
+from consent_io.connection import KafkaConnection, MqttConnection
 
 __all__ = ["Infra", "InfraConfig", "InfraStatus", "default_cache_dir"]
 
@@ -33,6 +37,9 @@ class InfraConfig:
     kafka_port: int = 9092
     mqtt_port: int = 1883
     nodes: int = 1
+    # mTLS + ACLs on Kafka and Mosquitto. Default False until every client of the product is wired to it
+    # (issue 11): then the default flips to True and `--insecure` is for debugging only.
+    secure: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> InfraConfig:
@@ -42,6 +49,7 @@ class InfraConfig:
             "kafka_port": int(env.get("CONSENT_KAFKA_PORT", "9092")),
             "mqtt_port": int(env.get("CONSENT_MQTT_PORT", "1883")),
             "nodes": int(env.get("CONSENT_KAFKA_NODES", "1")),
+            "secure": env.get("CONSENT_INFRA_SECURE", "0").lower() in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)  # type: ignore[arg-type]
@@ -56,6 +64,10 @@ class InfraConfig:
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self.kafka_nodes())
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
 
     def kafka_nodes(self) -> list[kafka.KafkaNode]:
         return kafka.node_layout(self.root / f"kafka{self.nodes}", self.kafka_port, self.nodes)
@@ -82,24 +94,83 @@ class InfraStatus:
         return "\n".join(lines)
 
 
+KAFKA_SERVER = "broker"  # the Kafka brokers' and controllers' principal (a super user)
+MQTT_SERVER = "mosquitto"  # Mosquitto's server certificate (not a Kafka principal)
+
+
 class Infra:
     def __init__(self, config: InfraConfig) -> None:
         self.config = config
-        self.mqtt = mosquitto.MosquittoService(config.root / "mosquitto", config.mqtt_port)
+        self.pki = Pki(config.pki_dir)
+        self._mqtt_principals = security.MqttPrincipals(config.pki_dir / "mqtt-principals.csv")
+        tls = None
+        if config.secure:
+            server = self.pki.files(MQTT_SERVER)
+            acl = config.root / "mosquitto" / "acl"
+            tls = mosquitto.MosquittoTls(server.ca_file, server.cert_file, server.key_file, acl)
+        self.mqtt = mosquitto.MosquittoService(config.root / "mosquitto", config.mqtt_port, tls)
 
     def up(self) -> float:
-        """Start whatever is not running; idempotent. Returns seconds taken."""
+        """Start whatever is not running; idempotent. Returns seconds taken.
+
+        Secure mode first creates the CA and the default principals' certificates (operator, broker, one per
+        core stage), and once Kafka is ready applies their ACLs for the default deployment (prefix ``consent``).
+        """
         started = time.monotonic()
         kafka.java_path()  # fail in one line before anything else when Java is missing
         libs = kafka.ensure_jars(self.config.cache_dir)
         nodes = self.config.kafka_nodes()
-        kafka.format_nodes(libs, nodes)
+        tls = self._prepare_credentials() if self.config.secure else None
+        kafka.format_nodes(libs, nodes, tls)
         for node in nodes:  # start all before waiting: a node is unfenced only with a controller majority
             kafka.start_node(libs, node)
         self.mqtt.start()
         for node in nodes:
             kafka.wait_ready(node)
+        if self.config.secure:
+            asyncio.run(
+                security.apply_kafka_acls(self.kafka_connection("operator"), default_principals(), Deployment())
+            )
         return time.monotonic() - started
+
+    def _prepare_credentials(self) -> kafka.KafkaTls:
+        for principal in default_principals():
+            self.pki.issue(principal.name, server=principal.name == KAFKA_SERVER)
+            if principal.role in (Role.BRIDGE, Role.MIRROR):
+                self._mqtt_principals.add(principal)
+        self.pki.issue(MQTT_SERVER, server=True)
+        self._write_mqtt_acl()
+        broker = self.pki.files(KAFKA_SERVER)
+        return kafka.KafkaTls(broker.ca_file, broker.keystore_file, super_users(default_principals()))
+
+    def _write_mqtt_acl(self) -> None:
+        if self.mqtt.tls is not None:
+            self.mqtt.tls.acl_file.parent.mkdir(parents=True, exist_ok=True)
+            self.mqtt.tls.acl_file.write_text(self._mqtt_principals.acl_file())
+
+    def issue(self, principal: str | Principal) -> PrincipalFiles:
+        """Credentials of a principal (idempotent). A ``Principal`` that may use MQTT (a gateway, i.e. an
+        agent, or the bridge/mirror) is also added to Mosquitto's ACL file, which a running Mosquitto re-reads.
+        Kafka ACLs are separate: see :func:`broker.infra.security.grant_for_prefix`."""
+        name = principal if isinstance(principal, str) else principal.name
+        files = self.pki.issue(name)
+        if isinstance(principal, Principal) and principal.role in (Role.AGENT, Role.BRIDGE, Role.MIRROR):
+            if self._mqtt_principals.add(principal):
+                self._write_mqtt_acl()
+                self.mqtt.reload()
+        return files
+
+    def kafka_connection(self, principal: str) -> KafkaConnection:
+        """How ``principal`` connects to this stack's Kafka (plaintext when the stack is not secure)."""
+        if not self.config.secure:
+            return KafkaConnection(self.config.bootstrap)
+        return security.kafka_connection(self.config.bootstrap, self.pki.issue(principal))
+
+    def mqtt_connection(self, principal: str) -> MqttConnection:
+        """How ``principal`` connects to this stack's Mosquitto (plaintext when the stack is not secure)."""
+        if not self.config.secure:
+            return MqttConnection("127.0.0.1", self.config.mqtt_port)
+        return security.mqtt_connection("127.0.0.1", self.config.mqtt_port, self.pki.issue(principal))
 
     def down(self) -> list[str]:
         stopped = [f"kafka-{n.node_id}" for n in self.config.kafka_nodes() if process.stop(n.pid_file)]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from broker.infra import process
 from broker.infra.errors import InfraError
 
-__all__ = ["MosquittoService", "ensure_installed", "version"]
+__all__ = ["MosquittoService", "MosquittoTls", "ensure_installed", "version"]
 
 READY_TIMEOUT_S = 15.0
 
@@ -19,7 +21,7 @@ CONFIG = """\
 # Written by consent-broker infra; edit the template in broker/infra/mosquitto.py.
 # Loopback only: agents on other hosts use the production config in deploy/mosquitto.conf.
 listener {port} 127.0.0.1
-allow_anonymous true
+{security}
 # Persistent sessions and QoS 1 messages survive a broker restart.
 persistence true
 persistence_location {data}/
@@ -32,6 +34,31 @@ log_type error
 log_type warning
 user {user}
 """
+
+
+INSECURE = "allow_anonymous true"
+
+# Mutual TLS: every client presents a certificate from the deployment's CA and its CN is its username, which
+# the ACL file (generated from broker/infra/acls.py) authorises topic by topic.
+SECURE = """\
+cafile {ca}
+certfile {cert}
+keyfile {key}
+require_certificate true
+use_identity_as_username true
+allow_anonymous false
+acl_file {acl}"""
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoTls:
+    ca_file: Path
+    cert_file: Path  # the server's certificate (SAN 127.0.0.1, localhost)
+    key_file: Path
+    acl_file: Path
+
+    def config(self) -> str:
+        return SECURE.format(ca=self.ca_file, cert=self.cert_file, key=self.key_file, acl=self.acl_file)
 
 
 def ensure_installed() -> str:
@@ -61,9 +88,10 @@ def version(binary: str) -> str:
 
 
 class MosquittoService:
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, tls: MosquittoTls | None = None) -> None:
         self.directory = directory
         self.port = port
+        self.tls = tls
         self.pid_file = directory / "mosquitto.pid"
         self.log_file = directory / "mosquitto.out"
 
@@ -74,11 +102,16 @@ class MosquittoService:
         data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "mosquitto.conf"
-        conf.write_text(CONFIG.format(port=self.port, data=data, user=getpass.getuser()))
+        security = self.tls.config() if self.tls else INSECURE
+        conf.write_text(CONFIG.format(port=self.port, security=security, data=data, user=getpass.getuser()))
         process.start_detached([binary, "-c", str(conf)], self.pid_file, self.log_file, self.directory)
         if not process.wait_for_port(self.port, READY_TIMEOUT_S, alive=self.pid_file):
             tail = self.log_file.read_text(errors="replace").strip().splitlines()[-3:]
             raise InfraError(f"Mosquitto did not start on 127.0.0.1:{self.port}: {' | '.join(tail)}")
+
+    def reload(self) -> None:
+        """Make a running Mosquitto re-read its ACL file (SIGHUP); nothing to do when it is not running."""
+        process.send_signal(self.pid_file, signal.SIGHUP)
 
     def stop(self) -> bool:
         return process.stop(self.pid_file, grace_s=10.0)

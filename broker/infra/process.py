@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["is_running", "kill", "port_open", "start_detached", "stop", "wait_for_port"]
+__all__ = ["is_running", "kill", "port_open", "send_signal", "start_detached", "stop", "wait_for_port"]
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
@@ -100,3 +100,15 @@ def kill(pid_file: Path) -> None:
         while time.monotonic() < deadline and is_running(pid_file):
             time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
+
+
+def send_signal(pid_file: Path, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the process in ``pid_file``; False if it is not running."""
+    pid = _read_pid(pid_file)
+    if pid is None or not is_running(pid_file):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
