@@ -40,7 +40,7 @@ from consent_wire.dsse import (
     seal_envelope,
     verify_signature,
 )
-from consent_wire.errors import InvalidKeyEventError, RevokedKeyError, UnknownKeyError
+from consent_wire.errors import BadSignatureError, InvalidKeyEventError, RevokedKeyError, UnknownKeyError
 from consent_wire.model import KeyEvent
 
 __all__ = [
@@ -131,6 +131,23 @@ class KeyRegistry:
                 f"event time {at_ms} is not before it"
             )
         return self._object(period.public_key)
+
+    def key_by_hint(self, agent_id: str, key_id_hint: str) -> Ed25519PublicKey:
+        """The agent's key named by a (signed) key-id hint, chosen before any event is decoded.
+
+        Only a key the agent has had qualifies; whether it was valid when the events were
+        recorded is checked afterwards (:meth:`key_for_span`). UnknownKeyError if the agent
+        has no key; BadSignatureError if the hint names none of its keys (a forger's key).
+        """
+        history = self._periods.get(agent_id)
+        if not history:
+            raise UnknownKeyError(f"no key registered for agent {agent_id!r}; register it with the operator")
+        for period in reversed(history):
+            if key_id(period.public_key) == key_id_hint:
+                return self._object(period.public_key)
+        raise BadSignatureError(
+            f"batch from agent {agent_id!r} names key {key_id_hint[:32]!r}, which is none of the agent's keys"
+        )
 
     def key_for_span(self, agent_id: str, start_ms: int, end_ms: int) -> Ed25519PublicKey:
         """The one key valid for the agent over all of [start_ms, end_ms]."""
