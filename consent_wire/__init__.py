@@ -61,6 +61,7 @@ from consent_wire.errors import (
     InvalidKeyEventError,
     InvalidNhsNumberError,
     MalformedBatchError,
+    OutOfRangeError,
     OversizeError,
     PayloadTypeError,
     ReplayError,
@@ -106,6 +107,7 @@ from consent_wire.merkle import (
     verify_inclusion,
 )
 from consent_wire.model import (
+    MAX_INDIVIDUALS_AFFECTED,
     AccessRecord,
     BreachReport,
     ConsentDecision,
@@ -155,6 +157,7 @@ __all__ = [
     "MAX_BATCH_EVENTS",
     "MAX_EVENT_BYTES",
     "MAX_FHIR_BYTES",
+    "MAX_INDIVIDUALS_AFFECTED",
     "MIN_SECRET_BYTES",
     "NHS_NUMBER_SYSTEM",
     "OBJECTION_KIND_SYSTEM",
@@ -191,6 +194,7 @@ __all__ = [
     "ObjectionAction",
     "ObjectionKind",
     "OperatorRoot",
+    "OutOfRangeError",
     "OversizeError",
     "Payload",
     "PayloadTypeError",

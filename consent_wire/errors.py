@@ -32,6 +32,7 @@ Tree::
         +-- InvalidCodeError       INVALID_CODE
         +-- InvalidFhirError       INVALID_FHIR
         +-- InvalidKeyEventError   INVALID_KEY_EVENT
+        +-- OutOfRangeError        OUT_OF_RANGE
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidKeyEventError",
     "InvalidNhsNumberError",
     "MalformedBatchError",
+    "OutOfRangeError",
     "OversizeError",
     "PayloadTypeError",
     "ReplayError",
@@ -181,3 +183,10 @@ class InvalidKeyEventError(ValidationError):
     """A well-signed key event that cannot apply: e.g. ROTATE of an agent with no key."""
 
     reason = "INVALID_KEY_EVENT"
+
+
+class OutOfRangeError(ValidationError):
+    """An integer outside what the protocol can carry (an Avro long, -2**63..2**63-1) or outside
+    its field's documented domain (e.g. a breach affecting more people than exist)."""
+
+    reason = "OUT_OF_RANGE"

@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry
 
 from consent_rules.decision import parse_request
-from consent_wire.errors import ValidationError
+from consent_wire.errors import ValidationError, WireError
 from edge_agent.errors import EdgeError, OutboxClosedError, OutboxFullError
 from edge_agent.intake import Intake
 from edge_agent.metrics import SubmissionCounts
@@ -77,7 +77,7 @@ def _json(body: object, status: int) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def _error(exc: EdgeError | ValidationError, status: int) -> web.Response:
+def _error(exc: EdgeError | WireError, status: int) -> web.Response:
     return _json({"reason": exc.reason, "message": exc.message}, status)
 
 
@@ -117,7 +117,7 @@ class _Api:
     async def _guard(self, run: Callable[[], Awaitable[web.Response]]) -> web.Response:
         try:
             return await run()
-        except ValidationError as exc:
+        except WireError as exc:  # ValidationError, or an event too big to encode (OVERSIZE)
             self._ctx.counts.add(exc.reason)
             return _error(exc, 400)
         except OutboxFullError as exc:

@@ -107,14 +107,20 @@ class OutboxStore:
     # -- writes -------------------------------------------------------------------------------
 
     def commit_groups(self, groups: Sequence[Sequence[Draft]], cap_bytes: int) -> list[list[Receipt] | Exception]:
-        """Insert every group in one transaction; a group over the disk cap is refused whole."""
+        """Insert every group in one transaction; a group over the disk cap, or one that cannot be
+        encoded (:class:`~consent_wire.errors.WireError`), is refused whole and alone: its
+        neighbours in the transaction still commit."""
         results: list[list[Receipt] | Exception] = []
         used = self.used_bytes()
         seq, head, hlc = self.next_seq, self.last_hash, self.last_hlc
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for drafts in groups:
-                rows, new_head = self._chain(drafts, seq, head)
+                try:
+                    rows, new_head = self._chain(drafts, seq, head)
+                except WireError as exc:  # one unencodable group (oversize, out of range) fails alone
+                    results.append(exc)
+                    continue
                 cost = sum(len(r[2]) + _ROW_OVERHEAD for r in rows)
                 if used + cost > cap_bytes:
                     results.append(OutboxFullError(f"outbox is at its disk cap of {cap_bytes} bytes"))
