@@ -21,7 +21,9 @@ Tree::
     |   +-- PayloadTypeError       WRONG_PAYLOAD_TYPE
     |   +-- UnknownKeyError        UNKNOWN_KEY
     |   +-- RevokedKeyError        REVOKED_KEY
+    |   |   +-- RotatedOutKeyError ROTATED_OUT_KEY
     |   +-- BadProofError          BAD_PROOF
+    |   +-- ClockSkewError         CLOCK_SKEW
     +-- SequenceError              per-agent chain failures
     |   +-- ReplayError            REPLAY
     |   +-- SequenceRegressionError SEQUENCE_REGRESSION
@@ -45,6 +47,7 @@ __all__ = [
     "BadSignatureError",
     "BadUtf8Error",
     "ChainBreakError",
+    "ClockSkewError",
     "DecodeError",
     "InvalidCodeError",
     "InvalidFhirError",
@@ -56,6 +59,7 @@ __all__ = [
     "PayloadTypeError",
     "ReplayError",
     "RevokedKeyError",
+    "RotatedOutKeyError",
     "SchemaMismatchError",
     "SequenceError",
     "SequenceGapError",
@@ -136,6 +140,18 @@ class UnknownKeyError(TrustError):
 
 class RevokedKeyError(TrustError):
     reason = "REVOKED_KEY"
+
+
+class RotatedOutKeyError(RevokedKeyError):
+    """A batch signed with a key the agent rotated away from, arriving after the rotation's grace."""
+
+    reason = "ROTATED_OUT_KEY"
+
+
+class ClockSkewError(TrustError):
+    """An event time (HLC or recorded_ms) too far from the batch's arrival time at the broker."""
+
+    reason = "CLOCK_SKEW"
 
 
 class BadProofError(TrustError):

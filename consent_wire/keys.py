@@ -15,9 +15,14 @@ rebuilt from the signed events themselves (:meth:`KeyRegistry.export` and
 :meth:`KeyRegistry.from_events`), e.g. from the compacted keys topic, keyed by
 :func:`compaction_key` so that compaction keeps every event.
 
-Caveat: event times are the agent's own clock, so a thief holding a revoked key
-could back-date events; the core should also bound ``recorded_ms`` against the
-arrival time.
+Event times are the agent's own clock, so a thief holding a revoked or rotated-out key
+could back-date events. The core's verifier therefore decides key validity by the batch's
+**arrival time** at the broker (Kafka LogAppendTime, which no agent can set):
+:meth:`KeyRegistry.key_at_arrival` accepts a key only if it was registered before the batch
+arrived, was not revoked before it arrived (no grace: a revocation means the key may be in
+a thief's hands), and was not rotated out more than :data:`ROTATION_GRACE_MS` before it
+arrived (a batch signed just before a rotation may still be in flight; an honest agent
+re-signs its backlog with its current key at every publish attempt).
 """
 
 from __future__ import annotations
@@ -40,10 +45,17 @@ from consent_wire.dsse import (
     seal_envelope,
     verify_signature,
 )
-from consent_wire.errors import BadSignatureError, InvalidKeyEventError, RevokedKeyError, UnknownKeyError
+from consent_wire.errors import (
+    BadSignatureError,
+    InvalidKeyEventError,
+    RevokedKeyError,
+    RotatedOutKeyError,
+    UnknownKeyError,
+)
 from consent_wire.model import KeyEvent
 
 __all__ = [
+    "ROTATION_GRACE_MS",
     "KeyPeriod",
     "KeyRegistry",
     "OperatorRoot",
@@ -51,6 +63,9 @@ __all__ = [
     "endorsement_message",
 ]
 
+# A batch signed just before a rotation can sit in the MQTT bridge or a producer retry for a few
+# minutes; ten minutes covers that and no more (a year-late back-dated batch is refused).
+ROTATION_GRACE_MS = 10 * 60 * 1000
 _ACTION_ORDER = {KeyAction.REGISTER: 0, KeyAction.ROTATE: 1, KeyAction.REVOKE: 2}
 
 
@@ -139,15 +154,37 @@ class KeyRegistry:
         recorded is checked afterwards (:meth:`key_for_span`). UnknownKeyError if the agent
         has no key; BadSignatureError if the hint names none of its keys (a forger's key).
         """
+        return self._object(self._period_by_hint(agent_id, key_id_hint).public_key)
+
+    def _period_by_hint(self, agent_id: str, key_id_hint: str) -> KeyPeriod:
         history = self._periods.get(agent_id)
         if not history:
             raise UnknownKeyError(f"no key registered for agent {agent_id!r}; register it with the operator")
         for period in reversed(history):
             if key_id(period.public_key) == key_id_hint:
-                return self._object(period.public_key)
+                return period
         raise BadSignatureError(
             f"batch from agent {agent_id!r} names key {key_id_hint[:32]!r}, which is none of the agent's keys"
         )
+
+    def key_at_arrival(self, agent_id: str, key_id_hint: str, arrival_ms: int) -> Ed25519PublicKey:
+        """The agent's key named by the hint, if it was valid when the batch arrived at the broker."""
+        period = self._period_by_hint(agent_id, key_id_hint)
+        kid = key_id(period.public_key)
+        if arrival_ms < period.valid_from_ms:
+            raise UnknownKeyError(
+                f"agent {agent_id!r} key {kid} is valid from {period.valid_from_ms}; the batch arrived at {arrival_ms}"
+            )
+        if period.revoked_ms is not None and arrival_ms >= period.revoked_ms:
+            raise RevokedKeyError(
+                f"agent {agent_id!r} key {kid} was revoked at {period.revoked_ms}; the batch arrived at {arrival_ms}"
+            )
+        if period.valid_until_ms is not None and arrival_ms >= period.valid_until_ms + ROTATION_GRACE_MS:
+            raise RotatedOutKeyError(
+                f"agent {agent_id!r} key {kid} was rotated out at {period.valid_until_ms}; the batch arrived at "
+                f"{arrival_ms}, over {ROTATION_GRACE_MS} ms later: re-sign with the current key"
+            )
+        return self._object(period.public_key)
 
     def key_for_span(self, agent_id: str, start_ms: int, end_ms: int) -> Ed25519PublicKey:
         """The one key valid for the agent over all of [start_ms, end_ms]."""
