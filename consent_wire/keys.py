@@ -12,8 +12,16 @@ as periods, so "which key was valid for this agent at time T" has one answer:
 
 ``key_id`` is a hint only: lookups are by agent and time. The registry is
 rebuilt from the signed events themselves (:meth:`KeyRegistry.export` and
-:meth:`KeyRegistry.from_events`), e.g. from the compacted keys topic, keyed by
-:func:`compaction_key` so that compaction keeps every event.
+:meth:`KeyRegistry.from_events`), e.g. from the keys topic, keyed by
+:func:`compaction_key` (unique per event).
+
+**Revocations are permanent.** Once a public key is revoked it stays revoked: a later
+REVOKE can only move the revocation earlier; a REGISTER or ROTATE that would bring a
+revoked key back (for any agent) is refused with INVALID_KEY_EVENT; a tombstone (an empty
+record, which compaction would use to erase the REVOKE) is refused with INVALID_KEY_EVENT
+and never applied. The keys topic is therefore an append-only log kept for ever
+(``cleanup.policy=delete``, ``retention.ms=-1``), not a compacted one, so no record on it
+can be erased by a later one.
 
 Event times are the agent's own clock, so a thief holding a revoked or rotated-out key
 could back-date events. The core's verifier therefore decides key validity by the batch's
@@ -101,6 +109,7 @@ class KeyRegistry:
         self._periods: dict[str, list[KeyPeriod]] = {}
         self._applied: dict[bytes, KeyEvent] = {}  # signed bytes -> event, in application order
         self._objects: dict[bytes, Ed25519PublicKey] = {}
+        self._revoked: dict[bytes, int] = {}  # public key -> earliest revocation; never shrinks
 
     @classmethod
     def from_events(cls, root_public_key: Ed25519PublicKey, signed_events: list[bytes]) -> KeyRegistry:
@@ -119,8 +128,12 @@ class KeyRegistry:
     def periods(self, agent_id: str) -> tuple[KeyPeriod, ...]:
         return tuple(self._periods.get(agent_id, ()))
 
-    def apply(self, signed_key_event: bytes) -> KeyEvent:
+    def apply(self, signed_key_event: bytes | None) -> KeyEvent:
         """Verify a root-signed key event and apply it (idempotent for the same bytes)."""
+        if not signed_key_event:
+            raise InvalidKeyEventError(
+                "empty key record (a tombstone): key events are never erased, and a revocation is permanent"
+            )
         if signed_key_event in self._applied:
             return self._applied[signed_key_event]
         event = self._open(signed_key_event)
@@ -128,6 +141,11 @@ class KeyRegistry:
             self._object(event.public_key)
         except ValueError as exc:
             raise InvalidKeyEventError("public key is not a valid raw Ed25519 public key") from exc
+        if event.action is not KeyAction.REVOKE and event.public_key in self._revoked:
+            raise InvalidKeyEventError(
+                f"key {key_id(event.public_key)} was revoked at {self._revoked[event.public_key]}; a revoked key "
+                f"can never be registered again ({event.action.value} for agent {event.agent_id!r} refused)"
+            )
         history = self._periods.setdefault(event.agent_id, [])
         {
             KeyAction.REGISTER: self._register,
@@ -239,14 +257,18 @@ class KeyRegistry:
         history.append(KeyPeriod(event.public_key, event.effective_ms))
 
     def _revoke(self, event: KeyEvent, history: list[KeyPeriod]) -> None:
-        for i, period in enumerate(history):
+        found = False
+        for i, period in enumerate(history):  # every period that ever carried the key
             if period.public_key == event.public_key:
+                found = True
                 revoked = (
                     event.effective_ms if period.revoked_ms is None else min(period.revoked_ms, event.effective_ms)
                 )
                 history[i] = replace(period, revoked_ms=revoked)
-                return
-        raise InvalidKeyEventError(f"agent {event.agent_id!r} never had key {key_id(event.public_key)}")
+        if not found:
+            raise InvalidKeyEventError(f"agent {event.agent_id!r} never had key {key_id(event.public_key)}")
+        earlier = self._revoked.get(event.public_key, event.effective_ms)
+        self._revoked[event.public_key] = min(earlier, event.effective_ms)
 
 
 @dataclass(frozen=True, slots=True)
