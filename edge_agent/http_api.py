@@ -9,8 +9,12 @@ GET  /v1/health            liveness and backlog
 GET  /metrics              Prometheus text format
 =========================  =========================================================
 
+Submissions are idempotent on a client-supplied ``event_id``: a retry with the same body
+answers the original receipt (durably, across restarts) and is not enqueued twice.
+
 Errors are ``{"reason": CODE, "message": text}``: 400 for invalid input (any
-:class:`~consent_wire.errors.ValidationError`), 507 Insufficient Storage with reason
+:class:`~consent_wire.errors.WireError`, e.g. a ValidationError or an OVERSIZE event), 409
+EVENT_ID_CONFLICT for an event_id re-used with another body, 507 Insufficient Storage with reason
 OUTBOX_FULL at the disk cap (retry later; nothing already accepted is lost), 503 while
 shutting down.
 """
@@ -28,7 +32,7 @@ from prometheus_client.core import CollectorRegistry
 
 from consent_rules.decision import parse_request
 from consent_wire.errors import ValidationError, WireError
-from edge_agent.errors import EdgeError, OutboxClosedError, OutboxFullError
+from edge_agent.errors import EdgeError, EventIdConflictError, OutboxClosedError, OutboxFullError
 from edge_agent.intake import Intake
 from edge_agent.metrics import SubmissionCounts
 from edge_agent.offline import decide_offline
@@ -117,6 +121,9 @@ class _Api:
     async def _guard(self, run: Callable[[], Awaitable[web.Response]]) -> web.Response:
         try:
             return await run()
+        except EventIdConflictError as exc:
+            self._ctx.counts.add(exc.reason)
+            return _error(exc, 409)
         except WireError as exc:  # ValidationError, or an event too big to encode (OVERSIZE)
             self._ctx.counts.add(exc.reason)
             return _error(exc, 400)

@@ -85,7 +85,7 @@ class Pseudonymiser(Protocol):
 class Submission:
     """A validated submission: no NHS number, only the patient's keyed pseudonym."""
 
-    event_id: str | None  # the client's id, if it sent one (lets the core dedupe a retried POST)
+    event_id: str | None  # the client's id, if it sent one (the outbox answers a retried POST once)
     patient_key: str  # "" for events about no patient (breach reports)
     payload: Payload
 
