@@ -74,7 +74,8 @@ _SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(Topic.EVENTS, 6, False, -1, "verified events with inclusion proofs; key patient pseudonym"),
     TopicSpec(Topic.STATE, 6, True, -1, "authoritative consent state per patient (changelog); key pseudonym"),
     TopicSpec(Topic.SHIELDING, 6, True, -1, "shielding flags per patient; key pseudonym"),
-    TopicSpec(Topic.KEYS, 1, True, -1, "operator-signed agent key lifecycle; key agent id"),
+    # append-only, never compacted: a tombstone must not be able to erase a revocation (consent_wire.keys)
+    TopicSpec(Topic.KEYS, 1, False, -1, "operator-signed agent key lifecycle; key agent id"),
     TopicSpec(Topic.AUDIT, 1, False, -1, "tamper-evident audit log (hash chain); one partition, one order"),
     TopicSpec(Topic.CHAIN, 6, True, -1, "verifier cursor per agent (changelog); co-partitioned with ingress"),
     TopicSpec(Topic.DEADLETTER, 3, False, 30 * 24 * 3600 * 1000, "rejected input with reason and source offset"),

@@ -14,10 +14,14 @@ Rules (DESIGN.md section 3):
   with ``GAP_TIMEOUT`` (the batch stays held: reporting never loses it); beyond ``max_held`` batches
   the newest is dead-lettered with ``SEQUENCE_GAP`` for the operator to re-drive.
 - dedupe is on (agent, seq), never on signature bytes.
-- time bounds, against a stolen key: events recorded more than ``MAX_FUTURE_MS`` after their arrival
-  at the broker are ``FUTURE_DATED``; events signed with a key that has since been revoked are accepted
-  only if they arrive within ``REVOKED_GRACE_MS`` of the revocation (an agent that was offline when its
-  key was revoked can still deliver what it recorded before), so a thief cannot back-date indefinitely.
+- time bounds, against a wrong or hostile clock: ``arrival`` is the broker's LogAppendTime, which no
+  agent can set. An event's ``recorded_ms`` more than ``MAX_FUTURE_MS`` after arrival is
+  ``FUTURE_DATED``; an HLC whose physical part is more than ``MAX_FUTURE_MS`` after arrival, or an
+  HLC or ``recorded_ms`` more than ``MAX_PAST_MS`` before it, is ``CLOCK_SKEW`` (a clear stamped
+  with HLC 2**63-1 would otherwise beat every later set for ever). The whole batch is dead-lettered.
+- key validity by arrival time, against a stolen key: the signing key must have been the agent's
+  when the batch arrived (``consent_wire.keys.KeyRegistry.key_at_arrival``): back-dated events
+  signed with a revoked key (``REVOKED_KEY``) or a rotated-out key (``ROTATED_OUT_KEY``) are refused.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ import orjson
 
 from consent_wire.errors import (
     ChainBreakError,
+    ClockSkewError,
     ReplayError,
     SequenceGapError,
     SequenceRegressionError,
     WireError,
 )
+from consent_wire.hlc import unpack
 from consent_wire.keys import KeyRegistry
 from consent_wire.signing import VerifiedEvent, verify_batch
 
@@ -47,10 +53,12 @@ ZERO_HASH = bytes(32)
 HASH_WINDOW = 64
 GAP_TIMEOUT_MS = 30_000  # an agent's in-order resend after reconnect normally closes a gap in seconds
 MAX_HELD = 32  # batches held per agent while a gap is open (~32 MB worst case at 1 MB batches)
-# Clock bounds. The issue's offline agents have clocks skewed by hours: a day of future skew is tolerated.
+# Clock bounds (docs/reason-codes.md, CLOCK_SKEW). Offline agents have clocks skewed by hours:
+# a day of future skew is tolerated, and no more (a future HLC wins every merge until then).
 MAX_FUTURE_MS = 24 * 3600 * 1000
-# A site offline over a weekend must still deliver what it recorded before its key was revoked.
-REVOKED_GRACE_MS = 72 * 3600 * 1000
+# A site's outbox may hold events through a long outage (or be restored from backup): a year and
+# a month of backlog is accepted; anything older is a wrong clock or a forgery.
+MAX_PAST_MS = 400 * 24 * 3600 * 1000
 
 
 @dataclass(slots=True)
@@ -168,7 +176,7 @@ class VerifierCore:
 
     def _process(self, data: bytes, offset: int, now_ms: int, result: VerifyResult) -> None:
         try:
-            events = verify_batch(data, self.registry)
+            events = verify_batch(data, self.registry, arrival_ms=now_ms)
         except WireError as exc:
             result.rejected.append(DeadLetter(exc.reason, exc.message, data, offset))
             return
@@ -206,15 +214,15 @@ class VerifierCore:
         if latest > arrival_ms + MAX_FUTURE_MS:
             hours = (latest - arrival_ms) / 3_600_000
             return "FUTURE_DATED", f"events recorded {hours:.1f} h after they arrived (bound {MAX_FUTURE_MS} ms)"
-        earliest = min(ve.event.recorded_ms for ve in events)
-        agent = events[0].agent_id
-        for period in self.registry.periods(agent):
-            if period.covers(earliest) and period.revoked_ms is not None:
-                if arrival_ms > period.revoked_ms + REVOKED_GRACE_MS:
-                    return (
-                        "REVOKED_KEY",
-                        f"agent {agent!r}: events signed with a key revoked at {period.revoked_ms} arrived more "
-                        f"than {REVOKED_GRACE_MS} ms later (back-dating guard)",
+        low, high = arrival_ms - MAX_PAST_MS, arrival_ms + MAX_FUTURE_MS
+        for ve in events:
+            physical, _ = unpack(ve.event.hlc)
+            for what, at in (("hlc", physical), ("recorded_ms", ve.event.recorded_ms)):
+                if not low <= at <= high:
+                    return ClockSkewError.reason, (
+                        f"agent {ve.agent_id!r} seq {ve.event.seq}: {what} time {at} is outside "
+                        f"[{low}, {high}] around its arrival at {arrival_ms} (bounds {MAX_PAST_MS} ms before, "
+                        f"{MAX_FUTURE_MS} ms after); fix the agent's clock"
                     )
         return None
 

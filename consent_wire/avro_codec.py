@@ -27,6 +27,7 @@ from consent_wire.errors import (
     BadMagicError,
     BadUtf8Error,
     DecodeError,
+    OutOfRangeError,
     OversizeError,
     SchemaMismatchError,
     TruncatedError,
@@ -93,7 +94,11 @@ def encode(
     buf.write(sv.fingerprint)
     try:
         fastavro.schemaless_writer(buf, sv.parsed, record)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
+    except OverflowError as exc:  # an int beyond an Avro long (-2**63..2**63-1)
+        raise OutOfRangeError(
+            f"cannot encode a {name} v{sv.version} record: an integer is out of range ({exc})"
+        ) from exc
+    except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
         raise ValidationError(f"cannot encode a {name} v{sv.version} record: {exc}") from exc
     data = buf.getvalue()
     if len(data) > max_bytes:

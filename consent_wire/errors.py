@@ -21,7 +21,9 @@ Tree::
     |   +-- PayloadTypeError       WRONG_PAYLOAD_TYPE
     |   +-- UnknownKeyError        UNKNOWN_KEY
     |   +-- RevokedKeyError        REVOKED_KEY
+    |   |   +-- RotatedOutKeyError ROTATED_OUT_KEY
     |   +-- BadProofError          BAD_PROOF
+    |   +-- ClockSkewError         CLOCK_SKEW
     +-- SequenceError              per-agent chain failures
     |   +-- ReplayError            REPLAY
     |   +-- SequenceRegressionError SEQUENCE_REGRESSION
@@ -32,6 +34,7 @@ Tree::
         +-- InvalidCodeError       INVALID_CODE
         +-- InvalidFhirError       INVALID_FHIR
         +-- InvalidKeyEventError   INVALID_KEY_EVENT
+        +-- OutOfRangeError        OUT_OF_RANGE
 """
 
 from __future__ import annotations
@@ -44,16 +47,19 @@ __all__ = [
     "BadSignatureError",
     "BadUtf8Error",
     "ChainBreakError",
+    "ClockSkewError",
     "DecodeError",
     "InvalidCodeError",
     "InvalidFhirError",
     "InvalidKeyEventError",
     "InvalidNhsNumberError",
     "MalformedBatchError",
+    "OutOfRangeError",
     "OversizeError",
     "PayloadTypeError",
     "ReplayError",
     "RevokedKeyError",
+    "RotatedOutKeyError",
     "SchemaMismatchError",
     "SequenceError",
     "SequenceGapError",
@@ -136,6 +142,18 @@ class RevokedKeyError(TrustError):
     reason = "REVOKED_KEY"
 
 
+class RotatedOutKeyError(RevokedKeyError):
+    """A batch signed with a key the agent rotated away from, arriving after the rotation's grace."""
+
+    reason = "ROTATED_OUT_KEY"
+
+
+class ClockSkewError(TrustError):
+    """An event time (HLC or recorded_ms) too far from the batch's arrival time at the broker."""
+
+    reason = "CLOCK_SKEW"
+
+
 class BadProofError(TrustError):
     reason = "BAD_PROOF"
 
@@ -181,3 +199,10 @@ class InvalidKeyEventError(ValidationError):
     """A well-signed key event that cannot apply: e.g. ROTATE of an agent with no key."""
 
     reason = "INVALID_KEY_EVENT"
+
+
+class OutOfRangeError(ValidationError):
+    """An integer outside what the protocol can carry (an Avro long, -2**63..2**63-1) or outside
+    its field's documented domain (e.g. a breach affecting more people than exist)."""
+
+    reason = "OUT_OF_RANGE"

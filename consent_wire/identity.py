@@ -3,7 +3,9 @@
 An NHS number is 10 digits; the 10th is a modulus 11 check digit over the
 first nine (weights 10 down to 2; check = 11 - (sum mod 11), 11 -> 0, and a
 result of 10 means the number is invalid). Written forms ``9434765919``,
-``943 476 5919`` and ``943-476-5919`` are accepted. Error messages say what
+``943 476 5919`` and ``943-476-5919`` are accepted. Only ASCII digits count as digits:
+Arabic-Indic, full-width and other Unicode decimal digits are INVALID_NHS_NUMBER (they
+are not how an NHS number is written, and they must not reach the ASCII pseudonym). Error messages say what
 was wrong without repeating the number (it is personal data).
 
 Topics carry :func:`patient_key` instead: HMAC-SHA256 of the normalised
@@ -24,7 +26,7 @@ NHS_NUMBER_DIGITS = 10  # NHS Data Dictionary, "NHS NUMBER": n10
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)  # NHS Data Dictionary modulus 11 algorithm
 PATIENT_KEY_HEX = 32  # 128 bits of the HMAC: collision-free for any population, half the bytes
 MIN_SECRET_BYTES = 32  # RFC 2104 section 3: key at least the hash output length (SHA-256: 32)
-_GROUPED = re.compile(r"^\d{3}([ -])\d{3}\1\d{4}$")
+_GROUPED = re.compile(r"^[0-9]{3}([ -])[0-9]{3}\1[0-9]{4}$")  # ASCII digits only (not \d)
 
 
 def validate_nhs_number(s: str) -> str:
@@ -56,7 +58,7 @@ def _digits(text: str) -> str:
             raise InvalidNhsNumberError(
                 f"NHS number has a character other than a digit, space or hyphen at position {position}"
             )
-    count = sum(c.isdigit() for c in text)
+    count = sum(c.isascii() and c.isdigit() for c in text)
     if count != NHS_NUMBER_DIGITS:
         raise InvalidNhsNumberError(f"NHS number must have 10 digits, got {count}")
     raise InvalidNhsNumberError(

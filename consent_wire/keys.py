@@ -12,12 +12,25 @@ as periods, so "which key was valid for this agent at time T" has one answer:
 
 ``key_id`` is a hint only: lookups are by agent and time. The registry is
 rebuilt from the signed events themselves (:meth:`KeyRegistry.export` and
-:meth:`KeyRegistry.from_events`), e.g. from the compacted keys topic, keyed by
-:func:`compaction_key` so that compaction keeps every event.
+:meth:`KeyRegistry.from_events`), e.g. from the keys topic, keyed by
+:func:`compaction_key` (unique per event).
 
-Caveat: event times are the agent's own clock, so a thief holding a revoked key
-could back-date events; the core should also bound ``recorded_ms`` against the
-arrival time.
+**Revocations are permanent.** Once a public key is revoked it stays revoked: a later
+REVOKE can only move the revocation earlier; a REGISTER or ROTATE that would bring a
+revoked key back (for any agent) is refused with INVALID_KEY_EVENT; a tombstone (an empty
+record, which compaction would use to erase the REVOKE) is refused with INVALID_KEY_EVENT
+and never applied. The keys topic is therefore an append-only log kept for ever
+(``cleanup.policy=delete``, ``retention.ms=-1``), not a compacted one, so no record on it
+can be erased by a later one.
+
+Event times are the agent's own clock, so a thief holding a revoked or rotated-out key
+could back-date events. The core's verifier therefore decides key validity by the batch's
+**arrival time** at the broker (Kafka LogAppendTime, which no agent can set):
+:meth:`KeyRegistry.key_at_arrival` accepts a key only if it was registered before the batch
+arrived, was not revoked before it arrived (no grace: a revocation means the key may be in
+a thief's hands), and was not rotated out more than :data:`ROTATION_GRACE_MS` before it
+arrived (a batch signed just before a rotation may still be in flight; an honest agent
+re-signs its backlog with its current key at every publish attempt).
 """
 
 from __future__ import annotations
@@ -40,10 +53,17 @@ from consent_wire.dsse import (
     seal_envelope,
     verify_signature,
 )
-from consent_wire.errors import InvalidKeyEventError, RevokedKeyError, UnknownKeyError
+from consent_wire.errors import (
+    BadSignatureError,
+    InvalidKeyEventError,
+    RevokedKeyError,
+    RotatedOutKeyError,
+    UnknownKeyError,
+)
 from consent_wire.model import KeyEvent
 
 __all__ = [
+    "ROTATION_GRACE_MS",
     "KeyPeriod",
     "KeyRegistry",
     "OperatorRoot",
@@ -51,6 +71,9 @@ __all__ = [
     "endorsement_message",
 ]
 
+# A batch signed just before a rotation can sit in the MQTT bridge or a producer retry for a few
+# minutes; ten minutes covers that and no more (a year-late back-dated batch is refused).
+ROTATION_GRACE_MS = 10 * 60 * 1000
 _ACTION_ORDER = {KeyAction.REGISTER: 0, KeyAction.ROTATE: 1, KeyAction.REVOKE: 2}
 
 
@@ -86,6 +109,7 @@ class KeyRegistry:
         self._periods: dict[str, list[KeyPeriod]] = {}
         self._applied: dict[bytes, KeyEvent] = {}  # signed bytes -> event, in application order
         self._objects: dict[bytes, Ed25519PublicKey] = {}
+        self._revoked: dict[bytes, int] = {}  # public key -> earliest revocation; never shrinks
 
     @classmethod
     def from_events(cls, root_public_key: Ed25519PublicKey, signed_events: list[bytes]) -> KeyRegistry:
@@ -104,8 +128,12 @@ class KeyRegistry:
     def periods(self, agent_id: str) -> tuple[KeyPeriod, ...]:
         return tuple(self._periods.get(agent_id, ()))
 
-    def apply(self, signed_key_event: bytes) -> KeyEvent:
+    def apply(self, signed_key_event: bytes | None) -> KeyEvent:
         """Verify a root-signed key event and apply it (idempotent for the same bytes)."""
+        if not signed_key_event:
+            raise InvalidKeyEventError(
+                "empty key record (a tombstone): key events are never erased, and a revocation is permanent"
+            )
         if signed_key_event in self._applied:
             return self._applied[signed_key_event]
         event = self._open(signed_key_event)
@@ -113,6 +141,11 @@ class KeyRegistry:
             self._object(event.public_key)
         except ValueError as exc:
             raise InvalidKeyEventError("public key is not a valid raw Ed25519 public key") from exc
+        if event.action is not KeyAction.REVOKE and event.public_key in self._revoked:
+            raise InvalidKeyEventError(
+                f"key {key_id(event.public_key)} was revoked at {self._revoked[event.public_key]}; a revoked key "
+                f"can never be registered again ({event.action.value} for agent {event.agent_id!r} refused)"
+            )
         history = self._periods.setdefault(event.agent_id, [])
         {
             KeyAction.REGISTER: self._register,
@@ -129,6 +162,45 @@ class KeyRegistry:
             raise RevokedKeyError(
                 f"agent {agent_id!r} key {key_id(period.public_key)} was revoked at {period.revoked_ms}; "
                 f"event time {at_ms} is not before it"
+            )
+        return self._object(period.public_key)
+
+    def key_by_hint(self, agent_id: str, key_id_hint: str) -> Ed25519PublicKey:
+        """The agent's key named by a (signed) key-id hint, chosen before any event is decoded.
+
+        Only a key the agent has had qualifies; whether it was valid when the events were
+        recorded is checked afterwards (:meth:`key_for_span`). UnknownKeyError if the agent
+        has no key; BadSignatureError if the hint names none of its keys (a forger's key).
+        """
+        return self._object(self._period_by_hint(agent_id, key_id_hint).public_key)
+
+    def _period_by_hint(self, agent_id: str, key_id_hint: str) -> KeyPeriod:
+        history = self._periods.get(agent_id)
+        if not history:
+            raise UnknownKeyError(f"no key registered for agent {agent_id!r}; register it with the operator")
+        for period in reversed(history):
+            if key_id(period.public_key) == key_id_hint:
+                return period
+        raise BadSignatureError(
+            f"batch from agent {agent_id!r} names key {key_id_hint[:32]!r}, which is none of the agent's keys"
+        )
+
+    def key_at_arrival(self, agent_id: str, key_id_hint: str, arrival_ms: int) -> Ed25519PublicKey:
+        """The agent's key named by the hint, if it was valid when the batch arrived at the broker."""
+        period = self._period_by_hint(agent_id, key_id_hint)
+        kid = key_id(period.public_key)
+        if arrival_ms < period.valid_from_ms:
+            raise UnknownKeyError(
+                f"agent {agent_id!r} key {kid} is valid from {period.valid_from_ms}; the batch arrived at {arrival_ms}"
+            )
+        if period.revoked_ms is not None and arrival_ms >= period.revoked_ms:
+            raise RevokedKeyError(
+                f"agent {agent_id!r} key {kid} was revoked at {period.revoked_ms}; the batch arrived at {arrival_ms}"
+            )
+        if period.valid_until_ms is not None and arrival_ms >= period.valid_until_ms + ROTATION_GRACE_MS:
+            raise RotatedOutKeyError(
+                f"agent {agent_id!r} key {kid} was rotated out at {period.valid_until_ms}; the batch arrived at "
+                f"{arrival_ms}, over {ROTATION_GRACE_MS} ms later: re-sign with the current key"
             )
         return self._object(period.public_key)
 
@@ -185,14 +257,18 @@ class KeyRegistry:
         history.append(KeyPeriod(event.public_key, event.effective_ms))
 
     def _revoke(self, event: KeyEvent, history: list[KeyPeriod]) -> None:
-        for i, period in enumerate(history):
+        found = False
+        for i, period in enumerate(history):  # every period that ever carried the key
             if period.public_key == event.public_key:
+                found = True
                 revoked = (
                     event.effective_ms if period.revoked_ms is None else min(period.revoked_ms, event.effective_ms)
                 )
                 history[i] = replace(period, revoked_ms=revoked)
-                return
-        raise InvalidKeyEventError(f"agent {event.agent_id!r} never had key {key_id(event.public_key)}")
+        if not found:
+            raise InvalidKeyEventError(f"agent {event.agent_id!r} never had key {key_id(event.public_key)}")
+        earlier = self._revoked.get(event.public_key, event.effective_ms)
+        self._revoked[event.public_key] = min(earlier, event.effective_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from consent_wire.codes import (
 )
 
 __all__ = [
+    "MAX_INDIVIDUALS_AFFECTED",
     "AccessRecord",
     "BreachReport",
     "ConsentDecision",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 ANY_RECIPIENT = "*"
+# A breach cannot affect more people than live on Earth (~8.2e9, UN 2025): 10**10 bounds the
+# count so that sums over any realistic number of reports stay far inside a 64-bit integer.
+MAX_INDIVIDUALS_AFFECTED = 10**10
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,12 @@ bit of a signed batch can change without the signature failing. The verifier als
 batch's agent id and sequence ``first_seq + i``: a batch cannot be re-labelled
 to another agent, shifted in sequence, truncated, extended or reordered.
 
+Order of checks (the cost of a forgery): the outer record is decoded (events stay opaque
+bytes), the Merkle root is computed from SHA-256 of each event's bytes, the key is chosen by
+agent id and the signed key-id hint, and the one Ed25519 signature over header and root is
+checked BEFORE any event is decoded. A forged batch therefore costs the verifier at most
+4,096 hashes and one signature check, never 4,096 Avro decodes.
+
 Per-event verification cost is one SHA-256 of the event bytes (reused as the
 chain hash), one leaf and about one interior node hash, one decode; the single
 Ed25519 check is shared by the batch. Each :class:`VerifiedEvent` keeps its
@@ -29,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent_wire.avro_codec import decode, decode_event, encode, leading_bytes_field
 from consent_wire.dsse import BATCH_PAYLOAD_TYPE, AgentSigner, pae, verify_signature
-from consent_wire.errors import BadProofError, MalformedBatchError, PayloadTypeError
+from consent_wire.errors import BadProofError, BadSignatureError, MalformedBatchError, PayloadTypeError
 from consent_wire.merkle import build_levels, inclusion_proof, verify_inclusion
 from consent_wire.model import Event
 
@@ -60,6 +66,10 @@ _MAX_KEY_ID_BYTES = 255  # our key ids are 16 hex chars; room for other schemes 
 
 class KeyResolver(Protocol):
     """What the verifier needs from the key registry (see :class:`consent_wire.keys.KeyRegistry`)."""
+
+    def key_by_hint(self, agent_id: str, key_id_hint: str) -> Ed25519PublicKey: ...
+
+    def key_at_arrival(self, agent_id: str, key_id_hint: str, arrival_ms: int) -> Ed25519PublicKey: ...
 
     def key_for_span(self, agent_id: str, start_ms: int, end_ms: int) -> Ed25519PublicKey: ...
 
@@ -124,12 +134,19 @@ def sign_event(signer: AgentSigner, event_bytes: bytes, *, seq: int | None = Non
 
 
 def verify_batch(
-    batch_bytes: bytes, registry: KeyResolver, *, payload_type: str = BATCH_PAYLOAD_TYPE
+    batch_bytes: bytes,
+    registry: KeyResolver,
+    *,
+    payload_type: str = BATCH_PAYLOAD_TYPE,
+    arrival_ms: int | None = None,
 ) -> list[VerifiedEvent]:
     """Verify a SignedBatch and return its events; raises a WireError subclass on any failure.
 
-    The signing key must be the agent's registered key across the whole span of
-    the events' ``recorded_ms`` (so a batch cannot straddle a rotation or a revocation).
+    With ``arrival_ms`` (the broker's LogAppendTime: the core's verifier) the signing key must
+    have been valid when the batch arrived (:meth:`~consent_wire.keys.KeyRegistry.key_at_arrival`);
+    the events' own times are the agent's clock and are bounded by the caller. Without it the
+    key must be the agent's registered key across the whole span of the events' ``recorded_ms``
+    (so a batch cannot straddle a rotation or a revocation).
     """
     batch = decode("SignedBatch", batch_bytes, max_bytes=MAX_BATCH_BYTES)
     if batch["payload_type"] != payload_type:
@@ -140,15 +157,24 @@ def verify_batch(
     count = len(raw_events)
     if not 0 < count <= MAX_BATCH_EVENTS:
         raise MalformedBatchError(f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
-    events = [decode_event(e) for e in raw_events]
-    _check_labels(events, agent_id, first_seq)
     hashes = [sha256(e).digest() for e in raw_events]
     levels = build_levels(hashes)
     root = levels[-1][0]
-    times = [e.recorded_ms for e in events]
-    key = registry.key_for_span(agent_id, min(times), max(times))
     message = pae(payload_type, batch_message(root, agent_id, first_seq, count, batch["key_id"]))
+    if arrival_ms is None:
+        key = registry.key_by_hint(agent_id, batch["key_id"])
+    else:
+        key = registry.key_at_arrival(agent_id, batch["key_id"], arrival_ms)
     verify_signature(key, batch["signature"], message, f"batch from agent {agent_id!r}")
+    # Only now, with the signature good, is any event decoded.
+    events = [decode_event(e) for e in raw_events]
+    _check_labels(events, agent_id, first_seq)
+    times = [e.recorded_ms for e in events]
+    if arrival_ms is None and registry.key_for_span(agent_id, min(times), max(times)) is not key:
+        raise BadSignatureError(
+            f"batch from agent {agent_id!r} is signed with key {batch['key_id']}, which was not the agent's "
+            f"key at the events' times {min(times)}..{max(times)}"
+        )
     common = (agent_id, batch["key_id"], payload_type, first_seq, count)
     return [
         VerifiedEvent(
@@ -168,7 +194,12 @@ def _check_labels(events: list[Event], agent_id: str, first_seq: int) -> None:
 
 
 def verify_event_proof(ve: VerifiedEvent, registry: KeyResolver) -> None:
-    """Verify one event on its own: bytes -> leaf -> root -> batch signature by the agent's key."""
+    """Verify one event on its own: bytes -> leaf -> root -> batch signature by the agent's key.
+
+    The key is the agent's key named by the signed key-id hint: whether it was valid when the
+    batch arrived was decided once, by the verifier (an honest backlog recorded before a
+    rotation is signed with the new key, so the event's own time cannot choose the key).
+    """
     event = decode_event(ve.event_bytes)
     if event != ve.event:
         raise BadProofError("decoded event differs from the event bytes it claims to be")
@@ -179,7 +210,7 @@ def verify_event_proof(ve: VerifiedEvent, registry: KeyResolver) -> None:
         )
     event_hash = sha256(ve.event_bytes).digest()
     verify_inclusion(event_hash, ve.leaf_index, ve.tree_size, ve.proof, ve.root)
-    key = registry.key_for(ve.agent_id, event.recorded_ms)
+    key = registry.key_by_hint(ve.agent_id, ve.key_id)
     message = pae(ve.payload_type, batch_message(ve.root, ve.agent_id, ve.first_seq, ve.tree_size, ve.key_id))
     verify_signature(key, ve.signature, message, f"event proof for agent {ve.agent_id!r}")
 

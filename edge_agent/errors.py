@@ -20,6 +20,7 @@ Tree::
         +-- InvalidFieldError       INVALID_FIELD
         +-- UnknownEventTypeError   UNKNOWN_EVENT_TYPE
         +-- MalformedJsonError      MALFORMED_JSON
+        +-- EventIdConflictError    EVENT_ID_CONFLICT (409: the id was used for another body)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "AsAtNotReplicatedError",
     "ConfigError",
     "EdgeError",
+    "EventIdConflictError",
     "InvalidFieldError",
     "MalformedJsonError",
     "MissingFieldError",
@@ -114,3 +116,9 @@ class UnknownEventTypeError(SubmissionError):
 
 class MalformedJsonError(SubmissionError):
     reason = "MALFORMED_JSON"
+
+
+class EventIdConflictError(SubmissionError):
+    """A client-supplied event_id already submitted with a different body (HTTP 409)."""
+
+    reason = "EVENT_ID_CONFLICT"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import TypeVar
 
-from consent_wire.errors import InvalidCodeError
+from consent_wire.errors import InvalidCodeError, OutOfRangeError
 from edge_agent.errors import InvalidFieldError
 
 __all__ = ["MAX_TEXT", "bool_", "enum", "enums", "int_", "object_", "opt_enum", "opt_int", "text"]
@@ -42,7 +42,7 @@ def int_(path: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidFieldError(f"{path} must be an integer")
     if not -(2**63) <= value < 2**63:  # Avro long
-        raise InvalidFieldError(f"{path} is out of the 64-bit range")
+        raise OutOfRangeError(f"{path} is out of the 64-bit range -2**63..2**63-1")
     return value
 
 

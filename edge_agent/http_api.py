@@ -9,11 +9,15 @@ GET  /v1/health            liveness and backlog
 GET  /metrics              Prometheus text format
 =========================  =========================================================
 
+Submissions are idempotent on a client-supplied ``event_id``: a retry with the same body
+answers the original receipt (durably, across restarts) and is not enqueued twice.
+
 Every error is ``{"reason": CODE, "message": text}`` with the status :data:`STATUS_BY_ERROR` gives
-its class: 400 for invalid input (any :class:`~consent_wire.errors.ValidationError`), 507 Insufficient
-Storage with reason OUTBOX_FULL at the disk cap (retry later; nothing already accepted is lost), 503
-while shutting down; 404 ``NOT_FOUND``, 405
-``METHOD_NOT_ALLOWED`` and 413 ``BODY_TOO_LARGE`` from :mod:`consent_io.http`.
+its class: 400 for invalid input (any :class:`~consent_wire.errors.WireError`, e.g. a ValidationError
+or an OVERSIZE event), 409 EVENT_ID_CONFLICT for an event_id re-used with another body, 507
+Insufficient Storage with reason OUTBOX_FULL at the disk cap (retry later; nothing already accepted is
+lost), 503 while shutting down; 404 ``NOT_FOUND``, 405 ``METHOD_NOT_ALLOWED`` and 413
+``BODY_TOO_LARGE`` from :mod:`consent_io.http`.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from prometheus_client.core import CollectorRegistry
 
 from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import parse_request
-from consent_wire.errors import ValidationError
-from edge_agent.errors import EdgeError, OutboxFullError
+from consent_wire.errors import WireError
+from edge_agent.errors import EdgeError, EventIdConflictError, OutboxFullError
 from edge_agent.intake import Intake
 from edge_agent.metrics import SubmissionCounts
 from edge_agent.offline import decide_offline
@@ -45,7 +49,8 @@ _STATUS_INSUFFICIENT_STORAGE = 507  # RFC 4918 section 11.5
 
 # The HTTP status of each error class, first match wins (the one place statuses are chosen).
 STATUS_BY_ERROR: StatusTable = (
-    (ValidationError, 400),
+    (EventIdConflictError, 409),
+    (WireError, 400),  # ValidationError, or an event too big to encode (OVERSIZE)
     (OutboxFullError, _STATUS_INSUFFICIENT_STORAGE),
     (EdgeError, 503),  # OUTBOX_CLOSED while shutting down, DECISION_UNAVAILABLE without a replica
 )
@@ -118,7 +123,7 @@ class _Api:
         """Count refused submissions by reason; the middleware answers them."""
         try:
             return await run()
-        except (ValidationError, OutboxFullError) as exc:
+        except (WireError, EventIdConflictError, OutboxFullError) as exc:
             self._ctx.counts.add(exc.reason)
             raise
 

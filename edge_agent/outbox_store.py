@@ -12,6 +12,12 @@ re-numbered and re-chained (they have not been signed yet: signing happens at pu
 so the core never sees a gap. Caveat: rows already sent once but not yet acknowledged are
 re-numbered too; the core dedupes on (agent, seq), so such a re-numbered event could be taken
 for a replay. Checksum failures are rare (disk bit rot) and always reported.
+
+Idempotence: every committed event id is remembered in ``submitted`` (id, seq, fingerprint of
+the patient key and payload) for :data:`IDEMPOTENCY_WINDOW_MS`, surviving acknowledgement and
+restarts. A retried submission with an id already committed is answered with the original
+receipt and not enqueued again; the same id with another body is refused
+(:class:`~edge_agent.errors.EventIdConflictError`, 409).
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from typing import Any, Protocol
 
 from consent_wire.errors import WireError
 from consent_wire.model import Event, Payload
-from edge_agent.errors import AckOutOfRangeError, OutboxFullError, OutboxOwnerError
+from edge_agent.errors import AckOutOfRangeError, EventIdConflictError, OutboxFullError, OutboxOwnerError
 
-__all__ = ["GENESIS_HASH", "Draft", "EventCodec", "OutboxRow", "OutboxStore", "Receipt"]
+__all__ = ["GENESIS_HASH", "IDEMPOTENCY_WINDOW_MS", "Draft", "EventCodec", "OutboxRow", "OutboxStore", "Receipt"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,9 @@ GENESIS_HASH = bytes(32)  # prev_hash of seq 1 (consent_wire.model.Event)
 # SQLite row + index overhead per event, measured ~60-90 bytes; rounded up for the cap estimate.
 _ROW_OVERHEAD = 128
 _REPAIR_CHUNK = 1000  # rows re-chained per read while repairing after a quarantine
+# How long a client may retry a POST with the same event_id and get the original receipt: far
+# longer than any client retry policy (minutes) or agent outage; about 100 bytes per event.
+IDEMPOTENCY_WINDOW_MS = 7 * 24 * 3600 * 1000
 
 # CAST: a damaged cell may no longer be a BLOB; read bytes regardless and let the checksum judge
 _SELECT_ROWS = "SELECT seq, event_id, CAST(data AS BLOB), CAST(digest AS BLOB) FROM outbox"
@@ -46,6 +55,9 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL,"
     " event_id TEXT NOT NULL, data BLOB NOT NULL, digest BLOB NOT NULL, reason TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS submitted (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+    " fingerprint BLOB NOT NULL, recorded_ms INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS submitted_by_time ON submitted (recorded_ms)",
 )
 
 
@@ -107,30 +119,83 @@ class OutboxStore:
     # -- writes -------------------------------------------------------------------------------
 
     def commit_groups(self, groups: Sequence[Sequence[Draft]], cap_bytes: int) -> list[list[Receipt] | Exception]:
-        """Insert every group in one transaction; a group over the disk cap is refused whole."""
+        """Insert every group in one transaction; a group over the disk cap, one that cannot be
+        encoded (:class:`~consent_wire.errors.WireError`) or one re-using an event id for another
+        body, is refused whole and alone: its neighbours in the transaction still commit. Drafts
+        whose id was already committed with the same body get their original receipt."""
         results: list[list[Receipt] | Exception] = []
         used = self.used_bytes()
         seq, head, hlc = self.next_seq, self.last_hash, self.last_hlc
+        seen: dict[str, tuple[int, bytes]] = {}  # event ids committed earlier in this transaction
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for drafts in groups:
-                rows, new_head = self._chain(drafts, seq, head)
+                try:
+                    earlier, fresh = self._split_retries(drafts, seen)
+                    rows, new_head = self._chain(fresh, seq, head)
+                except (WireError, EventIdConflictError) as exc:  # one bad group fails alone
+                    results.append(exc)
+                    continue
                 cost = sum(len(r[2]) + _ROW_OVERHEAD for r in rows)
                 if used + cost > cap_bytes:
                     results.append(OutboxFullError(f"outbox is at its disk cap of {cap_bytes} bytes"))
                     continue
                 self._db.executemany("INSERT INTO outbox (seq, event_id, data, digest) VALUES (?, ?, ?, ?)", rows)
-                results.append([Receipt(r[1], r[0]) for r in rows])
+                new_seqs = {r[1]: r[0] for r in rows}
+                for d in fresh:
+                    fingerprint = _fingerprint(d)
+                    seen[d.event_id] = (new_seqs[d.event_id], fingerprint)
+                    self._db.execute(
+                        "INSERT INTO submitted (event_id, seq, fingerprint, recorded_ms) VALUES (?, ?, ?, ?)",
+                        (d.event_id, new_seqs[d.event_id], fingerprint, d.recorded_ms),
+                    )
+                results.append([Receipt(d.event_id, earlier.get(d.event_id) or new_seqs[d.event_id]) for d in drafts])
                 used, seq, head = used + cost, seq + len(rows), new_head
-                hlc = max([hlc, *(d.hlc for d in drafts)])
+                hlc = max([hlc, *(d.hlc for d in fresh)])
+            self._prune_submitted(groups)
             self._set_meta("last_hlc", hlc)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        self.pending_count += seq - self.next_seq
         self.next_seq, self.last_hash, self.last_hlc = seq, head, hlc
-        self.pending_count += sum(len(r) for r in results if isinstance(r, list))
         return results
+
+    def _split_retries(
+        self, drafts: Sequence[Draft], seen: dict[str, tuple[int, bytes]]
+    ) -> tuple[dict[str, int], list[Draft]]:
+        """(event id -> original seq for retried drafts, drafts to enqueue); raises on a conflict."""
+        earlier: dict[str, int] = {}
+        fresh: list[Draft] = []
+        in_group: dict[str, bytes] = {}
+        for d in drafts:
+            fingerprint = _fingerprint(d)
+            known = seen.get(d.event_id) or self._submitted(d.event_id)
+            if known is None and d.event_id in in_group:
+                if in_group[d.event_id] != fingerprint:
+                    raise EventIdConflictError(f"event_id {d.event_id} is used twice with different bodies")
+                continue
+            if known is None:
+                in_group[d.event_id] = fingerprint
+                fresh.append(d)
+            elif known[1] != fingerprint:
+                raise EventIdConflictError(
+                    f"event_id {d.event_id} was already submitted (seq {known[0]}) with a different body; "
+                    "a retry must resend the same body, a new event needs a new event_id"
+                )
+            else:
+                earlier[d.event_id] = known[0]
+        return earlier, fresh
+
+    def _submitted(self, event_id: str) -> tuple[int, bytes] | None:
+        row = self._db.execute("SELECT seq, fingerprint FROM submitted WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def _prune_submitted(self, groups: Sequence[Sequence[Draft]]) -> None:
+        newest = max((d.recorded_ms for g in groups for d in g), default=None)
+        if newest is not None:
+            self._db.execute("DELETE FROM submitted WHERE recorded_ms < ?", (newest - IDEMPOTENCY_WINDOW_MS,))
 
     def _chain(self, drafts: Sequence[Draft], seq: int, head: bytes) -> tuple[list[_Row], bytes]:
         rows: list[_Row] = []
@@ -283,3 +348,8 @@ class OutboxStore:
 
 
 _Row = tuple[int, str, bytes, bytes]
+
+
+def _fingerprint(draft: Draft) -> bytes:
+    """What makes a retry the same submission: the patient and the payload (not the clock stamps)."""
+    return hashlib.sha256(repr((draft.patient_key, draft.payload)).encode("utf-8")).digest()

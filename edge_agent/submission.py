@@ -35,8 +35,9 @@ from consent_wire.codes import (
     Relationship,
     ShieldingAction,
 )
-from consent_wire.errors import InvalidFhirError, InvalidNhsNumberError
+from consent_wire.errors import InvalidFhirError, InvalidNhsNumberError, OutOfRangeError
 from consent_wire.model import (
+    MAX_INDIVIDUALS_AFFECTED,
     AccessRecord,
     BreachReport,
     ConsentDecision,
@@ -84,7 +85,7 @@ class Pseudonymiser(Protocol):
 class Submission:
     """A validated submission: no NHS number, only the patient's keyed pseudonym."""
 
-    event_id: str | None  # the client's id, if it sent one (lets the core dedupe a retried POST)
+    event_id: str | None  # the client's id, if it sent one (the outbox answers a retried POST once)
     patient_key: str  # "" for events about no patient (breach reports)
     payload: Payload
 
@@ -182,8 +183,13 @@ def _check_payload(payload: Payload, path: str) -> None:
             raise InvalidFieldError(f'{path}recipient={payload.recipient!r} must be an ODS code or "*"')
     if isinstance(payload, ShieldingFlag) and payload.action is ShieldingAction.SET and not payload.hides:
         raise InvalidFieldError(f"{path}hides must name at least one field when setting shielding")
-    if isinstance(payload, BreachReport) and payload.individuals_affected < 0:
-        raise InvalidFieldError(f"{path}individuals_affected must be >= 0")
+    if isinstance(payload, BreachReport):
+        if payload.individuals_affected < 0:
+            raise InvalidFieldError(f"{path}individuals_affected must be >= 0")
+        if payload.individuals_affected > MAX_INDIVIDUALS_AFFECTED:
+            raise OutOfRangeError(
+                f"{path}individuals_affected={payload.individuals_affected} is over {MAX_INDIVIDUALS_AFFECTED}"
+            )
 
 
 def _only(path: str, body: Mapping[str, object], allowed: tuple[str, ...]) -> None:

@@ -99,8 +99,13 @@ def classify(event: Event) -> str | None:
 
 
 def apply(state: PatientState, event: Event, source: Source | None = None) -> PatientState:
-    """Fold one event into ``state`` (pure, idempotent; a no-op for non-state or rejected events)."""
-    if not affects_state(event) or classify(event) is not None:
+    """Fold one event into ``state`` (pure, idempotent; a no-op for non-state or rejected events).
+
+    Idempotent on ``event_id``, not only on (agent, seq): a second copy of an id already applied
+    (a client's retried POST that an agent enqueued twice, under another seq and a later HLC) is
+    a no-op, so a stale retry can never re-stamp a register and win over newer events.
+    """
+    if not affects_state(event) or classify(event) is not None or _another_copy(state, event):
         return state
     if event.patient_key != state.patient_key:
         raise PatientMismatchError(
@@ -129,6 +134,18 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
     shield = ShieldingRegister(active, hides, payload.reason, stamp, source)
     current = state.shielding
     return replace(base, shielding=shield if current is None else _later(current, shield))
+
+
+def _another_copy(state: PatientState, event: Event) -> bool:
+    """True for an event id already applied under another stamp (a re-enqueued retry), False for
+    a new id or a redelivery of the very same event (which may still attach its source offset)."""
+    if event.event_id not in state.applied:
+        return False
+    stamp = Stamp.of(event)
+    stamps = [r.stamp for r in state.consents.values()] + [r.stamp for r in state.objections.values()]
+    if state.shielding is not None:
+        stamps.append(state.shielding.stamp)
+    return stamp not in stamps
 
 
 def merge(a: PatientState, b: PatientState) -> PatientState:

@@ -126,15 +126,22 @@ def test_batch_relabelled_to_another_agent_is_rejected() -> None:
     other = trust("agent-2")
     record = decode("SignedBatch", sign_batch(other.signer, chain_of("agent-2", [sample_decision()])))
     record["agent_id"] = "agent-1"
-    with pytest.raises(MalformedBatchError, match="agent 'agent-2'"):
+    # The header is signed and checked before any event is decoded (issue 12 item 8).
+    with pytest.raises(BadSignatureError, match="agent 'agent-1'"):
         verify_batch(encode("SignedBatch", record), T.registry)
 
 
 def test_batch_shifted_in_sequence_is_rejected() -> None:
     record = decode("SignedBatch", BATCH, max_bytes=1 << 20)
     record["first_seq"] = 2
-    with pytest.raises(MalformedBatchError, match="seq 1; the batch header says agent 'agent-1' seq 2"):
+    with pytest.raises(BadSignatureError, match="agent 'agent-1'"):
         verify_batch(encode("SignedBatch", record), T.registry)
+
+
+def test_signed_header_that_disagrees_with_its_events_is_malformed() -> None:
+    shifted = sign_batch(T.signer, EVENTS, first_seq=2)  # the agent's own key signs a wrong header
+    with pytest.raises(MalformedBatchError, match="seq 1; the batch header says agent 'agent-1' seq 2"):
+        verify_batch(shifted, T.registry)
 
 
 @pytest.mark.parametrize("change", ["drop_last", "drop_first", "swap"])
