@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -51,6 +51,8 @@ from broker.audit import (
     checkpoint_message,
     verify,
 )
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
 __all__ = [
     "AuditAppender",
@@ -58,18 +60,14 @@ __all__ = [
     "AuditUnavailableError",
     "StoredCheckpoint",
     "StoredLog",
-    "assign_all",
     "checkpoint_line",
     "describe_problem",
     "entry_line",
     "parse_log",
-    "read_to_end",
     "verify_stored",
 ]
 
 log = logging.getLogger(__name__)
-
-METADATA_ATTEMPTS, METADATA_RETRY_S = 50, 0.2  # up to 10 s for a just-created topic to appear in metadata
 
 
 class AuditLineError(AuditError):
@@ -193,58 +191,20 @@ def describe_problem(p: AuditProblem) -> str:
     return f"{p.kind.value} {where}: {p.detail}"
 
 
-async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Assign every partition of ``topic`` to a started consumer (no group); returns them."""
-    partitions: set[int] | None = None
-    for _ in range(METADATA_ATTEMPTS):
-        # consumer.partitions_for_topic reads a cache; fetch fresh metadata (a new topic takes a moment)
-        partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
-        if partitions:
-            break
-        await asyncio.sleep(METADATA_RETRY_S)
-    if not partitions:
-        raise AuditError(f"topic {topic} does not exist; run `consent-broker topics create`")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return tps
-
-
-async def read_to_end(bootstrap: str, topic: str, **client_kwargs: Any) -> list[Any]:
-    """Every committed record of ``topic`` up to the end offsets seen at the start (partition order)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed", **client_kwargs
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        tps = await assign_all(consumer, topic)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                for batch in (await consumer.getmany(tp, timeout_ms=500, max_records=10_000)).values():
-                    records.extend(r for r in batch if r.offset < ends[tp])
-    finally:
-        await consumer.stop()
-    return records
-
-
 class AuditAppender:
     """Owns the chain head; ``append`` returns once the entry is durable (acks=all)."""
 
     def __init__(
         self,
-        bootstrap: str,
+        conn: KafkaConnection,
         topic: str,
         signer: Ed25519PrivateKey,
         checkpoint_every: int,
-        **client_kwargs: Any,
     ) -> None:
         if checkpoint_every < 1:
             raise AuditError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-        self.bootstrap, self.topic, self.signer = bootstrap, topic, signer
+        self.conn, self.topic, self.signer = conn, topic, signer
         self.checkpoint_every = checkpoint_every
-        self._client_kwargs = client_kwargs
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._head, self._next = GENESIS_HASH, 0
@@ -257,19 +217,18 @@ class AuditAppender:
 
     async def start(self) -> StoredLog:
         """Restore the chain head from the topic, then open the producer; returns what was read."""
-        records = await read_to_end(self.bootstrap, self.topic, **self._client_kwargs)
+        records = await kafka.read_to_end(self.conn, self.topic)
         stored = parse_log(r.value for r in records if r.value is not None)
         if stored.entries:
             last = stored.entries[-1]
             self._head, self._next = last.hash, last.index + 1
         if stored.checkpoints:
             self._last_checkpoint = max(c.checkpoint.index for c in stored.checkpoints)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+        self._producer = kafka.producer(
+            self.conn,
             enable_idempotence=True,
             acks="all",
             linger_ms=2,  # a short linger batches concurrent decisions into one produce request
-            **self._client_kwargs,
         )
         await self._producer.start()
         log.info("audit restored entries=%d next_index=%d", len(stored.entries), self._next)
