@@ -7,7 +7,6 @@ import importlib
 import logging
 import signal
 
-from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
@@ -17,6 +16,7 @@ from broker.settings import CoreSettings, SettingsError
 from broker.stage import StageConfig, TransactionalStage
 from broker.topics import Topic, TopicNames
 from broker.verifier import VerifierCore
+from consent_io import kafka
 from consent_wire.keys import KeyRegistry
 
 __all__ = ["Core"]
@@ -42,7 +42,7 @@ class Core:
         # record is one event: poll ~10-30k events per transaction either way, so the reconciler starts on
         # the verifier's output while the verifier goes on, instead of waiting for one huge transaction.
         max_records = 64 if name == "verifier" else 5000
-        return StageConfig(s.bootstrap, f"{s.app_id}.{name}", s.app_id, max_records=max_records)
+        return StageConfig(s.kafka_connection(), f"{s.app_id}.{name}", s.app_id, max_records=max_records)
 
     async def start(self) -> None:
         s = self.settings
@@ -52,7 +52,7 @@ class Core:
                 raise SettingsError("the verifier needs root_public_key_hex (CONSENT_ROOT_PUBLIC_KEY_HEX)")
             root = Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
             registry = KeyRegistry(root)
-            self._keys = KeysFollower(s.bootstrap, self.topics.keys, registry)
+            self._keys = KeysFollower(s.kafka_connection(), self.topics.keys, registry)
             await self._keys.start()
             core = VerifierCore(registry, gap_timeout_ms=s.gap_timeout_ms)
             self.stages["verifier"] = TransactionalStage(
@@ -76,7 +76,7 @@ class Core:
 
     async def _check_topics(self) -> None:
         """Fail fast, in one line, when topics were not provisioned (auto-create is off by design)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap, request_timeout_ms=30_000)
+        admin = kafka.admin(self.settings.kafka_connection())
         await admin.start()
         try:
             existing = set(await admin.list_topics())

@@ -30,15 +30,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.api import HealthInfo, create_app
 from broker.audit import AuditEntry, AuditError, AuditRecord, access_record
-from broker.audit_store import AuditAppender, assign_all
+from broker.audit_store import AuditAppender
 from broker.settings import SettingsError
 from broker.state import PatientState, empty_state
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import KafkaTopicReader
 from consent_wire.errors import WireError
 from consent_wire.identity import patient_key
 from consent_wire.model import AccessRecord, Event
@@ -79,36 +80,25 @@ def load_list_sizes(path: str | None) -> dict[str, int]:
 class _Follower:
     """Reads every partition of a topic from the start; ``caught_up`` once at the end offsets seen at start."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, conn: KafkaConnection, topic: str) -> None:
         self.topic = topic
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-        )
+        self.reader = KafkaTopicReader(conn, topic)
         self.caught_up = asyncio.Event()
-        self._ends: dict[Any, int] = {}
 
     async def start(self) -> None:
-        await self.consumer.start()
-        tps = await assign_all(self.consumer, self.topic)
-        self._ends = await self.consumer.end_offsets(tps)
+        await self.reader.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
-                for tp, records in (await self.consumer.getmany(timeout_ms=200, max_records=5000)).items():
+                for partition, records in (await self.reader.fetch(timeout_ms=200, max_records=5000)).items():
                     for record in records:
-                        await self.handle(tp.partition, record)
+                        await self.handle(partition, record)
                 await self.flush()
-                if not self.caught_up.is_set() and await self._at_end():
+                if not self.caught_up.is_set() and await self.reader.caught_up():
                     self.caught_up.set()
         finally:
-            await self.consumer.stop()
-
-    async def _at_end(self) -> bool:
-        for tp, end in self._ends.items():
-            if await self.consumer.position(tp) < end:
-                return False
-        return True
+            await self.reader.stop()
 
     async def handle(self, partition: int, record: Any) -> None:
         raise NotImplementedError
@@ -118,8 +108,8 @@ class _Follower:
 
 
 class _StateView(_Follower):
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(bootstrap, topic)
+    def __init__(self, conn: KafkaConnection, topic: str) -> None:
+        super().__init__(conn, topic)
         self.states: dict[str, PatientState] = {}
 
     async def handle(self, partition: int, record: Any) -> None:
@@ -136,8 +126,8 @@ class _StateView(_Follower):
 
 
 class _EventHistory(_Follower):
-    def __init__(self, bootstrap: str, topic: str, appender: AuditAppender, cursor: dict[int, int]) -> None:
-        super().__init__(bootstrap, topic)
+    def __init__(self, conn: KafkaConnection, topic: str, appender: AuditAppender, cursor: dict[int, int]) -> None:
+        super().__init__(conn, topic)
         self.appender = appender
         self.cursor = cursor  # partition -> first offset not yet in the audit log
         self.all: list[Event] = []
@@ -181,8 +171,8 @@ class ApiService:
         self.core = core
         self._secret = secret
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
-        self.appender = AuditAppender(s.bootstrap, core.topics.audit, signer, checkpoint_every)
-        self.view = _StateView(s.bootstrap, core.topics.state)
+        self.appender = AuditAppender(s.kafka_connection(), core.topics.audit, signer, checkpoint_every)
+        self.view = _StateView(s.kafka_connection(), core.topics.state)
         self.history: _EventHistory | None = None
         self._entries: dict[str, list[AuditEntry]] = {}
         self._runner: web.AppRunner | None = None
@@ -231,7 +221,7 @@ class ApiService:
             if source is not None:
                 partition, _, offset = source.partition("/")
                 cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
-        self.history = _EventHistory(s.bootstrap, self.core.topics.events, self.appender, cursor)
+        self.history = _EventHistory(s.kafka_connection(), self.core.topics.events, self.appender, cursor)
         self.history.on_entry.append(self._index)
         await self.view.start()
         await self.history.start()

@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from consent_io.connection import KafkaConnection, MqttConnection
+
 __all__ = ["STAGES", "CoreSettings", "SettingsError"]
 
 STAGES = ("verifier", "reconciler", "bridge", "api", "mirror")
@@ -35,6 +37,14 @@ class CoreSettings:
     audit_checkpoint_every: int = 1000  # records between signed audit checkpoints
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
     registrations_file: str = ""  # CSV site,patient_key: sites the mirror serves besides those seen in events
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How this process reaches Kafka (security settings arrive with issue 11)."""
+        return KafkaConnection(self.bootstrap)
+
+    def mqtt_connection(self) -> MqttConnection:
+        """How this process reaches the MQTT broker (security settings arrive with issue 11)."""
+        return MqttConnection(self.mqtt_host, self.mqtt_port)
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoreSettings:
