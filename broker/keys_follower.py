@@ -6,8 +6,7 @@ import logging
 
 from prometheus_client import Counter
 
-from consent_io.connection import KafkaConnection
-from consent_io.kafka import KafkaTopicReader
+from consent_io.kafka import TopicReader
 from consent_wire.errors import WireError
 from consent_wire.keys import KeyRegistry
 
@@ -21,9 +20,10 @@ KEY_EVENTS = Counter("broker_key_events_total", "Key lifecycle records read", ["
 class KeysFollower:
     """Reads every key event in order (one partition); invalid ones are counted and skipped with a reason."""
 
-    def __init__(self, conn: KafkaConnection, topic: str, registry: KeyRegistry) -> None:
+    def __init__(self, reader: TopicReader, registry: KeyRegistry) -> None:
+        """``reader``: the keys topic (one partition), e.g. ``KafkaTopicReader(conn, topic, partitions=[0])``."""
         self.registry = registry
-        self._reader = KafkaTopicReader(conn, topic, partitions=[0])
+        self._reader = reader
         self.rejected: list[str] = []
 
     async def start(self) -> None:

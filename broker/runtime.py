@@ -52,7 +52,8 @@ class Core:
                 raise SettingsError("the verifier needs root_public_key_hex (CONSENT_ROOT_PUBLIC_KEY_HEX)")
             root = Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
             registry = KeyRegistry(root)
-            self._keys = KeysFollower(s.kafka_connection(), self.topics.keys, registry)
+            keys_reader = kafka.KafkaTopicReader(s.kafka_connection(), self.topics.keys, partitions=[0])
+            self._keys = KeysFollower(keys_reader, registry)
             await self._keys.start()
             core = VerifierCore(registry, gap_timeout_ms=s.gap_timeout_ms)
             self.stages["verifier"] = TransactionalStage(

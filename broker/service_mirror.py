@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiomqtt
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
@@ -148,7 +147,7 @@ class MqttMirror:
             publications.extend(step.publications)
         return coalesce(publications)
 
-    async def _publish(self, client: aiomqtt.Client, publications: tuple[Publication, ...]) -> None:
+    async def _publish(self, client: mqtt.MqttLink, publications: tuple[Publication, ...]) -> None:
         """Publish every message (distinct topics after :func:`coalesce`) and await every PUBACK."""
         timeout = self.config.publish_timeout_s
         for start in range(0, len(publications), _IN_FLIGHT):

@@ -1,6 +1,6 @@
 """The MQTT adapter: every aiomqtt client is built here, from one :class:`MqttConnection`.
 
-:func:`client` honours the connection's security fields (TLS from ``ca_file``/``cert_file``/``key_file``;
+:func:`client` honours the connection's security fields (a TLS context from ``ca_file``/``cert_file``/``key_file``;
 ``username`` with the password read from ``password_file``). With ``manual_ack=True`` the broker gets
 the PUBACK of a QoS>0 message only when :func:`ack` is called (aiomqtt has no option for it: this
 module switches paho's manual acks on, the only private-attribute access to aiomqtt, tested in
@@ -9,6 +9,7 @@ module switches paho's manual acks on, the only private-attribute access to aiom
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +23,15 @@ __all__ = ["MqttLink", "ack", "client"]
 class MqttLink(Protocol):
     """What a service needs of an MQTT session: publish and subscribe (the rest is aiomqtt's)."""
 
-    async def publish(self, topic: str, payload: bytes | None = None, qos: int = 0, retain: bool = False) -> None: ...
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | None = None,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - aiomqtt's own signature (the PUBACK wait)
+    ) -> None: ...
 
     async def subscribe(self, topic: str, qos: int = 0) -> Any: ...
 
@@ -43,12 +52,14 @@ def _password(conn: MqttConnection) -> str | None:
         raise PasswordFileError(f"cannot read the MQTT password from {conn.password_file}: {exc}") from exc
 
 
-def _tls(conn: MqttConnection) -> aiomqtt.TLSParameters | None:
+def _tls(conn: MqttConnection) -> ssl.SSLContext | None:
+    """A verifying client context (what paho's ``tls_set`` builds), made now so a bad file fails at once."""
     if not conn.tls:
         return None
-    return aiomqtt.TLSParameters(
-        ca_certs=conn.ca_file or None, certfile=conn.cert_file or None, keyfile=conn.key_file or None
-    )
+    context = ssl.create_default_context(cafile=conn.ca_file or None)
+    if conn.cert_file:
+        context.load_cert_chain(conn.cert_file, conn.key_file or None)
+    return context
 
 
 def client(
@@ -69,7 +80,7 @@ def client(
         timeout=timeout,
         username=conn.username or None,
         password=_password(conn),
-        tls_params=_tls(conn),
+        tls_context=_tls(conn),
         **opts,
     )
     if manual_ack:

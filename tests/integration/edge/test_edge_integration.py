@@ -20,7 +20,7 @@ from edge_agent.replica_follow import KafkaReplicaFollower
 from edge_agent.transport_kafka import KafkaTransport
 from edge_agent.transport_mqtt import MqttTransport, ack_topic, ingress_topic
 from edge_agent.wire import AvroEventCodec, WireBatchSigner
-from tests.unit.edge.fakes import draft
+from tests.fakes import draft
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from consent_wire.model import Event, Objection
 from edge_agent.errors import MissingFieldError
 from edge_agent.offline import OfflineQuery, decide_offline, parse_query
 from edge_agent.replica import ReplicaRecord
-from tests.unit.edge.fakes import VALID_NHS, fake_pseudonymise
+from tests.fakes import VALID_NHS, fake_pseudonymise
 
 KEY = fake_pseudonymise(VALID_NHS)
 
