@@ -52,9 +52,9 @@ async def test_restarted_appender_continues_the_chain_and_the_topic_verifies(
 
 
 async def test_exported_log_verifies_and_each_tampering_is_named(
-    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames, tmp_path: Path
 ) -> None:
-    await write_log(kafka_bootstrap, topic_names.audit, Ed25519PrivateKey.generate(), 0, 10)
+    await write_log(kafka_connection, topic_names.audit, Ed25519PrivateKey.generate(), 0, 10)
     export = tmp_path / "audit.jsonl"
     result = await cli("audit", "export", "--bootstrap", kafka_bootstrap, "--prefix", topic_names.prefix,
                        "--out", str(export))  # fmt: skip
