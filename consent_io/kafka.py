@@ -192,7 +192,7 @@ class KafkaTopicReader:
 
     async def to_end(self) -> AsyncIterator[Any]:
         """Every record below the end offsets seen at ``start``, partition by partition in offset order."""
-        for tp, end in self.ends.items():
+        for tp, end in sorted(self.ends.items(), key=lambda item: item[0].partition):
             while await self.consumer.position(tp) < end:
                 fetched = await self.consumer.getmany(tp, timeout_ms=READ_POLL_MS, max_records=READ_BATCH_RECORDS)
                 for batch in fetched.values():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from broker.topics import TopicNames
@@ -29,7 +31,13 @@ async def test_partitions_for_reads_fresh_metadata_of_a_just_created_topic(
     await consumer.start()
     try:
         await kafka.refresh_metadata(consumer)
-        assert await kafka.partitions_for(consumer, topic_names.events) == {0, 1}
+        partitions: set[int] = set()
+        for _ in range(50):  # a just-created topic takes a few metadata rounds to appear
+            partitions = await kafka.partitions_for(consumer, topic_names.events)
+            if partitions:
+                break
+            await asyncio.sleep(0.2)
+        assert partitions == {0, 1}
         assert await kafka.partitions_for(consumer, f"{topic_names.prefix}.never-created") == set()
     finally:
         await consumer.stop()
@@ -48,15 +56,15 @@ async def test_read_to_end_returns_every_record_up_to_the_end_seen_at_start_in_p
 async def test_a_reader_is_caught_up_at_the_start_offsets_and_still_fetches_later_records(
     kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
-    await _write(kafka_connection, topic_names.state, {0: [b"old"]})
-    reader = kafka.KafkaTopicReader(kafka_connection, topic_names.state)
+    await _write(kafka_connection, topic_names.ingress, {0: [b"old"]})
+    reader = kafka.KafkaTopicReader(kafka_connection, topic_names.ingress)
     await reader.start()
     try:
         seen: list[bytes] = []
         while not await reader.caught_up():
             seen.extend(r.value for rs in (await reader.fetch()).values() for r in rs)
         assert seen == [b"old"]
-        await _write(kafka_connection, topic_names.state, {1: [b"new"]})
+        await _write(kafka_connection, topic_names.ingress, {1: [b"new"]})
         for _ in range(20):
             seen.extend(r.value for rs in (await reader.fetch(timeout_ms=500)).values() for r in rs)
             if len(seen) == 2:
