@@ -123,10 +123,10 @@ def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
     """partitions_for, refresh_metadata and known_partitions reach into these; a library change fails here."""
 
     async def inspect_clients() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+        consumer = kafka.consumer(PLAIN)
         assert inspect.iscoroutinefunction(consumer._client.fetch_all_metadata)
         assert callable(consumer._client.force_metadata_update)  # returns a future
-        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+        producer = kafka.producer(PLAIN)
         assert producer.client.cluster.partitions_for_topic("never-seen") is None
         assert kafka.known_partitions(producer, "never-seen") is None
         await consumer.stop()
