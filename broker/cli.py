@@ -17,6 +17,7 @@ from broker.commands import reports as reports_commands
 from broker.infra import Infra, InfraConfig, InfraError
 from broker.settings import STAGES, CoreSettings, SettingsError
 from broker.topics import TopicNames, create_topics, describe_topics
+from consent_io.connection import KafkaConnection
 
 __all__ = ["main"]
 
@@ -111,7 +112,7 @@ _prefix_option = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default
 @click.option("--replication", type=int, default=1, show_default=True)
 def topics_create(bootstrap: str, prefix: str, replication: int) -> None:
     """Create every topic the product uses (idempotent)."""
-    created = run_async(create_topics(bootstrap, TopicNames(prefix), replication))
+    created = run_async(create_topics(KafkaConnection(bootstrap), TopicNames(prefix), replication))
     click.echo(f"created {len(created)} topic(s): {', '.join(created) if created else '(all existed)'}")
 
 
@@ -120,7 +121,7 @@ def topics_create(bootstrap: str, prefix: str, replication: int) -> None:
 @_prefix_option
 def topics_describe(bootstrap: str, prefix: str) -> None:
     """Show partitions, replication and key configs of every registered topic."""
-    for name, info in run_async(describe_topics(bootstrap, TopicNames(prefix))).items():
+    for name, info in run_async(describe_topics(KafkaConnection(bootstrap), TopicNames(prefix))).items():
         click.echo(f"{name:<28} " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from hashlib import sha256
 
-from aiokafka import AIOKafkaProducer
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
 __all__ = ["publish_key_events"]
 
 
-async def publish_key_events(bootstrap: str, topic: str, signed_events: list[bytes]) -> None:
+async def publish_key_events(conn: KafkaConnection, topic: str, signed_events: list[bytes]) -> None:
     """Each record is keyed by the hash of its bytes, so compaction keeps the whole key history."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = kafka.producer(conn, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for data in signed_events:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
+from consent_io.kafka import TopicReader
 from consent_wire.errors import WireError
 from consent_wire.keys import KeyRegistry
 
@@ -21,28 +20,20 @@ KEY_EVENTS = Counter("broker_key_events_total", "Key lifecycle records read", ["
 class KeysFollower:
     """Reads every key event in order (one partition); invalid ones are counted and skipped with a reason."""
 
-    def __init__(self, bootstrap: str, topic: str, registry: KeyRegistry, **client_kwargs: Any) -> None:
+    def __init__(self, reader: TopicReader, registry: KeyRegistry) -> None:
+        """``reader``: the keys topic (one partition), e.g. ``KafkaTopicReader(conn, topic, partitions=[0])``."""
         self.registry = registry
-        self._tp = TopicPartition(topic, 0)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            **client_kwargs,
-        )
+        self._reader = reader
         self.rejected: list[str] = []
 
     async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.assign([self._tp])
-        await self._consumer.seek_to_beginning(self._tp)
-        end = (await self._consumer.end_offsets([self._tp]))[self._tp]
-        while await self._consumer.position(self._tp) < end:
+        await self._reader.start()
+        while not await self._reader.caught_up():
             await self.poll(timeout_ms=500)
 
     async def poll(self, timeout_ms: int = 0) -> int:
         """Apply any new key events; returns how many were read."""
-        batches = await self._consumer.getmany(self._tp, timeout_ms=timeout_ms)
+        batches = await self._reader.fetch(timeout_ms=timeout_ms)
         count = 0
         for records in batches.values():
             for record in records:
@@ -57,4 +48,4 @@ class KeysFollower:
         return count
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        await self._reader.stop()

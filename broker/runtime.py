@@ -13,7 +13,6 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
@@ -26,6 +25,7 @@ from broker.settings import CoreSettings, SettingsError
 from broker.stage import StageConfig, TransactionalStage
 from broker.topics import Topic, TopicNames
 from broker.verifier import VerifierCore
+from consent_io import kafka
 from consent_wire.keys import KeyRegistry
 
 __all__ = ["PIPELINE_STAGES", "SERVICES", "Core", "Service"]
@@ -67,7 +67,7 @@ class Core:
         # record is one event: poll ~10-30k events per transaction either way, so the reconciler starts on
         # the verifier's output while the verifier goes on, instead of waiting for one huge transaction.
         max_records = 64 if name == "verifier" else 5000
-        return StageConfig(s.bootstrap, f"{s.app_id}.{name}", s.app_id, max_records=max_records)
+        return StageConfig(s.kafka_connection(), f"{s.app_id}.{name}", s.app_id, max_records=max_records)
 
     async def start(self) -> None:
         s = self.settings
@@ -75,7 +75,8 @@ class Core:
         if "verifier" in s.stages:  # root_public_key_hex was validated when the settings loaded
             root = Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
             registry = KeyRegistry(root)
-            self._keys = KeysFollower(s.bootstrap, self.topics.keys, registry)
+            keys_reader = kafka.KafkaTopicReader(s.kafka_connection(), self.topics.keys, partitions=[0])
+            self._keys = KeysFollower(keys_reader, registry)
             await self._keys.start()
             core = VerifierCore(registry, gap_timeout_ms=s.gap_timeout_ms)
             self.stages["verifier"] = TransactionalStage(
@@ -99,7 +100,7 @@ class Core:
 
     async def _check_topics(self) -> None:
         """Fail fast, in one line, when topics were not provisioned (auto-create is off by design)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap, request_timeout_ms=30_000)
+        admin = kafka.admin(self.settings.kafka_connection())
         await admin.start()
         try:
             existing = set(await admin.list_topics())

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from broker.auth.registry import ClientRegistry, RegistryError
 from broker.errors import SettingsError
 from broker.mirror.planner import Registration, RegistrationsError, parse_registrations
+from consent_io.connection import KafkaConnection, MqttConnection
 from consent_io.secrets import SecretFileError, check_secret_mode, read_secret
 from consent_wire.identity import MIN_SECRET_BYTES
 
@@ -65,6 +66,14 @@ class CoreSettings:
         problems = _problems(self)
         if problems:
             raise SettingsError("\n".join(problems))
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How this process reaches Kafka (security settings arrive with issue 11)."""
+        return KafkaConnection(self.bootstrap)
+
+    def mqtt_connection(self) -> MqttConnection:
+        """How this process reaches the MQTT broker (security settings arrive with issue 11)."""
+        return MqttConnection(self.mqtt_host, self.mqtt_port)
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoreSettings:

@@ -17,13 +17,16 @@ import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge, Histogram
+
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
 __all__ = ["Output", "StageConfig", "StageLogic", "TransactionalStage"]
 
@@ -75,7 +78,7 @@ class StageLogic(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StageConfig:
-    bootstrap: str
+    kafka: KafkaConnection
     group_id: str
     transactional_prefix: str
     max_records: int = 5000  # per getmany: amortises one transaction over many records
@@ -86,7 +89,6 @@ class StageConfig:
     compression: str | None = "lz4"
     transaction_timeout_ms: int = 60_000
     tick_interval_s: float = 1.0
-    client_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -113,18 +115,15 @@ class TransactionalStage:
         self.ready = asyncio.Event()  # set once the first assignment is restored
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.config.bootstrap,
+        consumer = kafka.consumer(
+            self.config.kafka,
             group_id=self.config.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             # let the broker gather up to 25 ms of input per fetch: fewer, larger transactions cost the
             # broker far less CPU per event (markers, AddPartitions) at a bounded latency price
             fetch_min_bytes=self.config.fetch_min_bytes,
             fetch_max_wait_ms=self.config.fetch_max_wait_ms,
-            **self.config.client_kwargs,
         )
         self._consumer = consumer
         consumer.subscribe([self.logic.input_topic], listener=_Listener(self))
@@ -213,7 +212,7 @@ class TransactionalStage:
         """The producer's own key hash, memoised per (topic, key): murmur2 in pure Python is ~8 us a record."""
         if output.partition is not None or output.key is None:
             return output.partition
-        partitions = producer.client.cluster.partitions_for_topic(output.topic)
+        partitions = kafka.known_partitions(producer, output.topic)
         if not partitions:
             return None  # metadata not known yet: the producer fetches it and partitions itself
         memo_key = (output.topic, len(partitions), output.key)
@@ -252,16 +251,13 @@ class TransactionalStage:
                 self.logic.forget(partition)
 
     async def _open_partition(self, partition: int) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.config.bootstrap,
-            transactional_id=f"{self.config.transactional_prefix}.{self.logic.name}.{partition}",
-            enable_idempotence=True,
-            acks="all",
+        producer = kafka.transactional_producer(
+            self.config.kafka,
+            f"{self.config.transactional_prefix}.{self.logic.name}.{partition}",
             linger_ms=self.config.linger_ms,
             compression_type=self.config.compression,
             transaction_timeout_ms=self.config.transaction_timeout_ms,
             max_batch_size=1024 * 1024,
-            **self.config.client_kwargs,
         )
         await producer.start()  # init_transactions: fences the previous owner, aborts its open txn
         self.producers[partition] = producer
@@ -270,27 +266,11 @@ class TransactionalStage:
 
     async def _restore(self, partition: int) -> None:
         assert self.logic.changelog_topic is not None
-        tp = TopicPartition(self.logic.changelog_topic, partition)
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.config.bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            **self.config.client_kwargs,
-        )
-        await reader.start()
         restored = 0
-        try:
-            reader.assign([tp])
-            await reader.seek_to_beginning(tp)
-            end = (await reader.end_offsets([tp]))[tp]
-            while await reader.position(tp) < end:
-                for records in (await reader.getmany(tp, timeout_ms=500, max_records=10_000)).values():
-                    for record in records:
-                        if record.key is not None and record.value is not None:
-                            self.logic.restore(partition, record.key, record.value)
-                            restored += 1
-        finally:
-            await reader.stop()
+        async for record in kafka.iter_to_end(self.config.kafka, self.logic.changelog_topic, partitions=[partition]):
+            if record.key is not None and record.value is not None:
+                self.logic.restore(partition, record.key, record.value)
+                restored += 1
         log.info("stage=%s partition=%d restored=%d", self.logic.name, partition, restored)
 
     async def _close_producer(self, partition: int) -> None:

@@ -11,11 +11,13 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from broker.errors import CoreError
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
 __all__ = [
     "Topic",
@@ -129,7 +131,7 @@ class TopicNames:
 
 
 async def create_topics(
-    bootstrap: str, names: TopicNames, replication: int = 1, partitions: dict[Topic, int] | None = None
+    conn: KafkaConnection, names: TopicNames, replication: int = 1, partitions: dict[Topic, int] | None = None
 ) -> list[str]:
     """Create every registered topic that does not exist yet; returns the names created."""
     wanted = [
@@ -141,7 +143,7 @@ async def create_topics(
         )
         for s in _SPECS
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = kafka.admin(conn)
     await admin.start()
     try:
         response = await admin.create_topics(wanted)
@@ -164,9 +166,9 @@ class TopicProvisioningError(CoreError):
     reason = "TOPIC_PROVISIONING"
 
 
-async def describe_topics(bootstrap: str, names: TopicNames) -> dict[str, dict[str, str | int]]:
+async def describe_topics(conn: KafkaConnection, names: TopicNames) -> dict[str, dict[str, str | int]]:
     """Partition count, replication factor and selected configs of every registered topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = kafka.admin(conn)
     await admin.start()
     try:
         topic_names = [names.name(s.topic) for s in _SPECS]

@@ -9,9 +9,12 @@ these modules, each with a test that fails if the library changes under us.
 Modules:
 - ``consent_io.connection``: ``KafkaConnection`` and ``MqttConnection`` (frozen dataclasses; pure).
 - ``consent_io.kafka``: ``producer``, ``transactional_producer``, ``consumer``, ``admin``,
-  ``assign_all``, ``partitions_for``, ``read_to_end`` (the one topic reader), and the Protocols
-  (``RecordSink``, ``TopicReader``) that stages and services depend on.
-- ``consent_io.mqtt``: ``client`` (optionally with manual acks) and ``ack``.
+  ``assign_all``, ``partitions_for``, ``refresh_metadata``, ``known_partitions``, the one topic reader
+  (``KafkaTopicReader``; ``read_to_end`` and its streaming form ``iter_to_end``), ``TopicMissingError``,
+  and the Protocols (``RecordSink``, ``TopicReader``) that stages and services depend on.
+- ``consent_io.mqtt``: ``client`` (optionally with manual acks), ``ack`` and the ``MqttLink`` Protocol.
+
+In-memory fakes of the Protocols for unit tests: ``tests/fakes.py``.
 """
 
 from __future__ import annotations

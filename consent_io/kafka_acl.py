@@ -21,8 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import IncompatibleBrokerVersion
 from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 
+from consent_io import kafka
 from consent_io.connection import KafkaConnection
-from consent_io.tls import kafka_security_kwargs
 
 __all__ = ["AclBindingTuple", "KafkaAclError", "create_acls", "describe_acls"]
 
@@ -56,7 +56,7 @@ class _CreateAclsBatch(CreateAclsRequest):  # type: ignore[misc]  # aiokafka shi
 @asynccontextmanager
 async def _admin(conn: KafkaConnection) -> AsyncIterator[AIOKafkaAdminClient]:
     # Until consent_io.kafka.admin exists on this branch (issue 10), the admin client is built here.
-    admin = AIOKafkaAdminClient(request_timeout_ms=30_000, **kafka_security_kwargs(conn))
+    admin = kafka.admin(conn)
     try:
         await admin.start()
         yield admin

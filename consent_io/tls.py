@@ -12,11 +12,11 @@ Error tree::
 from __future__ import annotations
 
 import ssl
-import stat
 from pathlib import Path
 from typing import Any, ClassVar
 
 from consent_io.connection import KafkaConnection, MqttConnection
+from consent_io.secrets import SecretFileError, check_secret_mode
 
 __all__ = [
     "KeyFileModeError",
@@ -43,16 +43,11 @@ class KeyFileModeError(TlsConfigError):
 
 def check_key_file_mode(path: str | Path) -> None:
     """Refuse a key file any group or other user may read, write or execute (OpenSSH's rule for keys)."""
-    p = Path(path)
     try:
-        mode = p.stat().st_mode
-    except OSError as exc:
-        raise TlsConfigError(f"private key file {p} cannot be read: {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileModeError(
-            f"private key file {p} has mode {stat.S_IMODE(mode):04o}: the group or others may read it; "
-            f"run 'chmod 600 {p}' (and check who could have copied it)"
-        )
+        check_secret_mode(Path(path), "private key")
+    except SecretFileError as exc:
+        kind = KeyFileModeError if "accessible by group or others" in str(exc) else TlsConfigError
+        raise kind(str(exc)) from exc
 
 
 def client_ssl_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:

@@ -57,11 +57,9 @@ async def open_intake(settings: Settings) -> tuple[Outbox, Intake]:
 
 def make_transport(settings: Settings) -> KafkaTransport | MqttTransport:
     if settings.transport == "mqtt":
-        return MqttTransport(
-            settings.mqtt_host, settings.mqtt_port, settings.agent_id, ack_timeout_s=settings.ack_timeout_s
-        )
+        return MqttTransport(settings.mqtt_connection(), settings.agent_id, ack_timeout_s=settings.ack_timeout_s)
     return KafkaTransport(
-        settings.kafka_bootstrap, settings.ingress_topic, settings.agent_id, ack_timeout_s=settings.ack_timeout_s
+        settings.kafka_connection(), settings.ingress_topic, settings.agent_id, ack_timeout_s=settings.ack_timeout_s
     )
 
 
@@ -136,11 +134,9 @@ def _as_transport(transport: KafkaTransport | MqttTransport) -> Transport:
 
 def _follower(settings: Settings, replica: Replica) -> KafkaReplicaFollower | MqttReplicaFollower:
     if settings.transport == "mqtt":
-        return MqttReplicaFollower(
-            settings.mqtt_host, settings.mqtt_port, settings.site, settings.agent_id, replica, now_ms=now_ms
-        )
+        return MqttReplicaFollower(settings.mqtt_connection(), settings.site, settings.agent_id, replica, now_ms=now_ms)
     return KafkaReplicaFollower(
-        settings.kafka_bootstrap, settings.state_topic, settings.shielding_topic, replica, now_ms=now_ms
+        settings.kafka_connection(), settings.state_topic, settings.shielding_topic, replica, now_ms=now_ms
     )
 
 

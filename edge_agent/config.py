@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from consent_io.connection import KafkaConnection, MqttConnection
 from edge_agent.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_from_mapping"]
@@ -76,6 +77,14 @@ class Settings:
     @property
     def replica_path(self) -> Path:
         return self.data_dir / "replica.sqlite3"
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How this agent reaches Kafka (security settings arrive with issue 11)."""
+        return KafkaConnection(self.kafka_bootstrap)
+
+    def mqtt_connection(self) -> MqttConnection:
+        """How this agent reaches the MQTT broker (security settings arrive with issue 11)."""
+        return MqttConnection(self.mqtt_host, self.mqtt_port)
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -23,6 +23,8 @@ import aiomqtt
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from consent_io import kafka, mqtt
+from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.backoff import full_jitter_delay
 from edge_agent.replica import Replica, ReplicaKind
 
@@ -51,9 +53,15 @@ def parse_mqtt_replica_topic(topic: str, site: str) -> tuple[ReplicaKind, str] |
 
 class KafkaReplicaFollower:
     def __init__(
-        self, bootstrap: str, state_topic: str, shielding_topic: str, replica: Replica, *, now_ms: Callable[[], int]
+        self,
+        conn: KafkaConnection,
+        state_topic: str,
+        shielding_topic: str,
+        replica: Replica,
+        *,
+        now_ms: Callable[[], int],
     ) -> None:
-        self._bootstrap = bootstrap
+        self._conn = conn
         self._kinds = {state_topic: ReplicaKind.STATE, shielding_topic: ReplicaKind.SHIELDING}
         self._replica = replica
         self._now_ms = now_ms
@@ -62,14 +70,7 @@ class KafkaReplicaFollower:
     async def run(self) -> None:
         attempt = 0
         while True:
-            consumer = AIOKafkaConsumer(
-                *self._kinds,
-                bootstrap_servers=self._bootstrap,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
-            )
+            consumer = kafka.consumer(self._conn, *self._kinds, group_id=None, auto_offset_reset="earliest")
             try:
                 await consumer.start()
                 attempt = 0
@@ -102,10 +103,9 @@ class KafkaReplicaFollower:
 
 class MqttReplicaFollower:
     def __init__(
-        self, host: str, port: int, site: str, agent_id: str, replica: Replica, *, now_ms: Callable[[], int]
+        self, conn: MqttConnection, site: str, agent_id: str, replica: Replica, *, now_ms: Callable[[], int]
     ) -> None:
-        self._host = host
-        self._port = port
+        self._conn = conn
         self._site = site
         self._client_id = f"edge-agent-{agent_id}-replica"
         self._replica = replica
@@ -116,7 +116,7 @@ class MqttReplicaFollower:
         attempt = 0
         while True:
             try:
-                async with aiomqtt.Client(self._host, self._port, identifier=self._client_id) as client:
+                async with mqtt.client(self._conn, identifier=self._client_id) as client:
                     for topic in mqtt_replica_topics(self._site):
                         await client.subscribe(topic, qos=_QOS_AT_LEAST_ONCE)
                     attempt = 0

@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_zstd
 from aiokafka.errors import KafkaError
 
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from edge_agent.errors import AckTimeoutError, TransportError
 
 __all__ = ["KafkaTransport"]
@@ -29,8 +31,8 @@ _MAX_REQUEST_BYTES = 1048588
 
 
 class KafkaTransport:
-    def __init__(self, bootstrap: str, topic: str, agent_id: str, *, ack_timeout_s: float = 30.0) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, conn: KafkaConnection, topic: str, agent_id: str, *, ack_timeout_s: float = 30.0) -> None:
+        self._conn = conn
         self._topic = topic
         self._key = agent_id.encode("utf-8")
         self._timeout = ack_timeout_s
@@ -57,8 +59,8 @@ class KafkaTransport:
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+        producer = kafka.producer(
+            self._conn,
             enable_idempotence=True,
             acks="all",
             compression_type="zstd" if has_zstd() else "gzip",
@@ -71,8 +73,8 @@ class KafkaTransport:
         except (KafkaError, TimeoutError, OSError) as exc:
             with contextlib.suppress(KafkaError, OSError):
                 await producer.stop()
-            raise TransportError(f"cannot connect to Kafka at {self._bootstrap}: {exc!r}") from exc
-        log.info("kafka producer connected bootstrap=%s topic=%s", self._bootstrap, self._topic)
+            raise TransportError(f"cannot connect to Kafka at {self._conn.bootstrap}: {exc!r}") from exc
+        log.info("kafka producer connected bootstrap=%s topic=%s", self._conn.bootstrap, self._topic)
         self._producer = producer
         return producer
 

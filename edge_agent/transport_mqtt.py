@@ -17,6 +17,8 @@ from contextlib import AsyncExitStack
 import aiomqtt
 import orjson
 
+from consent_io import mqtt
+from consent_io.connection import MqttConnection
 from edge_agent.errors import AckTimeoutError, TransportError
 
 __all__ = ["MqttTransport", "ack_topic", "ingress_topic", "parse_ack"]
@@ -49,9 +51,8 @@ def parse_ack(payload: bytes, agent_id: str) -> int | None:
 
 
 class MqttTransport:
-    def __init__(self, host: str, port: int, agent_id: str, *, ack_timeout_s: float = 30.0) -> None:
-        self._host = host
-        self._port = port
+    def __init__(self, conn: MqttConnection, agent_id: str, *, ack_timeout_s: float = 30.0) -> None:
+        self._conn = conn
         self._agent_id = agent_id
         self._timeout = ack_timeout_s
         self._stack: AsyncExitStack | None = None
@@ -93,9 +94,8 @@ class MqttTransport:
     async def _connected(self) -> aiomqtt.Client:
         if self._client is not None:
             return self._client
-        client = aiomqtt.Client(
-            self._host,
-            self._port,
+        client = mqtt.client(
+            self._conn,
             identifier=f"edge-agent-{self._agent_id}",
             clean_session=False,
             timeout=self._timeout,
@@ -106,10 +106,10 @@ class MqttTransport:
             await client.subscribe(ack_topic(self._agent_id), qos=_QOS_AT_LEAST_ONCE)
         except aiomqtt.MqttError as exc:
             await stack.aclose()
-            raise TransportError(f"cannot connect to MQTT broker {self._host}:{self._port}: {exc}") from exc
+            raise TransportError(f"cannot connect to MQTT broker {self._conn.host}:{self._conn.port}: {exc}") from exc
         self._stack, self._client = stack, client
         self._reader = asyncio.create_task(self._read_acks(client), name="mqtt-ack-reader")
-        log.info("mqtt connected host=%s port=%d", self._host, self._port)
+        log.info("mqtt connected host=%s port=%d", self._conn.host, self._conn.port)
         return client
 
     async def _read_acks(self, client: aiomqtt.Client) -> None:

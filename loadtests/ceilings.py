@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from broker.infra import kafka
+from consent_io import kafka as kafka_io
+from consent_io.connection import KafkaConnection
 
 __all__ = [
     "Ceilings",
@@ -78,7 +80,7 @@ async def _run(argv: list[str]) -> str:
 
 
 async def create_scratch_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = kafka_io.admin(KafkaConnection(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs={"compression.type": "producer"})])

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from broker.keys_admin import publish_key_events
@@ -41,6 +40,8 @@ from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.topics import Topic, TopicNames, create_topics
 from broker.verifier import VerifierCore
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import encode_verified_event
@@ -98,8 +99,8 @@ def _make_batches(config: BenchConfig, agents: list[LoadAgent]) -> list[bytes]:
 
 async def _preload(config: BenchConfig, topics: TopicNames, agents: list[LoadAgent], batches: list[bytes]) -> float:
     started = time.perf_counter()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=config.bootstrap, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=1 << 20
+    producer = kafka.producer(
+        KafkaConnection(config.bootstrap), enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=1 << 20
     )
     await producer.start()
     try:
@@ -192,8 +193,10 @@ async def run(config: BenchConfig, logic_only: bool = False) -> tuple[list[Stage
     if not logic_only:
         topics = TopicNames(f"bench{uuid.uuid4().hex[:8]}")
         partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-        await create_topics(config.bootstrap, topics, partitions=dict.fromkeys(partitioned, config.partitions))
-        await publish_key_events(config.bootstrap, topics.keys, [a.register(root) for a in agents])
+        await create_topics(
+            KafkaConnection(config.bootstrap), topics, partitions=dict.fromkeys(partitioned, config.partitions)
+        )
+        await publish_key_events(KafkaConnection(config.bootstrap), topics.keys, [a.register(root) for a in agents])
         preload_s = await _preload(config, topics, agents, batches)
         events = config.batches * config.batch_size
         for stage in ("verifier", "reconciler"):  # one after the other: each stage alone on the machine

@@ -28,9 +28,10 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from broker.topics import TopicNames, create_topics
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from consent_rules.state import replay
 from consent_wire.codes import (
     ConsentDirective,
@@ -83,7 +84,7 @@ def patient_events(i: int, key: str) -> list[Event]:
 
 
 async def preload(bootstrap: str, topics: TopicNames, numbers: list[str]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    producer = kafka.producer(KafkaConnection(bootstrap), acks="all", linger_ms=20)
     await producer.start()
     try:
         for i, nhs in enumerate(numbers):
@@ -157,7 +158,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     topics = TopicNames(f"bench{uuid.uuid4().hex[:8]}")
-    await create_topics(args.bootstrap, topics)
+    await create_topics(KafkaConnection(args.bootstrap), topics)
     numbers = nhs_numbers(args.patients)
     await preload(args.bootstrap, topics, numbers)
     port = free_port()

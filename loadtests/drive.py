@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 
 from broker.topics import TopicNames
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import OperatorRoot
 from loadtests.coreproc import CoreEnv, CoreProcess, cpu_seconds, wait_assigned
@@ -215,8 +217,8 @@ async def measured_run(
     )
     procs = await _start_cores(ctx, spec, env, extra)
     probe = ArrivalProbe(ctx.stack.bootstrap, (names.state, names.shielding))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=ctx.stack.bootstrap,
+    producer = kafka.producer(
+        KafkaConnection(ctx.stack.bootstrap),
         enable_idempotence=True,
         acks="all",
         linger_ms=0,

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
+
 if TYPE_CHECKING:
     from broker.topics import TopicNames
     from edge_agent.intake import Intake
@@ -202,7 +205,7 @@ async def _drain_on_local_kafka(args: argparse.Namespace, workdir: Path) -> dict
     try:
         bootstrap = infra.config.bootstrap
         names = TopicNames(f"edgebench{time.time_ns() // 1_000_000}")
-        await create_topics(bootstrap, names)
+        await create_topics(KafkaConnection(bootstrap), names)
         try:
             result = await _fill_and_drain(args, workdir, bootstrap, names.ingress)
         finally:
@@ -229,7 +232,7 @@ async def _fill_and_drain(args: argparse.Namespace, workdir: Path, bootstrap: st
     fill_peak_kib = _rss_kib("VmHWM")
     fill_rss = {"fill_rss_mib": _mib(_rss_kib("VmRSS")), "fill_peak_rss_mib": _mib(fill_peak_kib)}
     hwm_reset = _reset_peak_rss()
-    transport = KafkaTransport(bootstrap, topic, AGENT_ID, ack_timeout_s=30.0)
+    transport = KafkaTransport(KafkaConnection(bootstrap), topic, AGENT_ID, ack_timeout_s=30.0)
     settings = PublisherSettings(batch_max_events=args.publish_batch)
     publisher = Publisher(outbox, WireBatchSigner(AgentSigner.generate(AGENT_ID)), transport, settings)
     drain_s, sampled_peak = await _timed_drain(publisher, outbox, args.profile)
@@ -312,14 +315,10 @@ def _reset_peak_rss() -> bool:
 
 async def _count_records(bootstrap: str, topic: str) -> int:
     """Records on ``topic`` (one per signed batch): the sum of its partitions' end offsets."""
-    from aiokafka import AIOKafkaConsumer
-
-    from broker.audit.appender import assign_all
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka.consumer(KafkaConnection(bootstrap), isolation_level="read_uncommitted")
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(await assign_all(consumer, topic))
+        ends = await consumer.end_offsets(await kafka.assign_all(consumer, topic))
         return int(sum(ends.values()))
     finally:
         await consumer.stop()
@@ -327,12 +326,11 @@ async def _count_records(bootstrap: str, topic: str) -> int:
 
 async def _delete_topics(bootstrap: str, names: TopicNames) -> None:
     """Best effort: keep the bench broker small across runs."""
-    from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     from broker.topics import Topic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = kafka.admin(KafkaConnection(bootstrap))
     with contextlib.suppress(KafkaError, OSError):
         await admin.start()
         try:

@@ -15,26 +15,25 @@ import json
 import sys
 import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from broker.stage import StageConfig
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
 __all__ = ["main", "pass_through"]
 
 
 async def pass_through(bootstrap: str, source: str, sink: str, records: int, group: str) -> dict[str, float]:
-    defaults = StageConfig(bootstrap, group, group)  # the same batching knobs as the core's stages
-    consumer = AIOKafkaConsumer(
+    conn = KafkaConnection(bootstrap)
+    defaults = StageConfig(conn, group, group)  # the same batching knobs as the core's stages
+    consumer = kafka.consumer(
+        conn,
         source,
-        bootstrap_servers=bootstrap,
         group_id=group,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+    producer = kafka.producer(
+        conn,
         enable_idempotence=True,
         acks="all",
         linger_ms=defaults.linger_ms,

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from loadtests.latency import LatencyRecorder
 
 __all__ = ["ArrivalProbe", "TopicAudit", "audit_topic"]
@@ -61,13 +63,11 @@ class ArrivalProbe:
         return self.watches[topic].arrived
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
+        consumer = kafka.consumer(
+            KafkaConnection(self.bootstrap),
             *self.watches,
-            bootstrap_servers=self.bootstrap,
             group_id=None,
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
-            isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await consumer.start()
@@ -137,12 +137,10 @@ async def audit_topic(
     bootstrap: str, topic: str, expected: dict[str, int], ignore_prefixes: tuple[str, ...] = (), timeout_s: float = 60
 ) -> TopicAudit:
     """Read every committed record of ``topic`` and compare the key counts with ``expected``."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = kafka.consumer(
+        KafkaConnection(bootstrap),
         group_id=None,
-        enable_auto_commit=False,
         auto_offset_reset="earliest",
-        isolation_level="read_committed",
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
@@ -152,7 +150,7 @@ async def audit_topic(
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
-            await consumer._client.force_metadata_update()
+            await kafka.refresh_metadata(consumer)
             parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)

@@ -6,13 +6,14 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from broker.infra import Infra, InfraConfig
 from broker.infra.process import is_running
 from broker.keys_admin import publish_key_events
 from broker.topics import Topic, TopicNames, create_topics
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
 __all__ = ["BenchStack", "RunTopics", "bench_infra_config"]
 
@@ -71,14 +72,14 @@ class RunTopics:
         per_topic = {
             t: self.partitions for t in (Topic.INGRESS, Topic.EVENTS, Topic.STATE, Topic.SHIELDING, Topic.CHAIN)
         }
-        await create_topics(self.bootstrap, self.names, 1, per_topic)
+        await create_topics(KafkaConnection(self.bootstrap), self.names, 1, per_topic)
 
     async def register(self, registrations: list[bytes]) -> None:
-        await publish_key_events(self.bootstrap, self.names.keys, registrations)
+        await publish_key_events(KafkaConnection(self.bootstrap), self.names.keys, registrations)
 
     async def delete(self, extra: tuple[str, ...] = ()) -> None:
         """Best effort: keep the bench broker small across runs."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30000)
+        admin = kafka.admin(KafkaConnection(self.bootstrap))
         names = [self.names.name(t) for t in Topic] + list(extra)
         with contextlib.suppress(KafkaError, OSError):
             await admin.start()

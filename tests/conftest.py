@@ -15,6 +15,7 @@ import pytest
 
 from broker.infra import Infra, InfraConfig
 from broker.topics import TopicNames, create_topics
+from consent_io.connection import KafkaConnection, MqttConnection
 
 TEST_KAFKA_PORT = int(os.environ.get("CONSENT_TEST_KAFKA_PORT", "19092"))
 TEST_MQTT_PORT = int(os.environ.get("CONSENT_TEST_MQTT_PORT", "11883"))
@@ -42,8 +43,19 @@ def kafka_bootstrap(infra: Infra) -> str:
 
 
 @pytest.fixture(scope="session")
+def kafka_connection(kafka_bootstrap: str) -> KafkaConnection:
+    """How test clients reach the test broker (every client is built from it by consent_io)."""
+    return KafkaConnection(kafka_bootstrap)
+
+
+@pytest.fixture(scope="session")
 def mqtt_endpoint(infra: Infra) -> tuple[str, int]:
     return ("127.0.0.1", infra.config.mqtt_port)
+
+
+@pytest.fixture(scope="session")
+def mqtt_connection(mqtt_endpoint: tuple[str, int]) -> MqttConnection:
+    return MqttConnection(*mqtt_endpoint)
 
 
 @pytest.fixture
@@ -57,10 +69,10 @@ def unique_group(unique_prefix: str) -> str:
 
 
 @pytest.fixture
-async def topic_names(kafka_bootstrap: str, unique_prefix: str) -> AsyncIterator[TopicNames]:
+async def topic_names(kafka_connection: KafkaConnection, unique_prefix: str) -> AsyncIterator[TopicNames]:
     """Every registered topic, created under a prefix unique to this test (2 partitions each)."""
     names = TopicNames(unique_prefix)
-    await create_topics(kafka_bootstrap, names, replication=1, partitions=dict.fromkeys(_all_topics(), 2))
+    await create_topics(kafka_connection, names, replication=1, partitions=dict.fromkeys(_all_topics(), 2))
     yield names
 
 

@@ -16,10 +16,10 @@ import asyncio
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from broker.audit import AuditError, access_record
-from broker.audit.appender import AuditAppender, assign_all
+from broker.audit.appender import AuditAppender
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import KafkaTopicReader
 from consent_rules.state import PatientState
 from consent_wire.errors import WireError
 from consent_wire.model import AccessRecord, Event
@@ -33,36 +33,25 @@ log = logging.getLogger(__name__)
 class Follower:
     """Reads every partition of a topic from the start; ``caught_up`` once at the end offsets seen at start."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, conn: KafkaConnection, topic: str) -> None:
         self.topic = topic
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-        )
+        self.reader = KafkaTopicReader(conn, topic)
         self.caught_up = asyncio.Event()
-        self._ends: dict[Any, int] = {}
 
     async def start(self) -> None:
-        await self.consumer.start()
-        tps = await assign_all(self.consumer, self.topic)
-        self._ends = await self.consumer.end_offsets(tps)
+        await self.reader.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
-                for tp, records in (await self.consumer.getmany(timeout_ms=200, max_records=5000)).items():
+                for partition, records in (await self.reader.fetch(timeout_ms=200, max_records=5000)).items():
                     for record in records:
-                        await self.handle(tp.partition, record)
+                        await self.handle(partition, record)
                 await self.flush()
-                if not self.caught_up.is_set() and await self._at_end():
+                if not self.caught_up.is_set() and await self.reader.caught_up():
                     self.caught_up.set()
         finally:
-            await self.consumer.stop()
-
-    async def _at_end(self) -> bool:
-        for tp, end in self._ends.items():
-            if await self.consumer.position(tp) < end:
-                return False
-        return True
+            await self.reader.stop()
 
     async def handle(self, partition: int, record: Any) -> None:
         raise NotImplementedError
@@ -72,8 +61,8 @@ class Follower:
 
 
 class StateView(Follower):
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(bootstrap, topic)
+    def __init__(self, conn: KafkaConnection, topic: str) -> None:
+        super().__init__(conn, topic)
         self.states: dict[str, PatientState] = {}
 
     async def handle(self, partition: int, record: Any) -> None:
@@ -90,8 +79,8 @@ class StateView(Follower):
 
 
 class EventHistory(Follower):
-    def __init__(self, bootstrap: str, topic: str, appender: AuditAppender, cursor: dict[int, int]) -> None:
-        super().__init__(bootstrap, topic)
+    def __init__(self, conn: KafkaConnection, topic: str, appender: AuditAppender, cursor: dict[int, int]) -> None:
+        super().__init__(conn, topic)
         self.appender = appender
         self.cursor = cursor  # partition -> first offset not yet in the audit log
         self.all: list[Event] = []

@@ -16,55 +16,19 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.audit.errors import AuditError, AuditUnavailableError
+from broker.audit.errors import AuditUnavailableError
 from broker.audit.lines import StoredLog, checkpoint_line, entry_line, parse_log, position_of
 from broker.audit.log import AuditEntry, AuditLog, CanonicalRecord
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
-__all__ = ["AuditAppender", "assign_all", "read_to_end"]
+__all__ = ["AuditAppender"]
 
 log = logging.getLogger(__name__)
-
-METADATA_ATTEMPTS, METADATA_RETRY_S = 50, 0.2  # up to 10 s for a just-created topic to appear in metadata
-
-
-async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Assign every partition of ``topic`` to a started consumer (no group); returns them."""
-    partitions: set[int] | None = None
-    for _ in range(METADATA_ATTEMPTS):
-        # consumer.partitions_for_topic reads a cache; fetch fresh metadata (a new topic takes a moment)
-        partitions = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
-        if partitions:
-            break
-        await asyncio.sleep(METADATA_RETRY_S)
-    if not partitions:
-        raise AuditError(f"topic {topic} does not exist; run `consent-broker topics create`")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return tps
-
-
-async def read_to_end(bootstrap: str, topic: str, **client_kwargs: Any) -> list[Any]:
-    """Every committed record of ``topic`` up to the end offsets seen at the start (partition order)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed", **client_kwargs
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        tps = await assign_all(consumer, topic)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                for batch in (await consumer.getmany(tp, timeout_ms=500, max_records=10_000)).values():
-                    records.extend(r for r in batch if r.offset < ends[tp])
-    finally:
-        await consumer.stop()
-    return records
 
 
 class AuditAppender:
@@ -72,16 +36,14 @@ class AuditAppender:
 
     def __init__(
         self,
-        bootstrap: str,
+        conn: KafkaConnection,
         topic: str,
         signer: Ed25519PrivateKey,
         checkpoint_every: int,
-        **client_kwargs: Any,
     ) -> None:
-        self.bootstrap, self.topic, self.signer = bootstrap, topic, signer
+        self.conn, self.topic, self.signer = conn, topic, signer
         self.checkpoint_every = checkpoint_every
         self._log = AuditLog(checkpoint_every, retain=False)  # the topic holds the entries
-        self._client_kwargs = client_kwargs
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._failed = False
@@ -92,15 +54,14 @@ class AuditAppender:
 
     async def start(self) -> StoredLog:
         """Restore the chain position from the topic, then open the producer; returns what was read."""
-        records = await read_to_end(self.bootstrap, self.topic, **self._client_kwargs)
+        records = await kafka.read_to_end(self.conn, self.topic)
         stored = parse_log(r.value for r in records if r.value is not None)
         self._log = AuditLog(self.checkpoint_every, start=position_of(stored), retain=False)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+        self._producer = kafka.producer(
+            self.conn,
             enable_idempotence=True,
             acks="all",
             linger_ms=2,  # a short linger batches concurrent decisions into one produce request
-            **self._client_kwargs,
         )
         await self._producer.start()
         log.info("audit restored entries=%d next_index=%d", len(stored.entries), self.next_index)

@@ -30,6 +30,8 @@ from prometheus_client import Counter, Gauge
 
 from broker.bridge.forward import INGRESS_FILTER, Forward, plan_forward
 from broker.sessions import backoff_delay, supervise
+from consent_io import kafka, mqtt
+from consent_io.connection import KafkaConnection, MqttConnection
 
 if TYPE_CHECKING:
     from broker.runtime import Core
@@ -50,9 +52,8 @@ _MAX_REQUEST_BYTES = 1048588
 
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
-    mqtt_host: str
-    mqtt_port: int
-    bootstrap: str
+    mqtt: MqttConnection
+    kafka: KafkaConnection
     ingress_topic: str
     client_id: str
     backoff_base_s: float = 0.5  # same full-jitter schedule as the edge agent's publisher
@@ -71,7 +72,8 @@ class MqttBridge:
     def for_core(cls, core: Core) -> MqttBridge:
         """The stage as :class:`broker.runtime.Core` builds it from its settings."""
         s = core.settings
-        return cls(BridgeConfig(s.mqtt_host, s.mqtt_port, s.bootstrap, core.topics.ingress, f"{s.app_id}.bridge"))
+        config = BridgeConfig(s.mqtt_connection(), s.kafka_connection(), core.topics.ingress, f"{s.app_id}.bridge")
+        return cls(config)
 
     async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self.run(stop), name="bridge")]
@@ -94,14 +96,13 @@ class MqttBridge:
 
     async def _session(self) -> None:
         c = self.config
-        client = aiomqtt.Client(c.mqtt_host, c.mqtt_port, identifier=c.client_id, clean_session=False)
-        # PUBACK only after the Kafka write and the app-level ack (paho manual acks; aiomqtt has no option)
-        client._client.manual_ack_set(True)
+        # PUBACK only after the Kafka write and the app-level ack (manual acks)
+        client = mqtt.client(c.mqtt, identifier=c.client_id, clean_session=False, manual_ack=True)
         async with client:
             await client.subscribe(INGRESS_FILTER, qos=_QOS_AT_LEAST_ONCE)
             self.connected.set()
             CONNECTED.set(1)
-            log.info("bridge connected mqtt=%s:%d client_id=%s", c.mqtt_host, c.mqtt_port, c.client_id)
+            log.info("bridge connected mqtt=%s:%d client_id=%s", c.mqtt.host, c.mqtt.port, c.client_id)
             async for message in client.messages:
                 await self._handle(client, message)
 
@@ -116,8 +117,7 @@ class MqttBridge:
         else:
             log.warning("bridge forwarded without ack reason=%s topic=%s", forward.no_ack_reason, message.topic)
             MESSAGES.labels(forward.no_ack_reason or "NO_ACK").inc()
-        if message.qos > 0:
-            client._client.ack(message.mid, message.qos)
+        mqtt.ack(client, message)
         self.forwarded_total += 1
 
     async def _produce(self, forward: Forward) -> None:
@@ -142,8 +142,8 @@ class MqttBridge:
     async def _connected_producer(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.config.bootstrap,
+        producer = kafka.producer(
+            self.config.kafka,
             enable_idempotence=True,
             acks="all",
             linger_ms=0,  # one message = one signed batch; latency is what the gateway waits on

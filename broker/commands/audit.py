@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from broker.audit import StoredLog, describe_problem, parse_log, verify_stored
-from broker.audit.appender import read_to_end
 from broker.topics import TopicNames
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import read_to_end
 from consent_wire.errors import WireError
 
 __all__ = ["command"]
@@ -21,7 +22,7 @@ _prefix = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="conse
 def _topic_lines(bootstrap: str, prefix: str) -> list[bytes]:
     from broker.cli import run_async  # the CLI entry point installs uvloop
 
-    records = run_async(read_to_end(bootstrap, TopicNames(prefix).audit))
+    records = run_async(read_to_end(KafkaConnection(bootstrap), TopicNames(prefix).audit))
     return [r.value for r in records if r.value is not None]
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from broker.audit.appender import read_to_end
 from broker.reports import (
     Report,
     ReportInputError,
@@ -23,6 +22,8 @@ from broker.reports import (
 )
 from broker.settings import load_list_sizes
 from broker.topics import TopicNames
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import read_to_end
 from consent_wire.errors import WireError
 from consent_wire.model import Event
 from consent_wire.signing import decode_verified_event
@@ -42,7 +43,7 @@ def read_events(bootstrap: str, prefix: str) -> list[Event]:
 
     events: list[Event] = []
     skipped = 0
-    for record in run_async(read_to_end(bootstrap, TopicNames(prefix).events)):
+    for record in run_async(read_to_end(KafkaConnection(bootstrap), TopicNames(prefix).events)):
         try:
             events.append(decode_verified_event(record.value or b"").event)
         except WireError:

@@ -10,9 +10,9 @@ import hashlib
 import random
 import uuid
 
-from aiokafka import AIOKafkaProducer
-
 from broker.keys_admin import publish_key_events
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import ObjectionAction, ObjectionKind
 from consent_wire.dsse import AgentSigner
@@ -34,12 +34,12 @@ PRACTICES = {
 }
 
 
-async def send_background(bootstrap: str, keys_topic: str, ingress: str, root: OperatorRoot, now_ms: int) -> int:
+async def send_background(conn: KafkaConnection, keys_topic: str, ingress: str, root: OperatorRoot, now_ms: int) -> int:
     rng = random.Random(7)  # reproducible region
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=20)
+    producer = kafka.producer(conn, enable_idempotence=True, acks="all", linger_ms=20)
     signers = {site: AgentSigner.generate(f"practice-{site.lower()}") for site in PRACTICES}
     await publish_key_events(
-        bootstrap, keys_topic, [root.register(s.agent_id, s.public_key_bytes, 0) for s in signers.values()]
+        conn, keys_topic, [root.register(s.agent_id, s.public_key_bytes, 0) for s in signers.values()]
     )
     await producer.start()
     total = 0

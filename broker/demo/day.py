@@ -24,6 +24,7 @@ from broker.keys_admin import publish_key_events
 from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.topics import TopicNames, create_topics
+from consent_io.connection import KafkaConnection
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import OperatorRoot
 
@@ -54,7 +55,8 @@ async def run_demo(out_dir: Path) -> int:
 
 async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
     topics = TopicNames(f"demo{int(time.time())}")
-    await create_topics(bootstrap, topics)
+    conn = KafkaConnection(bootstrap)
+    await create_topics(conn, topics)
     secret = work / "pseudonym.secret"
     secret.write_text(os.urandom(32).hex())
     secret.chmod(0o600)
@@ -89,10 +91,8 @@ async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
     gateway = AgentHandle.create(work, "rm-gateway-7", GATEWAY, transport="mqtt", **common)
     agents = (gp, home, gateway)
     say("\nOperator registers each site's signing key (root-signed key events on the keys topic).")
-    await publish_key_events(
-        bootstrap, topics.keys, [root.register(a.settings.agent_id, a.public_key, 0) for a in agents]
-    )
-    follower = StateFollower(bootstrap, topics.state)
+    await publish_key_events(conn, topics.keys, [root.register(a.settings.agent_id, a.public_key, 0) for a in agents])
+    follower = StateFollower(conn, topics.state)
     await core.start()
     await core.wait_ready()
     await follower.start()
@@ -102,7 +102,7 @@ async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
         await gateway.start()
         await home.start(kafka_bootstrap="127.0.0.1:1")  # the care home's line is down this morning
         async with aiohttp.ClientSession() as session:
-            await play(session, gp, home, gateway, follower, f"http://127.0.0.1:{http_port}", out_dir, bootstrap, root)
+            await play(session, gp, home, gateway, follower, f"http://127.0.0.1:{http_port}", out_dir, conn, root)
     finally:
         for a in agents:
             await a.stop()

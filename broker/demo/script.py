@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer
 
 from broker.audit import parse_log, verify_stored
-from broker.audit.appender import read_to_end
 from broker.demo.background import PRACTICES, send_background
 from broker.demo.narration import say
 from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL, PATIENTS, hospital
@@ -24,6 +22,8 @@ from broker.reports import (
     objection_rates,
     write_report,
 )
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import KafkaTopicReader, read_to_end
 from consent_wire.errors import WireError
 from consent_wire.keys import OperatorRoot
 from consent_wire.model import Event
@@ -51,7 +51,7 @@ async def play(
     follower: StateFollower,
     api: str,
     out_dir: Path,
-    bootstrap: str,
+    kafka: KafkaConnection,
     root: OperatorRoot,
 ) -> None:
     p = PATIENTS
@@ -97,11 +97,11 @@ async def play(
 
     say("\n11:30  The care home reconnects; its outbox drains in order:")
     await home.stop()
-    await home.start(kafka_bootstrap=bootstrap)
+    await home.start(kafka_bootstrap=kafka.bootstrap)
     await wait_sent(home)
     await follower.wait_for(6)
     say("       delivered; the state now has Eve's PSY opt-out (6 applied in all).")
-    await _afternoon(session, home, follower, api, out_dir, bootstrap, root, now_ms)
+    await _afternoon(session, home, follower, api, out_dir, kafka, root, now_ms)
 
 
 async def _afternoon(
@@ -110,7 +110,7 @@ async def _afternoon(
     follower: StateFollower,
     api: str,
     out_dir: Path,
-    bootstrap: str,
+    kafka: KafkaConnection,
     root: OperatorRoot,
     now_ms: int,
 ) -> None:
@@ -156,7 +156,7 @@ async def _afternoon(
         say(f"       {when}  {a.get('organisation', '')}  {a.get('role', '')}  "
             f"{a.get('purpose', '')}  {a.get('outcome', '')}")  # fmt: skip
 
-    stored = parse_log(r.value for r in await read_to_end(bootstrap, _topic(follower, "audit")) if r.value)
+    stored = parse_log(r.value for r in await read_to_end(kafka, _topic(follower, "audit")) if r.value)
     check = verify_stored(stored)
     say(
         f"       audit trail: {check.entries_checked} records hash-chained, "
@@ -165,8 +165,8 @@ async def _afternoon(
     )
 
     say("\n17:00  Governance reports for the region:")
-    background = await send_background(bootstrap, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms)
-    events = await _read_events(bootstrap, _topic(follower, "events"), background + 7)
+    background = await send_background(kafka, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms)
+    events = await _read_events(kafka, _topic(follower, "events"), background + 7)
     _reports(events, out_dir)
 
 
@@ -186,23 +186,21 @@ def _topic(f: StateFollower, name: str) -> str:
     return f.topic.removesuffix(".state") + "." + name
 
 
-async def _read_events(bootstrap: str, topic: str, at_least: int) -> list[Event]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
-    )
-    await consumer.start()
+async def _read_events(kafka: KafkaConnection, topic: str, at_least: int) -> list[Event]:
+    reader = KafkaTopicReader(kafka, topic)
+    await reader.start()
     events: list[Event] = []
     try:
         deadline = asyncio.get_running_loop().time() + 60
         while len(events) < at_least and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
+            for records in (await reader.fetch(timeout_ms=500)).values():
                 for r in records:
                     try:
                         events.append(decode_verified_event(r.value or b"").event)
                     except WireError:
                         continue
     finally:
-        await consumer.stop()
+        await reader.stop()
     return events
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer
 
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import KafkaTopicReader
 from consent_rules.state import PatientState
 from edge_agent.app import Agent
 from edge_agent.config import Settings
@@ -80,27 +81,25 @@ class AgentHandle:
 class StateFollower:
     """Follows the compacted state topic (read_committed) into memory, for waiting on propagation."""
 
-    bootstrap: str
+    kafka: KafkaConnection
     topic: str
     states: dict[str, PatientState] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
-        )
-        await consumer.start()
-        self._task = asyncio.create_task(self._follow(consumer))
+        reader = KafkaTopicReader(self.kafka, self.topic)
+        await reader.start()
+        self._task = asyncio.create_task(self._follow(reader))
 
-    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+    async def _follow(self, reader: KafkaTopicReader) -> None:
         try:
             while True:
-                for records in (await consumer.getmany(timeout_ms=200)).values():
+                for records in (await reader.fetch(timeout_ms=200)).values():
                     for r in records:
                         if r.key is not None and r.value is not None:
                             self.states[r.key.decode()] = PatientState.from_bytes(r.value)
         finally:
-            await consumer.stop()
+            await reader.stop()
 
     def applied(self) -> int:
         return sum(s.version for s in self.states.values())

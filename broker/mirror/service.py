@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiomqtt
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from broker.mirror.planner import MirrorPlanner, Publication, RecordKind, Registration, Step, coalesce
 from broker.sessions import supervise
 from broker.settings import load_registrations
+from consent_io import kafka, mqtt
+from consent_io.connection import KafkaConnection, MqttConnection
 
 if TYPE_CHECKING:
     from broker.runtime import Core
@@ -52,9 +52,8 @@ _IN_FLIGHT = 10
 
 @dataclass(frozen=True, slots=True)
 class MirrorConfig:
-    mqtt_host: str
-    mqtt_port: int
-    bootstrap: str
+    mqtt: MqttConnection
+    kafka: KafkaConnection
     events_topic: str
     state_topic: str
     shielding_topic: str
@@ -78,9 +77,8 @@ class MqttMirror:
         s = core.settings
         t = core.topics
         config = MirrorConfig(
-            s.mqtt_host,
-            s.mqtt_port,
-            s.bootstrap,
+            s.mqtt_connection(),
+            s.kafka_connection(),
             t.events,
             t.state,
             t.shielding,
@@ -109,22 +107,15 @@ class MqttMirror:
 
     async def _session(self) -> None:
         c = self.config
-        consumer = AIOKafkaConsumer(
-            c.events_topic,
-            c.state_topic,
-            c.shielding_topic,
-            bootstrap_servers=c.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
+        consumer = kafka.consumer(
+            c.kafka, c.events_topic, c.state_topic, c.shielding_topic, group_id=None, auto_offset_reset="earliest"
         )
         await consumer.start()
         try:
-            async with aiomqtt.Client(c.mqtt_host, c.mqtt_port, identifier=c.client_id) as client:
+            async with mqtt.client(c.mqtt, identifier=c.client_id) as client:
                 self.connected.set()
                 CONNECTED.set(1)
-                log.info("mirror connected mqtt=%s:%d client_id=%s", c.mqtt_host, c.mqtt_port, c.client_id)
+                log.info("mirror connected mqtt=%s:%d client_id=%s", c.mqtt.host, c.mqtt.port, c.client_id)
                 planner = MirrorPlanner(c.registrations)
                 while True:
                     batches = await consumer.getmany(timeout_ms=_POLL_MS)
@@ -148,7 +139,7 @@ class MqttMirror:
             publications.extend(step.publications)
         return coalesce(publications)
 
-    async def _publish(self, client: aiomqtt.Client, publications: tuple[Publication, ...]) -> None:
+    async def _publish(self, client: mqtt.MqttLink, publications: tuple[Publication, ...]) -> None:
         """Publish every message (distinct topics after :func:`coalesce`) and await every PUBACK."""
         timeout = self.config.publish_timeout_s
         for start in range(0, len(publications), _IN_FLIGHT):

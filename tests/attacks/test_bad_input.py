@@ -19,7 +19,7 @@ from edge_agent.intake import Intake
 from edge_agent.metrics import EdgeCollector, SubmissionCounts, make_registry
 from edge_agent.outbox import Outbox
 from edge_agent.wire import AvroEventCodec
-from tests.unit.edge.fakes import FakeClock, draft
+from tests.fakes import FakeClock, draft
 
 SECRET = b"s" * 32
 UNICODE_DIGIT_FORMS = [

@@ -18,7 +18,7 @@ from edge_agent.intake import Intake
 from edge_agent.metrics import EdgeCollector, SubmissionCounts, make_registry
 from edge_agent.outbox import Outbox
 from edge_agent.wire import AvroEventCodec
-from tests.unit.edge.fakes import VALID_NHS, FakeClock, draft, fake_pseudonymise
+from tests.fakes import VALID_NHS, FakeClock, draft, fake_pseudonymise
 
 EVENT_ID = "0123456789abcdef0123456789abcdef"
 SUBMISSION = {

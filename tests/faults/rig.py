@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from broker.keys_admin import publish_key_events
 from broker.topics import Topic, TopicNames, create_topics
+from consent_io.connection import KafkaConnection
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import OperatorRoot
 from tests.factories import SimAgent
@@ -38,8 +39,10 @@ class Rig:
 async def make_rig(bootstrap: str, prefix: str, replication: int = 1, agents: int = 4) -> Rig:
     topics = TopicNames(prefix)
     partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-    await create_topics(bootstrap, topics, replication=replication, partitions=dict.fromkeys(partitioned, PARTITIONS))
+    await create_topics(
+        KafkaConnection(bootstrap), topics, replication=replication, partitions=dict.fromkeys(partitioned, PARTITIONS)
+    )
     root = OperatorRoot.generate()
     sims = [SimAgent.create(site=SITES[i % len(SITES)], skew_ms=(i % 3 - 1) * 60_000) for i in range(agents)]
-    await publish_key_events(bootstrap, topics.keys, [a.register(root) for a in sims])
+    await publish_key_events(KafkaConnection(bootstrap), topics.keys, [a.register(root) for a in sims])
     return Rig(bootstrap, topics, root, f"{prefix}-core", sims)

@@ -20,10 +20,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from broker.topics import TopicNames
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from consent_rules.state import PatientState, replay
 from consent_wire.avro_codec import decode_event
 from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, PurposeOfUse
@@ -65,8 +67,8 @@ class Traffic:
 
     async def run(self, stop: asyncio.Event) -> None:
         rng = random.Random(self.seed)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", request_timeout_ms=15_000
+        producer = kafka.producer(
+            KafkaConnection(self.bootstrap), enable_idempotence=True, acks="all", request_timeout_ms=15_000
         )
         await producer.start()
         try:
@@ -139,13 +141,10 @@ class CoreProcess:
 
 async def high_water(bootstrap: str, topic: str) -> int:
     """Sum of the partitions' end offsets (read_uncommitted: grows as soon as a stage produces)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = kafka.consumer(KafkaConnection(bootstrap), isolation_level="read_uncommitted")
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await kafka.partitions_for(consumer, topic)
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
         return sum(ends.values())
     finally:
@@ -167,14 +166,11 @@ async def wait_open_transaction(bootstrap: str, topic: str, timeout_s: float = 3
 
     Killing right then makes the restart abort a transaction with records in it. False on timeout.
     """
-    consumers = [AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=i) for i in ISOLATIONS]
+    consumers = [kafka.consumer(KafkaConnection(bootstrap), isolation_level=i) for i in ISOLATIONS]
     for c in consumers:
         await c.start()
     try:
-        tps = [TopicPartition(topic, p) for p in consumers[0].partitions_for_topic(topic) or set()]
-        if not tps:
-            await consumers[0]._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in consumers[0].partitions_for_topic(topic) or set()]
+        tps = [TopicPartition(topic, p) for p in sorted(await kafka.partitions_for(consumers[0], topic))]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
@@ -190,21 +186,7 @@ async def wait_open_transaction(bootstrap: str, topic: str, timeout_s: float = 3
 
 async def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list:  # type: ignore[type-arg]
     """Every record of ``topic`` up to its end now (committed ones only by default)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
-    await consumer.start()
-    records: list = []  # type: ignore[type-arg]
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
+    return await kafka.read_to_end(KafkaConnection(bootstrap), topic, isolation_level=isolation)
 
 
 @dataclass(frozen=True, slots=True)

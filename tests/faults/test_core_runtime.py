@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from tests.factories import BASE_MS, consent, patient
 from tests.faults.rig import make_rig
 from tests.faults.support import CoreProcess, high_water
@@ -48,9 +50,7 @@ async def test_metrics_endpoint_reports_each_stage_and_sigterm_exits_cleanly(
     core = CoreProcess({**rig.env(), "CONSENT_METRICS_PORT": str(port)}, tmp_path / "core.log")
     core.start()
     try:
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+        producer = kafka.producer(KafkaConnection(kafka_bootstrap), enable_idempotence=True, acks="all")
         await producer.start()
         try:
             batch = agent.batch([agent.event(patient(i), consent(), BASE_MS + i) for i in range(50)])

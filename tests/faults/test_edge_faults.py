@@ -22,6 +22,7 @@ from broker.bridge.service import BridgeConfig, MqttBridge
 from broker.infra import Infra, InfraConfig
 from broker.infra import process as infra_process
 from broker.topics import Topic, TopicNames, create_topics
+from consent_io.connection import KafkaConnection, MqttConnection
 from consent_wire.keys import OperatorRoot
 from edge_agent.app import Agent
 from tests.integration.edge.conftest import (
@@ -79,7 +80,7 @@ async def test_ten_thousand_events_accepted_while_kafka_is_down_reach_the_state_
     bootstrap = outage_stack.config.bootstrap
     topics = TopicNames(unique_prefix)
     partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-    await create_topics(bootstrap, topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
+    await create_topics(KafkaConnection(bootstrap), topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
     h = Harness(bootstrap, topics, OperatorRoot.generate(), f"{unique_prefix}-core")
     edge = EdgeKit(tmp_path, bootstrap, topics, h.root)
     agent_id = f"outage-{unique_prefix}"
@@ -128,7 +129,7 @@ async def test_mqtt_gateway_events_sent_while_kafka_is_down_are_bridged_once_whe
     bootstrap, host, port = outage_stack.config.bootstrap, "127.0.0.1", outage_stack.config.mqtt_port
     topics = TopicNames(unique_prefix)
     partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-    await create_topics(bootstrap, topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
+    await create_topics(KafkaConnection(bootstrap), topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
     h = Harness(bootstrap, topics, OperatorRoot.generate(), f"{unique_prefix}-core")
     edge = EdgeKit(tmp_path, bootstrap, topics, h.root)
     gateway_id, total = f"gw-{unique_prefix}", 2000
@@ -136,7 +137,12 @@ async def test_mqtt_gateway_events_sent_while_kafka_is_down_are_bridged_once_whe
         gateway_id, transport="mqtt", mqtt_host=host, mqtt_port=port, batch_max_events=100, linger_ms=0, ack_timeout_s=2
     )
     config = BridgeConfig(
-        host, port, bootstrap, topics.ingress, f"{h.app_id}.bridge", backoff_cap_s=2, kafka_timeout_s=5
+        MqttConnection(host, port),
+        KafkaConnection(bootstrap),
+        topics.ingress,
+        f"{h.app_id}.bridge",
+        backoff_cap_s=2,
+        kafka_timeout_s=5,
     )
     bridge, bridge_stop = MqttBridge(config), asyncio.Event()
     bridge_task = asyncio.create_task(bridge.run(bridge_stop))

@@ -9,8 +9,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from broker.audit import AuditRecord, RecordKind, parse_log
-from broker.audit.appender import AuditAppender, read_to_end
+from broker.audit.appender import AuditAppender
 from broker.topics import TopicNames
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import read_to_end
 from consent_wire.codes import DataClass, PurposeOfUse
 from tests.integration.api.conftest import cli
 
@@ -24,8 +26,8 @@ def record(i: int) -> AuditRecord:
                        PurposeOfUse.TREAT, (DataClass.GENERAL,), "PERMIT", state_version=i)  # fmt: skip
 
 
-async def write_log(bootstrap: str, topic: str, key: Ed25519PrivateKey, first: int, count: int) -> list[int]:
-    appender = AuditAppender(bootstrap, topic, key, checkpoint_every=4)
+async def write_log(conn: KafkaConnection, topic: str, key: Ed25519PrivateKey, first: int, count: int) -> list[int]:
+    appender = AuditAppender(conn, topic, key, checkpoint_every=4)
     await appender.start()
     try:
         return [(await appender.append(record(first + i))).index for i in range(count)]
@@ -34,12 +36,12 @@ async def write_log(bootstrap: str, topic: str, key: Ed25519PrivateKey, first: i
 
 
 async def test_restarted_appender_continues_the_chain_and_the_topic_verifies(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     key = Ed25519PrivateKey.generate()
-    assert await write_log(kafka_bootstrap, topic_names.audit, key, 0, 6) == list(range(6))
-    assert await write_log(kafka_bootstrap, topic_names.audit, key, 6, 5) == list(range(6, 11))
-    stored = parse_log(r.value for r in await read_to_end(kafka_bootstrap, topic_names.audit))
+    assert await write_log(kafka_connection, topic_names.audit, key, 0, 6) == list(range(6))
+    assert await write_log(kafka_connection, topic_names.audit, key, 6, 5) == list(range(6, 11))
+    stored = parse_log(r.value for r in await read_to_end(kafka_connection, topic_names.audit))
     assert [e.index for e in stored.entries] == list(range(11))
     # every 4 records, plus a final one on each stop: 3 (first run: 3, stop 5), then 7 and the final 10
     assert [c.checkpoint.index for c in stored.checkpoints] == [3, 5, 7, 10]
@@ -50,9 +52,9 @@ async def test_restarted_appender_continues_the_chain_and_the_topic_verifies(
 
 
 async def test_exported_log_verifies_and_each_tampering_is_named(
-    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+    kafka_bootstrap: str, kafka_connection: KafkaConnection, topic_names: TopicNames, tmp_path: Path
 ) -> None:
-    await write_log(kafka_bootstrap, topic_names.audit, Ed25519PrivateKey.generate(), 0, 10)
+    await write_log(kafka_connection, topic_names.audit, Ed25519PrivateKey.generate(), 0, 10)
     export = tmp_path / "audit.jsonl"
     result = await cli("audit", "export", "--bootstrap", kafka_bootstrap, "--prefix", topic_names.prefix,
                        "--out", str(export))  # fmt: skip

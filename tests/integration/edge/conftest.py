@@ -13,10 +13,11 @@ from typing import Any
 import aiohttp
 import aiomqtt
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from broker.keys_admin import publish_key_events
 from broker.topics import TopicNames
+from consent_io import kafka, mqtt
+from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.state import PatientState
 from consent_wire.keys import OperatorRoot
 from consent_wire.signing import decode_verified_event
@@ -92,24 +93,7 @@ async def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every committed record of ``topic`` up to its current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[Any] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
+    return await kafka.read_to_end(KafkaConnection(bootstrap), topic)
 
 
 def state_total(records: list[Any]) -> int:
@@ -163,7 +147,8 @@ class EdgeKit:
         key_file = data_dir / "signing.key"
         if not key_file.exists():
             public = generate_signing_key(key_file)
-            await publish_key_events(self.bootstrap, self.topics.keys, [self.root.register(agent_id, public, 0)])
+            registration = [self.root.register(agent_id, public, 0)]
+            await publish_key_events(KafkaConnection(self.bootstrap), self.topics.keys, registration)
         values: dict[str, Any] = {
             "agent_id": agent_id,
             "site": site,
@@ -244,7 +229,7 @@ async def forget_mqtt_session(endpoint: tuple[str, int], client_id: str) -> None
 
         port = TEST_MQTT_PORT
     try:
-        async with aiomqtt.Client(host, port, identifier=client_id, clean_session=True):
+        async with mqtt.client(MqttConnection(host, port), identifier=client_id, clean_session=True):
             await asyncio.sleep(0)
     except aiomqtt.MqttError:
         pass

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import aiomqtt
 import pytest
 
 from broker.bridge.service import BridgeConfig, MqttBridge
+from consent_io import mqtt
+from consent_io.connection import KafkaConnection, MqttConnection
 from edge_agent.app import Agent
 from edge_agent.transport_mqtt import ack_topic, ingress_topic
 from edge_agent.wire import load_pseudonymiser
@@ -55,7 +56,9 @@ async def test_mqtt_gateway_events_reach_the_state_once_and_a_killed_bridge_lose
     host, port = mqtt_endpoint
     total = 1000
     await harness.start_core()  # verifier + reconciler
-    bridge_config = BridgeConfig(host, port, harness.bootstrap, harness.topics.ingress, f"{harness.app_id}.bridge")
+    bridge_config = BridgeConfig(
+        MqttConnection(host, port), harness.kafka, harness.topics.ingress, f"{harness.app_id}.bridge"
+    )
     bridge = MqttBridge(bridge_config)
     bridge_stop = asyncio.Event()
     bridge_task = asyncio.create_task(bridge.run(bridge_stop))
@@ -96,13 +99,15 @@ async def test_bridge_forwards_an_unreadable_gateway_payload_to_be_dead_lettered
 ) -> None:
     host, port = mqtt_endpoint
     await harness.start_core()
-    bridge = MqttBridge(BridgeConfig(host, port, harness.bootstrap, harness.topics.ingress, f"{harness.app_id}.bridge"))
+    bridge = MqttBridge(
+        BridgeConfig(MqttConnection(host, port), harness.kafka, harness.topics.ingress, f"{harness.app_id}.bridge")
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     gateway = f"gw-bad-{harness.topics.prefix}"
     try:
         await asyncio.wait_for(bridge.connected.wait(), 30)
-        async with aiomqtt.Client(host, port) as client:
+        async with mqtt.client(MqttConnection(host, port)) as client:
             await client.subscribe(ack_topic(gateway), qos=1)
             await client.publish(ingress_topic(gateway), b"\x00\x01not avro", qos=1)
             letters = await harness.read(harness.topics.deadletter, lambda rs: len(rs) >= 1)
@@ -125,12 +130,21 @@ async def test_a_message_the_bridge_could_not_write_to_kafka_is_redelivered_to_i
     host, port = mqtt_endpoint
     client_id, topic = f"{unique_prefix}.bridge", ingress_topic(f"gw-{unique_prefix}")
     nowhere = f"127.0.0.1:{free_port()}"
-    bridge = MqttBridge(BridgeConfig(host, port, nowhere, "ingress", client_id, backoff_cap_s=0.2, kafka_timeout_s=1))
+    bridge = MqttBridge(
+        BridgeConfig(
+            MqttConnection(host, port),
+            KafkaConnection(nowhere),
+            "ingress",
+            client_id,
+            backoff_cap_s=0.2,
+            kafka_timeout_s=1,
+        )
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     try:
         await asyncio.wait_for(bridge.connected.wait(), 30)
-        async with aiomqtt.Client(host, port) as gateway:
+        async with mqtt.client(MqttConnection(host, port)) as gateway:
             await gateway.publish(topic, b"batch-1", qos=1)
         await asyncio.sleep(0.5)  # the bridge holds the message and keeps retrying Kafka
     finally:
@@ -139,7 +153,7 @@ async def test_a_message_the_bridge_could_not_write_to_kafka_is_redelivered_to_i
     assert bridge.forwarded_total == 0
     redelivered = None
     try:
-        async with aiomqtt.Client(host, port, identifier=client_id, clean_session=False) as again:
+        async with mqtt.client(MqttConnection(host, port), identifier=client_id, clean_session=False) as again:
             async with asyncio.timeout(10):
                 async for message in again.messages:  # the session kept its subscription and the un-PUBACKed message
                     if message.topic.matches(topic):

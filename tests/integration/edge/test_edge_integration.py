@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import aiomqtt
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from broker.topics import TopicNames
+from consent_io import kafka, mqtt
+from consent_io.connection import KafkaConnection, MqttConnection
 from consent_wire.avro_codec import decode
 from consent_wire.dsse import AgentSigner
 from edge_agent.outbox import Outbox
@@ -20,7 +20,7 @@ from edge_agent.replica_follow import KafkaReplicaFollower
 from edge_agent.transport_kafka import KafkaTransport
 from edge_agent.transport_mqtt import MqttTransport, ack_topic, ingress_topic
 from edge_agent.wire import AvroEventCodec, WireBatchSigner
-from tests.unit.edge.fakes import draft
+from tests.fakes import draft
 
 pytestmark = pytest.mark.integration
 
@@ -42,38 +42,29 @@ async def _drain(publisher: Publisher, outbox: Outbox, timeout_s: float = 30) ->
 
 
 async def test_kafka_publisher_delivers_signed_batches_keyed_by_agent(
-    tmp_path: Path, kafka_bootstrap: str, topic_names: TopicNames
+    tmp_path: Path, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     outbox = await _outbox(tmp_path, "agent-it-1")
     await outbox.submit_many([draft(i) for i in range(25)])
-    transport = KafkaTransport(kafka_bootstrap, topic_names.ingress, "agent-it-1", ack_timeout_s=20)
+    transport = KafkaTransport(kafka_connection, topic_names.ingress, "agent-it-1", ack_timeout_s=20)
     signer = WireBatchSigner(AgentSigner.generate("agent-it-1"))
     publisher = Publisher(outbox, signer, transport, PublisherSettings(batch_max_events=10, linger_ms=0))
     await _drain(publisher, outbox)
     await transport.close()
     await outbox.close()
 
-    consumer = AIOKafkaConsumer(topic_names.ingress, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        records = []
-        while len(records) < 3:
-            for batch in (await consumer.getmany(timeout_ms=5000)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
+    records = await kafka.read_to_end(kafka_connection, topic_names.ingress)
     firsts = sorted(decode("SignedBatch", r.value)["first_seq"] for r in records)
     assert firsts == [1, 11, 21]
     assert {r.key for r in records} == {b"agent-it-1"}
     assert outbox.pending_count == 0
 
 
-async def test_mqtt_waits_for_bridge_ack_not_puback(tmp_path: Path, mqtt_endpoint: tuple[str, int]) -> None:
-    host, port = mqtt_endpoint
+async def test_mqtt_waits_for_bridge_ack_not_puback(tmp_path: Path, mqtt_connection: MqttConnection) -> None:
     agent = f"agent-it-{tmp_path.name[-8:]}"
     outbox = await _outbox(tmp_path, agent)
     await outbox.submit_many([draft(i) for i in range(5)])
-    transport = MqttTransport(host, port, agent, ack_timeout_s=1.0)
+    transport = MqttTransport(mqtt_connection, agent, ack_timeout_s=1.0)
     signer = WireBatchSigner(AgentSigner.generate(agent))
     publisher = Publisher(outbox, signer, transport, PublisherSettings(batch_max_events=5, linger_ms=0))
 
@@ -82,7 +73,7 @@ async def test_mqtt_waits_for_bridge_ack_not_puback(tmp_path: Path, mqtt_endpoin
         await publisher.publish_once()
     assert outbox.pending_count == 5
 
-    async with aiomqtt.Client(host, port) as bridge:
+    async with mqtt.client(mqtt_connection) as bridge:
         await bridge.subscribe(ingress_topic(agent), qos=1)
 
         async def fake_bridge() -> None:
@@ -100,9 +91,9 @@ async def test_mqtt_waits_for_bridge_ack_not_puback(tmp_path: Path, mqtt_endpoin
 
 
 async def test_kafka_replica_follower_keeps_only_own_patients(
-    tmp_path: Path, kafka_bootstrap: str, topic_names: TopicNames
+    tmp_path: Path, kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = kafka.producer(kafka_connection)
     await producer.start()
     await producer.send_and_wait(topic_names.state, b"state-1", key=b"mine", timestamp_ms=1000)
     await producer.send_and_wait(topic_names.state, b"state-x", key=b"theirs", timestamp_ms=1000)
@@ -111,7 +102,7 @@ async def test_kafka_replica_follower_keeps_only_own_patients(
     replica = Replica(tmp_path / "r.db", frozenset({"mine"}))
     await replica.open()
     topics = (topic_names.state, topic_names.shielding)
-    follower = KafkaReplicaFollower(kafka_bootstrap, *topics, replica, now_ms=lambda: 0)
+    follower = KafkaReplicaFollower(kafka_connection, *topics, replica, now_ms=lambda: 0)
     task = asyncio.create_task(follower.run())
     for _ in range(200):
         record = await replica.get("mine")

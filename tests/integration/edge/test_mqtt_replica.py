@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiomqtt
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from broker.mirror import Registration
 from broker.mirror.service import MirrorConfig, MqttMirror
 from broker.topics import TopicNames
+from consent_io import kafka, mqtt
+from consent_io.connection import KafkaConnection, MqttConnection
 from edge_agent.app import Agent
 from edge_agent.wire import load_pseudonymiser
 from tests.integration.edge.conftest import EdgeKit, free_port, http_post, nhs_numbers, read_all
@@ -68,7 +68,7 @@ async def _until_async(check: Callable[[], Awaitable[bool]], timeout_s: float = 
 async def _retained(host: str, port: int, patient_key: str, settle_s: float = 2.0) -> dict[str, bytes]:
     """Every retained message about ``patient_key`` on any mirror topic, for any site."""
     found: dict[str, bytes] = {}
-    async with aiomqtt.Client(host, port) as client:
+    async with mqtt.client(MqttConnection(host, port)) as client:
         await client.subscribe(f"consent/+/+/{patient_key}", qos=1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(settle_s):
@@ -84,7 +84,7 @@ async def clear_retained(mqtt_endpoint: tuple[str, int]) -> AsyncIterator[list[s
     topics: list[str] = []
     yield topics
     host, port = mqtt_endpoint
-    async with aiomqtt.Client(host, port) as client:
+    async with mqtt.client(MqttConnection(host, port)) as client:
         for topic in topics:
             await client.publish(topic, b"", qos=1, retain=True)
 
@@ -150,16 +150,18 @@ def _bad_records() -> float:
 
 
 async def test_bad_records_are_counted_and_skipped_and_registered_sites_still_get_records(
-    kafka_bootstrap: str, topic_names: TopicNames, mqtt_endpoint: tuple[str, int], clear_retained: list[str]
+    kafka_connection: KafkaConnection,
+    topic_names: TopicNames,
+    mqtt_endpoint: tuple[str, int],
+    clear_retained: list[str],
 ) -> None:
     host, port = mqtt_endpoint
     key = f"{topic_names.prefix}patient"  # unique per test: the shared Mosquitto keeps retained messages
     topic = f"consent/state/R11111/{key}"
     clear_retained.append(topic)
     config = MirrorConfig(
-        host,
-        port,
-        kafka_bootstrap,
+        MqttConnection(host, port),
+        kafka_connection,
         topic_names.events,
         topic_names.state,
         topic_names.shielding,
@@ -167,7 +169,7 @@ async def test_bad_records_are_counted_and_skipped_and_registered_sites_still_ge
         (Registration("R11111", key),),
     )
     bad_before = _bad_records()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = kafka.producer(kafka_connection, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic_names.events, b"not a verified event", key=b"x")
@@ -192,12 +194,11 @@ async def test_bad_records_are_counted_and_skipped_and_registered_sites_still_ge
 
 
 async def test_the_mirror_keeps_retrying_an_unreachable_mqtt_broker_and_exits_on_stop(
-    kafka_bootstrap: str, topic_names: TopicNames
+    kafka_connection: KafkaConnection, topic_names: TopicNames
 ) -> None:
     config = MirrorConfig(
-        "127.0.0.1",
-        free_port(),  # nothing listens here
-        kafka_bootstrap,
+        MqttConnection("127.0.0.1", free_port()),  # nothing listens here
+        kafka_connection,
         topic_names.events,
         topic_names.state,
         topic_names.shielding,

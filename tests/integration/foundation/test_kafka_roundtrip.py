@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from broker.topics import TopicNames
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 
 pytestmark = pytest.mark.integration
 
 
 async def test_idempotent_acks_all_producer_round_trips_records_in_order(
-    kafka_bootstrap: str, topic_names: TopicNames, unique_group: str
+    kafka_connection: KafkaConnection, topic_names: TopicNames, unique_group: str
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    producer = kafka.producer(kafka_connection, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         sent = [f"record-{i}".encode() for i in range(200)]
@@ -23,12 +24,8 @@ async def test_idempotent_acks_all_producer_round_trips_records_in_order(
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
-        topic_names.ingress,
-        bootstrap_servers=kafka_bootstrap,
-        group_id=unique_group,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
+    consumer = kafka.consumer(
+        kafka_connection, topic_names.ingress, group_id=unique_group, auto_offset_reset="earliest"
     )
     await consumer.start()
     received: list[bytes] = []

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import aiomqtt
 import pytest
+
+from consent_io import mqtt
+from consent_io.connection import MqttConnection
 
 pytestmark = pytest.mark.integration
 
 
-async def test_qos1_publish_reaches_a_subscriber(mqtt_endpoint: tuple[str, int]) -> None:
-    host, port = mqtt_endpoint
+async def test_qos1_publish_reaches_a_subscriber(mqtt_connection: MqttConnection) -> None:
     topic = f"test/{uuid.uuid4().hex}"
-    async with aiomqtt.Client(host, port, identifier=f"sub-{uuid.uuid4().hex[:8]}") as subscriber:
+    async with mqtt.client(mqtt_connection, identifier=f"sub-{uuid.uuid4().hex[:8]}") as subscriber:
         await subscriber.subscribe(topic, qos=1)
-        async with aiomqtt.Client(host, port, identifier=f"pub-{uuid.uuid4().hex[:8]}") as publisher:
+        async with mqtt.client(mqtt_connection, identifier=f"pub-{uuid.uuid4().hex[:8]}") as publisher:
             for i in range(10):
                 await publisher.publish(topic, f"m{i}".encode(), qos=1)
         got: list[bytes] = []
@@ -32,12 +33,11 @@ async def test_qos1_publish_reaches_a_subscriber(mqtt_endpoint: tuple[str, int])
     assert got == [f"m{i}".encode() for i in range(10)]
 
 
-async def test_retained_message_is_delivered_to_a_late_subscriber(mqtt_endpoint: tuple[str, int]) -> None:
-    host, port = mqtt_endpoint
+async def test_retained_message_is_delivered_to_a_late_subscriber(mqtt_connection: MqttConnection) -> None:
     topic = f"test/retained/{uuid.uuid4().hex}"
-    async with aiomqtt.Client(host, port) as publisher:
+    async with mqtt.client(mqtt_connection) as publisher:
         await publisher.publish(topic, b"state-v1", qos=1, retain=True)
-    async with aiomqtt.Client(host, port) as late:
+    async with mqtt.client(mqtt_connection) as late:
         await late.subscribe(topic, qos=1)
         message = await asyncio.wait_for(anext(aiter(late.messages)), timeout=10)
     assert message.payload == b"state-v1"

@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from broker.keys_admin import publish_key_events
 from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.topics import TopicNames
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import OperatorRoot
 from tests.factories import SimAgent
@@ -25,6 +26,10 @@ class Harness:
     root: OperatorRoot
     app_id: str
     cores: list[Core] = field(default_factory=list)
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        return KafkaConnection(self.bootstrap)
 
     def settings(self, **overrides: object) -> CoreSettings:
         return CoreSettings.load(
@@ -43,10 +48,10 @@ class Harness:
         return core
 
     async def register(self, *agents: SimAgent) -> None:
-        await publish_key_events(self.bootstrap, self.topics.keys, [a.register(self.root) for a in agents])
+        await publish_key_events(self.kafka, self.topics.keys, [a.register(self.root) for a in agents])
 
     async def send(self, agent: SimAgent, batches: list[bytes]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all")
+        producer = kafka.producer(self.kafka, enable_idempotence=True, acks="all")
         await producer.start()
         try:
             for batch in batches:
@@ -56,7 +61,7 @@ class Harness:
             await producer.stop()
 
     async def send_raw(self, key: bytes, values: list[bytes]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = kafka.producer(self.kafka, acks="all")
         await producer.start()
         try:
             for value in values:
@@ -67,20 +72,18 @@ class Harness:
 
     async def read(self, topic: str, until: Callable[[list], bool], timeout_s: float = 60) -> list:  # type: ignore[type-arg]
         """All committed records of ``topic`` once ``until(records)`` holds (or fail on timeout)."""
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=self.bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
-        )
-        await consumer.start()
+        reader = kafka.KafkaTopicReader(self.kafka, topic)
+        await reader.start()
         records: list = []  # type: ignore[type-arg]
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout_s
             while not until(records):
                 assert loop.time() < deadline, f"timed out on {topic} with {len(records)} records"
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                for batch in (await reader.fetch(timeout_ms=500)).values():
                     records.extend(batch)
         finally:
-            await consumer.stop()
+            await reader.stop()
         return records
 
 

@@ -65,7 +65,7 @@ async def test_bad_inputs_are_dead_lettered_with_reasons_and_never_reach_the_sta
     from broker.keys_admin import publish_key_events
 
     await publish_key_events(
-        harness.bootstrap,
+        harness.kafka,
         harness.topics.keys,
         [harness.root.revoke(revoked.agent_id, revoked.signer.public_key_bytes, BASE_MS)],
     )

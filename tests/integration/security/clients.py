@@ -1,8 +1,4 @@
-"""Kafka and MQTT clients for the security suite, built from ``KafkaConnection``/``MqttConnection``.
-
-Until ``consent_io.kafka``/``consent_io.mqtt`` land on this branch (issue 10), the clients are built here from
-``consent_io.tls``; the integrator points these helpers at those factories.
-"""
+"""Kafka and MQTT clients for the security suite, built by the consent_io factories from connections."""
 
 from __future__ import annotations
 
@@ -11,27 +7,19 @@ from typing import Any
 
 import aiomqtt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from broker.topics import TopicNames, specs
+from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
-from consent_io.tls import kafka_security_kwargs, mqtt_tls_context
 
 
 def producer(conn: KafkaConnection, **kwargs: Any) -> AIOKafkaProducer:
-    return AIOKafkaProducer(request_timeout_ms=10_000, **kafka_security_kwargs(conn), **kwargs)
+    return kafka.producer(conn, request_timeout_ms=10_000, **kwargs)
 
 
 def consumer(conn: KafkaConnection, *topics: str, **kwargs: Any) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        *topics,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        request_timeout_ms=10_000,
-        **kafka_security_kwargs(conn),
-        **kwargs,
-    )
+    return kafka.consumer(conn, *topics, auto_offset_reset="earliest", request_timeout_ms=10_000, **kwargs)
 
 
 def raw_kafka_kwargs(bootstrap: str, context: ssl.SSLContext) -> dict[str, Any]:
@@ -40,7 +28,7 @@ def raw_kafka_kwargs(bootstrap: str, context: ssl.SSLContext) -> dict[str, Any]:
 
 
 def mqtt_client(conn: MqttConnection, identifier: str, **kwargs: Any) -> aiomqtt.Client:
-    return aiomqtt.Client(conn.host, conn.port, identifier=identifier, tls_context=mqtt_tls_context(conn), **kwargs)
+    return mqtt.client(conn, identifier=identifier, **kwargs)
 
 
 def partition_count(topic: str) -> int:
@@ -49,7 +37,7 @@ def partition_count(topic: str) -> int:
 
 
 async def create_all_topics(operator: KafkaConnection, names: TopicNames) -> None:
-    admin = AIOKafkaAdminClient(request_timeout_ms=30_000, **kafka_security_kwargs(operator))
+    admin = kafka.admin(operator)
     try:
         await admin.start()
         await admin.create_topics(

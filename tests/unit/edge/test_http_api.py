@@ -16,7 +16,7 @@ from edge_agent.outbox import Outbox
 from edge_agent.replica import Replica
 from edge_agent.submission import MAX_BATCH_BYTES
 from edge_agent.wire import AvroEventCodec
-from tests.unit.edge.fakes import VALID_NHS, FakeClock, fake_pseudonymise
+from tests.fakes import VALID_NHS, FakeClock, fake_pseudonymise
 
 CONSENT = {
     "type": "consent_decision",

@@ -9,7 +9,7 @@ from consent_wire.model import Event, Objection
 from edge_agent.errors import AsAtNotReplicatedError
 from edge_agent.offline import decide_offline
 from edge_agent.replica import ReplicaRecord
-from tests.unit.edge.fakes import VALID_NHS, fake_pseudonymise
+from tests.fakes import VALID_NHS, fake_pseudonymise
 
 KEY = fake_pseudonymise(VALID_NHS)
 OBJECTED_MS = 5  # the NDOP objection's hlc is (5 << 16): registered at 5 ms

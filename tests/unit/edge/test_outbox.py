@@ -11,7 +11,7 @@ from edge_agent.errors import AckOutOfRangeError, OutboxClosedError, OutboxFullE
 from edge_agent.outbox import Outbox
 from edge_agent.outbox_store import GENESIS_HASH, OutboxStore
 from edge_agent.wire import AvroEventCodec
-from tests.unit.edge.fakes import draft
+from tests.fakes import draft
 
 CODEC = AvroEventCodec()
 BIG_CAP = 1 << 30

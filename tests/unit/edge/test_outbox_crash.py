@@ -14,7 +14,7 @@ from pathlib import Path
 from edge_agent.outbox import Outbox
 from edge_agent.outbox_store import GENESIS_HASH
 from edge_agent.wire import AvroEventCodec
-from tests.unit.edge.fakes import draft
+from tests.fakes import draft
 
 CHILD = textwrap.dedent(
     """
@@ -22,7 +22,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from edge_agent.outbox import Outbox
     from edge_agent.wire import AvroEventCodec
-    from tests.unit.edge.fakes import draft
+    from tests.fakes import draft
 
     async def main(path):
         outbox = await Outbox.open(path, agent_id="agent-1", site="A12345", codec=AvroEventCodec(), cap_bytes=1 << 30)

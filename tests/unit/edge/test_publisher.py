@@ -8,7 +8,7 @@ import pytest
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher, PublisherSettings
 from edge_agent.wire import AvroEventCodec
-from tests.unit.edge.fakes import FakeSigner, FlakyTransport, RecordingSleep, draft
+from tests.fakes import FakeSigner, FlakyTransport, RecordingSleep, draft
 
 SETTINGS = PublisherSettings(batch_max_events=7, linger_ms=0, backoff_base_s=0.5, backoff_cap_s=60.0)
 

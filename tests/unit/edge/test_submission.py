@@ -17,7 +17,7 @@ from consent_wire.codes import (
 from consent_wire.errors import InvalidNhsNumberError, ValidationError
 from consent_wire.model import BreachReport, ConsentDecision, Objection, ShieldingFlag
 from edge_agent.submission import load_json, parse_submission, parse_submission_list
-from tests.unit.edge.fakes import VALID_NHS, fake_pseudonymise
+from tests.fakes import VALID_NHS, fake_pseudonymise
 
 
 def consent(**payload: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from consent_wire.signing import sign_batch
 from edge_agent.cli import cli
 from edge_agent.errors import ConfigError
 from edge_agent.wire import generate_signing_key, load_agent_signer, load_pseudonymiser
-from tests.unit.edge.fakes import VALID_NHS
+from tests.fakes import VALID_NHS
 
 SECRET = bytes(range(32))
 

@@ -1,0 +1,213 @@
+"""The Kafka adapter: every aiokafka producer, consumer and admin client is built here.
+
+Factories take one :class:`~consent_io.connection.KafkaConnection` and honour its security fields
+(``security_protocol="SSL"``: an SSL context from ``ca_file``/``cert_file``/``key_file``), so a caller
+only says what kind of client it wants. Consumers default to ``read_committed`` without auto commit:
+every reader of this product sees committed transactions only and commits (if at all) itself.
+
+:class:`KafkaTopicReader` is the one way to read a topic from the start (every partition or some,
+no consumer group): :func:`read_to_end` and :func:`iter_to_end` read up to the end offsets seen at the
+start; a long-lived follower keeps calling :meth:`KafkaTopicReader.fetch`.
+
+The private aiokafka attributes this product relies on are touched only in this module
+(``consumer._client`` in :func:`partitions_for` and :func:`refresh_metadata`; the producer's
+``client.cluster`` in :func:`known_partitions`); ``tests/unit/io`` asserts each still exists.
+
+Errors::
+
+    TopicMissingError   TOPIC_MISSING   the topic has no partitions after METADATA_ATTEMPTS tries
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consent_io.connection import KafkaConnection
+from consent_io.tls import kafka_security_kwargs
+
+__all__ = [
+    "METADATA_ATTEMPTS",
+    "METADATA_RETRY_S",
+    "KafkaTopicReader",
+    "RecordSink",
+    "TopicMissingError",
+    "TopicReader",
+    "admin",
+    "assign_all",
+    "consumer",
+    "iter_to_end",
+    "known_partitions",
+    "partitions_for",
+    "producer",
+    "read_to_end",
+    "refresh_metadata",
+    "transactional_producer",
+]
+
+# up to 10 s for a just-created topic to appear in metadata (as the audit reader had: 50 x 0.2 s)
+METADATA_ATTEMPTS = 50
+METADATA_RETRY_S = 0.2
+ADMIN_REQUEST_TIMEOUT_MS = 30_000  # topic creation on a loaded single-node broker took up to ~10 s
+READ_BATCH_RECORDS = 10_000  # per getmany while reading to the end: restores are throughput-bound
+READ_POLL_MS = 500
+
+
+class TopicMissingError(Exception):
+    """A topic has no partitions: it was never created (``consent-broker topics create``)."""
+
+    reason = "TOPIC_MISSING"
+    retriable = False
+
+
+class RecordSink(Protocol):
+    """Where a service writes records: ``send_and_wait`` returns once the write is acknowledged."""
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any: ...
+
+
+class TopicReader(Protocol):
+    """Reads a topic from the start; ``caught_up`` once at the end offsets seen by ``start``."""
+
+    async def start(self) -> None: ...
+
+    async def fetch(self, timeout_ms: int = ..., max_records: int | None = ...) -> dict[int, list[Any]]: ...
+
+    async def caught_up(self) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+
+def _common(conn: KafkaConnection) -> dict[str, Any]:
+    """bootstrap_servers and, for SSL, a verifying mTLS context (key file mode checked): see consent_io.tls."""
+    return kafka_security_kwargs(conn)
+
+
+def producer(conn: KafkaConnection, **opts: Any) -> AIOKafkaProducer:
+    """A producer (not started); ``opts`` are aiokafka's (acks, linger_ms, enable_idempotence, ...)."""
+    return AIOKafkaProducer(**_common(conn), **opts)
+
+
+def transactional_producer(conn: KafkaConnection, transactional_id: str, **opts: Any) -> AIOKafkaProducer:
+    """A transactional producer (idempotent, acks=all); ``start()`` fences any older owner of the id."""
+    settings: dict[str, Any] = {"enable_idempotence": True, "acks": "all", **opts}
+    return AIOKafkaProducer(**_common(conn), transactional_id=transactional_id, **settings)
+
+
+def consumer(conn: KafkaConnection, *topics: str, **opts: Any) -> AIOKafkaConsumer:
+    """A consumer (not started): read_committed and no auto commit unless ``opts`` say otherwise."""
+    settings: dict[str, Any] = {"enable_auto_commit": False, "isolation_level": "read_committed", **opts}
+    return AIOKafkaConsumer(*topics, **_common(conn), **settings)
+
+
+def admin(conn: KafkaConnection, **opts: Any) -> AIOKafkaAdminClient:
+    """An admin client (not started)."""
+    settings: dict[str, Any] = {"request_timeout_ms": ADMIN_REQUEST_TIMEOUT_MS, **opts}
+    return AIOKafkaAdminClient(**_common(conn), **settings)
+
+
+async def partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic`` from fresh metadata (``consumer.partitions_for_topic`` reads a cache)."""
+    metadata = await consumer._client.fetch_all_metadata()  # private: see tests/unit/io
+    partitions = metadata.partitions_for_topic(topic)
+    return set(partitions) if partitions else set()
+
+
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Make a started consumer refresh its cluster metadata now (e.g. after a topic was created)."""
+    await consumer._client.force_metadata_update()  # private: see tests/unit/io
+
+
+def known_partitions(producer: AIOKafkaProducer, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` in the producer's metadata cache, or None if not known yet."""
+    partitions = producer.client.cluster.partitions_for_topic(topic)  # undocumented: see tests/unit/io
+    return set(partitions) if partitions else None
+
+
+async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to a started consumer (no group), from the start; returns them."""
+    partitions: set[int] = set()
+    for _ in range(METADATA_ATTEMPTS):
+        partitions = await partitions_for(consumer, topic)
+        if partitions:
+            break
+        await asyncio.sleep(METADATA_RETRY_S)
+    if not partitions:
+        raise TopicMissingError(f"topic {topic} does not exist; run `consent-broker topics create`")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return tps
+
+
+class KafkaTopicReader:
+    """Reads every partition of ``topic`` (or only ``partitions``) from the start, read_committed, no group.
+
+    ``start`` records the end offsets; ``caught_up`` is true once every position reached them.
+    """
+
+    def __init__(
+        self, conn: KafkaConnection, topic: str, *, partitions: Sequence[int] | None = None, **opts: Any
+    ) -> None:
+        self.topic = topic
+        self._partitions = partitions
+        self.consumer = consumer(conn, **opts)
+        self.ends: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        if self._partitions is None:
+            tps = await assign_all(self.consumer, self.topic)
+        else:
+            tps = [TopicPartition(self.topic, p) for p in self._partitions]
+            self.consumer.assign(tps)
+            await self.consumer.seek_to_beginning(*tps)
+        self.ends = await self.consumer.end_offsets(tps)
+
+    async def fetch(self, timeout_ms: int = READ_POLL_MS, max_records: int | None = None) -> dict[int, list[Any]]:
+        """One fetch: partition -> records (possibly empty)."""
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return {tp.partition: records for tp, records in batches.items()}
+
+    async def caught_up(self) -> bool:
+        for tp, end in self.ends.items():
+            if await self.consumer.position(tp) < end:
+                return False
+        return True
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def to_end(self) -> AsyncIterator[Any]:
+        """Every record below the end offsets seen at ``start``, partition by partition in offset order."""
+        for tp, end in sorted(self.ends.items(), key=lambda item: item[0].partition):
+            while await self.consumer.position(tp) < end:
+                fetched = await self.consumer.getmany(tp, timeout_ms=READ_POLL_MS, max_records=READ_BATCH_RECORDS)
+                for batch in fetched.values():
+                    for record in batch:
+                        if record.offset < end:
+                            yield record
+
+
+async def iter_to_end(
+    conn: KafkaConnection, topic: str, *, partitions: Sequence[int] | None = None, **opts: Any
+) -> AsyncIterator[Any]:
+    """Stream every committed record of ``topic`` up to the end offsets seen at the start."""
+    reader = KafkaTopicReader(conn, topic, partitions=partitions, **opts)
+    await reader.start()
+    try:
+        async for record in reader.to_end():
+            yield record
+    finally:
+        await reader.stop()
+
+
+async def read_to_end(
+    conn: KafkaConnection, topic: str, *, partitions: Sequence[int] | None = None, **opts: Any
+) -> list[Any]:
+    """Every committed record of ``topic`` up to the end offsets seen at the start (partition order)."""
+    return [record async for record in iter_to_end(conn, topic, partitions=partitions, **opts)]

@@ -1,0 +1,140 @@
+"""consent_io.kafka: factories honour the connection and the product's defaults; the aiokafka internals we use exist."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
+
+PLAIN = KafkaConnection("127.0.0.1:1")
+
+
+class _Recorder:
+    """Stands in for an aiokafka class: keeps the arguments it was built with."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"):
+        monkeypatch.setattr(kafka, name, _Recorder)
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "consent-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_consumer_reads_committed_records_and_never_auto_commits_by_default() -> None:
+    consumer: Any = kafka.consumer(PLAIN, "a", "b", group_id="g")
+    assert consumer.args == ("a", "b")
+    assert consumer.kwargs == {
+        "bootstrap_servers": "127.0.0.1:1",
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+        "group_id": "g",
+    }
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_caller_may_override_the_consumer_defaults() -> None:
+    consumer: Any = kafka.consumer(PLAIN, isolation_level="read_uncommitted")
+    assert consumer.kwargs["isolation_level"] == "read_uncommitted"
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_transactional_producer_is_idempotent_with_acks_all_and_its_id() -> None:
+    producer: Any = kafka.transactional_producer(PLAIN, "app.stage.3", linger_ms=5)
+    assert producer.kwargs == {
+        "bootstrap_servers": "127.0.0.1:1",
+        "transactional_id": "app.stage.3",
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 5,
+    }
+
+
+@pytest.mark.usefixtures("recorded")
+def test_plaintext_clients_get_no_security_settings() -> None:
+    for client in (kafka.producer(PLAIN), kafka.consumer(PLAIN), kafka.admin(PLAIN)):
+        assert "security_protocol" not in client.kwargs  # type: ignore[attr-defined]
+        assert "ssl_context" not in client.kwargs  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("recorded")
+def test_an_ssl_connection_gives_every_client_a_context_with_the_ca_and_the_client_certificate(
+    tmp_path: Path,
+) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    conn = KafkaConnection("broker:9093", "SSL", str(cert_file), str(cert_file), str(key_file))
+    for client in (kafka.producer(conn), kafka.consumer(conn), kafka.admin(conn)):
+        kwargs = client.kwargs  # type: ignore[attr-defined]
+        assert kwargs["security_protocol"] == "SSL"
+        context = kwargs["ssl_context"]
+        assert isinstance(context, ssl.SSLContext)
+        assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "consent-test"),),)]
+
+
+def test_real_aiokafka_clients_accept_the_ssl_settings(tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    conn = KafkaConnection("broker:9093", "SSL", str(cert_file), str(cert_file), str(key_file))
+
+    async def build() -> None:  # aiokafka clients want a running loop
+        producer, consumer = kafka.producer(conn), kafka.consumer(conn)
+        assert isinstance(producer, AIOKafkaProducer)
+        assert isinstance(consumer, AIOKafkaConsumer)
+        await kafka.admin(conn).close()
+        await producer.stop()
+        await consumer.stop()
+
+    asyncio.run(build())
+
+
+def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
+    """partitions_for, refresh_metadata and known_partitions reach into these; a library change fails here."""
+
+    async def inspect_clients() -> None:
+        consumer = kafka.consumer(PLAIN)
+        assert inspect.iscoroutinefunction(consumer._client.fetch_all_metadata)
+        assert callable(consumer._client.force_metadata_update)  # returns a future
+        producer = kafka.producer(PLAIN)
+        assert producer.client.cluster.partitions_for_topic("never-seen") is None
+        assert kafka.known_partitions(producer, "never-seen") is None
+        await consumer.stop()
+        await producer.stop()
+
+    asyncio.run(inspect_clients())
+
+
+def test_a_missing_topic_error_says_how_to_create_it() -> None:
+    error = kafka.TopicMissingError("topic x does not exist; run `consent-broker topics create`")
+    assert (error.reason, error.retriable) == ("TOPIC_MISSING", False)
