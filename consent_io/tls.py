@@ -69,8 +69,9 @@ def client_ssl_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLCo
 
 def kafka_security_kwargs(conn: KafkaConnection) -> dict[str, Any]:
     """Keyword arguments for any aiokafka client (producer, consumer, admin) built from ``conn``."""
-    kwargs: dict[str, Any] = {"bootstrap_servers": conn.bootstrap, "security_protocol": conn.security_protocol}
+    kwargs: dict[str, Any] = {"bootstrap_servers": conn.bootstrap}
     if conn.security_protocol == "SSL":
+        kwargs["security_protocol"] = "SSL"
         kwargs["ssl_context"] = client_ssl_context(conn.ca_file, conn.cert_file, conn.key_file)
     return kwargs
 

@@ -102,7 +102,7 @@ def test_a_group_readable_key_file_is_refused(tmp_path: Path) -> None:
     pki = Pki(tmp_path, now=T0)
     files = pki.issue("core.api")
     files.key_file.chmod(0o644)
-    with pytest.raises(KeyFileModeError, match=r"mode 0644.*chmod 600") as info:
+    with pytest.raises(KeyFileModeError, match=r"mode 0o644.*chmod 600") as info:
         check_key_file_mode(files.key_file)
     assert info.value.reason == "KEY_FILE_MODE"
     with pytest.raises(KeyFileModeError):

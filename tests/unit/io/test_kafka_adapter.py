@@ -50,6 +50,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key_file.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
+    key_file.chmod(0o600)  # the factories refuse a key others may read
     return cert_file, key_file
 
 
