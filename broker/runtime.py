@@ -67,7 +67,7 @@ class Core:
         # record is one event: poll ~10-30k events per transaction either way, so the reconciler starts on
         # the verifier's output while the verifier goes on, instead of waiting for one huge transaction.
         max_records = 64 if name == "verifier" else 5000
-        return StageConfig(s.kafka_connection(), f"{s.app_id}.{name}", s.app_id, max_records=max_records)
+        return StageConfig(s.kafka_connection(name), f"{s.app_id}.{name}", s.app_id, max_records=max_records)
 
     async def start(self) -> None:
         s = self.settings
@@ -75,7 +75,7 @@ class Core:
         if "verifier" in s.stages:  # root_public_key_hex was validated when the settings loaded
             root = Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
             registry = KeyRegistry(root)
-            keys_reader = kafka.KafkaTopicReader(s.kafka_connection(), self.topics.keys, partitions=[0])
+            keys_reader = kafka.KafkaTopicReader(s.kafka_connection("verifier"), self.topics.keys, partitions=[0])
             self._keys = KeysFollower(keys_reader, registry)
             await self._keys.start()
             core = VerifierCore(registry, gap_timeout_ms=s.gap_timeout_ms)
@@ -100,7 +100,7 @@ class Core:
 
     async def _check_topics(self) -> None:
         """Fail fast, in one line, when topics were not provisioned (auto-create is off by design)."""
-        admin = kafka.admin(self.settings.kafka_connection())
+        admin = kafka.admin(self.settings.kafka_connection(self.settings.stages[0]))
         await admin.start()
         try:
             existing = set(await admin.list_topics())

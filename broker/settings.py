@@ -61,19 +61,37 @@ class CoreSettings:
     http_tls_cert_file: str = ""  # PEM certificate chain the API serves HTTPS with
     http_tls_key_file: str = ""  # its PEM private key (mode 0600)
     insecure_http: bool = False  # plaintext HTTP without authentication: for debugging only, logged as a warning
+    # --- Kafka and MQTT: mutual TLS, one certificate per stage (principal core.<stage>) ------------------------
+    kafka_security: str = "SSL"  # "SSL" (mutual TLS) or "PLAINTEXT" (debugging only)
+    mqtt_tls: bool = True  # False: plaintext MQTT (debugging only)
+    tls_ca_file: str = ""  # the deployment CA's certificate (PEM)
+    tls_credentials_dir: str = ""  # <dir>/core.<stage>/cert.pem and key.pem (0600): each stage's own principal
+    core_signing_key_file: str = ""  # hex Ed25519 key (0600) signing MQTT acks and replica records for agents
 
     def __post_init__(self) -> None:
         problems = _problems(self)
         if problems:
             raise SettingsError("\n".join(problems))
 
-    def kafka_connection(self) -> KafkaConnection:
-        """How this process reaches Kafka (security settings arrive with issue 11)."""
-        return KafkaConnection(self.bootstrap)
+    def kafka_connection(self, stage: str) -> KafkaConnection:
+        """How ``stage`` reaches Kafka: mutual TLS as principal ``core.<stage>`` unless kafka_security = PLAINTEXT."""
+        if self.kafka_security == "PLAINTEXT":
+            return KafkaConnection(self.bootstrap)
+        cert, key = self._credentials(stage)
+        return KafkaConnection(self.bootstrap, "SSL", ca_file=self.tls_ca_file, cert_file=cert, key_file=key)
 
-    def mqtt_connection(self) -> MqttConnection:
-        """How this process reaches the MQTT broker (security settings arrive with issue 11)."""
-        return MqttConnection(self.mqtt_host, self.mqtt_port)
+    def mqtt_connection(self, stage: str) -> MqttConnection:
+        """How ``stage`` (bridge, mirror) reaches Mosquitto: mutual TLS as ``core.<stage>`` unless mqtt_tls = false."""
+        if not self.mqtt_tls:
+            return MqttConnection(self.mqtt_host, self.mqtt_port)
+        cert, key = self._credentials(stage)
+        return MqttConnection(
+            self.mqtt_host, self.mqtt_port, tls=True, ca_file=self.tls_ca_file, cert_file=cert, key_file=key
+        )
+
+    def _credentials(self, stage: str) -> tuple[str, str]:
+        folder = Path(self.tls_credentials_dir) / f"core.{stage}"
+        return str(folder / "cert.pem"), str(folder / "key.pem")
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> CoreSettings:
@@ -275,6 +293,31 @@ def _mirror_files(s: CoreSettings) -> str | None:
     return None
 
 
+def _transport_tls(s: CoreSettings) -> str | None:
+    """Mutual TLS to Kafka (and to Mosquitto for bridge and mirror): the CA and each stage's certificate."""
+    problems: list[str] = []
+    if s.kafka_security not in ("SSL", "PLAINTEXT"):
+        problems.append(_problem(s, "kafka_security", '"SSL" (mutual TLS) or "PLAINTEXT" (debugging only)'))
+    mqtt_stages = {"bridge", "mirror"} & set(s.stages)
+    if not s.stages or (s.kafka_security != "SSL" and not (s.mqtt_tls and mqtt_stages)):
+        return "\n".join(problems) or None
+    if not s.tls_ca_file or not Path(s.tls_ca_file).is_file():
+        problems.append(_problem(s, "tls_ca_file", "the deployment CA certificate (PEM); `consent-broker infra up`"))
+    if not s.tls_credentials_dir:
+        problems.append(_problem(s, "tls_credentials_dir", "a folder with core.<stage>/cert.pem and key.pem"))
+        return "\n".join(problems)
+    for stage in s.stages:
+        cert, key = s._credentials(stage)
+        if not Path(cert).is_file() or not Path(key).is_file():
+            problems.append(_problem(s, "tls_credentials_dir", f"no certificate and key for principal core.{stage}"))
+            continue
+        try:
+            check_secret_mode(Path(key), f"core.{stage} private key")
+        except SecretFileError as exc:
+            problems.append(_problem(s, "tls_credentials_dir", str(exc)))
+    return "\n".join(problems) or None
+
+
 def _api_door(s: CoreSettings) -> str | None:
     """The api stage serves HTTPS with authenticated clients unless insecure_http is set."""
     if "api" not in s.stages or s.insecure_http:
@@ -320,6 +363,7 @@ _CHECKS: tuple[Check, ...] = (
     _list_sizes,
     _mirror_files,
     _api_door,
+    _transport_tls,
 )
 
 

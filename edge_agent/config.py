@@ -14,7 +14,10 @@ TOML layout (see ``deploy/edge-agent.toml``)::
     [http]      host, port, allow_remote
     [outbox]    disk_cap_bytes, synchronous, batch_max_events, linger_ms, ack_timeout_s,
                 backoff_base_s, backoff_cap_s
-    [secrets]   pseudonym_secret_file, signing_key_file
+    [secrets]   pseudonym_secret_file, signing_key_file, api_token_file, core_public_key_hex
+    [tls]       kafka_security ("SSL" | "PLAINTEXT"), mqtt_tls, ca_file, cert_file, key_file
+                (mutual TLS to Kafka and Mosquitto with the agent's certificate, CN = agent id;
+                plaintext only when kafka_security = "PLAINTEXT" / mqtt_tls = false, for debugging)
 """
 
 from __future__ import annotations
@@ -69,6 +72,14 @@ class Settings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0  # an outage of hours is retried at most once a minute
     patients_file: Path | None = None  # one patient key per line: the replica's scope
+    kafka_security: str = "SSL"  # "SSL" (mutual TLS) or "PLAINTEXT" (debugging only)
+    mqtt_tls: bool = True  # False: plaintext MQTT, debugging only
+    tls_ca_file: Path | None = None  # the deployment CA's certificate (PEM)
+    tls_cert_file: Path | None = None  # this agent's certificate (PEM, CN = agent id)
+    tls_key_file: Path | None = None  # its private key (PEM, mode 0600)
+    api_token_file: Path | None = None  # the local API's bearer token (mode 0600); required unless insecure_api
+    insecure_api: bool = False  # True: the local API takes no token (debugging only)
+    core_public_key_hex: str = ""  # the core's Ed25519 key that signs MQTT acks and replica records
 
     @property
     def outbox_path(self) -> Path:
@@ -79,12 +90,20 @@ class Settings:
         return self.data_dir / "replica.sqlite3"
 
     def kafka_connection(self) -> KafkaConnection:
-        """How this agent reaches Kafka (security settings arrive with issue 11)."""
-        return KafkaConnection(self.kafka_bootstrap)
+        """How this agent reaches Kafka: mutual TLS with its own certificate unless kafka_security = PLAINTEXT."""
+        if self.kafka_security == "PLAINTEXT":
+            return KafkaConnection(self.kafka_bootstrap)
+        return KafkaConnection(self.kafka_bootstrap, "SSL", *self._tls_files())
 
     def mqtt_connection(self) -> MqttConnection:
-        """How this agent reaches the MQTT broker (security settings arrive with issue 11)."""
-        return MqttConnection(self.mqtt_host, self.mqtt_port)
+        """How this agent reaches the MQTT broker: mutual TLS with its own certificate unless mqtt_tls = false."""
+        if not self.mqtt_tls:
+            return MqttConnection(self.mqtt_host, self.mqtt_port)
+        ca, cert, key = self._tls_files()
+        return MqttConnection(self.mqtt_host, self.mqtt_port, tls=True, ca_file=ca, cert_file=cert, key_file=key)
+
+    def _tls_files(self) -> tuple[str, str, str]:
+        return (str(self.tls_ca_file or ""), str(self.tls_cert_file or ""), str(self.tls_key_file or ""))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -114,6 +133,14 @@ _TOML_KEYS: Mapping[tuple[str, str], str] = {
     ("outbox", "backoff_cap_s"): "backoff_cap_s",
     ("secrets", "pseudonym_secret_file"): "pseudonym_secret_file",
     ("secrets", "signing_key_file"): "signing_key_file",
+    ("secrets", "api_token_file"): "api_token_file",
+    ("secrets", "core_public_key_hex"): "core_public_key_hex",
+    ("http", "insecure_api"): "insecure_api",
+    ("tls", "kafka_security"): "kafka_security",
+    ("tls", "mqtt_tls"): "mqtt_tls",
+    ("tls", "ca_file"): "tls_ca_file",
+    ("tls", "cert_file"): "tls_cert_file",
+    ("tls", "key_file"): "tls_key_file",
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
@@ -222,6 +249,18 @@ def _validate(s: Settings) -> None:
     _check(bool(s.kafka_bootstrap), "kafka_bootstrap", s.kafka_bootstrap, "host:port[,host:port]")
     remote_ok = s.http_allow_remote or _is_loopback(s.http_host)
     _check(remote_ok, "http_host", s.http_host, "a loopback address unless http_allow_remote = true")
+    _check(s.kafka_security in ("SSL", "PLAINTEXT"), "kafka_security", s.kafka_security, '"SSL" or "PLAINTEXT"')
+    uses_tls = (s.transport == "kafka" and s.kafka_security == "SSL") or (s.transport == "mqtt" and s.mqtt_tls)
+    if uses_tls:
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            _check(getattr(s, name) is not None, name, None, "a PEM file (mutual TLS); or plaintext for debugging")
+    _check(
+        s.insecure_api or s.api_token_file is not None,
+        "api_token_file",
+        None,
+        "a token file of mode 0600 (`edge-agent token` writes one); or insecure_api = true for debugging",
+    )
+    _check(not (s.http_allow_remote and s.insecure_api), "insecure_api", True, "false when http_allow_remote = true")
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:

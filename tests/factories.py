@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from broker.infra.pki import Pki
+from broker.settings import STAGES
 from consent_io.secrets import write_secret
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import (
@@ -124,3 +126,11 @@ def api_door(directory: Path, clients: str = "") -> dict[str, str]:
         "http_tls_cert_file": str(directory / "tls.pem"),
         "http_tls_key_file": str(directory / "tls-key.pem"),
     }
+
+
+def core_tls(directory: Path, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
+    """Settings for a core whose stages talk mutual TLS: a private CA and a certificate per ``core.<stage>``."""
+    pki = Pki(directory / "pki")
+    for stage in stages:
+        pki.issue(f"core.{stage}")
+    return {"tls_ca_file": str(pki.ca_file), "tls_credentials_dir": str(directory / "pki")}

@@ -56,8 +56,8 @@ class ApiService:
         self.core = core
         self._secret = secret
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
-        self.appender = AuditAppender(s.kafka_connection(), core.topics.audit, signer, checkpoint_every)
-        self.view = StateView(s.kafka_connection(), core.topics.state)
+        self.appender = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
+        self.view = StateView(s.kafka_connection("api"), core.topics.state)
         self.history: EventHistory | None = None
         self._entries: dict[str, list[AuditEntry]] = {}
         self._runner: web.AppRunner | None = None
@@ -115,7 +115,7 @@ class ApiService:
             if source is not None:
                 partition, _, offset = source.partition("/")
                 cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
-        self.history = EventHistory(s.kafka_connection(), self.core.topics.events, self.appender, cursor)
+        self.history = EventHistory(s.kafka_connection("api"), self.core.topics.events, self.appender, cursor)
         self.history.on_entry.append(self._index)
         await self.view.start()
         await self.history.start()

@@ -72,7 +72,9 @@ class MqttBridge:
     def for_core(cls, core: Core) -> MqttBridge:
         """The stage as :class:`broker.runtime.Core` builds it from its settings."""
         s = core.settings
-        config = BridgeConfig(s.mqtt_connection(), s.kafka_connection(), core.topics.ingress, f"{s.app_id}.bridge")
+        config = BridgeConfig(
+            s.mqtt_connection("bridge"), s.kafka_connection("bridge"), core.topics.ingress, f"{s.app_id}.bridge"
+        )
         return cls(config)
 
     async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:

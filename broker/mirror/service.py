@@ -77,8 +77,8 @@ class MqttMirror:
         s = core.settings
         t = core.topics
         config = MirrorConfig(
-            s.mqtt_connection(),
-            s.kafka_connection(),
+            s.mqtt_connection("mirror"),
+            s.kafka_connection("mirror"),
             t.events,
             t.state,
             t.shielding,

@@ -23,6 +23,11 @@ batch_max_events = 100
 [secrets]
 pseudonym_secret_file = "/etc/edge-agent/secret"
 signing_key_file = "/etc/edge-agent/key.pem"
+api_token_file = "/etc/edge-agent/api-token"
+[tls]
+ca_file = "/etc/edge-agent/ca.pem"
+cert_file = "/etc/edge-agent/tls/cert.pem"
+key_file = "/etc/edge-agent/tls/key.pem"
 """
 
 
@@ -61,9 +66,31 @@ def test_settings_from_environment_alone() -> None:
         "EDGE_AGENT_DATA_DIR": "/tmp/x",
         "EDGE_AGENT_PSEUDONYM_SECRET_FILE": "/s",
         "EDGE_AGENT_SIGNING_KEY_FILE": "/k",
+        "EDGE_AGENT_API_TOKEN_FILE": "/t",
+        "EDGE_AGENT_TLS_CA_FILE": "/ca.pem",
+        "EDGE_AGENT_TLS_CERT_FILE": "/cert.pem",
+        "EDGE_AGENT_TLS_KEY_FILE": "/key.pem",
         "PATH": "/usr/bin",
     }
-    assert load_settings(None, env).site == "B81001"
+    settings = load_settings(None, env)
+    assert settings.site == "B81001"
+    assert settings.kafka_connection().security_protocol == "SSL"
+
+
+def test_an_agent_without_tls_or_api_token_is_refused_unless_asked_for_plaintext() -> None:
+    env = {
+        "EDGE_AGENT_AGENT_ID": "a1",
+        "EDGE_AGENT_SITE": "B81001",
+        "EDGE_AGENT_DATA_DIR": "/tmp/x",
+        "EDGE_AGENT_PSEUDONYM_SECRET_FILE": "/s",
+        "EDGE_AGENT_SIGNING_KEY_FILE": "/k",
+    }
+    with pytest.raises(ConfigError, match="tls_ca_file"):
+        load_settings(None, env)
+    with pytest.raises(ConfigError, match="api_token_file"):
+        load_settings(None, {**env, "EDGE_AGENT_KAFKA_SECURITY": "PLAINTEXT"})
+    plain = load_settings(None, {**env, "EDGE_AGENT_KAFKA_SECURITY": "PLAINTEXT", "EDGE_AGENT_INSECURE_API": "1"})
+    assert plain.kafka_connection().security_protocol == "PLAINTEXT"
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,9 @@ def make_site(tmp_path: Path) -> Path:
     config.write_text(
         f'[agent]\nid = "agent-1"\nsite = "A12345"\ndata_dir = "{tmp_path / "data"}"\n'
         f'[secrets]\npseudonym_secret_file = "{secret}"\nsigning_key_file = "{tmp_path / "key.pem"}"\n'
+        f'api_token_file = "{tmp_path / "api-token"}"\n'
+        f'[tls]\nca_file = "{tmp_path / "ca.pem"}"\ncert_file = "{tmp_path / "cert.pem"}"\n'
+        f'key_file = "{tmp_path / "tls-key.pem"}"\n'
     )
     return config
 

@@ -22,7 +22,7 @@ from broker.mirror import (
 from broker.settings import CoreSettings, SettingsError, load_registrations
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import encode_verified_event, verify_batch
-from tests.factories import BASE_MS, SimAgent, consent, patient
+from tests.factories import BASE_MS, SimAgent, consent, core_tls, patient
 
 P = patient(1)
 Q = patient(2)
@@ -180,5 +180,5 @@ def test_the_registrations_file_setting_is_read_from_the_environment(
     path.write_text(f"A81001,{P}\n")
     monkeypatch.setenv("CONSENT_REGISTRATIONS_FILE", str(path))
     monkeypatch.setenv("CONSENT_STAGES", "mirror")
-    settings = CoreSettings.load()
+    settings = CoreSettings.load(**core_tls(tmp_path, ("mirror",)))
     assert (settings.registrations_file, settings.stages) == (str(path), ("mirror",))

@@ -10,7 +10,7 @@ import pytest
 from broker.settings import STAGES, CoreSettings, SettingsError
 from consent_io.secrets import write_secret
 from edge_agent.config import load_settings
-from tests.factories import api_door
+from tests.factories import api_door, core_tls
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
@@ -23,6 +23,7 @@ def _deployed_files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "list-sizes.csv").write_text("practice,list_size\nA81001,6000\n")
     return {
         **api_door(tmp_path / "door"),
+        **core_tls(tmp_path),
         "root_public_key_hex": ROOT_HEX,
         "pseudonym_secret_file": str(tmp_path / "pseudonym.secret"),
         "audit_key_file": str(tmp_path / "audit.key"),
@@ -50,10 +51,12 @@ def test_edge_agent_config_loads() -> None:
     assert settings.http_host == "127.0.0.1"
 
 
-def test_environment_overrides_the_core_file(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_overrides_the_core_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CONSENT_BOOTSTRAP", "k:1")
     monkeypatch.setenv("CONSENT_STAGES", "verifier")
     monkeypatch.setenv("CONSENT_ROOT_PUBLIC_KEY_HEX", ROOT_HEX)
+    for name, value in core_tls(tmp_path, ("verifier",)).items():
+        monkeypatch.setenv(f"CONSENT_{name.upper()}", value)
     settings = CoreSettings.load(DEPLOY / "consent-core.toml")
     assert (settings.bootstrap, settings.stages) == ("k:1", ("verifier",))
 

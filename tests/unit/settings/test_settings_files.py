@@ -9,7 +9,7 @@ import pytest
 
 from broker.settings import CoreSettings, SettingsError, load_list_sizes, read_hex_file
 from consent_io.secrets import write_secret
-from tests.factories import api_door
+from tests.factories import api_door, core_tls
 
 ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
 
@@ -54,21 +54,25 @@ def test_api_settings_load_when_every_file_they_name_is_readable(tmp_path: Path)
         audit_key_file=str(key),
         list_sizes_file=str(sizes),
         **door,
+        **core_tls(tmp_path, ("api",)),
     )
     assert settings.stages == ("api",)
 
 
 def test_the_api_stage_refuses_to_start_without_its_door_unless_insecure_http(tmp_path: Path) -> None:
+    tls = core_tls(tmp_path, ("api",))
     with pytest.raises(SettingsError) as caught:
-        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path))
+        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), **tls)
     message = str(caught.value)
     for name in ("api_clients_file", "api_token_key_file", "http_tls_cert_file", "http_tls_key_file"):
         assert f"setting {name}=''" in message
-    assert CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), insecure_http="true").insecure_http
+    assert CoreSettings.load(
+        stages="api", pseudonym_secret_file=_secret(tmp_path), insecure_http="true", **tls
+    ).insecure_http
     door = api_door(tmp_path / "door")
     Path(door["http_tls_key_file"]).chmod(0o644)
     with pytest.raises(SettingsError, match=r"http_tls_key_file.*chmod 600"):
-        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), **door)
+        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), **door, **tls)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +107,11 @@ def test_a_short_pseudonym_secret_and_a_bad_audit_key_are_both_reported_in_one_e
     write_secret(key, b"11" * 5)
     with pytest.raises(SettingsError) as caught:
         CoreSettings.load(
-            stages="api", pseudonym_secret_file=_secret(tmp_path, 8), audit_key_file=str(key), insecure_http=True
+            stages="api",
+            pseudonym_secret_file=_secret(tmp_path, 8),
+            audit_key_file=str(key),
+            insecure_http=True,
+            **core_tls(tmp_path, ("api",)),
         )
     lines = str(caught.value).splitlines()
     assert len(lines) == 2
@@ -116,4 +124,17 @@ def test_a_short_pseudonym_secret_and_a_bad_audit_key_are_both_reported_in_one_e
 def test_settings_built_directly_are_validated_too() -> None:
     with pytest.raises(SettingsError, match="root_public_key_hex"):
         CoreSettings(stages=("verifier",))
-    assert CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX).stages == ("verifier",)
+    with pytest.raises(SettingsError, match="tls_ca_file"):
+        CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX)
+    plain = CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX, kafka_security="PLAINTEXT")
+    assert plain.kafka_connection("verifier").security_protocol == "PLAINTEXT"
+
+
+def test_each_stage_talks_tls_as_its_own_principal(tmp_path: Path) -> None:
+    tls = core_tls(tmp_path, ("verifier",))
+    settings = CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX, **tls)
+    conn = settings.kafka_connection("verifier")
+    assert (conn.security_protocol, Path(conn.cert_file).parent.name) == ("SSL", "core.verifier")
+    Path(conn.key_file).chmod(0o644)
+    with pytest.raises(SettingsError, match=r"core\.verifier private key"):
+        CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX, **tls)
