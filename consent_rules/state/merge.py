@@ -42,7 +42,7 @@ from consent_rules.state.registers import (
     Source,
     Stamp,
 )
-from consent_wire.codes import DataClass, ObjectionAction, PurposeOfUse, ShieldingAction
+from consent_wire.codes import ConsentDirective, DataClass, ObjectionAction, PurposeOfUse, ShieldingAction
 from consent_wire.errors import ValidationError
 from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
@@ -162,12 +162,20 @@ def replay(patient_key: str, events: Iterable[Event], *, as_at_hlc: int | None =
 def effective_consent(
     state: PatientState, purpose: PurposeOfUse, data_class: DataClass, recipient: str, at_ms: int
 ) -> ConsentRegister | None:
-    """The most specific register matching the request whose period contains ``at_ms``.
+    """The register that governs the request: the most specific match, unless a later withdrawal covers it.
 
-    Specificity is lexicographic: exact recipient beats ``"*"``, then exact purpose
-    beats ``ANY``, then exact data class beats ``ALL``; among equals the later stamp wins.
+    Only registers whose scope covers the request and whose period contains ``at_ms`` match.
+    Specificity is lexicographic: exact recipient beats ``"*"``, then exact purpose beats
+    ``ANY``, then exact data class beats ``ALL``; among equals the later stamp wins.
+
+    Withdrawals rank time before specificity (issue 14, rule 2): an OPTOUT that covers the
+    request and is later than the most specific match wins over it, so a consent for one
+    recipient does not survive the patient's later, wider opt-out. A later permission does
+    not symmetrically beat an earlier, narrower refusal: a broader permission is never
+    assumed to lift a specific refusal.
     """
     best: tuple[tuple[bool, bool, bool, Stamp], ConsentRegister] | None = None
+    latest_optout: ConsentRegister | None = None
     for (p, d, r), reg in state.consents.items():
         if p not in (purpose, PurposeOfUse.ANY) or d not in (data_class, DataClass.ALL):
             continue
@@ -176,7 +184,13 @@ def effective_consent(
         rank = (r == recipient, p == purpose, d == data_class, reg.stamp)
         if best is None or rank > best[0]:
             best = (rank, reg)
-    return None if best is None else best[1]
+        if reg.directive is ConsentDirective.OPTOUT and (latest_optout is None or reg.stamp > latest_optout.stamp):
+            latest_optout = reg
+    if best is None:
+        return None
+    if latest_optout is not None and latest_optout.stamp > best[1].stamp:
+        return latest_optout
+    return best[1]
 
 
 def _later(a: R, b: R) -> R:

@@ -367,3 +367,27 @@ def test_break_glass_cannot_be_claimed_for_research() -> None:
     d = decide(request(who, PurposeOfUse.HRESCH, legal_basis=LegalBasis.BREAK_GLASS), state_of([]))
     assert d.outcome is Outcome.DENY
     assert d.codes == ("NO_CONSENT_OR_LEGAL_BASIS",)
+
+
+def test_later_unqualified_opt_out_wins_over_an_earlier_consent_for_one_recipient() -> None:
+    """Rule 2 (issue 14): withdrawal takes effect when made, for everything it covers (UK GDPR art 7(3): consent
+    may be withdrawn at any time; recs 7-8: the patient's recorded decision is followed). A consent naming one
+    recipient does not survive the patient's later opt-out from all sharing."""
+    given = consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, recipient=RESEARCH_UNIT, at_ms=NOW_MS - 9 * DAY_MS)
+    withdrawn = consent(ConsentDirective.OPTOUT, PurposeOfUse.ANY, at_ms=NOW_MS - DAY_MS)
+    d = decide(request(researcher(), PurposeOfUse.HRESCH), state_of([given, withdrawn]))
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("CONSENT_WITHDRAWN",)
+
+
+def test_later_consent_for_one_recipient_still_wins_over_an_earlier_general_opt_out() -> None:
+    """Rule 2 (issue 14) is about withdrawals: a later, specific permission is the patient's newer wish (rec 7)
+    and is honoured for that recipient only."""
+    withdrawn = consent(ConsentDirective.OPTOUT, PurposeOfUse.ANY, at_ms=NOW_MS - 9 * DAY_MS)
+    given = consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, recipient=RESEARCH_UNIT, at_ms=NOW_MS - DAY_MS)
+    state = state_of([given, withdrawn])
+    d = decide(request(researcher(), PurposeOfUse.HRESCH), state)
+    other = decide(request(researcher("OTHERLAB"), PurposeOfUse.HRESCH), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.legal_basis is LegalBasis.CONSENT
+    assert other.outcome is Outcome.DENY
