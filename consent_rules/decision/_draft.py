@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
+from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES
 from consent_rules.decision.request import DecisionRequest
-from consent_rules.state import PatientState, effective_consent
+from consent_rules.state import ConsentRegister, PatientState, effective_consent
 from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
 
 __all__ = ["Draft", "requested"]
@@ -36,9 +37,20 @@ class Draft:
             self.withheld.append(data_class)
 
     def consent(self, data_class: DataClass) -> ConsentDirective | None:
-        req = self.request
-        reg = effective_consent(self.state, req.purpose, data_class, req.requester.organisation, req.at_ms)
+        reg = self.consent_register(data_class)
         return None if reg is None else reg.directive
+
+    def consent_register(self, data_class: DataClass) -> ConsentRegister | None:
+        """The register governing ``data_class``; beyond direct care an any-purpose permit does not count."""
+        req = self.request
+        return effective_consent(
+            self.state,
+            req.purpose,
+            data_class,
+            req.requester.organisation,
+            req.at_ms,
+            any_purpose_permits=req.purpose in DIRECT_CARE_PURPOSES,
+        )
 
     def deny(self) -> Decision:
         return self.finish(None, [])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from consent_rules.decision._draft import Draft
 from consent_rules.decision.outcome import Code
 from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES
+from consent_rules.state import ConsentRegister, ObjectionRegister
 from consent_wire.codes import LegalBasis, ObjectionKind
 
-__all__ = ["active_objections", "note_consent_over_objections", "objections_allow"]
+__all__ = ["active_objections", "note_consent_over_objections", "objected_since", "objections_allow"]
 
 _OBJECTION_CODE = {
     ObjectionKind.NDOP: Code.NDOP_ACTIVE,
@@ -42,21 +43,30 @@ def _override(kind: ObjectionKind, exemptions: tuple[LegalBasis, ...], basis: Le
     return None
 
 
-def active_objections(d: Draft) -> list[tuple[ObjectionKind, tuple[LegalBasis, ...]]]:
-    """The active objections that cover this request, with their exemptions, in kind order."""
+def active_objections(d: Draft) -> list[tuple[ObjectionKind, ObjectionRegister]]:
+    """The active objections that cover this request, in kind order."""
     return [
-        (kind, reg.exemptions)
+        (kind, reg)
         for kind, reg in sorted(d.state.objections.items(), key=lambda kv: kv[0].value)
         if reg.active and _objection_applies(d, kind, reg.site)
     ]
 
 
+def objected_since(d: Draft, consent: ConsentRegister) -> bool:
+    """Whether an objection covering this request was registered after ``consent`` (issue 14, rule 1).
+
+    Explicit consent sets an objection aside only as the patient's later wish; an objection made
+    after it withdraws it (NDOP operational policy 6.1, UK GDPR art 7(3)).
+    """
+    return any(reg.stamp > consent.stamp for _, reg in active_objections(d))
+
+
 def objections_allow(d: Draft, *, relying_on: LegalBasis | None) -> tuple[bool, bool]:
     """Note every applicable objection: (no objection blocks, some objection was overridden)."""
     allowed, overridden = True, False
-    for kind, exemptions in active_objections(d):
+    for kind, reg in active_objections(d):
         what = _OBJECTION_TEXT[kind]
-        override = _override(kind, exemptions, relying_on)
+        override = _override(kind, reg.exemptions, relying_on)
         if override is not None and relying_on is not None:
             overridden = True
             d.note(override, f"The patient registered {what}; {relying_on.value} overrides it here.")

@@ -160,7 +160,13 @@ def replay(patient_key: str, events: Iterable[Event], *, as_at_hlc: int | None =
 
 
 def effective_consent(
-    state: PatientState, purpose: PurposeOfUse, data_class: DataClass, recipient: str, at_ms: int
+    state: PatientState,
+    purpose: PurposeOfUse,
+    data_class: DataClass,
+    recipient: str,
+    at_ms: int,
+    *,
+    any_purpose_permits: bool = True,
 ) -> ConsentRegister | None:
     """The register that governs the request: the most specific match, unless a later withdrawal covers it.
 
@@ -173,6 +179,10 @@ def effective_consent(
     recipient does not survive the patient's later, wider opt-out. A later permission does
     not symmetrically beat an earlier, narrower refusal: a broader permission is never
     assumed to lift a specific refusal.
+
+    ``any_purpose_permits=False`` leaves out OPTIN registers whose purpose is ``ANY``: the
+    decision asks so for uses beyond direct care, where only consent to the specific use counts
+    (NDOP operational policy 6.1; issue 14, rule 1).
     """
     best: tuple[tuple[bool, bool, bool, Stamp], ConsentRegister] | None = None
     latest_optout: ConsentRegister | None = None
@@ -180,6 +190,8 @@ def effective_consent(
         if p not in (purpose, PurposeOfUse.ANY) or d not in (data_class, DataClass.ALL):
             continue
         if r not in (recipient, ANY_RECIPIENT) or not reg.covers(at_ms):
+            continue
+        if not any_purpose_permits and p is PurposeOfUse.ANY and reg.directive is ConsentDirective.OPTIN:
             continue
         rank = (r == recipient, p == purpose, d == data_class, reg.stamp)
         if best is None or rank > best[0]:

@@ -236,11 +236,50 @@ def test_explicit_consent_for_another_recipient_does_not_cover_this_one() -> Non
 
 
 def test_explicit_consent_takes_precedence_over_a_general_ndop() -> None:
-    """Rec 11: NDOP concerns use without consent; the patient's specific consent is their own choice."""
-    state = state_of([objection(ObjectionKind.NDOP), consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH)])
+    """Rec 11 and NDOP operational policy 6.1: the opt-out does not apply where the patient consented to the
+    specific use. The consent here is *later* than the opt-out (issue 14, rule 1: until then this test had
+    the consent before the opt-out, which now loses to it)."""
+    ndop = objection(ObjectionKind.NDOP, at_ms=NOW_MS - 20 * DAY_MS)
+    state = state_of([ndop, consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, at_ms=NOW_MS - 10 * DAY_MS)])
     d = decide(request(researcher(), PurposeOfUse.HRESCH), state)
     assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
     assert d.codes == ("EXPLICIT_CONSENT", "EXPLICIT_CONSENT_OVERRIDES_OBJECTION", "MINIMUM_DATA_SET")
+
+
+def test_later_ndop_wins_over_an_earlier_explicit_research_consent() -> None:
+    """Issue 14, rule 1: explicit consent overrides an objection only when it is the patient's later wish
+    (NDOP operational policy 6.1; UK GDPR art 7(3): a later objection withdraws what came before)."""
+    given = consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, at_ms=NOW_MS - 30 * DAY_MS)
+    state = state_of([given, objection(ObjectionKind.NDOP, at_ms=NOW_MS - 20 * DAY_MS)])
+    d = decide(request(researcher(), PurposeOfUse.HRESCH), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NDOP_ACTIVE",)
+
+
+def test_any_purpose_permit_is_not_explicit_consent_to_research() -> None:
+    """NDOP operational policy 6.1: consent that sets the opt-out aside is consent to a *specific* use; a base
+    "any purpose" permit (e.g. a FHIR privacy Consent whose base provision is permit) is not (issue 14,
+    rule 1). It still stands for direct care (recs 2-4)."""
+    base_permit = consent(ConsentDirective.OPTIN, PurposeOfUse.ANY, at_ms=NOW_MS - 30 * DAY_MS)
+    bare = decide(request(researcher(), PurposeOfUse.HRESCH), state_of([base_permit]))
+    later_ndop = state_of([base_permit, objection(ObjectionKind.NDOP, at_ms=NOW_MS - 20 * DAY_MS)])
+    planning = decide(request(researcher("CCG01"), PurposeOfUse.HOPERAT), later_ndop)
+    care = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT), state_of([base_permit]))
+    assert bare.outcome is Outcome.DENY
+    assert bare.codes == ("NO_CONSENT_OR_LEGAL_BASIS",)
+    assert planning.outcome is Outcome.DENY
+    assert "EXPLICIT_CONSENT_OVERRIDES_OBJECTION" not in planning.codes
+    assert care.outcome is Outcome.PERMIT
+    assert care.legal_basis is LegalBasis.CONSENT
+
+
+def test_explicit_consent_for_research_does_not_set_aside_ndop_for_planning() -> None:
+    """NDOP operational policy 6.1: consent overrides the opt-out only for the use it names (issue 14, rule 1)."""
+    ndop = objection(ObjectionKind.NDOP, at_ms=NOW_MS - 20 * DAY_MS)
+    state = state_of([ndop, consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, at_ms=NOW_MS - DAY_MS)])
+    d = decide(request(researcher(), PurposeOfUse.HOPERAT, legal_basis=LegalBasis.S251), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("NDOP_ACTIVE",)
 
 
 def test_psy_opt_out_withholds_psy_and_permits_the_rest() -> None:
