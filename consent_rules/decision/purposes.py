@@ -1,24 +1,22 @@
-"""The purposes of use and legal bases the rules group together (pure constants)."""
+"""The purposes of use and legal bases the rules group together (pure constants).
+
+Each group is a set of subtrees of the purpose hierarchy (:mod:`consent_rules.hierarchy`), so a
+narrower code always falls in the group of the broader one (issue 14, rule 3).
+"""
 
 from __future__ import annotations
 
+from consent_rules.hierarchy import descendants
 from consent_wire.codes import LegalBasis, PurposeOfUse
 
 __all__ = ["DIRECT_CARE_PURPOSES", "NDOP_PURPOSES", "SECONDARY_BASES", "SECONDARY_PURPOSES"]
 
-# Direct care purposes (HL7 ActReason; Caldicott review ch. 3 "direct care").
-DIRECT_CARE_PURPOSES = frozenset({PurposeOfUse.TREAT, PurposeOfUse.ETREAT, PurposeOfUse.COC})
-# Uses beyond direct care (rec 7: "beyond their own care and treatment").
-SECONDARY_PURPOSES = frozenset(
-    {
-        PurposeOfUse.HRESCH,
-        PurposeOfUse.PUBHLTH,
-        PurposeOfUse.HOPERAT,
-        PurposeOfUse.HQUALIMP,
-        PurposeOfUse.HPAYMT,
-    }
-)
+# Direct care: TREAT and its kinds (HL7 ActReason; Caldicott review ch. 3 "direct care"). BTG, a kind
+# of ETREAT, is left out: it is the break-glass route, decided on its own (rule 9).
+DIRECT_CARE_PURPOSES = descendants(PurposeOfUse.TREAT) - {PurposeOfUse.BTG}
 # National data opt-out covers "research and planning" (NHS Digital NDOP operational policy).
-NDOP_PURPOSES = frozenset({PurposeOfUse.HRESCH, PurposeOfUse.HOPERAT, PurposeOfUse.HQUALIMP, PurposeOfUse.HPAYMT})
+NDOP_PURPOSES = descendants(PurposeOfUse.HRESCH) | descendants(PurposeOfUse.HOPERAT) | descendants(PurposeOfUse.HPAYMT)
+# Uses beyond direct care (rec 7: "beyond their own care and treatment").
+SECONDARY_PURPOSES = NDOP_PURPOSES | descendants(PurposeOfUse.PUBHLTH)
 # Lawful bases for secondary use without consent (principle 6; rec 7.12).
 SECONDARY_BASES = frozenset({LegalBasis.S251, LegalBasis.STATUTORY_MANDATE, LegalBasis.SAFEGUARDING})

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 import orjson
 
+from consent_rules.hierarchy import depth, is_a
 from consent_rules.shielding import shielding_rejection
 from consent_rules.state.codec import register_json
 from consent_rules.state.registers import (
@@ -170,9 +171,11 @@ def effective_consent(
 ) -> ConsentRegister | None:
     """The register that governs the request: the most specific match, unless a later withdrawal covers it.
 
-    Only registers whose scope covers the request and whose period contains ``at_ms`` match.
-    Specificity is lexicographic: exact recipient beats ``"*"``, then exact purpose beats
-    ``ANY``, then exact data class beats ``ALL``; among equals the later stamp wins.
+    Only registers whose scope covers the request and whose period contains ``at_ms`` match; a
+    register for a purpose covers its descendants (:mod:`consent_rules.hierarchy`, issue 14
+    rule 3). Specificity is lexicographic: exact recipient beats ``"*"``, then the nearer
+    purpose (exact, then its parent, ... then ``ANY``), then exact data class beats ``ALL``;
+    among equals the later stamp wins.
 
     Withdrawals rank time before specificity (issue 14, rule 2): an OPTOUT that covers the
     request and is later than the most specific match wins over it, so a consent for one
@@ -184,16 +187,16 @@ def effective_consent(
     decision asks so for uses beyond direct care, where only consent to the specific use counts
     (NDOP operational policy 6.1; issue 14, rule 1).
     """
-    best: tuple[tuple[bool, bool, bool, Stamp], ConsentRegister] | None = None
+    best: tuple[tuple[bool, int, bool, Stamp], ConsentRegister] | None = None
     latest_optout: ConsentRegister | None = None
     for (p, d, r), reg in state.consents.items():
-        if p not in (purpose, PurposeOfUse.ANY) or d not in (data_class, DataClass.ALL):
+        if not is_a(purpose, p) or d not in (data_class, DataClass.ALL):
             continue
         if r not in (recipient, ANY_RECIPIENT) or not reg.covers(at_ms):
             continue
         if not any_purpose_permits and p is PurposeOfUse.ANY and reg.directive is ConsentDirective.OPTIN:
             continue
-        rank = (r == recipient, p == purpose, d == data_class, reg.stamp)
+        rank = (r == recipient, depth(p), d == data_class, reg.stamp)
         if best is None or rank > best[0]:
             best = (rank, reg)
         if reg.directive is ConsentDirective.OPTOUT and (latest_optout is None or reg.stamp > latest_optout.stamp):

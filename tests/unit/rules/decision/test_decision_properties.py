@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +19,8 @@ from consent_rules.decision import (
     Requester,
     decide,
 )
-from consent_rules.state import PatientState, empty_state, replay
+from consent_rules.hierarchy import descendants
+from consent_rules.state import PatientState, apply, empty_state, replay
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,
@@ -155,6 +158,32 @@ def test_direct_care_without_relationship_is_denied_unless_break_glass(req: Deci
         assert Obligation.ALERT_PRIVACY_OFFICER in d.obligations
     else:
         assert d.codes == ("NO_LEGITIMATE_RELATIONSHIP",)
+
+
+def _claims_an_override(req: DecisionRequest) -> bool:
+    """Break-glass (rule 9) and a statutory mandate (rec 11) set a refusal aside by design."""
+    return (
+        req.purpose is PurposeOfUse.BTG
+        or req.legal_basis in (LegalBasis.BREAK_GLASS, LegalBasis.STATUTORY_MANDATE)
+        or req.requester.relationship is Relationship.BREAK_GLASS
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states(), st.sampled_from(PurposeOfUse), st.data())
+def test_a_refusal_for_a_purpose_covers_every_descendant_code(
+    req: DecisionRequest, state: PatientState, refused: PurposeOfUse, data: st.DataObject
+) -> None:
+    """Issue 14, rule 3 (HL7 v3 ActReason): a refusal for a purpose covers every kind of it; being later than
+    everything else in the state, it also wins over anything earlier (rule 2)."""
+    kinds = sorted(descendants(refused) - {PurposeOfUse.ANY})
+    req = replace(req, purpose=data.draw(st.sampled_from(kinds)))
+    if _claims_an_override(req):
+        return
+    refusal = event(ConsentDecision(ConsentDirective.OPTOUT, refused, DataClass.ALL, "*"), at_ms=NOW_MS)
+    d = decide(req, apply(state, refusal))
+    assert d.outcome is Outcome.DENY
+    assert d.permitted == ()
 
 
 def test_state_of_another_patient_is_rejected() -> None:

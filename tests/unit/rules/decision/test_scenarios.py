@@ -430,3 +430,34 @@ def test_later_consent_for_one_recipient_still_wins_over_an_earlier_general_opt_
     assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
     assert d.legal_basis is LegalBasis.CONSENT
     assert other.outcome is Outcome.DENY
+
+
+def test_refusal_for_treatment_covers_coordination_of_care_and_emergency_treatment() -> None:
+    """Issue 14, rule 3: in HL7 v3 ActReason, COC and ETREAT are kinds of TREAT, so a refusal for TREAT covers
+    them (recs 7-8: the patient's recorded dissent is followed)."""
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.TREAT)])
+    for purpose in (PurposeOfUse.COC, PurposeOfUse.ETREAT):
+        d = decide(request(requester(HOSPITAL), purpose), state)
+        assert (purpose, d.outcome, d.codes) == (purpose, Outcome.DENY, ("CONSENT_WITHDRAWN",))
+
+
+def test_refusal_for_operations_covers_quality_improvement() -> None:
+    """Issue 14, rule 3: HQUALIMP is a kind of HOPERAT (HL7 v3 ActReason); a narrower code never escapes a
+    broader refusal, whatever basis is claimed short of a statutory mandate (rec 11)."""
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.HOPERAT)])
+    d = decide(request(researcher("CSU01"), PurposeOfUse.HQUALIMP, legal_basis=LegalBasis.S251), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("CONSENT_WITHDRAWN",)
+
+
+def test_permission_for_a_narrower_purpose_never_implies_the_broader_one() -> None:
+    """Issue 14, rule 3 (HL7 v3 ActReason): consent to quality improvement is not consent to all healthcare
+    operations; consent to operations does cover quality improvement, a kind of it (NDOP policy 6.1)."""
+    narrow = state_of([consent(ConsentDirective.OPTIN, PurposeOfUse.HQUALIMP, recipient="CSU01")])
+    broad = state_of([consent(ConsentDirective.OPTIN, PurposeOfUse.HOPERAT, recipient="CSU01")])
+    wider_use = decide(request(researcher("CSU01"), PurposeOfUse.HOPERAT), narrow)
+    narrower_use = decide(request(researcher("CSU01"), PurposeOfUse.HQUALIMP), broad)
+    assert wider_use.outcome is Outcome.DENY
+    assert wider_use.codes == ("NO_CONSENT_OR_LEGAL_BASIS",)
+    assert narrower_use.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert narrower_use.legal_basis is LegalBasis.CONSENT
