@@ -47,7 +47,7 @@ def active_objections(d: Draft) -> list[tuple[ObjectionKind, ObjectionRegister]]
     """The active objections that cover this request, in kind order."""
     return [
         (kind, reg)
-        for kind, reg in sorted(d.state.objections.items(), key=lambda kv: kv[0].value)
+        for (kind, _), reg in sorted(d.state.objections.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
         if reg.active and _objection_applies(d, kind, reg.site)
     ]
 

@@ -42,6 +42,7 @@ from consent_rules.state.registers import (
     ShieldingRegister,
     Source,
     Stamp,
+    objection_key,
 )
 from consent_wire.codes import ConsentDirective, DataClass, ObjectionAction, PurposeOfUse, ShieldingAction
 from consent_wire.errors import ValidationError
@@ -123,7 +124,7 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
             event.site,
             source,
         )
-        return replace(base, objections=_put(state.objections, payload.kind, obj))
+        return replace(base, objections=_put(state.objections, objection_key(payload.kind, event.site), obj))
     assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state
     active = payload.action is ShieldingAction.SET
     hides = tuple(sorted(set(payload.hides), key=lambda h: h.value)) if active else ()

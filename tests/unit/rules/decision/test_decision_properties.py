@@ -20,7 +20,7 @@ from consent_rules.decision import (
     decide,
 )
 from consent_rules.hierarchy import descendants
-from consent_rules.state import PatientState, apply, empty_state, replay
+from consent_rules.state import NATIONAL, PatientState, apply, empty_state, replay
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,
@@ -138,7 +138,7 @@ def test_secondary_permits_carry_minimum_data_set(req: DecisionRequest, state: P
 @settings(max_examples=300, deadline=None)
 @given(requests, states())
 def test_active_ndop_blocks_s251_research_and_planning(req: DecisionRequest, state: PatientState) -> None:
-    ndop = state.objections.get(ObjectionKind.NDOP)
+    ndop = state.objections.get((ObjectionKind.NDOP, NATIONAL))
     if ndop is None or not ndop.active or req.purpose not in NDOP_PURPOSES:
         return
     if req.legal_basis is not LegalBasis.S251 or LegalBasis.S251 in ndop.exemptions:

@@ -461,3 +461,35 @@ def test_permission_for_a_narrower_purpose_never_implies_the_broader_one() -> No
     assert wider_use.codes == ("NO_CONSENT_OR_LEGAL_BASIS",)
     assert narrower_use.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
     assert narrower_use.legal_basis is LegalBasis.CONSENT
+
+
+def test_local_dissent_withdrawn_at_one_organisation_still_holds_at_another() -> None:
+    """Issue 14, rule 6: local dissent belongs to the organisation that recorded it (design 6: direct care
+    proceeds *unless the person dissented*); a withdrawal recorded at the hospital does not clear the dissent
+    the patient gave their practice. Withdrawing it at the practice does."""
+    dissent = objection(ObjectionKind.LOCAL_DISSENT, at_ms=NOW_MS - 20 * DAY_MS, site=GP_PRACTICE)
+    elsewhere = objection(
+        ObjectionKind.LOCAL_DISSENT, ObjectionAction.WITHDRAW, at_ms=NOW_MS - 10 * DAY_MS, site=HOSPITAL
+    )
+    at_practice = objection(
+        ObjectionKind.LOCAL_DISSENT, ObjectionAction.WITHDRAW, at_ms=NOW_MS - 5 * DAY_MS, site=GP_PRACTICE
+    )
+    still = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT), state_of([dissent, elsewhere]))
+    cleared = decide(request(requester(HOSPITAL), PurposeOfUse.TREAT), state_of([dissent, elsewhere, at_practice]))
+    assert still.outcome is Outcome.DENY
+    assert still.codes == ("LOCAL_DISSENT",)
+    assert cleared.outcome is Outcome.PERMIT
+
+
+def test_type1_is_withdrawn_only_where_it_was_registered() -> None:
+    """Issue 14, rule 6 (NHS Digital type 1 guidance: the objection is recorded, and withdrawn, by the patient's
+    GP practice; rec 11). The practice is taken to be the site that recorded the objection, since events carry
+    no registered-practice field: a withdrawal recorded at a hospital does not lift it."""
+    type1 = objection(ObjectionKind.TYPE1, at_ms=NOW_MS - 20 * DAY_MS, site=GP_PRACTICE)
+    elsewhere = objection(ObjectionKind.TYPE1, ObjectionAction.WITHDRAW, at_ms=NOW_MS - 10 * DAY_MS, site=HOSPITAL)
+    d = decide(
+        request(researcher("CSU01"), PurposeOfUse.HQUALIMP, legal_basis=LegalBasis.S251),
+        state_of([type1, elsewhere]),
+    )
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("TYPE1_ACTIVE",)

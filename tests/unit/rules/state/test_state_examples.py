@@ -6,6 +6,7 @@ import pytest
 
 from consent_rules.shielding import UnauthorisedShieldingClearError
 from consent_rules.state import (
+    NATIONAL,
     PatientMismatchError,
     Provenance,
     Stamp,
@@ -114,13 +115,13 @@ def test_objection_withdrawal_after_registration_is_inactive_with_sorted_exempti
     exemptions = (LegalBasis.STATUTORY_MANDATE, LegalBasis.S251, LegalBasis.S251)
     register = make_event(Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER, exemptions), hlc=hlc_of(BASE_MS))
     withdraw = make_event(Objection(ObjectionKind.NDOP, ObjectionAction.WITHDRAW), hlc=hlc_of(BASE_MS + 5))
-    registered = replay(PATIENT, [register]).objections[ObjectionKind.NDOP]
+    registered = replay(PATIENT, [register]).objections[(ObjectionKind.NDOP, NATIONAL)]
     assert (registered.active, registered.exemptions) == (
         True,
         (LegalBasis.S251, LegalBasis.STATUTORY_MANDATE),
     )
     assert registered.site == "A81001"
-    assert replay(PATIENT, [withdraw, register]).objections[ObjectionKind.NDOP].active is False
+    assert replay(PATIENT, [withdraw, register]).objections[(ObjectionKind.NDOP, NATIONAL)].active is False
 
 
 def test_access_record_changes_neither_registers_nor_applied() -> None:
