@@ -7,6 +7,7 @@ from consent_rules.decision._draft import Draft, requested
 from consent_rules.decision._objections import objections_allow
 from consent_rules.decision._shielding import shield
 from consent_rules.decision.outcome import Code, Decision, Obligation
+from consent_rules.decision.purposes import is_local_clinical_audit
 from consent_wire.codes import LegalBasis, Relationship
 
 __all__ = ["break_glass", "direct_care"]
@@ -27,6 +28,12 @@ def break_glass(d: Draft) -> Decision:
 
 def direct_care(d: Draft) -> Decision:
     req, who = d.request, d.request.requester
+    if is_local_clinical_audit(req):
+        d.note(
+            Code.LOCAL_CLINICAL_AUDIT,
+            "Clinical audit by the patient's care team is direct care (Government response 3.2): the "
+            "national data opt-out and a type 1 objection do not apply to it.",
+        )
     if who.relationship is not Relationship.LEGITIMATE and not who.care_team:
         d.note(
             Code.NO_LEGITIMATE_RELATIONSHIP,

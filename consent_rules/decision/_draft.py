@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
-from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES
+from consent_rules.decision.purposes import is_direct_care
 from consent_rules.decision.request import DecisionRequest
 from consent_rules.state import ConsentRegister, PatientState, effective_consent
 from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
@@ -49,7 +49,7 @@ class Draft:
             data_class,
             req.requester.organisation,
             req.at_ms,
-            any_purpose_permits=req.purpose in DIRECT_CARE_PURPOSES,
+            any_purpose_permits=is_direct_care(req),
         )
 
     def deny(self) -> Decision:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from consent_rules.decision._draft import Draft
 from consent_rules.decision.outcome import Code
-from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES
+from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES, is_local_clinical_audit
 from consent_rules.state import ConsentRegister, ObjectionRegister
 from consent_wire.codes import LegalBasis, ObjectionKind
 
@@ -26,10 +26,11 @@ _OBJECTION_TEXT = {
 
 def _objection_applies(d: Draft, kind: ObjectionKind, site: str) -> bool:
     purpose, organisation = d.request.purpose, d.request.requester.organisation
+    secondary = purpose in SECONDARY_PURPOSES and not is_local_clinical_audit(d.request)  # rule 7
     if kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):
-        return purpose in NDOP_PURPOSES
+        return secondary and purpose in NDOP_PURPOSES
     if kind is ObjectionKind.TYPE1:
-        return purpose in SECONDARY_PURPOSES and organisation != site
+        return secondary and organisation != site
     return organisation != site  # LOCAL_DISSENT: sharing outside the recording organisation
 
 

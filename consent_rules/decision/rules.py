@@ -39,7 +39,7 @@ from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
 from consent_rules.decision.outcome import Decision
-from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES
+from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
 from consent_rules.decision.request import DecisionRequest, DecisionRequestError
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import LegalBasis, PurposeOfUse, Relationship
@@ -54,7 +54,7 @@ def decide(request: DecisionRequest, state: PatientState) -> Decision:
     draft = Draft(request, state)
     if _is_break_glass(request):
         return break_glass(draft)
-    if request.purpose in DIRECT_CARE_PURPOSES:
+    if is_direct_care(request):
         return direct_care(draft)
     return secondary(draft)
 

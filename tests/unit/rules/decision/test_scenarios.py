@@ -123,12 +123,37 @@ def test_type1_objection_blocks_secondary_use_but_not_direct_care() -> None:
 
 
 def test_type1_objection_does_not_stop_the_practice_auditing_its_own_records() -> None:
-    """Rec 11: type 1 stops identifiable data *leaving the practice*; in-practice clinical audit is not that."""
+    """Rec 11: type 1 stops identifiable data *leaving the practice*; in-practice clinical audit is not that.
+    Since issue 14 rule 7 the practice's own audit by the care team is direct care (seed 3.2), so it rests on
+    implied consent rather than on the s251 approval it names."""
     state = state_of([objection(ObjectionKind.TYPE1, site=GP_PRACTICE)])
     who = requester(GP_PRACTICE, "GP")
     d = decide(request(who, PurposeOfUse.HQUALIMP, legal_basis=LegalBasis.S251), state)
-    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
-    assert d.legal_basis is LegalBasis.S251
+    assert d.outcome is Outcome.PERMIT
+    assert d.legal_basis is LegalBasis.IMPLIED_CONSENT_DIRECT_CARE
+
+
+def test_local_clinical_audit_by_the_care_team_is_direct_care() -> None:
+    """Seed 3.2: direct care "also includes activity such as audit ... carried out by people who have a
+    legitimate relationship for that person's care" (issue 14, rule 7; NDOP operational policy: the opt-out
+    does not apply to direct care). Neither the NDOP nor a type 1 stops it; the same audit by a commissioning
+    support unit with no care relationship is a secondary use and is stopped."""
+    state = state_of([objection(ObjectionKind.NDOP), objection(ObjectionKind.TYPE1)])
+    care_team = decide(request(requester(HOSPITAL, "CONSULTANT"), PurposeOfUse.HQUALIMP), state)
+    csu = decide(request(researcher("CSU01"), PurposeOfUse.HQUALIMP, legal_basis=LegalBasis.S251), state)
+    assert care_team.outcome is Outcome.PERMIT
+    assert care_team.legal_basis is LegalBasis.IMPLIED_CONSENT_DIRECT_CARE
+    assert care_team.codes == ("LOCAL_CLINICAL_AUDIT", "DIRECT_CARE_IMPLIED_CONSENT")
+    assert csu.outcome is Outcome.DENY
+
+
+def test_local_clinical_audit_still_honours_the_patients_refusal_of_audit() -> None:
+    """Recs 7-8: a recorded refusal for operations (of which audit is a kind, HL7 ActReason) is followed even
+    when the audit is direct care (issue 14, rules 3 and 7)."""
+    state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.HOPERAT)])
+    d = decide(request(requester(HOSPITAL, "CONSULTANT"), PurposeOfUse.HQUALIMP), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("LOCAL_CLINICAL_AUDIT", "CONSENT_WITHDRAWN")
 
 
 def test_shielded_child_record_shared_for_direct_care_with_location_redacted() -> None:
