@@ -14,6 +14,14 @@ __all__ = ["break_glass", "direct_care"]
 
 
 def break_glass(d: Draft) -> Decision:
+    role = d.request.requester.role
+    if role not in d.policy.break_glass_roles:
+        d.note(
+            Code.BREAK_GLASS_NOT_ENTITLED,
+            f"Break-glass is for entitled clinical roles only and {role!r} is not one of them; ask a "
+            "clinician in the care team, or have the role added to the configured break-glass roles.",
+        )
+        return d.deny()
     d.note(
         Code.BREAK_GLASS,
         "Break-glass access: permitted for an emergency; the access is recorded and the "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import is_direct_care
 from consent_rules.decision.request import DecisionRequest
 from consent_rules.state import ConsentRegister, PatientState, effective_consent
@@ -19,6 +20,7 @@ class Draft:
 
     request: DecisionRequest
     state: PatientState
+    policy: DecisionPolicy = DEFAULT_POLICY
     codes: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     obligations: list[Obligation] = field(default_factory=list)

@@ -39,6 +39,7 @@ from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
 from consent_rules.decision.outcome import Decision
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
 from consent_rules.decision.request import DecisionRequest, DecisionRequestError
 from consent_rules.state import PatientState, replay
@@ -48,10 +49,10 @@ from consent_wire.model import Event
 __all__ = ["decide", "decide_as_at"]
 
 
-def decide(request: DecisionRequest, state: PatientState) -> Decision:
-    """Decide ``request`` against ``state`` (pure; see the module docstring for the rules)."""
+def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy = DEFAULT_POLICY) -> Decision:
+    """Decide ``request`` against ``state`` under ``policy`` (pure; the rules are in the module docstring)."""
     _validate(request, state)
-    draft = Draft(request, state)
+    draft = Draft(request, state, policy)
     if _is_break_glass(request):
         return break_glass(draft)
     if is_direct_care(request):
@@ -59,9 +60,11 @@ def decide(request: DecisionRequest, state: PatientState) -> Decision:
     return secondary(draft)
 
 
-def decide_as_at(request: DecisionRequest, events: Iterable[Event], as_at_hlc: int) -> Decision:
+def decide_as_at(
+    request: DecisionRequest, events: Iterable[Event], as_at_hlc: int, policy: DecisionPolicy = DEFAULT_POLICY
+) -> Decision:
     """Re-evaluate ``request`` against the state as it stood at ``as_at_hlc`` (events with hlc <= it)."""
-    return decide(request, replay(request.patient_key, events, as_at_hlc=as_at_hlc))
+    return decide(request, replay(request.patient_key, events, as_at_hlc=as_at_hlc), policy)
 
 
 def _validate(request: DecisionRequest, state: PatientState) -> None:

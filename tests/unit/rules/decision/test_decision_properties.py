@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consent_rules.decision import (
+    DEFAULT_BREAK_GLASS_ROLES,
     DIRECT_CARE_PURPOSES,
     NDOP_PURPOSES,
     SECONDARY_PURPOSES,
@@ -155,8 +156,10 @@ def test_direct_care_without_relationship_is_denied_unless_break_glass(req: Deci
     if req.purpose not in DIRECT_CARE_PURPOSES or who.relationship is not Relationship.NONE or who.care_team:
         return
     d = decide(req, empty_state(PATIENT))
-    if req.legal_basis is LegalBasis.BREAK_GLASS:
+    if req.legal_basis is LegalBasis.BREAK_GLASS and who.role in DEFAULT_BREAK_GLASS_ROLES:
         assert Obligation.ALERT_PRIVACY_OFFICER in d.obligations
+    elif req.legal_basis is LegalBasis.BREAK_GLASS:
+        assert d.codes == ("BREAK_GLASS_NOT_ENTITLED",)  # rule 9
     else:
         assert d.codes == ("NO_LEGITIMATE_RELATIONSHIP",)
 
@@ -201,3 +204,14 @@ def test_request_without_data_classes_is_rejected() -> None:
 def test_purpose_any_is_rejected() -> None:
     with pytest.raises(DecisionRequestError, match="purpose ANY"):
         decide(request(requester(), PurposeOfUse.ANY), empty_state(PATIENT))
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests, states())
+def test_break_glass_is_permitted_only_to_entitled_roles(req: DecisionRequest, state: PatientState) -> None:
+    """Issue 14, rule 9: whatever the state, a break-glass request from a role outside the list is denied."""
+    d = decide(replace(req, purpose=PurposeOfUse.BTG), state)
+    if req.requester.role in DEFAULT_BREAK_GLASS_ROLES:
+        assert d.codes[0] == "BREAK_GLASS"  # permitted, unless shielding withholds every class asked for
+    else:
+        assert (d.outcome, d.codes) == (Outcome.DENY, ("BREAK_GLASS_NOT_ENTITLED",))

@@ -6,7 +6,7 @@ Each docstring cites the recommendation or revised Caldicott principle it exerci
 
 from __future__ import annotations
 
-from consent_rules.decision import Obligation, Outcome, decide, decide_as_at
+from consent_rules.decision import DecisionPolicy, Obligation, Outcome, decide, decide_as_at
 from consent_rules.state import empty_state
 from consent_wire.codes import (
     ConsentDirective,
@@ -518,3 +518,20 @@ def test_type1_is_withdrawn_only_where_it_was_registered() -> None:
     )
     assert d.outcome is Outcome.DENY
     assert d.codes == ("TYPE1_ACTIVE",)
+
+
+def test_break_glass_by_a_role_not_entitled_to_it_is_denied() -> None:
+    """Issue 14, rule 9: break-glass is for entitled clinical roles, a configured list (principle 4: access on
+    a strict need-to-know basis; rec 1: access is audited). Anyone else is denied, not permitted with
+    obligations; the list is passed in, so a deployment can name its own roles."""
+    who = requester("RXA", "RECEPTIONIST", registered=False, relationship=Relationship.NONE, care_team=False)
+    d = decide(request(who, PurposeOfUse.BTG), state_of([]))
+    claimed = decide(request(who, PurposeOfUse.ETREAT, legal_basis=LegalBasis.BREAK_GLASS), state_of([]))
+    local = decide(
+        request(who, PurposeOfUse.BTG), state_of([]), DecisionPolicy(break_glass_roles=frozenset({"RECEPTIONIST"}))
+    )
+    assert (d.outcome, d.codes, d.obligations) == (Outcome.DENY, ("BREAK_GLASS_NOT_ENTITLED",), ())
+    assert "RECEPTIONIST" in d.reasons[0]
+    assert claimed.codes == ("BREAK_GLASS_NOT_ENTITLED",)
+    assert local.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert local.legal_basis is LegalBasis.BREAK_GLASS
