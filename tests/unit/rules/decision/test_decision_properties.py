@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
@@ -21,8 +22,8 @@ from consent_rules.decision import (
     decide,
 )
 from consent_rules.decision.purposes import is_local_clinical_audit
-from consent_rules.hierarchy import descendants
-from consent_rules.state import NATIONAL, PatientState, apply, empty_state, replay
+from consent_rules.hierarchy import ancestors, descendants
+from consent_rules.state import NATIONAL, PatientState, apply, empty_state, merge, replay
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,
@@ -215,3 +216,41 @@ def test_break_glass_is_permitted_only_to_entitled_roles(req: DecisionRequest, s
         assert d.codes[0] == "BREAK_GLASS"  # permitted, unless shielding withholds every class asked for
     else:
         assert (d.outcome, d.codes) == (Outcome.DENY, ("BREAK_GLASS_NOT_ENTITLED",))
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests, st.lists(payloads, max_size=6), st.randoms(use_true_random=False))
+def test_order_of_arrival_never_changes_an_answer(req: DecisionRequest, ps: list[Payload], rnd: random.Random) -> None:
+    """Issue 14 acceptance: the decision is a function of the events, not of the order they arrived in."""
+    evs = [event(p, at_ms=NOW_MS - (i + 1) * 1000, site=ORGS[i % len(ORGS)]) for i, p in enumerate(ps)]
+    shuffled = list(evs)
+    rnd.shuffle(shuffled)
+    half = len(evs) // 2
+    merged = merge(replay(PATIENT, shuffled[:half]), replay(PATIENT, shuffled[half:]))
+    expected = decide(req, replay(PATIENT, evs))
+    assert decide(req, replay(PATIENT, shuffled)) == expected
+    assert decide(req, merged) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states(), st.data())
+def test_a_later_withdrawal_always_wins_over_anything_earlier_it_covers(
+    req: DecisionRequest, state: PatientState, data: st.DataObject
+) -> None:
+    """Issue 14, rule 2: withdrawal takes effect when made, for everything it covers - whatever purpose, class
+    and recipient specificity the earlier registers had (short of break-glass or a statutory mandate)."""
+    if _claims_an_override(req):
+        return
+    c = data.draw(st.sampled_from(req.data_classes))
+    purpose = data.draw(st.sampled_from(ancestors(req.purpose)))
+    data_class = data.draw(st.sampled_from([c, DataClass.ALL]))
+    recipient = data.draw(st.sampled_from([req.requester.organisation, "*"]))
+    # the most specific permission there can be, just before the withdrawal
+    narrowest = ConsentDecision(ConsentDirective.OPTIN, req.purpose, c, req.requester.organisation)
+    if data.draw(st.booleans()):
+        state = apply(state, event(narrowest, at_ms=NOW_MS - 1))
+    withdrawal = event(ConsentDecision(ConsentDirective.OPTOUT, purpose, data_class, recipient), at_ms=NOW_MS)
+    d = decide(req, apply(state, withdrawal))
+    assert c not in d.permitted
+    if data_class is DataClass.ALL:
+        assert d.outcome is Outcome.DENY
