@@ -5,6 +5,7 @@ from __future__ import annotations
 from consent_rules.decision._draft import Draft
 from consent_rules.decision.outcome import Code
 from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES, is_local_clinical_audit
+from consent_rules.decision.request import HolderKind
 from consent_rules.state import ConsentRegister, ObjectionRegister
 from consent_wire.codes import LegalBasis, ObjectionKind
 
@@ -25,13 +26,19 @@ _OBJECTION_TEXT = {
 
 
 def _objection_applies(d: Draft, kind: ObjectionKind, site: str) -> bool:
-    purpose, organisation = d.request.purpose, d.request.requester.organisation
-    secondary = purpose in SECONDARY_PURPOSES and not is_local_clinical_audit(d.request)  # rule 7
+    req = d.request
+    purpose, organisation, holder = req.purpose, req.requester.organisation, req.data_holder
+    secondary = purpose in SECONDARY_PURPOSES and not is_local_clinical_audit(req)  # rule 7
     if kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):
         return secondary and purpose in NDOP_PURPOSES
-    if kind is ObjectionKind.TYPE1:
-        return secondary and organisation != site
-    return organisation != site  # LOCAL_DISSENT: sharing outside the recording organisation
+    if kind is ObjectionKind.TYPE1:  # GP-held data leaving the practice (rule 8)
+        if holder is None:
+            return secondary and organisation != site
+        return secondary and holder.kind is HolderKind.GP_PRACTICE and organisation != holder.organisation
+    # LOCAL_DISSENT: the recorder's data shared outside it (rules 6 and 8)
+    if holder is None:
+        return organisation != site
+    return holder.organisation == site and organisation != site
 
 
 def _override(kind: ObjectionKind, exemptions: tuple[LegalBasis, ...], basis: LegalBasis | None) -> Code | None:

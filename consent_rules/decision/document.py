@@ -7,6 +7,8 @@ The document (``docs/openapi.yaml``, ``DecisionRequest``)::
      "requester": {"organisation": "A12345", "role": "GP", "registered": true,
                    "relationship": "LEGITIMATE", "care_team": true, "accessor_id": "staff-42"}}
 
+``data_holder`` (optional, ``{"organisation": "A81001", "kind": "GP_PRACTICE"}``) names who holds the
+data asked for (a type 1 objection covers GP-held data only; local dissent its recorder's data).
 ``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
 time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
 
@@ -26,7 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from consent_rules.decision.request import DecisionRequest, Requester
+from consent_rules.decision.request import DataHolder, DecisionRequest, HolderKind, Requester
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError, ValidationError
 
@@ -66,7 +68,9 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
     basis = None if basis_value is None else _code(LegalBasis, basis_value, "legal_basis")
     as_at = None if body.get("as_at") is None else parse_as_at(body["as_at"])
     at_ms = now_ms if as_at is None else as_at
-    return ParsedRequest(DecisionRequest(requester, purpose, key, data_classes, basis, at_ms), accessor, as_at)
+    holder = None if body.get("data_holder") is None else _data_holder(body["data_holder"])
+    request = DecisionRequest(requester, purpose, key, data_classes, basis, at_ms, holder)
+    return ParsedRequest(request, accessor, as_at)
 
 
 def parse_as_at(value: object) -> int:
@@ -103,6 +107,15 @@ def _code(enum: type[E], value: object, name: str) -> E:
         return enum(value)
     except ValueError as exc:
         raise InvalidCodeError(f"{name} {value!r} is not a known code; use one of {known}") from exc
+
+
+def _data_holder(body: object) -> DataHolder:
+    if not isinstance(body, dict):
+        raise BadRequestError(
+            'field data_holder must be an object like {"organisation": "A81001", "kind": "GP_PRACTICE"}'
+        )
+    w = "data_holder."
+    return DataHolder(_field(body, "organisation", str, w), _code(HolderKind, _field(body, "kind", str, w), "kind"))
 
 
 def _requester(body: object) -> tuple[Requester, str]:

@@ -9,11 +9,12 @@ Errors::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import ValidationError
 
-__all__ = ["DecisionRequest", "DecisionRequestError", "Requester"]
+__all__ = ["DataHolder", "DecisionRequest", "DecisionRequestError", "HolderKind", "Requester"]
 
 
 class DecisionRequestError(ValidationError):
@@ -31,6 +32,22 @@ class Requester:
     care_team: bool  # member of this patient's care team
 
 
+class HolderKind(StrEnum):
+    """The kind of organisation that holds the data asked for (issue 14, rule 8)."""
+
+    GP_PRACTICE = "GP_PRACTICE"  # the only holder whose data a type 1 objection covers
+    HOSPITAL = "HOSPITAL"
+    COMMUNITY = "COMMUNITY"  # community, mental health and other NHS providers
+    SOCIAL_CARE = "SOCIAL_CARE"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class DataHolder:
+    organisation: str  # ODS code
+    kind: HolderKind
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRequest:
     requester: Requester
@@ -39,3 +56,6 @@ class DecisionRequest:
     data_classes: tuple[DataClass, ...]
     legal_basis: LegalBasis | None
     at_ms: int
+    # who holds the data asked for; None = not said (an objection is then taken to cover the data of
+    # the organisation that recorded it)
+    data_holder: DataHolder | None = None

@@ -14,8 +14,10 @@ from consent_rules.decision import (
     DIRECT_CARE_PURPOSES,
     NDOP_PURPOSES,
     SECONDARY_PURPOSES,
+    DataHolder,
     DecisionRequest,
     DecisionRequestError,
+    HolderKind,
     Obligation,
     Outcome,
     Requester,
@@ -89,6 +91,7 @@ requests = st.builds(
     st.lists(st.sampled_from(DataClass), min_size=1, max_size=3).map(tuple),
     st.none() | st.sampled_from(LegalBasis),
     st.just(NOW_MS),
+    st.none() | st.builds(DataHolder, st.sampled_from(ORGS), st.sampled_from(HolderKind)),
 )
 
 

@@ -8,8 +8,10 @@ import pytest
 
 from consent_rules.decision import (
     BadRequestError,
+    DataHolder,
     Decision,
     DecisionAnswer,
+    HolderKind,
     Outcome,
     Requester,
     parse_as_at,
@@ -108,3 +110,14 @@ def test_the_answer_json_is_one_shape_for_core_and_agent() -> None:
         "offline": False,
     }
     assert offline == {**live, "as_at_ms": 5, "audit_index": None, "offline": True}
+
+
+def test_the_data_holder_is_optional_and_parsed_when_given() -> None:
+    """Issue 14, rule 8: a request may name which organisation holds the data, and its kind."""
+    assert parse_request(body(), lambda nhs: nhs, NOW_MS).request.data_holder is None
+    parsed = parse_request(body(data_holder={"organisation": "A81001", "kind": "GP_PRACTICE"}), str, NOW_MS)
+    assert parsed.request.data_holder == DataHolder("A81001", HolderKind.GP_PRACTICE)
+    with pytest.raises(InvalidCodeError):
+        parse_request(body(data_holder={"organisation": "A81001", "kind": "SURGERY"}), str, NOW_MS)
+    with pytest.raises(BadRequestError, match="data_holder"):
+        parse_request(body(data_holder="A81001"), str, NOW_MS)

@@ -6,7 +6,9 @@ Each docstring cites the recommendation or revised Caldicott principle it exerci
 
 from __future__ import annotations
 
-from consent_rules.decision import DecisionPolicy, Obligation, Outcome, decide, decide_as_at
+from dataclasses import replace
+
+from consent_rules.decision import DataHolder, DecisionPolicy, HolderKind, Obligation, Outcome, decide, decide_as_at
 from consent_rules.state import empty_state
 from consent_wire.codes import (
     ConsentDirective,
@@ -535,3 +537,28 @@ def test_break_glass_by_a_role_not_entitled_to_it_is_denied() -> None:
     assert claimed.codes == ("BREAK_GLASS_NOT_ENTITLED",)
     assert local.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
     assert local.legal_basis is LegalBasis.BREAK_GLASS
+
+
+def test_type1_covers_gp_held_data_only() -> None:
+    """Issue 14, rule 8 (NHS Digital type 1 guidance: a type 1 stops identifiable data *held by the GP
+    practice* leaving it for purposes beyond direct care; rec 11). The request names who holds the data: the
+    hospital's own data are not blocked by the patient's GP type 1, the practice's data are."""
+    state = state_of([objection(ObjectionKind.TYPE1, site=GP_PRACTICE)])
+    asked = request(researcher("CSU01"), PurposeOfUse.HQUALIMP, legal_basis=LegalBasis.S251)
+    hospital = decide(replace(asked, data_holder=DataHolder(HOSPITAL, HolderKind.HOSPITAL)), state)
+    practice = decide(replace(asked, data_holder=DataHolder(GP_PRACTICE, HolderKind.GP_PRACTICE)), state)
+    assert hospital.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert hospital.legal_basis is LegalBasis.S251
+    assert practice.outcome is Outcome.DENY
+    assert practice.codes == ("TYPE1_ACTIVE",)
+
+
+def test_local_dissent_covers_the_data_its_recorder_holds() -> None:
+    """Issue 14, rules 6 and 8: dissent recorded at the practice stops the practice's data leaving it; it does
+    not stop the hospital sharing its own record for direct care (design 6)."""
+    state = state_of([objection(ObjectionKind.LOCAL_DISSENT, site=GP_PRACTICE)])
+    asked = request(requester(CARE_HOME, "NURSE"), PurposeOfUse.TREAT)
+    hospital = decide(replace(asked, data_holder=DataHolder(HOSPITAL, HolderKind.HOSPITAL)), state)
+    practice = decide(replace(asked, data_holder=DataHolder(GP_PRACTICE, HolderKind.GP_PRACTICE)), state)
+    assert hospital.outcome is Outcome.PERMIT
+    assert practice.codes == ("LOCAL_DISSENT",)
