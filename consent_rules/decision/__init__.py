@@ -14,7 +14,14 @@ from consent_rules.decision.document import BadRequestError, ParsedRequest, pars
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
 from consent_rules.decision.policy import DEFAULT_BREAK_GLASS_ROLES, DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, NDOP_PURPOSES, SECONDARY_BASES, SECONDARY_PURPOSES
-from consent_rules.decision.request import DataHolder, DecisionRequest, DecisionRequestError, HolderKind, Requester
+from consent_rules.decision.request import (
+    DataHolder,
+    DecisionRequest,
+    DecisionRequestError,
+    HolderKind,
+    OverrideEvidence,
+    Requester,
+)
 from consent_rules.decision.rules import decide, decide_as_at
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "HolderKind",
     "Obligation",
     "Outcome",
+    "OverrideEvidence",
     "ParsedRequest",
     "Requester",
     "decide",

@@ -62,7 +62,7 @@ def _note_optouts(d: Draft, permitted: list[DataClass], overridden: bool) -> Non
         d.note(
             Code.STATUTORY_MANDATE_OVERRIDES_OBJECTION,
             f"The patient opted out of {purpose} sharing, but a statutory mandate requires disclosure; "
-            "the patient must be told the legal basis (recommendation 7).",
+            "the patient must be told the legal basis (recommendation 7)." + d.evidence_text(),
         )
     elif opted_out and permitted:
         names = ", ".join(c.value for c in opted_out)

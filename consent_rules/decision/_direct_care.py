@@ -42,7 +42,16 @@ def direct_care(d: Draft) -> Decision:
             "Clinical audit by the patient's care team is direct care (Government response 3.2): the "
             "national data opt-out and a type 1 objection do not apply to it.",
         )
-    if who.relationship is not Relationship.LEGITIMATE and not who.care_team:
+    safeguarding = req.legal_basis is LegalBasis.SAFEGUARDING  # evidenced, or dropped by decide (rule 4)
+    outsider = who.relationship is not Relationship.LEGITIMATE and not who.care_team
+    if outsider and safeguarding:
+        d.note(
+            Code.SAFEGUARDING_OVERRIDES_RELATIONSHIP,
+            f"{who.organisation} has no care relationship with the patient, but an approved safeguarding "
+            f"disclosure is in the overriding public interest: minimum data only.{d.evidence_text()}",
+        )
+        d.oblige(Obligation.MINIMUM_DATA_SET)
+    elif outsider:
         d.note(
             Code.NO_LEGITIMATE_RELATIONSHIP,
             f"{who.organisation} has no legitimate care relationship with the patient, so implied "
@@ -56,7 +65,7 @@ def direct_care(d: Draft) -> Decision:
         return d.deny()
     consents = apply_consents(d, fallback_ok=True)
     permitted = consents.permitted
-    if overridden or consents.overridden:
+    if overridden or consents.overridden or (outsider and safeguarding):
         basis = LegalBasis.STATUTORY_MANDATE if req.legal_basis is None else req.legal_basis
     elif permitted and len(consents.explicit) == len(permitted):
         basis = LegalBasis.CONSENT

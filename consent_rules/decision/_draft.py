@@ -13,6 +13,8 @@ from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
 
 __all__ = ["Draft", "requested"]
 
+_OVERRIDES = frozenset({LegalBasis.STATUTORY_MANDATE, LegalBasis.SAFEGUARDING})
+
 
 @dataclass(slots=True)
 class Draft:
@@ -57,12 +59,22 @@ class Draft:
     def deny(self) -> Decision:
         return self.finish(None, [])
 
+    def evidence_text(self) -> str:
+        """The override's evidence in one sentence (rule 4), or "" when no override is claimed."""
+        req = self.request
+        if req.evidence is None or req.legal_basis is None:
+            return ""
+        return req.evidence.describe(req.legal_basis)
+
     def finish(self, basis: LegalBasis | None, permitted: list[DataClass]) -> Decision:
         obligations: tuple[Obligation, ...] = ()
         if not permitted:
             outcome, basis = Outcome.DENY, None
             self.withheld = list(dict.fromkeys([*self.request.data_classes, *self.withheld]))
         else:
+            if basis in _OVERRIDES:  # recorded and alerted as break-glass is (issue 14, rule 4)
+                self.oblige(Obligation.ALERT_PRIVACY_OFFICER)
+                self.oblige(Obligation.RECORD_ACCESS)
             if self.withheld:
                 self.oblige(Obligation.WITHHOLD_DATA_CLASSES)
             obligations = tuple(self.obligations)

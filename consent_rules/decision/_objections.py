@@ -25,6 +25,9 @@ _OBJECTION_TEXT = {
 }
 
 
+_PUBLIC_INTEREST_YIELDS = frozenset({ObjectionKind.NDOP, ObjectionKind.TYPE2, ObjectionKind.LOCAL_DISSENT})
+
+
 def _objection_applies(d: Draft, kind: ObjectionKind, site: str) -> bool:
     req = d.request
     purpose, organisation, holder = req.purpose, req.requester.organisation, req.data_holder
@@ -46,7 +49,8 @@ def _override(kind: ObjectionKind, exemptions: tuple[LegalBasis, ...], basis: Le
         return Code.STATUTORY_MANDATE_OVERRIDES_OBJECTION
     if basis is not None and basis in exemptions:
         return Code.EXEMPTION_OVERRIDES_OBJECTION
-    if basis is LegalBasis.SAFEGUARDING and kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):
+    # an evidenced public interest (rule 4) sets aside the opt-outs and local dissent, not a type 1
+    if basis is LegalBasis.SAFEGUARDING and kind in _PUBLIC_INTEREST_YIELDS:
         return Code.PUBLIC_INTEREST_OVERRIDES_OBJECTION
     return None
 
@@ -77,7 +81,7 @@ def objections_allow(d: Draft, *, relying_on: LegalBasis | None) -> tuple[bool, 
         override = _override(kind, reg.exemptions, relying_on)
         if override is not None and relying_on is not None:
             overridden = True
-            d.note(override, f"The patient registered {what}; {relying_on.value} overrides it here.")
+            d.note(override, f"The patient registered {what}; {relying_on.value} overrides it here.{d.evidence_text()}")
             continue
         allowed = False
         extra = " An s251 approval does not set it aside." if relying_on is LegalBasis.S251 else ""

@@ -34,11 +34,12 @@ relied on and the state version used. Nothing here reads a clock or does I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
-from consent_rules.decision.outcome import Decision
+from consent_rules.decision.outcome import Code, Decision
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
 from consent_rules.decision.request import DecisionRequest, DecisionRequestError
@@ -53,6 +54,7 @@ def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy
     """Decide ``request`` against ``state`` under ``policy`` (pure; the rules are in the module docstring)."""
     _validate(request, state)
     draft = Draft(request, state, policy)
+    request = draft.request = _evidenced(draft)
     if _is_break_glass(request):
         return break_glass(draft)
     if is_direct_care(request):
@@ -74,6 +76,24 @@ def _validate(request: DecisionRequest, state: PatientState) -> None:
         raise DecisionRequestError("no data classes requested; ask for ALL or name the classes")
     if request.purpose is PurposeOfUse.ANY:
         raise DecisionRequestError("purpose ANY is a consent-scope wildcard; name the purpose of use")
+
+
+def _evidenced(d: Draft) -> DecisionRequest:
+    """The request with an override basis dropped when its evidence is missing (issue 14, rule 4)."""
+    req = d.request
+    basis = req.legal_basis
+    if basis not in (LegalBasis.STATUTORY_MANDATE, LegalBasis.SAFEGUARDING):
+        return req
+    if req.evidence is not None and req.evidence.supports(basis):
+        return req
+    needs = (
+        "the instrument it rests on" if basis is LegalBasis.STATUTORY_MANDATE else "a justification and its approver"
+    )
+    d.note(
+        Code.OVERRIDE_EVIDENCE_MISSING,
+        f"{basis.value} was claimed without {needs}, so it is not relied on; send them in the request's evidence.",
+    )
+    return replace(req, legal_basis=None)
 
 
 def _is_break_glass(request: DecisionRequest) -> bool:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from consent_rules.decision import DataHolder, DecisionPolicy, HolderKind, Obligation, Outcome, decide, decide_as_at
+from consent_rules.decision import (
+    DataHolder,
+    DecisionPolicy,
+    HolderKind,
+    Obligation,
+    Outcome,
+    OverrideEvidence,
+    decide,
+    decide_as_at,
+)
 from consent_rules.state import empty_state
 from consent_wire.codes import (
     ConsentDirective,
@@ -40,6 +49,12 @@ from .factories import (
 )
 
 MDS = Obligation.MINIMUM_DATA_SET
+# Issue 14, rule 4: the evidence an override needs.
+MANDATE = OverrideEvidence(instrument="Health Protection (Notification) Regulations 2010, reg 2")
+PUBLIC = OverrideEvidence(
+    justification="child at risk of significant harm (Children Act 1989 s47 enquiry)",
+    approver="Caldicott Guardian, RX1",
+)
 
 
 def test_gp_to_hospital_direct_care_with_legitimate_relationship_is_permitted_on_implied_consent() -> None:
@@ -103,14 +118,27 @@ def test_s251_research_with_ndop_is_denied() -> None:
 
 def test_type1_objection_overridden_by_statutory_mandate_states_the_basis() -> None:
     """Rec 11 (7.12): a GP objection is respected "unless there is legislation to support mandatory
-    disclosure"; rec 7: the patient is told the legal basis."""
+    disclosure"; rec 7: the patient is told the legal basis. Issue 14, rule 4: the mandate names its
+    instrument, and the override is recorded and alerted as break-glass is."""
     state = state_of([objection(ObjectionKind.TYPE1)])
     who = researcher("NHSD")
-    d = decide(request(who, PurposeOfUse.PUBHLTH, legal_basis=LegalBasis.STATUTORY_MANDATE), state)
+    req = request(who, PurposeOfUse.PUBHLTH, legal_basis=LegalBasis.STATUTORY_MANDATE, evidence=MANDATE)
+    d = decide(req, state)
     assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
     assert d.legal_basis is LegalBasis.STATUTORY_MANDATE
     assert d.codes == ("STATUTORY_MANDATE_OVERRIDES_OBJECTION", "STATUTORY_MANDATE", "MINIMUM_DATA_SET")
+    assert d.obligations == (MDS, Obligation.ALERT_PRIVACY_OFFICER, Obligation.RECORD_ACCESS)
     assert "STATUTORY_MANDATE overrides it" in d.reasons[0]
+    assert MANDATE.instrument in d.reasons[0]
+
+
+def test_statutory_mandate_without_its_instrument_is_not_relied_on() -> None:
+    """Issue 14, rule 4 (principle 6, comply with the law: a disclosure "required by law" names the law): a bare
+    STATUTORY_MANDATE claim sets nothing aside."""
+    state = state_of([objection(ObjectionKind.TYPE1)])
+    d = decide(request(researcher("NHSD"), PurposeOfUse.PUBHLTH, legal_basis=LegalBasis.STATUTORY_MANDATE), state)
+    assert d.outcome is Outcome.DENY
+    assert d.codes == ("OVERRIDE_EVIDENCE_MISSING", "NO_CONSENT_OR_LEGAL_BASIS")
 
 
 def test_type1_objection_blocks_secondary_use_but_not_direct_care() -> None:
@@ -376,16 +404,47 @@ def test_local_dissent_blocks_shared_care_record_for_direct_care() -> None:
 
 
 def test_safeguarding_overrides_ndop_but_not_type1() -> None:
-    """Rec 11 (7.12): overriding public interest sets NDOP aside; a type 1 yields only to legislation."""
+    """Rec 11 (7.12): overriding public interest sets NDOP aside; a type 1 yields only to legislation. Issue 14,
+    rule 4: the public interest carries its justification and approver."""
     ndop = state_of([objection(ObjectionKind.NDOP)])
     type1 = state_of([objection(ObjectionKind.TYPE1)])
-    req = request(researcher("LA01"), PurposeOfUse.HOPERAT, legal_basis=LegalBasis.SAFEGUARDING)
-    assert decide(req, ndop).codes == (
+    req = request(researcher("LA01"), PurposeOfUse.HOPERAT, legal_basis=LegalBasis.SAFEGUARDING, evidence=PUBLIC)
+    d = decide(req, ndop)
+    assert d.codes == (
         "PUBLIC_INTEREST_OVERRIDES_OBJECTION",
         "SAFEGUARDING",
         "MINIMUM_DATA_SET",
     )
+    assert "Caldicott Guardian" in d.reasons[0]
     assert decide(req, type1).outcome is Outcome.DENY
+
+
+def test_bare_safeguarding_flag_from_a_researcher_is_not_enough() -> None:
+    """Issue 14, rule 4 (rec 11, 7.12: the public interest must be justified; principle 1: justify the purpose):
+    without a justification *and* an approver, a SAFEGUARDING claim sets no objection aside."""
+    state = state_of([objection(ObjectionKind.NDOP)])
+    unapproved = OverrideEvidence(justification=PUBLIC.justification)
+    for evidence in (None, unapproved):
+        req = request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.SAFEGUARDING, evidence=evidence)
+        d = decide(req, state)
+        assert (d.outcome, d.codes) == (Outcome.DENY, ("OVERRIDE_EVIDENCE_MISSING", "NO_CONSENT_OR_LEGAL_BASIS"))
+
+
+def test_evidenced_safeguarding_sets_aside_local_dissent_and_the_relationship_limit() -> None:
+    """Issue 14, rule 4: where the law allows (rec 11, 7.12: overriding public interest; the Caldicott review's
+    "duty to share" for safeguarding, principle 7), an approved safeguarding disclosure sets aside local dissent
+    and the need for a legitimate care relationship - minimum data only, recorded and alerted."""
+    state = state_of([objection(ObjectionKind.LOCAL_DISSENT)])
+    social_worker = requester("LA01", "SOCIAL_WORKER", relationship=Relationship.NONE, care_team=False)
+    req = request(social_worker, PurposeOfUse.COC, legal_basis=LegalBasis.SAFEGUARDING, evidence=PUBLIC)
+    d = decide(req, state)
+    bare = decide(replace(req, evidence=None), state)
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.legal_basis is LegalBasis.SAFEGUARDING
+    assert d.codes == ("SAFEGUARDING_OVERRIDES_RELATIONSHIP", "PUBLIC_INTEREST_OVERRIDES_OBJECTION")
+    assert d.obligations == (MDS, Obligation.ALERT_PRIVACY_OFFICER, Obligation.RECORD_ACCESS)
+    assert bare.outcome is Outcome.DENY
+    assert bare.codes == ("OVERRIDE_EVIDENCE_MISSING", "NO_LEGITIMATE_RELATIONSHIP")
 
 
 def test_exemption_listed_on_the_objection_overrides_it() -> None:
@@ -410,13 +469,17 @@ def test_withdrawn_ndop_no_longer_blocks_s251_research() -> None:
 
 
 def test_statutory_mandate_overrides_direct_care_opt_out_and_says_so() -> None:
-    """Rec 7: where wishes cannot be followed the patient is told the reasons, including the legal basis."""
+    """Rec 7: where wishes cannot be followed the patient is told the reasons, including the legal basis. Since
+    issue 14 rule 4 the mandate names its instrument and the override is recorded and alerted (so the outcome is
+    PERMIT_WITH_OBLIGATIONS, not PERMIT)."""
     state = state_of([consent(ConsentDirective.OPTOUT, PurposeOfUse.TREAT)])
-    req = request(requester(HOSPITAL), PurposeOfUse.TREAT, legal_basis=LegalBasis.STATUTORY_MANDATE)
+    req = request(requester(HOSPITAL), PurposeOfUse.TREAT, legal_basis=LegalBasis.STATUTORY_MANDATE, evidence=MANDATE)
     d = decide(req, state)
-    assert d.outcome is Outcome.PERMIT
+    assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    assert d.obligations == (Obligation.ALERT_PRIVACY_OFFICER, Obligation.RECORD_ACCESS)
     assert d.legal_basis is LegalBasis.STATUTORY_MANDATE
     assert d.codes == ("STATUTORY_MANDATE_OVERRIDES_OBJECTION",)
+    assert MANDATE.instrument in d.reasons[0]
 
 
 def test_implied_consent_is_not_a_basis_for_research() -> None:
