@@ -1,34 +1,31 @@
 """The sharing decision: may this requester have these data, for this purpose, now? (pure).
 
-Rules, from the revised Caldicott principles and the Government response to the
-Caldicott review (``../shared/seed``):
+Rules (the full table with sources, codes and the choices made: ``docs/decision-rules.md``), from the
+revised Caldicott principles and the Government response to the Caldicott review (``../shared/seed``),
+NHS Digital's NDOP and type 1 guidance and the HL7 ActReason hierarchy:
 
-- Direct care (TREAT, ETREAT, COC) within a legitimate relationship proceeds on
-  implied consent (recs 2-4, principle 7) unless the patient opted out for that
-  scope (an OPTOUT register) or registered local dissent. No legitimate
-  relationship: DENY (principle 4, need to know).
-- Unregistered staff in the care team may share for direct care (rec 3) under
-  "robust safeguards": the minimum data set only (principle 3).
-- Break-glass (purpose BTG, basis BREAK_GLASS or relationship BREAK_GLASS) is
-  permitted, recorded and alerted to the privacy officer.
-- Uses beyond direct care (HRESCH, PUBHLTH, HOPERAT, HQUALIMP, HPAYMT) need an
-  explicit OPTIN covering the scope or a legal basis (S251, STATUTORY_MANDATE,
-  SAFEGUARDING), and then only the minimum data set (principles 2-3, 6).
-- Objections (rec 11, 7.12) stop uses that rest on a legal basis: NDOP and legacy
-  type 2 stop research and planning (HRESCH, HOPERAT, HQUALIMP, HPAYMT), S251
-  included; type 1 stops identifiable GP data leaving the practice for any
-  secondary use; local dissent stops sharing outside the recording site. An
-  objection gives way to a statutory mandate, to a basis listed as an exemption
-  on it, and (NDOP/type 2 only) to an overriding public interest (SAFEGUARDING).
-  Explicit consent for the very scope is the patient's own later, specific
-  choice and is not blocked by a general objection (NDOP operational policy:
-  the opt-out does not apply where the patient consented).
-- An OPTOUT register withholds its data class; a statutory mandate overrides it.
-- Shielding (rec 10.6) adds redaction obligations for the hidden fields and
-  withholds PATLOC / CONTACT when they are requested and hidden.
+- Override evidence first (issue 14, rule 4): STATUTORY_MANDATE without its instrument, or
+  SAFEGUARDING without justification and approver, is dropped (OVERRIDE_EVIDENCE_MISSING). An
+  override relied on is recorded in the reasons and alerted as break-glass is.
+- Break-glass (purpose BTG, or basis / relationship BREAK_GLASS for direct care) is for the roles in
+  ``policy.break_glass_roles`` only (rule 9): permitted, recorded and alerted; others denied.
+- Direct care (TREAT and its kinds; local clinical audit by the care team, rule 7) within a
+  legitimate relationship proceeds on implied consent (recs 2-4, principle 7) unless the patient
+  refused it or local dissent covers it; no relationship: DENY (principle 4) unless evidenced
+  safeguarding sets the limit aside. Unregistered care-team staff get the minimum data set (rec 3).
+- Uses beyond direct care need explicit consent to that use or a legal basis (S251, mandate,
+  safeguarding), then the minimum data set only (principles 2-3, 6). An any-purpose permit is not
+  explicit consent beyond direct care, and an objection later than a consent wins over it (rule 1).
+- Objections (rec 11, 7.12): NDOP / type 2 stop research and planning, S251 included; type 1 stops
+  GP-held data leaving the practice (rule 8); local dissent stops its recorder's data leaving it.
+  They belong to their recorders (rule 6) and give way to a statutory mandate, to a basis listed as
+  an exemption and (not type 1) to evidenced safeguarding.
+- Consent registers match by the purpose hierarchy (rule 3) and a later withdrawal wins over an
+  earlier, narrower permission (rule 2); a statutory mandate overrides an OPTOUT.
+- Shielding (rec 10.6) adds redaction obligations and withholds PATLOC / CONTACT when hidden.
 
-Every decision names its reasons (plain English), stable codes, the legal basis
-relied on and the state version used. Nothing here reads a clock or does I/O.
+Every decision names its reasons (plain English), stable codes, the legal basis relied on and the
+state version used. Nothing here reads a clock or does I/O.
 """
 
 from __future__ import annotations
