@@ -11,11 +11,12 @@ Modules (import the names from them; each declares its public surface in ``__all
 
 - :mod:`consent_rules.state` - per-patient registers, the merge (a join) and the state's canonical bytes.
 - :mod:`consent_rules.reconcile` - the reconciler's core: verified events in, state records out.
+- :mod:`consent_rules.hierarchy` - the purpose-of-use hierarchy (HL7 ActReason), one table.
 - :mod:`consent_rules.decision` - the sharing decision, its JSON request parser and its answer.
 - :mod:`consent_rules.shielding` - who may set or clear a shielding flag.
 - :mod:`consent_rules.backoff` - exponential backoff with full jitter.
 """
 
-from consent_rules import backoff, decision, reconcile, shielding, state
+from consent_rules import backoff, decision, hierarchy, reconcile, shielding, state
 
-__all__ = ["backoff", "decision", "reconcile", "shielding", "state"]
+__all__ = ["backoff", "decision", "hierarchy", "reconcile", "shielding", "state"]

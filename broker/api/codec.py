@@ -95,7 +95,7 @@ def consent_fhir_json(state: PatientState, nhs_number: str) -> Json:
             reg.directive, purpose, data_class, recipient, reg.period_start_ms, reg.period_end_ms
         )
         resources.append(_fhir(decision, nhs_number, reg.stamp.hlc, reg.stamp.event_id))
-    for kind, obj in sorted(state.objections.items(), key=lambda kv: kv[1].stamp):
+    for (kind, _site), obj in sorted(state.objections.items(), key=lambda kv: kv[1].stamp):
         if obj.active:
             objection = Objection(kind, ObjectionAction.REGISTER, obj.exemptions)
             resources.append(_fhir(objection, nhs_number, obj.stamp.hlc, obj.stamp.event_id))

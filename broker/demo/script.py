@@ -136,6 +136,8 @@ async def _afternoon(
     for label, requester, purpose, who, classes, basis in asks:
         body = {"requester": requester, "purpose": purpose, "nhs_number": p[who].nhs_number,
                 "data_classes": classes, "legal_basis": basis}  # fmt: skip
+        if basis == "STATUTORY_MANDATE":  # a mandate names its instrument (docs/decision-rules.md, rule 4)
+            body["evidence"] = {"instrument": "Health Protection (Notification) Regulations 2010, reg 2"}
         async with session.post(f"{api}/v1/decisions", json=body) as response:
             answer = await response.json()
         _show(label, answer)

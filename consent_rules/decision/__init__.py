@@ -4,6 +4,7 @@
 - :mod:`~consent_rules.decision.rules` - :func:`decide` and :func:`decide_as_at` (the rules, in its docstring),
   built from internal modules per concept: direct care and break-glass, secondary use, consents,
   objections, shielding obligations.
+- :mod:`~consent_rules.decision.policy` - what a deployment configures (break-glass roles), passed in.
 - :mod:`~consent_rules.decision.document` - the JSON request parser shared by the core's and the agent's APIs.
 - :mod:`~consent_rules.decision.answer` - the answer and its JSON form (live, as at, or offline).
 """
@@ -11,23 +12,37 @@
 from consent_rules.decision.answer import DecisionAnswer
 from consent_rules.decision.document import BadRequestError, ParsedRequest, parse_as_at, parse_request
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
+from consent_rules.decision.policy import DEFAULT_BREAK_GLASS_ROLES, DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, NDOP_PURPOSES, SECONDARY_BASES, SECONDARY_PURPOSES
-from consent_rules.decision.request import DecisionRequest, DecisionRequestError, Requester
+from consent_rules.decision.request import (
+    DataHolder,
+    DecisionRequest,
+    DecisionRequestError,
+    HolderKind,
+    OverrideEvidence,
+    Requester,
+)
 from consent_rules.decision.rules import decide, decide_as_at
 
 __all__ = [
+    "DEFAULT_BREAK_GLASS_ROLES",
+    "DEFAULT_POLICY",
     "DIRECT_CARE_PURPOSES",
     "NDOP_PURPOSES",
     "SECONDARY_BASES",
     "SECONDARY_PURPOSES",
     "BadRequestError",
     "Code",
+    "DataHolder",
     "Decision",
     "DecisionAnswer",
+    "DecisionPolicy",
     "DecisionRequest",
     "DecisionRequestError",
+    "HolderKind",
     "Obligation",
     "Outcome",
+    "OverrideEvidence",
     "ParsedRequest",
     "Requester",
     "decide",

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from consent_rules.decision._draft import Draft, requested
 from consent_rules.decision.outcome import Code
+from consent_rules.hierarchy import is_a
 from consent_rules.state import ANY_RECIPIENT
-from consent_wire.codes import ConsentDirective, DataClass, LegalBasis, PurposeOfUse
+from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
 
 __all__ = ["Consents", "apply_consents"]
 
@@ -61,7 +62,7 @@ def _note_optouts(d: Draft, permitted: list[DataClass], overridden: bool) -> Non
         d.note(
             Code.STATUTORY_MANDATE_OVERRIDES_OBJECTION,
             f"The patient opted out of {purpose} sharing, but a statutory mandate requires disclosure; "
-            "the patient must be told the legal basis (recommendation 7).",
+            "the patient must be told the legal basis (recommendation 7)." + d.evidence_text(),
         )
     elif opted_out and permitted:
         names = ", ".join(c.value for c in opted_out)
@@ -98,7 +99,7 @@ def _expired_optin(d: Draft, c: DataClass) -> bool:
     for (purpose, data_class, recipient), reg in d.state.consents.items():
         if (
             reg.directive is ConsentDirective.OPTIN
-            and purpose in (req.purpose, PurposeOfUse.ANY)
+            and is_a(req.purpose, purpose)
             and data_class in (c, DataClass.ALL)
             and recipient in (req.requester.organisation, ANY_RECIPIENT)
             and reg.period_end_ms is not None

@@ -7,12 +7,21 @@ from consent_rules.decision._draft import Draft, requested
 from consent_rules.decision._objections import objections_allow
 from consent_rules.decision._shielding import shield
 from consent_rules.decision.outcome import Code, Decision, Obligation
+from consent_rules.decision.purposes import is_local_clinical_audit
 from consent_wire.codes import LegalBasis, Relationship
 
 __all__ = ["break_glass", "direct_care"]
 
 
 def break_glass(d: Draft) -> Decision:
+    role = d.request.requester.role
+    if role not in d.policy.break_glass_roles:
+        d.note(
+            Code.BREAK_GLASS_NOT_ENTITLED,
+            f"Break-glass is for entitled clinical roles only and {role!r} is not one of them; ask a "
+            "clinician in the care team, or have the role added to the configured break-glass roles.",
+        )
+        return d.deny()
     d.note(
         Code.BREAK_GLASS,
         "Break-glass access: permitted for an emergency; the access is recorded and the "
@@ -27,7 +36,22 @@ def break_glass(d: Draft) -> Decision:
 
 def direct_care(d: Draft) -> Decision:
     req, who = d.request, d.request.requester
-    if who.relationship is not Relationship.LEGITIMATE and not who.care_team:
+    if is_local_clinical_audit(req):
+        d.note(
+            Code.LOCAL_CLINICAL_AUDIT,
+            "Clinical audit by the patient's care team is direct care (Government response 3.2): the "
+            "national data opt-out and a type 1 objection do not apply to it.",
+        )
+    safeguarding = req.legal_basis is LegalBasis.SAFEGUARDING  # evidenced, or dropped by decide (rule 4)
+    outsider = who.relationship is not Relationship.LEGITIMATE and not who.care_team
+    if outsider and safeguarding:
+        d.note(
+            Code.SAFEGUARDING_OVERRIDES_RELATIONSHIP,
+            f"{who.organisation} has no care relationship with the patient, but an approved safeguarding "
+            f"disclosure is in the overriding public interest: minimum data only.{d.evidence_text()}",
+        )
+        d.oblige(Obligation.MINIMUM_DATA_SET)
+    elif outsider:
         d.note(
             Code.NO_LEGITIMATE_RELATIONSHIP,
             f"{who.organisation} has no legitimate care relationship with the patient, so implied "
@@ -41,7 +65,7 @@ def direct_care(d: Draft) -> Decision:
         return d.deny()
     consents = apply_consents(d, fallback_ok=True)
     permitted = consents.permitted
-    if overridden or consents.overridden:
+    if overridden or consents.overridden or (outsider and safeguarding):
         basis = LegalBasis.STATUTORY_MANDATE if req.legal_basis is None else req.legal_basis
     elif permitted and len(consents.explicit) == len(permitted):
         basis = LegalBasis.CONSENT

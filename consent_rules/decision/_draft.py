@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
+from consent_rules.decision.purposes import is_direct_care
 from consent_rules.decision.request import DecisionRequest
-from consent_rules.state import PatientState, effective_consent
+from consent_rules.state import ConsentRegister, PatientState, effective_consent
 from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
 
 __all__ = ["Draft", "requested"]
+
+_OVERRIDES = frozenset({LegalBasis.STATUTORY_MANDATE, LegalBasis.SAFEGUARDING})
 
 
 @dataclass(slots=True)
@@ -18,6 +22,7 @@ class Draft:
 
     request: DecisionRequest
     state: PatientState
+    policy: DecisionPolicy = DEFAULT_POLICY
     codes: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     obligations: list[Obligation] = field(default_factory=list)
@@ -36,12 +41,30 @@ class Draft:
             self.withheld.append(data_class)
 
     def consent(self, data_class: DataClass) -> ConsentDirective | None:
-        req = self.request
-        reg = effective_consent(self.state, req.purpose, data_class, req.requester.organisation, req.at_ms)
+        reg = self.consent_register(data_class)
         return None if reg is None else reg.directive
+
+    def consent_register(self, data_class: DataClass) -> ConsentRegister | None:
+        """The register governing ``data_class``; beyond direct care an any-purpose permit does not count."""
+        req = self.request
+        return effective_consent(
+            self.state,
+            req.purpose,
+            data_class,
+            req.requester.organisation,
+            req.at_ms,
+            any_purpose_permits=is_direct_care(req),
+        )
 
     def deny(self) -> Decision:
         return self.finish(None, [])
+
+    def evidence_text(self) -> str:
+        """The override's evidence in one sentence (rule 4), or "" when no override is claimed."""
+        req = self.request
+        if req.evidence is None or req.legal_basis is None:
+            return ""
+        return req.evidence.describe(req.legal_basis)
 
     def finish(self, basis: LegalBasis | None, permitted: list[DataClass]) -> Decision:
         obligations: tuple[Obligation, ...] = ()
@@ -49,6 +72,9 @@ class Draft:
             outcome, basis = Outcome.DENY, None
             self.withheld = list(dict.fromkeys([*self.request.data_classes, *self.withheld]))
         else:
+            if basis in _OVERRIDES:  # recorded and alerted as break-glass is (issue 14, rule 4)
+                self.oblige(Obligation.ALERT_PRIVACY_OFFICER)
+                self.oblige(Obligation.RECORD_ACCESS)
             if self.withheld:
                 self.oblige(Obligation.WITHHOLD_DATA_CLASSES)
             obligations = tuple(self.obligations)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from consent_rules.decision._draft import Draft
 from consent_rules.decision.outcome import Code
-from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES
+from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES, is_local_clinical_audit
+from consent_rules.decision.request import HolderKind
+from consent_rules.state import ConsentRegister, ObjectionRegister
 from consent_wire.codes import LegalBasis, ObjectionKind
 
-__all__ = ["active_objections", "note_consent_over_objections", "objections_allow"]
+__all__ = ["active_objections", "note_consent_over_objections", "objected_since", "objections_allow"]
 
 _OBJECTION_CODE = {
     ObjectionKind.NDOP: Code.NDOP_ACTIVE,
@@ -23,13 +25,23 @@ _OBJECTION_TEXT = {
 }
 
 
+_PUBLIC_INTEREST_YIELDS = frozenset({ObjectionKind.NDOP, ObjectionKind.TYPE2, ObjectionKind.LOCAL_DISSENT})
+
+
 def _objection_applies(d: Draft, kind: ObjectionKind, site: str) -> bool:
-    purpose, organisation = d.request.purpose, d.request.requester.organisation
+    req = d.request
+    purpose, organisation, holder = req.purpose, req.requester.organisation, req.data_holder
+    secondary = purpose in SECONDARY_PURPOSES and not is_local_clinical_audit(req)  # rule 7
     if kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):
-        return purpose in NDOP_PURPOSES
-    if kind is ObjectionKind.TYPE1:
-        return purpose in SECONDARY_PURPOSES and organisation != site
-    return organisation != site  # LOCAL_DISSENT: sharing outside the recording organisation
+        return secondary and purpose in NDOP_PURPOSES
+    if kind is ObjectionKind.TYPE1:  # GP-held data leaving the practice (rule 8)
+        if holder is None:
+            return secondary and organisation != site
+        return secondary and holder.kind is HolderKind.GP_PRACTICE and organisation != holder.organisation
+    # LOCAL_DISSENT: the recorder's data shared outside it (rules 6 and 8)
+    if holder is None:
+        return organisation != site
+    return holder.organisation == site and organisation != site
 
 
 def _override(kind: ObjectionKind, exemptions: tuple[LegalBasis, ...], basis: LegalBasis | None) -> Code | None:
@@ -37,29 +49,39 @@ def _override(kind: ObjectionKind, exemptions: tuple[LegalBasis, ...], basis: Le
         return Code.STATUTORY_MANDATE_OVERRIDES_OBJECTION
     if basis is not None and basis in exemptions:
         return Code.EXEMPTION_OVERRIDES_OBJECTION
-    if basis is LegalBasis.SAFEGUARDING and kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):
+    # an evidenced public interest (rule 4) sets aside the opt-outs and local dissent, not a type 1
+    if basis is LegalBasis.SAFEGUARDING and kind in _PUBLIC_INTEREST_YIELDS:
         return Code.PUBLIC_INTEREST_OVERRIDES_OBJECTION
     return None
 
 
-def active_objections(d: Draft) -> list[tuple[ObjectionKind, tuple[LegalBasis, ...]]]:
-    """The active objections that cover this request, with their exemptions, in kind order."""
+def active_objections(d: Draft) -> list[tuple[ObjectionKind, ObjectionRegister]]:
+    """The active objections that cover this request, in kind order."""
     return [
-        (kind, reg.exemptions)
-        for kind, reg in sorted(d.state.objections.items(), key=lambda kv: kv[0].value)
+        (kind, reg)
+        for (kind, _), reg in sorted(d.state.objections.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
         if reg.active and _objection_applies(d, kind, reg.site)
     ]
+
+
+def objected_since(d: Draft, consent: ConsentRegister) -> bool:
+    """Whether an objection covering this request was registered after ``consent`` (issue 14, rule 1).
+
+    Explicit consent sets an objection aside only as the patient's later wish; an objection made
+    after it withdraws it (NDOP operational policy 6.1, UK GDPR art 7(3)).
+    """
+    return any(reg.stamp > consent.stamp for _, reg in active_objections(d))
 
 
 def objections_allow(d: Draft, *, relying_on: LegalBasis | None) -> tuple[bool, bool]:
     """Note every applicable objection: (no objection blocks, some objection was overridden)."""
     allowed, overridden = True, False
-    for kind, exemptions in active_objections(d):
+    for kind, reg in active_objections(d):
         what = _OBJECTION_TEXT[kind]
-        override = _override(kind, exemptions, relying_on)
+        override = _override(kind, reg.exemptions, relying_on)
         if override is not None and relying_on is not None:
             overridden = True
-            d.note(override, f"The patient registered {what}; {relying_on.value} overrides it here.")
+            d.note(override, f"The patient registered {what}; {relying_on.value} overrides it here.{d.evidence_text()}")
             continue
         allowed = False
         extra = " An s251 approval does not set it aside." if relying_on is LegalBasis.S251 else ""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from consent_rules.decision._consents import apply_consents
 from consent_rules.decision._draft import Draft
-from consent_rules.decision._objections import note_consent_over_objections, objections_allow
+from consent_rules.decision._objections import note_consent_over_objections, objected_since, objections_allow
 from consent_rules.decision._shielding import shield
 from consent_rules.decision.outcome import Code, Decision, Obligation
 from consent_rules.decision.purposes import SECONDARY_BASES
-from consent_wire.codes import LegalBasis
+from consent_wire.codes import DataClass, LegalBasis
 
 __all__ = ["secondary"]
 
@@ -17,7 +17,7 @@ def secondary(d: Draft) -> Decision:
     req = d.request
     basis = req.legal_basis if req.legal_basis in SECONDARY_BASES else None
     consents = apply_consents(d, fallback_ok=basis is not None)
-    explicit = consents.explicit
+    explicit = [c for c in consents.explicit if not _objected_since_consent(d, c)]
     via_basis = [c for c in consents.permitted if c not in explicit]
     if via_basis and not objections_allow(d, relying_on=basis)[0]:
         for c in via_basis:
@@ -39,6 +39,12 @@ def secondary(d: Draft) -> Decision:
     return d.finish(relied, shield(d, permitted))
 
 
+def _objected_since_consent(d: Draft, c: DataClass) -> bool:
+    """An explicit consent older than an objection covering the request rests on a legal basis alone."""
+    reg = d.consent_register(c)
+    return reg is not None and objected_since(d, reg)
+
+
 def _note_basis(d: Draft, basis: LegalBasis) -> None:
     texts = {
         LegalBasis.S251: (Code.S251_APPROVAL, "An s251 approval sets aside the duty of confidence."),
@@ -49,4 +55,4 @@ def _note_basis(d: Draft, basis: LegalBasis) -> None:
         ),
     }
     code, text = texts[basis]
-    d.note(code, text)
+    d.note(code, text + d.evidence_text())

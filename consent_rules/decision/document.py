@@ -7,6 +7,11 @@ The document (``docs/openapi.yaml``, ``DecisionRequest``)::
      "requester": {"organisation": "A12345", "role": "GP", "registered": true,
                    "relationship": "LEGITIMATE", "care_team": true, "accessor_id": "staff-42"}}
 
+``data_holder`` (optional, ``{"organisation": "A81001", "kind": "GP_PRACTICE"}``) names who holds the
+data asked for (a type 1 objection covers GP-held data only; local dissent its recorder's data).
+``evidence`` (optional, ``{"instrument": ..., "justification": ..., "approver": ...}``) is what an
+override rests on: a STATUTORY_MANDATE applies only naming its instrument, SAFEGUARDING only with a
+justification and an approver.
 ``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
 time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
 
@@ -26,14 +31,23 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from consent_rules.decision.request import DecisionRequest, Requester
+from consent_rules.decision.request import DataHolder, DecisionRequest, HolderKind, OverrideEvidence, Requester
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError, ValidationError
 
-__all__ = ["MAX_DATA_CLASSES", "MAX_TEXT", "BadRequestError", "ParsedRequest", "parse_as_at", "parse_request"]
+__all__ = [
+    "MAX_DATA_CLASSES",
+    "MAX_EVIDENCE_TEXT",
+    "MAX_TEXT",
+    "BadRequestError",
+    "ParsedRequest",
+    "parse_as_at",
+    "parse_request",
+]
 
 MAX_DATA_CLASSES = 32  # more than every DataClass code; bounds a hostile list
 MAX_TEXT = 128  # organisation / role / accessor id: ODS codes and role names are short
+MAX_EVIDENCE_TEXT = 512  # an instrument's citation or a one-paragraph justification, recorded in the audit
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -66,7 +80,10 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
     basis = None if basis_value is None else _code(LegalBasis, basis_value, "legal_basis")
     as_at = None if body.get("as_at") is None else parse_as_at(body["as_at"])
     at_ms = now_ms if as_at is None else as_at
-    return ParsedRequest(DecisionRequest(requester, purpose, key, data_classes, basis, at_ms), accessor, as_at)
+    holder = None if body.get("data_holder") is None else _data_holder(body["data_holder"])
+    evidence = None if body.get("evidence") is None else _evidence(body["evidence"])
+    request = DecisionRequest(requester, purpose, key, data_classes, basis, at_ms, holder, evidence)
+    return ParsedRequest(request, accessor, as_at)
 
 
 def parse_as_at(value: object) -> int:
@@ -103,6 +120,27 @@ def _code(enum: type[E], value: object, name: str) -> E:
         return enum(value)
     except ValueError as exc:
         raise InvalidCodeError(f"{name} {value!r} is not a known code; use one of {known}") from exc
+
+
+def _data_holder(body: object) -> DataHolder:
+    if not isinstance(body, dict):
+        raise BadRequestError(
+            'field data_holder must be an object like {"organisation": "A81001", "kind": "GP_PRACTICE"}'
+        )
+    w = "data_holder."
+    return DataHolder(_field(body, "organisation", str, w), _code(HolderKind, _field(body, "kind", str, w), "kind"))
+
+
+def _evidence(body: object) -> OverrideEvidence:
+    if not isinstance(body, dict):
+        raise BadRequestError("field evidence must be an object with instrument, justification and/or approver")
+    texts: dict[str, str] = {}
+    for name in ("instrument", "justification", "approver"):
+        value = body.get(name, "")
+        if not isinstance(value, str) or len(value) > MAX_EVIDENCE_TEXT:
+            raise BadRequestError(f"field evidence.{name} must be a string of at most {MAX_EVIDENCE_TEXT} characters")
+        texts[name] = value
+    return OverrideEvidence(**texts)
 
 
 def _requester(body: object) -> tuple[Requester, str]:

@@ -9,11 +9,12 @@ Errors::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import ValidationError
 
-__all__ = ["DecisionRequest", "DecisionRequestError", "Requester"]
+__all__ = ["DataHolder", "DecisionRequest", "DecisionRequestError", "HolderKind", "OverrideEvidence", "Requester"]
 
 
 class DecisionRequestError(ValidationError):
@@ -31,6 +32,52 @@ class Requester:
     care_team: bool  # member of this patient's care team
 
 
+class HolderKind(StrEnum):
+    """The kind of organisation that holds the data asked for (issue 14, rule 8)."""
+
+    GP_PRACTICE = "GP_PRACTICE"  # the only holder whose data a type 1 objection covers
+    HOSPITAL = "HOSPITAL"
+    COMMUNITY = "COMMUNITY"  # community, mental health and other NHS providers
+    SOCIAL_CARE = "SOCIAL_CARE"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class DataHolder:
+    organisation: str  # ODS code
+    kind: HolderKind
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideEvidence:
+    """What an override of the patient's wishes rests on (issue 14, rule 4).
+
+    A STATUTORY_MANDATE applies only when it names its ``instrument`` (the statute, regulation,
+    direction or court order); SAFEGUARDING only with a ``justification`` and the ``approver`` who
+    signed it off (e.g. the Caldicott Guardian). Free text, recorded with the decision's reasons.
+    """
+
+    instrument: str = ""
+    justification: str = ""
+    approver: str = ""
+
+    def supports(self, basis: LegalBasis) -> bool:
+        """Whether this evidence is enough for ``basis`` to override anything."""
+        if basis is LegalBasis.STATUTORY_MANDATE:
+            return bool(self.instrument.strip())
+        if basis is LegalBasis.SAFEGUARDING:
+            return bool(self.justification.strip() and self.approver.strip())
+        return True
+
+    def describe(self, basis: LegalBasis) -> str:
+        """The evidence in one sentence, for the decision's reasons."""
+        if basis is LegalBasis.STATUTORY_MANDATE:
+            return f" Instrument relied on: {self.instrument}."
+        if basis is LegalBasis.SAFEGUARDING:
+            return f" Justification: {self.justification}; approved by {self.approver}."
+        return ""
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRequest:
     requester: Requester
@@ -39,3 +86,7 @@ class DecisionRequest:
     data_classes: tuple[DataClass, ...]
     legal_basis: LegalBasis | None
     at_ms: int
+    # who holds the data asked for; None = not said (an objection is then taken to cover the data of
+    # the organisation that recorded it)
+    data_holder: DataHolder | None = None
+    evidence: OverrideEvidence | None = None  # required for a mandate or safeguarding to override (rule 4)

@@ -1,45 +1,44 @@
 """The sharing decision: may this requester have these data, for this purpose, now? (pure).
 
-Rules, from the revised Caldicott principles and the Government response to the
-Caldicott review (``../shared/seed``):
+Rules (the full table with sources, codes and the choices made: ``docs/decision-rules.md``), from the
+revised Caldicott principles and the Government response to the Caldicott review (``../shared/seed``),
+NHS Digital's NDOP and type 1 guidance and the HL7 ActReason hierarchy:
 
-- Direct care (TREAT, ETREAT, COC) within a legitimate relationship proceeds on
-  implied consent (recs 2-4, principle 7) unless the patient opted out for that
-  scope (an OPTOUT register) or registered local dissent. No legitimate
-  relationship: DENY (principle 4, need to know).
-- Unregistered staff in the care team may share for direct care (rec 3) under
-  "robust safeguards": the minimum data set only (principle 3).
-- Break-glass (purpose BTG, basis BREAK_GLASS or relationship BREAK_GLASS) is
-  permitted, recorded and alerted to the privacy officer.
-- Uses beyond direct care (HRESCH, PUBHLTH, HOPERAT, HQUALIMP, HPAYMT) need an
-  explicit OPTIN covering the scope or a legal basis (S251, STATUTORY_MANDATE,
-  SAFEGUARDING), and then only the minimum data set (principles 2-3, 6).
-- Objections (rec 11, 7.12) stop uses that rest on a legal basis: NDOP and legacy
-  type 2 stop research and planning (HRESCH, HOPERAT, HQUALIMP, HPAYMT), S251
-  included; type 1 stops identifiable GP data leaving the practice for any
-  secondary use; local dissent stops sharing outside the recording site. An
-  objection gives way to a statutory mandate, to a basis listed as an exemption
-  on it, and (NDOP/type 2 only) to an overriding public interest (SAFEGUARDING).
-  Explicit consent for the very scope is the patient's own later, specific
-  choice and is not blocked by a general objection (NDOP operational policy:
-  the opt-out does not apply where the patient consented).
-- An OPTOUT register withholds its data class; a statutory mandate overrides it.
-- Shielding (rec 10.6) adds redaction obligations for the hidden fields and
-  withholds PATLOC / CONTACT when they are requested and hidden.
+- Override evidence first (issue 14, rule 4): STATUTORY_MANDATE without its instrument, or
+  SAFEGUARDING without justification and approver, is dropped (OVERRIDE_EVIDENCE_MISSING). An
+  override relied on is recorded in the reasons and alerted as break-glass is.
+- Break-glass (purpose BTG, or basis / relationship BREAK_GLASS for direct care) is for the roles in
+  ``policy.break_glass_roles`` only (rule 9): permitted, recorded and alerted; others denied.
+- Direct care (TREAT and its kinds; local clinical audit by the care team, rule 7) within a
+  legitimate relationship proceeds on implied consent (recs 2-4, principle 7) unless the patient
+  refused it or local dissent covers it; no relationship: DENY (principle 4) unless evidenced
+  safeguarding sets the limit aside. Unregistered care-team staff get the minimum data set (rec 3).
+- Uses beyond direct care need explicit consent to that use or a legal basis (S251, mandate,
+  safeguarding), then the minimum data set only (principles 2-3, 6). An any-purpose permit is not
+  explicit consent beyond direct care, and an objection later than a consent wins over it (rule 1).
+- Objections (rec 11, 7.12): NDOP / type 2 stop research and planning, S251 included; type 1 stops
+  GP-held data leaving the practice (rule 8); local dissent stops its recorder's data leaving it.
+  They belong to their recorders (rule 6) and give way to a statutory mandate, to a basis listed as
+  an exemption and (not type 1) to evidenced safeguarding.
+- Consent registers match by the purpose hierarchy (rule 3) and a later withdrawal wins over an
+  earlier, narrower permission (rule 2); a statutory mandate overrides an OPTOUT.
+- Shielding (rec 10.6) adds redaction obligations and withholds PATLOC / CONTACT when hidden.
 
-Every decision names its reasons (plain English), stable codes, the legal basis
-relied on and the state version used. Nothing here reads a clock or does I/O.
+Every decision names its reasons (plain English), stable codes, the legal basis relied on and the
+state version used. Nothing here reads a clock or does I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
-from consent_rules.decision.outcome import Decision
-from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES
+from consent_rules.decision.outcome import Code, Decision
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
+from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
 from consent_rules.decision.request import DecisionRequest, DecisionRequestError
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import LegalBasis, PurposeOfUse, Relationship
@@ -48,20 +47,23 @@ from consent_wire.model import Event
 __all__ = ["decide", "decide_as_at"]
 
 
-def decide(request: DecisionRequest, state: PatientState) -> Decision:
-    """Decide ``request`` against ``state`` (pure; see the module docstring for the rules)."""
+def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy = DEFAULT_POLICY) -> Decision:
+    """Decide ``request`` against ``state`` under ``policy`` (pure; the rules are in the module docstring)."""
     _validate(request, state)
-    draft = Draft(request, state)
+    draft = Draft(request, state, policy)
+    request = draft.request = _evidenced(draft)
     if _is_break_glass(request):
         return break_glass(draft)
-    if request.purpose in DIRECT_CARE_PURPOSES:
+    if is_direct_care(request):
         return direct_care(draft)
     return secondary(draft)
 
 
-def decide_as_at(request: DecisionRequest, events: Iterable[Event], as_at_hlc: int) -> Decision:
+def decide_as_at(
+    request: DecisionRequest, events: Iterable[Event], as_at_hlc: int, policy: DecisionPolicy = DEFAULT_POLICY
+) -> Decision:
     """Re-evaluate ``request`` against the state as it stood at ``as_at_hlc`` (events with hlc <= it)."""
-    return decide(request, replay(request.patient_key, events, as_at_hlc=as_at_hlc))
+    return decide(request, replay(request.patient_key, events, as_at_hlc=as_at_hlc), policy)
 
 
 def _validate(request: DecisionRequest, state: PatientState) -> None:
@@ -71,6 +73,24 @@ def _validate(request: DecisionRequest, state: PatientState) -> None:
         raise DecisionRequestError("no data classes requested; ask for ALL or name the classes")
     if request.purpose is PurposeOfUse.ANY:
         raise DecisionRequestError("purpose ANY is a consent-scope wildcard; name the purpose of use")
+
+
+def _evidenced(d: Draft) -> DecisionRequest:
+    """The request with an override basis dropped when its evidence is missing (issue 14, rule 4)."""
+    req = d.request
+    basis = req.legal_basis
+    if basis not in (LegalBasis.STATUTORY_MANDATE, LegalBasis.SAFEGUARDING):
+        return req
+    if req.evidence is not None and req.evidence.supports(basis):
+        return req
+    needs = (
+        "the instrument it rests on" if basis is LegalBasis.STATUTORY_MANDATE else "a justification and its approver"
+    )
+    d.note(
+        Code.OVERRIDE_EVIDENCE_MISSING,
+        f"{basis.value} was claimed without {needs}, so it is not relied on; send them in the request's evidence.",
+    )
+    return replace(req, legal_basis=None)
 
 
 def _is_break_glass(request: DecisionRequest) -> bool:

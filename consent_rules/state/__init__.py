@@ -21,23 +21,30 @@ from consent_rules.state.merge import (
 )
 from consent_rules.state.registers import (
     ANY_RECIPIENT,
+    NATIONAL,
+    PER_ORGANISATION,
     ConsentKey,
     ConsentRegister,
+    ObjectionKey,
     ObjectionRegister,
     PatientState,
     Provenance,
     ShieldingRegister,
     Source,
     Stamp,
+    objection_key,
 )
 
 __all__ = [
     "ANY_RECIPIENT",
+    "NATIONAL",
+    "PER_ORGANISATION",
     "REASON_INVALID_PERIOD",
     "REASON_MISSING_PATIENT_KEY",
     "STATE_FORMAT",
     "ConsentKey",
     "ConsentRegister",
+    "ObjectionKey",
     "ObjectionRegister",
     "PatientMismatchError",
     "PatientState",
@@ -52,5 +59,6 @@ __all__ = [
     "effective_consent",
     "empty_state",
     "merge",
+    "objection_key",
     "replay",
 ]

@@ -18,12 +18,14 @@ import orjson
 from consent_rules.state.registers import (
     ConsentKey,
     ConsentRegister,
+    ObjectionKey,
     ObjectionRegister,
     PatientState,
     Register,
     ShieldingRegister,
     Source,
     Stamp,
+    objection_key,
 )
 from consent_wire.codes import ConsentDirective, DataClass, HiddenField, LegalBasis, ObjectionKind, PurposeOfUse
 from consent_wire.errors import DecodeError
@@ -86,7 +88,7 @@ def register_json(reg: Register) -> dict[str, object]:
 
 def _state_json(state: PatientState) -> dict[str, object]:
     consents = sorted(state.consents.items(), key=lambda kv: (kv[0][0].value, kv[0][1].value, kv[0][2]))
-    objections = sorted(state.objections.items(), key=lambda kv: kv[0].value)
+    objections = sorted(state.objections.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
     return {
         "format": STATE_FORMAT,
         "patient_key": state.patient_key,
@@ -96,7 +98,7 @@ def _state_json(state: PatientState) -> dict[str, object]:
             {"purpose": p.value, "data_class": d.value, "recipient": r, **register_json(reg)}
             for (p, d, r), reg in consents
         ],
-        "objections": [{"kind": k.value, **register_json(reg)} for k, reg in objections],
+        "objections": [{"kind": k.value, **register_json(reg)} for (k, _), reg in objections],
         "shielding": None if state.shielding is None else register_json(state.shielding),
     }
 
@@ -128,11 +130,12 @@ def _load_consent(obj: Any) -> tuple[ConsentKey, ConsentRegister]:
     return key, ConsentRegister(ConsentDirective(obj["directive"]), start, end, stamp, source)
 
 
-def _load_objection(obj: Any) -> tuple[ObjectionKind, ObjectionRegister]:
+def _load_objection(obj: Any) -> tuple[ObjectionKey, ObjectionRegister]:
     stamp, source = _stamp_source(obj)
     exemptions = tuple(LegalBasis(b) for b in _typed(obj["exemptions"], list))
     active, site = _typed(obj["active"], bool), _typed(obj["site"], str)
-    return ObjectionKind(obj["kind"]), ObjectionRegister(active, exemptions, stamp, site, source)
+    key = objection_key(ObjectionKind(obj["kind"]), site)  # the key is derived, so the format is unchanged
+    return key, ObjectionRegister(active, exemptions, stamp, site, source)
 
 
 def _load_shielding(obj: Any) -> ShieldingRegister | None:

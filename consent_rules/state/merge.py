@@ -30,6 +30,7 @@ from typing import TypeVar
 
 import orjson
 
+from consent_rules.hierarchy import depth, is_a
 from consent_rules.shielding import shielding_rejection
 from consent_rules.state.codec import register_json
 from consent_rules.state.registers import (
@@ -41,8 +42,9 @@ from consent_rules.state.registers import (
     ShieldingRegister,
     Source,
     Stamp,
+    objection_key,
 )
-from consent_wire.codes import DataClass, ObjectionAction, PurposeOfUse, ShieldingAction
+from consent_wire.codes import ConsentDirective, DataClass, ObjectionAction, PurposeOfUse, ShieldingAction
 from consent_wire.errors import ValidationError
 from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
@@ -127,7 +129,7 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
             event.site,
             source,
         )
-        return replace(base, objections=_put(state.objections, payload.kind, obj))
+        return replace(base, objections=_put(state.objections, objection_key(payload.kind, event.site), obj))
     assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state
     active = payload.action is ShieldingAction.SET
     hides = tuple(sorted(set(payload.hides), key=lambda h: h.value)) if active else ()
@@ -177,23 +179,51 @@ def replay(patient_key: str, events: Iterable[Event], *, as_at_hlc: int | None =
 
 
 def effective_consent(
-    state: PatientState, purpose: PurposeOfUse, data_class: DataClass, recipient: str, at_ms: int
+    state: PatientState,
+    purpose: PurposeOfUse,
+    data_class: DataClass,
+    recipient: str,
+    at_ms: int,
+    *,
+    any_purpose_permits: bool = True,
 ) -> ConsentRegister | None:
-    """The most specific register matching the request whose period contains ``at_ms``.
+    """The register that governs the request: the most specific match, unless a later withdrawal covers it.
 
-    Specificity is lexicographic: exact recipient beats ``"*"``, then exact purpose
-    beats ``ANY``, then exact data class beats ``ALL``; among equals the later stamp wins.
+    Only registers whose scope covers the request and whose period contains ``at_ms`` match; a
+    register for a purpose covers its descendants (:mod:`consent_rules.hierarchy`, issue 14
+    rule 3). Specificity is lexicographic: exact recipient beats ``"*"``, then the nearer
+    purpose (exact, then its parent, ... then ``ANY``), then exact data class beats ``ALL``;
+    among equals the later stamp wins.
+
+    Withdrawals rank time before specificity (issue 14, rule 2): an OPTOUT that covers the
+    request and is later than the most specific match wins over it, so a consent for one
+    recipient does not survive the patient's later, wider opt-out. A later permission does
+    not symmetrically beat an earlier, narrower refusal: a broader permission is never
+    assumed to lift a specific refusal.
+
+    ``any_purpose_permits=False`` leaves out OPTIN registers whose purpose is ``ANY``: the
+    decision asks so for uses beyond direct care, where only consent to the specific use counts
+    (NDOP operational policy 6.1; issue 14, rule 1).
     """
-    best: tuple[tuple[bool, bool, bool, Stamp], ConsentRegister] | None = None
+    best: tuple[tuple[bool, int, bool, Stamp], ConsentRegister] | None = None
+    latest_optout: ConsentRegister | None = None
     for (p, d, r), reg in state.consents.items():
-        if p not in (purpose, PurposeOfUse.ANY) or d not in (data_class, DataClass.ALL):
+        if not is_a(purpose, p) or d not in (data_class, DataClass.ALL):
             continue
         if r not in (recipient, ANY_RECIPIENT) or not reg.covers(at_ms):
             continue
-        rank = (r == recipient, p == purpose, d == data_class, reg.stamp)
+        if not any_purpose_permits and p is PurposeOfUse.ANY and reg.directive is ConsentDirective.OPTIN:
+            continue
+        rank = (r == recipient, depth(p), d == data_class, reg.stamp)
         if best is None or rank > best[0]:
             best = (rank, reg)
-    return None if best is None else best[1]
+        if reg.directive is ConsentDirective.OPTOUT and (latest_optout is None or reg.stamp > latest_optout.stamp):
+            latest_optout = reg
+    if best is None:
+        return None
+    if latest_optout is not None and latest_optout.stamp > best[1].stamp:
+        return latest_optout
+    return best[1]
 
 
 def _later(a: R, b: R) -> R:

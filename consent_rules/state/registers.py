@@ -25,8 +25,11 @@ from consent_wire.model import Event
 
 __all__ = [
     "ANY_RECIPIENT",
+    "NATIONAL",
+    "PER_ORGANISATION",
     "ConsentKey",
     "ConsentRegister",
+    "ObjectionKey",
     "ObjectionRegister",
     "PatientState",
     "Provenance",
@@ -34,12 +37,26 @@ __all__ = [
     "ShieldingRegister",
     "Source",
     "Stamp",
+    "objection_key",
 ]
 
 ANY_RECIPIENT = "*"  # same wildcard as consent_wire.model.ANY_RECIPIENT
 
 Source: TypeAlias = tuple[int, int]  # (partition, offset) of the event in the events topic
 ConsentKey: TypeAlias = tuple[PurposeOfUse, DataClass, str]  # (purpose, data_class, recipient)
+# (kind, site): the recording site for objections that belong to one organisation, "*" for national ones
+ObjectionKey: TypeAlias = tuple[ObjectionKind, str]
+
+NATIONAL = "*"  # the site part of the key of a national objection
+# Objections that belong to the organisation that recorded them (issue 14, rule 6): local dissent is
+# per organisation, and a type 1 is registered and withdrawn by the patient's GP practice only. The
+# events carry no registered-practice field, so the practice is taken to be the recording site.
+PER_ORGANISATION = frozenset({ObjectionKind.TYPE1, ObjectionKind.LOCAL_DISSENT})
+
+
+def objection_key(kind: ObjectionKind, site: str) -> ObjectionKey:
+    """The register an objection of ``kind`` recorded at ``site`` writes."""
+    return (kind, site if kind in PER_ORGANISATION else NATIONAL)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -104,7 +121,7 @@ class Provenance:
 class PatientState:
     patient_key: str
     consents: Mapping[ConsentKey, ConsentRegister]
-    objections: Mapping[ObjectionKind, ObjectionRegister]
+    objections: Mapping[ObjectionKey, ObjectionRegister]  # see objection_key
     shielding: ShieldingRegister | None
     applied: frozenset[str]  # event ids applied (idempotence + provenance)
     version: int  # == len(applied)
@@ -125,12 +142,13 @@ class PatientState:
 
     @property
     def provenance(self) -> Mapping[str, Provenance]:
-        """Register name (``consent/TREAT/ALL/*``, ``objection/TYPE1``, ``shielding``) -> setter."""
+        """Register name (``consent/TREAT/ALL/*``, ``objection/NDOP``, ``objection/TYPE1/A81001``, ``shielding``)."""
         out: dict[str, Provenance] = {}
         for (purpose, data_class, recipient), c in self.consents.items():
             out[f"consent/{purpose.value}/{data_class.value}/{recipient}"] = Provenance(c.stamp.event_id, c.source)
-        for kind, o in self.objections.items():
-            out[f"objection/{kind.value}"] = Provenance(o.stamp.event_id, o.source)
+        for (kind, site), o in self.objections.items():
+            name = f"objection/{kind.value}" if site == NATIONAL else f"objection/{kind.value}/{site}"
+            out[name] = Provenance(o.stamp.event_id, o.source)
         if self.shielding is not None:
             out["shielding"] = Provenance(self.shielding.stamp.event_id, self.shielding.source)
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from consent_rules.decision import DecisionRequest, Requester
+from consent_rules.decision import DecisionRequest, OverrideEvidence, Requester
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import (
     ConsentDirective,
@@ -109,5 +109,6 @@ def request(
     data_classes: tuple[DataClass, ...] = (DataClass.GENERAL,),
     legal_basis: LegalBasis | None = None,
     at_ms: int = NOW_MS,
+    evidence: OverrideEvidence | None = None,
 ) -> DecisionRequest:
-    return DecisionRequest(who, purpose, PATIENT, data_classes, legal_basis, at_ms)
+    return DecisionRequest(who, purpose, PATIENT, data_classes, legal_basis, at_ms, evidence=evidence)

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consent_rules.decision import (
+    DEFAULT_BREAK_GLASS_ROLES,
     DIRECT_CARE_PURPOSES,
     NDOP_PURPOSES,
     SECONDARY_PURPOSES,
+    DataHolder,
     DecisionRequest,
     DecisionRequestError,
+    HolderKind,
     Obligation,
     Outcome,
+    OverrideEvidence,
     Requester,
     decide,
 )
-from consent_rules.state import PatientState, empty_state, replay
+from consent_rules.decision.purposes import is_local_clinical_audit
+from consent_rules.hierarchy import ancestors, descendants
+from consent_rules.state import NATIONAL, PatientState, apply, empty_state, merge, replay
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,
@@ -83,6 +92,14 @@ requests = st.builds(
     st.lists(st.sampled_from(DataClass), min_size=1, max_size=3).map(tuple),
     st.none() | st.sampled_from(LegalBasis),
     st.just(NOW_MS),
+    st.none() | st.builds(DataHolder, st.sampled_from(ORGS), st.sampled_from(HolderKind)),
+    st.none()
+    | st.builds(
+        OverrideEvidence,
+        st.sampled_from(["", "Court order"]),
+        st.sampled_from(["", "harm"]),
+        st.sampled_from(["", "Caldicott Guardian"]),
+    ),
 )
 
 
@@ -121,7 +138,7 @@ def test_shielded_fields_are_never_released(req: DecisionRequest, state: Patient
 @given(requests, states())
 def test_secondary_permits_carry_minimum_data_set(req: DecisionRequest, state: PatientState) -> None:
     d = decide(req, state)
-    if req.purpose in SECONDARY_PURPOSES and d.outcome is not Outcome.DENY:
+    if req.purpose in SECONDARY_PURPOSES and not is_local_clinical_audit(req) and d.outcome is not Outcome.DENY:
         assert Obligation.MINIMUM_DATA_SET in d.obligations
         assert d.legal_basis in (
             LegalBasis.CONSENT,
@@ -135,7 +152,7 @@ def test_secondary_permits_carry_minimum_data_set(req: DecisionRequest, state: P
 @settings(max_examples=300, deadline=None)
 @given(requests, states())
 def test_active_ndop_blocks_s251_research_and_planning(req: DecisionRequest, state: PatientState) -> None:
-    ndop = state.objections.get(ObjectionKind.NDOP)
+    ndop = state.objections.get((ObjectionKind.NDOP, NATIONAL))
     if ndop is None or not ndop.active or req.purpose not in NDOP_PURPOSES:
         return
     if req.legal_basis is not LegalBasis.S251 or LegalBasis.S251 in ndop.exemptions:
@@ -151,10 +168,42 @@ def test_direct_care_without_relationship_is_denied_unless_break_glass(req: Deci
     if req.purpose not in DIRECT_CARE_PURPOSES or who.relationship is not Relationship.NONE or who.care_team:
         return
     d = decide(req, empty_state(PATIENT))
-    if req.legal_basis is LegalBasis.BREAK_GLASS:
+    if req.legal_basis is LegalBasis.BREAK_GLASS and who.role in DEFAULT_BREAK_GLASS_ROLES:
+        assert Obligation.ALERT_PRIVACY_OFFICER in d.obligations
+    elif req.legal_basis is LegalBasis.BREAK_GLASS:
+        assert d.codes == ("BREAK_GLASS_NOT_ENTITLED",)  # rule 9
+    elif req.legal_basis is LegalBasis.SAFEGUARDING and req.evidence and req.evidence.supports(req.legal_basis):
+        assert d.codes[0] == "SAFEGUARDING_OVERRIDES_RELATIONSHIP"  # rule 4
         assert Obligation.ALERT_PRIVACY_OFFICER in d.obligations
     else:
-        assert d.codes == ("NO_LEGITIMATE_RELATIONSHIP",)
+        assert d.outcome is Outcome.DENY
+        assert d.codes[-1] == "NO_LEGITIMATE_RELATIONSHIP"
+
+
+def _claims_an_override(req: DecisionRequest) -> bool:
+    """Break-glass (rule 9) and an evidenced statutory mandate (rec 11, rule 4) set a refusal aside by design."""
+    return (
+        req.purpose is PurposeOfUse.BTG
+        or req.legal_basis in (LegalBasis.BREAK_GLASS, LegalBasis.STATUTORY_MANDATE)
+        or req.requester.relationship is Relationship.BREAK_GLASS
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states(), st.sampled_from(PurposeOfUse), st.data())
+def test_a_refusal_for_a_purpose_covers_every_descendant_code(
+    req: DecisionRequest, state: PatientState, refused: PurposeOfUse, data: st.DataObject
+) -> None:
+    """Issue 14, rule 3 (HL7 v3 ActReason): a refusal for a purpose covers every kind of it; being later than
+    everything else in the state, it also wins over anything earlier (rule 2)."""
+    kinds = sorted(descendants(refused) - {PurposeOfUse.ANY})
+    req = replace(req, purpose=data.draw(st.sampled_from(kinds)))
+    if _claims_an_override(req):
+        return
+    refusal = event(ConsentDecision(ConsentDirective.OPTOUT, refused, DataClass.ALL, "*"), at_ms=NOW_MS)
+    d = decide(req, apply(state, refusal))
+    assert d.outcome is Outcome.DENY
+    assert d.permitted == ()
 
 
 def test_state_of_another_patient_is_rejected() -> None:
@@ -171,3 +220,53 @@ def test_request_without_data_classes_is_rejected() -> None:
 def test_purpose_any_is_rejected() -> None:
     with pytest.raises(DecisionRequestError, match="purpose ANY"):
         decide(request(requester(), PurposeOfUse.ANY), empty_state(PATIENT))
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests, states())
+def test_break_glass_is_permitted_only_to_entitled_roles(req: DecisionRequest, state: PatientState) -> None:
+    """Issue 14, rule 9: whatever the state, a break-glass request from a role outside the list is denied."""
+    d = decide(replace(req, purpose=PurposeOfUse.BTG), state)
+    if req.requester.role in DEFAULT_BREAK_GLASS_ROLES:
+        assert "BREAK_GLASS" in d.codes  # permitted, unless shielding withholds every class asked for
+    else:
+        assert d.outcome is Outcome.DENY
+        assert d.codes[-1] == "BREAK_GLASS_NOT_ENTITLED"
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests, st.lists(payloads, max_size=6), st.randoms(use_true_random=False))
+def test_order_of_arrival_never_changes_an_answer(req: DecisionRequest, ps: list[Payload], rnd: random.Random) -> None:
+    """Issue 14 acceptance: the decision is a function of the events, not of the order they arrived in."""
+    evs = [event(p, at_ms=NOW_MS - (i + 1) * 1000, site=ORGS[i % len(ORGS)]) for i, p in enumerate(ps)]
+    shuffled = list(evs)
+    rnd.shuffle(shuffled)
+    half = len(evs) // 2
+    merged = merge(replay(PATIENT, shuffled[:half]), replay(PATIENT, shuffled[half:]))
+    expected = decide(req, replay(PATIENT, evs))
+    assert decide(req, replay(PATIENT, shuffled)) == expected
+    assert decide(req, merged) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states(), st.data())
+def test_a_later_withdrawal_always_wins_over_anything_earlier_it_covers(
+    req: DecisionRequest, state: PatientState, data: st.DataObject
+) -> None:
+    """Issue 14, rule 2: withdrawal takes effect when made, for everything it covers - whatever purpose, class
+    and recipient specificity the earlier registers had (short of break-glass or a statutory mandate)."""
+    if _claims_an_override(req):
+        return
+    c = data.draw(st.sampled_from(req.data_classes))
+    purpose = data.draw(st.sampled_from(ancestors(req.purpose)))
+    data_class = data.draw(st.sampled_from([c, DataClass.ALL]))
+    recipient = data.draw(st.sampled_from([req.requester.organisation, "*"]))
+    # the most specific permission there can be, just before the withdrawal
+    narrowest = ConsentDecision(ConsentDirective.OPTIN, req.purpose, c, req.requester.organisation)
+    if data.draw(st.booleans()):
+        state = apply(state, event(narrowest, at_ms=NOW_MS - 1))
+    withdrawal = event(ConsentDecision(ConsentDirective.OPTOUT, purpose, data_class, recipient), at_ms=NOW_MS)
+    d = decide(req, apply(state, withdrawal))
+    assert c not in d.permitted
+    if data_class is DataClass.ALL:
+        assert d.outcome is Outcome.DENY

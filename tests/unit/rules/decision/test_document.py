@@ -8,9 +8,12 @@ import pytest
 
 from consent_rules.decision import (
     BadRequestError,
+    DataHolder,
     Decision,
     DecisionAnswer,
+    HolderKind,
     Outcome,
+    OverrideEvidence,
     Requester,
     parse_as_at,
     parse_request,
@@ -108,3 +111,28 @@ def test_the_answer_json_is_one_shape_for_core_and_agent() -> None:
         "offline": False,
     }
     assert offline == {**live, "as_at_ms": 5, "audit_index": None, "offline": True}
+
+
+def test_the_data_holder_is_optional_and_parsed_when_given() -> None:
+    """Issue 14, rule 8: a request may name which organisation holds the data, and its kind."""
+    assert parse_request(body(), lambda nhs: nhs, NOW_MS).request.data_holder is None
+    parsed = parse_request(body(data_holder={"organisation": "A81001", "kind": "GP_PRACTICE"}), str, NOW_MS)
+    assert parsed.request.data_holder == DataHolder("A81001", HolderKind.GP_PRACTICE)
+    with pytest.raises(InvalidCodeError):
+        parse_request(body(data_holder={"organisation": "A81001", "kind": "SURGERY"}), str, NOW_MS)
+    with pytest.raises(BadRequestError, match="data_holder"):
+        parse_request(body(data_holder="A81001"), str, NOW_MS)
+
+
+def test_override_evidence_is_optional_and_parsed_when_given() -> None:
+    """Issue 14, rule 4: a statutory mandate names its instrument; safeguarding its justification and approver."""
+    assert parse_request(body(), str, NOW_MS).request.evidence is None
+    given = {"instrument": "Children Act 1989 s47", "justification": "risk of harm", "approver": "Caldicott Guardian"}
+    parsed = parse_request(body(legal_basis="SAFEGUARDING", evidence=given), str, NOW_MS)
+    assert parsed.request.evidence == OverrideEvidence("Children Act 1989 s47", "risk of harm", "Caldicott Guardian")
+    partial = parse_request(body(evidence={"instrument": "Coroners and Justice Act 2009 sch 5"}), str, NOW_MS)
+    assert partial.request.evidence == OverrideEvidence(instrument="Coroners and Justice Act 2009 sch 5")
+    with pytest.raises(BadRequestError, match="evidence"):
+        parse_request(body(evidence="a court order"), str, NOW_MS)
+    with pytest.raises(BadRequestError, match=r"evidence\.approver"):
+        parse_request(body(evidence={"approver": 7}), str, NOW_MS)

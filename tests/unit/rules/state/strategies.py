@@ -46,6 +46,7 @@ AGENT_SKEW_MS = {"agent-a": 0, "agent-b": 3 * HOUR_MS, "agent-c": -5 * HOUR_MS}
 PURPOSES = [PurposeOfUse.TREAT, PurposeOfUse.HRESCH, PurposeOfUse.ANY]
 DATA_CLASSES = [DataClass.ALL, DataClass.GENERAL, DataClass.HIV]
 RECIPIENTS = ["*", "RX1", "Y02"]
+SITES = ["A81001", "B82002"]
 ROLES = ["GP", "CALDICOTT_GUARDIAN", "SAFEGUARDING_LEAD", "NURSE", "RECEPTIONIST"]
 
 
@@ -101,7 +102,7 @@ def _consents(draw: st.DrawFn) -> ConsentDecision:
 
 _objections = st.builds(
     Objection,
-    kind=st.sampled_from([ObjectionKind.TYPE1, ObjectionKind.NDOP]),
+    kind=st.sampled_from([ObjectionKind.TYPE1, ObjectionKind.NDOP, ObjectionKind.LOCAL_DISSENT]),
     action=st.sampled_from(ObjectionAction),
     exemptions=st.lists(st.sampled_from(LegalBasis), max_size=3).map(tuple),
 )
@@ -139,6 +140,7 @@ def events(draw: st.DrawFn, patient_key: str = PATIENT) -> Event:
         agent_id=agent,
         event_id=draw(st.uuids()).hex,
         patient_key=patient_key,
+        site=draw(st.sampled_from(SITES)),  # per-organisation objections are keyed by site (issue 14, rule 6)
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from consent_rules.shielding import UnauthorisedShieldingClearError
 from consent_rules.state import (
+    NATIONAL,
     PatientMismatchError,
     Provenance,
     Stamp,
@@ -114,13 +115,13 @@ def test_objection_withdrawal_after_registration_is_inactive_with_sorted_exempti
     exemptions = (LegalBasis.STATUTORY_MANDATE, LegalBasis.S251, LegalBasis.S251)
     register = make_event(Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER, exemptions), hlc=hlc_of(BASE_MS))
     withdraw = make_event(Objection(ObjectionKind.NDOP, ObjectionAction.WITHDRAW), hlc=hlc_of(BASE_MS + 5))
-    registered = replay(PATIENT, [register]).objections[ObjectionKind.NDOP]
+    registered = replay(PATIENT, [register]).objections[(ObjectionKind.NDOP, NATIONAL)]
     assert (registered.active, registered.exemptions) == (
         True,
         (LegalBasis.S251, LegalBasis.STATUTORY_MANDATE),
     )
     assert registered.site == "A81001"
-    assert replay(PATIENT, [withdraw, register]).objections[ObjectionKind.NDOP].active is False
+    assert replay(PATIENT, [withdraw, register]).objections[(ObjectionKind.NDOP, NATIONAL)].active is False
 
 
 def test_access_record_changes_neither_registers_nor_applied() -> None:
@@ -165,12 +166,24 @@ def test_replay_as_at_ignores_events_stamped_after_it() -> None:
     assert replay(PATIENT, [withdraw, grant], as_at_hlc=withdraw.hlc).consents[KEY].directive is OPTOUT
 
 
-def test_exact_recipient_beats_wildcard_even_when_older() -> None:
-    state = replay(PATIENT, [consent(OPTIN, BASE_MS), consent(OPTOUT, BASE_MS + 1, recipient="*")])
+def test_exact_recipient_permission_beats_an_older_wildcard_refusal() -> None:
+    state = replay(PATIENT, [consent(OPTOUT, BASE_MS, recipient="*"), consent(OPTIN, BASE_MS + 1)])
     reg = effective_consent(state, TREAT, GENERAL, "RX1", BASE_MS)
     assert reg is not None and reg.directive is OPTIN
     other = effective_consent(state, TREAT, GENERAL, "Y02", BASE_MS)
     assert other is not None and other.directive is OPTOUT
+
+
+def test_later_wildcard_withdrawal_beats_an_older_exact_recipient_permission() -> None:
+    """Issue 14, rule 2: a withdrawal takes effect when made, for everything it covers.
+
+    This replaces ``test_exact_recipient_beats_wildcard_even_when_older``, which enshrined the old
+    rule (specificity before time, so a consent for one recipient survived the patient's later,
+    unqualified opt-out).
+    """
+    state = replay(PATIENT, [consent(OPTIN, BASE_MS), consent(OPTOUT, BASE_MS + 1, recipient="*")])
+    reg = effective_consent(state, TREAT, GENERAL, "RX1", BASE_MS)
+    assert reg is not None and reg.directive is OPTOUT
 
 
 def test_recipient_specificity_outranks_purpose_and_data_class_specificity() -> None:
@@ -181,12 +194,13 @@ def test_recipient_specificity_outranks_purpose_and_data_class_specificity() -> 
 
 
 def test_exact_purpose_beats_any_and_exact_data_class_beats_all() -> None:
-    any_purpose = consent(OPTOUT, BASE_MS + 2, purpose=ANY)
+    """Specificity ranks registers that no later withdrawal overrides (the refusals here are older)."""
+    any_purpose = consent(OPTOUT, BASE_MS, purpose=ANY)
     all_classes = consent(OPTIN, BASE_MS + 1, data_class=ALL)
     state = replay(PATIENT, [any_purpose, all_classes])
     reg = effective_consent(state, TREAT, GENERAL, "RX1", BASE_MS)
     assert reg is not None and reg.stamp.event_id == all_classes.event_id
-    exact = consent(OPTOUT, BASE_MS, purpose=ANY, data_class=GENERAL)
+    exact = consent(OPTOUT, BASE_MS - 1, purpose=ANY, data_class=GENERAL)
     reg = effective_consent(apply(state, exact), TREAT, GENERAL, "RX1", BASE_MS)
     assert reg is not None and reg.stamp.event_id == all_classes.event_id
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consent_rules.state import PatientState, Source, Stamp, apply, classify, empty_state, merge, replay
+from consent_wire.codes import ObjectionKind
 from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
 from .strategies import PATIENT, event_lists, events
@@ -118,6 +119,8 @@ def _register_name(e: Event) -> str | None:
     match e.payload:
         case ConsentDecision(purpose=purpose, data_class=data_class, recipient=recipient):
             return f"consent/{purpose.value}/{data_class.value}/{recipient}"
+        case Objection(kind=ObjectionKind.TYPE1 | ObjectionKind.LOCAL_DISSENT as kind):
+            return f"objection/{kind.value}/{e.site}"  # per organisation (issue 14, rule 6)
         case Objection(kind=kind):
             return f"objection/{kind.value}"
         case ShieldingFlag():

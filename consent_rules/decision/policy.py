@@ -1,0 +1,33 @@
+"""What a deployment configures about the decision (pure data, passed in to :func:`decide`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_BREAK_GLASS_ROLES", "DEFAULT_POLICY", "DecisionPolicy"]
+
+# Roles entitled to break-glass (issue 14, rule 9): registered clinicians who give emergency care.
+# A default only, after the NHS Summary Care Record's emergency access ("self-claimed legitimate
+# relationship", open to registered clinicians in direct care roles, not to administrative staff);
+# a deployment names its own in settings and passes them in. Role codes are matched exactly.
+DEFAULT_BREAK_GLASS_ROLES = frozenset(
+    {
+        "A_AND_E_DOCTOR",
+        "CONSULTANT",
+        "DOCTOR",
+        "ED_DOCTOR",
+        "GP",
+        "MIDWIFE",
+        "NURSE",
+        "PAEDIATRICIAN",
+        "PARAMEDIC",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPolicy:
+    break_glass_roles: frozenset[str] = DEFAULT_BREAK_GLASS_ROLES
+
+
+DEFAULT_POLICY = DecisionPolicy()

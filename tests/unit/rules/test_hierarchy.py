@@ -1,0 +1,24 @@
+"""The purpose-of-use hierarchy table (HL7 v3 ActReason, issue 14 rule 3)."""
+
+from __future__ import annotations
+
+from consent_rules.hierarchy import PARENT, ancestors, depth, descendants, is_a
+from consent_wire.codes import PurposeOfUse as P
+
+
+def test_every_wire_purpose_has_a_place_under_any() -> None:
+    assert set(PARENT) == set(P)
+    assert all(ancestors(p)[-1] is P.ANY for p in P)
+
+
+def test_hl7_kinds_of_treatment_and_operations() -> None:
+    assert descendants(P.TREAT) == {P.TREAT, P.ETREAT, P.COC, P.BTG}
+    assert descendants(P.HOPERAT) == {P.HOPERAT, P.HQUALIMP}
+    assert ancestors(P.BTG) == (P.BTG, P.ETREAT, P.TREAT, P.ANY)
+
+
+def test_a_narrower_code_is_a_kind_of_the_broader_never_the_reverse() -> None:
+    assert is_a(P.COC, P.TREAT) and not is_a(P.TREAT, P.COC)
+    assert is_a(P.HQUALIMP, P.HOPERAT) and not is_a(P.HOPERAT, P.HQUALIMP)
+    assert not is_a(P.HRESCH, P.HOPERAT)
+    assert (depth(P.ANY), depth(P.TREAT), depth(P.ETREAT), depth(P.BTG)) == (0, 1, 2, 3)
