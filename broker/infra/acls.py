@@ -24,7 +24,8 @@ Every core stage may also DESCRIBE every topic under ``<prefix>.`` (metadata onl
 start that all registered topics exist). MQTT (topics of edge_agent/transport_mqtt.py, broker/bridge.py,
 broker/mirror.py): a gateway writes ``consent/ingress/<agent>``, reads ``consent/ack/<agent>`` and its
 site's ``consent/state|shielding/<site>/+``; the bridge reads every ingress topic and writes every ack;
-the mirror writes every state and shielding topic; nobody else may use MQTT.
+the mirror writes every state and shielding topic; the operator may use every topic (troubleshooting, as
+its Kafka super user); nobody else may use MQTT.
 """
 
 from __future__ import annotations
@@ -223,6 +224,8 @@ def mqtt_acl_lines(principal: Principal) -> tuple[str, ...]:
         lines = ["topic read consent/ingress/+", "topic write consent/ack/+"]
     elif role == Role.MIRROR:
         lines = ["topic write consent/state/#", "topic write consent/shielding/#"]
+    elif role == Role.OPERATOR:
+        lines = ["topic readwrite #"]  # the operator's own troubleshooting principal, as on Kafka (super user)
     else:
         return ()
     return (f"user {name}", *lines)

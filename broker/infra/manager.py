@@ -37,9 +37,9 @@ class InfraConfig:
     kafka_port: int = 9092
     mqtt_port: int = 1883
     nodes: int = 1
-    # mTLS + ACLs on Kafka and Mosquitto. Default False until every client of the product is wired to it
-    # (issue 11): then the default flips to True and `--insecure` is for debugging only.
-    secure: bool = False
+    # mTLS + deny-by-default ACLs on Kafka and Mosquitto; False (`--insecure`, CONSENT_INFRA_SECURE=0) is
+    # plaintext and anonymous, for debugging only.
+    secure: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> InfraConfig:
@@ -49,7 +49,7 @@ class InfraConfig:
             "kafka_port": int(env.get("CONSENT_KAFKA_PORT", "9092")),
             "mqtt_port": int(env.get("CONSENT_MQTT_PORT", "1883")),
             "nodes": int(env.get("CONSENT_KAFKA_NODES", "1")),
-            "secure": env.get("CONSENT_INFRA_SECURE", "0").lower() in ("1", "true", "yes"),
+            "secure": env.get("CONSENT_INFRA_SECURE", "1").lower() not in ("0", "false", "no"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)  # type: ignore[arg-type]
@@ -136,7 +136,7 @@ class Infra:
     def _prepare_credentials(self) -> kafka.KafkaTls:
         for principal in default_principals():
             self.pki.issue(principal.name, server=principal.name == KAFKA_SERVER)
-            if principal.role in (Role.BRIDGE, Role.MIRROR):
+            if principal.role in (Role.OPERATOR, Role.BRIDGE, Role.MIRROR):
                 self._mqtt_principals.add(principal)
         self.pki.issue(MQTT_SERVER, server=True)
         self._write_mqtt_acl()

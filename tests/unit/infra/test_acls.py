@@ -146,14 +146,15 @@ def test_the_bridge_and_mirror_mqtt_rights_and_nobody_else() -> None:
         "topic write consent/state/#",
         "topic write consent/shielding/#",
     )
-    for role in (Role.OPERATOR, Role.VERIFIER, Role.RECONCILER, Role.API, Role.SUBSCRIBER, Role.WITNESS):
+    for role in (Role.VERIFIER, Role.RECONCILER, Role.API, Role.SUBSCRIBER, Role.WITNESS):
         assert mqtt_acl_lines(Principal("x", role)) == ()
+    assert mqtt_acl_lines(Principal("operator", Role.OPERATOR)) == ("user operator", "topic readwrite #")
 
 
 def test_the_acl_file_has_no_pattern_lines_that_would_apply_to_every_user() -> None:
     text = mosquitto_acl_file(
-        [Principal("gw-1", Role.AGENT, "S"), core_principal(Role.BRIDGE), Principal("op", Role.OPERATOR)]
+        [Principal("gw-1", Role.AGENT, "S"), core_principal(Role.BRIDGE), Principal("sub", Role.SUBSCRIBER)]
     )
     assert "pattern" not in text
-    assert "user op" not in text
+    assert "user sub" not in text
     assert text.index("user core.bridge") < text.index("user gw-1")
