@@ -16,8 +16,12 @@ def _props(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines())
 
 
-def test_secure_mode_is_off_by_default_until_every_client_is_wired() -> None:
-    assert InfraConfig().secure is False
+def test_secure_mode_is_on_by_default_and_plaintext_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert InfraConfig().secure is True
+    monkeypatch.delenv("CONSENT_INFRA_SECURE", raising=False)
+    assert InfraConfig.from_env().secure is True
+    monkeypatch.setenv("CONSENT_INFRA_SECURE", "0")
+    assert InfraConfig.from_env().secure is False
 
 
 def test_a_secure_kafka_node_has_only_ssl_listeners_and_the_authorizer(tmp_path: Path) -> None:
