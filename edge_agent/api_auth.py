@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from consent_io.secrets import read_secret, write_secret
 
@@ -41,7 +42,7 @@ def _refuse(reason: str, message: str) -> web.Response:
     return web.Response(body=body, status=401, content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
 
 
-def token_middleware(token: bytes) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def token_middleware(token: bytes) -> Middleware:
     expected = b"Bearer " + token
 
     @web.middleware

@@ -12,10 +12,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from edge_agent.api_auth import load_token
 from edge_agent.config import Settings
+from edge_agent.errors import ConfigError
 from edge_agent.http_api import ApiContext, make_app
 from edge_agent.intake import Intake
 from edge_agent.metrics import EdgeCollector, SubmissionCounts, make_registry
@@ -97,7 +100,10 @@ class Agent:
             replica,
             lambda: publisher.connected,
         )
-        runner = web.AppRunner(make_app(ctx), access_log=None)  # access logs could carry query data
+        token = None if settings.insecure_api else load_token(_required_path(settings.api_token_file))
+        if token is None:
+            log.warning("edge agent API runs with insecure_api: no bearer token is checked (debugging only)")
+        runner = web.AppRunner(make_app(ctx, token), access_log=None)  # access logs could carry query data
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         stopping = asyncio.Event()
@@ -147,3 +153,9 @@ def _publisher_settings(s: Settings) -> PublisherSettings:
         backoff_base_s=s.backoff_base_s,
         backoff_cap_s=s.backoff_cap_s,
     )
+
+
+def _required_path(path: Path | None) -> Path:
+    if path is None:  # settings validation requires it unless insecure_api
+        raise ConfigError("api_token_file is required unless insecure_api = true")
+    return path

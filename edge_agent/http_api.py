@@ -33,6 +33,7 @@ from prometheus_client.core import CollectorRegistry
 from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import parse_request
 from consent_wire.errors import WireError
+from edge_agent.api_auth import token_middleware
 from edge_agent.errors import EdgeError, EventIdConflictError, OutboxFullError
 from edge_agent.intake import Intake
 from edge_agent.metrics import SubmissionCounts
@@ -70,8 +71,12 @@ class ApiContext:
     publisher_connected: Callable[[], bool] = lambda: False
 
 
-def make_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[error_middleware(STATUS_BY_ERROR)], client_max_size=MAX_BATCH_BYTES)
+def make_app(ctx: ApiContext, token: bytes | None) -> web.Application:
+    """The agent's API; ``token`` None is the insecure_api debug mode (no bearer token checked)."""
+    middlewares = [error_middleware(STATUS_BY_ERROR)]
+    if token is not None:
+        middlewares.append(token_middleware(token))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BATCH_BYTES)
     api = _Api(ctx)
     app.add_routes(
         [

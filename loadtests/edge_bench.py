@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import secrets
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -158,19 +159,21 @@ async def _http_submitter(
     ctx = ApiContext(
         "bench-1", "A12345", intake, outbox, lambda n: n, SubmissionCounts(), CollectorRegistry(), lambda: 0
     )
-    web_runner = web.AppRunner(make_app(ctx), access_log=None)
+    token = secrets.token_hex(32).encode()  # the agent API's bearer token, as in production
+    web_runner = web.AppRunner(make_app(ctx, token), access_log=None)
     await web_runner.setup()
     site = web.TCPSite(web_runner, "127.0.0.1", 0)
     await site.start()
     port = web_runner.addresses[0][1]
     session = aiohttp.ClientSession()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token.decode()}"}
     url = f"http://127.0.0.1:{port}/v1/events/batch"
 
     async def submit() -> None:
         while not queue.empty():
             queue.get_nowait()
             t0 = time.perf_counter()
-            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(url, data=body, headers=headers) as resp:
                 if resp.status != 202:
                     raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
                 await resp.read()

@@ -52,7 +52,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient]:  # type: ignore[t
     intake = Intake(outbox, _pseudonymise, FakeClock(), lambda: 1_700_000_000_000)
     registry = make_registry(EdgeCollector(outbox, counts, None, None))
     ctx = ApiContext("agent-1", "A12345", intake, outbox, _pseudonymise, counts, registry, lambda: 1, None)
-    c = TestClient(TestServer(make_app(ctx)))
+    c = TestClient(TestServer(make_app(ctx, b"t" * 64)), headers={"Authorization": "Bearer " + "t" * 64})
     await c.start_server()
     yield c
     await c.close()

@@ -40,7 +40,7 @@ async def _serve(outbox: Outbox) -> TestClient:  # type: ignore[type-arg]
     intake = Intake(outbox, fake_pseudonymise, FakeClock(), lambda: 1_700_000_000_000)
     registry = make_registry(EdgeCollector(outbox, counts, None, None))
     ctx = ApiContext("agent-1", "A12345", intake, outbox, fake_pseudonymise, counts, registry, lambda: 1, None)
-    client = TestClient(TestServer(make_app(ctx)))
+    client = TestClient(TestServer(make_app(ctx, b"t" * 64)), headers={"Authorization": "Bearer " + "t" * 64})
     await client.start_server()
     return client
 

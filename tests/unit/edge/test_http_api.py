@@ -43,7 +43,7 @@ async def start_api(tmp_path: Path, cap: int = 1 << 30) -> Api:
     intake = Intake(outbox, fake_pseudonymise, FakeClock(), lambda: 1_700_000_000_000, lambda: next(ids))
     registry = make_registry(EdgeCollector(outbox, counts, None, replica))
     ctx = ApiContext("agent-1", "A12345", intake, outbox, fake_pseudonymise, counts, registry, lambda: 1, replica)
-    client = TestClient(TestServer(make_app(ctx)))
+    client = TestClient(TestServer(make_app(ctx, b"t" * 64)), headers={"Authorization": "Bearer " + "t" * 64})
     await client.start_server()
     return Api(client, outbox, replica)
 
