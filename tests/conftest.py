@@ -1,8 +1,13 @@
 """Session fixtures: the real Kafka broker and Mosquitto, started once per test run by the project's own code.
 
-A stack already running on the test ports (e.g. from a previous run with ``make infra-test-up``) is reused and
-left running; a stack this session started is stopped at the end, leaving no process behind.
-Every test gets unique topic names and consumer group ids, so tests never see each other's records.
+The stack is secure, as in production: mutual TLS with a private CA and deny-by-default ACLs on Kafka and
+Mosquitto. Test-side observers and provisioning act as the ``operator`` principal (a super user); every core
+stage runs as its own principal ``core.<stage>`` and every agent as its agent id, with exactly the ACLs the
+table in broker/infra/acls.py gives them on the test's own topic prefix (:class:`LocalDeployment`).
+
+A stack already running on the test ports is reused and left running; a stack this session started is stopped
+at the end, leaving no process behind. Every test gets unique topic names, consumer group ids and an app id,
+so tests never see each other's records.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from broker.infra import Infra, InfraConfig
+from broker.infra.local import LocalDeployment
 from broker.topics import TopicNames, create_topics
 from consent_io.connection import KafkaConnection, MqttConnection
 
@@ -43,9 +49,15 @@ def kafka_bootstrap(infra: Infra) -> str:
 
 
 @pytest.fixture(scope="session")
-def kafka_connection(kafka_bootstrap: str) -> KafkaConnection:
-    """How test clients reach the test broker (every client is built from it by consent_io)."""
-    return KafkaConnection(kafka_bootstrap)
+def deployment(infra: Infra) -> LocalDeployment:
+    """Credentials per principal on the test stack."""
+    return LocalDeployment(infra)
+
+
+@pytest.fixture(scope="session")
+def kafka_connection(deployment: LocalDeployment) -> KafkaConnection:
+    """How test-side clients (provisioning, observers) reach the test broker: as the operator."""
+    return deployment.operator()
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +66,9 @@ def mqtt_endpoint(infra: Infra) -> tuple[str, int]:
 
 
 @pytest.fixture(scope="session")
-def mqtt_connection(mqtt_endpoint: tuple[str, int]) -> MqttConnection:
-    return MqttConnection(*mqtt_endpoint)
+def mqtt_connection(deployment: LocalDeployment) -> MqttConnection:
+    """Test-side MQTT observers connect as the operator (may use every topic)."""
+    return deployment.operator_mqtt()
 
 
 @pytest.fixture
@@ -69,10 +82,20 @@ def unique_group(unique_prefix: str) -> str:
 
 
 @pytest.fixture
-async def topic_names(kafka_connection: KafkaConnection, unique_prefix: str) -> AsyncIterator[TopicNames]:
-    """Every registered topic, created under a prefix unique to this test (2 partitions each)."""
+def app_id(unique_prefix: str) -> str:
+    """The core's app id in this test (consumer groups and transactional ids start with it)."""
+    return f"{unique_prefix}-core"
+
+
+@pytest.fixture
+async def topic_names(
+    kafka_connection: KafkaConnection, deployment: LocalDeployment, unique_prefix: str, app_id: str
+) -> AsyncIterator[TopicNames]:
+    """Every registered topic, created under a prefix unique to this test (2 partitions each), with the core
+    stages' ACLs on it for ``app_id``."""
     names = TopicNames(unique_prefix)
     await create_topics(kafka_connection, names, replication=1, partitions=dict.fromkeys(_all_topics(), 2))
+    await deployment.grant(unique_prefix, app_id)
     yield names
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.infra.local import LocalDeployment
 from broker.topics import TopicNames
+from consent_io.secrets import write_secret
 from consent_wire.keys import OperatorRoot
 from tests.integration.pipeline.conftest import Harness
 
@@ -19,8 +21,8 @@ CLI = str(Path(sys.executable).with_name("consent-broker"))
 
 
 @pytest.fixture
-async def harness(kafka_bootstrap: str, topic_names: TopicNames, unique_prefix: str) -> AsyncIterator[Harness]:
-    h = Harness(kafka_bootstrap, topic_names, OperatorRoot.generate(), f"{unique_prefix}-core")
+async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: str) -> AsyncIterator[Harness]:
+    h = Harness(deployment, topic_names, OperatorRoot.generate(), app_id)
     yield h
     for core in h.cores:
         await core.stop()
@@ -29,7 +31,7 @@ async def harness(kafka_bootstrap: str, topic_names: TopicNames, unique_prefix: 
 @pytest.fixture
 def secret_file(tmp_path: Path) -> Path:
     path = tmp_path / "pseudonym.hex"
-    path.write_text(secrets.token_hex(32) + "\n")  # as `openssl rand -hex 32` writes it
+    write_secret(path, secrets.token_hex(32).encode() + b"\n")  # as `openssl rand -hex 32` writes it, mode 0600
     return path
 
 

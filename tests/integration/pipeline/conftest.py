@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
 from broker.runtime import Core
 from broker.settings import CoreSettings
@@ -21,24 +22,31 @@ from tests.factories import SimAgent
 
 @dataclass
 class Harness:
-    bootstrap: str
+    deployment: LocalDeployment
     topics: TopicNames
     root: OperatorRoot
     app_id: str
     cores: list[Core] = field(default_factory=list)
 
     @property
+    def bootstrap(self) -> str:
+        return self.deployment.infra.config.bootstrap
+
+    @property
     def kafka(self) -> KafkaConnection:
-        return KafkaConnection(self.bootstrap)
+        """The test's own provisioning and observation connection (the operator)."""
+        return self.deployment.operator()
 
     def settings(self, **overrides: object) -> CoreSettings:
-        return CoreSettings.load(
-            bootstrap=self.bootstrap,
-            topic_prefix=self.topics.prefix,
-            app_id=self.app_id,
-            root_public_key_hex=public_key_bytes(self.root.public_key).hex(),
-            **overrides,
-        )
+        """The core's settings: each stage its own TLS principal, with the test's prefix and app id."""
+        values: dict[str, object] = {
+            **self.deployment.core_settings(),
+            "topic_prefix": self.topics.prefix,
+            "app_id": self.app_id,
+            "root_public_key_hex": public_key_bytes(self.root.public_key).hex(),
+        }
+        values.update(overrides)
+        return CoreSettings.load(**values)
 
     async def start_core(self, **overrides: object) -> Core:
         core = Core(self.settings(**overrides))
@@ -88,8 +96,8 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(kafka_bootstrap: str, topic_names: TopicNames, unique_prefix: str) -> AsyncIterator[Harness]:
-    h = Harness(kafka_bootstrap, topic_names, OperatorRoot.generate(), f"{unique_prefix}-core")
+async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: str) -> AsyncIterator[Harness]:
+    h = Harness(deployment, topic_names, OperatorRoot.generate(), app_id)
     yield h
     for core in h.cores:
         await core.stop()
