@@ -14,6 +14,7 @@ from broker import __version__
 from broker.commands import audit as audit_commands
 from broker.commands import demo as demo_commands
 from broker.commands import reports as reports_commands
+from broker.commands.connection import kafka_options
 from broker.infra import Infra, InfraConfig, InfraError
 from broker.settings import STAGES, CoreSettings, SettingsError
 from broker.topics import TopicNames, create_topics, describe_topics
@@ -102,26 +103,25 @@ def topics() -> None:
     """Topic provisioning from the registry in broker/topics.py."""
 
 
-_bootstrap_option = click.option("--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
 _prefix_option = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
 
 
 @topics.command("create")
-@_bootstrap_option
+@kafka_options
 @_prefix_option
 @click.option("--replication", type=int, default=1, show_default=True)
-def topics_create(bootstrap: str, prefix: str, replication: int) -> None:
+def topics_create(conn: KafkaConnection, prefix: str, replication: int) -> None:
     """Create every topic the product uses (idempotent)."""
-    created = run_async(create_topics(KafkaConnection(bootstrap), TopicNames(prefix), replication))
+    created = run_async(create_topics(conn, TopicNames(prefix), replication))
     click.echo(f"created {len(created)} topic(s): {', '.join(created) if created else '(all existed)'}")
 
 
 @topics.command("describe")
-@_bootstrap_option
+@kafka_options
 @_prefix_option
-def topics_describe(bootstrap: str, prefix: str) -> None:
+def topics_describe(conn: KafkaConnection, prefix: str) -> None:
     """Show partitions, replication and key configs of every registered topic."""
-    for name, info in run_async(describe_topics(KafkaConnection(bootstrap), TopicNames(prefix))).items():
+    for name, info in run_async(describe_topics(conn, TopicNames(prefix))).items():
         click.echo(f"{name:<28} " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
 
 

@@ -16,7 +16,8 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import pytest
+import hypothesis  # noqa: F401 - imported up front: a lazy first import while the interpreter shuts down (an
+import pytest  #   unraisable-warning hook) trips CPython 3.11's "AST constructor recursion depth mismatch"
 
 from broker.infra import Infra, InfraConfig
 from broker.infra.local import LocalDeployment

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from broker.audit import StoredLog, describe_problem, parse_log, verify_stored
+from broker.commands.connection import kafka_options
 from broker.topics import TopicNames
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import read_to_end
@@ -15,14 +16,13 @@ from consent_wire.errors import WireError
 
 __all__ = ["command"]
 
-_bootstrap = click.option("--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
 _prefix = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
 
 
-def _topic_lines(bootstrap: str, prefix: str) -> list[bytes]:
+def _topic_lines(conn: KafkaConnection, prefix: str) -> list[bytes]:
     from broker.cli import run_async  # the CLI entry point installs uvloop
 
-    records = run_async(read_to_end(KafkaConnection(bootstrap), TopicNames(prefix).audit))
+    records = run_async(read_to_end(conn, TopicNames(prefix).audit))
     return [r.value for r in records if r.value is not None]
 
 
@@ -32,15 +32,15 @@ def command() -> None:
 
 
 @command.command("verify")
-@_bootstrap
+@kafka_options
 @_prefix
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Verify an exported log (JSONL) instead of the topic.")  # fmt: skip
 @click.option("--public-key", default=None, help="Hex Ed25519 key every checkpoint must be signed by.")
-def verify_command(bootstrap: str, prefix: str, file: Path | None, public_key: str | None) -> None:
+def verify_command(conn: KafkaConnection, prefix: str, file: Path | None, public_key: str | None) -> None:
     """Print OK, or each problem (EDITED, DELETED, REORDERED, ...) and exit 1."""
     try:
-        lines = file.read_bytes().splitlines() if file is not None else _topic_lines(bootstrap, prefix)
+        lines = file.read_bytes().splitlines() if file is not None else _topic_lines(conn, prefix)
         stored: StoredLog = parse_log(lines)
         result = verify_stored(stored, bytes.fromhex(public_key) if public_key else None)
     except (WireError, ValueError) as exc:
@@ -54,12 +54,12 @@ def verify_command(bootstrap: str, prefix: str, file: Path | None, public_key: s
 
 
 @command.command("export")
-@_bootstrap
+@kafka_options
 @_prefix
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File (default stdout).")
-def export_command(bootstrap: str, prefix: str, out: Path | None) -> None:
+def export_command(conn: KafkaConnection, prefix: str, out: Path | None) -> None:
     """Write the audit topic as JSONL, one entry or checkpoint per line, in topic order."""
-    lines = _topic_lines(bootstrap, prefix)
+    lines = _topic_lines(conn, prefix)
     data = b"".join(line + b"\n" for line in lines)
     if out is None:
         sys.stdout.buffer.write(data)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from broker.commands.connection import kafka_options
 from broker.reports import (
     Report,
     ReportInputError,
@@ -30,20 +31,19 @@ from consent_wire.signing import decode_verified_event
 
 __all__ = ["command", "read_events"]
 
-_bootstrap = click.option("--bootstrap", envvar="CONSENT_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
 _prefix = click.option("--prefix", envvar="CONSENT_TOPIC_PREFIX", default="consent", show_default=True)
 _out = click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory for CSV/JSON/PNG."
 )
 
 
-def read_events(bootstrap: str, prefix: str) -> list[Event]:
+def read_events(conn: KafkaConnection, prefix: str) -> list[Event]:
     """Every verified event on the events topic (records that do not decode are skipped and counted)."""
     from broker.cli import run_async  # the CLI entry point installs uvloop
 
     events: list[Event] = []
     skipped = 0
-    for record in run_async(read_to_end(KafkaConnection(bootstrap), TopicNames(prefix).events)):
+    for record in run_async(read_to_end(conn, TopicNames(prefix).events)):
         try:
             events.append(decode_verified_event(record.value or b"").event)
         except WireError:
@@ -63,15 +63,15 @@ def command() -> None:
 
 
 @command.command("objections")
-@_bootstrap
+@kafka_options
 @_prefix
 @_out
 @click.option("--list-sizes", type=click.Path(exists=True, dir_okay=False), required=True,
               help="CSV of practice,list_size (registered patients per practice).")  # fmt: skip
-def objections_command(bootstrap: str, prefix: str, out: Path, list_sizes: str) -> None:
+def objections_command(conn: KafkaConnection, prefix: str, out: Path, list_sizes: str) -> None:
     """Objection rate per practice with funnel-plot limits; ALERT_HIGH rows are listed at the end."""
     try:
-        report = objection_rates(read_events(bootstrap, prefix), load_list_sizes(list_sizes))
+        report = objection_rates(read_events(conn, prefix), load_list_sizes(list_sizes))
     except ReportInputError as exc:
         raise click.ClickException(str(exc)) from exc
     _write(out, "objections", report)
@@ -81,22 +81,22 @@ def objections_command(bootstrap: str, prefix: str, out: Path, list_sizes: str) 
 
 
 @command.command("breaches")
-@_bootstrap
+@kafka_options
 @_prefix
 @_out
-def breaches_command(bootstrap: str, prefix: str, out: Path) -> None:
+def breaches_command(conn: KafkaConnection, prefix: str, out: Path) -> None:
     """Breaches by organisation and severity, and the incident list for publication."""
-    events = read_events(bootstrap, prefix)
+    events = read_events(conn, prefix)
     _write(out, "breaches", breach_summary(events))
     _write(out, "breach_incidents", breach_incidents(events))
     click.echo(f"wrote {out}/breaches.csv, breaches.json, breach_incidents.csv, breach_incidents.json")
 
 
 @command.command("disclosures")
-@_bootstrap
+@kafka_options
 @_prefix
 @_out
-def disclosures_command(bootstrap: str, prefix: str, out: Path) -> None:
+def disclosures_command(conn: KafkaConnection, prefix: str, out: Path) -> None:
     """Disclosures by discloser, recipient and purpose."""
-    _write(out, "disclosures", disclosures(read_events(bootstrap, prefix)))
+    _write(out, "disclosures", disclosures(read_events(conn, prefix)))
     click.echo(f"wrote {out}/disclosures.csv, disclosures.json")

@@ -204,7 +204,9 @@ def format_nodes(libs: Path, nodes: list[KafkaNode], tls: KafkaTls | None = None
             continue
         # with several controllers each node takes its directory id from its own --initial-controllers entry
         mode = ["--standalone"] if len(nodes) == 1 else ["--initial-controllers", initial]
-        argv = java_argv(libs, node, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *mode)
+        argv = java_argv(
+            libs, node, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props), *mode
+        )
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise InfraError(f"kafka storage format failed for node {node.node_id}: {result.stdout}{result.stderr}")

@@ -28,6 +28,12 @@ async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: 
         await core.stop()
 
 
+@pytest.fixture(autouse=True)
+def _cli_as_operator(deployment: LocalDeployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``consent-broker`` subprocesses reach the secure test Kafka with the operator's credentials."""
+    monkeypatch.setenv("CONSENT_CLI_TLS_DIR", str(deployment.infra.config.pki_dir / "operator"))
+
+
 @pytest.fixture
 def secret_file(tmp_path: Path) -> Path:
     path = tmp_path / "pseudonym.hex"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import aiohttp
 import pytest
 
 from broker.api import ApiService
+from broker.auth.client import TokenSource, client_tls
+from broker.infra.local import ApiClientSpec, LocalDeployment
 from broker.runtime import Core
 from consent_wire.codes import (
     BreachSeverity,
@@ -39,6 +42,11 @@ def requester(**change: Any) -> dict[str, Any]:
     return {**base, **change}
 
 
+def _shares(accesses: dict[str, Any]) -> list[dict[str, Any]]:
+    """Accesses and decisions (the API's own reads of the record are listed too, as READ)."""
+    return [a for a in accesses["accesses"] if a["kind"] != "READ"]
+
+
 def researcher() -> dict[str, Any]:
     return requester(organisation="RESLAB1", role="RESEARCHER", relationship="NONE", care_team=False)
 
@@ -54,22 +62,54 @@ async def until(probe: Callable[[], Any], check: Callable[[Any], bool], timeout_
         await asyncio.sleep(0.3)
 
 
+CLIENTS = (
+    ApiClientSpec("rx1-ehr", "RX1", ("CONSULTANT",), ("decisions", "patient.read", "reports")),
+    ApiClientSpec("reslab", "RESLAB1", ("RESEARCHER",), ("decisions", "patient.read")),
+)
+READER = "accessor_id=staff-7&role=CONSULTANT&purpose=TREAT"  # who reads, for the audit trail
+
+
 class Api:
-    def __init__(self, session: aiohttp.ClientSession, core: Core) -> None:
+    """The core's API over HTTPS, one OAuth client per organisation (tokens by private_key_jwt)."""
+
+    def __init__(self, session: aiohttp.ClientSession, core: Core, door: Door) -> None:
         service = core.services["api"]
         assert isinstance(service, ApiService)
-        self.base = f"http://127.0.0.1:{service.port}"
+        self.base = door.deployment.api_url(service.port)
         self.session = session
+        self.tls = client_tls(door.deployment.ca_file)
+        self.tokens = {
+            spec.organisation: TokenSource(
+                door.deployment.api_credentials(spec.client_id, door.keys[spec.client_id], service.port)
+            )
+            for spec in CLIENTS
+        }
+
+    async def _auth(self, organisation: str) -> dict[str, str]:
+        return await self.tokens[organisation].headers(self.session, self.tls)
+
+    async def health(self) -> Any:
+        async with self.session.get(self.base + "/v1/health", ssl=self.tls) as resp:
+            return await resp.json()
 
     async def get(self, path: str) -> Any:
-        async with self.session.get(self.base + path) as resp:
+        sep = "&" if "?" in path else "?"
+        url = f"{self.base}{path}{sep}{READER}" if path.startswith("/v1/patients") else self.base + path
+        async with self.session.get(url, ssl=self.tls, headers=await self._auth("RX1")) as resp:
             return await resp.json()
 
     async def decide(self, nhs: str, who: dict[str, Any], purpose: str, classes: list[str], **extra: Any) -> Any:
         body = {"requester": who, "purpose": purpose, "nhs_number": nhs, "data_classes": classes, **extra}
-        async with self.session.post(self.base + "/v1/decisions", json=body) as resp:
+        headers = await self._auth(who["organisation"])
+        async with self.session.post(self.base + "/v1/decisions", json=body, ssl=self.tls, headers=headers) as resp:
             assert resp.status == 200, await resp.text()
             return await resp.json()
+
+    async def refused(self, nhs: str, who: dict[str, Any], as_organisation: str) -> Any:
+        body = {"requester": who, "purpose": "TREAT", "nhs_number": nhs, "data_classes": ["GENERAL"]}
+        headers = await self._auth(as_organisation)
+        async with self.session.post(self.base + "/v1/decisions", json=body, ssl=self.tls, headers=headers) as resp:
+            return resp.status, await resp.json()
 
 
 async def send_site_events(harness: Harness, gp: SimAgent, secret: bytes) -> None:
@@ -91,6 +131,13 @@ async def send_site_events(harness: Harness, gp: SimAgent, secret: bytes) -> Non
     await harness.send(gp, [gp.batch(events)])
 
 
+@dataclass(frozen=True)
+class Door:
+    deployment: LocalDeployment
+    settings: dict[str, object]
+    keys: dict[str, Path]
+
+
 async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
     harness: Harness, secret_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,12 +145,20 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
     secret = bytes.fromhex(await asyncio.to_thread(secret_file.read_text))
     gp = SimAgent.create(site="A81001")
     await harness.register(gp)
-    settings = {"stages": "verifier,reconciler,api", "pseudonym_secret_file": str(secret_file), "http_port": 0}
+    door = Door(harness.deployment, *harness.deployment.api_door(tmp_path / "door", CLIENTS))
+    settings = {
+        "stages": "verifier,reconciler,api",
+        "pseudonym_secret_file": str(secret_file),
+        "http_port": 0,
+        **door.settings,
+    }
     core = await harness.start_core(**settings)
     await send_site_events(harness, gp, secret)
     async with aiohttp.ClientSession() as session:
-        api = Api(session, core)
-        await until(lambda: api.get("/v1/health"), lambda h: h["status"] == "ok")
+        api = Api(session, core, door)
+        await until(api.health, lambda h: h["status"] == "ok")
+        status, body = await api.refused(OPTED_OUT, requester(organisation="EVIL"), as_organisation="RX1")
+        assert (status, body["reason"]) == (403, "AUTH_ORGANISATION")  # authority comes from the credential
         for nhs in (OPTED_OUT, SHIELDED, CONSENTED):
             await until(lambda n=nhs: api.get(f"/v1/patients/{n}/consent"), lambda s: s["version"] == 1)
 
@@ -122,34 +177,38 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
         past = await api.decide(CONSENTED, researcher(), "HRESCH", ["GENERAL"], as_at=BASE_MS - 1)
         assert (past["outcome"], past["state_version"], past["audit_index"]) == ("DENY", 0, None)
 
-        accesses = await until(lambda: api.get(f"/v1/patients/{OPTED_OUT}/accesses"), lambda a: len(a["accesses"]) == 3)
-        seen = [(a["kind"], a["organisation"], a["outcome"]) for a in accesses["accesses"]]
+        accesses = await until(lambda: api.get(f"/v1/patients/{OPTED_OUT}/accesses"), lambda a: len(_shares(a)) == 3)
+        seen = [(a["kind"], a["organisation"], a["outcome"]) for a in _shares(accesses)]
         assert seen == [("ACCESS", "B82002", "VIEWED"), ("DECISION", "RESLAB1", "DENY"), ("DECISION", "RX1", "PERMIT")]
+        reads = [a for a in accesses["accesses"] if a["kind"] == "READ"]
+        assert reads and {(r["organisation"], r["accessor_id"]) for r in reads} == {("RX1", "staff-7")}
         fhir = await api.get(f"/v1/patients/{OPTED_OUT}/consent?format=fhir")
         assert fhir["total"] == 1
         disclosed = await api.get("/v1/reports/disclosures")
         assert [(r["discloser"], r["recipient"], r["purpose"]) for r in disclosed["rows"]] == [
             ("A81001", "RESLAB1", "HRESCH")
         ]
+        next_index = (await api.health())["audit_next_index"]
     await core.stop()
     harness.cores.remove(core)
 
     # a restarted API restores the chain and does not append the access records a second time
     core = await harness.start_core(**{**settings, "stages": "api"})
     async with aiohttp.ClientSession() as session:
-        api = Api(session, core)
-        await until(lambda: api.get("/v1/health"), lambda h: h["status"] == "ok")
+        api = Api(session, core, door)
+        await until(api.health, lambda h: h["status"] == "ok")
         accesses = await api.get(f"/v1/patients/{OPTED_OUT}/accesses")
-        assert [a["kind"] for a in accesses["accesses"]] == ["ACCESS", "DECISION", "DECISION"]
+        assert [a["kind"] for a in _shares(accesses)] == ["ACCESS", "DECISION", "DECISION"]
         again = await api.decide(SHIELDED, requester(), "TREAT", ["GENERAL"])
-        assert again["audit_index"] == 6  # 4 decisions + 2 access records before the restart
+        assert again["audit_index"] == next_index + 1  # the chain resumed; only the read above came between
     await core.stop()
     harness.cores.remove(core)
 
-    prefix = ["--bootstrap", harness.bootstrap, "--prefix", harness.topics.prefix]
+    operator = harness.deployment.infra.config.pki_dir / "operator"
+    prefix = ["--bootstrap", harness.bootstrap, "--prefix", harness.topics.prefix, "--tls-dir", str(operator)]
     verified = await cli("audit", "verify", *prefix)
     assert verified.code == 0, verified.out + verified.err
-    assert verified.out.startswith("OK: 7 entries")
+    assert verified.out.startswith(f"OK: {next_index + 2} entries")
 
     sizes = tmp_path / "list_sizes.csv"
     sizes.write_text("practice,list_size\nA81001,100\nB82002,100\n")

@@ -1,39 +1,26 @@
-"""A secure stack of its own (mTLS + ACLs on Kafka and Mosquitto) for the security suite.
-
-Its name and ports are derived from the plaintext test stack's (+500), so it never collides with it. A stack
-already running on those ports is reused and left running; one this session started is stopped at the end.
-"""
+"""The security suite runs on the (secure) test stack: mTLS + deny-by-default ACLs on Kafka and Mosquitto."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from broker.infra import Infra, InfraConfig
+from broker.infra import Infra
 from broker.infra.acls import Deployment, Principal, Role
 from broker.infra.security import grant_for_prefix
 from broker.topics import Topic, TopicNames
-from tests.conftest import TEST_KAFKA_PORT, TEST_MQTT_PORT
 from tests.integration.security.clients import create_all_topics
 
-SECURE_KAFKA_PORT = TEST_KAFKA_PORT + 500
-SECURE_MQTT_PORT = TEST_MQTT_PORT + 500
 APP_ID = "consent-core"
 
 
 @pytest.fixture(scope="session")
-def secure_infra() -> Iterator[Infra]:
-    stack = Infra(
-        InfraConfig(name="test-secure", kafka_port=SECURE_KAFKA_PORT, mqtt_port=SECURE_MQTT_PORT, secure=True)
-    )
-    already = stack.status().healthy
-    if not already:
-        stack.up()
-    yield stack
-    if not already:
-        stack.down()
+def secure_infra(infra: Infra) -> Infra:
+    """The test stack itself: it is secure by default, as every deployment is."""
+    assert infra.config.secure
+    return infra
 
 
 def role_principals(tag: str) -> dict[Role, Principal]:
