@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from broker.infra.local import LocalDeployment
 from tests.faults.rig import Rig, make_rig
 
 
 @pytest.fixture
-async def rig(kafka_bootstrap: str, unique_prefix: str) -> AsyncIterator[Rig]:
-    yield await make_rig(kafka_bootstrap, unique_prefix)
+async def rig(deployment: LocalDeployment, unique_prefix: str) -> AsyncIterator[Rig]:
+    yield await make_rig(deployment, unique_prefix)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
 from broker.topics import Topic, TopicNames, create_topics
 from consent_io.connection import KafkaConnection
@@ -19,16 +20,30 @@ SITES = ("A81001", "VM123", "B82002", "C83003")
 
 @dataclass
 class Rig:
-    bootstrap: str
+    deployment: LocalDeployment
     topics: TopicNames
     root: OperatorRoot
     app_id: str
     agents: list[SimAgent]
 
+    @property
+    def conn(self) -> KafkaConnection:
+        """The rig's own traffic and observation connection (the operator)."""
+        return self.deployment.operator()
+
+    def settings(self) -> dict[str, object]:
+        """CoreSettings overrides for an in-process core of this rig (each stage its own TLS principal)."""
+        return {
+            **self.deployment.core_settings(),
+            "topic_prefix": self.topics.prefix,
+            "app_id": self.app_id,
+            "root_public_key_hex": public_key_bytes(self.root.public_key).hex(),
+        }
+
     def env(self) -> dict[str, str]:
         """Settings for ``python -m broker run`` (CONSENT_* variables)."""
         return {
-            "CONSENT_BOOTSTRAP": self.bootstrap,
+            **self.deployment.core_env(),
             "CONSENT_TOPIC_PREFIX": self.topics.prefix,
             "CONSENT_APP_ID": self.app_id,
             "CONSENT_ROOT_PUBLIC_KEY_HEX": public_key_bytes(self.root.public_key).hex(),
@@ -36,13 +51,13 @@ class Rig:
         }
 
 
-async def make_rig(bootstrap: str, prefix: str, replication: int = 1, agents: int = 4) -> Rig:
+async def make_rig(deployment: LocalDeployment, prefix: str, replication: int = 1, agents: int = 4) -> Rig:
     topics = TopicNames(prefix)
     partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-    await create_topics(
-        KafkaConnection(bootstrap), topics, replication=replication, partitions=dict.fromkeys(partitioned, PARTITIONS)
-    )
+    operator = deployment.operator()
+    await create_topics(operator, topics, replication=replication, partitions=dict.fromkeys(partitioned, PARTITIONS))
+    await deployment.grant(prefix, f"{prefix}-core")
     root = OperatorRoot.generate()
     sims = [SimAgent.create(site=SITES[i % len(SITES)], skew_ms=(i % 3 - 1) * 60_000) for i in range(agents)]
-    await publish_key_events(KafkaConnection(bootstrap), topics.keys, [a.register(root) for a in sims])
-    return Rig(bootstrap, topics, root, f"{prefix}-core", sims)
+    await publish_key_events(operator, topics.keys, [a.register(root) for a in sims])
+    return Rig(deployment, topics, root, f"{prefix}-core", sims)

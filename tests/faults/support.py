@@ -54,7 +54,7 @@ ISOLATIONS = ("read_uncommitted", "read_committed")  # end offsets: high water, 
 class Traffic:
     """Several agents each sending chained signed batches; a failed send is re-sent until acknowledged."""
 
-    bootstrap: str
+    conn: KafkaConnection
     topic: str
     agents: list[SimAgent]
     patients: int = 40
@@ -67,9 +67,7 @@ class Traffic:
 
     async def run(self, stop: asyncio.Event) -> None:
         rng = random.Random(self.seed)
-        producer = kafka.producer(
-            KafkaConnection(self.bootstrap), enable_idempotence=True, acks="all", request_timeout_ms=15_000
-        )
+        producer = kafka.producer(self.conn, enable_idempotence=True, acks="all", request_timeout_ms=15_000)
         await producer.start()
         try:
             clock = BASE_MS
@@ -139,9 +137,9 @@ class CoreProcess:
             self.kill()
 
 
-async def high_water(bootstrap: str, topic: str) -> int:
+async def high_water(conn: KafkaConnection, topic: str) -> int:
     """Sum of the partitions' end offsets (read_uncommitted: grows as soon as a stage produces)."""
-    consumer = kafka.consumer(KafkaConnection(bootstrap), isolation_level="read_uncommitted")
+    consumer = kafka.consumer(conn, isolation_level="read_uncommitted")
     await consumer.start()
     try:
         partitions = await kafka.partitions_for(consumer, topic)
@@ -151,22 +149,22 @@ async def high_water(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def wait_progress(bootstrap: str, topic: str, more: int, timeout_s: float = 120) -> None:
+async def wait_progress(conn: KafkaConnection, topic: str, more: int, timeout_s: float = 120) -> None:
     """Wait until ``topic`` has grown by ``more`` records: the core is busy, so a kill lands mid-stream."""
-    start = await high_water(bootstrap, topic)
+    start = await high_water(conn, topic)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while await high_water(bootstrap, topic) < start + more:
+    while await high_water(conn, topic) < start + more:
         assert loop.time() < deadline, f"no progress on {topic} within {timeout_s} s"
         await asyncio.sleep(0.2)
 
 
-async def wait_open_transaction(bootstrap: str, topic: str, timeout_s: float = 30) -> bool:
+async def wait_open_transaction(conn: KafkaConnection, topic: str, timeout_s: float = 30) -> bool:
     """Wait until ``topic`` holds records of a transaction not yet committed (high water > last stable offset).
 
     Killing right then makes the restart abort a transaction with records in it. False on timeout.
     """
-    consumers = [kafka.consumer(KafkaConnection(bootstrap), isolation_level=i) for i in ISOLATIONS]
+    consumers = [kafka.consumer(conn, isolation_level=i) for i in ISOLATIONS]
     for c in consumers:
         await c.start()
     try:
@@ -184,9 +182,9 @@ async def wait_open_transaction(bootstrap: str, topic: str, timeout_s: float = 3
             await c.stop()
 
 
-async def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list:  # type: ignore[type-arg]
+async def read_all(conn: KafkaConnection, topic: str, isolation: str = "read_committed") -> list:  # type: ignore[type-arg]
     """Every record of ``topic`` up to its end now (committed ones only by default)."""
-    return await kafka.read_to_end(KafkaConnection(bootstrap), topic, isolation_level=isolation)
+    return await kafka.read_to_end(conn, topic, isolation_level=isolation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,23 +207,23 @@ def _essence(state: PatientState) -> object:
     return (consents, objections, shielding, state.applied, state.version)
 
 
-async def _latest_states(bootstrap: str, topic: str) -> dict[str, PatientState]:
-    latest: dict[bytes, bytes] = {r.key: r.value for r in await read_all(bootstrap, topic)}
+async def _latest_states(conn: KafkaConnection, topic: str) -> dict[str, PatientState]:
+    latest: dict[bytes, bytes] = {r.key: r.value for r in await read_all(conn, topic)}
     return {k.decode(): PatientState.from_bytes(v) for k, v in latest.items()}
 
 
 async def check_against_replay(
-    bootstrap: str, topics: TopicNames, acked: list[bytes], timeout_s: float = 180
+    conn: KafkaConnection, topics: TopicNames, acked: list[bytes], timeout_s: float = 180
 ) -> Outcome:
     """Wait until the state holds every acknowledged event (or time out), then compare everything."""
     events: list[Event] = [decode_event(e) for e in acked]
     distinct = len({e.event_id for e in events})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    states = await _latest_states(bootstrap, topics.state)
+    states = await _latest_states(conn, topics.state)
     while sum(s.version for s in states.values()) < distinct and loop.time() < deadline:
         await asyncio.sleep(1.0)
-        states = await _latest_states(bootstrap, topics.state)
+        states = await _latest_states(conn, topics.state)
     by_patient: dict[str, list[Event]] = {}
     for e in events:
         by_patient.setdefault(e.patient_key, []).append(e)
@@ -235,16 +233,16 @@ async def check_against_replay(
         if key not in states or _essence(states[key]) != _essence(replay(key, by_patient.get(key, [])))
     )
     pairs: Counter[tuple[str, int]] = Counter()
-    records = await read_all(bootstrap, topics.events)
+    records = await read_all(conn, topics.events)
     for r in records:
         ve = decode_verified_event(r.value)
         pairs[(ve.agent_id, ve.event.seq)] += 1
     aborted = 0
     for topic, committed in ((topics.events, len(records)), (topics.state, None)):
         if committed is None:
-            committed = len(await read_all(bootstrap, topic))
-        aborted += len(await read_all(bootstrap, topic, isolation="read_uncommitted")) - committed
-    letters = Counter(dict(r.headers)["reason"].decode() for r in await read_all(bootstrap, topics.deadletter))
+            committed = len(await read_all(conn, topic))
+        aborted += len(await read_all(conn, topic, isolation="read_uncommitted")) - committed
+    letters = Counter(dict(r.headers)["reason"].decode() for r in await read_all(conn, topics.deadletter))
     return Outcome(
         sent=distinct,
         in_state=sum(s.version for s in states.values()),

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from broker.infra import Infra
+from broker.infra.local import LocalDeployment
 from broker.runtime import Core
 from broker.settings import CoreSettings
 from tests.faults.rig import make_rig
@@ -21,31 +22,24 @@ VICTIM = 2  # any one of three: RF 3 with min ISR 2 keeps accepting acks=all wri
 
 
 async def test_one_broker_killed_mid_run_loses_no_acknowledged_event(cluster3: Infra, unique_prefix: str) -> None:
-    bootstrap = cluster3.config.bootstrap
-    rig = await make_rig(bootstrap, unique_prefix, replication=3)
-    core = Core(
-        CoreSettings.load(
-            bootstrap=bootstrap,
-            topic_prefix=rig.topics.prefix,
-            app_id=rig.app_id,
-            root_public_key_hex=rig.env()["CONSENT_ROOT_PUBLIC_KEY_HEX"],
-        )
-    )
-    traffic = Traffic(bootstrap, rig.topics.ingress, rig.agents, pause_s=0.1)
+    rig = await make_rig(LocalDeployment(cluster3), unique_prefix, replication=3)
+    core = Core(CoreSettings.load(**rig.settings()))
+    conn = rig.conn
+    traffic = Traffic(conn, rig.topics.ingress, rig.agents, pause_s=0.1)
     stop = asyncio.Event()
     sender = asyncio.create_task(traffic.run(stop))
     try:
         await core.start()
         await core.wait_ready()
-        await wait_progress(bootstrap, rig.topics.events, more=1000)
+        await wait_progress(conn, rig.topics.events, more=1000)
         await asyncio.to_thread(cluster3.kill_node, VICTIM)
         await asyncio.sleep(5)  # traffic keeps flowing on two brokers
-        await wait_progress(bootstrap, rig.topics.state, more=300)
+        await wait_progress(conn, rig.topics.state, more=300)
         await asyncio.to_thread(cluster3.start_node, VICTIM)
-        await wait_progress(bootstrap, rig.topics.events, more=1000)
+        await wait_progress(conn, rig.topics.events, more=1000)
         stop.set()
         await sender
-        outcome = await check_against_replay(bootstrap, rig.topics, traffic.acked)
+        outcome = await check_against_replay(conn, rig.topics, traffic.acked)
     finally:
         stop.set()
         await core.stop()

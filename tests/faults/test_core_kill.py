@@ -18,29 +18,29 @@ log = logging.getLogger(__name__)
 
 async def test_kill_9_mid_stream_then_restart_neither_loses_nor_reapplies_an_event(rig: Rig, tmp_path: Path) -> None:
     core = CoreProcess(rig.env(), tmp_path / "core.log")
-    traffic = Traffic(rig.bootstrap, rig.topics.ingress, rig.agents)
+    traffic = Traffic(rig.conn, rig.topics.ingress, rig.agents)
     stop = asyncio.Event()
     sender = asyncio.create_task(traffic.run(stop))
     try:
-        await wait_progress(rig.bootstrap, rig.topics.ingress, more=200)  # a backlog: the core starts busy
+        await wait_progress(rig.conn, rig.topics.ingress, more=200)  # a backlog: the core starts busy
         core.start()
         # three different moments: a verifier transaction open (events written, not committed), a reconciler
         # transaction open, and during start-up (importing, joining the group or restoring)
-        await wait_progress(rig.bootstrap, rig.topics.events, more=2000)
-        caught = [await wait_open_transaction(rig.bootstrap, rig.topics.events)]
+        await wait_progress(rig.conn, rig.topics.events, more=2000)
+        caught = [await wait_open_transaction(rig.conn, rig.topics.events)]
         core.kill()
         core.start()
-        await wait_progress(rig.bootstrap, rig.topics.state, more=300)
-        caught.append(await wait_open_transaction(rig.bootstrap, rig.topics.state))
+        await wait_progress(rig.conn, rig.topics.state, more=300)
+        caught.append(await wait_open_transaction(rig.conn, rig.topics.state))
         core.kill()
         core.start()
         await asyncio.sleep(1.5)
         core.kill()
         core.start()
-        await wait_progress(rig.bootstrap, rig.topics.events, more=300)
+        await wait_progress(rig.conn, rig.topics.events, more=300)
         stop.set()
         await sender
-        outcome = await check_against_replay(rig.bootstrap, rig.topics, traffic.acked)
+        outcome = await check_against_replay(rig.conn, rig.topics, traffic.acked)
     finally:
         stop.set()
         core.stop()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.infra.local import LocalDeployment
 from consent_io import kafka
-from consent_io.connection import KafkaConnection
 from tests.factories import BASE_MS, consent, patient
 from tests.faults.rig import make_rig
 from tests.faults.support import CoreProcess, high_water
@@ -42,15 +42,15 @@ async def _scrape(port: int, want: str, timeout_s: float = 60) -> str:
 
 
 async def test_metrics_endpoint_reports_each_stage_and_sigterm_exits_cleanly(
-    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path
+    deployment: LocalDeployment, unique_prefix: str, tmp_path: Path
 ) -> None:
-    rig = await make_rig(kafka_bootstrap, unique_prefix, agents=1)
+    rig = await make_rig(deployment, unique_prefix, agents=1)
     agent = rig.agents[0]
     port = _free_port()
     core = CoreProcess({**rig.env(), "CONSENT_METRICS_PORT": str(port)}, tmp_path / "core.log")
     core.start()
     try:
-        producer = kafka.producer(KafkaConnection(kafka_bootstrap), enable_idempotence=True, acks="all")
+        producer = kafka.producer(rig.conn, enable_idempotence=True, acks="all")
         await producer.start()
         try:
             batch = agent.batch([agent.event(patient(i), consent(), BASE_MS + i) for i in range(50)])
@@ -67,7 +67,7 @@ async def test_metrics_endpoint_reports_each_stage_and_sigterm_exits_cleanly(
             "broker_stage_state_entries",
         ):
             assert name in text
-        assert await high_water(kafka_bootstrap, rig.topics.state) > 0
+        assert await high_water(rig.conn, rig.topics.state) > 0
     finally:
         assert core.proc is not None
         core.proc.send_signal(signal.SIGTERM)

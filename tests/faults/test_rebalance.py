@@ -18,35 +18,27 @@ log = logging.getLogger(__name__)
 
 
 def _core(rig: Rig) -> Core:
-    env = rig.env()
-    return Core(
-        CoreSettings.load(
-            bootstrap=rig.bootstrap,
-            topic_prefix=rig.topics.prefix,
-            app_id=rig.app_id,
-            root_public_key_hex=env["CONSENT_ROOT_PUBLIC_KEY_HEX"],
-        )
-    )
+    return Core(CoreSettings.load(**rig.settings()))
 
 
 async def test_second_instance_joining_then_first_leaving_mid_stream_gives_the_reference_state(rig: Rig) -> None:
     first, second = _core(rig), _core(rig)
-    traffic = Traffic(rig.bootstrap, rig.topics.ingress, rig.agents, pause_s=0.1)
+    traffic = Traffic(rig.conn, rig.topics.ingress, rig.agents, pause_s=0.1)
     stop = asyncio.Event()
     sender = asyncio.create_task(traffic.run(stop))
     try:
         await first.start()
         await first.wait_ready()
-        await wait_progress(rig.bootstrap, rig.topics.events, more=1000)
+        await wait_progress(rig.conn, rig.topics.events, more=1000)
         await second.start()  # rebalance: the partitions split between the two
         await second.wait_ready()
         split = {name: sorted(stage.producers) for name, stage in second.stages.items()}
-        await wait_progress(rig.bootstrap, rig.topics.state, more=300)
+        await wait_progress(rig.conn, rig.topics.state, more=300)
         await first.stop()  # rebalance again: the second takes everything
-        await wait_progress(rig.bootstrap, rig.topics.events, more=1000)
+        await wait_progress(rig.conn, rig.topics.events, more=1000)
         stop.set()
         await sender
-        outcome = await check_against_replay(rig.bootstrap, rig.topics, traffic.acked)
+        outcome = await check_against_replay(rig.conn, rig.topics, traffic.acked)
         owned = {name: sorted(stage.producers) for name, stage in second.stages.items()}
     finally:
         stop.set()
