@@ -1,10 +1,10 @@
 """consent_wire: the wire protocol shared by the edge agent and the core (pure logic, no network I/O).
 
-Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over
-RFC 6962 Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the core's signed MQTT acks (:mod:`ack`), the operator-rooted key registry
-(:mod:`keys`), hybrid logical clocks (:mod:`hlc`), NHS number
-validation and pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed
-errors with stable reason codes (:mod:`errors`).
+Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over RFC 6962
+Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the core's signed MQTT acks (:mod:`ack`), the
+operator-rooted key registry (:mod:`keys`), hybrid logical clocks (:mod:`hlc`), NHS number validation and
+pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed errors with stable reason
+codes (:mod:`errors`).
 """
 
 from __future__ import annotations

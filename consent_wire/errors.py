@@ -75,7 +75,7 @@ __all__ = [
 
 # Messages are one sentence; one that quotes input (an agent id, a key id) is cut here, so no error
 # message, log line or dead-letter header repeats unbounded input.
-MAX_MESSAGE_CHARS = 512
+_MAX_MESSAGE_CHARS = 512
 
 
 class WireError(Exception):
@@ -85,8 +85,8 @@ class WireError(Exception):
     retriable: ClassVar[bool] = False
 
     def __init__(self, message: str) -> None:
-        if len(message) > MAX_MESSAGE_CHARS:  # a message that quotes hostile input (a 600 KB agent id)
-            message = f"{message[:MAX_MESSAGE_CHARS]}... [cut, {len(message)} characters]"
+        if len(message) > _MAX_MESSAGE_CHARS:  # a message that quotes hostile input (a 600 KB agent id)
+            message = f"{message[:_MAX_MESSAGE_CHARS]}... [cut, {len(message)} characters]"
         super().__init__(message)
         self.message = message
 
