@@ -238,8 +238,9 @@ def _root_key(s: CoreSettings) -> str | None:
     if not {"verifier", "bridge"} & set(s.stages):
         return None
     todo = "set it to the operator root's raw Ed25519 public key, 64 hex digits"
+    stage = "verifier" if "verifier" in s.stages else "bridge"
     if not s.root_public_key_hex:
-        return _problem(s, "root_public_key_hex", f"the verifier and bridge stages need it; {todo}")
+        return _problem(s, "root_public_key_hex", f"the {stage} stage needs it; {todo}")
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
     except ValueError:

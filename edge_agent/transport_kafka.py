@@ -25,6 +25,7 @@ __all__ = ["KafkaTransport"]
 
 log = logging.getLogger(__name__)
 
+
 class KafkaTransport:
     def __init__(self, conn: KafkaConnection, topic: str, agent_id: str, *, ack_timeout_s: float = 30.0) -> None:
         self._conn = conn

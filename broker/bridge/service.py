@@ -246,8 +246,9 @@ class MqttBridge:
             with contextlib.suppress(KafkaError, OSError):
                 await producer.stop()
             raise
-        self._producer = producer
-        return producer
+        writer: RecordWriter = producer
+        self._producer = writer
+        return writer
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
