@@ -52,9 +52,9 @@ def bounded(text: str, limit: int) -> str:
     return raw[: max(0, limit - len(note))].decode("utf-8", "ignore") + note
 
 
-def letter_value(data: bytes) -> bytes:
-    """The input whole if it is at most WHOLE_MAX_BYTES, else its first EXCERPT_BYTES."""
-    return data if len(data) <= WHOLE_MAX_BYTES else data[:EXCERPT_BYTES]
+def letter_value(data: bytes, whole_max: int = WHOLE_MAX_BYTES) -> bytes:
+    """The input whole if it is at most ``whole_max`` bytes, else its first EXCERPT_BYTES."""
+    return data if len(data) <= whole_max else data[:EXCERPT_BYTES]
 
 
 def letter_key(agent_id: str) -> bytes | None:
@@ -63,9 +63,9 @@ def letter_key(agent_id: str) -> bytes | None:
 
 
 def letter_headers(
-    *, reason: str, message: str, source: str, stage: str, agent_id: str, data: bytes
+    *, reason: str, message: str, source: str, stage: str, agent_id: str, data: bytes, whole_max: int = WHOLE_MAX_BYTES
 ) -> tuple[tuple[str, bytes], ...]:
-    """Every header of a dead letter, each bounded (see the module docstring)."""
+    """Every header of a dead letter, each bounded (see the module docstring); ``whole_max`` as for the value."""
     return (
         ("reason", bounded(reason, 64).encode()),
         ("message", bounded(message, MAX_MESSAGE_BYTES).encode()),
@@ -74,5 +74,5 @@ def letter_headers(
         ("agent", bounded(agent_id, MAX_AGENT_BYTES).encode()),
         ("sha256", sha256(data).hexdigest().encode()),
         ("size", str(len(data)).encode()),
-        ("value", b"whole" if len(data) <= WHOLE_MAX_BYTES else b"excerpt"),
+        ("value", b"whole" if len(data) <= whole_max else b"excerpt"),
     )

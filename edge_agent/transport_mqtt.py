@@ -70,8 +70,15 @@ def check_ack(payload: bytes, agent_id: str, core_key: Ed25519PublicKey, highest
 
 class MqttTransport:
     def __init__(
-        self, conn: MqttConnection, agent_id: str, core_key: Ed25519PublicKey, *, ack_timeout_s: float = 30.0
+        self,
+        conn: MqttConnection,
+        agent_id: str,
+        core_key: Ed25519PublicKey,
+        *,
+        ack_timeout_s: float = 30.0,
+        link: mqtt.MqttLink | None = None,
     ) -> None:
+        """``link``: an MQTT session to publish on, whose owner delivers acks to :meth:`on_ack` (tests, in-process)."""
         self._conn = conn
         self._agent_id = agent_id
         self._core_key = core_key
@@ -79,7 +86,7 @@ class MqttTransport:
         self.refused_acks: Counter[str] = Counter()  # reason -> acks refused (edge_acks_refused_total)
         self._timeout = ack_timeout_s
         self._stack: AsyncExitStack | None = None
-        self._client: aiomqtt.Client | None = None
+        self._client: mqtt.MqttLink | None = link
         self._reader: asyncio.Task[None] | None = None
         self._acked = 0
         self._ack_seen = asyncio.Event()
@@ -115,7 +122,7 @@ class MqttTransport:
     async def close(self) -> None:
         await self._reset()
 
-    async def _connected(self) -> aiomqtt.Client:
+    async def _connected(self) -> mqtt.MqttLink:
         if self._client is not None:
             return self._client
         client = mqtt.client(

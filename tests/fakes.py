@@ -200,3 +200,37 @@ class FakeProducer:
 
     def to(self, topic: str) -> list[tuple[str, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]]:
         return [record for record in self.sent if record[0] == topic]
+
+
+@dataclass
+class InProcessMqtt:
+    """Mosquitto between gateways and the bridge, in-process: an :class:`consent_io.mqtt.MqttLink` for both sides.
+
+    A publish on ``consent/ingress/<agent>`` is handed to ``bridge.handle`` (the real bridge logic) at once;
+    one on ``consent/ack/<agent>`` is delivered to the gateway subscribed for that agent (``on_ack``).
+    Anybody holding this link may publish anywhere: it stands for a gateway with valid MQTT credentials.
+    """
+
+    bridge: Any
+    gateways: dict[str, Any] = field(default_factory=dict)  # agent id -> transport with on_ack(payload)
+    acks: list[tuple[str, bytes]] = field(default_factory=list)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | None = None,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - aiomqtt's own signature (the PUBACK wait)
+    ) -> None:
+        if topic.startswith("consent/ingress/"):
+            await self.bridge.handle(self, topic, payload or b"")
+        elif topic.startswith("consent/ack/"):
+            self.acks.append((topic, payload or b""))
+            gateway = self.gateways.get(topic.removeprefix("consent/ack/"))
+            if gateway is not None:
+                gateway.on_ack(payload or b"")
+
+    async def subscribe(self, topic: str, qos: int = 0) -> None:
+        return None

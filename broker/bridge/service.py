@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from prometheus_client import Counter, Gauge
 
 from broker.bridge.forward import INGRESS_FILTER, Forward, Refusal, ack_topic, plan_forward
-from broker.deadletter import bounded, letter_headers, letter_key, letter_value
+from broker.deadletter import WHOLE_MAX_BYTES, bounded, letter_headers, letter_key, letter_value
 from broker.keys_follower import KeysFollower
 from broker.sessions import backoff_delay, supervise
 from broker.settings import read_hex_file
@@ -185,16 +185,21 @@ class MqttBridge:
         return plan
 
     async def _dead_letter(self, topic: str, refusal: Refusal) -> None:
-        headers = letter_headers(
-            reason=refusal.reason,
-            message=refusal.message,
-            source=f"mqtt:{topic}",
-            stage="bridge",
-            agent_id=refusal.agent_id,
-            data=refusal.data,
-        )
-        value, key = letter_value(refusal.data), letter_key(refusal.agent_id)
-        if not await self._produce(self.config.deadletter_topic, value, key, headers):
+        """Write the refusal's dead letter: the input whole if Kafka takes it, else an excerpt and its hash."""
+        for whole_max in (WHOLE_MAX_BYTES, 0):  # 0: excerpt only (Kafka refused the whole input as too large)
+            headers = letter_headers(
+                reason=refusal.reason,
+                message=refusal.message,
+                source=f"mqtt:{topic}",
+                stage="bridge",
+                agent_id=refusal.agent_id,
+                data=refusal.data,
+                whole_max=whole_max,
+            )
+            value = letter_value(refusal.data, whole_max)
+            if await self._produce(self.config.deadletter_topic, value, letter_key(refusal.agent_id), headers):
+                break
+        else:
             log.error("bridge dead letter refused by Kafka as too large reason=%s", refusal.reason)
         self.refused[refusal.reason] = self.refused.get(refusal.reason, 0) + 1
         MESSAGES.labels(refusal.reason).inc()
