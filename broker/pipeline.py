@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from broker.deadletter import letter_headers, letter_key, letter_value
 from broker.keys_follower import KeysFollower
 from broker.stage import Output
 from broker.topics import TopicNames
@@ -17,16 +18,20 @@ __all__ = ["ReconcilerLogic", "VerifierLogic", "dead_letter"]
 
 
 def dead_letter(topic: str, source_topic: str, partition: int, letter: DeadLetter, stage: str) -> Output:
-    """Value: the original bytes, untouched. Headers: reason code, message, source topic/partition/offset."""
-    headers = (
-        ("reason", letter.reason.encode()),
-        ("message", letter.message.encode()),
-        ("source", f"{source_topic}/{partition}/{letter.offset}".encode()),
-        ("stage", stage.encode()),
-        ("agent", letter.agent_id.encode()),
+    """Value: the original bytes, or a bounded excerpt of an oversized input (:mod:`broker.deadletter`).
+
+    Headers: reason code, bounded message, source topic/partition/offset, stage, agent, SHA-256 and size.
+    """
+    headers = letter_headers(
+        reason=letter.reason,
+        message=letter.message,
+        source=f"{source_topic}/{partition}/{letter.offset}",
+        stage=stage,
+        agent_id=letter.agent_id,
+        data=letter.data,
     )
-    key = letter.agent_id.encode() if letter.agent_id else None
-    return Output(topic, letter.data, key, None, headers, reject_reason=letter.reason)
+    value = letter_value(letter.data)
+    return Output(topic, value, letter_key(letter.agent_id), None, headers, reject_reason=letter.reason)
 
 
 class VerifierLogic:

@@ -234,11 +234,13 @@ def _counts(s: CoreSettings) -> str | None:
 
 
 def _root_key(s: CoreSettings) -> str | None:
-    if "verifier" not in s.stages:
+    """The verifier and the bridge (which acks only batches that verify) read agents' keys signed by the root."""
+    if not {"verifier", "bridge"} & set(s.stages):
         return None
     todo = "set it to the operator root's raw Ed25519 public key, 64 hex digits"
+    stage = "verifier" if "verifier" in s.stages else "bridge"
     if not s.root_public_key_hex:
-        return _problem(s, "root_public_key_hex", f"the verifier stage needs it; {todo}")
+        return _problem(s, "root_public_key_hex", f"the {stage} stage needs it; {todo}")
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
     except ValueError:
@@ -270,6 +272,22 @@ def _audit_key(s: CoreSettings) -> str | None:
         return exc.message
     except ValueError:
         return _problem(s, "audit_key_file", f"expected a file holding a raw {_ED25519_KEY_BYTES}-byte key in hex")
+    return None
+
+
+def _core_signing_key(s: CoreSettings) -> str | None:
+    """The bridge signs every ack it sends a gateway with the core key; gateways verify it (core_public_key_hex)."""
+    if "bridge" not in s.stages:
+        return None
+    todo = "a file of mode 0600 holding a raw Ed25519 private key in hex (`openssl rand -hex 32`)"
+    if not s.core_signing_key_file:
+        return _problem(s, "core_signing_key_file", f"the bridge stage signs its acks with it; {todo}")
+    try:
+        Ed25519PrivateKey.from_private_bytes(read_hex_file(s.core_signing_key_file, "core_signing_key_file"))
+    except SettingsError as exc:
+        return exc.message
+    except ValueError:
+        return _problem(s, "core_signing_key_file", f"not a {_ED25519_KEY_BYTES}-byte key; {todo}")
     return None
 
 
@@ -360,6 +378,7 @@ _CHECKS: tuple[Check, ...] = (
     _root_key,
     _secret,
     _audit_key,
+    _core_signing_key,
     _list_sizes,
     _mirror_files,
     _api_door,

@@ -31,6 +31,7 @@ from consent_io.connection import KafkaConnection
 from consent_io.tls import kafka_security_kwargs
 
 __all__ = [
+    "MAX_REQUEST_BYTES",
     "METADATA_ATTEMPTS",
     "METADATA_RETRY_S",
     "KafkaTopicReader",
@@ -49,6 +50,12 @@ __all__ = [
     "transactional_producer",
 ]
 
+# Every producer's max_request_size, set by the factories below (a caller cannot raise it): Kafka's broker
+# default message.max.bytes (1 MiB + 12 bytes), which this product's topics keep. Everything the product
+# writes is bounded below it: a signed batch is at most consent_wire.signing.MAX_BATCH_BYTES (1 MiB - 8 KiB,
+# leaving room for the key and record overhead) and a dead letter at most that plus ~2 KiB of headers
+# (broker.deadletter). A record over it would fail every retry; the producer refuses it before sending.
+MAX_REQUEST_BYTES = 1_048_588
 # up to 10 s for a just-created topic to appear in metadata (as the audit reader had: 50 x 0.2 s)
 METADATA_ATTEMPTS = 50
 METADATA_RETRY_S = 0.2
@@ -87,14 +94,28 @@ def _common(conn: KafkaConnection) -> dict[str, Any]:
     return kafka_security_kwargs(conn)
 
 
+def _bounded_request(opts: dict[str, Any]) -> dict[str, Any]:
+    """``opts`` with max_request_size = MAX_REQUEST_BYTES (a lower value is kept, a higher one refused)."""
+    size = opts.get("max_request_size", MAX_REQUEST_BYTES)
+    if size > MAX_REQUEST_BYTES:
+        raise ValueError(f"max_request_size {size} is over the broker's message.max.bytes {MAX_REQUEST_BYTES}")
+    return {**opts, "max_request_size": size}
+
+
 def producer(conn: KafkaConnection, **opts: Any) -> AIOKafkaProducer:
-    """A producer (not started); ``opts`` are aiokafka's (acks, linger_ms, enable_idempotence, ...)."""
-    return AIOKafkaProducer(**_common(conn), **opts)
+    """A producer (not started); ``opts`` are aiokafka's (acks, linger_ms, enable_idempotence, ...).
+
+    ``max_request_size`` is :data:`MAX_REQUEST_BYTES` unless ``opts`` lower it.
+    """
+    return AIOKafkaProducer(**_common(conn), **_bounded_request(opts))
 
 
 def transactional_producer(conn: KafkaConnection, transactional_id: str, **opts: Any) -> AIOKafkaProducer:
-    """A transactional producer (idempotent, acks=all); ``start()`` fences any older owner of the id."""
-    settings: dict[str, Any] = {"enable_idempotence": True, "acks": "all", **opts}
+    """A transactional producer (idempotent, acks=all, max_request_size as :func:`producer`).
+
+    ``start()`` fences any older owner of the id.
+    """
+    settings: dict[str, Any] = {"enable_idempotence": True, "acks": "all", **_bounded_request(opts)}
     return AIOKafkaProducer(**_common(conn), transactional_id=transactional_id, **settings)
 
 

@@ -1,14 +1,15 @@
 """consent_wire: the wire protocol shared by the edge agent and the core (pure logic, no network I/O).
 
-Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over
-RFC 6962 Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the operator-rooted key registry
-(:mod:`keys`), hybrid logical clocks (:mod:`hlc`), NHS number
-validation and pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed
-errors with stable reason codes (:mod:`errors`).
+Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over RFC 6962
+Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the core's signed MQTT acks (:mod:`ack`), the
+operator-rooted key registry (:mod:`keys`), hybrid logical clocks (:mod:`hlc`), NHS number validation and
+pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed errors with stable reason
+codes (:mod:`errors`).
 """
 
 from __future__ import annotations
 
+from consent_wire.ack import MAX_ACK_BYTES, BatchAck, open_ack, seal_ack
 from consent_wire.avro_codec import (
     HEADER_BYTES,
     MAGIC,
@@ -40,6 +41,7 @@ from consent_wire.dsse import (
     EVENT_PAYLOAD_TYPE,
     KEY_ENDORSEMENT_PAYLOAD_TYPE,
     KEY_PAYLOAD_TYPE,
+    MQTT_ACK_PAYLOAD_TYPE,
     AgentSigner,
     SignedEnvelope,
     key_id,
@@ -156,12 +158,14 @@ __all__ = [
     "LOCAL_DATA_CLASS_SYSTEM",
     "LOGICAL_BITS",
     "MAGIC",
+    "MAX_ACK_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
     "MAX_EVENT_BYTES",
     "MAX_FHIR_BYTES",
     "MAX_INDIVIDUALS_AFFECTED",
     "MIN_SECRET_BYTES",
+    "MQTT_ACK_PAYLOAD_TYPE",
     "NHS_NUMBER_SYSTEM",
     "OBJECTION_KIND_SYSTEM",
     "ODS_SYSTEM",
@@ -173,6 +177,7 @@ __all__ = [
     "BadProofError",
     "BadSignatureError",
     "BadUtf8Error",
+    "BatchAck",
     "BreachReport",
     "BreachSeverity",
     "ChainBreakError",
@@ -246,12 +251,14 @@ __all__ = [
     "leaf_hash",
     "merkle_root",
     "node_hash",
+    "open_ack",
     "open_envelope",
     "pack",
     "pae",
     "patient_key",
     "public_key_bytes",
     "root_from_proof",
+    "seal_ack",
     "seal_envelope",
     "sign_batch",
     "sign_event",

@@ -26,6 +26,7 @@ __all__ = [
     "EVENT_PAYLOAD_TYPE",
     "KEY_ENDORSEMENT_PAYLOAD_TYPE",
     "KEY_PAYLOAD_TYPE",
+    "MQTT_ACK_PAYLOAD_TYPE",
     "AgentSigner",
     "SignedEnvelope",
     "key_id",
@@ -40,6 +41,8 @@ BATCH_PAYLOAD_TYPE = "application/vnd.nhs-consent.batch.v1+merkle-root"
 EVENT_PAYLOAD_TYPE = "application/vnd.nhs-consent.event.v1+avro"
 KEY_PAYLOAD_TYPE = "application/vnd.nhs-consent.key.v1+avro"
 KEY_ENDORSEMENT_PAYLOAD_TYPE = "application/vnd.nhs-consent.key-endorsement.v1"
+# The core's end-to-end ack to an MQTT gateway (consent_wire.ack), signed with the core's key
+MQTT_ACK_PAYLOAD_TYPE = "application/vnd.nhs-consent.mqtt-ack.v1"
 _KEY_ID_HEX = 16  # key id = first 16 hex chars (64 bits) of SHA-256(raw public key); a hint only
 
 

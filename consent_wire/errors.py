@@ -73,6 +73,11 @@ __all__ = [
 ]
 
 
+# Messages are one sentence; one that quotes input (an agent id, a key id) is cut here, so no error
+# message, log line or dead-letter header repeats unbounded input.
+_MAX_MESSAGE_CHARS = 512
+
+
 class WireError(Exception):
     """Base of every wire-protocol error. ``reason`` is a stable code."""
 
@@ -80,6 +85,8 @@ class WireError(Exception):
     retriable: ClassVar[bool] = False
 
     def __init__(self, message: str) -> None:
+        if len(message) > _MAX_MESSAGE_CHARS:  # a message that quotes hostile input (a 600 KB agent id)
+            message = f"{message[:_MAX_MESSAGE_CHARS]}... [cut, {len(message)} characters]"
         super().__init__(message)
         self.message = message
 

@@ -54,8 +54,11 @@ __all__ = [
     "verify_event_proof",
 ]
 
-# Kafka's default broker message.max.bytes is 1048588 (~1 MiB): a batch must fit one record.
-MAX_BATCH_BYTES = 1024 * 1024
+# Kafka's default broker message.max.bytes is 1048588 (1 MiB + 12) and every producer of this product
+# sets max_request_size to it (consent_io.kafka.MAX_REQUEST_BYTES). A batch must fit one record with its
+# key and record overhead, and a dead letter repeating it whole (broker.deadletter: up to ~2.5 KiB of
+# headers and key) must fit too: 1 MiB less 8 KiB leaves that room. Mosquitto refuses larger payloads.
+MAX_BATCH_BYTES = 1024 * 1024 - 8 * 1024
 # Upper bound on events per batch: agents flush at 1000 (loadtests/wire_bench.py's largest
 # case); 4096 leaves headroom and bounds the verifier's per-batch work and memory.
 MAX_BATCH_EVENTS = 4096

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.api_auth import load_token
 from edge_agent.config import Settings
@@ -60,7 +61,10 @@ async def open_intake(settings: Settings) -> tuple[Outbox, Intake]:
 
 def make_transport(settings: Settings) -> KafkaTransport | MqttTransport:
     if settings.transport == "mqtt":
-        return MqttTransport(settings.mqtt_connection(), settings.agent_id, ack_timeout_s=settings.ack_timeout_s)
+        core_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(settings.core_public_key_hex))  # validated
+        return MqttTransport(
+            settings.mqtt_connection(), settings.agent_id, core_key, ack_timeout_s=settings.ack_timeout_s
+        )
     return KafkaTransport(
         settings.kafka_connection(), settings.ingress_topic, settings.agent_id, ack_timeout_s=settings.ack_timeout_s
     )
@@ -87,7 +91,8 @@ class Agent:
         replica = Replica(settings.replica_path, patients)
         await replica.open()
         counts = SubmissionCounts()
-        registry = make_registry(EdgeCollector(outbox, counts, publisher, replica))
+        refused_acks = transport.refused_acks if isinstance(transport, MqttTransport) else None
+        registry = make_registry(EdgeCollector(outbox, counts, publisher, replica, refused_acks=refused_acks))
         ctx = ApiContext(
             settings.agent_id,
             settings.site,

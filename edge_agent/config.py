@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from consent_io.connection import KafkaConnection, MqttConnection
 from edge_agent.errors import ConfigError
 
@@ -79,7 +81,7 @@ class Settings:
     tls_key_file: Path | None = None  # its private key (PEM, mode 0600)
     api_token_file: Path | None = None  # the local API's bearer token (mode 0600); required unless insecure_api
     insecure_api: bool = False  # True: the local API takes no token (debugging only)
-    core_public_key_hex: str = ""  # the core's Ed25519 key that signs MQTT acks and replica records
+    core_public_key_hex: str = ""  # the core's Ed25519 key that signs MQTT acks (required for mqtt) and replica records
 
     @property
     def outbox_path(self) -> Path:
@@ -254,6 +256,8 @@ def _validate(s: Settings) -> None:
     if uses_tls:
         for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
             _check(getattr(s, name) is not None, name, None, "a PEM file (mutual TLS); or plaintext for debugging")
+    if s.transport == "mqtt":  # the bridge's acks delete outbox rows: only ones signed by the core count
+        _check(_is_ed25519_hex(s.core_public_key_hex), "core_public_key_hex", s.core_public_key_hex, _CORE_KEY)
     _check(
         s.insecure_api or s.api_token_file is not None,
         "api_token_file",
@@ -261,6 +265,17 @@ def _validate(s: Settings) -> None:
         "a token file of mode 0600 (`edge-agent token` writes one); or insecure_api = true for debugging",
     )
     _check(not (s.http_allow_remote and s.insecure_api), "insecure_api", True, "false when http_allow_remote = true")
+
+
+_CORE_KEY = 'the core\'s raw Ed25519 public key, 64 hex digits (it signs MQTT acks), when transport = "mqtt"'
+
+
+def _is_ed25519_hex(text: str) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+    except ValueError:
+        return False
+    return True
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:

@@ -11,6 +11,11 @@ Tree::
     +-- OutboxClosedError           OUTBOX_CLOSED
     +-- OutboxOwnerError            OUTBOX_OWNER_MISMATCH (data_dir of another agent)
     +-- AckOutOfRangeError          ACK_OUT_OF_RANGE (ack of a seq never assigned)
+    +-- AckRefusedError             ACK_REFUSED (an MQTT ack the agent will not act on; counted, never deletes)
+    |   +-- AckMalformedError       ACK_MALFORMED (not a signed ack record, or over 1 KiB)
+    |   +-- AckBadSignatureError    ACK_BAD_SIGNATURE (not signed by the core key core_public_key_hex)
+    |   +-- AckWrongAgentError      ACK_WRONG_AGENT (signed, but for another agent)
+    |   +-- AckBeyondSentError      ACK_BEYOND_SENT (signed, but last_seq above the highest seq sent)
     +-- TransportError              TRANSPORT_ERROR (retriable)
     |   +-- AckTimeoutError         ACK_TIMEOUT (retriable)
     ValidationError (consent_wire)
@@ -30,8 +35,13 @@ from typing import ClassVar
 from consent_wire.errors import ValidationError
 
 __all__ = [
+    "AckBadSignatureError",
+    "AckBeyondSentError",
+    "AckMalformedError",
     "AckOutOfRangeError",
+    "AckRefusedError",
     "AckTimeoutError",
+    "AckWrongAgentError",
     "AsAtNotReplicatedError",
     "ConfigError",
     "EdgeError",
@@ -81,6 +91,26 @@ class OutboxOwnerError(EdgeError):
 
 class AckOutOfRangeError(EdgeError):
     reason = "ACK_OUT_OF_RANGE"
+
+
+class AckRefusedError(EdgeError):
+    reason = "ACK_REFUSED"
+
+
+class AckMalformedError(AckRefusedError):
+    reason = "ACK_MALFORMED"
+
+
+class AckBadSignatureError(AckRefusedError):
+    reason = "ACK_BAD_SIGNATURE"
+
+
+class AckWrongAgentError(AckRefusedError):
+    reason = "ACK_WRONG_AGENT"
+
+
+class AckBeyondSentError(AckRefusedError):
+    reason = "ACK_BEYOND_SENT"
 
 
 class TransportError(EdgeError):

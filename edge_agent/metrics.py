@@ -3,13 +3,13 @@
 Names follow ``<component>_<what>_<unit>``: edge_outbox_pending_events, edge_outbox_full
 (alarm gauge, 1 = refusing new events at the disk cap), edge_submissions_total{outcome},
 edge_published_total, edge_publish_failures_total, edge_quarantined_total,
-edge_replica_updates_total.
+edge_replica_updates_total, edge_acks_refused_total{reason} (MQTT acks refused, nothing deleted).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
@@ -34,8 +34,15 @@ class SubmissionCounts:
 
 class EdgeCollector(Collector):
     def __init__(
-        self, outbox: Outbox, counts: SubmissionCounts, publisher: Publisher | None, replica: Replica | None
+        self,
+        outbox: Outbox,
+        counts: SubmissionCounts,
+        publisher: Publisher | None,
+        replica: Replica | None,
+        *,
+        refused_acks: Mapping[str, int] | None = None,
     ) -> None:
+        self._refused_acks = refused_acks  # live: the MQTT transport's counts by reason
         self._outbox = outbox
         self._counts = counts
         self._publisher = publisher
@@ -64,6 +71,11 @@ class EdgeCollector(Collector):
             )
         if self._replica is not None:
             yield CounterMetricFamily("edge_replica_updates", "Replica records stored", self._replica.updates_total)
+        if self._refused_acks is not None:
+            refused = CounterMetricFamily("edge_acks_refused", "MQTT acks refused (nothing deleted)", labels=["reason"])
+            for reason, n in sorted(self._refused_acks.items()):
+                refused.add_metric([reason], n)
+            yield refused
 
 
 def make_registry(collector: EdgeCollector) -> CollectorRegistry:

@@ -25,10 +25,6 @@ __all__ = ["KafkaTransport"]
 
 log = logging.getLogger(__name__)
 
-# A signed batch is at most consent_wire.signing.MAX_BATCH_BYTES (1 MiB) plus record overhead;
-# Kafka's broker default message.max.bytes is 1048588.
-_MAX_REQUEST_BYTES = 1048588
-
 
 class KafkaTransport:
     def __init__(self, conn: KafkaConnection, topic: str, agent_id: str, *, ack_timeout_s: float = 30.0) -> None:
@@ -59,12 +55,11 @@ class KafkaTransport:
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
-        producer = kafka.producer(
+        producer = kafka.producer(  # max_request_size: consent_io.kafka.MAX_REQUEST_BYTES, above MAX_BATCH_BYTES
             self._conn,
             enable_idempotence=True,
             acks="all",
             compression_type="zstd" if has_zstd() else "gzip",
-            max_request_size=_MAX_REQUEST_BYTES,
             request_timeout_ms=int(self._timeout * 1000),
             linger_ms=0,  # batching is done by the publisher, one signed batch per record
         )

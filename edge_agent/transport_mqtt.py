@@ -1,10 +1,16 @@
-"""MQTT transport: batches to ``consent/ingress/<agent_id>``, acks from ``consent/ack/<agent_id>``.
+"""MQTT transport: batches to ``consent/ingress/<agent_id>``, signed acks from ``consent/ack/<agent_id>``.
 
 A PUBACK only says Mosquitto has the message, not that it reached Kafka. The end-to-end ack is
-an application message the core's bridge publishes after its Kafka write: an orjson object
-``{"agent_id": ..., "last_seq": n}`` meaning every seq up to ``n`` is in Kafka. The session is
-persistent (fixed client id, clean session off, QoS 1) so acks published while the agent was
-disconnected are delivered when it comes back.
+an application message the core's bridge publishes after its Kafka write: a record signed by the
+core's key (:mod:`consent_wire.ack`) meaning every seq up to ``last_seq`` is in Kafka. The agent
+acts on it (and so deletes outbox rows) only when :func:`check_ack` passes: the signature verifies
+with ``core_public_key_hex``, it names this agent, and ``last_seq`` is at most the highest seq this
+transport has sent. Any other message on the ack topic is refused with a reason code
+(:class:`~edge_agent.errors.AckRefusedError`), counted in ``refused_acks`` (metric
+``edge_acks_refused_total``), and deletes nothing. The session is persistent (fixed client id,
+clean session off, QoS 1) so acks published while the agent was disconnected are delivered when
+it comes back; one for a batch sent before a restart is refused (beyond what this run sent) and the
+batch is simply sent again (the core dedupes on agent and seq).
 """
 
 from __future__ import annotations
@@ -12,16 +18,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from contextlib import AsyncExitStack
 
 import aiomqtt
-import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent_io import mqtt
 from consent_io.connection import MqttConnection
-from edge_agent.errors import AckTimeoutError, TransportError
+from consent_wire.ack import open_ack
+from consent_wire.errors import TrustError, WireError
+from edge_agent.errors import (
+    AckBadSignatureError,
+    AckBeyondSentError,
+    AckMalformedError,
+    AckRefusedError,
+    AckTimeoutError,
+    AckWrongAgentError,
+    TransportError,
+)
 
-__all__ = ["MqttTransport", "ack_topic", "ingress_topic", "parse_ack"]
+__all__ = ["MqttTransport", "ack_topic", "check_ack", "ingress_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +53,40 @@ def ack_topic(agent_id: str) -> str:
     return f"consent/ack/{agent_id}"
 
 
-def parse_ack(payload: bytes, agent_id: str) -> int | None:
-    """The acknowledged seq in a bridge ack, or None if the message is not a valid ack for us."""
+def check_ack(payload: bytes, agent_id: str, core_key: Ed25519PublicKey, highest_sent: int) -> int:
+    """The seq up to which a core ack lets this agent delete; :class:`AckRefusedError` (delete nothing) otherwise."""
     try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict) or doc.get("agent_id") != agent_id:
-        return None
-    seq = doc.get("last_seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        return None
-    return seq
+        ack = open_ack(payload, core_key)
+    except TrustError as exc:
+        raise AckBadSignatureError(f"ack is not signed by the core key ({exc.reason})") from exc
+    except WireError as exc:
+        raise AckMalformedError(f"ack is not a signed ack record ({exc.reason})") from exc
+    if ack.agent_id != agent_id:
+        raise AckWrongAgentError(f"ack is for another agent ({len(ack.agent_id)} characters), not {agent_id!r}")
+    if ack.last_seq > highest_sent:
+        raise AckBeyondSentError(f"ack of seq {ack.last_seq}, but the highest seq sent is {highest_sent}")
+    return ack.last_seq
 
 
 class MqttTransport:
-    def __init__(self, conn: MqttConnection, agent_id: str, *, ack_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        conn: MqttConnection,
+        agent_id: str,
+        core_key: Ed25519PublicKey,
+        *,
+        ack_timeout_s: float = 30.0,
+        link: mqtt.MqttLink | None = None,
+    ) -> None:
+        """``link``: an MQTT session to publish on, whose owner delivers acks to :meth:`on_ack` (tests, in-process)."""
         self._conn = conn
         self._agent_id = agent_id
+        self._core_key = core_key
+        self._highest_sent = 0  # the highest seq published in this run: no ack may go beyond it
+        self.refused_acks: Counter[str] = Counter()  # reason -> acks refused (edge_acks_refused_total)
         self._timeout = ack_timeout_s
         self._stack: AsyncExitStack | None = None
-        self._client: aiomqtt.Client | None = None
+        self._client: mqtt.MqttLink | None = link
         self._reader: asyncio.Task[None] | None = None
         self._acked = 0
         self._ack_seen = asyncio.Event()
@@ -69,6 +99,7 @@ class MqttTransport:
         client = await self._connected()
         if self._acked >= last_seq:
             return  # the bridge acked this batch already (our previous wait gave up too early)
+        self._highest_sent = max(self._highest_sent, last_seq)  # before publishing: the ack may come at once
         try:
             await client.publish(ingress_topic(self._agent_id), batch, qos=_QOS_AT_LEAST_ONCE)
         except aiomqtt.MqttError as exc:
@@ -91,7 +122,7 @@ class MqttTransport:
     async def close(self) -> None:
         await self._reset()
 
-    async def _connected(self) -> aiomqtt.Client:
+    async def _connected(self) -> mqtt.MqttLink:
         if self._client is not None:
             return self._client
         client = mqtt.client(
@@ -116,18 +147,23 @@ class MqttTransport:
         try:
             async for message in client.messages:
                 payload = message.payload
-                if not isinstance(payload, bytes | bytearray):
-                    continue
-                seq = parse_ack(bytes(payload), self._agent_id)
-                if seq is None:
-                    log.warning("ignored malformed ack on topic=%s", message.topic)
-                elif seq > self._acked:
-                    self._acked = seq
-                    self._ack_seen.set()
+                self.on_ack(bytes(payload) if isinstance(payload, bytes | bytearray) else b"")
         except aiomqtt.MqttError as exc:
             log.warning("mqtt connection lost: %s", exc)
         self._client = None
         self._ack_seen.set()  # wake a waiting send so it fails fast and the publisher backs off
+
+    def on_ack(self, payload: bytes) -> None:
+        """Act on one message from the ack topic: advance the acked seq, or count and log its refusal."""
+        try:
+            seq = check_ack(payload, self._agent_id, self._core_key, self._highest_sent)
+        except AckRefusedError as exc:
+            self.refused_acks[exc.reason] += 1
+            log.warning("refused ack reason=%s bytes=%d", exc.reason, len(payload))
+            return
+        if seq > self._acked:
+            self._acked = seq
+            self._ack_seen.set()
 
     async def _reset(self) -> None:
         reader, self._reader = self._reader, None

@@ -221,8 +221,7 @@ async def measured_run(
         KafkaConnection(ctx.stack.bootstrap),
         enable_idempotence=True,
         acks="all",
-        linger_ms=0,
-        max_request_size=1048588,
+        linger_ms=0,  # max_request_size: kafka.MAX_REQUEST_BYTES, set by the factory
     )
     try:
         await probe.start()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from consent_wire.codes import ConsentDirective, DataClass, PurposeOfUse
 from consent_wire.errors import InvalidNhsNumberError
@@ -168,3 +171,66 @@ class FakeMqttLink:
 
     async def subscribe(self, topic: str, qos: int = 0) -> None:
         self.subscribed.append((topic, qos))
+
+
+@dataclass
+class FakeProducer:
+    """A started Kafka producer (:class:`broker.bridge.service.RecordWriter`) that records what it was sent.
+
+    Like aiokafka it refuses, with ``MessageSizeTooLargeError``, a record whose estimated size is over
+    ``max_request_size`` (the real producer's check, before anything is sent).
+    """
+
+    max_request_size: int = 1_048_588
+    sent: list[tuple[str, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]] = field(default_factory=list)
+    refused: int = 0
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, *, headers: Any = None
+    ) -> None:
+        headers = tuple(headers or ())
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+        if size > self.max_request_size:
+            self.refused += 1
+            raise MessageSizeTooLargeError(f"record of {size} bytes")
+        self.sent.append((topic, value, key, headers))
+
+    async def stop(self) -> None:
+        return None
+
+    def to(self, topic: str) -> list[tuple[str, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]]:
+        return [record for record in self.sent if record[0] == topic]
+
+
+@dataclass
+class InProcessMqtt:
+    """Mosquitto between gateways and the bridge, in-process: an :class:`consent_io.mqtt.MqttLink` for both sides.
+
+    A publish on ``consent/ingress/<agent>`` is handed to ``bridge.handle`` (the real bridge logic) at once;
+    one on ``consent/ack/<agent>`` is delivered to the gateway subscribed for that agent (``on_ack``).
+    Anybody holding this link may publish anywhere: it stands for a gateway with valid MQTT credentials.
+    """
+
+    bridge: Any
+    gateways: dict[str, Any] = field(default_factory=dict)  # agent id -> transport with on_ack(payload)
+    acks: list[tuple[str, bytes]] = field(default_factory=list)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | None = None,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - aiomqtt's own signature (the PUBACK wait)
+    ) -> None:
+        if topic.startswith("consent/ingress/"):
+            await self.bridge.handle(self, topic, payload or b"")
+        elif topic.startswith("consent/ack/"):
+            self.acks.append((topic, payload or b""))
+            gateway = self.gateways.get(topic.removeprefix("consent/ack/"))
+            if gateway is not None:
+                gateway.on_ack(payload or b"")
+
+    async def subscribe(self, topic: str, qos: int = 0) -> None:
+        return None

@@ -1,6 +1,6 @@
-"""Stage ``bridge``: MQTT gateways -> Kafka ingress, then the app-level ack.
+"""Stage ``bridge``: MQTT gateways -> Kafka ingress, then the core-signed app-level ack.
 
-- :mod:`broker.bridge.forward`: what to produce and which ack to send for one MQTT message (pure).
+- :mod:`broker.bridge.forward`: whether to forward, refuse or ack one MQTT message (pure).
 - :mod:`broker.bridge.service`: :class:`~broker.bridge.service.MqttBridge`, the I/O shell (aiomqtt,
   aiokafka); imported by :mod:`broker.runtime`, not here, so the pure part loads without them.
 """
@@ -11,8 +11,8 @@ from broker.bridge.forward import (
     ACK_PREFIX,
     INGRESS_FILTER,
     INGRESS_PREFIX,
-    BridgeAck,
     Forward,
+    Refusal,
     ack_topic,
     agent_from_topic,
     plan_forward,
@@ -22,8 +22,8 @@ __all__ = [
     "ACK_PREFIX",
     "INGRESS_FILTER",
     "INGRESS_PREFIX",
-    "BridgeAck",
     "Forward",
+    "Refusal",
     "ack_topic",
     "agent_from_topic",
     "plan_forward",

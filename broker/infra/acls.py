@@ -12,7 +12,7 @@ verifier                read ingress, keys, chain; write events, chain, deadlett
                         ``<app>.verifier``; transactional ids ``<app>.verifier.*``
 reconciler              read events, state; write state, shielding, deadletter; group
                         ``<app>.reconciler``; transactional ids ``<app>.reconciler.*``
-bridge                  write ingress (idempotent)
+bridge                  read keys; write ingress, deadletter (idempotent)
 api                     read state, events, audit; write audit (idempotent)
 mirror                  read events, state, shielding
 agent                   write ingress (idempotent). No read: there is no per-site feed on Kafka yet
@@ -167,7 +167,11 @@ _TOPICS: dict[Role, tuple[tuple[str, AclOperation], ...]] = {
         ("shielding", AclOperation.WRITE),
         ("deadletter", AclOperation.WRITE),
     ),
-    Role.BRIDGE: (("ingress", AclOperation.WRITE),),
+    Role.BRIDGE: (
+        ("ingress", AclOperation.WRITE),
+        ("keys", AclOperation.READ),  # acks only batches that verify: follows the key registry
+        ("deadletter", AclOperation.WRITE),  # refuses the rest with a reason
+    ),
     Role.API: (
         ("state", AclOperation.READ),
         ("events", AclOperation.READ),

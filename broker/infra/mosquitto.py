@@ -12,10 +12,16 @@ from pathlib import Path
 
 from broker.infra import process
 from broker.infra.errors import InfraError
+from consent_wire.signing import MAX_BATCH_BYTES
 
-__all__ = ["MosquittoService", "MosquittoTls", "ensure_installed", "version"]
+__all__ = ["MAX_PACKET_SIZE", "MESSAGE_SIZE_LIMIT", "MosquittoService", "MosquittoTls", "ensure_installed", "version"]
 
 READY_TIMEOUT_S = 15.0
+# The largest MQTT payload accepted: the largest signed batch, which fits one Kafka record with its key.
+MESSAGE_SIZE_LIMIT = MAX_BATCH_BYTES
+# The largest MQTT packet: that payload plus the fixed header (5), a topic (consent/ingress/ + 64-character
+# agent id, 2-byte length), a packet id (2) and MQTT v5 properties; 4 KiB is ample.
+MAX_PACKET_SIZE = MESSAGE_SIZE_LIMIT + 4096
 
 CONFIG = """\
 # Written by consent-broker infra; edit the template in broker/infra/mosquitto.py.
@@ -28,7 +34,10 @@ persistence_location {data}/
 autosave_interval 1
 max_queued_messages 100000
 max_inflight_messages 100
-message_size_limit 1048576
+# Below what the bridge can forward to Kafka in one record (consent_wire.signing.MAX_BATCH_BYTES):
+# a bigger payload is refused here, at the door, rather than dead-lettered OVERSIZE by the bridge.
+message_size_limit {message_limit}
+max_packet_size {packet_limit}
 log_dest stdout
 log_type error
 log_type warning
@@ -103,11 +112,21 @@ class MosquittoService:
         data.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "mosquitto.conf"
         security = self.tls.config() if self.tls else INSECURE
-        conf.write_text(CONFIG.format(port=self.port, security=security, data=data, user=getpass.getuser()))
+        conf.write_text(self.config_text(data, security))
         process.start_detached([binary, "-c", str(conf)], self.pid_file, self.log_file, self.directory)
         if not process.wait_for_port(self.port, READY_TIMEOUT_S, alive=self.pid_file):
             tail = self.log_file.read_text(errors="replace").strip().splitlines()[-3:]
             raise InfraError(f"Mosquitto did not start on 127.0.0.1:{self.port}: {' | '.join(tail)}")
+
+    def config_text(self, data: Path, security: str) -> str:
+        return CONFIG.format(
+            port=self.port,
+            security=security,
+            data=data,
+            user=getpass.getuser(),
+            message_limit=MESSAGE_SIZE_LIMIT,
+            packet_limit=MAX_PACKET_SIZE,
+        )
 
     def reload(self) -> None:
         """Make a running Mosquitto re-read its ACL file (SIGHUP); nothing to do when it is not running."""

@@ -24,6 +24,7 @@ batch_max_events = 100
 pseudonym_secret_file = "/etc/edge-agent/secret"
 signing_key_file = "/etc/edge-agent/key.pem"
 api_token_file = "/etc/edge-agent/api-token"
+core_public_key_hex = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
 [tls]
 ca_file = "/etc/edge-agent/ca.pem"
 cert_file = "/etc/edge-agent/tls/cert.pem"
@@ -107,6 +108,8 @@ def test_an_agent_without_tls_or_api_token_is_refused_unless_asked_for_plaintext
         (TOML.replace('id = "agent-a12345-1"', 'id = "agent/1"'), {}, "agent_id='agent/1'"),
         ("[agent]\nid = 'a'\n", {}, "missing required setting(s): data_dir, pseudonym_secret_file"),
         ("[agent\n", {}, "is not valid TOML"),
+        (TOML, {"EDGE_AGENT_CORE_PUBLIC_KEY_HEX": ""}, "core_public_key_hex='' is invalid"),
+        (TOML, {"EDGE_AGENT_CORE_PUBLIC_KEY_HEX": "abcd"}, "core_public_key_hex='abcd' is invalid"),
     ],
 )
 def test_invalid_settings_name_key_and_value(tmp_path: Path, text: str, env: dict[str, str], fragment: str) -> None:

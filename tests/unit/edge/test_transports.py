@@ -3,7 +3,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from edge_agent.transport_mqtt import ack_topic, ingress_topic, parse_ack
+from consent_io.connection import MqttConnection
+from consent_wire.ack import BatchAck, seal_ack
+from consent_wire.dsse import AgentSigner
+from edge_agent.errors import AckBadSignatureError, AckBeyondSentError, AckMalformedError, AckWrongAgentError
+from edge_agent.transport_mqtt import MqttTransport, ack_topic, check_ack, ingress_topic
+
+CORE = AgentSigner.generate("core")
 
 
 def test_topics_are_per_agent() -> None:
@@ -11,21 +17,29 @@ def test_topics_are_per_agent() -> None:
     assert ack_topic("agent-1") == "consent/ack/agent-1"
 
 
-def test_bridge_ack_names_last_seq() -> None:
-    assert parse_ack(orjson.dumps({"agent_id": "agent-1", "last_seq": 42}), "agent-1") == 42
+def test_a_core_signed_ack_names_last_seq() -> None:
+    assert check_ack(seal_ack(CORE, BatchAck("agent-1", 42)), "agent-1", CORE.public_key, highest_sent=50) == 42
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "error"),
     [
-        b"not json",
-        orjson.dumps([1]),
-        orjson.dumps({"agent_id": "agent-2", "last_seq": 42}),
-        orjson.dumps({"agent_id": "agent-1", "last_seq": "42"}),
-        orjson.dumps({"agent_id": "agent-1", "last_seq": True}),
-        orjson.dumps({"agent_id": "agent-1", "last_seq": -1}),
-        orjson.dumps({"agent_id": "agent-1"}),
+        (b"not an ack", AckMalformedError),
+        (orjson.dumps({"agent_id": "agent-1", "last_seq": 42}), AckMalformedError),  # the old unsigned ack
+        (b"\xc3\x01" + bytes(2000), AckMalformedError),  # over MAX_ACK_BYTES
+        (seal_ack(AgentSigner.generate("core"), BatchAck("agent-1", 42)), AckBadSignatureError),  # another key
+        (seal_ack(CORE, BatchAck("agent-2", 42)), AckWrongAgentError),
+        (seal_ack(CORE, BatchAck("agent-1", 51)), AckBeyondSentError),
     ],
 )
-def test_anything_else_is_not_an_ack(payload: bytes) -> None:
-    assert parse_ack(payload, "agent-1") is None
+def test_anything_else_is_refused_with_its_reason(payload: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        check_ack(payload, "agent-1", CORE.public_key, highest_sent=50)
+
+
+def test_the_transport_counts_refused_acks_and_never_advances_on_them() -> None:
+    transport = MqttTransport(MqttConnection("127.0.0.1", 1), "agent-1", CORE.public_key)
+    transport.on_ack(seal_ack(CORE, BatchAck("agent-1", 5)))  # nothing sent yet
+    transport.on_ack(b"junk")
+    assert transport.acked_seq == 0
+    assert dict(transport.refused_acks) == {"ACK_BEYOND_SENT": 1, "ACK_MALFORMED": 1}

@@ -55,7 +55,13 @@ EXPECTED = {
         (G, "app.reconciler", LIT, R),
         (X, "app.reconciler.", PRE, W),
     },
-    Role.BRIDGE: {(T, "pfx.ingress", LIT, W), (T, "pfx.", PRE, DESC), (C, "kafka-cluster", LIT, IDEM)},
+    Role.BRIDGE: {
+        (T, "pfx.ingress", LIT, W),
+        (T, "pfx.keys", LIT, R),
+        (T, "pfx.deadletter", LIT, W),
+        (T, "pfx.", PRE, DESC),
+        (C, "kafka-cluster", LIT, IDEM),
+    },
     Role.API: {
         (T, "pfx.state", LIT, R),
         (T, "pfx.events", LIT, R),

@@ -81,6 +81,7 @@ def test_a_transactional_producer_is_idempotent_with_acks_all_and_its_id() -> No
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 5,
+        "max_request_size": kafka.MAX_REQUEST_BYTES,
     }
 
 
@@ -139,3 +140,11 @@ def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
 def test_a_missing_topic_error_says_how_to_create_it() -> None:
     error = kafka.TopicMissingError("topic x does not exist; run `consent-broker topics create`")
     assert (error.reason, error.retriable) == ("TOPIC_MISSING", False)
+
+
+@pytest.mark.usefixtures("recorded")
+def test_every_producer_is_capped_at_the_one_max_request_size() -> None:
+    producers: list[Any] = [kafka.producer(PLAIN), kafka.transactional_producer(PLAIN, "app.stage.0")]
+    assert [p.kwargs["max_request_size"] for p in producers] == [kafka.MAX_REQUEST_BYTES] * 2
+    with pytest.raises(ValueError, match=r"over the broker's message\.max\.bytes"):
+        kafka.producer(PLAIN, max_request_size=kafka.MAX_REQUEST_BYTES + 1)

@@ -20,6 +20,7 @@ def _deployed_files(tmp_path: Path) -> dict[str, str]:
     """What an operator puts in place of the file's placeholders."""
     write_secret(tmp_path / "pseudonym.secret", b"ab" * 32 + b"\n")
     write_secret(tmp_path / "audit.key", b"11" * 32 + b"\n")
+    write_secret(tmp_path / "core-signing.key", b"22" * 32 + b"\n")
     (tmp_path / "list-sizes.csv").write_text("practice,list_size\nA81001,6000\n")
     return {
         **api_door(tmp_path / "door"),
@@ -27,6 +28,7 @@ def _deployed_files(tmp_path: Path) -> dict[str, str]:
         "root_public_key_hex": ROOT_HEX,
         "pseudonym_secret_file": str(tmp_path / "pseudonym.secret"),
         "audit_key_file": str(tmp_path / "audit.key"),
+        "core_signing_key_file": str(tmp_path / "core-signing.key"),
         "list_sizes_file": str(tmp_path / "list-sizes.csv"),
     }
 

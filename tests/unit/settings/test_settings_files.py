@@ -138,3 +138,19 @@ def test_each_stage_talks_tls_as_its_own_principal(tmp_path: Path) -> None:
     Path(conn.key_file).chmod(0o644)
     with pytest.raises(SettingsError, match=r"core\.verifier private key"):
         CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX, **tls)
+
+
+def test_the_bridge_stage_needs_the_root_key_and_a_core_signing_key(tmp_path: Path) -> None:
+    tls = core_tls(tmp_path, ("bridge",))
+    with pytest.raises(SettingsError) as caught:
+        CoreSettings.load(stages="bridge", **tls)
+    message = str(caught.value)
+    assert "root_public_key_hex='' (CONSENT_ROOT_PUBLIC_KEY_HEX) is invalid: the bridge stage needs it" in message
+    assert "core_signing_key_file='' (CONSENT_CORE_SIGNING_KEY_FILE) is invalid: the bridge stage signs" in message
+    key = tmp_path / "core-signing.key"
+    write_secret(key, b"22" * 31)
+    with pytest.raises(SettingsError, match=r"setting core_signing_key_file='.*' .* not a 32-byte key"):
+        CoreSettings.load(stages="bridge", root_public_key_hex=ROOT_HEX, core_signing_key_file=str(key), **tls)
+    write_secret(key, b"22" * 32 + b"\n")
+    settings = CoreSettings.load(stages="bridge", root_public_key_hex=ROOT_HEX, core_signing_key_file=str(key), **tls)
+    assert settings.core_signing_key_file == str(key)

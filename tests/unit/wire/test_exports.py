@@ -9,6 +9,7 @@ import pytest
 import consent_wire
 
 MODULES = [
+    "ack",
     "avro_codec",
     "codes",
     "dsse",
