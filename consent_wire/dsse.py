@@ -26,6 +26,7 @@ __all__ = [
     "EVENT_PAYLOAD_TYPE",
     "KEY_ENDORSEMENT_PAYLOAD_TYPE",
     "KEY_PAYLOAD_TYPE",
+    "REPLICA_PAYLOAD_TYPE",
     "AgentSigner",
     "SignedEnvelope",
     "key_id",
@@ -40,6 +41,8 @@ BATCH_PAYLOAD_TYPE = "application/vnd.nhs-consent.batch.v1+merkle-root"
 EVENT_PAYLOAD_TYPE = "application/vnd.nhs-consent.event.v1+avro"
 KEY_PAYLOAD_TYPE = "application/vnd.nhs-consent.key.v1+avro"
 KEY_ENDORSEMENT_PAYLOAD_TYPE = "application/vnd.nhs-consent.key-endorsement.v1"
+# a state or shielding record the core's mirror sends a site (consent_rules.replica_feed), signed by the core key
+REPLICA_PAYLOAD_TYPE = "application/vnd.nhs-consent.replica.v1+json"
 _KEY_ID_HEX = 16  # key id = first 16 hex chars (64 bits) of SHA-256(raw public key); a hint only
 
 
