@@ -67,6 +67,7 @@ class CoreSettings:
     tls_ca_file: str = ""  # the deployment CA's certificate (PEM)
     tls_credentials_dir: str = ""  # <dir>/core.<stage>/cert.pem and key.pem (0600): each stage's own principal
     core_signing_key_file: str = ""  # hex Ed25519 key (0600) signing MQTT acks and replica records for agents
+    site_feed_replication: int = 1  # replication factor of the per-site replica feeds the mirror creates
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -293,6 +294,27 @@ def _mirror_files(s: CoreSettings) -> str | None:
     return None
 
 
+# stages that sign what they send to agents with core_signing_key_file (the mirror: every replica record)
+_CORE_KEY_STAGES = frozenset({"mirror"})
+
+
+def _core_signing_key(s: CoreSettings) -> str | None:
+    if not _CORE_KEY_STAGES & set(s.stages):
+        return None
+    todo = "a file of mode 0600 with a raw 32-byte Ed25519 private key in hex; agents get its public key"
+    if not s.core_signing_key_file:
+        return _problem(s, "core_signing_key_file", f"the mirror stage signs every replica record: {todo}")
+    try:
+        Ed25519PrivateKey.from_private_bytes(read_hex_file(s.core_signing_key_file, "core_signing_key_file"))
+    except SettingsError as exc:
+        return exc.message
+    except ValueError:
+        return _problem(s, "core_signing_key_file", f"not a {_ED25519_KEY_BYTES}-byte key; {todo}")
+    if s.site_feed_replication < 1:
+        return _problem(s, "site_feed_replication", "expected a replication factor >= 1")
+    return None
+
+
 def _transport_tls(s: CoreSettings) -> str | None:
     """Mutual TLS to Kafka (and to Mosquitto for bridge and mirror): the CA and each stage's certificate."""
     problems: list[str] = []
@@ -362,6 +384,7 @@ _CHECKS: tuple[Check, ...] = (
     _audit_key,
     _list_sizes,
     _mirror_files,
+    _core_signing_key,
     _api_door,
     _transport_tls,
 )
