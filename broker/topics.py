@@ -104,7 +104,9 @@ _SPECS: tuple[TopicSpec[Topic], ...] = (
 
 
 # one partition: a site's feed is small (its own patients) and one partition keeps one order per key
-SITE_FEED: TopicSpec[Family] = TopicSpec(Family.SITE, 1, True, -1, "per site: core-signed state/shielding of its patients; key kind/pk")
+SITE_FEED: TopicSpec[Family] = TopicSpec(
+    Family.SITE, 1, True, -1, "per site: core-signed state/shielding of its patients; key kind/pk"
+)
 
 
 def specs() -> tuple[TopicSpec[Topic], ...]:

@@ -64,6 +64,12 @@ class EdgeCollector(Collector):
             )
         if self._replica is not None:
             yield CounterMetricFamily("edge_replica_updates", "Replica records stored", self._replica.updates_total)
+            refused = CounterMetricFamily(
+                "edge_replica_refused", "Replica records refused (unsigned, forged, mismatched)", labels=["reason"]
+            )
+            for reason, n in sorted(self._replica.refused_by_reason.items()):
+                refused.add_metric([reason], n)
+            yield refused
 
 
 def make_registry(collector: EdgeCollector) -> CollectorRegistry:
