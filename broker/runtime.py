@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from broker.api.service import ApiService
 from broker.bridge.service import MqttBridge
 from broker.keys_follower import KeysFollower
-from broker.mirror.service import MqttMirror
+from broker.mirror.service import ReplicaMirror
 from broker.pipeline import ReconcilerLogic, VerifierLogic
 from broker.settings import CoreSettings, SettingsError
 from broker.stage import StageConfig, TransactionalStage
@@ -44,7 +44,7 @@ PIPELINE_STAGES = ("verifier", "reconciler")  # TransactionalStages, built by Co
 SERVICES: Mapping[str, Callable[[Core], Service]] = {
     "bridge": MqttBridge.for_core,
     "api": ApiService.for_core,
-    "mirror": MqttMirror.for_core,
+    "mirror": ReplicaMirror.for_core,
 }
 
 

@@ -67,6 +67,7 @@ class CoreSettings:
     tls_ca_file: str = ""  # the deployment CA's certificate (PEM)
     tls_credentials_dir: str = ""  # <dir>/core.<stage>/cert.pem and key.pem (0600): each stage's own principal
     core_signing_key_file: str = ""  # hex Ed25519 key (0600) signing MQTT acks and replica records for agents
+    site_feed_replication: int = 1  # replication factor of the per-site replica feeds the mirror creates
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -275,22 +276,6 @@ def _audit_key(s: CoreSettings) -> str | None:
     return None
 
 
-def _core_signing_key(s: CoreSettings) -> str | None:
-    """The bridge signs every ack it sends a gateway with the core key; gateways verify it (core_public_key_hex)."""
-    if "bridge" not in s.stages:
-        return None
-    todo = "a file of mode 0600 holding a raw Ed25519 private key in hex (`openssl rand -hex 32`)"
-    if not s.core_signing_key_file:
-        return _problem(s, "core_signing_key_file", f"the bridge stage signs its acks with it; {todo}")
-    try:
-        Ed25519PrivateKey.from_private_bytes(read_hex_file(s.core_signing_key_file, "core_signing_key_file"))
-    except SettingsError as exc:
-        return exc.message
-    except ValueError:
-        return _problem(s, "core_signing_key_file", f"not a {_ED25519_KEY_BYTES}-byte key; {todo}")
-    return None
-
-
 def _list_sizes(s: CoreSettings) -> str | None:
     if "api" not in s.stages:
         return None
@@ -308,6 +293,30 @@ def _mirror_files(s: CoreSettings) -> str | None:
         load_registrations(s.registrations_file)
     except SettingsError as exc:
         return exc.message
+    return None
+
+
+# stages that sign what they send to agents with core_signing_key_file: the bridge its acks, the mirror every
+# replica record; agents verify both with the public half (core_public_key_hex)
+_CORE_KEY_STAGES = frozenset({"bridge", "mirror"})
+
+
+def _core_signing_key(s: CoreSettings) -> str | None:
+    signers = sorted(_CORE_KEY_STAGES & set(s.stages))
+    if not signers:
+        return None
+    todo = "a file of mode 0600 with a raw 32-byte Ed25519 private key in hex; agents get its public key"
+    if not s.core_signing_key_file:
+        what = " and ".join(signers)
+        return _problem(s, "core_signing_key_file", f"the {what} stage signs what it sends agents with it: {todo}")
+    try:
+        Ed25519PrivateKey.from_private_bytes(read_hex_file(s.core_signing_key_file, "core_signing_key_file"))
+    except SettingsError as exc:
+        return exc.message
+    except ValueError:
+        return _problem(s, "core_signing_key_file", f"not a {_ED25519_KEY_BYTES}-byte key; {todo}")
+    if s.site_feed_replication < 1:
+        return _problem(s, "site_feed_replication", "expected a replication factor >= 1")
     return None
 
 

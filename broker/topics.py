@@ -3,6 +3,12 @@
 Partition counts follow the keys: ingress is keyed by agent (order per agent), events, state and
 shielding by patient pseudonym (order per patient), keys and audit have one partition because their
 consumers need one total order (key history, audit hash chain).
+
+Besides these fixed topics there is one per-site family: ``<prefix>.site.<SITE>``, the site's replica
+feed (:data:`SITE_FEED`), one compacted single-partition topic per site holding the core-signed state
+and shielding records of that site's patients only (``consent_rules.replica_feed``). The mirror
+creates a site's feed the first time it has a record for that site (:func:`create_site_feed`): sites
+become known from the events topic at run time, so no provisioning step could list them in advance.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
-from aiokafka.admin import NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -20,10 +27,13 @@ from consent_io import kafka
 from consent_io.connection import KafkaConnection
 
 __all__ = [
+    "SITE_FEED",
+    "Family",
     "Topic",
     "TopicNames",
     "TopicProvisioningError",
     "TopicSpec",
+    "create_site_feed",
     "create_topics",
     "describe_topics",
     "specs",
@@ -46,9 +56,18 @@ class Topic(StrEnum):
     CHAIN = "chain"
 
 
+class Family(StrEnum):
+    """A family of topics, one per member: ``<prefix>.<family>.<member>``."""
+
+    SITE = "site"
+
+
+N = TypeVar("N", Topic, Family)
+
+
 @dataclass(frozen=True, slots=True)
-class TopicSpec:
-    topic: Topic
+class TopicSpec(Generic[N]):
+    topic: N  # a Topic, or a Family (one topic per member)
     partitions: int
     compacted: bool
     retention_ms: int  # -1 = forever
@@ -71,7 +90,7 @@ class TopicSpec:
         return configs
 
 
-_SPECS: tuple[TopicSpec, ...] = (
+_SPECS: tuple[TopicSpec[Topic], ...] = (
     TopicSpec(Topic.INGRESS, 6, False, WEEK_MS, "signed batches from agents and the bridge; key agent id", True),
     TopicSpec(Topic.EVENTS, 6, False, -1, "verified events with inclusion proofs; key patient pseudonym"),
     TopicSpec(Topic.STATE, 6, True, -1, "authoritative consent state per patient (changelog); key pseudonym"),
@@ -84,7 +103,13 @@ _SPECS: tuple[TopicSpec, ...] = (
 )
 
 
-def specs() -> tuple[TopicSpec, ...]:
+# one partition: a site's feed is small (its own patients) and one partition keeps one order per key
+SITE_FEED: TopicSpec[Family] = TopicSpec(
+    Family.SITE, 1, True, -1, "per site: core-signed state/shielding of its patients; key kind/pk"
+)
+
+
+def specs() -> tuple[TopicSpec[Topic], ...]:
     return _SPECS
 
 
@@ -129,6 +154,15 @@ class TopicNames:
     def deadletter(self) -> str:
         return self.name(Topic.DEADLETTER)
 
+    def site_feed(self, site: str) -> str:
+        """The replica feed of one site: ``<prefix>.site.<site>`` (read only by that site's agents)."""
+        return f"{self.prefix}.{Family.SITE.value}.{site}"
+
+    @property
+    def site_feed_prefix(self) -> str:
+        """What every site feed's name starts with (the mirror's PREFIXED ACL)."""
+        return f"{self.prefix}.{Family.SITE.value}."
+
 
 async def create_topics(
     conn: KafkaConnection, names: TopicNames, replication: int = 1, partitions: dict[Topic, int] | None = None
@@ -158,6 +192,21 @@ async def create_topics(
             raise TopicProvisioningError(f"could not create topic {name}: error {code} {message}")
     log.info("topics created=%d", len(created))
     return created
+
+
+async def create_site_feed(admin: AIOKafkaAdminClient, names: TopicNames, site: str, replication: int = 1) -> bool:
+    """Create ``site``'s replica feed unless it exists; True if it was created now."""
+    spec = SITE_FEED
+    wanted = NewTopic(names.site_feed(site), spec.partitions, replication, topic_configs=spec.configs(replication))
+    response = await admin.create_topics([wanted])
+    for name, code, *rest in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            message = rest[0] if rest else ""
+            raise TopicProvisioningError(f"could not create site feed {name}: error {code} {message}")
+        if code == 0:
+            log.info("site feed created topic=%s", name)
+            return True
+    return False
 
 
 class TopicProvisioningError(CoreError):

@@ -27,6 +27,7 @@ __all__ = [
     "KEY_ENDORSEMENT_PAYLOAD_TYPE",
     "KEY_PAYLOAD_TYPE",
     "MQTT_ACK_PAYLOAD_TYPE",
+    "REPLICA_PAYLOAD_TYPE",
     "AgentSigner",
     "SignedEnvelope",
     "key_id",
@@ -43,6 +44,8 @@ KEY_PAYLOAD_TYPE = "application/vnd.nhs-consent.key.v1+avro"
 KEY_ENDORSEMENT_PAYLOAD_TYPE = "application/vnd.nhs-consent.key-endorsement.v1"
 # The core's end-to-end ack to an MQTT gateway (consent_wire.ack), signed with the core's key
 MQTT_ACK_PAYLOAD_TYPE = "application/vnd.nhs-consent.mqtt-ack.v1"
+# a state or shielding record the core's mirror sends a site (consent_rules.replica_feed), signed by the core key
+REPLICA_PAYLOAD_TYPE = "application/vnd.nhs-consent.replica.v1+json"
 _KEY_ID_HEX = 16  # key id = first 16 hex chars (64 bits) of SHA-256(raw public key); a hint only
 
 

@@ -26,7 +26,7 @@ from edge_agent.metrics import EdgeCollector, SubmissionCounts, make_registry
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher, PublisherSettings, Transport
 from edge_agent.replica import Replica, load_patient_keys
-from edge_agent.replica_follow import KafkaReplicaFollower, MqttReplicaFollower
+from edge_agent.replica_follow import KafkaReplicaFollower, MqttReplicaFollower, SignedFeed
 from edge_agent.transport_kafka import KafkaTransport
 from edge_agent.transport_mqtt import MqttTransport
 from edge_agent.wire import AvroEventCodec, WireBatchSigner, load_agent_signer, load_pseudonymiser, make_clock
@@ -112,10 +112,9 @@ class Agent:
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         stopping = asyncio.Event()
-        tasks = [
-            asyncio.create_task(publisher.run(stopping), name="publisher"),
-            asyncio.create_task(_follower(settings, replica).run(), name="replica-follower"),
-        ]
+        tasks = [asyncio.create_task(publisher.run(stopping), name="publisher")]
+        if settings.follow_replica:
+            tasks.append(asyncio.create_task(_follower(settings, replica).run(), name="replica-follower"))
         log.info(
             "edge agent started agent_id=%s site=%s http=%s:%d",
             settings.agent_id,
@@ -144,11 +143,11 @@ def _as_transport(transport: KafkaTransport | MqttTransport) -> Transport:
 
 
 def _follower(settings: Settings, replica: Replica) -> KafkaReplicaFollower | MqttReplicaFollower:
+    """The follower of this site's own feed; every record it applies is verified with the core's key."""
+    feed = SignedFeed(replica, settings.core_public_key(), now_ms=now_ms)
     if settings.transport == "mqtt":
-        return MqttReplicaFollower(settings.mqtt_connection(), settings.site, settings.agent_id, replica, now_ms=now_ms)
-    return KafkaReplicaFollower(
-        settings.kafka_connection(), settings.state_topic, settings.shielding_topic, replica, now_ms=now_ms
-    )
+        return MqttReplicaFollower(settings.mqtt_connection(), settings.site, settings.agent_id, feed)
+    return KafkaReplicaFollower(settings.kafka_connection(), settings.kafka_replica_topic, feed)
 
 
 def _publisher_settings(s: Settings) -> PublisherSettings:

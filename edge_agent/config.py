@@ -9,7 +9,8 @@ TOML layout (see ``deploy/edge-agent.toml``)::
 
     [agent]     id, site, data_dir, patients_file
     [transport] kind = "kafka" | "mqtt"
-    [kafka]     bootstrap, ingress_topic, state_topic, shielding_topic
+    [kafka]     bootstrap, ingress_topic, replica_topic (state_topic, shielding_topic: read no more)
+    [replica]   follow (true: keep the offline replica from the site's feed; needs core_public_key_hex)
     [mqtt]      host, port
     [http]      host, port, allow_remote
     [outbox]    disk_cap_bytes, synchronous, batch_max_events, linger_ms, ack_timeout_s,
@@ -44,6 +45,7 @@ _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # ODS organisation codes are 3-10 upper-case alphanumerics (NHS ODS data standard, DCB0090).
 _ODS_CODE = re.compile(r"^[A-Z0-9]{3,10}$")
 _MIB = 1024 * 1024
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's legal topic names (org.apache.kafka.common.internals.Topic)
 
 Transport = Literal["kafka", "mqtt"]
 Synchronous = Literal["FULL", "NORMAL"]
@@ -59,8 +61,9 @@ class Settings:
     transport: Transport = "kafka"
     kafka_bootstrap: str = "127.0.0.1:9092"
     ingress_topic: str = "consent.ingress"
-    state_topic: str = "consent.state"
-    shielding_topic: str = "consent.shielding"
+    replica_topic: str = ""  # the site's feed; "" = <prefix of ingress_topic>.site.<site> (see kafka_replica_topic)
+    state_topic: str = "consent.state"  # not read any more (agents read only their site's feed); accepted for old files
+    shielding_topic: str = "consent.shielding"  # likewise
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883  # IANA-registered MQTT port
     http_host: str = "127.0.0.1"  # loopback: only the clinical system on this host may submit
@@ -81,7 +84,8 @@ class Settings:
     tls_key_file: Path | None = None  # its private key (PEM, mode 0600)
     api_token_file: Path | None = None  # the local API's bearer token (mode 0600); required unless insecure_api
     insecure_api: bool = False  # True: the local API takes no token (debugging only)
-    core_public_key_hex: str = ""  # the core's Ed25519 key that signs MQTT acks (required for mqtt) and replica records
+    core_public_key_hex: str = ""  # the core's Ed25519 key that signs MQTT acks and replica records
+    follow_replica: bool = True  # keep the offline replica from the site's feed (requires core_public_key_hex)
 
     @property
     def outbox_path(self) -> Path:
@@ -90,6 +94,19 @@ class Settings:
     @property
     def replica_path(self) -> Path:
         return self.data_dir / "replica.sqlite3"
+
+    @property
+    def kafka_replica_topic(self) -> str:
+        """This site's replica feed: ``replica_topic``, or ``<prefix>.site.<site>`` where ``<prefix>`` is
+        ``ingress_topic`` without its last ``.ingress`` part (``consent.ingress`` -> ``consent.site.A12345``)."""
+        if self.replica_topic:
+            return self.replica_topic
+        prefix = self.ingress_topic.removesuffix(".ingress") if self.ingress_topic.endswith(".ingress") else "consent"
+        return f"{prefix}.site.{self.site}"
+
+    def core_public_key(self) -> Ed25519PublicKey:
+        """The core's replica-signing key (validated at load when the replica is followed)."""
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.core_public_key_hex))
 
     def kafka_connection(self) -> KafkaConnection:
         """How this agent reaches Kafka: mutual TLS with its own certificate unless kafka_security = PLAINTEXT."""
@@ -121,6 +138,8 @@ _TOML_KEYS: Mapping[tuple[str, str], str] = {
     ("kafka", "ingress_topic"): "ingress_topic",
     ("kafka", "state_topic"): "state_topic",
     ("kafka", "shielding_topic"): "shielding_topic",
+    ("kafka", "replica_topic"): "replica_topic",
+    ("replica", "follow"): "follow_replica",
     ("mqtt", "host"): "mqtt_host",
     ("mqtt", "port"): "mqtt_port",
     ("http", "host"): "http_host",
@@ -257,7 +276,7 @@ def _validate(s: Settings) -> None:
         for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
             _check(getattr(s, name) is not None, name, None, "a PEM file (mutual TLS); or plaintext for debugging")
     if s.transport == "mqtt":  # the bridge's acks delete outbox rows: only ones signed by the core count
-        _check(_is_ed25519_hex(s.core_public_key_hex), "core_public_key_hex", s.core_public_key_hex, _CORE_KEY)
+        _check(_is_ed25519_public_hex(s.core_public_key_hex), "core_public_key_hex", s.core_public_key_hex, _CORE_KEY)
     _check(
         s.insecure_api or s.api_token_file is not None,
         "api_token_file",
@@ -265,17 +284,26 @@ def _validate(s: Settings) -> None:
         "a token file of mode 0600 (`edge-agent token` writes one); or insecure_api = true for debugging",
     )
     _check(not (s.http_allow_remote and s.insecure_api), "insecure_api", True, "false when http_allow_remote = true")
+    if s.follow_replica:
+        _check(
+            _is_ed25519_public_hex(s.core_public_key_hex),
+            "core_public_key_hex",
+            s.core_public_key_hex,
+            "the core's replica-signing public key, 64 hex digits (or [replica] follow = false: no offline replica)",
+        )
+    if s.replica_topic:
+        _check(bool(_TOPIC.match(s.replica_topic)), "replica_topic", s.replica_topic, "a Kafka topic name")
 
 
-_CORE_KEY = 'the core\'s raw Ed25519 public key, 64 hex digits (it signs MQTT acks), when transport = "mqtt"'
-
-
-def _is_ed25519_hex(text: str) -> bool:
+def _is_ed25519_public_hex(text: str) -> bool:
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
     except ValueError:
         return False
     return True
+
+
+_CORE_KEY = 'the core\'s raw Ed25519 public key, 64 hex digits (it signs MQTT acks), when transport = "mqtt"'
 
 
 def _check(ok: bool, name: str, value: object, expected: str) -> None:

@@ -71,11 +71,17 @@ class EdgeCollector(Collector):
             )
         if self._replica is not None:
             yield CounterMetricFamily("edge_replica_updates", "Replica records stored", self._replica.updates_total)
-        if self._refused_acks is not None:
-            refused = CounterMetricFamily("edge_acks_refused", "MQTT acks refused (nothing deleted)", labels=["reason"])
-            for reason, n in sorted(self._refused_acks.items()):
+            refused = CounterMetricFamily(
+                "edge_replica_refused", "Replica records refused (unsigned, forged, mismatched)", labels=["reason"]
+            )
+            for reason, n in sorted(self._replica.refused_by_reason.items()):
                 refused.add_metric([reason], n)
             yield refused
+        if self._refused_acks is not None:
+            acks = CounterMetricFamily("edge_acks_refused", "MQTT acks refused (nothing deleted)", labels=["reason"])
+            for reason, n in sorted(self._refused_acks.items()):
+                acks.add_metric([reason], n)
+            yield acks
 
 
 def make_registry(collector: EdgeCollector) -> CollectorRegistry:

@@ -1,34 +1,37 @@
 """The site's local replica of consent state and shielding for its own patients.
 
-Fed by a follower (:mod:`edge_agent.replica_follow`) from the compacted state and shielding
-topics (Kafka) or their retained MQTT mirrors; read by the offline decision endpoint. Records
-are opaque bytes (``PatientState.to_bytes()`` from the core) with the time they were current
-("as at"). A record older than the one held is ignored, so a follower may replay safely.
+Fed by a follower (:mod:`edge_agent.replica_follow`) from the site's own replica feed (Kafka
+``<prefix>.site.<site>`` or the retained MQTT mirror), only with records the core signed
+(:mod:`consent_rules.replica_feed`); read by the offline decision endpoint. Records are bytes
+(``PatientState.to_bytes()`` or the shielding record) with their freshness from the signed content
+(state version, shielding stamp HLC) and the time they were current ("as at"). A record less fresh
+than the one held is ignored, so a follower may replay safely; producer times play no part.
+
+The table is ``signed_records``; a ``records`` table left by a version that stored unsigned records
+from the national topics is dropped on open (the follower re-reads the site feed from its start).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
+
+from consent_rules.replica_feed import ReplicaKind, ReplicaUpdate
 
 __all__ = ["Replica", "ReplicaKind", "ReplicaRecord", "load_patient_keys"]
 
 T = TypeVar("T")
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, patient_key TEXT NOT NULL, data BLOB NOT NULL,"
-    " as_at_ms INTEGER NOT NULL, PRIMARY KEY (kind, patient_key))",
+    "DROP TABLE IF EXISTS records",  # unsigned rows from the national topics (before signed site feeds)
+    "CREATE TABLE IF NOT EXISTS signed_records (kind TEXT NOT NULL, patient_key TEXT NOT NULL,"
+    " data BLOB NOT NULL, freshness INTEGER NOT NULL, as_at_ms INTEGER NOT NULL, PRIMARY KEY (kind, patient_key))",
 )
-
-
-class ReplicaKind(StrEnum):
-    STATE = "state"
-    SHIELDING = "shielding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class Replica:
         self._path = path
         self._db: sqlite3.Connection | None = None
         self.updates_total = 0
+        self.refused_by_reason: Counter[str] = Counter()  # records refused by the follower, never applied
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -71,34 +75,42 @@ class Replica:
     def follows(self, patient_key: str) -> bool:
         return self.patients is None or patient_key in self.patients
 
-    async def upsert_state(self, patient_key: str, state_bytes: bytes | None, as_at_ms: int) -> bool:
-        return await self.upsert(ReplicaKind.STATE, patient_key, state_bytes, as_at_ms)
+    async def apply(self, update: ReplicaUpdate) -> bool:
+        """Apply a verified record (:func:`consent_rules.replica_feed.open_replica_record`)."""
+        if update.record is None:
+            return await self.delete(update.kind, update.patient_key)
+        assert update.freshness is not None  # every record (not a deletion) has one
+        return await self.upsert(update.kind, update.patient_key, update.record, update.freshness, update.as_at_ms)
 
-    async def upsert_shielding(self, patient_key: str, record: bytes | None, as_at_ms: int) -> bool:
-        return await self.upsert(ReplicaKind.SHIELDING, patient_key, record, as_at_ms)
-
-    async def upsert(self, kind: ReplicaKind, patient_key: str, data: bytes | None, as_at_ms: int) -> bool:
-        """Store (or, for ``data=None``, delete) unless a newer record is held; False if skipped."""
+    async def upsert(self, kind: ReplicaKind, patient_key: str, data: bytes, freshness: int, as_at_ms: int) -> bool:
+        """Store unless a fresher record is held (equal freshness: replaced); False if skipped."""
         if not self.follows(patient_key):
             return False
-        changed = await self._run(lambda: self._upsert(kind, patient_key, data, as_at_ms))
+        changed = await self._run(lambda: self._upsert(kind, patient_key, data, freshness, as_at_ms))
         self.updates_total += int(changed)
         return changed
 
-    def _upsert(self, kind: ReplicaKind, key: str, data: bytes | None, as_at_ms: int) -> bool:
+    async def delete(self, kind: ReplicaKind, patient_key: str) -> bool:
+        """Forget a record (the core deleted it); False if none was held."""
+        if not self.follows(patient_key):
+            return False
+        sql = "DELETE FROM signed_records WHERE kind = ? AND patient_key = ?"
+        changed = await self._run(lambda: self._conn().execute(sql, (kind.value, patient_key)).rowcount > 0)
+        self.updates_total += int(changed)
+        return changed
+
+    def _upsert(self, kind: ReplicaKind, key: str, data: bytes, freshness: int, as_at_ms: int) -> bool:
         db = self._conn()
         row = db.execute(
-            "SELECT as_at_ms FROM records WHERE kind = ? AND patient_key = ?", (kind.value, key)
+            "SELECT freshness FROM signed_records WHERE kind = ? AND patient_key = ?", (kind.value, key)
         ).fetchone()
-        if row is not None and row[0] > as_at_ms:
+        if row is not None and row[0] > freshness:
             return False
-        if data is None:
-            db.execute("DELETE FROM records WHERE kind = ? AND patient_key = ?", (kind.value, key))
-        else:
-            db.execute(
-                "INSERT OR REPLACE INTO records (kind, patient_key, data, as_at_ms) VALUES (?, ?, ?, ?)",
-                (kind.value, key, data, as_at_ms),
-            )
+        db.execute(
+            "INSERT OR REPLACE INTO signed_records (kind, patient_key, data, freshness, as_at_ms)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (kind.value, key, data, freshness, as_at_ms),
+        )
         return True
 
     async def get(self, patient_key: str) -> ReplicaRecord | None:
@@ -117,10 +129,11 @@ class Replica:
         )
 
     def _get(self, key: str) -> list[tuple[str, bytes, int]]:
-        return self._conn().execute("SELECT kind, data, as_at_ms FROM records WHERE patient_key = ?", (key,)).fetchall()
+        sql = "SELECT kind, data, as_at_ms FROM signed_records WHERE patient_key = ?"
+        return self._conn().execute(sql, (key,)).fetchall()
 
     async def count(self) -> int:
-        return await self._run(lambda: int(self._conn().execute("SELECT count(*) FROM records").fetchone()[0]))
+        return await self._run(lambda: int(self._conn().execute("SELECT count(*) FROM signed_records").fetchone()[0]))
 
     async def close(self) -> None:
         db, self._db = self._db, None

@@ -1,11 +1,16 @@
-"""Followers that keep the :class:`~edge_agent.replica.Replica` current.
+"""Followers that keep the :class:`~edge_agent.replica.Replica` current from the site's own feed.
 
-- :class:`KafkaReplicaFollower` reads the compacted state and shielding topics from the start
-  (no consumer group: every agent reads everything and keeps only its own patients; records
-  are keyed by patient key) with ``read_committed`` isolation.
+- :class:`KafkaReplicaFollower` reads the site's compacted feed ``<prefix>.site.<site>`` from the
+  start (no consumer group; keys ``<kind>/<patient_key>``) with ``read_committed`` isolation. The
+  agent's credential may read that topic only: never the national state and shielding topics.
 - :class:`MqttReplicaFollower` subscribes to the retained mirrors
-  ``consent/state/<site>/<patient_key>`` and ``consent/shielding/<site>/<patient_key>``; an
-  empty retained payload deletes the record.
+  ``consent/state/<site>/<patient_key>`` and ``consent/shielding/<site>/<patient_key>``.
+
+Both hand every record to :class:`SignedFeed`, which applies it only if the core signed it for
+exactly that kind and patient (:func:`consent_rules.replica_feed.open_replica_record`); anything
+else - an empty or unsigned payload, a forged signature, a record signed for another patient - is
+refused, counted by reason (``edge_replica_refused_total{reason}``) and never applied. Freshness
+comes from the signed content; broker and producer timestamps are never read.
 
 Both run until cancelled; the owner (:mod:`edge_agent.app`) cancels them at shutdown.
 Connection failures are retried with full-jitter backoff, like the publisher.
@@ -22,13 +27,21 @@ from collections.abc import Callable
 import aiomqtt
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.backoff import full_jitter_delay
+from consent_rules.replica_feed import ReplicaFeedError, ReplicaKeyMismatchError, open_replica_record, parse_feed_key
 from edge_agent.replica import Replica, ReplicaKind
 
-__all__ = ["KafkaReplicaFollower", "MqttReplicaFollower", "mqtt_replica_topics", "parse_mqtt_replica_topic"]
+__all__ = [
+    "KafkaReplicaFollower",
+    "MqttReplicaFollower",
+    "SignedFeed",
+    "mqtt_replica_topics",
+    "parse_mqtt_replica_topic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +64,39 @@ def parse_mqtt_replica_topic(topic: str, site: str) -> tuple[ReplicaKind, str] |
         return None
 
 
-class KafkaReplicaFollower:
-    def __init__(
-        self,
-        conn: KafkaConnection,
-        state_topic: str,
-        shielding_topic: str,
-        replica: Replica,
-        *,
-        now_ms: Callable[[], int],
-    ) -> None:
-        self._conn = conn
-        self._kinds = {state_topic: ReplicaKind.STATE, shielding_topic: ReplicaKind.SHIELDING}
+class SignedFeed:
+    """Verifies each received record with the core's key and applies only what verifies."""
+
+    def __init__(self, replica: Replica, core_key: Ed25519PublicKey, *, now_ms: Callable[[], int]) -> None:
         self._replica = replica
+        self._core_key = core_key
         self._now_ms = now_ms
+
+    async def receive(self, kind: ReplicaKind, patient_key: str, payload: bytes | None) -> bool:
+        """True if the record was stored or deleted; False if refused (counted) or not fresher."""
+        try:
+            update = open_replica_record(payload, self._core_key, kind, patient_key, self._now_ms())
+        except ReplicaFeedError as exc:
+            self.refuse(exc.reason, kind)
+            return False
+        return await self._replica.apply(update)
+
+    def refuse(self, reason: str, kind: ReplicaKind | None) -> None:
+        self._replica.refused_by_reason[reason] += 1
+        log.warning("replica record refused reason=%s kind=%s", reason, kind.value if kind else "?")
+
+
+class KafkaReplicaFollower:
+    def __init__(self, conn: KafkaConnection, feed_topic: str, feed: SignedFeed) -> None:
+        self._conn = conn
+        self._topic = feed_topic
+        self._feed = feed
         self.records_total = 0
 
     async def run(self) -> None:
         attempt = 0
         while True:
-            consumer = kafka.consumer(self._conn, *self._kinds, group_id=None, auto_offset_reset="earliest")
+            consumer = kafka.consumer(self._conn, self._topic, group_id=None, auto_offset_reset="earliest")
             try:
                 await consumer.start()
                 attempt = 0
@@ -89,27 +115,27 @@ class KafkaReplicaFollower:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=1000)
-            for tp, records in batches.items():
-                kind = self._kinds[tp.topic]
+            for records in batches.values():
                 for record in records:
-                    if record.key is None:
-                        continue
-                    key = bytes(record.key).decode("ascii", "replace")
-                    as_at = record.timestamp if record.timestamp is not None else self._now_ms()
-                    value = None if record.value is None else bytes(record.value)
-                    await self._replica.upsert(kind, key, value, int(as_at))
-                    self.records_total += 1
+                    await self.handle(record.key, record.value)
+
+    async def handle(self, key: bytes | None, value: bytes | None) -> bool:
+        """One record of the site feed (key ``<kind>/<patient_key>``)."""
+        self.records_total += 1
+        parsed = parse_feed_key(None if key is None else bytes(key))
+        if parsed is None:
+            self._feed.refuse(ReplicaKeyMismatchError.reason, None)
+            return False
+        kind, patient_key = parsed
+        return await self._feed.receive(kind, patient_key, None if value is None else bytes(value))
 
 
 class MqttReplicaFollower:
-    def __init__(
-        self, conn: MqttConnection, site: str, agent_id: str, replica: Replica, *, now_ms: Callable[[], int]
-    ) -> None:
+    def __init__(self, conn: MqttConnection, site: str, agent_id: str, feed: SignedFeed) -> None:
         self._conn = conn
         self._site = site
         self._client_id = f"edge-agent-{agent_id}-replica"
-        self._replica = replica
-        self._now_ms = now_ms
+        self._feed = feed
         self.records_total = 0
 
     async def run(self) -> None:
@@ -130,10 +156,10 @@ class MqttReplicaFollower:
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    async def _handle(self, topic: str, payload: object) -> None:
+    async def _handle(self, topic: str, payload: object) -> bool:
         parsed = parse_mqtt_replica_topic(topic, self._site)
-        if parsed is None or not isinstance(payload, bytes | bytearray):
-            return
-        kind, key = parsed
-        await self._replica.upsert(kind, key, bytes(payload) if payload else None, self._now_ms())
+        if parsed is None:
+            return False  # not a topic of this site's feed (the subscriptions name only those)
         self.records_total += 1
+        kind, key = parsed
+        return await self._feed.receive(kind, key, bytes(payload) if isinstance(payload, bytes | bytearray) else None)

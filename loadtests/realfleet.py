@@ -145,8 +145,8 @@ class RealFleet:
         waiting = self._replica_wait
         recorder = self.shielding_replica
 
-        async def upsert(kind: ReplicaKind, key: str, data: bytes | None, as_at_ms: int) -> bool:
-            changed = await original(kind, key, data, as_at_ms)
+        async def upsert(kind: ReplicaKind, key: str, data: bytes, freshness: int, as_at_ms: int) -> bool:
+            changed = await original(kind, key, data, freshness, as_at_ms)
             origin = waiting.pop(key, None) if kind is ReplicaKind.SHIELDING and replica.follows(key) else None
             if origin is not None:
                 recorder.record((time.perf_counter() - origin) * 1000.0)

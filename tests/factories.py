@@ -128,9 +128,25 @@ def api_door(directory: Path, clients: str = "") -> dict[str, str]:
     }
 
 
+def core_signing_key(directory: Path) -> tuple[dict[str, str], AgentSigner]:
+    """A core signing key file (hex, 0600) as the ``core_signing_key_file`` setting, and the signer it holds."""
+    signer = AgentSigner.generate("core")
+    raw = signer.private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    path = directory / "core-signing.key"
+    write_secret(path, raw.hex().encode() + b"\n")
+    return {"core_signing_key_file": str(path)}, signer
+
+
 def core_tls(directory: Path, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
     """Settings for a core whose stages talk mutual TLS: a private CA and a certificate per ``core.<stage>``."""
     pki = Pki(directory / "pki")
     for stage in stages:
         pki.issue(f"core.{stage}")
     return {"tls_ca_file": str(pki.ca_file), "tls_credentials_dir": str(directory / "pki")}
+
+
+def plain_event(patient_key: str, payload: Payload, hlc: int, *, site: str = "A81001") -> Event:
+    """An unsigned Event as the reconciler folds it (for building states in tests)."""
+    return Event(uuid.uuid4().hex, "agent-t", site, 1, bytes(32), hlc, hlc >> 16, patient_key, payload)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from broker.demo.narration import say
 from broker.demo.people import CARE_HOME, GATEWAY, GP
@@ -25,7 +26,8 @@ from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.topics import TopicNames, create_topics
 from consent_io.connection import KafkaConnection
-from consent_wire.dsse import public_key_bytes
+from consent_io.secrets import write_secret
+from consent_wire.dsse import AgentSigner, public_key_bytes
 from consent_wire.keys import OperatorRoot
 
 __all__ = ["run_demo"]
@@ -61,6 +63,10 @@ async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
     secret.write_text(os.urandom(32).hex())
     secret.chmod(0o600)
     root = OperatorRoot.generate()
+    core_key = AgentSigner.generate("core")  # signs every replica record the mirror sends to sites
+    core_key_file = work / "core-signing.key"
+    raw = core_key.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    write_secret(core_key_file, raw.hex().encode() + b"\n")
     http_port = free_port()
     core = Core(
         CoreSettings(
@@ -73,14 +79,14 @@ async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
             http_port=http_port,
             mqtt_port=DEMO_MQTT_PORT,
             gap_timeout_ms=30_000,
+            core_signing_key_file=str(core_key_file),
         )
     )
     common = {
         "pseudonym_secret_file": secret,
         "kafka_bootstrap": bootstrap,
         "ingress_topic": topics.ingress,
-        "state_topic": topics.state,
-        "shielding_topic": topics.shielding,
+        "core_public_key_hex": core_key.public_key_bytes.hex(),
         "mqtt_port": DEMO_MQTT_PORT,
         "linger_ms": 20,
         "backoff_base_s": 0.2,

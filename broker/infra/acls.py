@@ -14,8 +14,10 @@ reconciler              read events, state; write state, shielding, deadletter; 
                         ``<app>.reconciler``; transactional ids ``<app>.reconciler.*``
 bridge                  read keys; write ingress, deadletter (idempotent)
 api                     read state, events, audit; write audit (idempotent)
-mirror                  read events, state, shielding
-agent                   write ingress (idempotent). No read: there is no per-site feed on Kafka yet
+mirror                  read events, state, shielding; create and write every site feed
+                        ``<prefix>.site.`` (PREFIXED; idempotent)
+agent                   write ingress (idempotent); read its own site's feed ``<prefix>.site.<site>``
+                        (LITERAL; none without a site). Never the national state or shielding topics
 subscriber              read state, shielding; groups ``<name>.*``
 witness                 read audit; groups ``<name>.*``
 ======================  =========================================================================
@@ -37,6 +39,7 @@ from enum import IntEnum, StrEnum
 __all__ = [
     "CLUSTER",
     "CORE_ROLES",
+    "SITE_FEEDS",
     "AclOperation",
     "Deployment",
     "KafkaAcl",
@@ -76,6 +79,7 @@ class AclOperation(IntEnum):
 
     READ = 3
     WRITE = 4
+    CREATE = 5
     DESCRIBE = 8
     IDEMPOTENT_WRITE = 12
 
@@ -99,7 +103,8 @@ class Role(StrEnum):
 SUPER_ROLES = frozenset({Role.OPERATOR, Role.BROKER})
 CORE_ROLES = (Role.VERIFIER, Role.RECONCILER, Role.BRIDGE, Role.API, Role.MIRROR)
 _TRANSACTIONAL = frozenset({Role.VERIFIER, Role.RECONCILER})
-_IDEMPOTENT = frozenset({Role.BRIDGE, Role.API, Role.AGENT})
+_IDEMPOTENT = frozenset({Role.BRIDGE, Role.API, Role.AGENT, Role.MIRROR})
+SITE_FEEDS = "site."  # topic name prefix of the per-site replica feeds (broker.topics.Family.SITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +206,7 @@ def kafka_acls(principal: Principal, deployment: Deployment) -> tuple[KafkaAcl, 
     ]
     if principal.role in CORE_ROLES:
         acls.append(KafkaAcl(user, ResourceType.TOPIC, f"{d.prefix}.", PatternType.PREFIXED, AclOperation.DESCRIBE))
+    acls += _site_feed_acls(principal, user, d)
     if principal.role in _TRANSACTIONAL:
         stage = f"{d.app_id}.{principal.role.value}"
         acls.append(KafkaAcl(user, ResourceType.GROUP, stage, PatternType.LITERAL, AclOperation.READ))
@@ -212,6 +218,19 @@ def kafka_acls(principal: Principal, deployment: Deployment) -> tuple[KafkaAcl, 
     if principal.role in (Role.SUBSCRIBER, Role.WITNESS):
         acls.append(KafkaAcl(user, ResourceType.GROUP, f"{principal.name}.", PatternType.PREFIXED, AclOperation.READ))
     return tuple(sorted(set(acls)))
+
+
+def _site_feed_acls(principal: Principal, user: str, d: Deployment) -> list[KafkaAcl]:
+    """The mirror creates and writes every site feed; an agent reads only its own site's."""
+    feeds = d.topic(SITE_FEEDS)
+    if principal.role == Role.MIRROR:
+        return [
+            KafkaAcl(user, ResourceType.TOPIC, feeds, PatternType.PREFIXED, AclOperation.CREATE),
+            KafkaAcl(user, ResourceType.TOPIC, feeds, PatternType.PREFIXED, AclOperation.WRITE),
+        ]
+    if principal.role == Role.AGENT and principal.site:
+        return [KafkaAcl(user, ResourceType.TOPIC, feeds + principal.site, PatternType.LITERAL, AclOperation.READ)]
+    return []
 
 
 def mqtt_acl_lines(principal: Principal) -> tuple[str, ...]:

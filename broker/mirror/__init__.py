@@ -1,7 +1,7 @@
-"""Stage ``mirror``: state and shielding records -> retained MQTT messages for each patient's sites.
+"""Stage ``mirror``: state and shielding records -> each patient's sites, core-signed, on MQTT and Kafka.
 
 - :mod:`broker.mirror.planner`: who gets which record (pure).
-- :mod:`broker.mirror.service`: :class:`~broker.mirror.service.MqttMirror`, the I/O shell (aiokafka,
+- :mod:`broker.mirror.service`: :class:`~broker.mirror.service.ReplicaMirror`, the I/O shell (aiokafka,
   aiomqtt); imported by :mod:`broker.runtime`, not here, so the pure part loads without them.
 """
 

@@ -1,13 +1,16 @@
-"""The mirror's pure rules: which site receives which patient's state and shielding records over MQTT.
+"""The mirror's pure rules: which site receives which patient's state and shielding records.
 
-MQTT-only gateways cannot read the compacted state and shielding topics, so the core mirrors them
-as retained MQTT messages (QoS 1) that :class:`edge_agent.replica_follow.MqttReplicaFollower` reads:
+No agent reads the national state and shielding topics: the core mirrors each patient's records to
+that patient's sites only, on two sinks that carry the same core-signed bytes
+(:mod:`consent_rules.replica_feed`; sealed by :mod:`broker.mirror.service`):
 
-- ``consent/state/<site>/<patient_key>``: the exact bytes of the state record
-  (``PatientState.to_bytes()``);
-- ``consent/shielding/<site>/<patient_key>``: the exact bytes of the shielding record;
-- an empty retained payload (for a Kafka tombstone) clears the retained message and deletes the
-  record from the site's replica.
+- MQTT, retained at QoS 1, read by :class:`edge_agent.replica_follow.MqttReplicaFollower`:
+  ``consent/state/<site>/<patient_key>`` and ``consent/shielding/<site>/<patient_key>``;
+- Kafka, the site's compacted feed ``<prefix>.site.<site>`` keyed ``<kind>/<patient_key>``, read by
+  :class:`edge_agent.replica_follow.KafkaReplicaFollower`.
+
+A :class:`Publication` here carries the record as read from the state or shielding topic (``b""``
+for a tombstone: a signed deletion is sent).
 
 Minimum necessary (Caldicott principle 3): a site receives a patient's records only when it has a
 relationship with that patient - it recorded an event about the patient (learnt from the events
@@ -28,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from consent_rules.replica_feed import ReplicaKind
 from consent_wire.errors import WireError
 from consent_wire.signing import decode_verified_event
 
@@ -49,9 +53,7 @@ __all__ = [
 _LEVEL = re.compile(r"[A-Za-z0-9._-]{1,128}")  # 128: far above a 64-hex pseudonym or a 10-char ODS code
 
 
-class RecordKind(StrEnum):
-    STATE = "state"
-    SHIELDING = "shielding"
+RecordKind = ReplicaKind  # the two kinds of record mirrored: state and shielding
 
 
 class MirrorOutcome(StrEnum):
@@ -63,6 +65,7 @@ class MirrorOutcome(StrEnum):
     SITE_KNOWN = "site_known"  # an event from a site already known for the patient
     NO_PATIENT = "no_patient"  # an event about no patient (breach, key lifecycle)
     BAD_RECORD = "bad_record"  # undecodable event, missing key, or a key unfit for an MQTT topic
+    UNSEALABLE = "unsealable"  # a state/shielding record the mirror cannot sign for sites (malformed)
 
 
 class RegistrationsError(ValueError):
@@ -79,10 +82,17 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """One retained QoS 1 MQTT publish; ``payload == b""`` clears the retained message."""
+    """One record for one site, as read from the state or shielding topic; ``payload == b""`` deletes."""
 
-    topic: str
+    kind: RecordKind
+    site: str
+    patient_key: str
     payload: bytes
+
+    @property
+    def topic(self) -> str:
+        """Its retained MQTT topic (one per site, kind and patient: also the unit :func:`coalesce` keeps)."""
+        return mirror_topic(self.kind, self.site, self.patient_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +125,11 @@ def parse_registrations(text: str) -> tuple[Registration, ...]:
 
 def coalesce(publications: Iterable[Publication]) -> tuple[Publication, ...]:
     """Keep only the last payload per topic (a retained topic only ever shows its last message)."""
-    latest: dict[str, bytes] = {}
+    latest: dict[str, Publication] = {}
     for p in publications:
         latest.pop(p.topic, None)
-        latest[p.topic] = p.payload
-    return tuple(Publication(t, v) for t, v in latest.items())
+        latest[p.topic] = p
+    return tuple(latest.values())
 
 
 class MirrorPlanner:
@@ -155,7 +165,7 @@ class MirrorPlanner:
             return Step(MirrorOutcome.SITE_KNOWN)
         sites.add(site)
         publications = tuple(
-            Publication(mirror_topic(kind, site, patient_key), data)
+            Publication(kind, site, patient_key, data)
             for kind in RecordKind
             if (data := self._held.get((kind, patient_key))) is not None
         )
@@ -178,5 +188,5 @@ class MirrorPlanner:
         payload = value or b""
         return Step(
             MirrorOutcome.MIRRORED,
-            tuple(Publication(mirror_topic(kind, site, patient_key), payload) for site in sites),
+            tuple(Publication(kind, site, patient_key, payload) for site in sites),
         )

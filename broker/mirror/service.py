@@ -1,16 +1,27 @@
-"""Stage ``mirror`` (I/O shell): state and shielding records -> retained MQTT messages for each patient's sites.
+"""Stage ``mirror`` (I/O shell): state and shielding records -> each patient's sites, signed, on MQTT and Kafka.
 
 Follows the events, state and shielding topics from the beginning (``read_committed``, no consumer
-group: every run rebuilds who-knows-whom from the events topic) and publishes what
-:class:`broker.mirror.planner.MirrorPlanner` plans, retained at QoS 1, waiting for each PUBACK. Only sites
-with a relationship with a patient (an event recorded there, or a line in the registrations file)
-receive that patient's records: see :mod:`broker.mirror.planner`.
+group: every run rebuilds who-knows-whom from the events topic) and sends what
+:class:`broker.mirror.planner.MirrorPlanner` plans to two sinks, the same bytes on both:
 
-One session = one Kafka consumer + one MQTT connection + a fresh planner. Any Kafka or MQTT error
-ends the session; the next one (after full-jitter backoff) replays the topics from the start and
-republishes, which is harmless (retained messages are replaced; replicas ignore older records) and
-covers any publish lost with the broken connection. A record the planner cannot use is counted
-(``broker_mirror_records_total{outcome="bad_record"}``) and skipped; it never stops the mirror.
+- MQTT: retained at QoS 1 on ``consent/<kind>/<site>/<patient_key>``, waiting for each PUBACK;
+- Kafka: the site's compacted feed ``<prefix>.site.<site>`` (``broker.topics.SITE_FEED``), key
+  ``<kind>/<patient_key>``, idempotent producer with ``acks=all``. The mirror creates a site's feed
+  the first time it has a record for it (sites are learnt at run time from the events topic).
+
+Each record is sealed first (:func:`consent_rules.replica_feed.seal_replica_record`): signed with the
+core key (``core_signing_key_file``), re-encoded to its minimal form (no shielding reason ever leaves
+the core) and stamped with this process's clock; a deletion is a signed record too. A record that
+cannot be sealed (not a valid state or shielding record, or about another patient than its key) is
+counted (``broker_mirror_records_total{outcome="unsealable"}``) and never sent.
+
+Only sites with a relationship with a patient (an event recorded there, or a line in the
+registrations file) receive that patient's records: see :mod:`broker.mirror.planner`.
+
+One session = one Kafka consumer + one producer + one MQTT connection + a fresh planner. Any Kafka or
+MQTT error ends the session; the next one (after full-jitter backoff) replays the topics from the
+start and republishes, which is harmless (retained messages and compacted keys are replaced; replicas
+ignore records no fresher than theirs) and covers anything lost with the broken connection.
 The MQTT client id is ``<app_id>.mirror`` with a clean session (the mirror subscribes to nothing).
 """
 
@@ -19,35 +30,100 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from broker.mirror.planner import MirrorPlanner, Publication, RecordKind, Registration, Step, coalesce
+from broker.mirror.planner import (
+    MirrorOutcome,
+    MirrorPlanner,
+    Publication,
+    RecordKind,
+    Registration,
+    Step,
+    coalesce,
+)
 from broker.sessions import supervise
-from broker.settings import load_registrations
+from broker.settings import load_registrations, read_hex_file
+from broker.topics import TopicNames, create_site_feed
 from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
+from consent_rules.replica_feed import ReplicaFeedError, feed_key, seal_replica_record
+from consent_wire.dsse import AgentSigner
 
 if TYPE_CHECKING:
     from broker.runtime import Core
 
-__all__ = ["MirrorConfig", "MqttMirror"]
+__all__ = ["MirrorConfig", "MqttMirror", "ReplicaMirror", "SealedPublication", "load_core_signer", "seal"]
 
 log = logging.getLogger(__name__)
 
-RECORDS = Counter("broker_mirror_records_total", "Kafka records seen by the MQTT mirror", ["outcome"])
+RECORDS = Counter("broker_mirror_records_total", "Kafka records seen by the mirror", ["outcome"])
 PUBLISHED = Counter("broker_mirror_publications_total", "Retained MQTT messages published by the mirror")
-CONNECTED = Gauge("broker_mirror_connected", "1 while the mirror holds its Kafka consumer and MQTT session")
+FED = Counter("broker_mirror_site_feed_records_total", "Records written to the per-site Kafka feeds")
+CONNECTED = Gauge("broker_mirror_connected", "1 while the mirror holds its Kafka clients and MQTT session")
 
 _QOS_AT_LEAST_ONCE = 1
 _POLL_MS = 500  # how long one poll may block: bounds how late the mirror notices stop
 # aiomqtt warns above Client.pending_calls_threshold (10) publishes awaiting their PUBACK;
 # paho's own in-flight window is 20, so 10 at a time stays within both
 _IN_FLIGHT = 10
+CORE_SIGNER_ID = "core"  # the name inside the core's AgentSigner (the envelope carries only its key id)
+
+
+def load_core_signer(path: str) -> AgentSigner:
+    """The core's Ed25519 signing key from ``core_signing_key_file`` (hex, mode 0600)."""
+    return AgentSigner.from_private_bytes(CORE_SIGNER_ID, read_hex_file(path, "core_signing_key_file"))
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPublication:
+    """A :class:`Publication` as sites receive it: ``record`` is the core-signed replica record."""
+
+    kind: RecordKind
+    site: str
+    patient_key: str
+    record: bytes
+
+    @property
+    def topic(self) -> str:
+        return Publication(self.kind, self.site, self.patient_key, b"").topic
+
+
+def seal(
+    signer: AgentSigner, publications: Sequence[Publication], now_ms: int
+) -> tuple[tuple[SealedPublication, ...], int]:
+    """Sign each publication (once per distinct record); returns them and how many could not be sealed."""
+    sealed: list[SealedPublication] = []
+    cache: dict[tuple[RecordKind, str, bytes], bytes | None] = {}
+    refused = 0
+    for p in publications:
+        ident = (p.kind, p.patient_key, p.payload)
+        if ident not in cache:
+            try:
+                cache[ident] = seal_replica_record(signer, p.kind, p.patient_key, p.payload or None, now_ms)
+            except ReplicaFeedError as exc:
+                log.warning("mirror unsealable kind=%s reason=%s", p.kind.value, exc.reason)
+                cache[ident] = None
+                refused += 1
+        record = cache[ident]
+        if record is not None:
+            sealed.append(SealedPublication(p.kind, p.site, p.patient_key, record))
+    return tuple(sealed), refused
+
+
+class SiteFeedAdmin(Protocol):
+    """Creates a site's feed unless it exists (:func:`broker.topics.create_site_feed` over an admin client)."""
+
+    async def ensure(self, site: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +138,23 @@ class MirrorConfig:
     backoff_base_s: float = 0.5  # same full-jitter schedule as the bridge and the edge agent
     backoff_cap_s: float = 30.0  # at most one reconnect attempt every 30 s during a long outage
     publish_timeout_s: float = 30.0  # one PUBACK wait; then the session is restarted
+    signer: AgentSigner = field(kw_only=True)  # the core key every record sent to a site is signed with
+    site_feeds: TopicNames | None = field(default=None, kw_only=True)  # None: MQTT only, no Kafka site feeds
+    site_feed_replication: int = field(default=1, kw_only=True)
 
 
-class MqttMirror:
-    def __init__(self, config: MirrorConfig) -> None:
+class ReplicaMirror:
+    def __init__(self, config: MirrorConfig, *, now_ms: Callable[[], int] = _wall_ms) -> None:
         self.config = config
         self.published_total = 0
+        self.fed_total = 0
         self.connected = asyncio.Event()
+        self._now_ms = now_ms
         self._kinds = {config.state_topic: RecordKind.STATE, config.shielding_topic: RecordKind.SHIELDING}
+        self._feeds_ready: set[str] = set()
 
     @classmethod
-    def for_core(cls, core: Core) -> MqttMirror:
+    def for_core(cls, core: Core) -> ReplicaMirror:
         """The stage as :class:`broker.runtime.Core` builds it from its (validated) settings."""
         s = core.settings
         t = core.topics
@@ -84,6 +166,9 @@ class MqttMirror:
             t.shielding,
             f"{s.app_id}.mirror",
             load_registrations(s.registrations_file),
+            signer=load_core_signer(s.core_signing_key_file),
+            site_feeds=t,
+            site_feed_replication=s.site_feed_replication,
         )
         return cls(config)
 
@@ -99,7 +184,7 @@ class MqttMirror:
             )  # fmt: skip
         finally:
             self._down()
-            log.info("mirror stopped published=%d", self.published_total)
+            log.info("mirror stopped published=%d fed=%d", self.published_total, self.fed_total)
 
     def _down(self) -> None:
         self.connected.clear()
@@ -110,8 +195,14 @@ class MqttMirror:
         consumer = kafka.consumer(
             c.kafka, c.events_topic, c.state_topic, c.shielding_topic, group_id=None, auto_offset_reset="earliest"
         )
+        producer = kafka.producer(c.kafka, acks="all", enable_idempotence=True) if c.site_feeds else None
+        admin = kafka.admin(c.kafka) if c.site_feeds else None
+        self._feeds_ready = set()
         await consumer.start()
         try:
+            if producer is not None and admin is not None:
+                await producer.start()
+                await admin.start()
             async with mqtt.client(c.mqtt, identifier=c.client_id) as client:
                 self.connected.set()
                 CONNECTED.set(1)
@@ -120,10 +211,20 @@ class MqttMirror:
                 while True:
                     batches = await consumer.getmany(timeout_ms=_POLL_MS)
                     for tp, records in batches.items():
-                        await self._publish(client, self._plan(planner, tp.topic, records))
+                        sealed, refused = seal(c.signer, self._plan(planner, tp.topic, records), self._now_ms())
+                        RECORDS.labels(MirrorOutcome.UNSEALABLE.value).inc(refused)
+                        await self._publish(client, sealed)
+                        if producer is not None and admin is not None:
+                            await self._feed(producer, _AdminFeeds(admin, self), sealed)
         finally:
             with contextlib.suppress(KafkaError, OSError):
                 await consumer.stop()
+            if producer is not None:
+                with contextlib.suppress(KafkaError, OSError):
+                    await producer.stop()
+            if admin is not None:
+                with contextlib.suppress(KafkaError, OSError):
+                    await admin.close()
 
     def _plan(self, planner: MirrorPlanner, topic: str, records: Sequence[Any]) -> tuple[Publication, ...]:
         publications: list[Publication] = []
@@ -139,16 +240,45 @@ class MqttMirror:
             publications.extend(step.publications)
         return coalesce(publications)
 
-    async def _publish(self, client: mqtt.MqttLink, publications: tuple[Publication, ...]) -> None:
-        """Publish every message (distinct topics after :func:`coalesce`) and await every PUBACK."""
+    async def _publish(self, client: mqtt.MqttLink, publications: Sequence[SealedPublication]) -> None:
+        """Publish every message (distinct topics after :func:`coalesce`) retained and await every PUBACK."""
         timeout = self.config.publish_timeout_s
         for start in range(0, len(publications), _IN_FLIGHT):
             chunk = publications[start : start + _IN_FLIGHT]
             await asyncio.gather(
                 *(
-                    client.publish(p.topic, p.payload, qos=_QOS_AT_LEAST_ONCE, retain=True, timeout=timeout)
+                    client.publish(p.topic, p.record, qos=_QOS_AT_LEAST_ONCE, retain=True, timeout=timeout)
                     for p in chunk
                 )
             )
             PUBLISHED.inc(len(chunk))
             self.published_total += len(chunk)
+
+    async def _feed(
+        self, sink: kafka.RecordSink, feeds: SiteFeedAdmin, publications: Sequence[SealedPublication]
+    ) -> None:
+        """Write every record to its site's Kafka feed (creating the feed first if new), acks=all."""
+        names = self.config.site_feeds
+        if names is None:
+            return
+        for p in publications:
+            if p.site not in self._feeds_ready:
+                await feeds.ensure(p.site)
+                self._feeds_ready.add(p.site)
+            await sink.send_and_wait(names.site_feed(p.site), p.record, key=feed_key(p.kind, p.patient_key))
+            FED.inc()
+            self.fed_total += 1
+
+
+@dataclass(frozen=True, slots=True)
+class _AdminFeeds:
+    admin: Any  # aiokafka's AIOKafkaAdminClient (started)
+    mirror: ReplicaMirror
+
+    async def ensure(self, site: str) -> None:
+        names = self.mirror.config.site_feeds
+        if names is not None:
+            await create_site_feed(self.admin, names, site, self.mirror.config.site_feed_replication)
+
+
+MqttMirror = ReplicaMirror  # the name before the mirror also wrote Kafka site feeds (runtime, tests)

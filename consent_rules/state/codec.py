@@ -3,6 +3,11 @@
 :func:`state_to_bytes` writes orjson with sorted keys, so equal states are byte-identical;
 :func:`state_from_bytes` accepts only that canonical form (anything else is rebuilt by replay).
 
+Format 2 (current) has no shielding ``reason``: the reason never leaves the core's events topic.
+Format 1 records (written before, with ``shielding.reason``) are still read - canonical format-1
+bytes only - and the reason is dropped on reading, so the next write of that patient's state is
+format 2 and log compaction then removes the old record. Nothing is ever written in format 1.
+
 Errors::
 
     DecodeError (consent_wire.errors)
@@ -32,7 +37,8 @@ from consent_wire.errors import DecodeError
 
 __all__ = ["STATE_FORMAT", "StateDecodeError", "register_json", "state_from_bytes", "state_to_bytes"]
 
-STATE_FORMAT = 1  # layout version of to_bytes(); bump when the JSON layout changes
+STATE_FORMAT = 2  # layout version of to_bytes(); bump when the JSON layout changes
+_LEGACY_FORMAT = 1  # format 1 carried shielding.reason; read (reason dropped), never written
 
 
 class StateDecodeError(DecodeError):
@@ -48,6 +54,8 @@ def state_from_bytes(data: bytes) -> PatientState:
     """Inverse of :func:`state_to_bytes`; raises :class:`StateDecodeError` on bad input."""
     try:
         obj = _typed(orjson.loads(data), dict)
+        if obj["format"] == _LEGACY_FORMAT:
+            return _from_legacy(obj, data)
         if obj["format"] != STATE_FORMAT:
             raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")
         applied = frozenset(_typed(i, str) for i in _typed(obj["applied"], list))
@@ -66,6 +74,17 @@ def state_from_bytes(data: bytes) -> PatientState:
     return state
 
 
+def _from_legacy(obj: dict[str, Any], data: bytes) -> PatientState:
+    """A canonical format-1 record as a state: its shielding reason (a string) is checked and dropped."""
+    if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != data:
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    shielding = obj["shielding"]
+    if shielding is not None:
+        _typed(_typed(shielding, dict).pop("reason"), str)
+    obj["format"] = STATE_FORMAT
+    return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
 def register_json(reg: Register) -> dict[str, object]:
     """One register as JSON (also the merge's canonical tie-break between two forms of one event)."""
     s = reg.stamp
@@ -82,7 +101,7 @@ def register_json(reg: Register) -> dict[str, object]:
     elif isinstance(reg, ObjectionRegister):
         out.update(active=reg.active, exemptions=[b.value for b in reg.exemptions], site=reg.site)
     else:
-        out.update(active=reg.active, hides=[h.value for h in reg.hides], reason=reg.reason)
+        out.update(active=reg.active, hides=[h.value for h in reg.hides])
     return out
 
 
@@ -143,5 +162,6 @@ def _load_shielding(obj: Any) -> ShieldingRegister | None:
         return None
     stamp, source = _stamp_source(obj)
     hides = tuple(HiddenField(h) for h in _typed(obj["hides"], list))
-    active, reason = _typed(obj["active"], bool), _typed(obj["reason"], str)
-    return ShieldingRegister(active, hides, reason, stamp, source)
+    if "reason" in obj:
+        raise ValueError("a format-2 shielding register carries no reason")
+    return ShieldingRegister(_typed(obj["active"], bool), hides, stamp, source)

@@ -133,7 +133,7 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
     assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state
     active = payload.action is ShieldingAction.SET
     hides = tuple(sorted(set(payload.hides), key=lambda h: h.value)) if active else ()
-    shield = ShieldingRegister(active, hides, payload.reason, stamp, source)
+    shield = ShieldingRegister(active, hides, stamp, source)  # the reason stays on the events topic
     current = state.shielding
     return replace(base, shielding=shield if current is None else _later(current, shield))
 

@@ -99,9 +99,14 @@ class ObjectionRegister:
 
 @dataclass(frozen=True, slots=True)
 class ShieldingRegister:
+    """Whether the patient is shielded and what is hidden.
+
+    The flag's reason (e.g. domestic abuse) is deliberately not held: it stays on the events topic
+    inside the core and never reaches the state topic, the API's state JSON or any site (issue 12).
+    """
+
     active: bool
     hides: tuple[HiddenField, ...]  # sorted, unique; () when inactive
-    reason: str
     stamp: Stamp
     source: Source | None = None
 

@@ -7,6 +7,7 @@ import pytest
 from edge_agent.config import load_settings
 from edge_agent.errors import ConfigError
 
+CORE_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
 TOML = """
 [agent]
 id = "agent-a12345-1"
@@ -24,7 +25,7 @@ batch_max_events = 100
 pseudonym_secret_file = "/etc/edge-agent/secret"
 signing_key_file = "/etc/edge-agent/key.pem"
 api_token_file = "/etc/edge-agent/api-token"
-core_public_key_hex = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+core_public_key_hex = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
 [tls]
 ca_file = "/etc/edge-agent/ca.pem"
 cert_file = "/etc/edge-agent/tls/cert.pem"
@@ -71,6 +72,7 @@ def test_settings_from_environment_alone() -> None:
         "EDGE_AGENT_TLS_CA_FILE": "/ca.pem",
         "EDGE_AGENT_TLS_CERT_FILE": "/cert.pem",
         "EDGE_AGENT_TLS_KEY_FILE": "/key.pem",
+        "EDGE_AGENT_CORE_PUBLIC_KEY_HEX": CORE_HEX,
         "PATH": "/usr/bin",
     }
     settings = load_settings(None, env)
@@ -85,6 +87,7 @@ def test_an_agent_without_tls_or_api_token_is_refused_unless_asked_for_plaintext
         "EDGE_AGENT_DATA_DIR": "/tmp/x",
         "EDGE_AGENT_PSEUDONYM_SECRET_FILE": "/s",
         "EDGE_AGENT_SIGNING_KEY_FILE": "/k",
+        "EDGE_AGENT_CORE_PUBLIC_KEY_HEX": CORE_HEX,
     }
     with pytest.raises(ConfigError, match="tls_ca_file"):
         load_settings(None, env)
@@ -127,7 +130,29 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_deployed_example_config_is_valid() -> None:
     path = Path(__file__).parents[3] / "deploy" / "edge-agent.toml"
-    s = load_settings(path, {})
+    with pytest.raises(ConfigError, match="core_public_key_hex='replace-with"):
+        load_settings(path, {})  # the placeholder is refused until the operator puts the core's key
+    s = load_settings(path, {"EDGE_AGENT_CORE_PUBLIC_KEY_HEX": CORE_HEX})
 
     assert s.http_host == "127.0.0.1"
     assert s.synchronous == "FULL"
+
+
+def test_following_the_replica_needs_the_core_public_key(tmp_path: Path) -> None:
+    text = TOML.replace(f'core_public_key_hex = "{CORE_HEX}"\n', "")
+    with pytest.raises(ConfigError, match="core_public_key_hex"):
+        load_settings(write(tmp_path, text), {})
+    with pytest.raises(ConfigError, match="core_public_key_hex"):
+        load_settings(write(tmp_path, text), {"EDGE_AGENT_CORE_PUBLIC_KEY_HEX": "ab" * 31})
+    kafka_agent = text.replace('kind = "mqtt"', 'kind = "kafka"')  # an MQTT gateway needs the key for its acks too
+    assert not load_settings(write(tmp_path, kafka_agent), {"EDGE_AGENT_FOLLOW_REPLICA": "false"}).follow_replica
+
+
+def test_the_kafka_replica_feed_is_the_sites_own_topic(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, TOML), {"EDGE_AGENT_INGRESS_TOPIC": "t9.ingress"})
+    assert s.kafka_replica_topic == "t9.site.A12345"
+    assert load_settings(write(tmp_path, TOML), {}).kafka_replica_topic == "consent.site.A12345"
+    explicit = load_settings(write(tmp_path, TOML), {"EDGE_AGENT_REPLICA_TOPIC": "x.site.A12345"})
+    assert explicit.kafka_replica_topic == "x.site.A12345"
+    with pytest.raises(ConfigError, match="replica_topic"):
+        load_settings(write(tmp_path, TOML), {"EDGE_AGENT_REPLICA_TOPIC": "a/b"})

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from edge_agent.replica import Replica, ReplicaKind, load_patient_keys
 from edge_agent.replica_follow import mqtt_replica_topics, parse_mqtt_replica_topic
 
 
-async def test_newer_record_wins_older_is_ignored(tmp_path: Path) -> None:
+async def test_fresher_record_wins_a_less_fresh_one_is_ignored_whatever_its_time(tmp_path: Path) -> None:
     replica = Replica(tmp_path / "r.db", frozenset({"p1"}))
     await replica.open()
-    assert await replica.upsert_state("p1", b"v2", 200)
-    assert not await replica.upsert_state("p1", b"v1", 100)
-    assert await replica.upsert_shielding("p1", b"s1", 150)
+    assert await replica.upsert(ReplicaKind.STATE, "p1", b"v2", 2, 200)
+    assert not await replica.upsert(ReplicaKind.STATE, "p1", b"v1", 1, 10**15)  # a later time does not help
+    assert await replica.upsert(ReplicaKind.SHIELDING, "p1", b"s1", 7, 150)
     record = await replica.get("p1")
     await replica.close()
 
@@ -27,7 +28,7 @@ async def test_newer_record_wins_older_is_ignored(tmp_path: Path) -> None:
 async def test_other_sites_patients_are_not_stored(tmp_path: Path) -> None:
     replica = Replica(tmp_path / "r.db", frozenset({"p1"}))
     await replica.open()
-    stored = await replica.upsert_state("p2", b"x", 1)
+    stored = await replica.upsert(ReplicaKind.STATE, "p2", b"x", 1, 1)
     record = await replica.get("p2")
     count = await replica.count()
     await replica.close()
@@ -35,12 +36,12 @@ async def test_other_sites_patients_are_not_stored(tmp_path: Path) -> None:
     assert (stored, record, count) == (False, None, 0)
 
 
-async def test_tombstone_deletes_and_survives_reopen(tmp_path: Path) -> None:
+async def test_a_deletion_deletes_and_survives_reopen(tmp_path: Path) -> None:
     replica = Replica(tmp_path / "r.db", None)
     await replica.open()
-    await replica.upsert(ReplicaKind.STATE, "p1", b"x", 1)
-    await replica.upsert(ReplicaKind.STATE, "p2", b"y", 1)
-    await replica.upsert(ReplicaKind.STATE, "p1", None, 2)
+    await replica.upsert(ReplicaKind.STATE, "p1", b"x", 1, 1)
+    await replica.upsert(ReplicaKind.STATE, "p2", b"y", 1, 1)
+    assert await replica.delete(ReplicaKind.STATE, "p1")
     await replica.close()
     reopened = Replica(tmp_path / "r.db", None)
     await reopened.open()
@@ -65,3 +66,16 @@ def test_mqtt_replica_topics_parse_only_own_site() -> None:
     assert parse_mqtt_replica_topic("consent/state/B99999/k1", "A12345") is None
     assert parse_mqtt_replica_topic("consent/audit/A12345/k1", "A12345") is None
     assert parse_mqtt_replica_topic("consent/state/A12345/", "A12345") is None
+
+
+async def test_unsigned_rows_of_an_older_replica_are_dropped_on_open(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "r.db")
+    db.execute("CREATE TABLE records (kind TEXT, patient_key TEXT, data BLOB, as_at_ms INTEGER)")
+    db.execute("INSERT INTO records VALUES ('state', 'p1', x'00', 1)")
+    db.commit()
+    db.close()
+    replica = Replica(tmp_path / "r.db", None)
+    await replica.open()
+    found, count = await replica.get("p1"), await replica.count()
+    await replica.close()
+    assert (found, count) == (None, 0)

@@ -29,6 +29,7 @@ def make_site(tmp_path: Path) -> Path:
         f'[agent]\nid = "agent-1"\nsite = "A12345"\ndata_dir = "{tmp_path / "data"}"\n'
         f'[secrets]\npseudonym_secret_file = "{secret}"\nsigning_key_file = "{tmp_path / "key.pem"}"\n'
         f'api_token_file = "{tmp_path / "api-token"}"\n'
+        f'core_public_key_hex = "{"3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"}"\n'
         f'[tls]\nca_file = "{tmp_path / "ca.pem"}"\ncert_file = "{tmp_path / "cert.pem"}"\n'
         f'key_file = "{tmp_path / "tls-key.pem"}"\n'
     )

@@ -24,6 +24,7 @@ D = Deployment("pfx", "app")
 T, G, C, X = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER, ResourceType.TRANSACTIONAL_ID
 LIT, PRE = PatternType.LITERAL, PatternType.PREFIXED
 R, W, DESC, IDEM = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE, AclOperation.IDEMPOTENT_WRITE
+CREATE = AclOperation.CREATE
 
 
 def _rights(role: Role, name: str = "p") -> set[tuple[ResourceType, str, PatternType, AclOperation]]:
@@ -75,6 +76,9 @@ EXPECTED = {
         (T, "pfx.state", LIT, R),
         (T, "pfx.shielding", LIT, R),
         (T, "pfx.", PRE, DESC),
+        (T, "pfx.site.", PRE, CREATE),
+        (T, "pfx.site.", PRE, W),
+        (C, "kafka-cluster", LIT, IDEM),
     },
     Role.AGENT: {(T, "pfx.ingress", LIT, W), (C, "kafka-cluster", LIT, IDEM)},
     Role.SUBSCRIBER: {(T, "pfx.state", LIT, R), (T, "pfx.shielding", LIT, R), (G, "p.", PRE, R)},
@@ -164,3 +168,23 @@ def test_the_acl_file_has_no_pattern_lines_that_would_apply_to_every_user() -> N
     assert "pattern" not in text
     assert "user sub" not in text
     assert text.index("user core.bridge") < text.index("user gw-1")
+
+
+def test_an_agent_reads_only_its_own_sites_replica_feed() -> None:
+    rights = {
+        (a.resource_type, a.resource_name, a.pattern_type, a.operation)
+        for a in kafka_acls(Principal("gw-1", Role.AGENT, site="A81001"), D)
+    }
+    assert rights == {(T, "pfx.ingress", LIT, W), (C, "kafka-cluster", LIT, IDEM), (T, "pfx.site.A81001", LIT, R)}
+    reads = [r for r in rights if r[3] == R]
+    assert reads == [(T, "pfx.site.A81001", LIT, R)]  # literal: not pfx.site.A81001X, not another site
+
+
+def test_an_agent_without_a_site_reads_nothing_on_kafka() -> None:
+    assert not any(r[3] == R for r in _rights(Role.AGENT))
+
+
+def test_only_the_mirror_may_create_or_write_site_feeds() -> None:
+    for role in EXPECTED:
+        feed_writes = {r for r in _rights(role) if r[1].startswith("pfx.site") and r[3] in (W, CREATE)}
+        assert bool(feed_writes) is (role is Role.MIRROR), role

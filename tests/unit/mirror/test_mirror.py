@@ -22,7 +22,7 @@ from broker.mirror import (
 from broker.settings import CoreSettings, SettingsError, load_registrations
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import encode_verified_event, verify_batch
-from tests.factories import BASE_MS, SimAgent, consent, core_tls, patient
+from tests.factories import BASE_MS, SimAgent, consent, core_signing_key, core_tls, patient
 
 P = patient(1)
 Q = patient(2)
@@ -44,7 +44,7 @@ def test_a_state_record_goes_only_to_the_sites_that_recorded_events_about_the_pa
         assert planner.on_event(record).outcome is MirrorOutcome.SITE_ADDED
     step = planner.on_record(RecordKind.STATE, P.encode(), b"state-v1")
     assert step.outcome is MirrorOutcome.MIRRORED
-    assert step.publications == (Publication(f"consent/state/A81001/{P}", b"state-v1"),)
+    assert step.publications == (Publication(RecordKind.STATE, "A81001", P, b"state-v1"),)
 
 
 def test_a_record_goes_to_every_known_site_in_site_order() -> None:
@@ -52,8 +52,8 @@ def test_a_record_goes_to_every_known_site_in_site_order() -> None:
     planner.on_event(_event_records("A81001", [P])[0])
     step = planner.on_record(RecordKind.SHIELDING, P.encode(), b"shield")
     assert step.publications == (
-        Publication(f"consent/shielding/A81001/{P}", b"shield"),
-        Publication(f"consent/shielding/Z99999/{P}", b"shield"),
+        Publication(RecordKind.SHIELDING, "A81001", P, b"shield"),
+        Publication(RecordKind.SHIELDING, "Z99999", P, b"shield"),
     )
 
 
@@ -65,8 +65,8 @@ def test_a_record_for_a_patient_with_no_known_site_is_held_and_published_when_a_
     step = planner.on_event(_event_records("A81001", [P])[0])
     assert step.outcome is MirrorOutcome.SITE_ADDED
     assert step.publications == (
-        Publication(f"consent/state/A81001/{P}", b"s2"),
-        Publication(f"consent/shielding/A81001/{P}", b"sh"),
+        Publication(RecordKind.STATE, "A81001", P, b"s2"),
+        Publication(RecordKind.SHIELDING, "A81001", P, b"sh"),
     )
 
 
@@ -83,7 +83,7 @@ def test_a_tombstone_clears_the_retained_message_and_is_not_replayed_to_new_site
     planner = MirrorPlanner([Registration("A81001", P)])
     planner.on_record(RecordKind.STATE, P.encode(), b"s1")
     step = planner.on_record(RecordKind.STATE, P.encode(), None)
-    assert step.publications == (Publication(f"consent/state/A81001/{P}", b""),)
+    assert step.publications == (Publication(RecordKind.STATE, "A81001", P, b""),)
     assert planner.held(RecordKind.STATE, P) is None
     assert planner.add_site("B82002", P).publications == ()
 
@@ -120,9 +120,10 @@ def test_a_malformed_registration_line_is_refused_with_its_line_number(line: str
 
 
 def test_coalesce_keeps_the_last_payload_per_topic() -> None:
-    a, b = mirror_topic(RecordKind.STATE, "A1", P), mirror_topic(RecordKind.STATE, "B1", P)
-    pubs = [Publication(a, b"1"), Publication(b, b"x"), Publication(a, b"2")]
-    assert coalesce(pubs) == (Publication(b, b"x"), Publication(a, b"2"))
+    s = RecordKind.STATE
+    pubs = [Publication(s, "A1", P, b"1"), Publication(s, "B1", P, b"x"), Publication(s, "A1", P, b"2")]
+    assert coalesce(pubs) == (Publication(s, "B1", P, b"x"), Publication(s, "A1", P, b"2"))
+    assert pubs[0].topic == mirror_topic(s, "A1", P) == f"consent/state/A1/{P}"
 
 
 _SITES = st.sampled_from(["A81001", "B82002", "C83003", "D84004"])
@@ -180,5 +181,17 @@ def test_the_registrations_file_setting_is_read_from_the_environment(
     path.write_text(f"A81001,{P}\n")
     monkeypatch.setenv("CONSENT_REGISTRATIONS_FILE", str(path))
     monkeypatch.setenv("CONSENT_STAGES", "mirror")
-    settings = CoreSettings.load(**core_tls(tmp_path, ("mirror",)))
+    settings = CoreSettings.load(**core_tls(tmp_path, ("mirror",)), **core_signing_key(tmp_path)[0])
     assert (settings.registrations_file, settings.stages) == (str(path), ("mirror",))
+
+
+def test_the_mirror_stage_needs_the_core_signing_key(tmp_path: Path) -> None:
+    tls = core_tls(tmp_path, ("mirror",))
+    with pytest.raises(SettingsError, match="core_signing_key_file=''"):
+        CoreSettings.load(stages="mirror", **tls)
+    bad = tmp_path / "short.key"
+    bad.write_text("abcd\n")
+    bad.chmod(0o600)
+    with pytest.raises(SettingsError, match="core_signing_key_file"):
+        CoreSettings.load(stages="mirror", core_signing_key_file=str(bad), **tls)
+    assert CoreSettings.load(stages="mirror", **tls, **core_signing_key(tmp_path)[0]).core_signing_key_file

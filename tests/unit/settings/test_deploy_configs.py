@@ -48,7 +48,7 @@ def test_core_config_placeholders_are_refused_until_replaced() -> None:
 
 
 def test_edge_agent_config_loads() -> None:
-    settings = load_settings(DEPLOY / "edge-agent.toml", {})
+    settings = load_settings(DEPLOY / "edge-agent.toml", {"EDGE_AGENT_CORE_PUBLIC_KEY_HEX": ROOT_HEX})
     assert settings.transport == "kafka"
     assert settings.http_host == "127.0.0.1"
 

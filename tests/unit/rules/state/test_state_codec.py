@@ -78,3 +78,49 @@ def test_non_json_state_record_is_rejected() -> None:
     for data in (b"", b"\xff\xfe", b"[]", b"null"):
         with pytest.raises(StateDecodeError):
             PatientState.from_bytes(data)
+
+
+def _legacy_bytes(state: PatientState, reason: str) -> bytes:
+    """The same state as format 1 wrote it: shielding with its reason."""
+    obj = orjson.loads(state.to_bytes())
+    obj["format"] = 1
+    obj["shielding"]["reason"] = reason
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def test_the_shielding_reason_is_never_written_to_the_state_record() -> None:
+    data = sample_state().to_bytes()
+    assert b"CHILD_PROTECTION" not in data
+    assert "reason" not in orjson.loads(data)["shielding"]
+
+
+def test_a_stored_format_1_record_is_read_with_its_reason_dropped_and_rewritten_as_format_2() -> None:
+    state = sample_state()
+    legacy = _legacy_bytes(state, "DOMESTIC_ABUSE")
+    assert PatientState.from_bytes(legacy) == state
+    assert b"DOMESTIC_ABUSE" not in PatientState.from_bytes(legacy).to_bytes()
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [lambda o: o["shielding"].update(reason=7), lambda o: o["shielding"].pop("reason"), lambda o: o.update(version=9)],
+    ids=["reason_not_str", "reason_missing", "version"],
+)
+def test_a_bad_format_1_record_is_rejected(mutate: object) -> None:
+    obj = orjson.loads(_legacy_bytes(sample_state(), "X"))
+    mutate(obj)  # type: ignore[operator]
+    with pytest.raises(StateDecodeError):
+        PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+def test_a_non_canonical_format_1_record_is_rejected() -> None:
+    legacy = _legacy_bytes(sample_state(), "X")
+    with pytest.raises(StateDecodeError):
+        PatientState.from_bytes(orjson.dumps(orjson.loads(legacy), option=orjson.OPT_INDENT_2))
+
+
+def test_a_format_2_record_carrying_a_reason_is_rejected() -> None:
+    obj = orjson.loads(sample_state().to_bytes())
+    obj["shielding"]["reason"] = "DOMESTIC_ABUSE"
+    with pytest.raises(StateDecodeError):
+        PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
