@@ -35,6 +35,9 @@ __all__ = ["DEMO_KAFKA_PORT", "DEMO_MQTT_PORT", "run_demo"]
 
 DEMO_KAFKA_PORT = 29092  # away from a developer's default 9092 and the tests' 19092
 DEMO_MQTT_PORT = 21883
+# A fresh stack creates Kafka's internal offsets and transaction topics (50 partitions each) when the core's
+# stages first join their groups: over a minute on a busy 2-core machine; later runs take seconds.
+CORE_READY_S = 240.0
 
 
 async def run_demo(out_dir: Path, kafka_port: int = DEMO_KAFKA_PORT, mqtt_port: int = DEMO_MQTT_PORT) -> int:
@@ -111,7 +114,7 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
     )
     follower = StateFollower(operator, topics.state)
     await core.start()
-    await core.wait_ready()
+    await core.wait_ready(CORE_READY_S)
     await follower.start()
     say(f"Core running: verifier, reconciler, MQTT bridge, mirror, decision API on {deployment.api_url(http_port)}")
     try:

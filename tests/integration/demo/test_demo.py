@@ -28,6 +28,11 @@ def test_demo_shows_permit_deny_redaction_offline_access_log_audit_and_reports(t
     out = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Hospital clerk with no care relationship, Alice: DENY" in out
+    # the secure stack's doors, shown as part of the story
+    assert "Anyone on the network without an access token, break-glass, Dan: refused 401 AUTH_MISSING" in out
+    assert 'asking as organisation "EVIL", break-glass, Dan: refused 403 AUTH_ORGANISATION' in out
+    assert "(CONSULTANT), Dan: refused 403 AUTH_ROLE" in out
+    assert "decision API on https://127.0.0.1:" in out
     assert "Researcher with s251 approval, Bob (national opt-out): DENY" in out
     assert "Hospital consultant, direct care, Carol (type 1 objector): PERMIT" in out
     assert "obligations: REDACT_CONTACT, REDACT_LOCATION" in out
