@@ -32,6 +32,10 @@ from consent_wire.signing import decode_verified_event
 
 __all__ = ["play"]
 
+# The background region is ~2,800 signed events through the verifier: seconds on an idle laptop, but the
+# demo also runs beside test suites on a shared 2-core machine, where a minute was seen to be too short.
+EVENTS_WAIT_S = 150.0
+
 
 def consent(directive: str, purpose: str, data_class: str = "ALL", recipient: str = "*") -> dict[str, Any]:
     return {
@@ -222,7 +226,7 @@ async def _read_events(kafka: KafkaConnection, topic: str, at_least: int) -> lis
     await reader.start()
     events: list[Event] = []
     try:
-        deadline = asyncio.get_running_loop().time() + 60
+        deadline = asyncio.get_running_loop().time() + EVENTS_WAIT_S
         while len(events) < at_least and asyncio.get_running_loop().time() < deadline:
             for records in (await reader.fetch(timeout_ms=500)).values():
                 for r in records:
