@@ -1,4 +1,4 @@
-"""``consent-broker demo``: a realistic day on local Kafka and Mosquitto, end to end."""
+"""``consent-broker demo``: a realistic day on local Kafka and Mosquitto, end to end, on the secure stack."""
 
 from broker.demo.day import run_demo
 

@@ -2,7 +2,9 @@
 decisions with reasons, one patient's access log and the governance reports.
 
 Runs on the project's own local Kafka and Mosquitto (stack "demo", started and stopped here unless
-it was already running), on fresh topics, and leaves no process behind.
+it was already running), secure as in production: mutual TLS and deny-by-default ACLs on both, each core
+stage and each site its own principal, the decision API over HTTPS with OAuth client credentials. Fresh
+topics every run; no process is left behind.
 """
 
 from __future__ import annotations
@@ -16,37 +18,41 @@ from pathlib import Path
 import aiohttp
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from broker.demo.api import CoreApi
 from broker.demo.narration import say
-from broker.demo.people import CARE_HOME, GATEWAY, GP
+from broker.demo.people import API_CLIENTS, CARE_HOME, GATEWAY, GP
 from broker.demo.script import play
 from broker.demo.stack import AgentHandle, StateFollower, free_port
 from broker.infra import Infra, InfraConfig
+from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
 from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.topics import TopicNames, create_topics
-from consent_io.connection import KafkaConnection
 from consent_io.secrets import write_secret
 from consent_wire.dsse import AgentSigner, public_key_bytes
 from consent_wire.keys import OperatorRoot
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_KAFKA_PORT", "DEMO_MQTT_PORT", "run_demo"]
 
 DEMO_KAFKA_PORT = 29092  # away from a developer's default 9092 and the tests' 19092
 DEMO_MQTT_PORT = 21883
+# A fresh stack creates Kafka's internal offsets and transaction topics (50 partitions each) when the core's
+# stages first join their groups: over a minute on a busy 2-core machine; later runs take seconds.
+CORE_READY_S = 240.0
 
 
-async def run_demo(out_dir: Path) -> int:
-    infra = Infra(InfraConfig(name="demo", kafka_port=DEMO_KAFKA_PORT, mqtt_port=DEMO_MQTT_PORT))
+async def run_demo(out_dir: Path, kafka_port: int = DEMO_KAFKA_PORT, mqtt_port: int = DEMO_MQTT_PORT) -> int:
+    infra = Infra(InfraConfig(name="demo", kafka_port=kafka_port, mqtt_port=mqtt_port))
     started = not infra.status().healthy
     t0 = time.monotonic()
     if started:
-        say("Starting Apache Kafka (KRaft) and Mosquitto on loopback ...")
+        say("Starting Apache Kafka (KRaft) and Mosquitto on loopback, mutual TLS and deny-by-default ACLs ...")
         await asyncio.to_thread(infra.up)
     say(f"  {infra.status().render().replace(chr(10), chr(10) + '  ')}")
     try:
         with tempfile.TemporaryDirectory(prefix="consent-demo-") as tmp:
-            await _day(infra.config.bootstrap, Path(tmp), out_dir)
+            await _day(LocalDeployment(infra), Path(tmp), out_dir)
     finally:
         if started:
             stopped = await asyncio.to_thread(infra.down)
@@ -55,10 +61,11 @@ async def run_demo(out_dir: Path) -> int:
     return 0
 
 
-async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
+async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
     topics = TopicNames(f"demo{int(time.time())}")
-    conn = KafkaConnection(bootstrap)
-    await create_topics(conn, topics)
+    app_id = f"{topics.prefix}-core"
+    operator = deployment.operator()
+    await create_topics(operator, topics)
     secret = work / "pseudonym.secret"
     secret.write_text(os.urandom(32).hex())
     secret.chmod(0o600)
@@ -68,49 +75,81 @@ async def _day(bootstrap: str, work: Path, out_dir: Path) -> None:
     raw = core_key.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     write_secret(core_key_file, raw.hex().encode() + b"\n")
     http_port = free_port()
+    door, client_keys = deployment.api_door(work / "api", API_CLIENTS)
     core = Core(
         CoreSettings(
-            bootstrap=bootstrap,
+            **deployment.core_settings(),  # type: ignore[arg-type]
+            **door,  # type: ignore[arg-type]
             topic_prefix=topics.prefix,
-            app_id=f"{topics.prefix}-core",
+            app_id=app_id,
             stages=("verifier", "reconciler", "bridge", "api", "mirror"),
             root_public_key_hex=public_key_bytes(root.public_key).hex(),
             pseudonym_secret_file=str(secret),
             http_port=http_port,
-            mqtt_port=DEMO_MQTT_PORT,
             gap_timeout_ms=30_000,
             core_signing_key_file=str(core_key_file),
         )
     )
+    bootstrap = deployment.infra.config.bootstrap
     common = {
         "pseudonym_secret_file": secret,
         "kafka_bootstrap": bootstrap,
         "ingress_topic": topics.ingress,
         "core_public_key_hex": core_key.public_key_bytes.hex(),
-        "mqtt_port": DEMO_MQTT_PORT,
+        "mqtt_port": deployment.infra.config.mqtt_port,
         "linger_ms": 20,
         "backoff_base_s": 0.2,
         "backoff_cap_s": 2.0,
     }
-    gp = AgentHandle.create(work, "riverside-gp", GP, **common)
-    home = AgentHandle.create(work, "oakfield-home", CARE_HOME, **common)
-    gateway = AgentHandle.create(work, "rm-gateway-7", GATEWAY, transport="mqtt", **common)
+    gp = AgentHandle.create(work, "riverside-gp", GP, **common, **deployment.agent_settings("riverside-gp", GP))
+    home = AgentHandle.create(
+        work, "oakfield-home", CARE_HOME, **common, **deployment.agent_settings("oakfield-home", CARE_HOME)
+    )
+    gateway = AgentHandle.create(
+        work, "rm-gateway-7", GATEWAY, transport="mqtt", **common, **deployment.agent_settings("rm-gateway-7", GATEWAY)
+    )
     agents = (gp, home, gateway)
+    kafka_agents = [(a.settings.agent_id, a.settings.site) for a in (gp, home)]
+    await deployment.grant(topics.prefix, app_id, agents=kafka_agents)
+    _say_secured(deployment, work)
     say("\nOperator registers each site's signing key (root-signed key events on the keys topic).")
-    await publish_key_events(conn, topics.keys, [root.register(a.settings.agent_id, a.public_key, 0) for a in agents])
-    follower = StateFollower(conn, topics.state)
+    await publish_key_events(
+        operator, topics.keys, [root.register(a.settings.agent_id, a.public_key, 0) for a in agents]
+    )
+    follower = StateFollower(operator, topics.state)
     await core.start()
-    await core.wait_ready()
+    await core.wait_ready(CORE_READY_S)
     await follower.start()
-    say(f"Core running: verifier, reconciler, MQTT bridge, decision API on 127.0.0.1:{http_port}")
+    say(f"Core running: verifier, reconciler, MQTT bridge, mirror, decision API on {deployment.api_url(http_port)}")
     try:
         await gp.start()
         await gateway.start()
         await home.start(kafka_bootstrap="127.0.0.1:1")  # the care home's line is down this morning
         async with aiohttp.ClientSession() as session:
-            await play(session, gp, home, gateway, follower, f"http://127.0.0.1:{http_port}", out_dir, conn, root)
+            api = CoreApi.connect(session, deployment, http_port, API_CLIENTS, client_keys)
+            await play(session, gp, home, gateway, follower, api, out_dir, operator, root)
     finally:
         for a in agents:
             await a.stop()
         await follower.stop()
         await core.stop()
+
+
+def _say_secured(deployment: LocalDeployment, work: Path) -> None:
+    if not deployment.secure:
+        say("\nWARNING: the demo stack runs --insecure (plaintext, no authentication): debugging only.")
+        return
+    pki = deployment.infra.config.pki_dir
+    say("\nWhat is secured, and where the credentials are:")
+    say(f"  - Kafka and Mosquitto accept only mutual TLS from certificates of the deployment CA ({pki}/).")
+    say("  - Each core stage is its own principal (core.verifier, core.reconciler, core.bridge, core.api,")
+    say("    core.mirror) and each site agent too (certificate CN = agent id); deny-by-default ACLs give each")
+    say("    exactly its topics, groups and transactional ids; only the operator writes the keys topic.")
+    say("  - The MQTT gateway may publish only on its own ingress topic and read its own acks and site feed.")
+    say("  - Each Kafka site reads only its own replica feed (<prefix>.site.<ODS>), which the mirror fills with")
+    say("    records signed by the core's key; agents verify every record (a forged one is refused, never applied).")
+    say("  - The decision API serves HTTPS only; every call carries an OAuth 2.0 access token that a")
+    say("    registered client got with a signed JWT (private_key_jwt); the requester's organisation and")
+    say("    role must be the client's own: " + "; ".join(f"{c.client_id} ({c.organisation})" for c in API_CLIENTS))
+    say(f"    Client registry and keys: {work}/api/ (deleted when the demo ends).")
+    say(f"  - Each agent's local API takes only its bearer token: {work}/<agent>/api-token (mode 0600).")

@@ -5,12 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CARE_HOME", "GATEWAY", "GP", "HOSPITAL", "PATIENTS", "Patient", "hospital", "test_nhs_number"]
+from broker.infra.local import ApiClientSpec
+
+__all__ = [
+    "API_CLIENTS",
+    "CARE_HOME",
+    "GATEWAY",
+    "GP",
+    "HOSPITAL",
+    "PATIENTS",
+    "Patient",
+    "care_worker",
+    "hospital",
+    "test_nhs_number",
+]
 
 GP = "A81001"  # Riverside Surgery (GP practice, Kafka)
 CARE_HOME = "VM4Q7"  # Oakfield Care Home (Kafka; goes offline mid-morning)
 GATEWAY = "RX1RM"  # remote-monitoring hub of the local trust (biometric gateway, MQTT only)
 HOSPITAL = "RX1"  # the acute trust whose clinicians ask for decisions
+
+# One OAuth client of the core's API per organisation that asks, with exactly the roles its staff assert
+# (the core refuses any other organisation or role: 403). IG_OFFICER answers patients' access-log requests.
+API_CLIENTS = (
+    ApiClientSpec(
+        "rx1-clinical-portal",
+        HOSPITAL,
+        ("CONSULTANT", "CLERK", "RESEARCHER", "ANALYST", "PAEDIATRICIAN", "ED_DOCTOR", "IG_OFFICER"),
+        ("decisions", "patient.read"),
+    ),
+    ApiClientSpec("vm4q7-care-records", CARE_HOME, ("CARE_WORKER",), ("decisions",)),
+)
 
 
 def test_nhs_number(n: int) -> str:
@@ -50,4 +75,17 @@ def hospital(role: str = "CONSULTANT", relationship: str = "LEGITIMATE", registe
         "registered": registered,
         "relationship": relationship,
         "care_team": relationship == "LEGITIMATE",
+        "accessor_id": f"rx1-{role.lower().replace('_', '-')}-01",  # the person asking, for the audit trail
+    }
+
+
+def care_worker() -> dict[str, Any]:
+    """An unregistered care-home worker in the resident's care team."""
+    return {
+        "organisation": CARE_HOME,
+        "role": "CARE_WORKER",
+        "registered": False,
+        "relationship": "LEGITIMATE",
+        "care_team": True,
+        "accessor_id": "vm4q7-care-worker-04",
     }

@@ -10,9 +10,10 @@ from typing import Any
 import aiohttp
 
 from broker.audit import parse_log, verify_stored
+from broker.demo.api import CoreApi
 from broker.demo.background import PRACTICES, send_background
 from broker.demo.narration import say
-from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL, PATIENTS, hospital
+from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL, PATIENTS, care_worker, hospital
 from broker.demo.stack import AgentHandle, StateFollower, wait_sent
 from broker.reports import (
     Report,
@@ -30,6 +31,10 @@ from consent_wire.model import Event
 from consent_wire.signing import decode_verified_event
 
 __all__ = ["play"]
+
+# The background region is ~2,800 signed events through the verifier: seconds on an idle laptop, but the
+# demo also runs beside test suites on a shared 2-core machine, where a minute was seen to be too short.
+EVENTS_WAIT_S = 150.0
 
 
 def consent(directive: str, purpose: str, data_class: str = "ALL", recipient: str = "*") -> dict[str, Any]:
@@ -49,7 +54,7 @@ async def play(
     home: AgentHandle,
     gateway: AgentHandle,
     follower: StateFollower,
-    api: str,
+    api: CoreApi,
     out_dir: Path,
     kafka: KafkaConnection,
     root: OperatorRoot,
@@ -108,51 +113,27 @@ async def _afternoon(
     session: aiohttp.ClientSession,
     home: AgentHandle,
     follower: StateFollower,
-    api: str,
+    api: CoreApi,
     out_dir: Path,
     kafka: KafkaConnection,
     root: OperatorRoot,
     now_ms: int,
 ) -> None:
     p = PATIENTS
-    say("\n14:00  Decisions asked of the core (each is recorded on the audit trail):")
-    asks = [
-        ("Hospital consultant, direct care, Carol (type 1 objector)", hospital(), "TREAT", "carol", ["GENERAL"], None),
-        ("Hospital clerk with no care relationship, Alice", hospital("CLERK", "NONE", False), "TREAT", "alice",
-         ["GENERAL"], None),
-        ("Researcher with s251 approval, Bob (national opt-out)", hospital("RESEARCHER", "NONE"), "HRESCH", "bob",
-         ["GENERAL"], "S251"),
-        ("Researcher, Alice (explicit research consent)", hospital("RESEARCHER", "NONE"), "HRESCH", "alice",
-         ["GENERAL"], None),
-        ("Public-health team under statutory mandate, Bob", hospital("ANALYST", "NONE"), "PUBHLTH", "bob",
-         ["GENERAL"], "STATUTORY_MANDATE"),
-        ("Hospital paediatrician, direct care, Dan (shielded)", hospital("PAEDIATRICIAN"), "TREAT", "dan",
-         ["GENERAL", "PATLOC", "CONTACT"], None),
-        ("Care-home worker (unregistered, in the care team), Eve", {**hospital("CARE_WORKER", "LEGITIMATE", False),
-         "organisation": CARE_HOME}, "TREAT", "eve", ["GENERAL", "PSY"], None),
-        ("A&E doctor, break-glass, Dan", hospital("ED_DOCTOR", "BREAK_GLASS"), "BTG", "dan", ["GENERAL"],
-         "BREAK_GLASS"),
-    ]  # fmt: skip
-    for label, requester, purpose, who, classes, basis in asks:
-        body = {"requester": requester, "purpose": purpose, "nhs_number": p[who].nhs_number,
-                "data_classes": classes, "legal_basis": basis}  # fmt: skip
-        if basis == "STATUTORY_MANDATE":  # a mandate names its instrument (docs/decision-rules.md, rule 4)
-            body["evidence"] = {"instrument": "Health Protection (Notification) Regulations 2010, reg 2"}
-        async with session.post(f"{api}/v1/decisions", json=body) as response:
-            answer = await response.json()
-        _show(label, answer)
-
+    await _decisions(api)
+    await _refusals(api)
     say("\n14:30  Oakfield asks its own replica (offline-capable) about Dan, shielded at the GP this morning:")
     await asyncio.sleep(1.0)  # the replica follows the state topic
-    body = {"requester": {**hospital("CARE_WORKER", "LEGITIMATE", False), "organisation": CARE_HOME},
-            "purpose": "TREAT", "nhs_number": p["dan"].nhs_number, "data_classes": ["GENERAL", "PATLOC"]}  # fmt: skip
-    async with session.post(f"{home.url}/v1/decisions", json=body) as response:
+    body = {"requester": care_worker(), "purpose": "TREAT", "nhs_number": p["dan"].nhs_number,
+            "data_classes": ["GENERAL", "PATLOC"]}  # fmt: skip
+    async with session.post(f"{home.url}/v1/decisions", json=body, headers=home.headers) as response:
         offline = await response.json()
     _show("Care-home worker via the care home's replica, Dan", offline)
 
-    say(f"\n15:00  {p['dan'].alias} asks who has looked at his record (recommendation 1):")
-    async with session.get(f"{api}/v1/patients/{p['dan'].nhs_number}/accesses") as response:
-        accesses = await response.json()
+    say(f"\n15:00  {p['dan'].alias} asks who has looked at his record (recommendation 1); the hospital's")
+    say("       information-governance officer reads it (patient.read scope; the read itself is audited):")
+    reader = {"accessor_id": "rx1-ig-officer-02", "role": "IG_OFFICER", "purpose": "HOPERAT"}
+    _, accesses = await api.call("GET", f"/v1/patients/{p['dan'].nhs_number}/accesses", HOSPITAL, params=reader)
     for a in accesses.get("accesses", accesses if isinstance(accesses, list) else []):
         when = time.strftime("%H:%M:%S", time.localtime(a["at_ms"] / 1000)) if a.get("at_ms") else "?"
         say(f"       {when}  {a.get('organisation', '')}  {a.get('role', '')}  "
@@ -170,6 +151,58 @@ async def _afternoon(
     background = await send_background(kafka, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms)
     events = await _read_events(kafka, _topic(follower, "events"), background + 7)
     _reports(events, out_dir)
+
+
+async def _decisions(api: CoreApi) -> None:
+    p = PATIENTS
+    say("\n14:00  Decisions asked of the core over HTTPS, each with its organisation's access token")
+    say("       (the hospital's and the care home's registered OAuth clients; each is on the audit trail):")
+    asks = [
+        ("Hospital consultant, direct care, Carol (type 1 objector)", hospital(), "TREAT", "carol", ["GENERAL"], None),
+        ("Hospital clerk with no care relationship, Alice", hospital("CLERK", "NONE", False), "TREAT", "alice",
+         ["GENERAL"], None),
+        ("Researcher with s251 approval, Bob (national opt-out)", hospital("RESEARCHER", "NONE"), "HRESCH", "bob",
+         ["GENERAL"], "S251"),
+        ("Researcher, Alice (explicit research consent)", hospital("RESEARCHER", "NONE"), "HRESCH", "alice",
+         ["GENERAL"], None),
+        ("Public-health team under statutory mandate, Bob", hospital("ANALYST", "NONE"), "PUBHLTH", "bob",
+         ["GENERAL"], "STATUTORY_MANDATE"),
+        ("Hospital paediatrician, direct care, Dan (shielded)", hospital("PAEDIATRICIAN"), "TREAT", "dan",
+         ["GENERAL", "PATLOC", "CONTACT"], None),
+        ("Care-home worker (unregistered, in the care team), Eve", care_worker(), "TREAT", "eve", ["GENERAL", "PSY"],
+         None),
+        ("A&E doctor, break-glass, Dan", hospital("ED_DOCTOR", "BREAK_GLASS"), "BTG", "dan", ["GENERAL"],
+         "BREAK_GLASS"),
+    ]  # fmt: skip
+    for label, requester, purpose, who, classes, basis in asks:
+        body = {"requester": requester, "purpose": purpose, "nhs_number": p[who].nhs_number,
+                "data_classes": classes, "legal_basis": basis}  # fmt: skip
+        if basis == "STATUTORY_MANDATE":  # a mandate names its instrument (docs/decision-rules.md, rule 4)
+            body["evidence"] = {"instrument": "Health Protection (Notification) Regulations 2010, reg 2"}
+        _, answer = await api.call("POST", "/v1/decisions", requester["organisation"], json=body)
+        _show(label, answer)
+
+
+async def _refusals(api: CoreApi) -> None:
+    """What the API's door refuses: no token (401), and a credential asking as another organisation (403)."""
+    p = PATIENTS
+    say("\n14:10  The door holds: the same questions without the right credentials are refused, nothing recorded:")
+    evil = {**hospital("ED_DOCTOR", "BREAK_GLASS"), "organisation": "EVIL"}
+    body = {"requester": evil, "purpose": "BTG", "nhs_number": p["dan"].nhs_number,
+            "data_classes": ["GENERAL", "PATLOC"], "legal_basis": "BREAK_GLASS"}  # fmt: skip
+    status, answer = await api.call("POST", "/v1/decisions", None, json=body)
+    _refused("Anyone on the network without an access token, break-glass, Dan", status, answer)
+    status, answer = await api.call("POST", "/v1/decisions", HOSPITAL, json=body)
+    _refused('The hospital\'s credential asking as organisation "EVIL", break-glass, Dan', status, answer)
+    care_as_consultant = {**body, "requester": {**care_worker(), "role": "CONSULTANT"}, "purpose": "TREAT",
+                          "legal_basis": None}  # fmt: skip
+    status, answer = await api.call("POST", "/v1/decisions", CARE_HOME, json=care_as_consultant)
+    _refused("The care home's credential asserting a role it is not registered for (CONSULTANT), Dan", status, answer)
+
+
+def _refused(label: str, status: int, answer: dict[str, Any]) -> None:
+    say(f"     - {label}: refused {status} {answer.get('reason', '?')}")
+    say(f"         because {answer.get('message', '')}")
 
 
 def _show(label: str, answer: dict[str, Any]) -> None:
@@ -193,7 +226,7 @@ async def _read_events(kafka: KafkaConnection, topic: str, at_least: int) -> lis
     await reader.start()
     events: list[Event] = []
     try:
-        deadline = asyncio.get_running_loop().time() + 60
+        deadline = asyncio.get_running_loop().time() + EVENTS_WAIT_S
         while len(events) < at_least and asyncio.get_running_loop().time() < deadline:
             for records in (await reader.fetch(timeout_ms=500)).values():
                 for r in records:

@@ -14,6 +14,7 @@ import aiohttp
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import KafkaTopicReader
 from consent_rules.state import PatientState
+from edge_agent.api_auth import generate_token_file
 from edge_agent.app import Agent
 from edge_agent.config import Settings
 from edge_agent.wire import generate_signing_key
@@ -30,10 +31,15 @@ def free_port() -> int:
 
 @dataclass
 class AgentHandle:
-    """One edge agent (its own data dir, key and HTTP port) that can go offline and come back."""
+    """One edge agent (its own data dir, signing key, API token and HTTP port) that can go offline and come back.
+
+    ``settings`` carries the agent's TLS files (certificate CN = agent id) from the deployment; the API token
+    (0600, in the agent's data dir) is what the site's clinical system sends as ``Authorization: Bearer``.
+    """
 
     settings: Settings
     public_key: bytes
+    token: bytes
     agent: Agent | None = None
 
     @classmethod
@@ -42,19 +48,27 @@ class AgentHandle:
         data.mkdir(parents=True, exist_ok=True)
         key_file = data / "signing.key"
         public = generate_signing_key(key_file)
+        token_file = data / "api-token"
+        token = generate_token_file(token_file)
         s = Settings(
             agent_id=agent_id,
             site=site,
             data_dir=data,
             signing_key_file=key_file,
+            api_token_file=token_file,
             http_port=free_port(),
             **settings,
         )
-        return cls(s, public)
+        return cls(s, public, token)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.http_port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What the site's clinical system sends with every call to its agent."""
+        return {"Authorization": f"Bearer {self.token.decode()}"}
 
     async def start(self, **overrides: Any) -> None:
         self.settings = replace(self.settings, **overrides)
@@ -69,7 +83,7 @@ class AgentHandle:
         body: dict[str, Any] = {"type": kind, "payload": payload}
         if nhs is not None:
             body["nhs_number"] = nhs
-        async with session.post(f"{self.url}/v1/events", json=body) as response:
+        async with session.post(f"{self.url}/v1/events", json=body, headers=self.headers) as response:
             answer = await response.json()
             if response.status != 202:
                 raise RuntimeError(f"{self.settings.agent_id} refused {kind}: {answer}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_demo_shows_permit_deny_redaction_offline_access_log_audit_and_reports(tmp_path: Path) -> None:
+    kafka_port = int(os.environ.get("CONSENT_DEMO_KAFKA_PORT", DEMO_KAFKA_PORT))  # the CLI reads the same
+    mqtt_port = int(os.environ.get("CONSENT_DEMO_MQTT_PORT", DEMO_MQTT_PORT))
     result = subprocess.run(
         [sys.executable, "-m", "broker", "demo", "--out", str(tmp_path)],
         capture_output=True,
@@ -25,6 +28,11 @@ def test_demo_shows_permit_deny_redaction_offline_access_log_audit_and_reports(t
     out = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Hospital clerk with no care relationship, Alice: DENY" in out
+    # the secure stack's doors, shown as part of the story
+    assert "Anyone on the network without an access token, break-glass, Dan: refused 401 AUTH_MISSING" in out
+    assert 'asking as organisation "EVIL", break-glass, Dan: refused 403 AUTH_ORGANISATION' in out
+    assert "(CONSULTANT), Dan: refused 403 AUTH_ROLE" in out
+    assert "decision API on https://127.0.0.1:" in out
     assert "Researcher with s251 approval, Bob (national opt-out): DENY" in out
     assert "Hospital consultant, direct care, Carol (type 1 objector): PERMIT" in out
     assert "obligations: REDACT_CONTACT, REDACT_LOCATION" in out
@@ -37,4 +45,4 @@ def test_demo_shows_permit_deny_redaction_offline_access_log_audit_and_reports(t
         "objections-funnel.png", "objections.csv", "objections.json",
     ]  # fmt: skip
     assert (tmp_path / "objections-funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not process.port_open(DEMO_KAFKA_PORT) and not process.port_open(DEMO_MQTT_PORT)
+    assert not process.port_open(kafka_port) and not process.port_open(mqtt_port)
