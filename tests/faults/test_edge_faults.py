@@ -93,12 +93,12 @@ async def test_ten_thousand_events_accepted_while_kafka_is_down_reach_the_state_
         started = time.monotonic()
         seqs: list[int] = []
         for i in range(0, OUTAGE_EVENTS, 500):
-            status, body = await http_post(settings.http_port, "/v1/events/batch", {"events": docs[i : i + 500]})
+            status, body = await http_post(settings, "/v1/events/batch", {"events": docs[i : i + 500]})
             assert status == 202
             seqs.extend(r["seq"] for r in body["receipts"])
         submit_s = time.monotonic() - started
         assert seqs == list(range(1, OUTAGE_EVENTS + 1))
-        _, health = await http_get(settings.http_port, "/v1/health")
+        _, health = await http_get(settings, "/v1/health")
         assert health["outbox_pending"] == OUTAGE_EVENTS and health["publisher_connected"] is False
 
         await asyncio.to_thread(outage_stack.start_node, 1)
@@ -267,6 +267,6 @@ async def test_kill_9_of_the_agent_while_sending_loses_nothing_and_applies_nothi
         agent.stop()
     log.warning("edge kill -9: killed with %d then %d events pending; starts=%d", left, left_again, agent.starts)
     total = first + second
-    assert state_total(await read_all(harness.bootstrap, harness.topics.state)) == total
-    assert_exactly_once_in_order(await read_all(harness.bootstrap, harness.topics.events), agent_id, total)
-    assert set(dead_letter_reasons(await read_all(harness.bootstrap, harness.topics.deadletter))) <= {"REPLAY"}
+    assert state_total(await read_all(harness.kafka, harness.topics.state)) == total
+    assert_exactly_once_in_order(await read_all(harness.kafka, harness.topics.events), agent_id, total)
+    assert set(dead_letter_reasons(await read_all(harness.kafka, harness.topics.deadletter))) <= {"REPLAY"}

@@ -14,13 +14,17 @@ import aiohttp
 import aiomqtt
 import pytest
 
+from broker.bridge.service import BridgeConfig, MqttBridge
+from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
+from broker.keys_follower import KeysFollower
 from broker.topics import TopicNames
 from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.state import PatientState
-from consent_wire.keys import OperatorRoot
+from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import decode_verified_event
+from edge_agent.api_auth import generate_token_file
 from edge_agent.config import Settings
 from edge_agent.wire import generate_signing_key
 from tests.integration.pipeline.conftest import Harness, latest_by_key
@@ -33,6 +37,7 @@ __all__ = [
     "free_port",
     "http_get",
     "http_post",
+    "make_bridge",
     "nhs_numbers",
     "read_all",
     "state_total",
@@ -78,22 +83,28 @@ def consent_docs(numbers: list[str], count: int) -> list[dict[str, Any]]:
     ]
 
 
-async def http_post(port: int, path: str, body: object) -> tuple[int, dict[str, Any]]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"http://127.0.0.1:{port}{path}", json=body) as response,
-    ):
+def _agent_api(agent: Settings) -> tuple[str, dict[str, str]]:
+    """An agent's local API address and its bearer token (what the site's clinical system sends)."""
+    token = "" if agent.api_token_file is None else agent.api_token_file.read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return f"http://127.0.0.1:{agent.http_port}", headers
+
+
+async def http_post(agent: Settings, path: str, body: object) -> tuple[int, dict[str, Any]]:
+    base, headers = _agent_api(agent)
+    async with aiohttp.ClientSession() as session, session.post(base + path, json=body, headers=headers) as response:
         return response.status, await response.json()
 
 
-async def http_get(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as response:
+async def http_get(agent: Settings, path: str) -> tuple[int, dict[str, Any]]:
+    base, headers = _agent_api(agent)
+    async with aiohttp.ClientSession() as session, session.get(base + path, headers=headers) as response:
         return response.status, await response.json()
 
 
-async def read_all(bootstrap: str, topic: str) -> list[Any]:
+async def read_all(conn: KafkaConnection, topic: str) -> list[Any]:
     """Every committed record of ``topic`` up to its current end."""
-    return await kafka.read_to_end(KafkaConnection(bootstrap), topic)
+    return await kafka.read_to_end(conn, topic)
 
 
 def state_total(records: list[Any]) -> int:
@@ -127,13 +138,16 @@ def assert_exactly_once_in_order(records: list[Any], agent_id: str, count: int) 
 
 
 class EdgeKit:
-    """Makes edge-agent settings (keys, secrets, ports) for one test and registers the agents' keys."""
+    """Makes edge-agent settings (keys, certificates, API tokens, secrets, ports) for one test, registers the
+    agents' keys and grants each agent its ACLs (write ingress, read its own site's feed)."""
 
-    def __init__(self, tmp_path: Path, bootstrap: str, topics: TopicNames, root: OperatorRoot) -> None:
+    def __init__(self, tmp_path: Path, harness: Harness) -> None:
         self.tmp_path = tmp_path
-        self.bootstrap = bootstrap
-        self.topics = topics
-        self.root = root
+        self.harness = harness
+        self.deployment = harness.deployment
+        self.bootstrap = harness.bootstrap
+        self.topics = harness.topics
+        self.root = harness.root
         # one pseudonym secret for every site: the keyed pseudonym must match across sites and the core
         self.secret_file = tmp_path / "pseudonym.secret"
         self.secret_file.write_text(os.urandom(32).hex())
@@ -148,8 +162,15 @@ class EdgeKit:
         if not key_file.exists():
             public = generate_signing_key(key_file)
             registration = [self.root.register(agent_id, public, 0)]
-            await publish_key_events(KafkaConnection(self.bootstrap), self.topics.keys, registration)
+            await publish_key_events(self.harness.kafka, self.topics.keys, registration)
+            await self.deployment.grant(self.topics.prefix, self.harness.app_id, agents=[(agent_id, site)])
+        token_file = data_dir / "api-token"
+        if not token_file.exists():
+            generate_token_file(token_file)
         values: dict[str, Any] = {
+            **self.deployment.agent_settings(agent_id, site),
+            "api_token_file": token_file,
+            "core_public_key_hex": self.harness.core_public_hex,
             "agent_id": agent_id,
             "site": site,
             "data_dir": data_dir,
@@ -157,8 +178,7 @@ class EdgeKit:
             "signing_key_file": key_file,
             "kafka_bootstrap": self.bootstrap,
             "ingress_topic": self.topics.ingress,
-            "state_topic": self.topics.state,
-            "shielding_topic": self.topics.shielding,
+            "mqtt_port": self.deployment.infra.config.mqtt_port,
             "http_port": free_port(),
             "synchronous": "NORMAL",  # tests do not survive power loss; WAL still survives kill -9
             "backoff_base_s": 0.2,
@@ -181,8 +201,6 @@ kind = "{s.transport}"
 [kafka]
 bootstrap = "{s.kafka_bootstrap}"
 ingress_topic = "{s.ingress_topic}"
-state_topic = "{s.state_topic}"
-shielding_topic = "{s.shielding_topic}"
 [mqtt]
 host = "{s.mqtt_host}"
 port = {s.mqtt_port}
@@ -198,38 +216,59 @@ backoff_cap_s = {s.backoff_cap_s}
 [secrets]
 pseudonym_secret_file = "{s.pseudonym_secret_file}"
 signing_key_file = "{s.signing_key_file}"
+api_token_file = "{s.api_token_file}"
+core_public_key_hex = "{s.core_public_key_hex}"
+[tls]
+kafka_security = "{s.kafka_security}"
+mqtt_tls = {str(s.mqtt_tls).lower()}
+ca_file = "{s.tls_ca_file}"
+cert_file = "{s.tls_cert_file}"
+key_file = "{s.tls_key_file}"
 """
         path = s.data_dir / "agent.toml"
         path.write_text(text)
         return path
 
 
+def make_bridge(harness: Harness, **config: Any) -> MqttBridge:
+    """A bridge as the core builds it (its own principal core.bridge, the keys topic, the core's ack key),
+    run by the test itself so it can be killed; ``await bridge.start(stop)`` gives its task."""
+    deployment = harness.deployment
+    conn = deployment.stage_kafka("bridge")
+    values: dict[str, Any] = {
+        "mqtt": deployment.stage_mqtt("bridge"),
+        "kafka": conn,
+        "ingress_topic": harness.topics.ingress,
+        "deadletter_topic": harness.topics.deadletter,
+        "client_id": f"{harness.app_id}.bridge",
+        **config,
+    }
+    registry = KeyRegistry(harness.root.public_key)
+    keys = KeysFollower(kafka.KafkaTopicReader(conn, harness.topics.keys, partitions=[0]), registry)
+    return MqttBridge(BridgeConfig(**values), registry, harness.core_signer, keys=keys)
+
+
 @pytest.fixture
-async def harness(kafka_bootstrap: str, topic_names: TopicNames, unique_prefix: str) -> AsyncIterator[Harness]:
-    h = Harness(kafka_bootstrap, topic_names, OperatorRoot.generate(), f"{unique_prefix}-core")
+async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: str) -> AsyncIterator[Harness]:
+    h = Harness(deployment, topic_names, OperatorRoot.generate(), app_id)
     yield h
     for core in h.cores:
         await core.stop()
-    await forget_mqtt_session(("127.0.0.1", 0), f"{h.app_id}.bridge")
+    await forget_mqtt_session(deployment.operator_mqtt(), f"{h.app_id}.bridge")
 
 
 @pytest.fixture
 async def kit(tmp_path: Path, harness: Harness) -> AsyncIterator[EdgeKit]:
-    edge = EdgeKit(tmp_path, harness.bootstrap, harness.topics, harness.root)
+    edge = EdgeKit(tmp_path, harness)
     yield edge
     for agent_id in dict.fromkeys(edge.agent_ids):  # MQTT gateways' persistent sessions
-        await forget_mqtt_session(("127.0.0.1", 0), f"edge-agent-{agent_id}")
+        await forget_mqtt_session(harness.deployment.operator_mqtt(), f"edge-agent-{agent_id}")
 
 
-async def forget_mqtt_session(endpoint: tuple[str, int], client_id: str) -> None:
+async def forget_mqtt_session(conn: MqttConnection, client_id: str) -> None:
     """Drop a persistent MQTT session (a test's bridge) so the shared Mosquitto stops queueing for it."""
-    host, port = endpoint
-    if not port:
-        from tests.conftest import TEST_MQTT_PORT
-
-        port = TEST_MQTT_PORT
     try:
-        async with mqtt.client(MqttConnection(host, port), identifier=client_id, clean_session=True):
+        async with mqtt.client(conn, identifier=client_id, clean_session=True):
             await asyncio.sleep(0)
     except aiomqtt.MqttError:
         pass

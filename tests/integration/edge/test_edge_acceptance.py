@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from broker.bridge.service import BridgeConfig, MqttBridge
+from broker.infra.local import LocalDeployment
 from consent_io import mqtt
-from consent_io.connection import KafkaConnection, MqttConnection
+from consent_io.connection import KafkaConnection
 from edge_agent.app import Agent
 from edge_agent.transport_mqtt import ack_topic, ingress_topic
 from edge_agent.wire import load_pseudonymiser
@@ -28,6 +29,7 @@ from tests.integration.edge.conftest import (
     free_port,
     http_get,
     http_post,
+    make_bridge,
     nhs_numbers,
     read_all,
     state_total,
@@ -51,26 +53,20 @@ async def _delivered(harness: Harness, count: int) -> None:
 
 
 async def test_mqtt_gateway_events_reach_the_state_once_and_a_killed_bridge_loses_nothing(
-    harness: Harness, kit: EdgeKit, mqtt_endpoint: tuple[str, int]
+    harness: Harness, kit: EdgeKit
 ) -> None:
-    host, port = mqtt_endpoint
     total = 1000
     await harness.start_core()  # verifier + reconciler
-    bridge_config = BridgeConfig(
-        MqttConnection(host, port), harness.kafka, harness.topics.ingress, f"{harness.app_id}.bridge"
-    )
-    bridge = MqttBridge(bridge_config)
-    bridge_stop = asyncio.Event()
-    bridge_task = asyncio.create_task(bridge.run(bridge_stop))
-    await asyncio.wait_for(bridge.connected.wait(), 30)
     gateway_id = f"gw-{harness.topics.prefix}"
-    settings = await kit.agent_settings(
-        gateway_id, transport="mqtt", mqtt_host=host, mqtt_port=port, batch_max_events=20, linger_ms=0, ack_timeout_s=2
-    )
+    settings = await kit.agent_settings(gateway_id, transport="mqtt", batch_max_events=20, linger_ms=0, ack_timeout_s=2)
+    bridge = make_bridge(harness)
+    bridge_stop = asyncio.Event()
+    (bridge_task,) = await bridge.start(bridge_stop)
+    await asyncio.wait_for(bridge.connected.wait(), 30)
     agent = await Agent.start(settings)
     try:
         docs = consent_docs(nhs_numbers(40), total)
-        status, body = await http_post(settings.http_port, "/v1/events/batch", {"events": docs})
+        status, body = await http_post(settings, "/v1/events/batch", {"events": docs})
         assert status == 202 and len(body["receipts"]) == total
 
         # kill the bridge abruptly mid-stream: some batches acked, others not yet
@@ -84,30 +80,28 @@ async def test_mqtt_gateway_events_reach_the_state_once_and_a_killed_bridge_lose
         await asyncio.sleep(1.0)
         assert agent.outbox.pending_count == stalled_at  # a PUBACK from Mosquitto deletes nothing
 
-        await harness.start_core(stages=("bridge",), mqtt_host=host, mqtt_port=port)  # same client id: same session
+        await harness.start_core(stages=("bridge",))  # same client id: same session
         await _until(lambda: agent.outbox.pending_count == 0, timeout_s=120)
         await _delivered(harness, total)
     finally:
         await agent.stop()
-    assert state_total(await read_all(harness.bootstrap, harness.topics.state)) == total
-    assert_exactly_once_in_order(await read_all(harness.bootstrap, harness.topics.events), gateway_id, total)
-    assert set(dead_letter_reasons(await read_all(harness.bootstrap, harness.topics.deadletter))) <= {"REPLAY"}
+    assert state_total(await read_all(harness.kafka, harness.topics.state)) == total
+    assert_exactly_once_in_order(await read_all(harness.kafka, harness.topics.events), gateway_id, total)
+    assert set(dead_letter_reasons(await read_all(harness.kafka, harness.topics.deadletter))) <= {"REPLAY"}
 
 
-async def test_bridge_forwards_an_unreadable_gateway_payload_to_be_dead_lettered_and_sends_no_ack(
-    harness: Harness, mqtt_endpoint: tuple[str, int]
+async def test_bridge_dead_letters_an_unreadable_gateway_payload_and_sends_no_ack(
+    harness: Harness, kit: EdgeKit, deployment: LocalDeployment
 ) -> None:
-    host, port = mqtt_endpoint
     await harness.start_core()
-    bridge = MqttBridge(
-        BridgeConfig(MqttConnection(host, port), harness.kafka, harness.topics.ingress, f"{harness.app_id}.bridge")
-    )
+    bridge = make_bridge(harness)
     stop = asyncio.Event()
-    task = asyncio.create_task(bridge.run(stop))
+    (task,) = await bridge.start(stop)
     gateway = f"gw-bad-{harness.topics.prefix}"
+    await kit.agent_settings(gateway, transport="mqtt")  # a real gateway's credentials, sending garbage
     try:
         await asyncio.wait_for(bridge.connected.wait(), 30)
-        async with mqtt.client(MqttConnection(host, port)) as client:
+        async with mqtt.client(deployment.agent_mqtt(gateway, "A81001")) as client:
             await client.subscribe(ack_topic(gateway), qos=1)
             await client.publish(ingress_topic(gateway), b"\x00\x01not avro", qos=1)
             letters = await harness.read(harness.topics.deadletter, lambda rs: len(rs) >= 1)
@@ -119,33 +113,27 @@ async def test_bridge_forwards_an_unreadable_gateway_payload_to_be_dead_lettered
     finally:
         stop.set()
         await task
-    assert dead_letter_reasons(letters) == ["BAD_MAGIC"]
+    assert dead_letter_reasons(letters) == ["BAD_MAGIC"]  # refused by the bridge itself: never forwarded
+    assert dict(letters[0].headers)["stage"] == b"bridge"
     assert letters[0].value == b"\x00\x01not avro"
     assert acks == []
 
 
 async def test_a_message_the_bridge_could_not_write_to_kafka_is_redelivered_to_its_next_session(
-    mqtt_endpoint: tuple[str, int], unique_prefix: str
+    harness: Harness, kit: EdgeKit, deployment: LocalDeployment
 ) -> None:
-    host, port = mqtt_endpoint
-    client_id, topic = f"{unique_prefix}.bridge", ingress_topic(f"gw-{unique_prefix}")
+    gateway_id = f"gw-{harness.topics.prefix}"
+    settings = await kit.agent_settings(gateway_id, transport="mqtt")
+    client_id, topic = f"{harness.app_id}.bridge", ingress_topic(gateway_id)
     nowhere = f"127.0.0.1:{free_port()}"
-    bridge = MqttBridge(
-        BridgeConfig(
-            MqttConnection(host, port),
-            KafkaConnection(nowhere),
-            "ingress",
-            client_id,
-            backoff_cap_s=0.2,
-            kafka_timeout_s=1,
-        )
-    )
+    bridge = make_bridge(harness, kafka=KafkaConnection(nowhere), backoff_cap_s=0.2, kafka_timeout_s=1)
+    batch = b"batch-1"  # unreadable: its dead letter must reach Kafka before the PUBACK, and Kafka is unreachable
     stop = asyncio.Event()
     task = asyncio.create_task(bridge.run(stop))
     try:
         await asyncio.wait_for(bridge.connected.wait(), 30)
-        async with mqtt.client(MqttConnection(host, port)) as gateway:
-            await gateway.publish(topic, b"batch-1", qos=1)
+        async with mqtt.client(deployment.agent_mqtt(gateway_id, settings.site)) as gateway:
+            await gateway.publish(topic, batch, qos=1)
         await asyncio.sleep(0.5)  # the bridge holds the message and keeps retrying Kafka
     finally:
         stop.set()
@@ -153,15 +141,16 @@ async def test_a_message_the_bridge_could_not_write_to_kafka_is_redelivered_to_i
     assert bridge.forwarded_total == 0
     redelivered = None
     try:
-        async with mqtt.client(MqttConnection(host, port), identifier=client_id, clean_session=False) as again:
+        bridge_mqtt = deployment.stage_mqtt("bridge")
+        async with mqtt.client(bridge_mqtt, identifier=client_id, clean_session=False) as again:
             async with asyncio.timeout(10):
                 async for message in again.messages:  # the session kept its subscription and the un-PUBACKed message
                     if message.topic.matches(topic):
                         redelivered = message.payload
                         break
     finally:
-        await forget_mqtt_session((host, port), client_id)
-    assert redelivered == b"batch-1"
+        await forget_mqtt_session(deployment.operator_mqtt(), client_id)
+    assert redelivered == batch
 
 
 async def test_disk_cap_refuses_with_outbox_full_and_keeps_every_accepted_event(harness: Harness, kit: EdgeKit) -> None:
@@ -175,12 +164,12 @@ async def test_disk_cap_refuses_with_outbox_full_and_keeps_every_accepted_event(
     try:
         for _ in range(100):
             docs = consent_docs(numbers, 250)
-            status, body = await http_post(settings.http_port, "/v1/events/batch", {"events": docs})
+            status, body = await http_post(settings, "/v1/events/batch", {"events": docs})
             if status != 202:
                 refusal = (status, body["reason"])
                 break
             accepted += len(body["receipts"])
-        _, health = await http_get(settings.http_port, "/v1/health")
+        _, health = await http_get(settings, "/v1/health")
     finally:
         await agent.stop()
     assert refusal == (507, "OUTBOX_FULL")
@@ -193,7 +182,7 @@ async def test_disk_cap_refuses_with_outbox_full_and_keeps_every_accepted_event(
         await _delivered(harness, accepted)
     finally:
         await agent.stop()
-    assert_exactly_once_in_order(await read_all(harness.bootstrap, harness.topics.events), agent_id, accepted)
+    assert_exactly_once_in_order(await read_all(harness.kafka, harness.topics.events), agent_id, accepted)
 
 
 _SHIELD = {
@@ -218,14 +207,18 @@ def _query(nhs: str) -> dict[str, object]:
     return {"nhs_number": nhs, "purpose": "TREAT", "data_classes": ["ALL"], "legal_basis": None, "requester": requester}
 
 
-async def test_shielding_set_at_one_site_redacts_another_sites_offline_decision(harness: Harness, kit: EdgeKit) -> None:
-    await harness.start_core()
+async def test_shielding_set_at_one_site_redacts_another_sites_offline_decision(
+    harness: Harness, kit: EdgeKit, tmp_path: Path
+) -> None:
     nhs, other = nhs_numbers(2, start=960_000_000)
     key = load_pseudonymiser(kit.secret_file)(nhs)
+    registrations = tmp_path / "registrations.csv"  # site B is registered for the patient: its feed carries them
+    registrations.write_text(f"B82002,{key}\n")
+    await harness.start_core(stages="verifier,reconciler,mirror", registrations_file=str(registrations))
     site_a = await Agent.start(await kit.agent_settings(f"a-{harness.topics.prefix}", site="A81001"))
     site_b = await Agent.start(await kit.agent_settings(f"b-{harness.topics.prefix}", site="B82002"))
     try:
-        port_a, port_b = site_a.settings.http_port, site_b.settings.http_port
+        port_a, port_b = site_a.settings, site_b.settings
         status, before = await http_post(port_b, "/v1/decisions", _query(nhs))
         assert status == 200 and before["obligations"] == []
 

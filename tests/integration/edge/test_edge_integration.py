@@ -8,18 +8,23 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broker.topics import TopicNames
+from broker.infra.local import LocalDeployment
+from broker.topics import TopicNames, create_site_feed
 from consent_io import kafka, mqtt
-from consent_io.connection import KafkaConnection, MqttConnection
-from consent_wire.avro_codec import decode
+from consent_io.connection import KafkaConnection
+from consent_rules.replica_feed import ReplicaKind, feed_key, seal_replica_record
+from consent_rules.state import replay
+from consent_wire.ack import BatchAck, seal_ack
+from consent_wire.avro_codec import decode, decode_event
 from consent_wire.dsse import AgentSigner
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher, PublisherSettings
 from edge_agent.replica import Replica
-from edge_agent.replica_follow import KafkaReplicaFollower
+from edge_agent.replica_follow import KafkaReplicaFollower, SignedFeed
 from edge_agent.transport_kafka import KafkaTransport
 from edge_agent.transport_mqtt import MqttTransport, ack_topic, ingress_topic
 from edge_agent.wire import AvroEventCodec, WireBatchSigner
+from tests.factories import BASE_MS, SimAgent, consent
 from tests.fakes import draft
 
 pytestmark = pytest.mark.integration
@@ -42,11 +47,17 @@ async def _drain(publisher: Publisher, outbox: Outbox, timeout_s: float = 30) ->
 
 
 async def test_kafka_publisher_delivers_signed_batches_keyed_by_agent(
-    tmp_path: Path, kafka_connection: KafkaConnection, topic_names: TopicNames
+    tmp_path: Path,
+    kafka_connection: KafkaConnection,
+    topic_names: TopicNames,
+    deployment: LocalDeployment,
+    app_id: str,
 ) -> None:
     outbox = await _outbox(tmp_path, "agent-it-1")
     await outbox.submit_many([draft(i) for i in range(25)])
-    transport = KafkaTransport(kafka_connection, topic_names.ingress, "agent-it-1", ack_timeout_s=20)
+    await deployment.grant(topic_names.prefix, app_id, agents=[("agent-it-1", "A12345")])
+    agent_conn = deployment.agent_kafka("agent-it-1", "A12345")  # the agent's own principal: write ingress only
+    transport = KafkaTransport(agent_conn, topic_names.ingress, "agent-it-1", ack_timeout_s=20)
     signer = WireBatchSigner(AgentSigner.generate("agent-it-1"))
     publisher = Publisher(outbox, signer, transport, PublisherSettings(batch_max_events=10, linger_ms=0))
     await _drain(publisher, outbox)
@@ -60,11 +71,12 @@ async def test_kafka_publisher_delivers_signed_batches_keyed_by_agent(
     assert outbox.pending_count == 0
 
 
-async def test_mqtt_waits_for_bridge_ack_not_puback(tmp_path: Path, mqtt_connection: MqttConnection) -> None:
+async def test_mqtt_waits_for_the_cores_signed_ack_not_puback(tmp_path: Path, deployment: LocalDeployment) -> None:
     agent = f"agent-it-{tmp_path.name[-8:]}"
     outbox = await _outbox(tmp_path, agent)
     await outbox.submit_many([draft(i) for i in range(5)])
-    transport = MqttTransport(mqtt_connection, agent, ack_timeout_s=1.0)
+    core = AgentSigner.generate("core")
+    transport = MqttTransport(deployment.agent_mqtt(agent, "A12345"), agent, core.public_key, ack_timeout_s=1.0)
     signer = WireBatchSigner(AgentSigner.generate(agent))
     publisher = Publisher(outbox, signer, transport, PublisherSettings(batch_max_events=5, linger_ms=0))
 
@@ -73,14 +85,16 @@ async def test_mqtt_waits_for_bridge_ack_not_puback(tmp_path: Path, mqtt_connect
         await publisher.publish_once()
     assert outbox.pending_count == 5
 
-    async with mqtt.client(mqtt_connection) as bridge:
+    async with mqtt.client(deployment.stage_mqtt("bridge")) as bridge:
         await bridge.subscribe(ingress_topic(agent), qos=1)
 
         async def fake_bridge() -> None:
             async for message in bridge.messages:
                 batch = decode("SignedBatch", bytes(message.payload))  # type: ignore[arg-type]
                 last = batch["first_seq"] + len(batch["events"]) - 1
-                await bridge.publish(ack_topic(agent), orjson.dumps({"agent_id": agent, "last_seq": last}), qos=1)
+                unsigned = orjson.dumps({"agent_id": agent, "last_seq": last})  # deletes nothing
+                await bridge.publish(ack_topic(agent), unsigned, qos=1)
+                await bridge.publish(ack_topic(agent), seal_ack(core, BatchAck(agent, last)), qos=1)
 
         task = asyncio.create_task(fake_bridge())
         assert await publisher.publish_once() == 5
@@ -90,31 +104,48 @@ async def test_mqtt_waits_for_bridge_ack_not_puback(tmp_path: Path, mqtt_connect
     await outbox.close()
 
 
-async def test_kafka_replica_follower_keeps_only_own_patients(
-    tmp_path: Path, kafka_connection: KafkaConnection, topic_names: TopicNames
+async def test_kafka_replica_follower_reads_its_sites_feed_and_applies_only_what_the_core_signed(
+    tmp_path: Path, kafka_connection: KafkaConnection, topic_names: TopicNames, deployment: LocalDeployment, app_id: str
 ) -> None:
-    producer = kafka.producer(kafka_connection)
+    site, agent = "A12345", f"agent-{topic_names.prefix}"
+    admin = kafka.admin(kafka_connection)
+    await admin.start()
+    try:
+        await create_site_feed(admin, topic_names, site)
+    finally:
+        await admin.close()
+    await deployment.grant(topic_names.prefix, app_id, agents=[(agent, site)])
+    core, forger = AgentSigner.generate("core"), AgentSigner.generate("core")
+    gp = SimAgent.create(site=site)
+    mine = replay("mine", [decode_event(gp.event("mine", consent(), BASE_MS))]).to_bytes()
+    theirs = replay("theirs", [decode_event(gp.event("theirs", consent(), BASE_MS))]).to_bytes()
+    feed = topic_names.site_feed(site)
+    producer = kafka.producer(kafka_connection, acks="all")
     await producer.start()
-    await producer.send_and_wait(topic_names.state, b"state-1", key=b"mine", timestamp_ms=1000)
-    await producer.send_and_wait(topic_names.state, b"state-x", key=b"theirs", timestamp_ms=1000)
-    await producer.send_and_wait(topic_names.shielding, b"shield-1", key=b"mine", timestamp_ms=2000)
-    await producer.stop()
+    try:
+        for signer, key, record in ((forger, "mine", mine), (core, "mine", mine), (core, "theirs", theirs)):
+            value = seal_replica_record(signer, ReplicaKind.STATE, key, record, 1000)
+            await producer.send_and_wait(feed, value, key=feed_key(ReplicaKind.STATE, key))
+    finally:
+        await producer.stop()
     replica = Replica(tmp_path / "r.db", frozenset({"mine"}))
     await replica.open()
-    topics = (topic_names.state, topic_names.shielding)
-    follower = KafkaReplicaFollower(kafka_connection, *topics, replica, now_ms=lambda: 0)
+    signed = SignedFeed(replica, core.public_key, now_ms=lambda: 2000)
+    follower = KafkaReplicaFollower(deployment.agent_kafka(agent, site), feed, signed)  # as the agent itself
     task = asyncio.create_task(follower.run())
     for _ in range(200):
         record = await replica.get("mine")
-        if record is not None and record.shielding is not None:
+        if record is not None and record.state is not None:
             break
         await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    theirs = await replica.get("theirs")
+    theirs_record = await replica.get("theirs")
+    refused = dict(replica.refused_by_reason)
     await replica.close()
 
     assert record is not None
-    assert (record.state, record.state_as_at_ms, record.shielding) == (b"state-1", 1000, b"shield-1")
-    assert theirs is None
+    assert (record.state, record.state_as_at_ms) == (mine, 1000)
+    assert theirs_record is None
+    assert refused == {"REPLICA_FORGED": 1}

@@ -135,8 +135,8 @@ async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offl
     assert {"REDACT_LOCATION", "REDACT_CONTACT"} <= set(answer["obligations"])
 
     # minimum necessary: exactly the two sites with events about P hold P's records, byte for byte
-    state = latest_by_key(await read_all(harness.bootstrap, harness.topics.state))[key.encode()]
-    shielding = latest_by_key(await read_all(harness.bootstrap, harness.topics.shielding))[key.encode()]
+    state = latest_by_key(await read_all(harness.kafka, harness.topics.state))[key.encode()]
+    shielding = latest_by_key(await read_all(harness.kafka, harness.topics.shielding))[key.encode()]
     assert await _retained(host, port, key) == {
         f"consent/state/{GATEWAY_SITE}/{key}": state,
         f"consent/state/{GP_SITE}/{key}": state,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from broker.bridge.service import CORE_SIGNER_ID
 from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
 from broker.runtime import Core
@@ -15,7 +19,8 @@ from broker.settings import CoreSettings
 from broker.topics import TopicNames
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
-from consent_wire.dsse import public_key_bytes
+from consent_io.secrets import write_secret
+from consent_wire.dsse import AgentSigner, public_key_bytes
 from consent_wire.keys import OperatorRoot
 from tests.factories import SimAgent
 
@@ -27,6 +32,21 @@ class Harness:
     root: OperatorRoot
     app_id: str
     cores: list[Core] = field(default_factory=list)
+    # the core's own key: signs the bridge's acks and the mirror's replica records (agents get its public half)
+    core_signer: AgentSigner = field(default_factory=lambda: AgentSigner.generate(CORE_SIGNER_ID))
+    _core_key_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="consent-core-key-")))
+
+    @property
+    def core_key_file(self) -> Path:
+        path = self._core_key_dir / "core-signing.key"
+        if not path.exists():
+            raw = self.core_signer.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+            write_secret(path, raw.hex().encode())
+        return path
+
+    @property
+    def core_public_hex(self) -> str:
+        return self.core_signer.public_key_bytes.hex()
 
     @property
     def bootstrap(self) -> str:
@@ -44,6 +64,7 @@ class Harness:
             "topic_prefix": self.topics.prefix,
             "app_id": self.app_id,
             "root_public_key_hex": public_key_bytes(self.root.public_key).hex(),
+            "core_signing_key_file": str(self.core_key_file),
         }
         values.update(overrides)
         return CoreSettings.load(**values)
