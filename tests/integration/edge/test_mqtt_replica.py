@@ -15,13 +15,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from prometheus_client import REGISTRY
 
+from broker.infra.local import LocalDeployment
 from broker.mirror import Registration
 from broker.mirror.service import MirrorConfig, MqttMirror
 from broker.topics import TopicNames
 from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
+from consent_rules.replica_feed import ReplicaKind, open_replica_record
+from consent_rules.state import PatientState, replay
+from consent_wire.avro_codec import decode_event
+from consent_wire.dsse import AgentSigner
 from edge_agent.app import Agent
 from edge_agent.wire import load_pseudonymiser
+from tests.factories import BASE_MS, SimAgent, consent
 from tests.integration.edge.conftest import EdgeKit, free_port, http_post, nhs_numbers, read_all
 from tests.integration.pipeline.conftest import Harness, latest_by_key
 
@@ -65,10 +71,10 @@ async def _until_async(check: Callable[[], Awaitable[bool]], timeout_s: float = 
         await asyncio.sleep(0.1)
 
 
-async def _retained(host: str, port: int, patient_key: str, settle_s: float = 2.0) -> dict[str, bytes]:
-    """Every retained message about ``patient_key`` on any mirror topic, for any site."""
+async def _retained(conn: MqttConnection, patient_key: str, settle_s: float = 2.0) -> dict[str, bytes]:
+    """Every retained message about ``patient_key`` on any mirror topic, for any site (read as the operator)."""
     found: dict[str, bytes] = {}
-    async with mqtt.client(MqttConnection(host, port)) as client:
+    async with mqtt.client(conn) as client:
         await client.subscribe(f"consent/+/+/{patient_key}", qos=1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(settle_s):
@@ -78,37 +84,42 @@ async def _retained(host: str, port: int, patient_key: str, settle_s: float = 2.
     return found
 
 
+def _opened(found: dict[str, bytes], key: str, core: AgentSigner) -> dict[str, PatientState | bytes | None]:
+    """The retained records verified with the core's key: states decoded, shielding records as sent."""
+    out: dict[str, PatientState | bytes | None] = {}
+    for topic, payload in found.items():
+        kind = ReplicaKind(topic.split("/")[1])
+        update = open_replica_record(payload, core.public_key, kind, key, now_ms=2**62)
+        record = update.record
+        out[topic] = PatientState.from_bytes(record) if kind is ReplicaKind.STATE and record else record
+    return out
+
+
 @pytest.fixture
-async def clear_retained(mqtt_endpoint: tuple[str, int]) -> AsyncIterator[list[str]]:
+async def clear_retained(mqtt_connection: MqttConnection) -> AsyncIterator[list[str]]:
     """Topics a test lists here are cleared (empty retained payload) on the shared Mosquitto afterwards."""
     topics: list[str] = []
     yield topics
-    host, port = mqtt_endpoint
-    async with mqtt.client(MqttConnection(host, port)) as client:
+    async with mqtt.client(mqtt_connection) as client:
         for topic in topics:
             await client.publish(topic, b"", qos=1, retain=True)
 
 
 async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offline(
-    harness: Harness, kit: EdgeKit, mqtt_endpoint: tuple[str, int], clear_retained: list[str]
+    harness: Harness, kit: EdgeKit, mqtt_connection: MqttConnection, clear_retained: list[str]
 ) -> None:
-    host, port = mqtt_endpoint
-    core = await harness.start_core(
-        stages=("verifier", "reconciler", "bridge", "mirror"), mqtt_host=host, mqtt_port=port
-    )
+    core = await harness.start_core(stages=("verifier", "reconciler", "bridge", "mirror"))
     (nhs,) = nhs_numbers(1, start=970_000_000)
     key = load_pseudonymiser(kit.secret_file)(nhs)
     clear_retained.extend(
         f"consent/{kind}/{site}/{key}" for kind in ("state", "shielding") for site in (GATEWAY_SITE, GP_SITE)
     )
     gateway = await Agent.start(
-        await kit.agent_settings(
-            f"gw-{harness.topics.prefix}", site=GATEWAY_SITE, transport="mqtt", mqtt_host=host, mqtt_port=port
-        )
+        await kit.agent_settings(f"gw-{harness.topics.prefix}", site=GATEWAY_SITE, transport="mqtt")
     )
     gp = await Agent.start(await kit.agent_settings(f"gp-{harness.topics.prefix}", site=GP_SITE))
     try:
-        status, _ = await http_post(gateway.settings.http_port, "/v1/events", {**_RECORD, "nhs_number": nhs})
+        status, _ = await http_post(gateway.settings, "/v1/events", {**_RECORD, "nhs_number": nhs})
         assert status == 202
 
         async def gateway_has_state() -> bool:
@@ -116,7 +127,7 @@ async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offl
             return record is not None and record.state is not None
 
         await _until_async(gateway_has_state)  # the gateway's own event came back through the mirror
-        status, _ = await http_post(gp.settings.http_port, "/v1/events", {**_SHIELD, "nhs_number": nhs})
+        status, _ = await http_post(gp.settings, "/v1/events", {**_SHIELD, "nhs_number": nhs})
         assert status == 202
 
         async def gateway_shielded() -> bool:
@@ -124,7 +135,7 @@ async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offl
             return record is not None and record.shielding is not None and b"LOCATION" in (record.state or b"")
 
         await _until_async(gateway_shielded)
-        status, answer = await http_post(gateway.settings.http_port, "/v1/decisions", _query(nhs))
+        status, answer = await http_post(gateway.settings, "/v1/decisions", _query(nhs))
     finally:
         await gateway.stop()
         await gp.stop()
@@ -134,15 +145,15 @@ async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offl
     assert answer["outcome"] == "PERMIT_WITH_OBLIGATIONS"
     assert {"REDACT_LOCATION", "REDACT_CONTACT"} <= set(answer["obligations"])
 
-    # minimum necessary: exactly the two sites with events about P hold P's records, byte for byte
-    state = latest_by_key(await read_all(harness.kafka, harness.topics.state))[key.encode()]
-    shielding = latest_by_key(await read_all(harness.kafka, harness.topics.shielding))[key.encode()]
-    assert await _retained(host, port, key) == {
-        f"consent/state/{GATEWAY_SITE}/{key}": state,
-        f"consent/state/{GP_SITE}/{key}": state,
-        f"consent/shielding/{GATEWAY_SITE}/{key}": shielding,
-        f"consent/shielding/{GP_SITE}/{key}": shielding,
+    # minimum necessary: exactly the two sites with events about P hold P's records, signed by the core
+    state = PatientState.from_bytes(latest_by_key(await read_all(harness.kafka, harness.topics.state))[key.encode()])
+    opened = _opened(await _retained(mqtt_connection, key), key, harness.core_signer)
+    assert set(opened) == {
+        f"consent/{k}/{site}/{key}" for k in ("state", "shielding") for site in (GATEWAY_SITE, GP_SITE)
     }
+    assert opened[f"consent/state/{GATEWAY_SITE}/{key}"] == state == opened[f"consent/state/{GP_SITE}/{key}"]
+    shielding = opened[f"consent/shielding/{GP_SITE}/{key}"]
+    assert shielding is not None and shielding == opened[f"consent/shielding/{GATEWAY_SITE}/{key}"]
 
 
 def _bad_records() -> float:
@@ -151,30 +162,34 @@ def _bad_records() -> float:
 
 async def test_bad_records_are_counted_and_skipped_and_registered_sites_still_get_records(
     kafka_connection: KafkaConnection,
+    mqtt_connection: MqttConnection,
     topic_names: TopicNames,
-    mqtt_endpoint: tuple[str, int],
+    deployment: LocalDeployment,
     clear_retained: list[str],
 ) -> None:
-    host, port = mqtt_endpoint
     key = f"{topic_names.prefix}patient"  # unique per test: the shared Mosquitto keeps retained messages
     topic = f"consent/state/R11111/{key}"
     clear_retained.append(topic)
+    core = AgentSigner.generate("core")
     config = MirrorConfig(
-        MqttConnection(host, port),
-        kafka_connection,
+        deployment.stage_mqtt("mirror"),
+        deployment.stage_kafka("mirror"),
         topic_names.events,
         topic_names.state,
         topic_names.shielding,
         f"{topic_names.prefix}.mirror",
         (Registration("R11111", key),),
+        signer=core,
     )
+    gp = SimAgent.create(site="R11111")
+    state = replay(key, [decode_event(gp.event(key, consent(), BASE_MS))])
     bad_before = _bad_records()
     producer = kafka.producer(kafka_connection, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic_names.events, b"not a verified event", key=b"x")
         await producer.send_and_wait(topic_names.state, b"state", key=b"a/b")
-        await producer.send_and_wait(topic_names.state, b"state-of-" + key.encode(), key=key.encode())
+        await producer.send_and_wait(topic_names.state, state.to_bytes(), key=key.encode())
     finally:
         await producer.stop()
     stop = asyncio.Event()
@@ -183,13 +198,13 @@ async def test_bad_records_are_counted_and_skipped_and_registered_sites_still_ge
     try:
         found: dict[str, bytes] = {}
         for _ in range(60):
-            found = await _retained(host, port, key, settle_s=1.0)
+            found = await _retained(mqtt_connection, key, settle_s=1.0)
             if found:
                 break
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    assert found == {topic: b"state-of-" + key.encode()}
+    assert _opened(found, key, core) == {topic: state}
     assert _bad_records() - bad_before == 2
 
 
@@ -205,6 +220,7 @@ async def test_the_mirror_keeps_retrying_an_unreachable_mqtt_broker_and_exits_on
         f"{topic_names.prefix}.mirror",
         backoff_base_s=0.05,
         backoff_cap_s=0.2,
+        signer=AgentSigner.generate("core"),
     )
     stop = asyncio.Event()
     mirror = MqttMirror(config)
