@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from broker.bridge.service import BridgeConfig, MqttBridge
 from broker.infra import Infra, InfraConfig
 from broker.infra import process as infra_process
+from broker.infra.local import LocalDeployment
 from broker.topics import Topic, TopicNames, create_topics
-from consent_io.connection import KafkaConnection, MqttConnection
 from consent_wire.keys import OperatorRoot
 from edge_agent.app import Agent
+from edge_agent.config import Settings
 from tests.integration.edge.conftest import (
     EdgeKit,
     assert_exactly_once_in_order,
@@ -35,6 +35,7 @@ from tests.integration.edge.conftest import (
     http_get,
     http_post,
     kit,  # noqa: F401  (fixture)
+    make_bridge,
     nhs_numbers,
     read_all,
     state_total,
@@ -57,6 +58,16 @@ def outage_stack() -> Iterator[Infra]:
     stack.down()
 
 
+async def _outage_harness(stack: Infra, prefix: str) -> Harness:
+    """Topics, ACLs and a harness on the outage stack (secure, like every stack)."""
+    deployment = LocalDeployment(stack)
+    topics = TopicNames(prefix)
+    partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
+    await create_topics(deployment.operator(), topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
+    await deployment.grant(prefix, f"{prefix}-core")
+    return Harness(deployment, topics, OperatorRoot.generate(), f"{prefix}-core")
+
+
 def _stop_kafka(stack: Infra) -> None:
     for node in stack.config.kafka_nodes():
         infra_process.stop(node.pid_file)  # SIGTERM: a controlled broker shutdown
@@ -77,12 +88,8 @@ async def _wait_drained(agent: Agent, timeout_s: float = 300) -> None:
 async def test_ten_thousand_events_accepted_while_kafka_is_down_reach_the_state_once_in_order(
     outage_stack: Infra, tmp_path: Path, unique_prefix: str
 ) -> None:
-    bootstrap = outage_stack.config.bootstrap
-    topics = TopicNames(unique_prefix)
-    partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-    await create_topics(KafkaConnection(bootstrap), topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
-    h = Harness(bootstrap, topics, OperatorRoot.generate(), f"{unique_prefix}-core")
-    edge = EdgeKit(tmp_path, bootstrap, topics, h.root)
+    h = await _outage_harness(outage_stack, unique_prefix)
+    edge = EdgeKit(tmp_path, h)
     agent_id = f"outage-{unique_prefix}"
     settings = await edge.agent_settings(agent_id)  # registers the agent's key while Kafka is up
 
@@ -118,41 +125,27 @@ async def test_ten_thousand_events_accepted_while_kafka_is_down_reach_the_state_
         OUTAGE_EVENTS, submit_s, OUTAGE_EVENTS / submit_s, drained_s, OUTAGE_EVENTS / drained_s,
         applied_s, OUTAGE_EVENTS / applied_s,
     )  # fmt: skip
-    assert state_total(await read_all(bootstrap, topics.state)) == OUTAGE_EVENTS
-    assert_exactly_once_in_order(await read_all(bootstrap, topics.events), agent_id, OUTAGE_EVENTS)
-    assert set(dead_letter_reasons(await read_all(bootstrap, topics.deadletter))) <= {"REPLAY"}
+    assert state_total(await read_all(h.kafka, h.topics.state)) == OUTAGE_EVENTS
+    assert_exactly_once_in_order(await read_all(h.kafka, h.topics.events), agent_id, OUTAGE_EVENTS)
+    assert set(dead_letter_reasons(await read_all(h.kafka, h.topics.deadletter))) <= {"REPLAY"}
 
 
 async def test_mqtt_gateway_events_sent_while_kafka_is_down_are_bridged_once_when_it_returns(
     outage_stack: Infra, tmp_path: Path, unique_prefix: str
 ) -> None:
-    bootstrap, host, port = outage_stack.config.bootstrap, "127.0.0.1", outage_stack.config.mqtt_port
-    topics = TopicNames(unique_prefix)
-    partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-    await create_topics(KafkaConnection(bootstrap), topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
-    h = Harness(bootstrap, topics, OperatorRoot.generate(), f"{unique_prefix}-core")
-    edge = EdgeKit(tmp_path, bootstrap, topics, h.root)
+    h = await _outage_harness(outage_stack, unique_prefix)
+    edge = EdgeKit(tmp_path, h)
     gateway_id, total = f"gw-{unique_prefix}", 2000
     settings = await edge.agent_settings(
-        gateway_id, transport="mqtt", mqtt_host=host, mqtt_port=port, batch_max_events=100, linger_ms=0, ack_timeout_s=2
+        gateway_id, transport="mqtt", batch_max_events=100, linger_ms=0, ack_timeout_s=2
     )
-    config = BridgeConfig(
-        MqttConnection(host, port),
-        KafkaConnection(bootstrap),
-        topics.ingress,
-        f"{h.app_id}.bridge",
-        backoff_cap_s=2,
-        kafka_timeout_s=5,
-    )
-    bridge, bridge_stop = MqttBridge(config), asyncio.Event()
-    bridge_task = asyncio.create_task(bridge.run(bridge_stop))
+    bridge, bridge_stop = make_bridge(h, backoff_cap_s=2, kafka_timeout_s=5), asyncio.Event()
+    (bridge_task,) = await bridge.start(bridge_stop)
     await asyncio.wait_for(bridge.connected.wait(), 30)
     await asyncio.to_thread(_stop_kafka, outage_stack)
     agent = await Agent.start(settings)
     try:
-        status, _ = await http_post(
-            settings.http_port, "/v1/events/batch", {"events": consent_docs(nhs_numbers(40), total)}
-        )
+        status, _ = await http_post(settings, "/v1/events/batch", {"events": consent_docs(nhs_numbers(40), total)})
         assert status == 202
         await asyncio.sleep(3.0)  # the gateway publishes and retries; the bridge cannot write to Kafka
         assert agent.outbox.pending_count == total  # so no ack, and nothing leaves the outbox
@@ -169,12 +162,12 @@ async def test_mqtt_gateway_events_sent_while_kafka_is_down_are_bridged_once_whe
         await bridge_task
         for core in h.cores:
             await core.stop()
-        for client_id in (config.client_id, f"edge-agent-{gateway_id}"):
-            await forget_mqtt_session((host, port), client_id)
+        for client_id in (bridge.config.client_id, f"edge-agent-{gateway_id}"):
+            await forget_mqtt_session(h.deployment.operator_mqtt(), client_id)
     log.warning("edge mqtt outage: %d events bridged %.2fs after Kafka was back", total, drained_s)
-    assert state_total(await read_all(bootstrap, topics.state)) == total
-    assert_exactly_once_in_order(await read_all(bootstrap, topics.events), gateway_id, total)
-    assert set(dead_letter_reasons(await read_all(bootstrap, topics.deadletter))) <= {"REPLAY"}
+    assert state_total(await read_all(h.kafka, h.topics.state)) == total
+    assert_exactly_once_in_order(await read_all(h.kafka, h.topics.events), gateway_id, total)
+    assert set(dead_letter_reasons(await read_all(h.kafka, h.topics.deadletter))) <= {"REPLAY"}
 
 
 class AgentProcess:
@@ -207,7 +200,7 @@ class AgentProcess:
                 self.proc.wait(10)
 
 
-async def _health(port: int, timeout_s: float = 60) -> dict[str, object]:
+async def _health(port: Settings, timeout_s: float = 60) -> dict[str, object]:
     """The agent's /v1/health once it answers."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -222,11 +215,11 @@ async def _health(port: int, timeout_s: float = 60) -> dict[str, object]:
         await asyncio.sleep(0.05)
 
 
-async def _pending(port: int) -> int:
+async def _pending(port: Settings) -> int:
     return int((await _health(port))["outbox_pending"])  # type: ignore[call-overload]
 
 
-async def _kill_while_sending(agent: AgentProcess, port: int, pending_above: int) -> int:
+async def _kill_while_sending(agent: AgentProcess, port: Settings, pending_above: int) -> int:
     """SIGKILL the agent while its publisher is mid-stream (backlog shrinking, not yet empty)."""
     start = await _pending(port)
     while (now := await _pending(port)) >= start:  # noqa: ASYNC110
@@ -245,7 +238,7 @@ async def test_kill_9_of_the_agent_while_sending_loses_nothing_and_applies_nothi
     agent_id = f"kill-{harness.topics.prefix}"
     settings = await kit.agent_settings(agent_id, batch_max_events=10, linger_ms=0)
     agent = AgentProcess(kit.toml(settings), tmp_path / "agent.log")
-    port = settings.http_port
+    port = settings  # the agent's API address and bearer token
     numbers = nhs_numbers(40)
     first, second = 2000, 500
     try:
