@@ -143,9 +143,9 @@ class Core:
             except asyncio.CancelledError:
                 continue
             except TimeoutError:
-                log.error("task=%s did not stop within 30 s; cancelled", task.get_name())
+                log.error("task=%s did not stop within 30 s; cancelled", task.get_name())  # noqa: TRY400 - no traceback to show
             except Exception as exc:  # noqa: BLE001 - already reported by _watch; stop the others regardless
-                log.error("task=%s ended with error=%r", task.get_name(), exc)
+                log.error("task=%s ended with error=%r", task.get_name(), exc)  # noqa: TRY400 - _watch logged the traceback
         if self._keys is not None:
             await self._keys.stop()
         log.info("core stopped")

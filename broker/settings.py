@@ -95,7 +95,7 @@ class CoreSettings:
         return str(folder / "cert.pem"), str(folder / "key.pem")
 
     @classmethod
-    def load(cls, path: Path | None = None, **overrides: Any) -> CoreSettings:
+    def load(cls, path: Path | None = None, /, **overrides: Any) -> CoreSettings:
         """Defaults < the ``[core]`` table of ``path`` < ``CONSENT_<NAME>`` variables < ``overrides``."""
         values: dict[str, Any] = {}
         if path is not None:

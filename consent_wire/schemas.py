@@ -133,7 +133,7 @@ def _sorted(items: Iterator[Traversable]) -> list[Traversable]:
 def _parse_version(name: str, version: int, raw: dict[str, Any]) -> SchemaVersion:
     parsed = fastavro.parse_schema(raw)
     if not isinstance(parsed, dict):
-        raise ValueError(f"schema {name} v{version} is not a record schema")
+        raise ValueError(f"schema {name} v{version} is not a record schema")  # noqa: TRY004 - a bad schema file is a bad value
     canonical = to_parsing_canonical_form(parsed)
     fingerprint = crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
     return SchemaVersion(name, version, raw, parsed, canonical, fingerprint)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -93,7 +94,7 @@ def patient(n: int) -> str:
     return sha256(f"patient-{n}".encode()).hexdigest()[:32]
 
 
-def api_door(directory: Path, clients: str = "") -> dict[str, str]:
+def api_door(directory: Path, clients: str = "") -> dict[str, Any]:
     """Settings for the core API's door: a client registry, a token key and a self-signed HTTPS certificate.
 
     Secrets are written mode 0600 as the settings require; ``clients`` is TOML ``[[client]]`` tables.
@@ -139,7 +140,7 @@ def core_signing_key(directory: Path) -> tuple[dict[str, str], AgentSigner]:
     return {"core_signing_key_file": str(path)}, signer
 
 
-def core_tls(directory: Path, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
+def core_tls(directory: Path, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
     """Settings for a core whose stages talk mutual TLS: a private CA and a certificate per ``core.<stage>``."""
     pki = Pki(directory / "pki")
     for stage in stages:

@@ -100,7 +100,7 @@ def _parse_line(line: bytes, number: int) -> AuditEntry | StoredCheckpoint | tup
         if o["type"] == "checkpoint":
             cp = Checkpoint(int(o["index"]), bytes.fromhex(o["head_hash"]), bytes.fromhex(o["signature"]))
             return StoredCheckpoint(cp, bytes.fromhex(o["public_key"]))
-        raise ValueError(f"unknown line type {o['type']!r}")
+        raise ValueError(f"unknown line type {o['type']!r}")  # noqa: TRY301 - one except names every bad line
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AuditLineError(f"line {number} is not an audit line: {exc}") from exc
 

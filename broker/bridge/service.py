@@ -224,7 +224,6 @@ class MqttBridge:
                 await asyncio.wait_for(
                     producer.send_and_wait(topic, value, key=key, headers=list(headers)), self.config.kafka_timeout_s
                 )
-                return True
             except MessageSizeTooLargeError:
                 return False
             except (KafkaError, OSError, TimeoutError) as exc:
@@ -234,6 +233,8 @@ class MqttBridge:
                 log.warning("bridge kafka write failed error=%r retry_in_s=%.2f", exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+            else:
+                return True
 
     async def _connected_producer(self) -> RecordWriter:
         if self._producer is not None:

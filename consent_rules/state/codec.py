@@ -57,7 +57,7 @@ def state_from_bytes(data: bytes) -> PatientState:
         if obj["format"] == _LEGACY_FORMAT:
             return _from_legacy(obj, data)
         if obj["format"] != STATE_FORMAT:
-            raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")
+            raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")  # noqa: TRY301 - one except names every bad record
         applied = frozenset(_typed(i, str) for i in _typed(obj["applied"], list))
         state = PatientState(
             _typed(obj["patient_key"], str),

@@ -160,7 +160,7 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
         status, body = await api.refused(OPTED_OUT, requester(organisation="EVIL"), as_organisation="RX1")
         assert (status, body["reason"]) == (403, "AUTH_ORGANISATION")  # authority comes from the credential
         for nhs in (OPTED_OUT, SHIELDED, CONSENTED):
-            await until(lambda n=nhs: api.get(f"/v1/patients/{n}/consent"), lambda s: s["version"] == 1)
+            await until(lambda n=nhs: api.get(f"/v1/patients/{n}/consent"), lambda s: s["version"] == 1)  # type: ignore[misc]
 
         denied = await api.decide(OPTED_OUT, researcher(), "HRESCH", ["GENERAL"], legal_basis="S251")
         assert (denied["outcome"], denied["legal_basis"]) == ("DENY", None)

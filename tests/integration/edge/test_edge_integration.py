@@ -123,8 +123,8 @@ async def test_kafka_replica_follower_reads_its_sites_feed_and_applies_only_what
     producer = kafka.producer(kafka_connection, acks="all")
     await producer.start()
     try:
-        for signer, key, record in ((forger, "mine", mine), (core, "mine", mine), (core, "theirs", theirs)):
-            value = seal_replica_record(signer, ReplicaKind.STATE, key, record, 1000)
+        for signer, key, state in ((forger, "mine", mine), (core, "mine", mine), (core, "theirs", theirs)):
+            value = seal_replica_record(signer, ReplicaKind.STATE, key, state, 1000)
             await producer.send_and_wait(feed, value, key=feed_key(ReplicaKind.STATE, key))
     finally:
         await producer.stop()

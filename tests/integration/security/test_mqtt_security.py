@@ -62,9 +62,10 @@ async def _publish_until_received(
         await publisher.publish(topic, payload, qos=1)
         try:
             await _collect_until_timeout(subscriber, topic, 0.5)
-            return
         except TimeoutError:
             continue
+        else:
+            return
     raise AssertionError(f"{topic} never reached its subscriber")
 
 

@@ -133,7 +133,7 @@ async def test_reads_of_patient_data_name_the_reader_and_are_recorded(client: Cl
     assert resp.status == 400
     assert len(backend.log.entries) == 0
     assert (await client.get(f"/v1/patients/{NHS}/consent{READER}")).status == 200
-    record = AuditRecord.from_bytes(backend.log.entries[-1].record)
+    record = AuditRecord.from_bytes(list(backend.log.entries)[-1].record)
     assert (record.kind, record.outcome, record.accessor_id, record.purpose) == (
         RecordKind.READ,
         "READ_CONSENT",

@@ -106,7 +106,7 @@ def test_an_assertion_for_another_audience_is_refused(service: TokenService, cli
 
 def test_an_unsigned_assertion_is_refused(service: TokenService) -> None:
     claims = {"iss": "rx1-ehr", "sub": "rx1-ehr", "aud": TOKEN_URL, "exp": NOW + 60, "jti": "x"}
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]  # deliberately unsigned
     with pytest.raises(AuthError) as exc:
         service.exchange(_form(unsigned), NOW)
     assert _reason(exc) == ("AUTH_INVALID_CLIENT", 401)

@@ -10,7 +10,7 @@ from broker.infra import Infra, InfraConfig, InfraError, kafka
 
 
 def test_missing_java_fails_in_one_line_naming_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(kafka.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kafka.shutil, "which", lambda name: None)  # type: ignore[attr-defined]
     with pytest.raises(InfraError) as info:
         Infra(InfraConfig(cache_dir=tmp_path)).up()
     message = str(info.value)
@@ -22,7 +22,7 @@ def test_missing_java_fails_in_one_line_naming_the_install(monkeypatch: pytest.M
 def test_missing_maven_fails_in_one_line_when_jars_are_not_cached(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(kafka.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kafka.shutil, "which", lambda name: None)  # type: ignore[attr-defined]
     with pytest.raises(InfraError) as info:
         kafka.ensure_jars(tmp_path)
     assert "\n" not in str(info.value)
@@ -33,7 +33,7 @@ def test_cached_jars_do_not_need_maven(monkeypatch: pytest.MonkeyPatch, tmp_path
     libs = tmp_path / "kafka" / "libs"
     libs.mkdir(parents=True)
     (libs / f".complete-{kafka.KAFKA_VERSION}").touch()
-    monkeypatch.setattr(kafka.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kafka.shutil, "which", lambda name: None)  # type: ignore[attr-defined]
     assert kafka.ensure_jars(tmp_path) == libs
 
 

@@ -44,7 +44,9 @@ async def test_tls_uses_the_ca_file(tmp_path: Path) -> None:
     )
     client = mqtt.client(conn)
     assert client._client._ssl is True
-    assert client._client._ssl_context.get_ca_certs()[0]["subject"] == ((("commonName", "consent-test"),),)
+    context = client._client._ssl_context
+    assert context is not None
+    assert context.get_ca_certs()[0]["subject"] == ((("commonName", "consent-test"),),)
 
 
 async def test_manual_ack_switches_paho_to_manual_acks() -> None:
