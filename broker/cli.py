@@ -12,10 +12,13 @@ import click
 
 from broker import __version__
 from broker.commands import audit as audit_commands
+from broker.commands import clients as clients_commands
 from broker.commands import demo as demo_commands
 from broker.commands import reports as reports_commands
 from broker.commands.connection import kafka_options
 from broker.infra import Infra, InfraConfig, InfraError
+from broker.infra.acls import Principal, Role
+from broker.infra.security import grant_for_prefix
 from broker.settings import STAGES, CoreSettings, SettingsError
 from broker.topics import TopicNames, create_topics, describe_topics
 from consent_io.connection import KafkaConnection
@@ -98,6 +101,35 @@ def infra_status(nodes: str | None, name: str | None) -> None:
         sys.exit(1)
 
 
+@infra.command("issue")
+@_nodes_option
+@_name_option
+@click.argument("principal")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--site", default="", help="ODS code of an agent's or gateway's site (its replica feed).")
+@click.option("--prefix", default="consent", show_default=True, help="Topic prefix its Kafka ACLs are about.")
+@click.option("--app-id", default="consent-core", show_default=True, help="The core's app id (groups, txn ids).")
+def infra_issue(
+    nodes: str | None, name: str | None, principal: str, role: str, site: str, prefix: str, app_id: str
+) -> None:
+    """Issue PRINCIPAL's certificate (CN = PRINCIPAL) from the stack's CA and grant its role's ACLs.
+
+    Kafka ACLs come from the table in broker/infra/acls.py; MQTT principals (agents, bridge, mirror) are added to
+    Mosquitto's ACL file, which a running Mosquitto re-reads.
+    """
+    stack = _infra(int(nodes) if nodes else None, name)
+    if not stack.config.secure:
+        raise click.ClickException("this stack runs --insecure: there are no credentials to issue")
+    who = Principal(principal, Role(role), site)
+    try:
+        files = stack.issue(who)
+        run_async(grant_for_prefix(stack.kafka_connection("operator"), prefix, app_id, [who]))
+    except InfraError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"issued {principal} ({role}{', site ' + site if site else ''}): CA {files.ca_file}")
+    click.echo(f"  certificate {files.cert_file}\n  key {files.key_file} (mode 0600; valid 30 days, reissue to renew)")
+
+
 @cli.group()
 def topics() -> None:
     """Topic provisioning from the registry in broker/topics.py."""
@@ -145,7 +177,12 @@ def run_core(config: Path | None, stages: str | None, bootstrap: str | None, met
 
 
 # Commands contributed by feature modules (broker/commands/): an explicit table, not a package scan.
-COMMANDS: tuple[click.Command, ...] = (audit_commands.command, demo_commands.command, reports_commands.command)
+COMMANDS: tuple[click.Command, ...] = (
+    audit_commands.command,
+    clients_commands.command,
+    demo_commands.command,
+    reports_commands.command,
+)
 for _command in COMMANDS:
     cli.add_command(_command)
 

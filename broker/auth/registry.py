@@ -61,6 +61,9 @@ class ClientRegistry:
     def __len__(self) -> int:
         return len(self._clients)
 
+    def clients(self) -> list[Client]:
+        return list(self._clients.values())
+
     @classmethod
     def load(cls, path: Path) -> ClientRegistry:
         try:
