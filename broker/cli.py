@@ -29,10 +29,10 @@ T = TypeVar("T")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one coroutine on uvloop (installed here, at the entry point only)."""
-    import uvloop
+    """Run one coroutine on the product's uvloop loop (consent_io.loop: bounded TLS close), at the entry point."""
+    from consent_io import loop
 
-    return uvloop.run(coro)
+    return loop.run(coro)
 
 
 def _infra(nodes: int | None, name: str | None, secure: bool | None = None) -> Infra:

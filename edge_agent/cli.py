@@ -40,7 +40,9 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    from consent_io import loop
+
+    return loop.run(coro)
 
 
 @click.group()
@@ -159,8 +161,5 @@ async def _status(settings: Settings) -> dict[str, object]:
 
 
 def main() -> None:
-    """Console entry point: uvloop is installed here and only here."""
-    import uvloop
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    """Console entry point: the product's uvloop loop (consent_io.loop) is used here and only here."""
     cli()

@@ -20,9 +20,8 @@ __all__ = ["command"]
 )  # = day.DEMO_MQTT_PORT
 def command(out: Path, kafka_port: int, mqtt_port: int) -> None:
     """Three sites (GP and care home over Kafka, a biometric gateway over MQTT) through a day, on a secure stack."""
-    import uvloop
-
     from broker.demo import run_demo
+    from consent_io import loop
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # reconnect noise while the care home is offline
-    raise SystemExit(uvloop.run(run_demo(out, kafka_port, mqtt_port)))
+    raise SystemExit(loop.run(run_demo(out, kafka_port, mqtt_port)))
