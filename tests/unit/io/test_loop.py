@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -25,9 +26,9 @@ def test_tls_connections_get_a_short_shutdown_timeout_and_plain_ones_are_untouch
     async def connect() -> None:
         running = loop.new_loop()
         assert isinstance(running, uvloop.Loop)
-        await type(running).create_connection(running, object, "h", 1, ssl=context)
-        await type(running).create_connection(running, object, "h", 1)
-        await type(running).create_connection(running, object, "h", 1, ssl=context, ssl_shutdown_timeout=9.0)
+        await type(running).create_connection(running, asyncio.Protocol, "h", 1, ssl=context)
+        await type(running).create_connection(running, asyncio.Protocol, "h", 1)
+        await type(running).create_connection(running, asyncio.Protocol, "h", 1, ssl=context, ssl_shutdown_timeout=9.0)
         running.close()
 
     loop.run(connect())
