@@ -10,7 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["CoreEnv", "CoreProcess", "cpu_seconds", "free_port", "wait_assigned"]
@@ -47,9 +48,12 @@ class CoreEnv:
     mqtt_port: int = 1883
     http_port: int = 0
     pseudonym_secret_file: str = ""
+    # CONSENT_* security settings (LocalDeployment.core_env: per-stage TLS; plaintext flags on the comparison stack)
+    security: Mapping[str, str] = field(default_factory=dict)
 
     def environ(self, stages: tuple[str, ...]) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.security)
         env.update(
             {
                 "CONSENT_BOOTSTRAP": self.bootstrap,

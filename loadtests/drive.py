@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaProducer
 
 from broker.topics import TopicNames
 from consent_io import kafka
-from consent_io.connection import KafkaConnection
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import OperatorRoot
 from loadtests.coreproc import CoreEnv, CoreProcess, cpu_seconds, wait_assigned
@@ -54,7 +53,11 @@ class Companion(Protocol):
 
     def registrations(self, root: OperatorRoot) -> list[bytes]: ...
 
-    async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe) -> None: ...
+    def principals(self) -> list[tuple[str, str]]:
+        """(agent id, site) of each real agent, for the run's Kafka ACLs (after ``registrations``)."""
+        ...
+
+    async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe, stack: BenchStack) -> None: ...
 
     async def run(self, duration_s: float) -> None: ...
 
@@ -200,7 +203,8 @@ async def measured_run(
 ) -> RunResult:
     tag = f"{spec.label}-{uuid.uuid4().hex[:6]}"
     names = TopicNames(f"bench.{tag}")
-    topics = RunTopics(ctx.stack.bootstrap, names, spec.partitions)
+    operator = ctx.stack.operator()
+    topics = RunTopics(operator, names, spec.partitions)
     progress = ctx.progress
     progress.step(spec.label, f"signing {spec.events} events, topics with {spec.partitions} partitions")
     await topics.create()
@@ -210,15 +214,25 @@ async def measured_run(
     if companion is not None:
         regs += companion.registrations(ctx.root)
     await topics.register(regs)
-    env = CoreEnv(ctx.stack.bootstrap, names.prefix, f"bench-{tag}", ctx.root_hex, mqtt_port=ctx.stack.mqtt_port)
+    app_id = f"bench-{tag}"
+    deployment = ctx.stack.deployment
+    await deployment.grant(names.prefix, app_id, companion.principals() if companion is not None else ())
+    env = CoreEnv(
+        ctx.stack.bootstrap,
+        names.prefix,
+        app_id,
+        ctx.root_hex,
+        mqtt_port=ctx.stack.mqtt_port,
+        security=deployment.core_env(),
+    )
     extra = companion.extra_stages if companion is not None else ()
     progress.step(
         spec.label, f"starting {spec.layout.value} core x{spec.processes} {'+ ' + ','.join(extra) if extra else ''}"
     )
     procs = await _start_cores(ctx, spec, env, extra)
-    probe = ArrivalProbe(ctx.stack.bootstrap, (names.state, names.shielding))
+    probe = ArrivalProbe(operator, (names.state, names.shielding))
     producer = kafka.producer(
-        KafkaConnection(ctx.stack.bootstrap),
+        operator,
         enable_idempotence=True,
         acks="all",
         linger_ms=0,
@@ -229,7 +243,7 @@ async def measured_run(
         await producer.start()
         await _warm_up(ctx, producer, names, probe, warm)
         if companion is not None:
-            await companion.start(names, env, probe)
+            await companion.start(names, env, probe, ctx.stack)
         sends = (
             blast_schedule(fleet)
             if spec.rate_eps is None
@@ -277,7 +291,7 @@ async def measured_run(
     for more in extra_keys:
         for key, n in more.items():
             expected[key] = expected.get(key, 0) + n
-    audit = await audit_topic(ctx.stack.bootstrap, names.events, expected)
+    audit = await audit_topic(operator, names.events, expected)
     cpu = {k: round(after[k] - before.get(k, 0.0), 3) for k in after}
     result = RunResult(
         spec,

@@ -12,7 +12,14 @@ from typing import Any
 
 from broker.infra.manager import default_cache_dir
 from consent_wire.keys import OperatorRoot
-from loadtests.ceilings import Ceilings, consumer_perf, create_scratch_topic, passthrough_perf, producer_perf
+from loadtests.ceilings import (
+    Ceilings,
+    client_config,
+    consumer_perf,
+    create_scratch_topic,
+    passthrough_perf,
+    producer_perf,
+)
 from loadtests.drive import BenchContext, Companion, RunResult, RunSpec, measured_run
 from loadtests.machine import load_average
 from loadtests.plan import BenchPlan, Layout
@@ -54,24 +61,22 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
     consumer: tuple[float, float] | None = None
     passthrough: tuple[float, float] | None = None
     cache = default_cache_dir()
+    operator = ctx.stack.operator()  # the tools connect as the operator, over the same TLS as the core
+    config = client_config(operator, ctx.workdir)
     try:
-        await create_scratch_topic(ctx.stack.bootstrap, f"{scratch}.perf", ctx.plan.partitions)
-        await create_scratch_topic(ctx.stack.bootstrap, f"{scratch}.pass", ctx.plan.partitions)
+        await create_scratch_topic(operator, f"{scratch}.perf", ctx.plan.partitions)
+        await create_scratch_topic(operator, f"{scratch}.pass", ctx.plan.partitions)
         ctx.progress.step("ceilings", f"Kafka ProducerPerformance: {records} records of {size} bytes")
-        producer = await producer_perf(cache, ctx.stack.bootstrap, f"{scratch}.perf", records, size)
+        producer = await producer_perf(cache, operator, config, f"{scratch}.perf", records, size)
         ctx.progress.step("ceilings", f"Kafka ConsumerPerformance: {records} records")
-        consumer = await consumer_perf(cache, ctx.stack.bootstrap, f"{scratch}.perf", records)
+        consumer = await consumer_perf(cache, operator, config, f"{scratch}.perf", records)
         ctx.progress.step("ceilings", f"aiokafka pass-through of the main run's {main.event_records} event records")
-        passthrough = await passthrough_perf(
-            ctx.stack.bootstrap, main.topics.events, f"{scratch}.pass", main.event_records
-        )
+        passthrough = await passthrough_perf(operator, main.topics.events, f"{scratch}.pass", main.event_records)
     except (RuntimeError, TimeoutError, OSError) as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
         ctx.progress.step("ceilings", f"failed: {exc}")
     finally:
-        await RunTopics(ctx.stack.bootstrap, main.topics, ctx.plan.partitions).delete(
-            (f"{scratch}.perf", f"{scratch}.pass")
-        )
+        await RunTopics(operator, main.topics, ctx.plan.partitions).delete((f"{scratch}.perf", f"{scratch}.pass"))
     return Ceilings(
         size,
         producer[0] if producer else None,
