@@ -25,6 +25,7 @@ from loadtests.machine import load_average
 from loadtests.plan import BenchPlan, Layout
 from loadtests.profile import product_functions, top_functions
 from loadtests.progress import Progress
+from loadtests.security_cost import measure_security_cost
 from loadtests.stack import BenchStack, RunTopics
 
 __all__ = ["BenchOutcome", "run_bench"]
@@ -48,6 +49,8 @@ class BenchOutcome:
     seconds: float
     notes: list[str] = field(default_factory=list)
     agents: dict[str, Any] = field(default_factory=dict)
+    security_cost: dict[str, Any] = field(default_factory=dict)
+    plaintext: RunResult | None = None  # the plaintext comparison run (security cost only)
 
 
 async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
@@ -156,13 +159,17 @@ async def run_bench(
     progress = Progress()
     started = time.monotonic()
     load_before = load_average()
-    progress.step("stack", "bench Kafka 127.0.0.1:39092 + Mosquitto 127.0.0.1:31883")
     stack = await asyncio.to_thread(BenchStack.up)
+    progress.step("stack", stack.describe())
     ctx = BenchContext(plan, stack, OperatorRoot.generate(), workdir, progress)
     notes: list[str] = []
     try:
         main = await measured_run(
             ctx, RunSpec("main", Layout.SPLIT, 2, plan.partitions, None, plan.blast_events), keep_topics=True
+        )
+        # right after the main run, so both see the same machine load
+        cost, plaintext = (
+            await measure_security_cost(ctx, main) if plan.security_cost else ({"skipped": "--no-security-cost"}, None)
         )
         ceilings = await _ceilings(ctx, main)
         scaling = [main]
@@ -200,4 +207,6 @@ async def run_bench(
         round(time.monotonic() - started, 1),
         notes,
         agents,
+        cost,
+        plaintext,
     )
