@@ -110,6 +110,13 @@ class CoreProcess:
                 latest[match.group(1)] = {int(p) for p in parts.split(",")} if parts else set()
         return latest
 
+    def group_churn(self) -> dict[str, int]:
+        """Changelog restores and group rejoins this process logged (one restore per partition per assignment)."""
+        text = ""
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace")
+        return {"restores": text.count(" restored="), "rejoins": text.count("Heartbeat failed")}
+
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):
             return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])

@@ -33,7 +33,6 @@ import aiohttp
 import orjson
 
 from broker.auth.client import TokenSource, client_tls
-from broker.infra import Infra, InfraConfig
 from broker.infra.local import ApiClientSpec, LocalDeployment
 from broker.topics import TopicNames, create_topics
 from consent_io import kafka
@@ -50,6 +49,7 @@ from consent_wire.codes import (
 )
 from consent_wire.identity import patient_key
 from consent_wire.model import ConsentDecision, Event, Objection, Payload, ShieldingFlag
+from loadtests.stack import add_stack_arguments, deployment_from_args
 
 __all__ = ["main"]
 
@@ -253,18 +253,13 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--stack", default="test", help="the local stack's name (consent-broker infra; default test)")
-    parser.add_argument("--kafka-port", type=int, default=19092)
-    parser.add_argument("--mqtt-port", type=int, default=11883)
-    parser.add_argument("--insecure", action="store_true", help="the stack runs plaintext (debugging only)")
+    add_stack_arguments(parser)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("bench/decision.json"))
     args = parser.parse_args()
-    secure = not args.insecure
-    config = InfraConfig(name=args.stack, kafka_port=args.kafka_port, mqtt_port=args.mqtt_port, secure=secure)
-    result = asyncio.run(run(args, LocalDeployment(Infra(config))))
+    result = asyncio.run(run(args, deployment_from_args(args)))
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -229,7 +229,9 @@ async def measured_run(
     progress.step(
         spec.label, f"starting {spec.layout.value} core x{spec.processes} {'+ ' + ','.join(extra) if extra else ''}"
     )
+    ready_started = time.perf_counter()
     procs = await _start_cores(ctx, spec, env, extra)
+    ready_s = time.perf_counter() - ready_started
     probe = ArrivalProbe(operator, (names.state, names.shielding))
     producer = kafka.producer(
         operator,
@@ -312,6 +314,9 @@ async def measured_run(
         names,
     )
     result.extra["stage_time"] = stage_time
+    # start-up until every partition is held, and the group churn over the whole run (restores per assignment)
+    result.extra["cores_ready_s"] = round(ready_s, 1)
+    result.extra["group_churn"] = {p.name: p.group_churn() for p in procs}
     steady = probe.watches[names.state].steady_rate()
     # state records mark the stateful share of events; scale to all events for an events/s figure
     share = fleet.events / max(1, sum(len(b.state_keys) for a in fleet.agents for b in a.batches))

@@ -146,8 +146,17 @@ def _security_line(cost: dict[str, Any]) -> str:
         f"**{_fmt(cost['tls_events_per_s'])} events/s with mutual TLS and ACLs vs "
         f"{_fmt(cost['plaintext_events_per_s'])} events/s plaintext, ratio {_fmt(cost['ratio'])}** "
         f"(steady state {_fmt(cost['tls_steady_events_per_s'])} vs {_fmt(cost['plaintext_steady_events_per_s'])}, "
-        f"ratio {_fmt(cost['steady_ratio'])})"
+        f"ratio {_fmt(cost['steady_ratio'])}); cores ready after {_fmt(cost.get('tls_cores_ready_s'))} s vs "
+        f"{_fmt(cost.get('plaintext_cores_ready_s'))} s, group rejoins {_churn(cost.get('tls_group_churn'))} vs "
+        f"{_churn(cost.get('plaintext_group_churn'))}"
     )
+
+
+def _churn(churn: Any) -> str:
+    """Group rejoins summed over a run's core processes (each rejoin restores every partition again)."""
+    if not isinstance(churn, dict):
+        return "n/a"
+    return str(sum(int(c.get("rejoins", 0)) for c in churn.values()))
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:

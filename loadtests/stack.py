@@ -8,6 +8,7 @@ stages and real agents as their own principals, with Kafka ACLs granted on each 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -22,7 +23,14 @@ from broker.topics import Topic, TopicNames, create_topics
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 
-__all__ = ["BenchStack", "RunTopics", "bench_infra_config", "plaintext_infra_config"]
+__all__ = [
+    "BenchStack",
+    "RunTopics",
+    "add_stack_arguments",
+    "bench_infra_config",
+    "deployment_from_args",
+    "plaintext_infra_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,21 @@ def bench_infra_config() -> InfraConfig:
 def plaintext_infra_config() -> InfraConfig:
     """For the security-cost comparison only: no TLS, no authentication, no ACLs."""
     return InfraConfig(name="bench-plain", kafka_port=PLAIN_KAFKA_PORT, mqtt_port=PLAIN_MQTT_PORT, secure=False)
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which running local stack a stand-alone benchmark uses (``consent-broker infra``; default: the tests')."""
+    parser.add_argument("--stack", default="test", help="the local stack's name (default: test)")
+    parser.add_argument("--kafka-port", type=int, default=19092)
+    parser.add_argument("--mqtt-port", type=int, default=11883)
+    parser.add_argument("--insecure", action="store_true", help="the stack runs plaintext (debugging only)")
+
+
+def deployment_from_args(args: argparse.Namespace) -> LocalDeployment:
+    """Credentials per principal on the stack named by :func:`add_stack_arguments`' options."""
+    secure = not args.insecure
+    config = InfraConfig(name=args.stack, kafka_port=args.kafka_port, mqtt_port=args.mqtt_port, secure=secure)
+    return LocalDeployment(Infra(config))
 
 
 @dataclass
