@@ -27,6 +27,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-agents", action="store_true", help="skip the real edge agents")
     parser.add_argument("--no-decisions", action="store_true", help="skip the decision API phase")
     parser.add_argument(
+        "--core-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the core processes' event loop: uvloop as shipped (default), or asyncio (diagnostic)",
+    )
+    parser.add_argument(
         "--no-security-cost", action="store_true", help="skip the plaintext repeat of the main run (cost of security)"
     )
     return parser.parse_args(argv)
@@ -44,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from loadtests.runner import run_bench
 
     plan = quick_plan() if args.quick else full_plan()
-    if args.no_security_cost:
-        plan = dataclasses.replace(plan, security_cost=False)
+    plan = dataclasses.replace(plan, security_cost=not args.no_security_cost, core_loop=args.core_loop)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="consent-bench-") as tmp:
         workdir = Path(tmp)

@@ -41,7 +41,7 @@ def make_decisions(plan: BenchPlan, workdir: Path) -> Callable[[BenchContext], A
         return unavailable
 
     async def run(ctx: BenchContext) -> dict[str, Any]:
-        from loadtests import decision_bench
+        from loadtests import decision_bench  # aiohttp and orjson only when the phase runs
 
         ctx.progress.step("decisions", f"{plan.decision_requests} decisions, {plan.decision_concurrency} concurrent")
         args = argparse.Namespace(

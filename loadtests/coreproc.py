@@ -75,7 +75,15 @@ class CoreEnv:
 class CoreProcess:
     """One ``python -m broker -v run`` child; optionally under cProfile (written on SIGTERM exit)."""
 
-    def __init__(self, env: CoreEnv, stages: tuple[str, ...], workdir: Path, name: str, profile: bool = False) -> None:
+    def __init__(
+        self,
+        env: CoreEnv,
+        stages: tuple[str, ...],
+        workdir: Path,
+        name: str,
+        profile: bool = False,
+        stdlib_loop: bool = False,
+    ) -> None:
         self.stages = stages
         self.metrics_port = free_port()
         self.name = name
@@ -84,7 +92,8 @@ class CoreProcess:
         argv = [sys.executable]
         if self.profile_path is not None:
             argv += ["-m", "cProfile", "-o", str(self.profile_path)]
-        argv += ["-m", "broker", "-v", "run"]
+        # the product's entry point (uvloop), or the same core on the stdlib loop (loadtests/core_stdlib_loop.py)
+        argv += ["-m", "loadtests.core_stdlib_loop"] if stdlib_loop else ["-m", "broker", "-v", "run"]
         self._log = self.log_path.open("wb")
         environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port)}
         self.proc = subprocess.Popen(

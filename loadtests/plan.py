@@ -74,6 +74,7 @@ class BenchPlan:
     ceiling_records: int = 200_000
     profile_events: int = 20_000  # events in the cProfile run made when a goal is missed
     security_cost: bool = True  # repeat the main run on a plaintext stack: throughput with TLS vs without
+    core_loop: str = "uvloop"  # the core's event loop: "uvloop" as shipped, or "asyncio" (diagnostic)
     goals: dict[str, float] = field(
         default_factory=lambda: {
             "throughput_eps": 20_000.0,  # issue 7: >= 20,000 signed events/s on 2 cores
