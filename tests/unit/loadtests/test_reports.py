@@ -160,3 +160,15 @@ def test_passthrough_flags_carry_the_tls_files_only_when_secure() -> None:
     assert connection_args(KafkaConnection("h:1")) == []
     conn = KafkaConnection("h:1", "SSL", "ca", "cert", "key")
     assert connection_args(conn) == ["--ca-file", "ca", "--cert-file", "cert", "--key-file", "key"]
+
+
+def test_group_churn_counts_restores_and_rejoins_from_the_core_log(tmp_path: Path) -> None:
+    proc = CoreProcess.__new__(CoreProcess)
+    proc.log_path = tmp_path / "core.log"
+    lines = ("msg=stage=verifier partition=0 restored=0", "msg=stage=verifier partition=1 restored=3",
+             "msg=Heartbeat failed: local member_id was not recognized; resetting and re-joining group",
+             "msg=stage=verifier partition=0 restored=2")  # fmt: skip
+    proc.log_path.write_text("\n".join(lines) + "\n")
+    assert proc.group_churn() == {"restores": 3, "rejoins": 1}
+    proc.log_path = tmp_path / "missing.log"
+    assert proc.group_churn() == {"restores": 0, "rejoins": 0}
