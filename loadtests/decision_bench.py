@@ -37,6 +37,7 @@ from broker.infra.local import ApiClientSpec, LocalDeployment
 from broker.topics import TopicNames, create_topics
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
+from consent_io.secrets import write_secret
 from consent_rules.state import replay
 from consent_wire.codes import (
     ConsentDirective,
@@ -135,9 +136,11 @@ class Door:
             await self.headers(session, organisation)
 
 
-async def wait_healthy(door: Door, patients: int, timeout_s: float = 120) -> None:
+async def wait_healthy(door: Door, patients: int, server: asyncio.subprocess.Process, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if server.returncode is not None:
+            raise RuntimeError(f"the API process exited with status {server.returncode} (its error is above)")
         try:
             async with aiohttp.ClientSession() as session, session.get(door.base + "/v1/health", ssl=door.ssl) as resp:
                 body = await resp.json()
@@ -206,7 +209,7 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         secret_file = Path(tmp) / "secret.hex"
-        secret_file.write_text(SECRET.hex())
+        write_secret(secret_file, SECRET.hex().encode())  # mode 0600, as the core requires
         door_settings, keys = deployment.api_door(Path(tmp) / "door", CLIENTS)
         env = {**os.environ, **deployment.core_env(), "CONSENT_TOPIC_PREFIX": topics.prefix,
                "CONSENT_STAGES": "api", "CONSENT_APP_ID": app_id, "CONSENT_HTTP_PORT": str(port),
@@ -222,7 +225,7 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
         cli = str(Path(sys.executable).with_name("consent-broker"))
         server = await asyncio.create_subprocess_exec(cli, "run", env=env)
         try:
-            await wait_healthy(door, args.patients)
+            await wait_healthy(door, args.patients, server)
             await load(door, numbers, WARMUP, args.concurrency)
             latencies, elapsed, outcomes = await load(door, numbers, args.requests, args.concurrency)
         finally:
