@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import cProfile
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from consent_io.connection import KafkaConnection
+from loadtests.__main__ import ExpectedDenials
 from loadtests.ceilings import Ceilings, client_config, parse_consumer_csv, parse_producer_summary
 from loadtests.coreproc import CoreEnv, CoreProcess
 from loadtests.drive import RunResult, RunSpec
@@ -172,3 +174,15 @@ def test_group_churn_counts_restores_and_rejoins_from_the_core_log(tmp_path: Pat
     assert proc.group_churn() == {"restores": 3, "rejoins": 1}
     proc.log_path = tmp_path / "missing.log"
     assert proc.group_churn() == {"restores": 0, "rejoins": 0}
+
+
+def test_only_the_agents_expected_acl_denials_are_dropped_and_counted() -> None:
+    denials = ExpectedDenials()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka.cluster", logging.ERROR, __file__, 1, message, None, None)
+
+    assert denials.filter(record("Topic bench.x.state is not authorized for this client")) is False
+    assert denials.filter(record("replica follower kafka error=TopicAuthorizationFailedError retry_in_s=1")) is False
+    assert denials.filter(record("Unable to connect to node 1")) is True
+    assert denials.dropped == 2
