@@ -25,7 +25,7 @@ from loadtests.machine import load_average
 from loadtests.plan import BenchPlan, Layout
 from loadtests.profile import product_functions, top_functions
 from loadtests.progress import Progress
-from loadtests.security_cost import measure_security_cost
+from loadtests.security_cost import churn_note, measure_security_cost
 from loadtests.stack import BenchStack, RunTopics
 
 __all__ = ["BenchOutcome", "run_bench"]
@@ -194,6 +194,9 @@ async def run_bench(
         await asyncio.to_thread(stack.down_if_started)
     agents = {r.spec.label: r.extra["real_agents"] for r in curve if "real_agents" in r.extra}
     notes.extend(_observations(main, scaling, curve))
+    note = churn_note(cost)
+    if note is not None:
+        notes.append(note)
     return BenchOutcome(
         plan,
         main,

@@ -15,7 +15,7 @@ from broker.infra import InfraError
 from loadtests.drive import BenchContext, RunResult, measured_run
 from loadtests.stack import BenchStack, plaintext_infra_config
 
-__all__ = ["measure_security_cost", "security_cost"]
+__all__ = ["churn_note", "measure_security_cost", "security_cost"]
 
 
 def security_cost(tls: RunResult, plaintext: RunResult) -> dict[str, Any]:
@@ -44,6 +44,23 @@ def security_cost(tls: RunResult, plaintext: RunResult) -> dict[str, Any]:
             "on a plaintext stack started for this comparison only; same machine, same run"
         ),
     }
+
+
+def churn_note(cost: dict[str, Any]) -> str | None:
+    """A plain statement when the secure run's core rejoined its groups more often than the plaintext run's."""
+
+    def rejoins(churn: Any) -> int:
+        return sum(int(c.get("rejoins", 0)) for c in churn.values()) if isinstance(churn, dict) else 0
+
+    tls, plain = rejoins(cost.get("tls_group_churn")), rejoins(cost.get("plaintext_group_churn"))
+    if tls <= plain:
+        return None
+    return (
+        f"security cost: the secure run's core rejoined its consumer groups {tls} times (plaintext: {plain}) and "
+        f"was ready after {cost.get('tls_cores_ready_s')} s (plaintext: {cost.get('plaintext_cores_ready_s')} s); "
+        "each rejoin restores every partition again, so the ratio measures that churn more than encryption. "
+        "On uvloop a TLS consumer close can wait 30 s (MagicStack/uvloop#471); compare --core-loop asyncio."
+    )
 
 
 async def measure_security_cost(ctx: BenchContext, tls: RunResult) -> tuple[dict[str, Any], RunResult | None]:

@@ -21,7 +21,7 @@ from loadtests.profile import top_functions
 from loadtests.report import write_report
 from loadtests.results import assemble
 from loadtests.runner import BenchOutcome
-from loadtests.security_cost import security_cost
+from loadtests.security_cost import churn_note, security_cost
 
 PRODUCER_OUT = (
     "2000 records sent, 9433.962264 records/sec (0.90 MB/sec), 12.69 ms avg latency, 177.00 ms max latency, "
@@ -186,3 +186,11 @@ def test_only_the_agents_expected_acl_denials_are_dropped_and_counted() -> None:
     assert denials.filter(record("replica follower kafka error=TopicAuthorizationFailedError retry_in_s=1")) is False
     assert denials.filter(record("Unable to connect to node 1")) is True
     assert denials.dropped == 2
+
+
+def test_a_note_explains_when_the_secure_core_churned_more_than_the_plaintext_one() -> None:
+    calm = {"verifier": {"restores": 6, "rejoins": 0}}
+    churned = {"verifier": {"restores": 30, "rejoins": 4}}
+    assert churn_note({"tls_group_churn": calm, "plaintext_group_churn": calm}) is None
+    note = churn_note({"tls_group_churn": churned, "plaintext_group_churn": calm, "tls_cores_ready_s": 140.0})
+    assert note is not None and "rejoined its consumer groups 4 times (plaintext: 0)" in note
