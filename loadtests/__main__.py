@@ -28,9 +28,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-decisions", action="store_true", help="skip the decision API phase")
     parser.add_argument(
         "--core-loop",
-        choices=("uvloop", "asyncio"),
-        default="uvloop",
-        help="the core processes' event loop: uvloop as shipped (default), or asyncio (diagnostic)",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the core processes' event loop: asyncio (default while uvloop#471 stalls TLS closes) or uvloop",
     )
     parser.add_argument(
         "--no-security-cost", action="store_true", help="skip the plaintext repeat of the main run (cost of security)"

@@ -1,11 +1,12 @@
 """``python -m loadtests.core_stdlib_loop``: the core (``consent-broker -v run``) on the stdlib asyncio loop.
 
-Diagnostic only, chosen with ``python -m loadtests --core-loop asyncio`` and recorded in the results. The
+The bench's default (``python -m loadtests --core-loop asyncio``; recorded in the results) for now. The
 product runs its core on uvloop (broker/cli.py). With uvloop 0.23, closing a TLS connection while the broker
 is still answering a fetch waits for uvloop's 30 s SSL shutdown timeout (MagicStack/uvloop#471): every
 changelog restore closes a consumer, so an assignment can take minutes, the member misses its session
 timeout and rejoins, and the secure stack shows a rebalance storm the plaintext stack does not. Running
-the same core on the stdlib loop separates the cost of TLS itself from that bug.
+the same core on the stdlib loop measures the cost of TLS itself; ``--core-loop uvloop`` measures the core
+as shipped.
 """
 
 from __future__ import annotations
