@@ -17,9 +17,12 @@ from aiokafka.admin import NewTopic
 from broker.infra import kafka
 from consent_io import kafka as kafka_io
 from consent_io.connection import KafkaConnection
+from consent_io.secrets import write_secret
+from loadtests.passthrough import connection_args
 
 __all__ = [
     "Ceilings",
+    "client_config",
     "consumer_perf",
     "create_scratch_topic",
     "parse_consumer_csv",
@@ -79,8 +82,29 @@ async def _run(argv: list[str]) -> str:
     return text
 
 
-async def create_scratch_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = kafka_io.admin(KafkaConnection(bootstrap))
+def client_config(conn: KafkaConnection, directory: Path) -> Path:
+    """A Java client properties file for ``conn``: mutual TLS with PEM stores (KIP-651), or plaintext.
+
+    The key and certificate go into one 0600 PEM keystore file, as Kafka's PEM keystore reads them.
+    """
+    path = directory / "kafka-client.properties"
+    if conn.security_protocol != "SSL":
+        path.write_text("security.protocol=PLAINTEXT\n")
+        return path
+    keystore = directory / "kafka-client.keystore.pem"
+    write_secret(keystore, Path(conn.key_file).read_bytes() + Path(conn.cert_file).read_bytes())
+    path.write_text(
+        "security.protocol=SSL\n"
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={conn.ca_file}\n"
+        "ssl.keystore.type=PEM\n"
+        f"ssl.keystore.location={keystore}\n"
+    )
+    return path
+
+
+async def create_scratch_topic(conn: KafkaConnection, name: str, partitions: int) -> None:
+    admin = kafka_io.admin(conn)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs={"compression.type": "producer"})])
@@ -88,7 +112,9 @@ async def create_scratch_topic(bootstrap: str, name: str, partitions: int) -> No
         await admin.close()
 
 
-async def producer_perf(cache: Path, bootstrap: str, topic: str, records: int, size: int) -> tuple[float, float, float]:
+async def producer_perf(
+    cache: Path, conn: KafkaConnection, config: Path, topic: str, records: int, size: int
+) -> tuple[float, float, float]:
     """(records/s, MB/s, average latency ms) from org.apache.kafka.tools.ProducerPerformance."""
     argv = _java(
         cache,
@@ -101,9 +127,10 @@ async def producer_perf(cache: Path, bootstrap: str, topic: str, records: int, s
         str(size),
         "--throughput",
         "-1",
-        "--bootstrap-server",
-        bootstrap,
+        "--producer.config",
+        str(config),
         "--producer-props",
+        f"bootstrap.servers={conn.bootstrap}",
         *PRODUCER_PROPS,
     )
     return parse_producer_summary(await _run(argv))
@@ -117,7 +144,9 @@ def parse_producer_summary(text: str) -> tuple[float, float, float]:
     return float(eps), float(mbs), float(latency)
 
 
-async def consumer_perf(cache: Path, bootstrap: str, topic: str, records: int) -> tuple[float, float]:
+async def consumer_perf(
+    cache: Path, conn: KafkaConnection, config: Path, topic: str, records: int
+) -> tuple[float, float]:
     """(records/s including group join, records/s while fetching) from ConsumerPerformance."""
     argv = _java(
         cache,
@@ -127,7 +156,9 @@ async def consumer_perf(cache: Path, bootstrap: str, topic: str, records: int) -
         "--num-records",
         str(records),
         "--bootstrap-server",
-        bootstrap,
+        conn.bootstrap,
+        "--consumer.config",
+        str(config),
         "--timeout",
         "60000",
         "--group",
@@ -146,14 +177,15 @@ def parse_consumer_csv(text: str) -> tuple[float, float]:
     return float(row["nMsg.sec"]), float(row["fetch.nMsg.sec"])
 
 
-async def passthrough_perf(bootstrap: str, source: str, sink: str, records: int) -> tuple[float, float]:
+async def passthrough_perf(conn: KafkaConnection, source: str, sink: str, records: int) -> tuple[float, float]:
     """(records/s, CPU us per record) of loadtests.passthrough in its own process."""
     argv = [
         sys.executable,
         "-m",
         "loadtests.passthrough",
         "--bootstrap",
-        bootstrap,
+        conn.bootstrap,
+        *connection_args(conn),
         "--source",
         source,
         "--sink",

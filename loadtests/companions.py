@@ -41,23 +41,20 @@ def make_decisions(plan: BenchPlan, workdir: Path) -> Callable[[BenchContext], A
         return unavailable
 
     async def run(ctx: BenchContext) -> dict[str, Any]:
-        from loadtests import decision_bench
+        from loadtests import decision_bench  # aiohttp and orjson only when the phase runs
 
         ctx.progress.step("decisions", f"{plan.decision_requests} decisions, {plan.decision_concurrency} concurrent")
         args = argparse.Namespace(
-            bootstrap=ctx.stack.bootstrap,
-            requests=plan.decision_requests,
-            concurrency=plan.decision_concurrency,
-            patients=DECISION_PATIENTS,
+            requests=plan.decision_requests, concurrency=plan.decision_concurrency, patients=DECISION_PATIENTS
         )
         try:
-            result: dict[str, Any] = await decision_bench.run(args)
+            result: dict[str, Any] = await decision_bench.run(args, ctx.stack.deployment)
         except Exception as exc:  # noqa: BLE001 - the phase reports any failure instead of sinking the whole bench
             ctx.progress.step("decisions", f"failed: {exc!r}")
             return {"per_s": None, "p99_ms": None, "error": f"{type(exc).__name__}: {exc}"}
         prefix = result.get("topic_prefix")
         if isinstance(prefix, str):
-            await RunTopics(ctx.stack.bootstrap, TopicNames(prefix), 0).delete()
+            await RunTopics(ctx.stack.operator(), TopicNames(prefix), 0).delete()
         latency = result.get("latency_ms", {})
         ctx.progress.step("decisions", f"{result.get('decisions_per_s')} decisions/s, p99 {latency.get('p99')} ms")
         return {

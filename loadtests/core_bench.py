@@ -11,7 +11,10 @@
 Timing uses the stages' own Prometheus counters (records in, records out after commit).
 ``--profile`` runs cProfile over each timed phase and prints where the time goes.
 
-    .venv/bin/python -m loadtests.core_bench --bootstrap 127.0.0.1:19092 --out bench/core.json
+    .venv/bin/python -m loadtests.core_bench --stack test --kafka-port 19092 --mqtt-port 11883 --out bench/core.json
+
+On a secure stack (the default) provisioning and the preload act as the operator and each stage runs as its
+own principal ``core.<stage>`` with the ACLs the table gives it on the run's prefix.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 import uvloop
 from prometheus_client import REGISTRY
 
+from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
 from broker.pipeline import ReconcilerLogic
 from broker.runtime import Core
@@ -46,6 +50,7 @@ from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import encode_verified_event
 from loadtests.agents import BASE_MS, LoadAgent, patient_keys
+from loadtests.stack import add_stack_arguments, deployment_from_args
 
 __all__ = ["GOAL_EVENTS_PER_S", "BenchConfig", "StageResult", "main", "run"]
 
@@ -57,7 +62,10 @@ MAX_RECORDS = 5000  # StageConfig.max_records: logic-only sees the batches the s
 
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
-    bootstrap: str
+    stack: str  # the local stack (consent-broker infra) by name and ports
+    kafka_port: int
+    mqtt_port: int
+    secure: bool
     batches: int
     batch_size: int
     agents: int
@@ -65,6 +73,11 @@ class BenchConfig:
     partitions: int
     profile: bool
     repeats: int
+
+    def stack_args(self) -> argparse.Namespace:
+        return argparse.Namespace(
+            stack=self.stack, kafka_port=self.kafka_port, mqtt_port=self.mqtt_port, insecure=not self.secure
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +110,11 @@ def _make_batches(config: BenchConfig, agents: list[LoadAgent]) -> list[bytes]:
     return out
 
 
-async def _preload(config: BenchConfig, topics: TopicNames, agents: list[LoadAgent], batches: list[bytes]) -> float:
+async def _preload(
+    operator: KafkaConnection, topics: TopicNames, agents: list[LoadAgent], batches: list[bytes]
+) -> float:
     started = time.perf_counter()
-    producer = kafka.producer(
-        KafkaConnection(config.bootstrap), enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=1 << 20
-    )
+    producer = kafka.producer(operator, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
     try:
         futures = [
@@ -185,6 +198,7 @@ def _logic_only(batches: list[bytes], registry: KeyRegistry, repeats: int) -> li
 
 async def run(config: BenchConfig, logic_only: bool = False) -> tuple[list[StageResult], float]:
     """Kafka phases (unless ``logic_only``), then the pure cores on the same batches."""
+    deployment = deployment_from_args(config.stack_args())
     root = OperatorRoot.generate()
     agents = [LoadAgent.create(i) for i in range(config.agents)]
     batches = _make_batches(config, agents)
@@ -193,14 +207,14 @@ async def run(config: BenchConfig, logic_only: bool = False) -> tuple[list[Stage
     if not logic_only:
         topics = TopicNames(f"bench{uuid.uuid4().hex[:8]}")
         partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
-        await create_topics(
-            KafkaConnection(config.bootstrap), topics, partitions=dict.fromkeys(partitioned, config.partitions)
-        )
-        await publish_key_events(KafkaConnection(config.bootstrap), topics.keys, [a.register(root) for a in agents])
-        preload_s = await _preload(config, topics, agents, batches)
+        operator = deployment.operator()
+        await create_topics(operator, topics, partitions=dict.fromkeys(partitioned, config.partitions))
+        await deployment.grant(topics.prefix, f"{topics.prefix}-core")
+        await publish_key_events(operator, topics.keys, [a.register(root) for a in agents])
+        preload_s = await _preload(operator, topics, agents, batches)
         events = config.batches * config.batch_size
         for stage in ("verifier", "reconciler"):  # one after the other: each stage alone on the machine
-            settings = _settings(config, topics, root, stage)
+            settings = _settings(deployment, topics, root, stage)
             results.append(await _timed_stage(settings, stage, events, config.profile))
     registry = KeyRegistry(root.public_key)
     for a in agents:
@@ -209,9 +223,11 @@ async def run(config: BenchConfig, logic_only: bool = False) -> tuple[list[Stage
     return results, preload_s
 
 
-def _settings(config: BenchConfig, topics: TopicNames, root: OperatorRoot, stage: str) -> CoreSettings:
+def _settings(deployment: LocalDeployment, topics: TopicNames, root: OperatorRoot, stage: str) -> CoreSettings:
+    security: dict[str, Any] = deployment.core_settings()
     return CoreSettings.load(
-        bootstrap=config.bootstrap,
+        None,
+        **security,
         topic_prefix=topics.prefix,
         app_id=f"{topics.prefix}-core",
         root_public_key_hex=public_key_bytes(root.public_key).hex(),
@@ -248,7 +264,7 @@ def _table(results: Sequence[StageResult]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.core_bench", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--bootstrap", default=os.environ.get("CONSENT_BOOTSTRAP", "127.0.0.1:19092"))
+    add_stack_arguments(parser)
     parser.add_argument("--batches", type=int, default=1000, help="signed batches pre-loaded into ingress")
     parser.add_argument("--batch-size", type=int, default=100, help="events per signed batch")
     parser.add_argument("--agents", type=int, default=8, help="load agents, round robin")
@@ -260,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/core.json"), help="JSON results file")
     args = parser.parse_args(argv)
     config = BenchConfig(
-        args.bootstrap,
+        args.stack,
+        args.kafka_port,
+        args.mqtt_port,
+        not args.insecure,
         args.batches,
         args.batch_size,
         args.agents,

@@ -10,7 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["CoreEnv", "CoreProcess", "cpu_seconds", "free_port", "wait_assigned"]
@@ -47,9 +48,12 @@ class CoreEnv:
     mqtt_port: int = 1883
     http_port: int = 0
     pseudonym_secret_file: str = ""
+    # CONSENT_* security settings (LocalDeployment.core_env: per-stage TLS; plaintext flags on the comparison stack)
+    security: Mapping[str, str] = field(default_factory=dict)
 
     def environ(self, stages: tuple[str, ...]) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.security)
         env.update(
             {
                 "CONSENT_BOOTSTRAP": self.bootstrap,
@@ -71,7 +75,15 @@ class CoreEnv:
 class CoreProcess:
     """One ``python -m broker -v run`` child; optionally under cProfile (written on SIGTERM exit)."""
 
-    def __init__(self, env: CoreEnv, stages: tuple[str, ...], workdir: Path, name: str, profile: bool = False) -> None:
+    def __init__(
+        self,
+        env: CoreEnv,
+        stages: tuple[str, ...],
+        workdir: Path,
+        name: str,
+        profile: bool = False,
+        stdlib_loop: bool = False,
+    ) -> None:
         self.stages = stages
         self.metrics_port = free_port()
         self.name = name
@@ -80,7 +92,8 @@ class CoreProcess:
         argv = [sys.executable]
         if self.profile_path is not None:
             argv += ["-m", "cProfile", "-o", str(self.profile_path)]
-        argv += ["-m", "broker", "-v", "run"]
+        # the product's entry point (uvloop), or the same core on the stdlib loop (loadtests/core_stdlib_loop.py)
+        argv += ["-m", "loadtests.core_stdlib_loop"] if stdlib_loop else ["-m", "broker", "-v", "run"]
         self._log = self.log_path.open("wb")
         environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port)}
         self.proc = subprocess.Popen(
@@ -105,6 +118,13 @@ class CoreProcess:
                 parts = match.group(2).strip()
                 latest[match.group(1)] = {int(p) for p in parts.split(",")} if parts else set()
         return latest
+
+    def group_churn(self) -> dict[str, int]:
+        """Changelog restores and group rejoins this process logged (one restore per partition per assignment)."""
+        text = ""
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace")
+        return {"restores": text.count(" restored="), "rejoins": text.count("Heartbeat failed")}
 
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):

@@ -1,13 +1,15 @@
 """Decision API benchmark: latency (p50/p99) and decisions per second against the real service.
 
-Creates topics under a fresh prefix, preloads the state topic with ``--patients`` patients (each
-with a consent, an objection and, for one in ten, shielding), starts ``consent-broker run --stages
-api`` as its own process (uvloop), waits for ``/v1/health``, then posts ``--requests`` decisions
-with ``--concurrency`` concurrent aiohttp clients. Every live decision is appended to the audit
-topic (acks=all) before it is answered, so the numbers include that durable write. Prints one JSON
-object and writes it to ``--out``.
+Creates topics under a fresh prefix (with the api stage's ACLs on it), preloads the state topic with
+``--patients`` patients (each with a consent, an objection and, for one in ten, shielding) as the operator,
+starts ``consent-broker run --stages api`` as its own process (uvloop) with its own TLS principal, waits for
+``/v1/health``, then posts ``--requests`` decisions with ``--concurrency`` concurrent aiohttp clients. On a
+secure stack the API serves HTTPS and every call carries an OAuth 2.0 access token (client credentials with
+``private_key_jwt``), one registered client per requesting organisation, fetched before measuring. Every
+live decision is appended to the audit topic (acks=all) before it is answered, so the numbers include that
+durable write. Prints one JSON object and writes it to ``--out``.
 
-    .venv/bin/python -m loadtests.decision_bench --bootstrap 127.0.0.1:19092 --requests 5000 --concurrency 32
+    .venv/bin/python -m loadtests.decision_bench --stack test --kafka-port 19092 --mqtt-port 11883
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import platform
 import signal
 import socket
+import ssl
 import statistics
 import sys
 import tempfile
@@ -29,9 +32,12 @@ from typing import Any
 import aiohttp
 import orjson
 
+from broker.auth.client import TokenSource, client_tls
+from broker.infra.local import ApiClientSpec, LocalDeployment
 from broker.topics import TopicNames, create_topics
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
+from consent_io.secrets import write_secret
 from consent_rules.state import replay
 from consent_wire.codes import (
     ConsentDirective,
@@ -44,6 +50,7 @@ from consent_wire.codes import (
 )
 from consent_wire.identity import patient_key
 from consent_wire.model import ConsentDecision, Event, Objection, Payload, ShieldingFlag
+from loadtests.stack import add_stack_arguments, deployment_from_args
 
 __all__ = ["main"]
 
@@ -51,6 +58,11 @@ SECRET = bytes(range(32))  # benchmark-only pseudonym secret
 T0 = 1_790_000_000_000  # fixed instant for the synthetic events
 WARMUP = 200  # requests before measuring (connection pool, JIT-free but cache-warm paths)
 PURPOSES = ("TREAT", "TREAT", "TREAT", "HRESCH", "COC")  # mostly direct care, some research
+# The requesting organisations and roles the bodies assert; each is one registered API client
+CLIENTS = (
+    ApiClientSpec("bench-rx1", "RX1", ("CONSULTANT",), ("decisions",)),
+    ApiClientSpec("bench-reslab1", "RESLAB1", ("RESEARCHER",), ("decisions",)),
+)
 
 
 def nhs_numbers(count: int) -> list[str]:
@@ -83,8 +95,8 @@ def patient_events(i: int, key: str) -> list[Event]:
     return events
 
 
-async def preload(bootstrap: str, topics: TopicNames, numbers: list[str]) -> None:
-    producer = kafka.producer(KafkaConnection(bootstrap), acks="all", linger_ms=20)
+async def preload(operator: KafkaConnection, topics: TopicNames, numbers: list[str]) -> None:
+    producer = kafka.producer(operator, acks="all", linger_ms=20)
     await producer.start()
     try:
         for i, nhs in enumerate(numbers):
@@ -103,11 +115,34 @@ def free_port() -> int:
         return port
 
 
-async def wait_healthy(session: aiohttp.ClientSession, base: str, patients: int, timeout_s: float = 120) -> None:
+class Door:
+    """How the load reaches the API: its URL, the TLS context and one token source per organisation."""
+
+    def __init__(self, base: str, tls: ssl.SSLContext | None, tokens: dict[str, TokenSource]) -> None:
+        self.base = base
+        self.ssl: ssl.SSLContext | bool = tls if tls is not None else True
+        self._tls = tls
+        self._tokens = tokens
+
+    async def headers(self, session: aiohttp.ClientSession, organisation: str) -> dict[str, str]:
+        source = self._tokens.get(organisation)
+        headers = {"Content-Type": "application/json"}
+        if source is not None:
+            headers.update(await source.headers(session, self._tls))
+        return headers
+
+    async def fetch_tokens(self, session: aiohttp.ClientSession) -> None:
+        for organisation in self._tokens:
+            await self.headers(session, organisation)
+
+
+async def wait_healthy(door: Door, patients: int, server: asyncio.subprocess.Process, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if server.returncode is not None:
+            raise RuntimeError(f"the API process exited with status {server.returncode} (its error is above)")
         try:
-            async with session.get(base + "/v1/health") as resp:
+            async with aiohttp.ClientSession() as session, session.get(door.base + "/v1/health", ssl=door.ssl) as resp:
                 body = await resp.json()
                 if resp.status == 200 and body["patients"] >= patients:
                     return
@@ -117,30 +152,37 @@ async def wait_healthy(session: aiohttp.ClientSession, base: str, patients: int,
     raise TimeoutError("the API did not become healthy")
 
 
-def body_for(k: int, numbers: list[str]) -> bytes:
+def body_for(k: int, numbers: list[str]) -> tuple[str, bytes]:
+    """(requesting organisation, request body) of the k-th decision."""
     purpose = PURPOSES[k % len(PURPOSES)]
     direct = purpose in ("TREAT", "COC")
-    requester = {"organisation": "RX1" if direct else "RESLAB1", "role": "CONSULTANT" if direct else "RESEARCHER",
+    direct_client, research_client = CLIENTS
+    client = direct_client if direct else research_client
+    requester = {"organisation": client.organisation, "role": client.roles[0],
                  "registered": True, "relationship": "LEGITIMATE" if direct else "NONE", "care_team": direct,
                  "accessor_id": f"staff-{k % 50}"}  # fmt: skip
-    return orjson.dumps({"requester": requester, "purpose": purpose, "nhs_number": numbers[k % len(numbers)],
-                         "data_classes": ["GENERAL", "PATLOC"]})  # fmt: skip
+    return client.organisation, orjson.dumps({"requester": requester, "purpose": purpose,
+                                              "nhs_number": numbers[k % len(numbers)],
+                                              "data_classes": ["GENERAL", "PATLOC"]})  # fmt: skip
 
 
 async def load(
-    base: str, numbers: list[str], requests: int, concurrency: int
+    door: Door, numbers: list[str], requests: int, concurrency: int
 ) -> tuple[list[float], float, dict[str, int]]:
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     counter = iter(range(requests))
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
+        await door.fetch_tokens(session)  # token requests are not part of the measured decisions
 
         async def worker() -> None:
             for k in counter:
                 started = time.perf_counter()
-                async with session.post(base + "/v1/decisions", data=body_for(k, numbers),
-                                        headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                organisation, body = body_for(k, numbers)
+                headers = await door.headers(session, organisation)
+                async with session.post(door.base + "/v1/decisions", data=body, headers=headers,
+                                        ssl=door.ssl) as resp:  # fmt: skip
                     result = await resp.json()
                 latencies.append(time.perf_counter() - started)
                 key = result.get("outcome", result.get("reason", "?"))
@@ -156,26 +198,36 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str, Any]:
     topics = TopicNames(f"bench{uuid.uuid4().hex[:8]}")
-    await create_topics(KafkaConnection(args.bootstrap), topics)
+    app_id = f"{topics.prefix}-core"
+    operator = deployment.operator()
+    await create_topics(operator, topics)
+    await deployment.grant(topics.prefix, app_id)
     numbers = nhs_numbers(args.patients)
-    await preload(args.bootstrap, topics, numbers)
+    await preload(operator, topics, numbers)
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         secret_file = Path(tmp) / "secret.hex"
-        secret_file.write_text(SECRET.hex())
-        env = {**os.environ, "CONSENT_BOOTSTRAP": args.bootstrap, "CONSENT_TOPIC_PREFIX": topics.prefix,
-               "CONSENT_STAGES": "api", "CONSENT_APP_ID": f"{topics.prefix}-core", "CONSENT_HTTP_PORT": str(port),
-               "CONSENT_PSEUDONYM_SECRET_FILE": str(secret_file)}  # fmt: skip
+        write_secret(secret_file, SECRET.hex().encode())  # mode 0600, as the core requires
+        door_settings, keys = deployment.api_door(Path(tmp) / "door", CLIENTS)
+        env = {**os.environ, **deployment.core_env(), "CONSENT_TOPIC_PREFIX": topics.prefix,
+               "CONSENT_STAGES": "api", "CONSENT_APP_ID": app_id, "CONSENT_HTTP_PORT": str(port),
+               "CONSENT_PSEUDONYM_SECRET_FILE": str(secret_file),
+               **{f"CONSENT_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
+                  for k, v in door_settings.items()}}  # fmt: skip
+        tokens = {
+            c.organisation: TokenSource(deployment.api_credentials(c.client_id, keys[c.client_id], port), "decisions")
+            for c in CLIENTS
+            if c.client_id in keys
+        }
+        door = Door(deployment.api_url(port), client_tls(deployment.ca_file) if deployment.secure else None, tokens)
         cli = str(Path(sys.executable).with_name("consent-broker"))
         server = await asyncio.create_subprocess_exec(cli, "run", env=env)
-        base = f"http://127.0.0.1:{port}"
         try:
-            async with aiohttp.ClientSession() as session:
-                await wait_healthy(session, base, args.patients)
-            await load(base, numbers, WARMUP, args.concurrency)
-            latencies, elapsed, outcomes = await load(base, numbers, args.requests, args.concurrency)
+            await wait_healthy(door, args.patients, server)
+            await load(door, numbers, WARMUP, args.concurrency)
+            latencies, elapsed, outcomes = await load(door, numbers, args.requests, args.concurrency)
         finally:
             server.send_signal(signal.SIGTERM)
             await asyncio.wait_for(server.wait(), 60)
@@ -197,19 +249,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "mean": round(statistics.fmean(ordered) * 1000, 2),
         },
         "outcomes": outcomes,
+        "transport": "HTTPS + OAuth 2.0 bearer tokens" if deployment.secure else "plaintext HTTP, no authentication",
         "notes": "client and server on the same machine; each decision durably appended to the audit topic",
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    add_stack_arguments(parser)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("bench/decision.json"))
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    result = asyncio.run(run(args, deployment_from_args(args)))
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaProducer
 
 from broker.topics import TopicNames
 from consent_io import kafka
-from consent_io.connection import KafkaConnection
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import OperatorRoot
 from loadtests.coreproc import CoreEnv, CoreProcess, cpu_seconds, wait_assigned
@@ -54,7 +53,11 @@ class Companion(Protocol):
 
     def registrations(self, root: OperatorRoot) -> list[bytes]: ...
 
-    async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe) -> None: ...
+    def principals(self) -> list[tuple[str, str]]:
+        """(agent id, site) of each real agent, for the run's Kafka ACLs (after ``registrations``)."""
+        ...
+
+    async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe, stack: BenchStack) -> None: ...
 
     async def run(self, duration_s: float) -> None: ...
 
@@ -139,7 +142,11 @@ async def _send(
 async def _start_cores(ctx: BenchContext, spec: RunSpec, env: CoreEnv, extra: tuple[str, ...]) -> list[CoreProcess]:
     workdir = ctx.workdir / spec.label
     workdir.mkdir(parents=True, exist_ok=True)
-    procs = [CoreProcess(env, stages, workdir, name, profile=spec.profile) for name, stages in _stage_sets(spec, extra)]
+    stdlib = ctx.plan.core_loop == "asyncio"
+    procs = [
+        CoreProcess(env, stages, workdir, name, profile=spec.profile, stdlib_loop=stdlib)
+        for name, stages in _stage_sets(spec, extra)
+    ]
     try:
         await asyncio.to_thread(wait_assigned, procs, spec.partitions, READY_TIMEOUT_S)
     except BaseException:
@@ -200,7 +207,8 @@ async def measured_run(
 ) -> RunResult:
     tag = f"{spec.label}-{uuid.uuid4().hex[:6]}"
     names = TopicNames(f"bench.{tag}")
-    topics = RunTopics(ctx.stack.bootstrap, names, spec.partitions)
+    operator = ctx.stack.operator()
+    topics = RunTopics(operator, names, spec.partitions)
     progress = ctx.progress
     progress.step(spec.label, f"signing {spec.events} events, topics with {spec.partitions} partitions")
     await topics.create()
@@ -210,15 +218,27 @@ async def measured_run(
     if companion is not None:
         regs += companion.registrations(ctx.root)
     await topics.register(regs)
-    env = CoreEnv(ctx.stack.bootstrap, names.prefix, f"bench-{tag}", ctx.root_hex, mqtt_port=ctx.stack.mqtt_port)
+    app_id = f"bench-{tag}"
+    deployment = ctx.stack.deployment
+    await deployment.grant(names.prefix, app_id, companion.principals() if companion is not None else ())
+    env = CoreEnv(
+        ctx.stack.bootstrap,
+        names.prefix,
+        app_id,
+        ctx.root_hex,
+        mqtt_port=ctx.stack.mqtt_port,
+        security=deployment.core_env(),
+    )
     extra = companion.extra_stages if companion is not None else ()
     progress.step(
         spec.label, f"starting {spec.layout.value} core x{spec.processes} {'+ ' + ','.join(extra) if extra else ''}"
     )
+    ready_started = time.perf_counter()
     procs = await _start_cores(ctx, spec, env, extra)
-    probe = ArrivalProbe(ctx.stack.bootstrap, (names.state, names.shielding))
+    ready_s = time.perf_counter() - ready_started
+    probe = ArrivalProbe(operator, (names.state, names.shielding))
     producer = kafka.producer(
-        KafkaConnection(ctx.stack.bootstrap),
+        operator,
         enable_idempotence=True,
         acks="all",
         linger_ms=0,  # max_request_size: kafka.MAX_REQUEST_BYTES, set by the factory
@@ -228,7 +248,7 @@ async def measured_run(
         await producer.start()
         await _warm_up(ctx, producer, names, probe, warm)
         if companion is not None:
-            await companion.start(names, env, probe)
+            await companion.start(names, env, probe, ctx.stack)
         sends = (
             blast_schedule(fleet)
             if spec.rate_eps is None
@@ -276,7 +296,7 @@ async def measured_run(
     for more in extra_keys:
         for key, n in more.items():
             expected[key] = expected.get(key, 0) + n
-    audit = await audit_topic(ctx.stack.bootstrap, names.events, expected)
+    audit = await audit_topic(operator, names.events, expected)
     cpu = {k: round(after[k] - before.get(k, 0.0), 3) for k in after}
     result = RunResult(
         spec,
@@ -297,6 +317,9 @@ async def measured_run(
         names,
     )
     result.extra["stage_time"] = stage_time
+    # start-up until every partition is held, and the group churn over the whole run (restores per assignment)
+    result.extra["cores_ready_s"] = round(ready_s, 1)
+    result.extra["group_churn"] = {p.name: p.group_churn() for p in procs}
     steady = probe.watches[names.state].steady_rate()
     # state records mark the stateful share of events; scale to all events for an events/s figure
     share = fleet.events / max(1, sum(len(b.state_keys) for a in fleet.agents for b in a.batches))

@@ -188,9 +188,11 @@ async def _http_submitter(
 
 # -- drain: the backlog an outage leaves, published to a local Kafka ----------------------------
 
-# The bench's own stack, apart from the tests' ("test": 19092/11883) and loadtests.stack ("bench").
-DRAIN_KAFKA_PORT = 39192
-DRAIN_MQTT_PORT = 31983
+# The bench's own stack, apart from the tests' ("test": 19092/11883) and loadtests.stack ("bench"), below
+# Linux's ephemeral port range 32768-60999 (issue 13: a restarted broker could not bind a port in it).
+DRAIN_KAFKA_PORT = 29992
+DRAIN_MQTT_PORT = 21983
+DRAIN_SITE = "A12345"  # the agent's site (its Kafka ACLs: write the ingress topic)
 DRAIN_GOAL_EVENTS = 1_000_000  # edge-agent issue: a 1,000,000-event backlog ...
 DRAIN_GOAL_S = 120.0  # ... drained in under two minutes on a local broker
 RSS_GOAL_MIB = 80.0  # edge-agent issue: under 80 MB resident memory
@@ -199,27 +201,34 @@ _POLL_S = 0.02  # how often the drain watcher samples the outbox and VmRSS
 
 async def _drain_on_local_kafka(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     from broker.infra import Infra, InfraConfig
+    from broker.infra.local import LocalDeployment
     from broker.topics import TopicNames, create_topics
 
+    # secure, as deployed: the agent publishes with its own certificate and only the ACLs an agent gets
     infra = Infra(InfraConfig(name="edge-bench", kafka_port=DRAIN_KAFKA_PORT, mqtt_port=DRAIN_MQTT_PORT))
+    deployment = LocalDeployment(infra)
     started_here = not infra.status().healthy
     if started_here:
         await asyncio.to_thread(infra.up)
     try:
-        bootstrap = infra.config.bootstrap
+        operator = deployment.operator()
         names = TopicNames(f"edgebench{time.time_ns() // 1_000_000}")
-        await create_topics(KafkaConnection(bootstrap), names)
+        await create_topics(operator, names)
+        await deployment.grant(names.prefix, f"{names.prefix}-core", [(AGENT_ID, DRAIN_SITE)])
+        agent = deployment.agent_kafka(AGENT_ID, DRAIN_SITE)
         try:
-            result = await _fill_and_drain(args, workdir, bootstrap, names.ingress)
+            result = await _fill_and_drain(args, workdir, agent, operator, names.ingress)
         finally:
-            await _delete_topics(bootstrap, names)
+            await _delete_topics(operator, names)
     finally:
         if started_here:
             await asyncio.to_thread(infra.down)
     return {**result, "broker_started_here": started_here}
 
 
-async def _fill_and_drain(args: argparse.Namespace, workdir: Path, bootstrap: str, topic: str) -> dict[str, object]:
+async def _fill_and_drain(
+    args: argparse.Namespace, workdir: Path, agent: KafkaConnection, operator: KafkaConnection, topic: str
+) -> dict[str, object]:
     from consent_wire.dsse import AgentSigner
     from edge_agent.publisher import Publisher, PublisherSettings
     from edge_agent.transport_kafka import KafkaTransport
@@ -235,14 +244,14 @@ async def _fill_and_drain(args: argparse.Namespace, workdir: Path, bootstrap: st
     fill_peak_kib = _rss_kib("VmHWM")
     fill_rss = {"fill_rss_mib": _mib(_rss_kib("VmRSS")), "fill_peak_rss_mib": _mib(fill_peak_kib)}
     hwm_reset = _reset_peak_rss()
-    transport = KafkaTransport(KafkaConnection(bootstrap), topic, AGENT_ID, ack_timeout_s=30.0)
+    transport = KafkaTransport(agent, topic, AGENT_ID, ack_timeout_s=30.0)
     settings = PublisherSettings(batch_max_events=args.publish_batch)
     publisher = Publisher(outbox, WireBatchSigner(AgentSigner.generate(AGENT_ID)), transport, settings)
     drain_s, sampled_peak = await _timed_drain(publisher, outbox, args.profile)
     drain_hwm = _rss_kib("VmHWM")
     await transport.close()
     await outbox.close()
-    records = await _count_records(bootstrap, topic)
+    records = await _count_records(operator, topic)
     rate = backlog / drain_s
     projected = projected_goal_drain_s(backlog, drain_s)
     peak = _mib(max(sampled_peak, drain_hwm if hwm_reset else 0))
@@ -316,9 +325,9 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-async def _count_records(bootstrap: str, topic: str) -> int:
+async def _count_records(operator: KafkaConnection, topic: str) -> int:
     """Records on ``topic`` (one per signed batch): the sum of its partitions' end offsets."""
-    consumer = kafka.consumer(KafkaConnection(bootstrap), isolation_level="read_uncommitted")
+    consumer = kafka.consumer(operator, isolation_level="read_uncommitted")
     await consumer.start()
     try:
         ends = await consumer.end_offsets(await kafka.assign_all(consumer, topic))
@@ -327,13 +336,13 @@ async def _count_records(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def _delete_topics(bootstrap: str, names: TopicNames) -> None:
+async def _delete_topics(operator: KafkaConnection, names: TopicNames) -> None:
     """Best effort: keep the bench broker small across runs."""
     from aiokafka.errors import KafkaError
 
     from broker.topics import Topic
 
-    admin = kafka.admin(KafkaConnection(bootstrap))
+    admin = kafka.admin(operator)
     with contextlib.suppress(KafkaError, OSError):
         await admin.start()
         try:

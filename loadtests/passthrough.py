@@ -2,7 +2,8 @@
 
 Run as its own process (so its CPU is its own):
 
-    .venv/bin/python -m loadtests.passthrough --bootstrap 127.0.0.1:39092 --source T1 --sink T2 --records N
+    .venv/bin/python -m loadtests.passthrough --bootstrap 127.0.0.1:29792 --source T1 --sink T2 --records N
+        [--ca-file CA --cert-file CERT --key-file KEY]   # mutual TLS; plaintext without them
 
 Prints one JSON line: records, seconds, records_per_s, cpu_s.
 """
@@ -19,11 +20,17 @@ from broker.stage import StageConfig
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 
-__all__ = ["main", "pass_through"]
+__all__ = ["connection_args", "main", "pass_through"]
 
 
-async def pass_through(bootstrap: str, source: str, sink: str, records: int, group: str) -> dict[str, float]:
-    conn = KafkaConnection(bootstrap)
+def connection_args(conn: KafkaConnection) -> list[str]:
+    """The command-line flags that give this tool ``conn``'s TLS files (none for plaintext)."""
+    if conn.security_protocol != "SSL":
+        return []
+    return ["--ca-file", conn.ca_file, "--cert-file", conn.cert_file, "--key-file", conn.key_file]
+
+
+async def pass_through(conn: KafkaConnection, source: str, sink: str, records: int, group: str) -> dict[str, float]:
     defaults = StageConfig(conn, group, group)  # the same batching knobs as the core's stages
     consumer = kafka.consumer(
         conn,
@@ -74,10 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink", required=True)
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--group", default="bench-passthrough")
+    parser.add_argument("--ca-file", default="", help="mutual TLS: the CA certificate (PEM); omit for plaintext")
+    parser.add_argument("--cert-file", default="", help="mutual TLS: this client's certificate (PEM)")
+    parser.add_argument("--key-file", default="", help="mutual TLS: its private key (PEM, mode 0600)")
     args = parser.parse_args(argv)
     import uvloop
 
-    result = uvloop.run(pass_through(args.bootstrap, args.source, args.sink, args.records, args.group))
+    conn = (
+        KafkaConnection(args.bootstrap, "SSL", args.ca_file, args.cert_file, args.key_file)
+        if args.ca_file
+        else KafkaConnection(args.bootstrap)
+    )
+    result = uvloop.run(pass_through(conn, args.source, args.sink, args.records, args.group))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

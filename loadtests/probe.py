@@ -38,8 +38,8 @@ class _Watch:
 class ArrivalProbe:
     """A read_committed subscriber on some topics; records time from each expected key's origin to arrival."""
 
-    def __init__(self, bootstrap: str, topics: tuple[str, ...]) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, conn: KafkaConnection, topics: tuple[str, ...]) -> None:
+        self.conn = conn
         self.watches = {t: _Watch() for t in topics}
         self.records = 0
         self._done = asyncio.Event()
@@ -64,7 +64,7 @@ class ArrivalProbe:
 
     async def start(self) -> None:
         consumer = kafka.consumer(
-            KafkaConnection(self.bootstrap),
+            self.conn,
             *self.watches,
             group_id=None,
             auto_offset_reset="earliest",
@@ -134,11 +134,15 @@ async def _behind(consumer: AIOKafkaConsumer, parts: list[TopicPartition], ends:
 
 
 async def audit_topic(
-    bootstrap: str, topic: str, expected: dict[str, int], ignore_prefixes: tuple[str, ...] = (), timeout_s: float = 60
+    conn: KafkaConnection,
+    topic: str,
+    expected: dict[str, int],
+    ignore_prefixes: tuple[str, ...] = (),
+    timeout_s: float = 60,
 ) -> TopicAudit:
     """Read every committed record of ``topic`` and compare the key counts with ``expected``."""
     consumer = kafka.consumer(
-        KafkaConnection(bootstrap),
+        conn,
         group_id=None,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,

@@ -6,6 +6,11 @@ system sees, and the clock starts there. Every submission names a patient of its
 record (and, for a shielding flag, its shielding record and the agent's replica row) marks arrival.
 Loss and duplication are checked against each agent's outbox: seq numbers handed out, all
 acknowledged end to end, and every event on the events topic exactly once.
+
+On a secure stack each agent connects with its own certificate (CN = agent id) and the Kafka ACLs the table
+gives an agent on the run's prefix, and every submission carries the agent API's bearer token. An agent on
+Kafka may then only write ingress (issue 11: no agent reads the whole state topic), so replica latency is
+measured where a site's replica feed exists: on the MQTT gateways, fed by the core's mirror stage.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import aiohttp
 from broker.topics import TopicNames
 from consent_wire.identity import patient_key
 from consent_wire.keys import OperatorRoot
+from edge_agent.api_auth import generate_token_file
 from edge_agent.app import Agent
 from edge_agent.config import Settings
 from edge_agent.replica import ReplicaKind
@@ -30,6 +36,7 @@ from loadtests.coreproc import CoreEnv, free_port
 from loadtests.latency import LatencyRecorder
 from loadtests.plan import AgentKind, BenchPlan
 from loadtests.probe import ArrivalProbe
+from loadtests.stack import BenchStack
 
 __all__ = ["RealFleet", "nhs_numbers"]
 
@@ -62,6 +69,8 @@ class _Member:
     agent: Agent | None = None
     submitted: int = 0
     failed: int = 0
+    token: str = ""  # the agent API's bearer token
+    replica_fed: bool = False  # does this agent's replica receive its site's records here?
 
     def key(self, nhs: str) -> str:
         return patient_key(SECRET, nhs)
@@ -85,7 +94,9 @@ class RealFleet:
     _stem: int = 400_000_000
 
     def __post_init__(self) -> None:
-        self.extra_stages: tuple[str, ...] = ("bridge",) if self.with_bridge and self.plan.real_gateways else ()
+        gateways = self.with_bridge and self.plan.real_gateways
+        # the bridge carries the gateways' submissions; the mirror feeds their sites' replicas
+        self.extra_stages: tuple[str, ...] = ("bridge", "mirror") if gateways else ()
 
     def _gateways(self) -> int:
         return self.plan.real_gateways
@@ -113,7 +124,13 @@ class RealFleet:
             regs.append(root.register(agent_id, public, 0))
         return regs
 
-    def _settings(self, m: _Member, names: TopicNames, core: CoreEnv) -> Settings:
+    def principals(self) -> list[tuple[str, str]]:
+        return [(m.agent_id, m.site) for m in self.members]
+
+    def _settings(self, m: _Member, names: TopicNames, core: CoreEnv, stack: BenchStack) -> Settings:
+        token_file = m.directory / "api-token"
+        m.token = generate_token_file(token_file).decode()
+        security: dict[str, Any] = dict(stack.deployment.agent_settings(m.agent_id, m.site))
         return Settings(
             agent_id=m.agent_id,
             site=m.site,
@@ -131,12 +148,16 @@ class RealFleet:
             ack_timeout_s=10.0,
             backoff_cap_s=2.0,
             patients_file=m.directory / "patients.txt",
+            api_token_file=token_file,
+            **security,
         )
 
-    async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe) -> None:
+    async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe, stack: BenchStack) -> None:
         self._probe, self._names = probe, names
         for m in self.members:
-            m.agent = await Agent.start(self._settings(m, names, core))
+            # agents on Kafka read the state topic only where no ACLs apply (plaintext); gateways via the mirror
+            m.replica_fed = m.kind is AgentKind.GATEWAY or not stack.secure
+            m.agent = await Agent.start(self._settings(m, names, core, stack))
             self._watch_replica(m.agent)
 
     def _watch_replica(self, agent: Agent) -> None:
@@ -167,13 +188,14 @@ class RealFleet:
             1, round(plan.real_rate_per_agent * len(self.members) / max(0.1, plan.shielding_probes_per_s))
         )
         url = f"http://127.0.0.1:{m.agent.settings.http_port}/v1/events"
+        headers = {"Authorization": f"Bearer {m.token}"}
         start = time.perf_counter()
         k = 0
         while time.perf_counter() - start < duration_s and k < len(m.numbers):
             nhs = m.numbers[k]
-            shielding = m.kind is not AgentKind.GATEWAY and k % shield_every == shield_every - 1
+            shielding = k % shield_every == shield_every - 1
             body = _shielding_body(nhs) if shielding else _consent_body(nhs, k)
-            async with session.post(url, json=body) as resp:
+            async with session.post(url, json=body, headers=headers) as resp:
                 acked = time.perf_counter()
                 ok = resp.status == 202
                 await resp.read()
@@ -186,7 +208,8 @@ class RealFleet:
             self._probe.expect(self._names.state, key, acked, self.e2e)
             if shielding:
                 self._probe.expect(self._names.shielding, key, acked, self.shielding_sub)
-                self._replica_wait[key] = acked
+                if m.replica_fed:
+                    self._replica_wait[key] = acked
             await asyncio.sleep(max(0.0, start + k * interval - time.perf_counter()))
 
     def expected_event_keys(self) -> dict[str, int]:
@@ -209,6 +232,7 @@ class RealFleet:
             "e2e_ms": self.e2e.summary().to_json(),
             "shielding_subscriber_ms": self.shielding_sub.summary().to_json(),
             "shielding_replica_ms": self.shielding_replica.summary().to_json(),
+            "shielding_replica_from": sorted(m.kind.value for m in self.members if m.replica_fed),
         }
 
     async def outbox_report(self) -> dict[str, Any]:

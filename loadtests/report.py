@@ -138,6 +138,27 @@ METHOD = (
 )
 
 
+def _security_line(cost: dict[str, Any]) -> str:
+    if "tls_events_per_s" not in cost:
+        return f"- Cost of security: not measured ({cost.get('error') or cost.get('skipped') or 'no comparison'})"
+    return (
+        f"- Cost of security (main run repeated on a plaintext stack kept for this comparison only): "
+        f"**{_fmt(cost['tls_events_per_s'])} events/s with mutual TLS and ACLs vs "
+        f"{_fmt(cost['plaintext_events_per_s'])} events/s plaintext, ratio {_fmt(cost['ratio'])}** "
+        f"(steady state {_fmt(cost['tls_steady_events_per_s'])} vs {_fmt(cost['plaintext_steady_events_per_s'])}, "
+        f"ratio {_fmt(cost['steady_ratio'])}); cores ready after {_fmt(cost.get('tls_cores_ready_s'))} s vs "
+        f"{_fmt(cost.get('plaintext_cores_ready_s'))} s, group rejoins {_churn(cost.get('tls_group_churn'))} vs "
+        f"{_churn(cost.get('plaintext_group_churn'))}"
+    )
+
+
+def _churn(churn: Any) -> str:
+    """Group rejoins summed over a run's core processes (each rejoin restores every partition again)."""
+    if not isinstance(churn, dict):
+        return "n/a"
+    return str(sum(int(c.get("rejoins", 0)) for c in churn.values()))
+
+
 def write_report(results: dict[str, Any], path: Path) -> None:
     m, cfg = results["machine"], results["config"]
     ceil = results["ceilings"]
@@ -166,6 +187,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"- Shielding propagation under full load: subscribers p99 {_fmt(results['shielding_p99_ms'])} ms, "
         f"agent replicas p99 {_fmt(results['shielding_replica_p99_ms'])} ms",
         f"- Decision API: {_fmt(results['decisions_per_s'])} decisions/s, p99 {_fmt(results['decision_p99_ms'])} ms",
+        _security_line(results.get("security_cost", {})),
         f"- Lost {results['lost']}, duplicated {results['duplicated']} (all runs, checked by key on the events "
         "topic and against the real agents' outboxes)",
         f"- CPU per event (us) in the main run: {results['cpu_us_per_event']}",

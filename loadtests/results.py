@@ -64,7 +64,7 @@ def _goal(value: float | None, goal: float, at_least: bool) -> dict[str, Any]:
 def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
     main, ceilings, plan = outcome.main, outcome.ceilings, outcome.plan
     half, full = _half_load(outcome.curve), _full_load(outcome.curve)
-    every = [*outcome.scaling, *outcome.curve]
+    every = [*outcome.scaling, *outcome.curve, *([outcome.plaintext] if outcome.plaintext is not None else [])]
     decisions = outcome.decisions
     real = half.extra.get("real_agents", {}).get("e2e_ms", {}) if half is not None else {}
     synthetic = half.latency if half is not None else main.latency
@@ -90,12 +90,14 @@ def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
         "shielding_replica_p99_ms": replica.get("p99") if isinstance(replica, dict) else None,
         "decision_p99_ms": decisions.get("p99_ms"),
         "decisions_per_s": decisions.get("per_s"),
+        "security_cost": outcome.security_cost,
         "lost": sum(r.lost + r.state_outstanding for r in every),
         "duplicated": sum(r.duplicated for r in every),
         "cpu_us_per_event": main.cpu_us_per_event,
         "ceilings": ceilings.to_json(),
         "main_run": run_json(main),
         "scaling": [run_json(r) for r in outcome.scaling],
+        "plaintext_run": run_json(outcome.plaintext) if outcome.plaintext is not None else None,
         "latency_curve": [run_json(r) for r in outcome.curve],
         "decisions": decisions,
         "real_agents": outcome.agents,

@@ -12,12 +12,20 @@ from typing import Any
 
 from broker.infra.manager import default_cache_dir
 from consent_wire.keys import OperatorRoot
-from loadtests.ceilings import Ceilings, consumer_perf, create_scratch_topic, passthrough_perf, producer_perf
+from loadtests.ceilings import (
+    Ceilings,
+    client_config,
+    consumer_perf,
+    create_scratch_topic,
+    passthrough_perf,
+    producer_perf,
+)
 from loadtests.drive import BenchContext, Companion, RunResult, RunSpec, measured_run
 from loadtests.machine import load_average
 from loadtests.plan import BenchPlan, Layout
 from loadtests.profile import product_functions, top_functions
 from loadtests.progress import Progress
+from loadtests.security_cost import churn_note, measure_security_cost
 from loadtests.stack import BenchStack, RunTopics
 
 __all__ = ["BenchOutcome", "run_bench"]
@@ -41,6 +49,8 @@ class BenchOutcome:
     seconds: float
     notes: list[str] = field(default_factory=list)
     agents: dict[str, Any] = field(default_factory=dict)
+    security_cost: dict[str, Any] = field(default_factory=dict)
+    plaintext: RunResult | None = None  # the plaintext comparison run (security cost only)
 
 
 async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
@@ -54,24 +64,22 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
     consumer: tuple[float, float] | None = None
     passthrough: tuple[float, float] | None = None
     cache = default_cache_dir()
+    operator = ctx.stack.operator()  # the tools connect as the operator, over the same TLS as the core
+    config = client_config(operator, ctx.workdir)
     try:
-        await create_scratch_topic(ctx.stack.bootstrap, f"{scratch}.perf", ctx.plan.partitions)
-        await create_scratch_topic(ctx.stack.bootstrap, f"{scratch}.pass", ctx.plan.partitions)
+        await create_scratch_topic(operator, f"{scratch}.perf", ctx.plan.partitions)
+        await create_scratch_topic(operator, f"{scratch}.pass", ctx.plan.partitions)
         ctx.progress.step("ceilings", f"Kafka ProducerPerformance: {records} records of {size} bytes")
-        producer = await producer_perf(cache, ctx.stack.bootstrap, f"{scratch}.perf", records, size)
+        producer = await producer_perf(cache, operator, config, f"{scratch}.perf", records, size)
         ctx.progress.step("ceilings", f"Kafka ConsumerPerformance: {records} records")
-        consumer = await consumer_perf(cache, ctx.stack.bootstrap, f"{scratch}.perf", records)
+        consumer = await consumer_perf(cache, operator, config, f"{scratch}.perf", records)
         ctx.progress.step("ceilings", f"aiokafka pass-through of the main run's {main.event_records} event records")
-        passthrough = await passthrough_perf(
-            ctx.stack.bootstrap, main.topics.events, f"{scratch}.pass", main.event_records
-        )
+        passthrough = await passthrough_perf(operator, main.topics.events, f"{scratch}.pass", main.event_records)
     except (RuntimeError, TimeoutError, OSError) as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
         ctx.progress.step("ceilings", f"failed: {exc}")
     finally:
-        await RunTopics(ctx.stack.bootstrap, main.topics, ctx.plan.partitions).delete(
-            (f"{scratch}.perf", f"{scratch}.pass")
-        )
+        await RunTopics(operator, main.topics, ctx.plan.partitions).delete((f"{scratch}.perf", f"{scratch}.pass"))
     return Ceilings(
         size,
         producer[0] if producer else None,
@@ -151,13 +159,17 @@ async def run_bench(
     progress = Progress()
     started = time.monotonic()
     load_before = load_average()
-    progress.step("stack", "bench Kafka 127.0.0.1:39092 + Mosquitto 127.0.0.1:31883")
     stack = await asyncio.to_thread(BenchStack.up)
+    progress.step("stack", stack.describe())
     ctx = BenchContext(plan, stack, OperatorRoot.generate(), workdir, progress)
     notes: list[str] = []
     try:
         main = await measured_run(
             ctx, RunSpec("main", Layout.SPLIT, 2, plan.partitions, None, plan.blast_events), keep_topics=True
+        )
+        # right after the main run, so both see the same machine load
+        cost, plaintext = (
+            await measure_security_cost(ctx, main) if plan.security_cost else ({"skipped": "--no-security-cost"}, None)
         )
         ceilings = await _ceilings(ctx, main)
         scaling = [main]
@@ -182,6 +194,15 @@ async def run_bench(
         await asyncio.to_thread(stack.down_if_started)
     agents = {r.spec.label: r.extra["real_agents"] for r in curve if "real_agents" in r.extra}
     notes.extend(_observations(main, scaling, curve))
+    if plan.core_loop != "uvloop":
+        notes.append(
+            f"the core processes ran on the stdlib {plan.core_loop} loop, not uvloop as shipped: with uvloop a TLS "
+            "consumer close can wait 30 s (MagicStack/uvloop#471) and the secure stack's groups rebalance for "
+            "minutes; `--core-loop uvloop` measures the core as shipped."
+        )
+    note = churn_note(cost)
+    if note is not None:
+        notes.append(note)
     return BenchOutcome(
         plan,
         main,
@@ -195,4 +216,6 @@ async def run_bench(
         round(time.monotonic() - started, 1),
         notes,
         agents,
+        cost,
+        plaintext,
     )
