@@ -27,12 +27,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-agents", action="store_true", help="skip the real edge agents")
     parser.add_argument("--no-decisions", action="store_true", help="skip the decision API phase")
     parser.add_argument(
-        "--core-loop",
-        choices=("asyncio", "uvloop"),
-        default="asyncio",
-        help="the core processes' event loop: asyncio (default while uvloop#471 stalls TLS closes) or uvloop",
-    )
-    parser.add_argument(
         "--no-security-cost", action="store_true", help="skip the plaintext repeat of the main run (cost of security)"
     )
     return parser.parse_args(argv)
@@ -74,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from loadtests.runner import run_bench
 
     plan = quick_plan() if args.quick else full_plan()
-    plan = dataclasses.replace(plan, security_cost=not args.no_security_cost, core_loop=args.core_loop)
+    plan = dataclasses.replace(plan, security_cost=not args.no_security_cost)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="consent-bench-") as tmp:
         workdir = Path(tmp)

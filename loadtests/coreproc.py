@@ -82,7 +82,6 @@ class CoreProcess:
         workdir: Path,
         name: str,
         profile: bool = False,
-        stdlib_loop: bool = False,
     ) -> None:
         self.stages = stages
         self.metrics_port = free_port()
@@ -92,8 +91,7 @@ class CoreProcess:
         argv = [sys.executable]
         if self.profile_path is not None:
             argv += ["-m", "cProfile", "-o", str(self.profile_path)]
-        # the product's entry point (uvloop), or the same core on the stdlib loop (loadtests/core_stdlib_loop.py)
-        argv += ["-m", "loadtests.core_stdlib_loop"] if stdlib_loop else ["-m", "broker", "-v", "run"]
+        argv += ["-m", "broker", "-v", "run"]  # the product's entry point, as shipped (consent_io.loop: uvloop)
         self._log = self.log_path.open("wb")
         environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port)}
         self.proc = subprocess.Popen(

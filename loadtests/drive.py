@@ -142,11 +142,7 @@ async def _send(
 async def _start_cores(ctx: BenchContext, spec: RunSpec, env: CoreEnv, extra: tuple[str, ...]) -> list[CoreProcess]:
     workdir = ctx.workdir / spec.label
     workdir.mkdir(parents=True, exist_ok=True)
-    stdlib = ctx.plan.core_loop == "asyncio"
-    procs = [
-        CoreProcess(env, stages, workdir, name, profile=spec.profile, stdlib_loop=stdlib)
-        for name, stages in _stage_sets(spec, extra)
-    ]
+    procs = [CoreProcess(env, stages, workdir, name, profile=spec.profile) for name, stages in _stage_sets(spec, extra)]
     try:
         await asyncio.to_thread(wait_assigned, procs, spec.partitions, READY_TIMEOUT_S)
     except BaseException:

@@ -74,11 +74,6 @@ class BenchPlan:
     ceiling_records: int = 200_000
     profile_events: int = 20_000  # events in the cProfile run made when a goal is missed
     security_cost: bool = True  # repeat the main run on a plaintext stack: throughput with TLS vs without
-    # The core processes' event loop. The product runs on uvloop, but with uvloop 0.23 a TLS consumer close can
-    # wait 30 s (MagicStack/uvloop#471): on the secure stack every changelog restore then stalls, the members
-    # miss their session timeout and the groups rebalance for minutes (the warm-up never drains). Until the
-    # core closes its restore consumers without that wait, the bench runs the same core on the stdlib loop.
-    core_loop: str = "asyncio"
     goals: dict[str, float] = field(
         default_factory=lambda: {
             "throughput_eps": 20_000.0,  # issue 7: >= 20,000 signed events/s on 2 cores

@@ -194,12 +194,6 @@ async def run_bench(
         await asyncio.to_thread(stack.down_if_started)
     agents = {r.spec.label: r.extra["real_agents"] for r in curve if "real_agents" in r.extra}
     notes.extend(_observations(main, scaling, curve))
-    if plan.core_loop != "uvloop":
-        notes.append(
-            f"the core processes ran on the stdlib {plan.core_loop} loop, not uvloop as shipped: with uvloop a TLS "
-            "consumer close can wait 30 s (MagicStack/uvloop#471) and the secure stack's groups rebalance for "
-            "minutes; `--core-loop uvloop` measures the core as shipped."
-        )
     note = churn_note(cost)
     if note is not None:
         notes.append(note)

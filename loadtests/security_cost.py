@@ -58,8 +58,7 @@ def churn_note(cost: dict[str, Any]) -> str | None:
     return (
         f"security cost: the secure run's core rejoined its consumer groups {tls} times (plaintext: {plain}) and "
         f"was ready after {cost.get('tls_cores_ready_s')} s (plaintext: {cost.get('plaintext_cores_ready_s')} s); "
-        "each rejoin restores every partition again, so the ratio measures that churn more than encryption. "
-        "On uvloop a TLS consumer close can wait 30 s (MagicStack/uvloop#471); see --core-loop."
+        "each rejoin restores every partition again, so the ratio measures that churn more than encryption."
     )
 
 
