@@ -48,6 +48,8 @@ class CoreEnv:
     mqtt_port: int = 1883
     http_port: int = 0
     pseudonym_secret_file: str = ""
+    core_signing_key_file: str = ""  # the core's key: signs the bridge's acks and the mirror's replica records
+    core_public_key_hex: str = ""  # its public half, what agents verify with
     # CONSENT_* security settings (LocalDeployment.core_env: per-stage TLS; plaintext flags on the comparison stack)
     security: Mapping[str, str] = field(default_factory=dict)
 
@@ -69,6 +71,8 @@ class CoreEnv:
             env["CONSENT_HTTP_PORT"] = str(self.http_port)
         if self.pseudonym_secret_file:
             env["CONSENT_PSEUDONYM_SECRET_FILE"] = self.pseudonym_secret_file
+        if self.core_signing_key_file:
+            env["CONSENT_CORE_SIGNING_KEY_FILE"] = self.core_signing_key_file
         return env
 
 

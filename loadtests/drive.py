@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.topics import TopicNames
 from consent_io import kafka
+from consent_io.secrets import write_secret
 from consent_wire.dsse import public_key_bytes
 from consent_wire.keys import OperatorRoot
 from loadtests.coreproc import CoreEnv, CoreProcess, cpu_seconds, wait_assigned
@@ -139,6 +142,15 @@ async def _send(
     await asyncio.gather(*futures)
 
 
+def _core_key(workdir: Path) -> tuple[Path, str]:
+    """The run's core signing key (hex, 0600), made once per bench, and its public half for the agents."""
+    path = workdir / "core-signing.key"
+    if not path.exists():
+        write_secret(path, os.urandom(32).hex().encode())
+    raw = bytes.fromhex(path.read_text().strip())
+    return path, Ed25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw().hex()
+
+
 async def _start_cores(ctx: BenchContext, spec: RunSpec, env: CoreEnv, extra: tuple[str, ...]) -> list[CoreProcess]:
     workdir = ctx.workdir / spec.label
     workdir.mkdir(parents=True, exist_ok=True)
@@ -217,12 +229,15 @@ async def measured_run(
     app_id = f"bench-{tag}"
     deployment = ctx.stack.deployment
     await deployment.grant(names.prefix, app_id, companion.principals() if companion is not None else ())
+    core_key_file, core_public_hex = _core_key(ctx.workdir)
     env = CoreEnv(
         ctx.stack.bootstrap,
         names.prefix,
         app_id,
         ctx.root_hex,
         mqtt_port=ctx.stack.mqtt_port,
+        core_signing_key_file=str(core_key_file),
+        core_public_key_hex=core_public_hex,
         security=deployment.core_env(),
     )
     extra = companion.extra_stages if companion is not None else ()

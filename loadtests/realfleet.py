@@ -149,14 +149,15 @@ class RealFleet:
             backoff_cap_s=2.0,
             patients_file=m.directory / "patients.txt",
             api_token_file=token_file,
+            core_public_key_hex=core.core_public_key_hex,
             **security,
         )
 
     async def start(self, names: TopicNames, core: CoreEnv, probe: ArrivalProbe, stack: BenchStack) -> None:
         self._probe, self._names = probe, names
         for m in self.members:
-            # agents on Kafka read the state topic only where no ACLs apply (plaintext); gateways via the mirror
-            m.replica_fed = m.kind is AgentKind.GATEWAY or not stack.secure
+            # every site's replica is fed by the mirror (Kafka: its own site feed; MQTT: retained per site)
+            m.replica_fed = "mirror" in self.extra_stages
             m.agent = await Agent.start(self._settings(m, names, core, stack))
             self._watch_replica(m.agent)
 
