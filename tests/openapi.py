@@ -293,11 +293,14 @@ class Spec:
         return st.one_of(good, bad)
 
     def cases(  # noqa: C901
-        self, hints: dict[str, st.SearchStrategy[str]] | None = None
+        self,
+        hints: dict[str, st.SearchStrategy[str]] | None = None,
+        only: list[tuple[str, str]] | None = None,
     ) -> st.SearchStrategy[Case]:
         """Requests for every documented operation (mostly) and for paths and methods nobody documented.
 
-        ``hints`` gives better-than-random values for named parameters (e.g. a role the test client holds).
+        ``hints`` gives better-than-random values for named parameters (e.g. a role the test client holds);
+        ``only`` restricts the cases to these documented operations.
         """
         ops = self.operations()
         known_paths = sorted({p for p, _ in ops})
@@ -305,7 +308,7 @@ class Spec:
 
         @st.composite
         def documented(draw: st.DrawFn) -> Case:
-            template, method = draw(st.sampled_from(ops))
+            template, method = draw(st.sampled_from(only or ops))
             valid = draw(st.booleans())
             url = template
             query: list[tuple[str, str]] = []
@@ -349,6 +352,8 @@ class Spec:
             body = draw(st.one_of(st.none(), st.binary(max_size=64)))
             return Case(method, url, body, "application/octet-stream")
 
+        if only:
+            return documented()
         return st.one_of(documented(), documented(), documented(), documented(), undocumented())
 
     def _body(self, template: str, method: str, valid: bool) -> st.SearchStrategy[tuple[bytes | None, str]]:

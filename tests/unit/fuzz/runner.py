@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -32,20 +33,26 @@ def fuzz_settings(max_examples: int) -> Callable[[F], F]:
 
 
 class AppRunner:
-    """Owns a loop and a TestClient for one application; :meth:`check` sends one case and asserts on the answer."""
+    """Owns a loop and a TestClient for one application; :meth:`check` sends one case and asserts on the answer.
+
+    ``app`` builds the application on the runner's loop (an outbox or replica opens there); whatever it opens is
+    closed by the application's ``on_cleanup``.
+    """
 
     dumps = staticmethod(dumps)
 
-    def __init__(self, app: web.Application, spec: Spec, token: str, *, any_path_401: bool = False) -> None:
+    def __init__(
+        self, app: Callable[[], Awaitable[web.Application]], spec: Spec, token: str, *, any_path_401: bool = False
+    ) -> None:
         self.spec = spec
         self._token = token
         self._any_path_401 = any_path_401
         self._app = app
         self._loop = asyncio.new_event_loop()
-        self.sent = 0
+        self.statuses: Counter[int] = Counter()
 
     async def _start(self) -> TestClient[web.Request, web.Application]:
-        client: TestClient[web.Request, web.Application] = TestClient(TestServer(self._app))
+        client: TestClient[web.Request, web.Application] = TestClient(TestServer(await self._app()))
         await client.start_server()
         return client
 
@@ -74,11 +81,11 @@ class AppRunner:
             return resp.status, resp.content_type, await resp.read()
 
     def check(self, case: Case, auth: str) -> tuple[int, bytes]:
-        self.sent += 1
         try:
             status, content_type, body = self.run(asyncio.wait_for(self._send(case, auth), REQUEST_TIMEOUT_S))
         except TimeoutError:
             raise AssertionError(f"no answer within {REQUEST_TIMEOUT_S} s: {case!r}") from None
+        self.statuses[status] += 1
         problems = check_response(self.spec, case, status, content_type, body, any_path_401=self._any_path_401)
         assert problems == [], f"{case!r} auth={auth} -> {status}: {problems}"
         return status, body
