@@ -163,7 +163,7 @@ class Spec:
             return isinstance(value, int | float) and not isinstance(value, bool)
         return isinstance(value, _TYPES[name])
 
-    def problems(self, value: object, schema: dict[str, Any], at: str = "$") -> list[str]:  # noqa: C901, PLR0912
+    def problems(self, value: object, schema: dict[str, Any], at: str = "$") -> list[str]:
         s = self.resolve(schema)
         if "allOf" in s:
             return [p for sub in s["allOf"] for p in self.problems(value, sub, at)]
@@ -202,7 +202,7 @@ class Spec:
 
     # -- generating ----------------------------------------------------------------------------------------
 
-    def values(self, schema: dict[str, Any]) -> st.SearchStrategy[Any]:  # noqa: C901, PLR0911
+    def values(self, schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         """Documents valid against ``schema`` (as far as the schema says: semantic rules are the server's)."""
         s = self.resolve(schema)
         if "oneOf" in s:
@@ -219,7 +219,9 @@ class Spec:
         if kind == "array":
             lo = s.get("minItems", 0)
             hi = min(s.get("maxItems", lo + 4), lo + 4)
-            return st.lists(self.values(s.get("items", {})), min_size=lo, max_size=hi, unique=s.get("uniqueItems", False))
+            return st.lists(
+                self.values(s.get("items", {})), min_size=lo, max_size=hi, unique=s.get("uniqueItems", False)
+            )
         if kind == "string":
             return self._string(s)
         if kind == "integer":
@@ -292,7 +294,7 @@ class Spec:
         bad = st.one_of(HOSTILE_STRINGS, st.integers().map(str), HUGE_INTS.map(str), st.just("9" * 5000))
         return st.one_of(good, bad)
 
-    def cases(  # noqa: C901
+    def cases(
         self,
         hints: dict[str, st.SearchStrategy[str]] | None = None,
         only: list[tuple[str, str]] | None = None,
@@ -381,7 +383,7 @@ class Spec:
         return st.one_of(self.hostile(schema).map(lambda v: (dumps(v), media)), noise)
 
 
-def check_response(  # noqa: PLR0913
+def check_response(
     spec: Spec, case: Case, status: int, content_type: str, body: bytes, *, any_path_401: bool = False
 ) -> list[str]:
     """Everything wrong with one answer: a status not documented for the route, or a body outside its schema.

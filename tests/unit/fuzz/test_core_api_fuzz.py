@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import jwt
-from aiohttp import web
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
@@ -56,7 +56,7 @@ def core() -> Iterator[AppRunner]:
 
     with AppRunner(build, SPEC, token) as runner:
         yield runner
-    print(f"core fuzz: {runner.statuses.total()} requests, statuses {sorted(runner.statuses.items())}")  # noqa: T201
+    print(f"core fuzz: {runner.statuses.total()} requests, statuses {sorted(runner.statuses.items())}")
     # the fuzz reached the handlers, not only the doors: answers, refusals, and requests in other shapes
     assert {200, 400, 401, 403, 404, 405, 413} <= set(runner.statuses), runner.statuses
 
@@ -103,4 +103,3 @@ def test_core_fuzz_decisions_as_the_client(core: AppRunner, body: object) -> Non
 @given(case=SPEC.cases(HINTS, only=[op for op in SPEC.operations() if op[1] == "GET"]), auth=st.just("valid"))
 def test_core_fuzz_reads_and_reports(core: AppRunner, case: Case, auth: str) -> None:
     core.check(case, auth)
-

@@ -71,7 +71,7 @@ def _builder(tmp: Path) -> object:
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppRunner]:
     with AppRunner(_builder(tmp_path_factory.mktemp("edge")), SPEC, TOKEN, any_path_401=True) as runner:  # type: ignore[arg-type]
         yield runner
-    print(f"edge fuzz: {runner.statuses.total()} requests, statuses {sorted(runner.statuses.items())}")  # noqa: T201
+    print(f"edge fuzz: {runner.statuses.total()} requests, statuses {sorted(runner.statuses.items())}")
     assert {200, 202, 400, 401, 404, 405, 413} <= set(runner.statuses), runner.statuses
 
 

@@ -33,7 +33,9 @@ async def _bad_request(resp: object) -> str:
 
 @pytest.mark.parametrize("value", [FIVE_THOUSAND_DIGITS, "\u00b2", "\u0661\u0662\u0663", "\uff11\uff12"])
 @pytest.mark.parametrize("report", ["breaches", "disclosures"])
-async def test_report_window_of_huge_or_unicode_digits_is_400_not_500(core: TestClient, report: str, value: str) -> None:  # type: ignore[type-arg]
+async def test_report_window_of_huge_or_unicode_digits_is_400_not_500(
+    core: TestClient, report: str, value: str
+) -> None:  # type: ignore[type-arg]
     for name in ("from", "to"):
         resp = await core.get(f"/v1/reports/{report}", params={name: value})
         assert await _bad_request(resp) in {"BAD_REQUEST", "BAD_DECISION_REQUEST"}
