@@ -95,6 +95,24 @@ class Case:
         return f"Case({self.method} {self.url[:300]} body={body!r} ct={self.content_type})"
 
 
+def mutated(example: Any) -> st.SearchStrategy[Any]:
+    """The document's example with one value somewhere inside replaced by a hostile one, or removed."""
+
+    @st.composite
+    def mutate(draw: st.DrawFn, node: Any = example) -> Any:
+        if isinstance(node, dict) and node and draw(st.integers(0, 4)):
+            key = draw(st.sampled_from(sorted(node)))
+            if draw(st.integers(0, 5)) == 0:
+                return {k: v for k, v in node.items() if k != key}
+            return {**node, key: draw(mutate(node[key]))}
+        if isinstance(node, list) and node and draw(st.integers(0, 4)):
+            i = draw(st.integers(0, len(node) - 1))
+            return [*node[:i], draw(mutate(node[i])), *node[i + 1 :]]
+        return draw(st.one_of(JSON_SCALARS, ANY_JSON))
+
+    return mutate()
+
+
 def dumps(value: object) -> bytes:
     """JSON of any generated value (the stdlib writes integers of any size; orjson stops at 64 bits)."""
     return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -380,7 +398,10 @@ class Spec:
             return st.one_of(encoded.map(lambda b: (b, media)), noise)
         if valid:
             return good.map(lambda v: (dumps(v), media))
-        return st.one_of(self.hostile(schema).map(lambda v: (dumps(v), media)), noise)
+        bad = self.hostile(schema)
+        if "example" in spec:
+            bad = st.one_of(bad, mutated(spec["example"]))
+        return st.one_of(bad.map(lambda v: (dumps(v), media)), noise)
 
 
 def check_response(

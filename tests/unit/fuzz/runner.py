@@ -50,6 +50,7 @@ class AppRunner:
         self._app = app
         self._loop = asyncio.new_event_loop()
         self.statuses: Counter[int] = Counter()
+        self.reached: Counter[tuple[str, int]] = Counter()  # (documented path, status)
 
     async def _start(self) -> TestClient[web.Request, web.Application]:
         client: TestClient[web.Request, web.Application] = TestClient(TestServer(await self._app()))
@@ -86,6 +87,9 @@ class AppRunner:
         except TimeoutError:
             raise AssertionError(f"no answer within {REQUEST_TIMEOUT_S} s: {case!r}") from None
         self.statuses[status] += 1
+        op = self.spec.match(case.method, case.url.split("?", 1)[0])
+        if op is not None:
+            self.reached[op[0], status] += 1
         problems = check_response(self.spec, case, status, content_type, body, any_path_401=self._any_path_401)
         assert problems == [], f"{case!r} auth={auth} -> {status}: {problems}"
         return status, body

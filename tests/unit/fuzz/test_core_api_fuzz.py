@@ -59,6 +59,8 @@ def core() -> Iterator[AppRunner]:
     print(f"core fuzz: {runner.statuses.total()} requests, statuses {sorted(runner.statuses.items())}")
     # the fuzz reached the handlers, not only the doors: answers, refusals, and requests in other shapes
     assert {200, 400, 401, 403, 404, 405, 413} <= set(runner.statuses), runner.statuses
+    successes = {(path, 200) for path, _ in SPEC.operations() if path != "/oauth2/token"}
+    assert successes <= set(runner.reached), sorted(runner.reached)
 
 
 # Values the fuzz would seldom find by chance: the client's own organisation and role, a patient with data.

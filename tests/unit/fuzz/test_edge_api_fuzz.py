@@ -73,6 +73,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppRunner]:
         yield runner
     print(f"edge fuzz: {runner.statuses.total()} requests, statuses {sorted(runner.statuses.items())}")
     assert {200, 202, 400, 401, 404, 405, 413} <= set(runner.statuses), runner.statuses
+    successes = {("/v1/events", 202), ("/v1/events/batch", 202), ("/v1/fhir/Consent", 202), ("/v1/decisions", 200)}
+    assert successes <= set(runner.reached), runner.reached
 
 
 HINTS = {"nhs_number": st.just(NHS)}
