@@ -17,7 +17,8 @@ its class: 400 for invalid input (any :class:`~consent_wire.errors.WireError`, e
 or an OVERSIZE event), 409 EVENT_ID_CONFLICT for an event_id re-used with another body, 507
 Insufficient Storage with reason OUTBOX_FULL at the disk cap (retry later; nothing already accepted is
 lost), 503 while shutting down; 404 ``NOT_FOUND``, 405 ``METHOD_NOT_ALLOWED`` and 413
-``BODY_TOO_LARGE`` from :mod:`consent_io.http`.
+``BODY_TOO_LARGE`` from :mod:`consent_io.http`. Each route has its own body limit (:data:`BODY_LIMITS`);
+the application's ``client_max_size`` is only the largest of them. Documented in ``docs/edge-openapi.yaml``.
 """
 
 from __future__ import annotations
@@ -40,13 +41,28 @@ from edge_agent.metrics import SubmissionCounts
 from edge_agent.offline import decide_offline
 from edge_agent.outbox import Outbox, Receipt
 from edge_agent.replica import Replica
-from edge_agent.submission import MAX_BATCH_BYTES, Pseudonymiser, load_json, parse_fhir_consent
+from edge_agent.submission import (
+    MAX_BATCH_BYTES,
+    MAX_SUBMISSION_BYTES,
+    Pseudonymiser,
+    load_json,
+    parse_fhir_consent,
+)
 
-__all__ = ["STATUS_BY_ERROR", "ApiContext", "make_app"]
+__all__ = ["BODY_LIMITS", "STATUS_BY_ERROR", "ApiContext", "make_app"]
 
 log = logging.getLogger(__name__)
 
 _STATUS_INSUFFICIENT_STORAGE = 507  # RFC 4918 section 11.5
+# consent_wire.fhir.MAX_FHIR_BYTES, not imported here: fhir.resources loads on the first FHIR submission only
+FHIR_BODY_BYTES = 256 * 1024
+# The largest body each route reads (issue 12 item 10: one limit for every route let a 10 MB Consent through).
+BODY_LIMITS: dict[str, int] = {
+    "/v1/events": MAX_SUBMISSION_BYTES,
+    "/v1/events/batch": MAX_BATCH_BYTES,
+    "/v1/fhir/Consent": FHIR_BODY_BYTES,
+    "/v1/decisions": MAX_SUBMISSION_BYTES,  # a decision request is under 1 KiB, as on the core (64 KiB)
+}
 
 # The HTTP status of each error class, first match wins (the one place statuses are chosen).
 STATUS_BY_ERROR: StatusTable = (
@@ -91,6 +107,18 @@ def make_app(ctx: ApiContext, token: bytes | None) -> web.Application:
     return app
 
 
+async def _body(request: web.Request) -> bytes:
+    """The body, refused (413 BODY_TOO_LARGE) over its route's limit before or after reading it."""
+    limit = BODY_LIMITS[request.path]
+    length = request.content_length
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+    body = await request.read()
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body
+
+
 def _receipts(receipts: list[Receipt]) -> web.Response:
     return json_response({"receipts": [{"event_id": r.event_id, "seq": r.seq} for r in receipts]}, 202)
 
@@ -101,7 +129,7 @@ class _Api:
 
     async def submit_one(self, request: web.Request) -> web.Response:
         async def run() -> web.Response:
-            receipt = await self._ctx.intake.submit_json(load_json(await request.read()))
+            receipt = await self._ctx.intake.submit_json(load_json(await _body(request)))
             self._ctx.counts.add("accepted")
             return json_response({"event_id": receipt.event_id, "seq": receipt.seq}, 202)
 
@@ -109,7 +137,7 @@ class _Api:
 
     async def submit_batch(self, request: web.Request) -> web.Response:
         async def run() -> web.Response:
-            receipts = await self._ctx.intake.submit_json_batch(load_json(await request.read()))
+            receipts = await self._ctx.intake.submit_json_batch(load_json(await _body(request)))
             self._ctx.counts.add("accepted", len(receipts))
             return _receipts(receipts)
 
@@ -117,7 +145,7 @@ class _Api:
 
     async def submit_fhir(self, request: web.Request) -> web.Response:
         async def run() -> web.Response:
-            subs = parse_fhir_consent(await request.read(), self._ctx.pseudonymise)
+            subs = parse_fhir_consent(await _body(request), self._ctx.pseudonymise)
             receipts = await self._ctx.intake.submit_many(subs)
             self._ctx.counts.add("accepted", len(receipts))
             return _receipts(receipts)
@@ -134,7 +162,7 @@ class _Api:
 
     async def decide(self, request: web.Request) -> web.Response:
         now_ms = self._ctx.now_ms()
-        parsed = parse_request(load_json(await request.read()), self._ctx.pseudonymise, now_ms)
+        parsed = parse_request(load_json(await _body(request)), self._ctx.pseudonymise, now_ms)
         key = parsed.request.patient_key
         record = await self._ctx.replica.get(key) if self._ctx.replica else None
         answer = decide_offline(parsed, record, now_ms)

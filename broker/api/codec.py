@@ -41,6 +41,10 @@ __all__ = [
 Json = dict[str, Any]
 
 
+MAX_MS_DIGITS = 18  # epoch milliseconds below 10^18 (year 31,000,000) fit an Avro long; more is not a time
+MAX_LIST_SIZE_DIGITS = 9  # the largest GP practice lists are ~10^5 patients; 10^9 is more than any country
+
+
 class ApiRequestError(BadRequestError):
     reason = "BAD_REQUEST"
 
@@ -62,10 +66,15 @@ def parse_list_sizes(text: str | None, configured: Mapping[str, int]) -> dict[st
     sizes: dict[str, int] = {}
     for part in text.split(","):
         practice, sep, size = part.partition(":")
-        if not sep or not practice or not size.isdigit():
-            raise ApiRequestError(f"list_sizes entry {part!r} is not PRACTICE:SIZE")
+        if not sep or not practice or not _is_count(size, MAX_LIST_SIZE_DIGITS):
+            raise ApiRequestError(f"list_sizes entry {part[:40]!r} is not PRACTICE:SIZE (SIZE: up to 9 digits)")
         sizes[practice] = int(size)
     return sizes
+
+
+def _is_count(text: str, max_digits: int) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes Arabic-Indic, full-width and superscript digits), bounded."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
 
 
 def parse_window(query: Mapping[str, str]) -> tuple[int | None, int | None]:
@@ -76,7 +85,11 @@ def parse_window(query: Mapping[str, str]) -> tuple[int | None, int | None]:
 def _instant(value: str | None) -> int | None:
     if value is None:
         return None
-    return parse_as_at(int(value) if value.isdigit() else value)
+    if value.isascii() and value.isdigit():
+        if len(value) > MAX_MS_DIGITS:
+            raise ApiRequestError(f"from/to in milliseconds has at most {MAX_MS_DIGITS} digits, got {len(value)}")
+        return parse_as_at(int(value))
+    return parse_as_at(value)
 
 
 def state_json(state: PatientState) -> Json:

@@ -47,6 +47,7 @@ __all__ = [
 
 MAX_DATA_CLASSES = 32  # more than every DataClass code; bounds a hostile list
 MAX_TEXT = 128  # organisation / role / accessor id: ODS codes and role names are short
+MAX_AS_AT_MS = 2**63 - 1  # a time is an Avro long everywhere it is stored; larger is not a time
 MAX_EVIDENCE_TEXT = 512  # an instrument's citation or a one-paragraph justification, recorded in the audit
 
 E = TypeVar("E", bound=StrEnum)
@@ -89,6 +90,8 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
 def parse_as_at(value: object) -> int:
     """Milliseconds since the epoch, from an integer or an ISO 8601 time with a UTC offset."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if value > MAX_AS_AT_MS:
+            raise BadRequestError(f"as_at in milliseconds is at most {MAX_AS_AT_MS} (an Avro long)")
         return value
     if isinstance(value, str):
         try:

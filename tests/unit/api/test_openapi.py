@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.api import create_app
 from consent_wire.codes import BreachSeverity, ConsentDirective, PurposeOfUse
+from tests.openapi import DOCS, Spec
 from tests.unit.api.backend import (
     DAY_MS,
     NHS,
@@ -24,67 +23,17 @@ from tests.unit.api.backend import (
     shield,
 )
 
-SPEC_PATH = Path(__file__).parents[3] / "docs" / "openapi.yaml"
-SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "boolean": bool,
-    "null": type(None),
-}
-
-
-def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        node: Any = SPEC
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            node = node[part]
-        schema = node
-    return schema
-
-
-def _is(value: object, name: str) -> bool:
-    if name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if name == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, _TYPES[name])
+_SPEC = Spec(DOCS / "openapi.yaml")
+SPEC: dict[str, Any] = _SPEC.doc
 
 
 def problems(value: object, schema: dict[str, Any], at: str = "$") -> list[str]:
-    """A small JSON Schema check: $ref, type, enum, required, properties, items, oneOf, allOf, min/maxItems."""
-    s = _resolve(schema)
-    if "allOf" in s:
-        return [p for sub in s["allOf"] for p in problems(value, sub, at)]
-    if "oneOf" in s:
-        matches = sum(not problems(value, sub, at) for sub in s["oneOf"])
-        return [] if matches == 1 else [f"{at}: matches {matches} of oneOf"]
-    if "type" in s:
-        types = s["type"] if isinstance(s["type"], list) else [s["type"]]
-        if not any(_is(value, t) for t in types):
-            return [f"{at}: {type(value).__name__} is not {types}"]
-    if "enum" in s and value not in s["enum"]:
-        return [f"{at}: {value!r} not in enum"]
-    out: list[str] = []
-    if isinstance(value, dict):
-        out += [f"{at}: missing {name}" for name in s.get("required", []) if name not in value]
-        for name, sub in s.get("properties", {}).items():
-            if name in value:
-                out += problems(value[name], sub, f"{at}.{name}")
-    if isinstance(value, list):
-        if len(value) < s.get("minItems", 0) or len(value) > s.get("maxItems", len(value)):
-            out.append(f"{at}: {len(value)} items out of bounds")
-        for i, item in enumerate(value):
-            out += problems(item, s.get("items", {}), f"{at}[{i}]")
-    return out
+    """A small JSON Schema check (see :meth:`tests.openapi.Spec.problems`)."""
+    return _SPEC.problems(value, schema, at)
 
 
 def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
-    op = SPEC["paths"][path][method.lower()]
-    response = _resolve(op["responses"][str(status)])
-    schema: dict[str, Any] = response["content"]["application/json"]["schema"]
-    return schema
+    return _SPEC.response(path, method, status)[1]
 
 
 def test_spec_is_openapi_3_1_and_every_route_is_documented_with_its_methods() -> None:
