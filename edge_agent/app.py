@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from consent_io.secrets import check_secret_mode
 from edge_agent.api_auth import load_token
 from edge_agent.config import Settings
 from edge_agent.errors import ConfigError
@@ -110,7 +112,7 @@ class Agent:
             log.warning("edge agent API runs with insecure_api: no bearer token is checked (debugging only)")
         runner = web.AppRunner(make_app(ctx, token), access_log=None)  # access logs could carry query data
         await runner.setup()
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        await web.TCPSite(runner, settings.http_host, settings.http_port, ssl_context=_server_tls(settings)).start()
         stopping = asyncio.Event()
         tasks = [asyncio.create_task(publisher.run(stopping), name="publisher")]
         if settings.follow_replica:
@@ -163,3 +165,14 @@ def _required_path(path: Path | None) -> Path:
     if path is None:  # settings validation requires it unless insecure_api
         raise ConfigError("api_token_file is required unless insecure_api = true")
     return path
+
+
+def _server_tls(settings: Settings) -> ssl.SSLContext | None:
+    """HTTPS for the local API when it listens beyond loopback (settings require the files then)."""
+    if settings.http_tls_cert_file is None or settings.http_tls_key_file is None:
+        return None
+    check_secret_mode(settings.http_tls_key_file, "http_tls_key_file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.http_tls_cert_file, settings.http_tls_key_file)
+    return context

@@ -84,6 +84,8 @@ class Settings:
     tls_key_file: Path | None = None  # its private key (PEM, mode 0600)
     api_token_file: Path | None = None  # the local API's bearer token (mode 0600); required unless insecure_api
     insecure_api: bool = False  # True: the local API takes no token (debugging only)
+    http_tls_cert_file: Path | None = None  # HTTPS for the local API: required when http_allow_remote = true
+    http_tls_key_file: Path | None = None  # its private key (mode 0600)
     core_public_key_hex: str = ""  # the core's Ed25519 key that signs MQTT acks and replica records
     follow_replica: bool = True  # keep the offline replica from the site's feed (requires core_public_key_hex)
 
@@ -157,6 +159,8 @@ _TOML_KEYS: Mapping[tuple[str, str], str] = {
     ("secrets", "api_token_file"): "api_token_file",
     ("secrets", "core_public_key_hex"): "core_public_key_hex",
     ("http", "insecure_api"): "insecure_api",
+    ("http", "tls_cert_file"): "http_tls_cert_file",
+    ("http", "tls_key_file"): "http_tls_key_file",
     ("tls", "kafka_security"): "kafka_security",
     ("tls", "mqtt_tls"): "mqtt_tls",
     ("tls", "ca_file"): "tls_ca_file",
@@ -284,6 +288,9 @@ def _validate(s: Settings) -> None:
         "a token file of mode 0600 (`edge-agent token` writes one); or insecure_api = true for debugging",
     )
     _check(not (s.http_allow_remote and s.insecure_api), "insecure_api", True, "false when http_allow_remote = true")
+    if s.http_allow_remote:  # the token would cross the network: only over TLS
+        for name in ("http_tls_cert_file", "http_tls_key_file"):
+            _check(getattr(s, name) is not None, name, None, "a PEM file: the API serves HTTPS when http_allow_remote")
     if s.follow_replica:
         _check(
             _is_ed25519_public_hex(s.core_public_key_hex),

@@ -56,9 +56,16 @@ def test_toml_values_are_typed_and_defaults_filled(tmp_path: Path) -> None:
 
 def test_environment_overrides_toml_with_coercion(tmp_path: Path) -> None:
     env = {"EDGE_AGENT_MQTT_PORT": "1884", "EDGE_AGENT_HTTP_ALLOW_REMOTE": "yes", "EDGE_AGENT_HTTP_HOST": "0.0.0.0"}
-    s = load_settings(write(tmp_path, TOML), env)
+    tls = {"EDGE_AGENT_HTTP_TLS_CERT_FILE": "/etc/edge-agent/https.pem", "EDGE_AGENT_HTTP_TLS_KEY_FILE": "/k.pem"}
+    s = load_settings(write(tmp_path, TOML), {**env, **tls})
 
     assert (s.mqtt_port, s.http_allow_remote, s.http_host) == (1884, True, "0.0.0.0")
+
+
+def test_a_remote_api_must_serve_https(tmp_path: Path) -> None:
+    env = {"EDGE_AGENT_HTTP_ALLOW_REMOTE": "yes", "EDGE_AGENT_HTTP_HOST": "0.0.0.0"}
+    with pytest.raises(ConfigError, match="http_tls_cert_file"):
+        load_settings(write(tmp_path, TOML), env)
 
 
 def test_settings_from_environment_alone() -> None:
