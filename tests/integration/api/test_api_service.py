@@ -4,15 +4,19 @@ every decision and access lands in the audit topic, and the topic verifies clean
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker.api import ApiService
+from broker.auth import ASSERTION_TYPE, make_client_assertion
 from broker.auth.client import TokenSource, client_tls
 from broker.infra.local import ApiClientSpec, LocalDeployment
 from broker.runtime import Core
@@ -223,3 +227,62 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
         assert result.code == 0, result.err
     assert (out / "breaches.csv").read_text().splitlines()[1] == "A81001,0,1,0,1,1,1"
     assert "RESLAB1" in (out / "disclosures.csv").read_text()
+
+
+async def test_the_running_api_refuses_every_bad_credential_and_writes_nothing(
+    harness: Harness, secret_file: Path, tmp_path: Path
+) -> None:
+    """Issue 11 acceptance on the real stack: each refused with its reason code, nothing recorded."""
+    door = Door(harness.deployment, *harness.deployment.api_door(tmp_path / "door", CLIENTS))
+    settings = {"stages": "api", "pseudonym_secret_file": str(secret_file), "http_port": 0, **door.settings}
+    core = await harness.start_core(**settings)
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, core, door)
+        await until(api.health, lambda h: h["status"] == "ok")
+        before = (await api.health())["audit_next_index"]
+        token_url = api.tokens["RX1"].credentials.token_url
+        key = api.tokens["RX1"].credentials.private_key()
+        now = int(time.time())
+        other_key = ec.generate_private_key(ec.SECP256R1())
+
+        async def token(assertion: str) -> tuple[int, str]:
+            form = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE}
+            form["client_assertion"] = assertion
+            async with session.post(token_url, data=form, ssl=api.tls) as resp:
+                return resp.status, str((await resp.json()).get("reason", ""))
+
+        claims = {"iss": "rx1-ehr", "sub": "rx1-ehr", "aud": token_url, "exp": now + 60, "jti": "x"}
+        assert await token(make_client_assertion("rx1-ehr", key, token_url, now - 3600)) == (401, "AUTH_INVALID_CLIENT")
+        assert await token(jwt.encode(claims, None, algorithm="none")) == (401, "AUTH_INVALID_CLIENT")  # type: ignore[arg-type]
+        assert await token(make_client_assertion("rx1-ehr", key, "https://elsewhere/token", now)) == (
+            401,
+            "AUTH_INVALID_CLIENT",
+        )
+        assert await token(make_client_assertion("rx1-ehr", other_key, token_url, now)) == (401, "AUTH_INVALID_CLIENT")
+        replayed = make_client_assertion("rx1-ehr", key, token_url, now)
+        assert (await token(replayed))[0] == 200
+        assert await token(replayed) == (401, "AUTH_REPLAYED")
+
+        body = {"requester": requester(), "purpose": "TREAT", "nhs_number": OPTED_OUT, "data_classes": ["GENERAL"]}
+        async with session.post(api.base + "/v1/decisions", json=body, ssl=api.tls) as resp:
+            assert (resp.status, (await resp.json())["reason"]) == (401, "AUTH_MISSING")
+        narrow = TokenSource(api.tokens["RESLAB1"].credentials)  # the research lab has no patient.read on reads
+        research = await narrow.headers(session, api.tls)
+        read = f"{api.base}/v1/patients/{OPTED_OUT}/accesses?accessor_id=r-1&role=RESEARCHER&purpose=HRESCH"
+        async with session.get(read, ssl=api.tls, headers=research) as resp:
+            assert resp.status == 200  # it has patient.read: the read itself is allowed and audited
+        reports = f"{api.base}/v1/reports/disclosures"
+        async with session.get(reports, ssl=api.tls, headers=research) as resp:
+            assert (resp.status, (await resp.json())["reason"]) == (403, "AUTH_SCOPE")
+        decisions_only = await TokenSource(api.tokens["RX1"].credentials, scope="decisions").headers(session, api.tls)
+        consent_read = f"{api.base}/v1/patients/{OPTED_OUT}/consent?{READER}"
+        async with session.get(consent_read, ssl=api.tls, headers=decisions_only) as resp:
+            assert (resp.status, (await resp.json())["reason"]) == (403, "AUTH_SCOPE")  # no patient.read
+        future = {**body, "as_at": int(time.time() * 1000) + 86_400_000}
+        headers = await api._auth("RX1")
+        async with session.post(api.base + "/v1/decisions", json=future, ssl=api.tls, headers=headers) as resp:
+            assert (resp.status, (await resp.json())["reason"]) == (400, "AS_AT_IN_FUTURE")
+        after = (await api.health())["audit_next_index"]
+    await core.stop()
+    harness.cores.remove(core)
+    assert after == before + 1  # only the permitted read was recorded
