@@ -45,6 +45,8 @@ user {user}
 """
 
 
+# Only for a stack started with `infra up --insecure` (debugging): anonymous plaintext MQTT. Every other stack,
+# the default, gets SECURE below (Mosquitto 2.0 refuses anonymous clients unless told otherwise).
 INSECURE = "allow_anonymous true"
 
 # Mutual TLS: every client presents a certificate from the deployment's CA and its CN is its username, which
