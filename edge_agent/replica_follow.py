@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 60.0  # same ceiling as the publisher: at most one reconnect attempt a minute
+_FEED_WAIT_CAP_S = 5.0  # a new site's feed appears with its first record: look again within seconds
 _QOS_AT_LEAST_ONCE = 1
 
 
@@ -96,10 +97,12 @@ class KafkaReplicaFollower:
     async def run(self) -> None:
         attempt = 0
         while True:
-            consumer = kafka.consumer(self._conn, self._topic, group_id=None, auto_offset_reset="earliest")
+            consumer = kafka.consumer(self._conn, group_id=None, auto_offset_reset="earliest")
             try:
                 await consumer.start()
                 attempt = 0
+                await self._wait_for_feed(consumer)
+                consumer.subscribe([self._topic])
                 await self._consume(consumer)
             except KafkaError as exc:
                 delay = full_jitter_delay(
@@ -111,6 +114,19 @@ class KafkaReplicaFollower:
             finally:
                 with contextlib.suppress(KafkaError):
                     await consumer.stop()
+
+    async def _wait_for_feed(self, consumer: AIOKafkaConsumer) -> None:
+        """The mirror creates a site's feed with the site's first record: until then, wait quietly (subscribing to
+        a missing topic makes the client log an error on every metadata refresh)."""
+        attempt = 0
+        while not await kafka.partitions_for(consumer, self._topic):
+            if attempt == 0:
+                log.info("replica feed topic=%s not created yet (the mirror creates it); waiting", self._topic)
+            delay = full_jitter_delay(
+                attempt, base_s=_BACKOFF_BASE_S, cap_s=_FEED_WAIT_CAP_S, unit_random=random.random()
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:

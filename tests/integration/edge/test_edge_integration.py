@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import orjson
@@ -149,3 +150,52 @@ async def test_kafka_replica_follower_reads_its_sites_feed_and_applies_only_what
     assert (record.state, record.state_as_at_ms) == (mine, 1000)
     assert theirs_record is None
     assert refused == {"REPLICA_FORGED": 1}
+
+
+async def test_a_follower_started_before_its_sites_feed_exists_waits_quietly_and_then_applies_it(
+    tmp_path: Path,
+    kafka_connection: KafkaConnection,
+    topic_names: TopicNames,
+    deployment: LocalDeployment,
+    app_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    site, agent = "A54321", f"early-{topic_names.prefix}"
+    await deployment.grant(topic_names.prefix, app_id, agents=[(agent, site)])
+    core = AgentSigner.generate("core")
+    replica = Replica(tmp_path / "r.db", None)
+    await replica.open()
+    follower = KafkaReplicaFollower(
+        deployment.agent_kafka(agent, site),
+        topic_names.site_feed(site),
+        SignedFeed(replica, core.public_key, now_ms=lambda: 2000),
+    )
+    task = asyncio.create_task(follower.run())
+    await asyncio.sleep(2.0)  # the agent is up before the mirror has written anything for its site
+    admin = kafka.admin(kafka_connection)
+    await admin.start()
+    try:
+        await create_site_feed(admin, topic_names, site)
+    finally:
+        await admin.close()
+    gp = SimAgent.create(site=site)
+    state = replay("p1", [decode_event(gp.event("p1", consent(), BASE_MS))]).to_bytes()
+    producer = kafka.producer(kafka_connection, acks="all")
+    await producer.start()
+    try:
+        value = seal_replica_record(core, ReplicaKind.STATE, "p1", state, 1000)
+        await producer.send_and_wait(topic_names.site_feed(site), value, key=feed_key(ReplicaKind.STATE, "p1"))
+    finally:
+        await producer.stop()
+    record = None
+    for _ in range(300):
+        record = await replica.get("p1")
+        if record is not None and record.state is not None:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await replica.close()
+    assert record is not None and record.state == state
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("aiokafka")]
