@@ -6,7 +6,6 @@ Wired together in one place, :mod:`edge_agent.app`; the pure modules never impor
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from consent_io.secrets import SecretFileError, check_secret_mode
 from consent_wire import hlc, identity
 from consent_wire.avro_codec import decode_event, encode_event
 from consent_wire.dsse import AgentSigner
@@ -109,11 +109,11 @@ def make_clock(now_ms: Callable[[], int], last_hlc: int = 0) -> HlcClock:
 
 
 def _read_private_file(path: Path) -> bytes:
+    """The file's bytes, refused unless only its owner may read it (consent_io.secrets, the one check)."""
     try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
+        check_secret_mode(path, "private file")
+        return path.read_bytes()
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path} is readable by group or others (mode {oct(mode & 0o777)}); chmod 600 it")
-    return data

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from broker.infra.pki import Pki
 from broker.settings import STAGES
@@ -95,37 +90,19 @@ def patient(n: int) -> str:
 
 
 def api_door(directory: Path, clients: str = "") -> dict[str, Any]:
-    """Settings for the core API's door: a client registry, a token key and a self-signed HTTPS certificate.
+    """Settings for the core API's door: a client registry, a token key and an HTTPS certificate from a private CA.
 
     Secrets are written mode 0600 as the settings require; ``clients`` is TOML ``[[client]]`` tables.
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "clients.toml").write_text(clients)
     write_secret(directory / "token.key", os.urandom(32).hex().encode())
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "tls.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    write_secret(directory / "tls-key.pem", key_pem)
+    server = Pki(directory / "pki").issue("core.api-https", server=True)
     return {
         "api_clients_file": str(directory / "clients.toml"),
         "api_token_key_file": str(directory / "token.key"),
-        "http_tls_cert_file": str(directory / "tls.pem"),
-        "http_tls_key_file": str(directory / "tls-key.pem"),
+        "http_tls_cert_file": str(server.cert_file),
+        "http_tls_key_file": str(server.key_file),
     }
 
 

@@ -20,7 +20,7 @@ from consent_wire.avro_codec import decode, decode_event
 from consent_wire.dsse import AgentSigner
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher, PublisherSettings
-from edge_agent.replica import Replica
+from edge_agent.replica import Replica, ReplicaRecord
 from edge_agent.replica_follow import KafkaReplicaFollower, SignedFeed
 from edge_agent.transport_kafka import KafkaTransport
 from edge_agent.transport_mqtt import MqttTransport, ack_topic, ingress_topic
@@ -34,6 +34,20 @@ pytestmark = pytest.mark.integration
 async def _outbox(tmp_path: Path, agent_id: str) -> Outbox:
     codec = AvroEventCodec()
     return await Outbox.open(tmp_path / "o.db", agent_id=agent_id, site="A12345", codec=codec, cap_bytes=1 << 30)
+
+
+async def _state_then_stop(replica: Replica, key: str, follower: asyncio.Task[None]) -> ReplicaRecord | None:
+    """The patient's replica record once it holds a state (or after 15 s), then the follower is stopped."""
+    record = None
+    for _ in range(300):
+        record = await replica.get(key)
+        if record is not None and record.state is not None:
+            break
+        await asyncio.sleep(0.05)
+    follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+    return record
 
 
 async def _drain(publisher: Publisher, outbox: Outbox, timeout_s: float = 30) -> None:
@@ -134,14 +148,7 @@ async def test_kafka_replica_follower_reads_its_sites_feed_and_applies_only_what
     signed = SignedFeed(replica, core.public_key, now_ms=lambda: 2000)
     follower = KafkaReplicaFollower(deployment.agent_kafka(agent, site), feed, signed)  # as the agent itself
     task = asyncio.create_task(follower.run())
-    for _ in range(200):
-        record = await replica.get("mine")
-        if record is not None and record.state is not None:
-            break
-        await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    record = await _state_then_stop(replica, "mine", task)
     theirs_record = await replica.get("theirs")
     refused = dict(replica.refused_by_reason)
     await replica.close()
@@ -187,15 +194,7 @@ async def test_a_follower_started_before_its_sites_feed_exists_waits_quietly_and
         await producer.send_and_wait(topic_names.site_feed(site), value, key=feed_key(ReplicaKind.STATE, "p1"))
     finally:
         await producer.stop()
-    record = None
-    for _ in range(300):
-        record = await replica.get("p1")
-        if record is not None and record.state is not None:
-            break
-        await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    record = await _state_then_stop(replica, "p1", task)
     await replica.close()
     assert record is not None and record.state == state
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("aiokafka")]

@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from broker.bridge.service import CORE_SIGNER_ID
 from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
 from broker.runtime import Core
@@ -19,10 +17,9 @@ from broker.settings import CoreSettings
 from broker.topics import TopicNames
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
-from consent_io.secrets import write_secret
 from consent_wire.dsse import AgentSigner, public_key_bytes
 from consent_wire.keys import OperatorRoot
-from tests.factories import SimAgent
+from tests.factories import SimAgent, core_signing_key
 
 
 @dataclass
@@ -33,16 +30,17 @@ class Harness:
     app_id: str
     cores: list[Core] = field(default_factory=list)
     # the core's own key: signs the bridge's acks and the mirror's replica records (agents get its public half)
-    core_signer: AgentSigner = field(default_factory=lambda: AgentSigner.generate(CORE_SIGNER_ID))
-    _core_key_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="consent-core-key-")))
+    _core_key: tuple[dict[str, str], AgentSigner] = field(
+        default_factory=lambda: core_signing_key(Path(tempfile.mkdtemp(prefix="consent-core-key-")))
+    )
+
+    @property
+    def core_signer(self) -> AgentSigner:
+        return self._core_key[1]
 
     @property
     def core_key_file(self) -> Path:
-        path = self._core_key_dir / "core-signing.key"
-        if not path.exists():
-            raw = self.core_signer.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-            write_secret(path, raw.hex().encode())
-        return path
+        return Path(self._core_key[0]["core_signing_key_file"])
 
     @property
     def core_public_hex(self) -> str:
