@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check unit bench bench-micro infra-up infra-down clean venv
+.PHONY: demo test check unit bench bench-micro infra-up infra-down clean venv tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ demo: $(STAMP)
 	$(BIN)/consent-broker demo
 
 ## test: lint, types, then every test (unit, integration on real Kafka + Mosquitto, faults)
-test: check
+test: check tools
 	$(BIN)/pytest -q
+
+## tools: independent checkers the tests run against (each tools/install-*.sh is idempotent, installs into .cache/tools/)
+tools:
+	@set -e; for script in tools/install-*.sh; do [ -e "$$script" ] || continue; bash "$$script"; done
 
 ## check: ruff and mypy (strict)
 check: $(STAMP)
