@@ -14,7 +14,13 @@ from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
 from consent_wire.signing import encode_verified_event, verified_event_payload
 
-__all__ = ["ReconcilerLogic", "VerifierLogic", "dead_letter"]
+__all__ = ["QUARANTINE_ALERT", "ReconcilerLogic", "VerifierLogic", "dead_letter"]
+
+# The alert for the safeguarding lead when a shielding SET from a role without authority is quarantined
+# (issue 14, rule 10): a record on the dead-letter topic (with the original bytes) under this reason, so
+# it is counted in broker_stage_rejects_total{stage="reconciler",reason="SHIELDING_QUARANTINED"}; unlike
+# every other dead letter, the event is not dropped: it is held in the state's quarantine register.
+QUARANTINE_ALERT = "SHIELDING_QUARANTINED"
 
 
 def dead_letter(topic: str, source_topic: str, partition: int, letter: DeadLetter, stage: str) -> Output:
@@ -141,6 +147,17 @@ class ReconcilerLogic:
                 touched[result.patient_key] = None
                 if result.shielding_bytes is not None:
                     shielding[result.patient_key] = result.shielding_bytes
+            elif result.outcome is Outcome.QUARANTINED:  # kept in the state and alerted (issue 14, rule 10)
+                touched[result.patient_key] = None
+                letter = DeadLetter(
+                    QUARANTINE_ALERT,
+                    f"event {event.event_id} from agent {event.agent_id!r}: {result.reason}; the shielding "
+                    "request is held in the patient's quarantine register for the safeguarding lead",
+                    record.value or b"",
+                    record.offset,
+                    event.agent_id,
+                )
+                outputs.append(dead_letter(self.topics.deadletter, self.input_topic, partition, letter, self.name))
             elif result.outcome is Outcome.REJECTED:
                 letter = DeadLetter(
                     result.reason or "REJECTED",

@@ -6,7 +6,9 @@ for each verified event calls :meth:`Reconciler.process` and writes what the
 :class:`ReconcileOutput` asks for: the new state record (state topic, key =
 patient key; one per patient per transaction is enough), a shielding record
 when the effective shielding changed (shielding topic), or a dead-letter with
-the rejection reason.
+the rejection reason. A shielding SET from a role without authority is ``QUARANTINED`` (issue 14,
+rule 10): the new state (holding it in its ``quarantine`` register) is written *and* the stage
+raises an alert for the safeguarding lead with the reason; the shielding topic does not change.
 
 Processing is idempotent (a redelivered event is reported as ``DUPLICATE`` with
 nothing to write) and order-insensitive (see :mod:`consent_rules.state.merge`), so replaying
@@ -23,6 +25,7 @@ from enum import StrEnum
 import orjson
 
 from consent_rules.state import (
+    QUARANTINED_REASONS,
     PatientMismatchError,
     PatientState,
     ShieldingRegister,
@@ -43,6 +46,9 @@ class Outcome(StrEnum):
     DUPLICATE = "DUPLICATE"  # already folded in: nothing to write
     REJECTED = "REJECTED"  # not applied: dead-letter with ``reason``
     IGNORED = "IGNORED"  # not a per-patient state event (access, breach, key): nothing to write
+    # kept in the state's quarantine register, not applied to shielding: write state_bytes and alert
+    # the safeguarding lead with ``reason`` (issue 14, rule 10)
+    QUARANTINED = "QUARANTINED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +115,15 @@ class Reconciler:
         if not affects_state(event):
             return ReconcileOutput(Outcome.IGNORED, key)
         reason = classify(event)
-        if reason is not None:
+        if reason is not None and reason not in QUARANTINED_REASONS:
             return ReconcileOutput(Outcome.REJECTED, key, reason=reason)
         before = self.state(key)
         after = apply(before, event, source)
         if after == before:
             return ReconcileOutput(Outcome.DUPLICATE, key)
         self._states[key] = after
+        if reason is not None:
+            return ReconcileOutput(Outcome.QUARANTINED, key, after, reason=reason)
         shielding = None
         if after.shielding is not None and _shielding_view(after) != _shielding_view(before):
             shielding = shielding_record(key, after.shielding)

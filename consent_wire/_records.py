@@ -100,11 +100,17 @@ def _objection_to(p: Objection) -> Record:
         "kind": p.kind.value,
         "action": p.action.value,
         "exemptions": [b.value for b in p.exemptions],
+        "exempt_flows": list(p.exempt_flows),
     }
 
 
 def _objection_from(r: Record) -> Objection:
-    return Objection(_OBJ_KIND[r["kind"]], _OBJ_ACTION[r["action"]], tuple(_BASIS[b] for b in r["exemptions"]))
+    return Objection(
+        _OBJ_KIND[r["kind"]],
+        _OBJ_ACTION[r["action"]],
+        tuple(_BASIS[b] for b in r["exemptions"]),
+        tuple(r.get("exempt_flows", ())),
+    )
 
 
 def _access_to(p: AccessRecord) -> Record:

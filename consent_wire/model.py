@@ -67,6 +67,9 @@ class Objection:
     kind: ObjectionKind
     action: ObjectionAction
     exemptions: tuple[LegalBasis, ...] = ()  # bases that still override this objection
+    # the data flows (approval, notice or agreement references) the exemptions hold for; an exemption
+    # on an objection applies to these flows only (issue 14, rule 5); Objection v2 / Event v3
+    exempt_flows: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,28 @@ from typing import TypeVar
 from consent_wire.errors import InvalidCodeError, OutOfRangeError
 from edge_agent.errors import InvalidFieldError
 
-__all__ = ["MAX_TEXT", "bool_", "enum", "enums", "int_", "object_", "opt_enum", "opt_int", "text"]
+__all__ = [
+    "MAX_REFERENCES",
+    "MAX_REFERENCE_TEXT",
+    "MAX_TEXT",
+    "bool_",
+    "enum",
+    "enums",
+    "int_",
+    "object_",
+    "opt_enum",
+    "opt_int",
+    "opt_reference",
+    "references",
+    "text",
+]
 
 # Free-text fields (explanations, remedial actions) are bounded so one event stays small.
 MAX_TEXT = 4000
+# References (a CAG approval such as "21/CAG/0032", a COPI notice, an agreement's id) are short codes;
+# an objection names a handful of exempt flows at most.
+MAX_REFERENCE_TEXT = 128
+MAX_REFERENCES = 32
 E = TypeVar("E", bound=Enum)
 
 
@@ -78,3 +96,22 @@ def enums(cls: type[E]) -> Callable[[str, object], tuple[E, ...]]:
         return items
 
     return parse_all
+
+
+def reference(path: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REFERENCE_TEXT:
+        raise InvalidFieldError(f"{path} must be a non-empty reference of at most {MAX_REFERENCE_TEXT} characters")
+    return value
+
+
+def opt_reference(path: str, value: object) -> str | None:
+    return None if value is None else reference(path, value)
+
+
+def references(path: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_REFERENCES:
+        raise InvalidFieldError(f"{path} must be an array of at most {MAX_REFERENCES} references")
+    items = tuple(reference(f"{path}[{i}]", v) for i, v in enumerate(value))
+    if len(set(items)) != len(items):
+        raise InvalidFieldError(f"{path} lists a reference twice")
+    return items

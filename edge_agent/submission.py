@@ -209,6 +209,7 @@ _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
             "period_start_ms": fields.opt_int,
             "period_end_ms": fields.opt_int,
             "recorded_by_role": fields.text,
+            "policy_ref": fields.opt_reference,
         },
     ),
     "objection": (
@@ -217,6 +218,7 @@ _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
             "kind": fields.enum(ObjectionKind),
             "action": fields.enum(ObjectionAction),
             "exemptions": fields.enums(LegalBasis),
+            "exempt_flows": fields.references,
         },
     ),
     "access_record": (

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import is_direct_care
-from consent_rules.decision.request import DecisionRequest
+from consent_rules.decision.request import DecisionRequest, Gateway
 from consent_rules.state import ConsentRegister, PatientState, effective_consent
 from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
 
@@ -65,6 +65,20 @@ class Draft:
         if req.evidence is None or req.legal_basis is None:
             return ""
         return req.evidence.describe(req.legal_basis)
+
+    def gateway_text(self) -> str:
+        """The gateway and flow relied on in one sentence (rule 5), or "" when none is named."""
+        req = self.request
+        if req.gateway is Gateway.COPI_REG3:
+            return (
+                f" Gateway: COPI regulation 3 (communicable disease and public health), notice {req.flow_ref};"
+                " the national data opt-out does not apply to it."
+            )
+        if req.flow_ref in self.policy.ndop_exempt_flows:
+            return f" Gateway: s251 approval {req.flow_ref}, whose conditions set the national data opt-out aside."
+        if req.gateway is Gateway.COPI_REG5:
+            return f" Gateway: COPI regulation 5, approval {req.flow_ref}."
+        return ""
 
     def finish(self, basis: LegalBasis | None, permitted: list[DataClass]) -> Decision:
         obligations: tuple[Obligation, ...] = ()

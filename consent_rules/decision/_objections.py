@@ -1,11 +1,17 @@
-"""Objections (rec 11, 7.12): which apply to a request, and what may override them."""
+"""Objections (rec 11, 7.12): which apply to a request, and what may override them.
+
+The opt-out's scope follows the legal gateway and the data flow (issue 14, rule 5): an s251 use under
+COPI regulation 3, or under a regulation 5 approval the deployment lists as setting the opt-out aside,
+is outside the NDOP and type 2; an exemption listed on an objection holds only for the flows
+(references) it names, never for every flow of that legal basis.
+"""
 
 from __future__ import annotations
 
 from consent_rules.decision._draft import Draft
 from consent_rules.decision.outcome import Code
 from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES, is_local_clinical_audit
-from consent_rules.decision.request import HolderKind
+from consent_rules.decision.request import Gateway, HolderKind
 from consent_rules.state import ConsentRegister, ObjectionRegister
 from consent_wire.codes import LegalBasis, ObjectionKind
 
@@ -44,11 +50,31 @@ def _objection_applies(d: Draft, kind: ObjectionKind, site: str) -> bool:
     return holder.organisation == site and organisation != site
 
 
-def _override(kind: ObjectionKind, exemptions: tuple[LegalBasis, ...], basis: LegalBasis | None) -> Code | None:
+_OPT_OUTS = frozenset({ObjectionKind.NDOP, ObjectionKind.TYPE2})
+
+
+def _outside_opt_out(d: Draft, kind: ObjectionKind) -> bool:
+    """An s251 flow the national opt-out does not reach: COPI regulation 3, or an approval that sets it aside."""
+    req = d.request
+    if kind not in _OPT_OUTS or req.legal_basis is not LegalBasis.S251:
+        return False
+    return req.gateway is Gateway.COPI_REG3 or req.flow_ref in d.policy.ndop_exempt_flows
+
+
+def _override(d: Draft, kind: ObjectionKind, reg: ObjectionRegister, basis: LegalBasis | None) -> Code | None:
     if basis is LegalBasis.STATUTORY_MANDATE:
         return Code.STATUTORY_MANDATE_OVERRIDES_OBJECTION
-    if basis is not None and basis in exemptions:
-        return Code.EXEMPTION_OVERRIDES_OBJECTION
+    if _outside_opt_out(d, kind):  # rule 5: the gateway, not only the purpose, sets the scope
+        return Code.GATEWAY_OUTSIDE_OPT_OUT
+    if basis is not None and basis in reg.exemptions:
+        if d.request.flow_ref and d.request.flow_ref in reg.exempt_flows:  # rule 5: per data flow
+            return Code.EXEMPTION_OVERRIDES_OBJECTION
+        flows = ", ".join(reg.exempt_flows) or "no flow"
+        d.note(
+            Code.EXEMPTION_NOT_FOR_THIS_FLOW,
+            f"The objection exempts {basis.value} only for the data flows it names ({flows}); this request "
+            f"names {d.request.flow_ref or 'no flow'}.",
+        )
     # an evidenced public interest (rule 4) sets aside the opt-outs and local dissent, not a type 1
     if basis is LegalBasis.SAFEGUARDING and kind in _PUBLIC_INTEREST_YIELDS:
         return Code.PUBLIC_INTEREST_OVERRIDES_OBJECTION
@@ -78,7 +104,11 @@ def objections_allow(d: Draft, *, relying_on: LegalBasis | None) -> tuple[bool, 
     allowed, overridden = True, False
     for kind, reg in active_objections(d):
         what = _OBJECTION_TEXT[kind]
-        override = _override(kind, reg.exemptions, relying_on)
+        override = _override(d, kind, reg, relying_on)
+        if override is Code.GATEWAY_OUTSIDE_OPT_OUT:
+            overridden = True
+            d.note(override, f"The patient registered {what}, which does not apply to this flow.{d.gateway_text()}")
+            continue
         if override is not None and relying_on is not None:
             overridden = True
             d.note(override, f"The patient registered {what}; {relying_on.value} overrides it here.{d.evidence_text()}")

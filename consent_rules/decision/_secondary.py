@@ -55,4 +55,4 @@ def _note_basis(d: Draft, basis: LegalBasis) -> None:
         ),
     }
     code, text = texts[basis]
-    d.note(code, text + d.evidence_text())
+    d.note(code, text + d.evidence_text() + (d.gateway_text() if basis is LegalBasis.S251 else ""))

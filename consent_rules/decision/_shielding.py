@@ -1,4 +1,9 @@
-"""Shielding obligations (rec 10.6): redact the hidden fields, withhold PATLOC / CONTACT when hidden."""
+"""Shielding obligations (rec 10.6): redact the hidden fields, withhold PATLOC / CONTACT when hidden.
+
+A shielding SET from a role without authority is held in quarantine (issue 14, rule 10). Until an
+authorised SET or CLEAR answers it, decisions honour it provisionally (SHIELDING_QUARANTINED): a
+protective request never fails open, and the safeguarding lead, alerted by the reconciler, decides.
+"""
 
 from __future__ import annotations
 
@@ -17,19 +22,38 @@ _REDACT = {
 
 
 def shield(d: Draft, permitted: list[DataClass]) -> list[DataClass]:
-    """Add the redaction obligations of an active shielding flag; the classes still permitted."""
+    """Add the redaction obligations of an active (or quarantined) shielding flag; the classes still permitted."""
+    permitted = _hide(d, permitted, _active_hides(d))
+    pending = d.state.pending_quarantine
+    if permitted and pending is not None:
+        d.note(
+            Code.SHIELDING_QUARANTINED,
+            f"A request to shield the patient's {', '.join(h.value.lower() for h in pending.hides)} by a role "
+            "without that authority awaits the safeguarding lead; it is honoured until they decide.",
+        )
+        permitted = _hide(d, permitted, pending.hides, note=False)
+    return permitted
+
+
+def _active_hides(d: Draft) -> tuple[HiddenField, ...]:
     shielding = d.state.shielding
-    if not permitted or shielding is None or not shielding.active:
+    return () if shielding is None or not shielding.active else shielding.hides
+
+
+def _hide(
+    d: Draft, permitted: list[DataClass], hides: tuple[HiddenField, ...], *, note: bool = True
+) -> list[DataClass]:
+    if not permitted or not hides:
         return permitted
-    hidden = [h.value.lower() for h in shielding.hides]
-    d.note(
-        Code.SHIELDED,
-        f"The record is shielded (recommendation 10.6): the patient's {', '.join(hidden)} must be "
-        "redacted from anything shared.",
-    )
-    for h in shielding.hides:
+    if note:
+        d.note(
+            Code.SHIELDED,
+            f"The record is shielded (recommendation 10.6): the patient's {', '.join(h.value.lower() for h in hides)} "
+            "must be redacted from anything shared.",
+        )
+    for h in hides:
         d.oblige(_REDACT[h])
-    blocked = {_HIDDEN_CLASS[h] for h in shielding.hides if h in _HIDDEN_CLASS}
+    blocked = {_HIDDEN_CLASS[h] for h in hides if h in _HIDDEN_CLASS}
     for c in permitted:
         if c in blocked:
             d.withhold(c)

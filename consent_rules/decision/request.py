@@ -14,7 +14,15 @@ from enum import StrEnum
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import ValidationError
 
-__all__ = ["DataHolder", "DecisionRequest", "DecisionRequestError", "HolderKind", "OverrideEvidence", "Requester"]
+__all__ = [
+    "DataHolder",
+    "DecisionRequest",
+    "DecisionRequestError",
+    "Gateway",
+    "HolderKind",
+    "OverrideEvidence",
+    "Requester",
+]
 
 
 class DecisionRequestError(ValidationError):
@@ -40,6 +48,25 @@ class HolderKind(StrEnum):
     COMMUNITY = "COMMUNITY"  # community, mental health and other NHS providers
     SOCIAL_CARE = "SOCIAL_CARE"
     OTHER = "OTHER"
+
+
+class Gateway(StrEnum):
+    """The legal gateway a use beyond direct care relies on, where it changes the opt-out's scope (rule 5).
+
+    Both are regulations of the Health Service (Control of Patient Information) Regulations 2002
+    (COPI), made under s251 of the NHS Act 2006, so they refine the legal basis S251:
+
+    - ``COPI_REG3``: regulation 3, communicable disease and other risks to public health (a notice
+      served by the Secretary of State, e.g. the COVID-19 COPI notices). The national data opt-out
+      does not apply to it (NDOP operational policy guidance, "where national data opt-outs do not
+      apply").
+    - ``COPI_REG5``: regulation 5, support approved by the Secretary of State or the HRA on the
+      advice of the Confidentiality Advisory Group (the usual "s251 approval"). The opt-out applies
+      unless the approval itself sets it aside (``DecisionPolicy.ndop_exempt_flows``).
+    """
+
+    COPI_REG3 = "COPI_REG3"
+    COPI_REG5 = "COPI_REG5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +117,8 @@ class DecisionRequest:
     # the organisation that recorded it)
     data_holder: DataHolder | None = None
     evidence: OverrideEvidence | None = None  # required for a mandate or safeguarding to override (rule 4)
+    # the legal gateway an s251 use relies on (rule 5); None = not said (regulation 5 is assumed)
+    gateway: Gateway | None = None
+    # the reference of the data flow asked under: the CAG approval ("21/CAG/0032"), the COPI notice or
+    # the data-sharing agreement; exemptions on an objection hold only for the flows it names (rule 5)
+    flow_ref: str = ""

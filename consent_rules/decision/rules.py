@@ -76,8 +76,16 @@ def _validate(request: DecisionRequest, state: PatientState) -> None:
 
 
 def _evidenced(d: Draft) -> DecisionRequest:
-    """The request with an override basis dropped when its evidence is missing (issue 14, rule 4)."""
+    """The request with an override basis dropped when its evidence is missing (issue 14, rule 4), and a
+    gateway dropped when it is not an s251 use naming its notice or approval (rule 5)."""
     req = d.request
+    if req.gateway is not None and (req.legal_basis is not LegalBasis.S251 or not req.flow_ref.strip()):
+        d.note(
+            Code.GATEWAY_NOT_RELIED_ON,
+            f"The gateway {req.gateway.value} refines an s251 basis and needs the reference of its notice or "
+            "approval (flow_ref), so it is not relied on.",
+        )
+        req = replace(req, gateway=None)
     basis = req.legal_basis
     if basis not in (LegalBasis.STATUTORY_MANDATE, LegalBasis.SAFEGUARDING):
         return req

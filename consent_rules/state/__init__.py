@@ -8,6 +8,7 @@
 
 from consent_rules.state.codec import STATE_FORMAT, StateDecodeError
 from consent_rules.state.merge import (
+    QUARANTINED_REASONS,
     REASON_INVALID_PERIOD,
     REASON_MISSING_PATIENT_KEY,
     PatientMismatchError,
@@ -29,6 +30,7 @@ from consent_rules.state.registers import (
     ObjectionRegister,
     PatientState,
     Provenance,
+    QuarantinedShielding,
     ShieldingRegister,
     Source,
     Stamp,
@@ -39,6 +41,7 @@ __all__ = [
     "ANY_RECIPIENT",
     "NATIONAL",
     "PER_ORGANISATION",
+    "QUARANTINED_REASONS",
     "REASON_INVALID_PERIOD",
     "REASON_MISSING_PATIENT_KEY",
     "STATE_FORMAT",
@@ -49,6 +52,7 @@ __all__ = [
     "PatientMismatchError",
     "PatientState",
     "Provenance",
+    "QuarantinedShielding",
     "ShieldingRegister",
     "Source",
     "Stamp",

@@ -3,10 +3,12 @@
 :func:`state_to_bytes` writes orjson with sorted keys, so equal states are byte-identical;
 :func:`state_from_bytes` accepts only that canonical form (anything else is rebuilt by replay).
 
-Format 2 (current) has no shielding ``reason``: the reason never leaves the core's events topic.
-Format 1 records (written before, with ``shielding.reason``) are still read - canonical format-1
-bytes only - and the reason is dropped on reading, so the next write of that patient's state is
-format 2 and log compaction then removes the old record. Nothing is ever written in format 1.
+Format 3 (current, issue 14) adds each consent's ``policy_ref`` (rec 20), each objection's
+``exempt_flows`` (rule 5) and the ``quarantine`` register (rule 10). Format 2 had no shielding
+``reason`` (the reason never leaves the core's events topic). Older records are still read - their
+canonical bytes only - and upgraded on reading (format 1's reason dropped, format 3's fields at their
+defaults), so the next write of that patient's state is format 3 and log compaction then removes the
+old record. Nothing is ever written in an older format.
 
 Errors::
 
@@ -26,6 +28,7 @@ from consent_rules.state.registers import (
     ObjectionKey,
     ObjectionRegister,
     PatientState,
+    QuarantinedShielding,
     Register,
     ShieldingRegister,
     Source,
@@ -37,8 +40,9 @@ from consent_wire.errors import DecodeError
 
 __all__ = ["STATE_FORMAT", "StateDecodeError", "register_json", "state_from_bytes", "state_to_bytes"]
 
-STATE_FORMAT = 2  # layout version of to_bytes(); bump when the JSON layout changes
+STATE_FORMAT = 3  # layout version of to_bytes(); bump when the JSON layout changes
 _LEGACY_FORMAT = 1  # format 1 carried shielding.reason; read (reason dropped), never written
+_FORMAT_2 = 2  # format 2 lacked policy_ref, exempt_flows and quarantine; read (defaults), never written
 
 
 class StateDecodeError(DecodeError):
@@ -54,7 +58,7 @@ def state_from_bytes(data: bytes) -> PatientState:
     """Inverse of :func:`state_to_bytes`; raises :class:`StateDecodeError` on bad input."""
     try:
         obj = _typed(orjson.loads(data), dict)
-        if obj["format"] == _LEGACY_FORMAT:
+        if obj["format"] in (_LEGACY_FORMAT, _FORMAT_2):
             return _from_legacy(obj, data)
         if obj["format"] != STATE_FORMAT:
             raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")  # noqa: TRY301 - one except names every bad record
@@ -66,6 +70,7 @@ def state_from_bytes(data: bytes) -> PatientState:
             _load_shielding(obj["shielding"]),
             applied,
             _typed(obj["version"], int),
+            _load_quarantine(obj["quarantine"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateDecodeError(f"not a patient state record: {exc}") from exc
@@ -75,14 +80,30 @@ def state_from_bytes(data: bytes) -> PatientState:
 
 
 def _from_legacy(obj: dict[str, Any], data: bytes) -> PatientState:
-    """A canonical format-1 record as a state: its shielding reason (a string) is checked and dropped."""
+    """A canonical format-1 or -2 record as a state: format 1's shielding reason (a string) is checked
+    and dropped, format 3's new fields take their defaults."""
     if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != data:
         raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
     shielding = obj["shielding"]
-    if shielding is not None:
+    if obj["format"] == _LEGACY_FORMAT and shielding is not None:
         _typed(_typed(shielding, dict).pop("reason"), str)
+    try:
+        _add_format_3_defaults(obj)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateDecodeError(f"not a patient state record: {exc}") from exc
     obj["format"] = STATE_FORMAT
     return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+def _add_format_3_defaults(obj: dict[str, Any]) -> None:
+    """Format 3's fields at their defaults; an older record that already has one is not canonical."""
+    added = [(c, "policy_ref", None) for c in _typed(obj["consents"], list)]
+    added += [(o, "exempt_flows", []) for o in _typed(obj["objections"], list)]
+    added.append((obj, "quarantine", None))
+    for holder, name, default in added:
+        if name in _typed(holder, dict):
+            raise ValueError(f"a format-{obj['format']} record has no {name}")
+        holder[name] = default
 
 
 def register_json(reg: Register) -> dict[str, object]:
@@ -97,9 +118,17 @@ def register_json(reg: Register) -> dict[str, object]:
             directive=reg.directive.value,
             period_start_ms=reg.period_start_ms,
             period_end_ms=reg.period_end_ms,
+            policy_ref=reg.policy_ref,
         )
     elif isinstance(reg, ObjectionRegister):
-        out.update(active=reg.active, exemptions=[b.value for b in reg.exemptions], site=reg.site)
+        out.update(
+            active=reg.active,
+            exemptions=[b.value for b in reg.exemptions],
+            site=reg.site,
+            exempt_flows=list(reg.exempt_flows),
+        )
+    elif isinstance(reg, QuarantinedShielding):
+        out.update(hides=[h.value for h in reg.hides], role=reg.role, reason=reg.reason)
     else:
         out.update(active=reg.active, hides=[h.value for h in reg.hides])
     return out
@@ -119,6 +148,7 @@ def _state_json(state: PatientState) -> dict[str, object]:
         ],
         "objections": [{"kind": k.value, **register_json(reg)} for (k, _), reg in objections],
         "shielding": None if state.shielding is None else register_json(state.shielding),
+        "quarantine": None if state.quarantine is None else register_json(state.quarantine),
     }
 
 
@@ -146,7 +176,9 @@ def _load_consent(obj: Any) -> tuple[ConsentKey, ConsentRegister]:
     stamp, source = _stamp_source(obj)
     key = (PurposeOfUse(obj["purpose"]), DataClass(obj["data_class"]), _typed(obj["recipient"], str))
     start, end = _opt_int(obj["period_start_ms"]), _opt_int(obj["period_end_ms"])
-    return key, ConsentRegister(ConsentDirective(obj["directive"]), start, end, stamp, source)
+    ref = obj["policy_ref"]
+    policy_ref = None if ref is None else _typed(ref, str)
+    return key, ConsentRegister(ConsentDirective(obj["directive"]), start, end, stamp, source, policy_ref)
 
 
 def _load_objection(obj: Any) -> tuple[ObjectionKey, ObjectionRegister]:
@@ -154,7 +186,8 @@ def _load_objection(obj: Any) -> tuple[ObjectionKey, ObjectionRegister]:
     exemptions = tuple(LegalBasis(b) for b in _typed(obj["exemptions"], list))
     active, site = _typed(obj["active"], bool), _typed(obj["site"], str)
     key = objection_key(ObjectionKind(obj["kind"]), site)  # the key is derived, so the format is unchanged
-    return key, ObjectionRegister(active, exemptions, stamp, site, source)
+    flows = tuple(_typed(f, str) for f in _typed(obj["exempt_flows"], list))
+    return key, ObjectionRegister(active, exemptions, stamp, site, source, flows)
 
 
 def _load_shielding(obj: Any) -> ShieldingRegister | None:
@@ -165,3 +198,11 @@ def _load_shielding(obj: Any) -> ShieldingRegister | None:
     if "reason" in obj:
         raise ValueError("a format-2 shielding register carries no reason")
     return ShieldingRegister(_typed(obj["active"], bool), hides, stamp, source)
+
+
+def _load_quarantine(obj: Any) -> QuarantinedShielding | None:
+    if obj is None:
+        return None
+    stamp, source = _stamp_source(obj)
+    hides = tuple(HiddenField(h) for h in _typed(obj["hides"], list))
+    return QuarantinedShielding(hides, _typed(obj["role"], str), _typed(obj["reason"], str), stamp, source)

@@ -9,7 +9,10 @@ Only :class:`ConsentDecision`, :class:`Objection` and :class:`ShieldingFlag` cha
 :class:`AccessRecord`, :class:`BreachReport` and :class:`KeyEvent` are not part of it (the pipeline
 routes them to the audit, breach and key topics): :func:`apply` returns the state unchanged for
 them and their ids are not added to ``applied``. An event that :func:`classify` rejects (e.g. a
-shielding flag from an unauthorised role, see :mod:`consent_rules.shielding`) is not applied either.
+shielding CLEAR from an unauthorised role, see :mod:`consent_rules.shielding`) is not applied either,
+except a shielding SET from a role without authority (reason in :data:`QUARANTINED_REASONS`): a
+protective request never fails open silently (issue 14, rule 10), so it is kept in the state's
+``quarantine`` register (never in ``shielding``) for the safeguarding lead to confirm or clear.
 
 Provenance: ``applied`` holds the id of every event folded in, and each register carries the id
 (in its stamp) and the ``(partition, offset)`` source of the event that set it. A given event id
@@ -38,6 +41,7 @@ from consent_rules.state.registers import (
     ConsentRegister,
     ObjectionRegister,
     PatientState,
+    QuarantinedShielding,
     Register,
     ShieldingRegister,
     Source,
@@ -49,6 +53,7 @@ from consent_wire.errors import ValidationError
 from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
 __all__ = [
+    "QUARANTINED_REASONS",
     "REASON_INVALID_PERIOD",
     "REASON_MISSING_PATIENT_KEY",
     "PatientMismatchError",
@@ -63,8 +68,11 @@ __all__ = [
 
 REASON_MISSING_PATIENT_KEY = "MISSING_PATIENT_KEY"  # a per-patient payload with patient_key ""
 REASON_INVALID_PERIOD = "INVALID_PERIOD"  # consent period ending at or before its start
+# Rejections that are kept in quarantine rather than dropped (issue 14, rule 10): a protective request
+# (a shielding SET) from a role without authority. An unauthorised CLEAR is not protective: dropped.
+QUARANTINED_REASONS = frozenset({"UNAUTHORISED_SHIELDING_SET"})
 
-R = TypeVar("R", ConsentRegister, ObjectionRegister, ShieldingRegister)
+R = TypeVar("R", ConsentRegister, ObjectionRegister, ShieldingRegister, QuarantinedShielding)
 K = TypeVar("K")
 
 
@@ -107,7 +115,10 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
     (a client's retried POST that an agent enqueued twice, under another seq and a later HLC) is
     a no-op, so a stale retry can never re-stamp a register and win over newer events.
     """
-    if not affects_state(event) or classify(event) is not None or _another_copy(state, event):
+    reason = classify(event) if affects_state(event) else None
+    if not affects_state(event) or (reason is not None and reason not in QUARANTINED_REASONS):
+        return state
+    if _another_copy(state, event):
         return state
     if event.patient_key != state.patient_key:
         raise PatientMismatchError(
@@ -119,7 +130,9 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
     base = replace(state, applied=applied, version=len(applied))
     if isinstance(payload, ConsentDecision):
         key = (payload.purpose, payload.data_class, payload.recipient)
-        reg = ConsentRegister(payload.directive, payload.period_start_ms, payload.period_end_ms, stamp, source)
+        reg = ConsentRegister(
+            payload.directive, payload.period_start_ms, payload.period_end_ms, stamp, source, payload.policy_ref
+        )
         return replace(base, consents=_put(state.consents, key, reg))
     if isinstance(payload, Objection):
         obj = ObjectionRegister(
@@ -128,11 +141,16 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
             stamp,
             event.site,
             source,
+            tuple(sorted(set(payload.exempt_flows))),
         )
         return replace(base, objections=_put(state.objections, objection_key(payload.kind, event.site), obj))
     assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state
+    hidden = tuple(sorted(set(payload.hides), key=lambda h: h.value))
+    if reason is not None:  # quarantined (rule 10): kept, never applied to the shielding register
+        held = QuarantinedShielding(hidden, payload.set_by_role, reason, stamp, source)
+        return replace(base, quarantine=held if state.quarantine is None else _later(state.quarantine, held))
     active = payload.action is ShieldingAction.SET
-    hides = tuple(sorted(set(payload.hides), key=lambda h: h.value)) if active else ()
+    hides = hidden if active else ()
     shield = ShieldingRegister(active, hides, stamp, source)  # the reason stays on the events topic
     current = state.shielding
     return replace(base, shielding=shield if current is None else _later(current, shield))
@@ -147,6 +165,8 @@ def _another_copy(state: PatientState, event: Event) -> bool:
     stamps = [r.stamp for r in state.consents.values()] + [r.stamp for r in state.objections.values()]
     if state.shielding is not None:
         stamps.append(state.shielding.stamp)
+    if state.quarantine is not None:
+        stamps.append(state.quarantine.stamp)
     return stamp not in stamps
 
 
@@ -158,6 +178,9 @@ def merge(a: PatientState, b: PatientState) -> PatientState:
     shielding = a.shielding
     if b.shielding is not None:
         shielding = b.shielding if shielding is None else _later(shielding, b.shielding)
+    quarantine = a.quarantine
+    if b.quarantine is not None:
+        quarantine = b.quarantine if quarantine is None else _later(quarantine, b.quarantine)
     return PatientState(
         a.patient_key,
         _join_maps(a.consents, b.consents),
@@ -165,6 +188,7 @@ def merge(a: PatientState, b: PatientState) -> PatientState:
         shielding,
         applied,
         len(applied),
+        quarantine,
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ObjectionRegister",
     "PatientState",
     "Provenance",
+    "QuarantinedShielding",
     "Register",
     "ShieldingRegister",
     "Source",
@@ -81,6 +82,9 @@ class ConsentRegister:
     period_end_ms: int | None  # exclusive; None = open-ended
     stamp: Stamp
     source: Source | None = None
+    # the data-sharing agreement or consent form it was collected under (rec 20; issue 14), kept so a
+    # decision and an auditor can name it
+    policy_ref: str | None = None
 
     def covers(self, at_ms: int) -> bool:
         """Whether ``at_ms`` lies in ``[period_start_ms, period_end_ms)``."""
@@ -95,6 +99,9 @@ class ObjectionRegister:
     stamp: Stamp
     site: str
     source: Source | None = None
+    # the data flows (approval, notice or agreement references) the exemptions hold for: an exemption
+    # applies to a request naming one of these flows only (issue 14, rule 5); sorted, unique
+    exempt_flows: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,24 @@ class ShieldingRegister:
     source: Source | None = None
 
 
-Register: TypeAlias = ConsentRegister | ObjectionRegister | ShieldingRegister
+@dataclass(frozen=True, slots=True)
+class QuarantinedShielding:
+    """A shielding SET from a role without authority, held for the safeguarding lead (issue 14, rule 10).
+
+    It is not applied to :class:`ShieldingRegister` (the shielding topic and the sites' flags do not
+    change), but it is kept, visible in the state with its reason code and the role that asked, and
+    decisions treat it as a provisional shield until an authorised SET or CLEAR later than it decides
+    (:meth:`PatientState.pending_quarantine`). Like the shielding register it holds no reason text.
+    """
+
+    hides: tuple[HiddenField, ...]  # sorted, unique
+    role: str  # the role that asked (a role code, no person)
+    reason: str  # the rejection code, e.g. UNAUTHORISED_SHIELDING_SET
+    stamp: Stamp
+    source: Source | None = None
+
+
+Register: TypeAlias = ConsentRegister | ObjectionRegister | ShieldingRegister | QuarantinedShielding
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +154,15 @@ class PatientState:
     shielding: ShieldingRegister | None
     applied: frozenset[str]  # event ids applied (idempotence + provenance)
     version: int  # == len(applied)
+    quarantine: QuarantinedShielding | None = None  # the latest unauthorised shielding SET (rule 10)
+
+    @property
+    def pending_quarantine(self) -> QuarantinedShielding | None:
+        """The quarantined SET no authorised shielding event has yet answered (later than it), if any."""
+        q = self.quarantine
+        if q is None or (self.shielding is not None and self.shielding.stamp > q.stamp):
+            return None
+        return q
 
     def to_bytes(self) -> bytes:
         """Canonical JSON (orjson, sorted keys): byte-identical for equal states."""
@@ -156,6 +189,8 @@ class PatientState:
             out[name] = Provenance(o.stamp.event_id, o.source)
         if self.shielding is not None:
             out["shielding"] = Provenance(self.shielding.stamp.event_id, self.shielding.source)
+        if self.quarantine is not None:
+            out["quarantine/shielding"] = Provenance(self.quarantine.stamp.event_id, self.quarantine.source)
         return out
 
     @property
@@ -168,4 +203,6 @@ class PatientState:
         stamps = [c.stamp for c in self.consents.values()] + [o.stamp for o in self.objections.values()]
         if self.shielding is not None:
             stamps.append(self.shielding.stamp)
+        if self.quarantine is not None:
+            stamps.append(self.quarantine.stamp)
         return max(stamps, default=None)

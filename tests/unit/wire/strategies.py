@@ -49,6 +49,7 @@ objections = st.builds(
     kind=st.sampled_from(ObjectionKind),
     action=st.sampled_from(ObjectionAction),
     exemptions=st.lists(st.sampled_from(LegalBasis), max_size=3).map(tuple),
+    exempt_flows=st.lists(st.text(max_size=12), max_size=2).map(tuple),
 )
 access_records = st.builds(
     AccessRecord,

@@ -104,7 +104,7 @@ def test_unknown_fingerprint_is_rejected() -> None:
 
 def test_record_of_another_schema_is_a_schema_mismatch() -> None:
     data = encode("Objection", {"kind": "NDOP", "action": "REGISTER", "exemptions": []})
-    with pytest.raises(SchemaMismatchError, match="expected a Event record, got a Objection v1"):
+    with pytest.raises(SchemaMismatchError, match="expected a Event record, got a Objection v2"):
         decode_event(data)
 
 

@@ -26,6 +26,12 @@ PAIRS = [
     (writer, reader) for name in STORE.names() for writer in STORE.versions(name) for reader in STORE.versions(name)
 ]
 PAYLOAD_NAMES = ["ConsentDecision", "Objection", "AccessRecord", "ShieldingFlag", "BreachReport", "KeyEvent"]
+# The payload versions each Event version embeds (payloads not named: their current version).
+EVENT_PAYLOAD_VERSIONS = {
+    1: {"ConsentDecision": 1, "Objection": 1},
+    2: {"ConsentDecision": 2, "Objection": 1},  # policy_ref
+    3: {"ConsentDecision": 2, "Objection": 2},  # exempt_flows (issue 14, rule 5)
+}
 
 
 def _random_datum(schema: Any, rng: random.Random, named: dict[str, Any]) -> Any:
@@ -86,7 +92,8 @@ def _assert_shared_fields_equal(written: Any, resolved: Any) -> None:
     if isinstance(written, dict) and isinstance(resolved, dict):
         for key in written.keys() & resolved.keys():
             _assert_shared_fields_equal(written[key], resolved[key])
-        assert all(resolved[k] is None for k in resolved.keys() - written.keys())  # only policy_ref so far
+        # added fields hold their defaults: policy_ref (null), exempt_flows ([])
+        assert all(resolved[k] in (None, []) for k in resolved.keys() - written.keys())
     elif isinstance(written, list) and isinstance(resolved, list):
         assert len(written) == len(resolved)
         for w, r in zip(written, resolved, strict=True):
@@ -99,6 +106,15 @@ def test_at_least_one_schema_has_evolved_with_an_optional_defaulted_field() -> N
     v1, v2 = STORE.versions("ConsentDecision")
     added = [f for f in v2.raw["fields"] if f["name"] not in {g["name"] for g in v1.raw["fields"]}]
     assert [(f["name"], f["type"], f["default"]) for f in added] == [("policy_ref", ["null", "string"], None)]
+
+
+def test_objection_v2_adds_exempt_flows_defaulting_to_none() -> None:
+    """Issue 14, rule 5: exemptions per data flow; old writers' objections read as naming no flow."""
+    v1, v2 = STORE.versions("Objection")
+    added = [f for f in v2.raw["fields"] if f["name"] not in {g["name"] for g in v1.raw["fields"]}]
+    assert [(f["name"], f["type"], f["default"]) for f in added] == [
+        ("exempt_flows", {"type": "array", "items": "string"}, [])
+    ]
 
 
 def _walk(schema: Any) -> Any:
@@ -137,7 +153,8 @@ def test_event_payload_branches_are_the_standalone_payload_schemas(version: int)
     assert [b["name"].split(".")[-1] for b in branches] == PAYLOAD_NAMES
     for branch in branches:
         name = branch["name"].split(".")[-1]
-        standalone = STORE.get(name, version) if name == "ConsentDecision" else STORE.current(name)
+        embedded = EVENT_PAYLOAD_VERSIONS[version].get(name)
+        standalone = STORE.current(name) if embedded is None else STORE.get(name, embedded)
         assert to_parsing_canonical_form(fastavro.parse_schema(branch)) == standalone.canonical
 
 

@@ -97,6 +97,7 @@ def _consents(draw: st.DrawFn) -> ConsentDecision:
         period_start_ms=start,
         period_end_ms=end,
         recorded_by_role="GP",
+        policy_ref=draw(st.sampled_from([None, "DSA-2025-014"])),
     )
 
 
@@ -105,6 +106,7 @@ _objections = st.builds(
     kind=st.sampled_from([ObjectionKind.TYPE1, ObjectionKind.NDOP, ObjectionKind.LOCAL_DISSENT]),
     action=st.sampled_from(ObjectionAction),
     exemptions=st.lists(st.sampled_from(LegalBasis), max_size=3).map(tuple),
+    exempt_flows=st.lists(st.sampled_from(["21/CAG/0032", "COPI-2020-03"]), max_size=2).map(tuple),
 )
 
 _shielding = st.builds(

@@ -42,8 +42,10 @@ def test_state_bytes_are_sorted_json_with_version_applied_and_provenance() -> No
             "period_end_ms": None,
             "stamp": {"hlc": hlc_of(BASE_MS), "agent_id": "agent-a", "event_id": "a" * 32},
             "source": [4, 100],
+            "policy_ref": None,
         }
     ]
+    assert obj["quarantine"] is None
     assert obj["shielding"]["hides"] == ["LOCATION"]
     assert obj["shielding"]["source"] is None
 
@@ -80,12 +82,38 @@ def test_non_json_state_record_is_rejected() -> None:
             PatientState.from_bytes(data)
 
 
+def _format_2(state: PatientState) -> dict[str, object]:
+    """The same state as format 2 wrote it: no policy_ref, exempt_flows or quarantine."""
+    obj = orjson.loads(state.to_bytes())
+    obj["format"] = 2
+    del obj["quarantine"]
+    for c in obj["consents"]:
+        del c["policy_ref"]
+    for o in obj["objections"]:
+        del o["exempt_flows"]
+    return obj
+
+
 def _legacy_bytes(state: PatientState, reason: str) -> bytes:
     """The same state as format 1 wrote it: shielding with its reason."""
-    obj = orjson.loads(state.to_bytes())
+    obj = _format_2(state)
     obj["format"] = 1
-    obj["shielding"]["reason"] = reason
+    obj["shielding"]["reason"] = reason  # type: ignore[index]
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def test_a_stored_format_2_record_is_read_with_format_3_defaults() -> None:
+    state = sample_state()
+    old = orjson.dumps(_format_2(state), option=orjson.OPT_SORT_KEYS)
+    assert PatientState.from_bytes(old) == state
+    assert PatientState.from_bytes(old).to_bytes() == state.to_bytes()
+
+
+def test_a_format_2_record_with_a_format_3_field_is_rejected() -> None:
+    obj = _format_2(sample_state())
+    obj["quarantine"] = None
+    with pytest.raises(StateDecodeError):
+        PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
 def test_the_shielding_reason_is_never_written_to_the_state_record() -> None:

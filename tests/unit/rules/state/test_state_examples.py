@@ -8,7 +8,9 @@ from consent_rules.shielding import UnauthorisedShieldingClearError
 from consent_rules.state import (
     NATIONAL,
     PatientMismatchError,
+    PatientState,
     Provenance,
+    QuarantinedShielding,
     Stamp,
     apply,
     classify,
@@ -93,10 +95,28 @@ def test_unauthorised_shielding_clear_is_not_applied() -> None:
     assert state.applied == {set_flag.event_id}
 
 
-def test_unauthorised_shielding_set_is_not_applied() -> None:
+def test_unauthorised_shielding_set_is_quarantined_not_applied() -> None:
+    """Issue 14, rule 10: a protective request from a role without authority is kept, never dropped."""
     bad_set = shield(ShieldingAction.SET, "NURSE", BASE_MS)
     assert classify(bad_set) == "UNAUTHORISED_SHIELDING_SET"
-    assert apply(empty_state(PATIENT), bad_set) == empty_state(PATIENT)
+    state = apply(empty_state(PATIENT), bad_set, (3, 9))
+    assert state.shielding is None
+    assert state.quarantine == QuarantinedShielding(
+        (HiddenField.CONTACT, HiddenField.LOCATION), "NURSE", "UNAUTHORISED_SHIELDING_SET", Stamp.of(bad_set), (3, 9)
+    )
+    assert state.pending_quarantine == state.quarantine
+    assert state.provenance["quarantine/shielding"] == Provenance(bad_set.event_id, (3, 9))
+    assert PatientState.from_bytes(state.to_bytes()) == state
+
+
+def test_a_later_authorised_shielding_event_answers_the_quarantine_an_earlier_one_does_not() -> None:
+    bad_set = shield(ShieldingAction.SET, "NURSE", BASE_MS)
+    earlier = shield(ShieldingAction.CLEAR, "SAFEGUARDING_LEAD", BASE_MS - 1)
+    later = shield(ShieldingAction.CLEAR, "SAFEGUARDING_LEAD", BASE_MS + 1)
+    assert replay(PATIENT, [bad_set, earlier]).pending_quarantine is not None
+    answered = replay(PATIENT, [later, bad_set])
+    assert answered.pending_quarantine is None
+    assert answered.quarantine is not None  # still visible, with its reason
 
 
 def test_authorised_shielding_clear_deactivates_and_hides_nothing() -> None:

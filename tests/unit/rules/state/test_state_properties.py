@@ -102,7 +102,7 @@ def test_each_register_holds_the_latest_accepted_event_for_its_scope(evs: list[E
     expected: dict[str, Stamp] = {}
     for e in evs:
         name = _register_name(e)
-        if name is not None and classify(e) is None:
+        if name is not None and _kept(e):
             expected[name] = max(expected.get(name, Stamp.of(e)), Stamp.of(e))
     state = state_of(evs)
     assert {k: p.event_id for k, p in state.provenance.items()} == {k: s.event_id for k, s in expected.items()}
@@ -111,7 +111,12 @@ def test_each_register_holds_the_latest_accepted_event_for_its_scope(evs: list[E
 
 
 def _accepted(evs: list[Event]) -> list[Stamp]:
-    return [Stamp.of(e) for e in evs if _register_name(e) is not None and classify(e) is None]
+    return [Stamp.of(e) for e in evs if _register_name(e) is not None and _kept(e)]
+
+
+def _kept(e: Event) -> bool:
+    """Applied, or (an unauthorised shielding SET) kept in quarantine (issue 14, rule 10)."""
+    return classify(e) in (None, "UNAUTHORISED_SHIELDING_SET")
 
 
 def _register_name(e: Event) -> str | None:
@@ -123,6 +128,8 @@ def _register_name(e: Event) -> str | None:
             return f"objection/{kind.value}/{e.site}"  # per organisation (issue 14, rule 6)
         case Objection(kind=kind):
             return f"objection/{kind.value}"
+        case ShieldingFlag() if classify(e) == "UNAUTHORISED_SHIELDING_SET":
+            return "quarantine/shielding"
         case ShieldingFlag():
             return "shielding"
     return None
