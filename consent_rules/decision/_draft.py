@@ -76,8 +76,9 @@ class Draft:
             )
         if req.flow_ref in self.policy.ndop_exempt_flows:
             return f" Gateway: s251 approval {req.flow_ref}, whose conditions set the national data opt-out aside."
-        if req.gateway is Gateway.COPI_REG5:
-            return f" Gateway: COPI regulation 5, approval {req.flow_ref}."
+        if req.gateway in (Gateway.COPI_REG2, Gateway.COPI_REG5):
+            number = 2 if req.gateway is Gateway.COPI_REG2 else 5
+            return f" Gateway: COPI regulation {number}, approval {req.flow_ref}."
         return ""
 
     def finish(self, basis: LegalBasis | None, permitted: list[DataClass]) -> Decision:

@@ -12,6 +12,10 @@ data asked for (a type 1 objection covers GP-held data only; local dissent its r
 ``evidence`` (optional, ``{"instrument": ..., "justification": ..., "approver": ...}``) is what an
 override rests on: a STATUTORY_MANDATE applies only naming its instrument, SAFEGUARDING only with a
 justification and an approver.
+``gateway`` (optional, ``COPI_REG3`` or ``COPI_REG5``) refines an S251 basis with the COPI regulation
+relied on, and ``flow_ref`` (optional) names the data flow asked under (a CAG approval, a COPI notice,
+a data-sharing agreement): the national opt-out does not reach regulation 3 flows, and an exemption on
+an objection holds only for the flows it names (issue 14, rule 5).
 ``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
 time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
 
@@ -31,7 +35,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from consent_rules.decision.request import DataHolder, DecisionRequest, HolderKind, OverrideEvidence, Requester
+from consent_rules.decision.request import (
+    DataHolder,
+    DecisionRequest,
+    Gateway,
+    HolderKind,
+    OverrideEvidence,
+    Requester,
+)
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError, ValidationError
 
@@ -83,7 +94,9 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
     at_ms = now_ms if as_at is None else as_at
     holder = None if body.get("data_holder") is None else _data_holder(body["data_holder"])
     evidence = None if body.get("evidence") is None else _evidence(body["evidence"])
-    request = DecisionRequest(requester, purpose, key, data_classes, basis, at_ms, holder, evidence)
+    gateway = None if body.get("gateway") is None else _code(Gateway, body["gateway"], "gateway")
+    flow_ref = "" if body.get("flow_ref") is None else _field(body, "flow_ref", str)
+    request = DecisionRequest(requester, purpose, key, data_classes, basis, at_ms, holder, evidence, gateway, flow_ref)
     return ParsedRequest(request, accessor, as_at)
 
 

@@ -28,10 +28,10 @@ DEFAULT_BREAK_GLASS_ROLES = frozenset(
 @dataclass(frozen=True, slots=True)
 class DecisionPolicy:
     break_glass_roles: frozenset[str] = DEFAULT_BREAK_GLASS_ROLES
-    # References of the s251 (COPI regulation 5) approvals whose conditions set the national data
-    # opt-out aside (issue 14, rule 5). The NDOP applies to s251 flows unless the approval says
-    # otherwise (NDOP operational policy guidance), and which approvals do is the CAG's register, not
-    # ours: a deployment lists them; none by default.
+    # References of the s251 data flows (COPI regulation 2 or 5) for which CAG advised, case by case,
+    # that the national data opt-out does not apply (issue 14, rule 5; NDOP operational policy
+    # guidance 5.1). Which flows those are is CAG's register, not ours: a deployment lists them, none
+    # by default.
     ndop_exempt_flows: frozenset[str] = frozenset()
 
 

@@ -56,15 +56,17 @@ class Gateway(StrEnum):
     Both are regulations of the Health Service (Control of Patient Information) Regulations 2002
     (COPI), made under s251 of the NHS Act 2006, so they refine the legal basis S251:
 
-    - ``COPI_REG3``: regulation 3, communicable disease and other risks to public health (a notice
-      served by the Secretary of State, e.g. the COVID-19 COPI notices). The national data opt-out
-      does not apply to it (NDOP operational policy guidance, "where national data opt-outs do not
-      apply").
-    - ``COPI_REG5``: regulation 5, support approved by the Secretary of State or the HRA on the
-      advice of the Confidentiality Advisory Group (the usual "s251 approval"). The opt-out applies
-      unless the approval itself sets it aside (``DecisionPolicy.ndop_exempt_flows``).
+    - ``COPI_REG3``: regulation 3, communicable disease and other risks to public health (e.g. the
+      COVID-19 notices under reg 3(4)). The national data opt-out does not apply to it (NDOP
+      operational policy guidance 6.2).
+    - ``COPI_REG2`` / ``COPI_REG5``: regulation 2 (neoplasia) or 5 (general medical purposes), support
+      on the advice of the Confidentiality Advisory Group (the usual "s251 approval"). The opt-out
+      applies under CAG's standard condition unless CAG advised, case by case, that it does not apply
+      to that specific data flow (NDOP operational policy guidance 5.1); a deployment lists those
+      flows in ``DecisionPolicy.ndop_exempt_flows``.
     """
 
+    COPI_REG2 = "COPI_REG2"
     COPI_REG3 = "COPI_REG3"
     COPI_REG5 = "COPI_REG5"
 

@@ -145,3 +145,32 @@ async def test_shielding_flag_reaches_the_shielding_topic_and_unauthorised_clear
     states = await harness.read(harness.topics.state, lambda rs: len(rs) >= 1)
     state = PatientState.from_bytes(latest_by_key(states)[key.encode()])
     assert state.shielding is not None and state.shielding.active
+
+
+async def test_unauthorised_shielding_set_is_quarantined_in_the_state_and_alerted_not_dropped(harness: Harness) -> None:
+    """Issue 14, rule 10: a protective request never fails open silently. The SET from a role without
+    authority is kept in the state's quarantine register (visible, with its reason code), raised on the
+    dead-letter topic as SHIELDING_QUARANTINED for the safeguarding lead, and never reaches the
+    shielding topic."""
+    agent = SimAgent.create()
+    await harness.register(agent)
+    await harness.start_core()
+    key = patient(43)
+    events = [
+        agent.event(key, shielding(ShieldingAction.SET, "RECEPTIONIST"), BASE_MS),
+        agent.event(key, consent(ConsentDirective.OPTIN), BASE_MS + 1000),
+    ]
+    await harness.send(agent, [agent.batch(events)])
+    states = await harness.read(harness.topics.state, lambda rs: _applied(rs) == 2)
+    state = PatientState.from_bytes(latest_by_key(states)[key.encode()])
+    assert state.shielding is None
+    assert state.quarantine is not None
+    assert (state.quarantine.role, state.quarantine.reason) == ("RECEPTIONIST", "UNAUTHORISED_SHIELDING_SET")
+    assert state.pending_quarantine == state.quarantine
+    letters = await harness.read(harness.topics.deadletter, lambda rs: len(rs) >= 1)
+    assert _reasons(letters) == ["SHIELDING_QUARANTINED"]
+    assert b"safeguarding lead" in dict(letters[0].headers)["message"]
+    # the shielding topic is written in the same transaction as the state read above: a few fetches
+    # from its start would show a record had one been written
+    polls = iter(range(4))
+    assert await harness.read(harness.topics.shielding, lambda rs: next(polls, 3) >= 3) == []

@@ -74,6 +74,17 @@ def test_unauthorised_clear_is_rejected_and_leaves_state_untouched() -> None:
     assert rec.state(PATIENT) is before
 
 
+def test_unauthorised_set_is_quarantined_with_new_state_and_no_shielding_record() -> None:
+    """Issue 14, rule 10: kept in the state (the stage writes it and alerts), never applied to shielding."""
+    rec = Reconciler()
+    out = rec.process(flag(ShieldingAction.SET, "RECEPTIONIST", BASE_MS), (0, 4))
+    assert (out.outcome, out.reason, out.shielding_bytes) == (Outcome.QUARANTINED, "UNAUTHORISED_SHIELDING_SET", None)
+    assert out.state is not None and out.state.shielding is None
+    assert out.state.quarantine is not None and out.state.quarantine.role == "RECEPTIONIST"
+    assert rec.state(PATIENT) == out.state
+    assert rec.process(flag(ShieldingAction.SET, "RECEPTIONIST", BASE_MS), (0, 4)).outcome is Outcome.DUPLICATE
+
+
 def test_breach_report_is_ignored() -> None:
     report = BreachReport("RX1", BreachSeverity.LEVEL_1, "LOST_IN_TRANSIT", "", "", True, 1)
     out = Reconciler().process(make_event(report, hlc=hlc_of(BASE_MS), patient_key=""))

@@ -69,10 +69,11 @@ def objection(
     action: ObjectionAction = ObjectionAction.REGISTER,
     *,
     exemptions: tuple[LegalBasis, ...] = (),
+    exempt_flows: tuple[str, ...] = (),
     at_ms: int = NOW_MS - 20 * DAY_MS,
     site: str = GP_PRACTICE,
 ) -> Event:
-    return event(Objection(kind, action, exemptions), at_ms=at_ms, site=site)
+    return event(Objection(kind, action, exemptions, exempt_flows), at_ms=at_ms, site=site)
 
 
 def shield(
@@ -80,8 +81,9 @@ def shield(
     *,
     action: ShieldingAction = ShieldingAction.SET,
     at_ms: int = NOW_MS - 10 * DAY_MS,
+    role: str = "SAFEGUARDING_LEAD",
 ) -> Event:
-    return event(ShieldingFlag(action, hides, "SAFEGUARDING_LEAD", "CHILD_PROTECTION"), at_ms=at_ms)
+    return event(ShieldingFlag(action, hides, role, "CHILD_PROTECTION"), at_ms=at_ms)
 
 
 def state_of(events: Iterable[Event]) -> PatientState:

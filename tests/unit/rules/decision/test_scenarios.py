@@ -447,10 +447,12 @@ def test_evidenced_safeguarding_sets_aside_local_dissent_and_the_relationship_li
     assert bare.codes == ("OVERRIDE_EVIDENCE_MISSING", "NO_LEGITIMATE_RELATIONSHIP")
 
 
-def test_exemption_listed_on_the_objection_overrides_it() -> None:
-    """Rec 11: objections carry the bases that still override them."""
-    state = state_of([objection(ObjectionKind.NDOP, exemptions=(LegalBasis.S251,))])
-    d = decide(request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251), state)
+def test_exemption_listed_on_the_objection_overrides_it_for_the_flow_it_names() -> None:
+    """Rec 11: objections carry the bases that still override them (for the data flow named: issue 14,
+    rule 5; the other flows are in test_scenarios_gateway.py)."""
+    state = state_of([objection(ObjectionKind.NDOP, exemptions=(LegalBasis.S251,), exempt_flows=("21/CAG/0032",))])
+    req = request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251)
+    d = decide(replace(req, flow_ref="21/CAG/0032"), state)
     assert d.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
     assert d.codes[0] == "EXEMPTION_OVERRIDES_OBJECTION"
 
