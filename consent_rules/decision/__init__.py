@@ -9,6 +9,7 @@
 - :mod:`~consent_rules.decision.answer` - the answer and its JSON form (live, as at, or offline).
 """
 
+from consent_rules.decision.agreements import DataSharingAgreement
 from consent_rules.decision.answer import DecisionAnswer
 from consent_rules.decision.document import BadRequestError, ParsedRequest, parse_as_at, parse_request
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
@@ -35,6 +36,7 @@ __all__ = [
     "BadRequestError",
     "Code",
     "DataHolder",
+    "DataSharingAgreement",
     "Decision",
     "DecisionAnswer",
     "DecisionPolicy",

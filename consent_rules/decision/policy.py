@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from consent_rules.decision.agreements import DataSharingAgreement
 
 __all__ = ["DEFAULT_BREAK_GLASS_ROLES", "DEFAULT_POLICY", "DecisionPolicy"]
 
@@ -33,6 +36,11 @@ class DecisionPolicy:
     # guidance 5.1). Which flows those are is CAG's register, not ours: a deployment lists them, none
     # by default.
     ndop_exempt_flows: frozenset[str] = frozenset()
+    # The register of data-sharing agreements by reference (rec 20), and whether requests from
+    # unregistered staff and uses beyond direct care must name one (off by default: a deployment
+    # turns it on once its register is loaded).
+    agreements: Mapping[str, DataSharingAgreement] = field(default_factory=dict)
+    agreements_required: bool = False
 
 
 DEFAULT_POLICY = DecisionPolicy()

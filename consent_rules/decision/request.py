@@ -124,3 +124,6 @@ class DecisionRequest:
     # the reference of the data flow asked under: the CAG approval ("21/CAG/0032"), the COPI notice or
     # the data-sharing agreement; exemptions on an objection hold only for the flows it names (rule 5)
     flow_ref: str = ""
+    # the data-sharing agreement the request is made under (rec 20); checked when the deployment
+    # requires agreements, for unregistered staff and uses beyond direct care
+    agreement_ref: str = ""

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from consent_rules.decision._agreements import agreement_allows
 from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
@@ -54,7 +55,9 @@ def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy
     request = draft.request = _evidenced(draft)
     if _is_break_glass(request):
         return break_glass(draft)
-    if is_direct_care(request):
+    if not agreement_allows(draft):  # rec 20: unregistered staff and secondary uses name their agreement
+        return draft.deny()
+    if is_direct_care(draft.request):
         return direct_care(draft)
     return secondary(draft)
 

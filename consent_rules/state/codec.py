@@ -97,7 +97,7 @@ def _from_legacy(obj: dict[str, Any], data: bytes) -> PatientState:
 
 def _add_format_3_defaults(obj: dict[str, Any]) -> None:
     """Format 3's fields at their defaults; an older record that already has one is not canonical."""
-    added = [(c, "policy_ref", None) for c in _typed(obj["consents"], list)]
+    added: list[tuple[Any, str, object]] = [(c, "policy_ref", None) for c in _typed(obj["consents"], list)]
     added += [(o, "exempt_flows", []) for o in _typed(obj["objections"], list)]
     added.append((obj, "quarantine", None))
     for holder, name, default in added:

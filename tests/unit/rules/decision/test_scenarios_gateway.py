@@ -23,8 +23,10 @@ OTHER_CAG_REF = "19/CAG/0199"
 COPI_NOTICE = "COPI notice 2020-03 (reg 3(4))"
 
 
-def _s251(purpose: PurposeOfUse = PurposeOfUse.HRESCH, gateway: Gateway | None = None, flow: str = "") -> DecisionRequest:
-    return replace(request(researcher(), purpose, legal_basis=LegalBasis.S251), gateway=gateway, flow_ref=flow)
+def _s251(gateway: Gateway | None = None, flow: str = "") -> DecisionRequest:
+    return replace(
+        request(researcher(), PurposeOfUse.HRESCH, legal_basis=LegalBasis.S251), gateway=gateway, flow_ref=flow
+    )
 
 
 def test_copi_regulation_3_flow_is_outside_the_national_opt_out() -> None:
