@@ -136,6 +136,7 @@ def accesses_json(views: Sequence[AccessView]) -> Json:
                 "purpose": v.purpose.value,
                 "outcome": v.outcome,
                 "disclosed_to": v.disclosed_to,
+                "notice": v.notice,
             }
             for v in views
         ]

@@ -17,7 +17,7 @@ import orjson
 
 from broker.audit.errors import AuditRecordError
 from broker.audit.log import AuditEntry
-from consent_rules.decision import Decision, DecisionRequest
+from consent_rules.decision import Decision, DecisionRequest, patient_notice
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse
 from consent_wire.model import AccessRecord, Event
 
@@ -115,6 +115,7 @@ class AccessView:
     outcome: str
     kind: RecordKind
     disclosed_to: str
+    notice: str | None = None  # plain English when the patient's wish was set aside (rec 7, principle 8)
 
 
 def decision_record(request: DecisionRequest, decision: Decision, accessor_id: str, client_id: str = "") -> AuditRecord:
@@ -189,6 +190,11 @@ def accesses_for(entries: Sequence[AuditEntry], patient_key: str) -> list[Access
         r = AuditRecord.from_bytes(e.record)
         if r.patient_key != patient_key:
             continue
-        view = AccessView(r.accessor_id, r.organisation, r.role, r.purpose, r.at_ms, r.outcome, r.kind, r.disclosed_to)
+        notice = None
+        if r.kind is RecordKind.DECISION:
+            notice = patient_notice(r.codes, r.purpose, r.organisation, permitted=r.outcome != "DENY")
+        view = AccessView(
+            r.accessor_id, r.organisation, r.role, r.purpose, r.at_ms, r.outcome, r.kind, r.disclosed_to, notice
+        )
         views.append((r.at_ms, e.index, view))
     return [v for _, _, v in sorted(views, key=lambda t: (t[0], t[1]))]

@@ -12,6 +12,7 @@
 from consent_rules.decision.agreements import DataSharingAgreement
 from consent_rules.decision.answer import DecisionAnswer
 from consent_rules.decision.document import BadRequestError, ParsedRequest, parse_as_at, parse_request
+from consent_rules.decision.notice import patient_notice
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
 from consent_rules.decision.policy import DEFAULT_BREAK_GLASS_ROLES, DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, NDOP_PURPOSES, SECONDARY_BASES, SECONDARY_PURPOSES
@@ -53,4 +54,5 @@ __all__ = [
     "decide_as_at",
     "parse_as_at",
     "parse_request",
+    "patient_notice",
 ]

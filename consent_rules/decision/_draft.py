@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from consent_rules.decision.notice import patient_notice
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import is_direct_care
@@ -94,6 +95,8 @@ class Draft:
                 self.oblige(Obligation.WITHHOLD_DATA_CLASSES)
             obligations = tuple(self.obligations)
             outcome = Outcome.PERMIT_WITH_OBLIGATIONS if obligations else Outcome.PERMIT
+        req = self.request
+        notice = patient_notice(self.codes, req.purpose, req.requester.organisation, permitted=bool(permitted))
         return Decision(
             outcome,
             obligations,
@@ -103,6 +106,7 @@ class Draft:
             self.state.version,
             tuple(permitted),
             tuple(self.withheld),
+            notice,
         )
 
 

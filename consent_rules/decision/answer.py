@@ -38,4 +38,5 @@ class DecisionAnswer:
             "as_at_ms": self.as_at_ms,
             "audit_index": self.audit_index,
             "offline": self.offline,
+            "patient_notice": d.notice,
         }

@@ -78,3 +78,5 @@ class Decision:
     state_version: int
     permitted: tuple[DataClass, ...] = ()
     withheld: tuple[DataClass, ...] = ()
+    # plain English for the patient when their wish was set aside (rec 7, principle 8); see notice.py
+    notice: str | None = None

@@ -187,6 +187,32 @@ def test_patient_access_list_shows_who_when_why_and_outcome() -> None:
     ]  # fmt: skip
 
 
+def test_the_patients_access_list_explains_a_decision_that_set_their_wish_aside() -> None:
+    """Issue 14 (rec 7, principle 8 of 2020): a plain-English notice the patient can read later."""
+    from consent_rules.decision import OverrideEvidence
+    from consent_rules.state import replay
+    from consent_wire.codes import ObjectionAction, ObjectionKind
+    from consent_wire.model import Objection
+
+    ndop = Event("1" * 32, "agent-1", "A81001", 1, bytes(32), T0 << 16, T0, PATIENTS[0],
+                 Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER))  # fmt: skip
+    req = DecisionRequest(
+        Requester("RXA", "RESEARCHER", True, Relationship.NONE, False),
+        PurposeOfUse.HRESCH,
+        PATIENTS[0],
+        (DataClass.GENERAL,),
+        LegalBasis.STATUTORY_MANDATE,
+        T0 + 5000,
+        evidence=OverrideEvidence(instrument="Health and Social Care Act 2012 s259 direction"),
+    )
+    log = AuditLog()
+    decision = decide(req, replay(PATIENTS[0], [ndop]))
+    log.append(decision_record(req, decision, "staff-r"))
+    (view,) = accesses_for(log.entries, PATIENTS[0])
+    assert view.notice is not None and view.notice == decision.notice
+    assert "the law required your information to be shared" in view.notice
+
+
 def test_audit_record_carries_no_nhs_number_and_round_trips() -> None:
     event = Event(
         "0" * 32, "agent-1", "A81001", 1, bytes(32), T0 << 16, T0, PATIENTS[1],

@@ -109,6 +109,7 @@ def test_the_answer_json_is_one_shape_for_core_and_agent() -> None:
         "as_at_ms": None,
         "audit_index": 7,
         "offline": False,
+        "patient_notice": None,
     }
     assert offline == {**live, "as_at_ms": 5, "audit_index": None, "offline": True}
 
