@@ -22,6 +22,7 @@ from consent_rules.decision.request import (
     DecisionRequestError,
     Gateway,
     HolderKind,
+    Identifiability,
     OverrideEvidence,
     Requester,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "DecisionRequestError",
     "Gateway",
     "HolderKind",
+    "Identifiability",
     "Obligation",
     "Outcome",
     "OverrideEvidence",

@@ -11,11 +11,17 @@ from __future__ import annotations
 from consent_rules.decision._draft import Draft
 from consent_rules.decision.outcome import Code
 from consent_rules.decision.purposes import NDOP_PURPOSES, SECONDARY_PURPOSES, is_local_clinical_audit
-from consent_rules.decision.request import Gateway, HolderKind
+from consent_rules.decision.request import Gateway, HolderKind, Identifiability
 from consent_rules.state import ConsentRegister, ObjectionRegister
 from consent_wire.codes import LegalBasis, ObjectionKind
 
-__all__ = ["active_objections", "note_consent_over_objections", "objected_since", "objections_allow"]
+__all__ = [
+    "active_objections",
+    "anonymised_outside",
+    "note_consent_over_objections",
+    "objected_since",
+    "objections_allow",
+]
 
 _OBJECTION_CODE = {
     ObjectionKind.NDOP: Code.NDOP_ACTIVE,
@@ -34,8 +40,21 @@ _OBJECTION_TEXT = {
 _PUBLIC_INTEREST_YIELDS = frozenset({ObjectionKind.NDOP, ObjectionKind.TYPE2, ObjectionKind.LOCAL_DISSENT})
 
 
+# Objections to identifiable data leaving for uses beyond direct care: anonymised data fall outside them.
+_IDENTIFIABLE_ONLY = frozenset({ObjectionKind.NDOP, ObjectionKind.TYPE2, ObjectionKind.TYPE1})
+
+
+def anonymised_outside(d: Draft) -> bool:
+    """Whether an active objection was left aside because the data asked for are anonymised."""
+    if d.request.identifiability is not Identifiability.ANONYMISED:
+        return False
+    return any(reg.active and kind in _IDENTIFIABLE_ONLY for (kind, _), reg in d.state.objections.items())
+
+
 def _objection_applies(d: Draft, kind: ObjectionKind, site: str) -> bool:
     req = d.request
+    if req.identifiability is Identifiability.ANONYMISED and kind in _IDENTIFIABLE_ONLY:
+        return False
     purpose, organisation, holder = req.purpose, req.requester.organisation, req.data_holder
     secondary = purpose in SECONDARY_PURPOSES and not is_local_clinical_audit(req)  # rule 7
     if kind in (ObjectionKind.NDOP, ObjectionKind.TYPE2):

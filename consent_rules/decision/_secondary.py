@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from consent_rules.decision._consents import apply_consents
 from consent_rules.decision._draft import Draft
-from consent_rules.decision._objections import note_consent_over_objections, objected_since, objections_allow
+from consent_rules.decision._objections import (
+    anonymised_outside,
+    note_consent_over_objections,
+    objected_since,
+    objections_allow,
+)
 from consent_rules.decision._shielding import shield
 from consent_rules.decision.outcome import Code, Decision, Obligation
 from consent_rules.decision.purposes import SECONDARY_BASES
@@ -15,6 +20,12 @@ __all__ = ["secondary"]
 
 def secondary(d: Draft) -> Decision:
     req = d.request
+    if anonymised_outside(d):
+        d.note(
+            Code.ANONYMISED_OUTSIDE_OPT_OUT,
+            "The data asked for are anonymised (ICO code of practice), so the patient's opt-outs do not apply; "
+            "their explicit refusals still do.",
+        )
     basis = req.legal_basis if req.legal_basis in SECONDARY_BASES else None
     consents = apply_consents(d, fallback_ok=basis is not None)
     explicit = [c for c in consents.explicit if not _objected_since_consent(d, c)]

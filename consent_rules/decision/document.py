@@ -16,6 +16,8 @@ justification and an approver.
 relied on, and ``flow_ref`` (optional) names the data flow asked under (a CAG approval, a COPI notice,
 a data-sharing agreement): the national opt-out does not reach regulation 3 flows, and an exemption on
 an objection holds only for the flows it names (issue 14, rule 5).
+``identifiability`` (optional, ``IDENTIFIABLE`` by default, ``PSEUDONYMISED``, ``ANONYMISED``): anonymised
+data fall outside the national opt-out, type 1 and type 2.
 ``agreement_ref`` (optional) names the data-sharing agreement the request is made under (rec 20).
 ``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
 time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
@@ -41,6 +43,7 @@ from consent_rules.decision.request import (
     DecisionRequest,
     Gateway,
     HolderKind,
+    Identifiability,
     OverrideEvidence,
     Requester,
 )
@@ -98,8 +101,12 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
     gateway = None if body.get("gateway") is None else _code(Gateway, body["gateway"], "gateway")
     flow_ref = "" if body.get("flow_ref") is None else _field(body, "flow_ref", str)
     agreement = "" if body.get("agreement_ref") is None else _field(body, "agreement_ref", str)
+    level_value = body.get("identifiability")
+    level = (
+        Identifiability.IDENTIFIABLE if level_value is None else _code(Identifiability, level_value, "identifiability")
+    )
     request = DecisionRequest(
-        requester, purpose, key, data_classes, basis, at_ms, holder, evidence, gateway, flow_ref, agreement
+        requester, purpose, key, data_classes, basis, at_ms, holder, evidence, gateway, flow_ref, agreement, level
     )
     return ParsedRequest(request, accessor, as_at)
 

@@ -20,6 +20,7 @@ __all__ = [
     "DecisionRequestError",
     "Gateway",
     "HolderKind",
+    "Identifiability",
     "OverrideEvidence",
     "Requester",
 ]
@@ -69,6 +70,20 @@ class Gateway(StrEnum):
     COPI_REG2 = "COPI_REG2"
     COPI_REG3 = "COPI_REG3"
     COPI_REG5 = "COPI_REG5"
+
+
+class Identifiability(StrEnum):
+    """How identifiable the data asked for are to their recipient (issue 14; seed 7.3-7.7, rec 10 of the review).
+
+    The national data opt-out covers confidential patient information, "identifiable or likely
+    identifiable" (NDOP operational policy guidance); data anonymised in line with the ICO's code fall
+    outside it. Pseudonymised data are still likely identifiable to someone, so they are decided on
+    as identifiable.
+    """
+
+    IDENTIFIABLE = "IDENTIFIABLE"
+    PSEUDONYMISED = "PSEUDONYMISED"
+    ANONYMISED = "ANONYMISED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +142,4 @@ class DecisionRequest:
     # the data-sharing agreement the request is made under (rec 20); checked when the deployment
     # requires agreements, for unregistered staff and uses beyond direct care
     agreement_ref: str = ""
+    identifiability: Identifiability = Identifiability.IDENTIFIABLE

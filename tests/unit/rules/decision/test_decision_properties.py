@@ -17,7 +17,9 @@ from consent_rules.decision import (
     DataHolder,
     DecisionRequest,
     DecisionRequestError,
+    Gateway,
     HolderKind,
+    Identifiability,
     Obligation,
     Outcome,
     OverrideEvidence,
@@ -100,6 +102,10 @@ requests = st.builds(
         st.sampled_from(["", "harm"]),
         st.sampled_from(["", "Caldicott Guardian"]),
     ),
+    st.none() | st.sampled_from(Gateway),  # rule 5
+    st.sampled_from(["", "21/CAG/0032"]),
+    st.just(""),
+    st.sampled_from(Identifiability),
 )
 
 
@@ -155,8 +161,12 @@ def test_active_ndop_blocks_s251_research_and_planning(req: DecisionRequest, sta
     ndop = state.objections.get((ObjectionKind.NDOP, NATIONAL))
     if ndop is None or not ndop.active or req.purpose not in NDOP_PURPOSES:
         return
-    if req.legal_basis is not LegalBasis.S251 or LegalBasis.S251 in ndop.exemptions:
+    if req.legal_basis is not LegalBasis.S251:
         return
+    if LegalBasis.S251 in ndop.exemptions and req.flow_ref and req.flow_ref in ndop.exempt_flows:
+        return  # exempt for this very flow (rule 5)
+    if (req.gateway is Gateway.COPI_REG3 and req.flow_ref) or req.identifiability is Identifiability.ANONYMISED:
+        return  # outside the opt-out: NDOP 6.2 (rule 5), anonymised data
     d = decide(req, state)
     assert d.legal_basis is not LegalBasis.S251
 
