@@ -126,3 +126,19 @@ def test_malformed_json_has_its_own_reason() -> None:
         load_json(b"{not json")
 
     assert info.value.reason == "MALFORMED_JSON"
+
+
+def test_objection_exempt_flows_and_consent_policy_ref_reach_the_event_payloads() -> None:
+    """Issue 14: per-flow exemptions (rule 5) and the agreement a consent was collected under (rec 20)."""
+    objection = {"kind": "NDOP", "action": "REGISTER", "exemptions": ["S251"], "exempt_flows": ["21/CAG/0032"]}
+    sub = parse_submission({"type": "objection", "nhs_number": VALID_NHS, "payload": objection}, fake_pseudonymise)
+    assert sub.payload == Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER, (LegalBasis.S251,), ("21/CAG/0032",))
+    grant = parse_submission(consent(policy_ref="DSA-2025-014"), fake_pseudonymise)
+    assert isinstance(grant.payload, ConsentDecision) and grant.payload.policy_ref == "DSA-2025-014"
+
+
+@pytest.mark.parametrize("flows", [["x", "x"], [""], ["  "], ["y" * 129], "21/CAG/0032", [7]])
+def test_bad_exempt_flows_are_refused_naming_the_field(flows: object) -> None:
+    objection = {"kind": "NDOP", "action": "REGISTER", "exempt_flows": flows}
+    error = rejection({"type": "objection", "nhs_number": VALID_NHS, "payload": objection})
+    assert "exempt_flows" in error.message
