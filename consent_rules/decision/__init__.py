@@ -27,14 +27,17 @@ from consent_rules.decision.request import (
     Requester,
 )
 from consent_rules.decision.rules import decide, decide_as_at
+from consent_rules.decision.subject import ADULT_AGE, AccessRight, Subject
 
 __all__ = [
+    "ADULT_AGE",
     "DEFAULT_BREAK_GLASS_ROLES",
     "DEFAULT_POLICY",
     "DIRECT_CARE_PURPOSES",
     "NDOP_PURPOSES",
     "SECONDARY_BASES",
     "SECONDARY_PURPOSES",
+    "AccessRight",
     "BadRequestError",
     "Code",
     "DataHolder",
@@ -52,6 +55,7 @@ __all__ = [
     "OverrideEvidence",
     "ParsedRequest",
     "Requester",
+    "Subject",
     "decide",
     "decide_as_at",
     "parse_as_at",

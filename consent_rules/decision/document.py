@@ -18,6 +18,10 @@ a data-sharing agreement): the national opt-out does not reach regulation 3 flow
 an objection holds only for the flows it names (issue 14, rule 5).
 ``identifiability`` (optional, ``IDENTIFIABLE`` by default, ``PSEUDONYMISED``, ``ANONYMISED``): anonymised
 data fall outside the national opt-out, type 1 and type 2.
+``access_right`` (optional: SELF, PARENTAL_RESPONSIBILITY, LASTING_POWER_OF_ATTORNEY, COURT_DEPUTY,
+PERSONAL_REPRESENTATIVE) marks a request from the patient's side (PATRQT, FAMRQT, PWATRNY) and
+``subject`` (optional, ``{"age_years": 14, "gillick_competent": false, "deceased": false}``) what is known
+of the patient where the rules depend on it.
 ``agreement_ref`` (optional) names the data-sharing agreement the request is made under (rec 20).
 ``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
 time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
@@ -47,6 +51,7 @@ from consent_rules.decision.request import (
     OverrideEvidence,
     Requester,
 )
+from consent_rules.decision.subject import AccessRight, Subject
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError, ValidationError
 
@@ -63,6 +68,7 @@ __all__ = [
 MAX_DATA_CLASSES = 32  # more than every DataClass code; bounds a hostile list
 MAX_TEXT = 128  # organisation / role / accessor id: ODS codes and role names are short
 MAX_AS_AT_MS = 2**63 - 1  # a time is an Avro long everywhere it is stored; larger is not a time
+MAX_AGE_YEARS = 150  # older than anyone has lived (122, Guinness); bounds a hostile number
 MAX_EVIDENCE_TEXT = 512  # an instrument's citation or a one-paragraph justification, recorded in the audit
 
 E = TypeVar("E", bound=StrEnum)
@@ -105,8 +111,23 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
     level = (
         Identifiability.IDENTIFIABLE if level_value is None else _code(Identifiability, level_value, "identifiability")
     )
+    right = None if body.get("access_right") is None else _code(AccessRight, body["access_right"], "access_right")
+    subject = Subject() if body.get("subject") is None else _subject(body["subject"])
     request = DecisionRequest(
-        requester, purpose, key, data_classes, basis, at_ms, holder, evidence, gateway, flow_ref, agreement, level
+        requester,
+        purpose,
+        key,
+        data_classes,
+        basis,
+        at_ms,
+        holder,
+        evidence,
+        gateway,
+        flow_ref,
+        agreement,
+        level,
+        right,
+        subject,
     )
     return ParsedRequest(request, accessor, as_at)
 
@@ -168,6 +189,21 @@ def _evidence(body: object) -> OverrideEvidence:
             raise BadRequestError(f"field evidence.{name} must be a string of at most {MAX_EVIDENCE_TEXT} characters")
         texts[name] = value
     return OverrideEvidence(**texts)
+
+
+def _subject(body: object) -> Subject:
+    if not isinstance(body, dict):
+        raise BadRequestError("field subject must be an object with age_years, gillick_competent and/or deceased")
+    age = body.get("age_years")
+    if age is not None and (type(age) is not int or not 0 <= age <= MAX_AGE_YEARS):
+        raise BadRequestError(f"field subject.age_years must be an integer from 0 to {MAX_AGE_YEARS}")
+    gillick = body.get("gillick_competent")
+    if gillick is not None and type(gillick) is not bool:
+        raise BadRequestError("field subject.gillick_competent must be true, false or null")
+    deceased = body.get("deceased", False)
+    if type(deceased) is not bool:
+        raise BadRequestError("field subject.deceased must be true or false")
+    return Subject(age, gillick, deceased)
 
 
 def _requester(body: object) -> tuple[Requester, str]:

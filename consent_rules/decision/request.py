@@ -8,9 +8,10 @@ Errors::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from consent_rules.decision.subject import AccessRight, Subject
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import ValidationError
 
@@ -143,3 +144,6 @@ class DecisionRequest:
     # requires agreements, for unregistered staff and uses beyond direct care
     agreement_ref: str = ""
     identifiability: Identifiability = Identifiability.IDENTIFIABLE
+    # a request from the patient's side (PATRQT / FAMRQT / PWATRNY) names the right it is made under
+    access_right: AccessRight | None = None
+    subject: Subject = field(default_factory=Subject)  # what is known of the patient (age, Gillick competence, death)

@@ -37,6 +37,7 @@ from consent_rules.decision._agreements import agreement_allows
 from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
+from consent_rules.decision._subject_access import subject_access
 from consent_rules.decision.outcome import Code, Decision
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
@@ -53,6 +54,13 @@ def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy
     _validate(request, state)
     draft = Draft(request, state, policy)
     request = draft.request = _evidenced(draft)
+    if request.subject.deceased:  # confidentiality and every objection continue after death (issue 14)
+        draft.note(
+            Code.DECEASED_CONFIDENTIALITY_CONTINUES,
+            "The patient has died; the duty of confidence and their objections continue after death.",
+        )
+    if request.access_right is not None:  # the patient or their proxy (PATRQT, FAMRQT, PWATRNY)
+        return subject_access(draft)
     if _is_break_glass(request):
         return break_glass(draft)
     if not agreement_allows(draft):  # rec 20: unregistered staff and secondary uses name their agreement
