@@ -79,7 +79,11 @@ class DataClass(StrEnum):
     SDV = "SDV"  # sexual assault, abuse or domestic violence
     STD = "STD"  # sexually transmitted disease
     SUD = "SUD"  # substance use disorder
-    ETH = "ETH"  # substance abuse (42 CFR part 2)
+    # substance abuse. HL7 ties ETH to US law (42 CFR part 2), which does not apply here: in the UK these
+    # are health data, special category under UK GDPR art 9, held under the common-law duty of
+    # confidence like the rest of the record, with no statute of their own; the general rules apply and
+    # a patient may refuse the class (OPTOUT) - issue 14
+    ETH = "ETH"
     GDIS = "GDIS"  # genetic disease
     SEX = "SEX"  # sexuality and reproductive health
     PATLOC = "PATLOC"  # patient location (address)
