@@ -27,6 +27,7 @@ from consent_rules.decision.request import (
     Requester,
 )
 from consent_rules.decision.rules import decide, decide_as_at
+from consent_rules.decision.statutory import StatutoryClass
 from consent_rules.decision.subject import ADULT_AGE, AccessRight, Subject
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "OverrideEvidence",
     "ParsedRequest",
     "Requester",
+    "StatutoryClass",
     "Subject",
     "decide",
     "decide_as_at",

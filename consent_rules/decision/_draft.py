@@ -9,6 +9,7 @@ from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import is_direct_care
 from consent_rules.decision.request import DecisionRequest, Gateway
+from consent_rules.decision.statutory import allowed, withhold_obligation
 from consent_rules.state import ConsentRegister, PatientState, effective_consent
 from consent_wire.codes import ConsentDirective, DataClass, LegalBasis
 
@@ -82,12 +83,27 @@ class Draft:
             return f" Gateway: COPI regulation {number}, approval {req.flow_ref}."
         return ""
 
+    def _restrict_statutory(self, basis: LegalBasis | None) -> None:
+        """Withhold the statutorily restricted classes the route taken does not open (issue 14)."""
+        closed = [c for c in dict.fromkeys(self.request.statutory_classes) if not allowed(c, basis, self.codes)]
+        if not closed:
+            return
+        self.note(
+            Code.STATUTORY_RESTRICTION,
+            f"The law restricts {', '.join(c.value.lower().replace('_', ' ') for c in closed)} information beyond "
+            "the usual duty of confidence; it is withheld without the person's consent, a court order or "
+            "another legal requirement.",
+        )
+        for c in closed:
+            self.oblige(withhold_obligation(c))
+
     def finish(self, basis: LegalBasis | None, permitted: list[DataClass]) -> Decision:
         obligations: tuple[Obligation, ...] = ()
         if not permitted:
             outcome, basis = Outcome.DENY, None
             self.withheld = list(dict.fromkeys([*self.request.data_classes, *self.withheld]))
         else:
+            self._restrict_statutory(basis)
             if basis in _OVERRIDES:  # recorded and alerted as break-glass is (issue 14, rule 4)
                 self.oblige(Obligation.ALERT_PRIVACY_OFFICER)
                 self.oblige(Obligation.RECORD_ACCESS)

@@ -22,6 +22,8 @@ data fall outside the national opt-out, type 1 and type 2.
 PERSONAL_REPRESENTATIVE) marks a request from the patient's side (PATRQT, FAMRQT, PWATRNY) and
 ``subject`` (optional, ``{"age_years": 14, "gillick_competent": false, "deceased": false}``) what is known
 of the patient where the rules depend on it.
+``statutory_classes`` (optional, e.g. ``["FERTILITY"]``) says the data include information a statute
+restricts (HFE Act 1990 s33A, GRA 2004 s22, adoption records); each is withheld unless the route allows it.
 ``agreement_ref`` (optional) names the data-sharing agreement the request is made under (rec 20).
 ``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
 time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
@@ -51,6 +53,7 @@ from consent_rules.decision.request import (
     OverrideEvidence,
     Requester,
 )
+from consent_rules.decision.statutory import StatutoryClass
 from consent_rules.decision.subject import AccessRight, Subject
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError, ValidationError
@@ -113,6 +116,7 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
     )
     right = None if body.get("access_right") is None else _code(AccessRight, body["access_right"], "access_right")
     subject = Subject() if body.get("subject") is None else _subject(body["subject"])
+    statutory = () if body.get("statutory_classes") is None else _statutory(body["statutory_classes"])
     request = DecisionRequest(
         requester,
         purpose,
@@ -127,6 +131,7 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
         agreement,
         level,
         right,
+        statutory,
         subject,
     )
     return ParsedRequest(request, accessor, as_at)
@@ -189,6 +194,12 @@ def _evidence(body: object) -> OverrideEvidence:
             raise BadRequestError(f"field evidence.{name} must be a string of at most {MAX_EVIDENCE_TEXT} characters")
         texts[name] = value
     return OverrideEvidence(**texts)
+
+
+def _statutory(value: object) -> tuple[StatutoryClass, ...]:
+    if not isinstance(value, list) or len(value) > len(StatutoryClass):
+        raise BadRequestError(f"field statutory_classes must be a list of at most {len(StatutoryClass)} codes")
+    return tuple(_code(StatutoryClass, v, "statutory class") for v in value)
 
 
 def _subject(body: object) -> Subject:

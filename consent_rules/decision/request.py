@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from consent_rules.decision.statutory import StatutoryClass
 from consent_rules.decision.subject import AccessRight, Subject
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import ValidationError
@@ -146,4 +147,6 @@ class DecisionRequest:
     identifiability: Identifiability = Identifiability.IDENTIFIABLE
     # a request from the patient's side (PATRQT / FAMRQT / PWATRNY) names the right it is made under
     access_right: AccessRight | None = None
+    # classes of information a statute restricts that the data asked for include (withheld by default)
+    statutory_classes: tuple[StatutoryClass, ...] = ()
     subject: Subject = field(default_factory=Subject)  # what is known of the patient (age, Gillick competence, death)
