@@ -59,12 +59,13 @@ payloads: st.SearchStrategy[Payload] = st.one_of(
         st.sampled_from(ObjectionKind),
         st.sampled_from(ObjectionAction),
         st.lists(st.sampled_from(LegalBasis), max_size=2).map(tuple),
+        st.lists(st.just("21/CAG/0032"), max_size=1).map(tuple),  # rule 5: exemptions per flow
     ),
     st.builds(
         ShieldingFlag,
         st.sampled_from(ShieldingAction),
         st.lists(st.sampled_from(HiddenField), min_size=1, max_size=3).map(tuple),
-        st.just("GP"),
+        st.sampled_from(["GP", "RECEPTIONIST"]),  # rule 10: an unauthorised SET is quarantined
     ),
 )
 
@@ -138,6 +139,22 @@ def test_shielded_fields_are_never_released(req: DecisionRequest, state: Patient
     if HiddenField.CONTACT in sh.hides:
         assert Obligation.REDACT_CONTACT in d.obligations
         assert DataClass.CONTACT not in d.permitted
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, states())
+def test_a_pending_quarantined_shielding_request_is_never_released_either(
+    req: DecisionRequest, state: PatientState
+) -> None:
+    """Issue 14, rule 10: a protective request never fails open (until an authorised answer)."""
+    d = decide(req, state)
+    q = state.pending_quarantine
+    if d.outcome is Outcome.DENY or q is None:
+        return
+    assert "SHIELDING_QUARANTINED" in d.codes
+    if HiddenField.LOCATION in q.hides:
+        assert Obligation.REDACT_LOCATION in d.obligations
+        assert DataClass.PATLOC not in d.permitted
 
 
 @settings(max_examples=300, deadline=None)
