@@ -4,7 +4,10 @@
 - :mod:`~consent_rules.decision.rules` - :func:`decide` and :func:`decide_as_at` (the rules, in its docstring),
   built from internal modules per concept: direct care and break-glass, secondary use, consents,
   objections, shielding obligations.
-- :mod:`~consent_rules.decision.policy` - what a deployment configures (break-glass roles), passed in.
+- :mod:`~consent_rules.decision.policy` - what a deployment configures (break-glass roles, NDOP-exempt flows,
+  the data-sharing agreement register of :mod:`~consent_rules.decision.agreements`), passed in.
+- :mod:`~consent_rules.decision.subject` / :mod:`~consent_rules.decision.statutory` - the patient's side as
+  requester, and the statutorily restricted classes; :mod:`~consent_rules.decision.notice` - patient notices.
 - :mod:`~consent_rules.decision.document` - the JSON request parser shared by the core's and the agent's APIs.
 - :mod:`~consent_rules.decision.answer` - the answer and its JSON form (live, as at, or offline).
 """

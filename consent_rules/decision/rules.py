@@ -22,7 +22,16 @@ NHS Digital's NDOP and type 1 guidance and the HL7 ActReason hierarchy:
   an exemption and (not type 1) to evidenced safeguarding.
 - Consent registers match by the purpose hierarchy (rule 3) and a later withdrawal wins over an
   earlier, narrower permission (rule 2); a statutory mandate overrides an OPTOUT.
-- Shielding (rec 10.6) adds redaction obligations and withholds PATLOC / CONTACT when hidden.
+- Shielding (rec 10.6) adds redaction obligations and withholds PATLOC / CONTACT when hidden; a
+  shielding request held in quarantine (rule 10) is honoured the same way until answered.
+- The opt-out's scope follows the COPI gateway and the data flow (rule 5); anonymised data fall
+  outside the opt-outs; exemptions on an objection hold for the flows they name.
+- Where the deployment requires it, unregistered staff and uses beyond direct care name a registered
+  data-sharing agreement (rec 20). The patient's side (the patient, a parent, an attorney, a deputy, a
+  personal representative) is decided on its own route; death lifts nothing. Statutorily restricted
+  classes (fertility, gender history, adoption) are withheld unless consent, the person's own request,
+  a mandate or (not adoption) an emergency opens them. A decision that sets a wish aside carries a
+  plain-English notice for the patient.
 
 Every decision names its reasons (plain English), stable codes, the legal basis relied on and the
 state version used. Nothing here reads a clock or does I/O.
