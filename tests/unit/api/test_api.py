@@ -257,3 +257,23 @@ async def test_health_is_503_until_the_views_caught_up(client: Client, backend: 
     backend.ready = True
     resp = await client.get("/v1/health")
     assert (resp.status, (await resp.json())["status"]) == (200, "ok")
+
+
+async def test_a_wish_set_aside_comes_with_a_patient_notice_in_the_answer_and_the_access_log(
+    client: Client, backend: MemoryBackend
+) -> None:
+    """Issue 14, notices (rec 7, principle 8 of 2020); rule 5 through the HTTP API: a COPI regulation 3
+    flow is outside the national opt-out, and the patient can later read why in their access log."""
+    backend.add(objection())
+    researcher = {"organisation": "RESLAB1", "role": "RESEARCHER", "registered": True, "relationship": "NONE",
+                  "care_team": False, "accessor_id": "r-1"}  # fmt: skip
+    body = decision_body(requester=researcher, purpose="HRESCH", legal_basis="S251", gateway="COPI_REG3",
+                         flow_ref="COPI notice 2020-03")  # fmt: skip
+    answer = await post(client, body)
+    assert answer["codes"][0] == "GATEWAY_OUTSIDE_OPT_OUT"
+    assert "opt-out does not apply here" in answer["patient_notice"]
+    refused = await post(client, decision_body(requester=researcher, purpose="HRESCH", legal_basis="S251"))
+    assert (refused["outcome"], refused["patient_notice"]) == ("DENY", None)
+    log = await (await client.get(f"/v1/patients/{NHS}/accesses{READER}")).json()
+    notices = [a["notice"] for a in log["accesses"] if a["kind"] == "DECISION"]
+    assert notices == [answer["patient_notice"], None]
