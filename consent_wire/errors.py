@@ -51,9 +51,9 @@ __all__ = [
     "ChainBreakError",
     "ClockSkewError",
     "DecodeError",
-    "InvalidCodeError",
     "FhirInvalidError",
     "FhirUnsupportedError",
+    "InvalidCodeError",
     "InvalidFhirError",
     "InvalidKeyEventError",
     "InvalidNhsNumberError",
@@ -213,7 +213,7 @@ class FhirInvalidError(InvalidFhirError):
 
 
 class FhirUnsupportedError(InvalidFhirError):
-    """Valid FHIR the product refuses by policy: it cannot carry the meaning faithfully (the message names the element)."""
+    """Valid FHIR refused by product policy: it cannot carry the meaning faithfully (the message names the element)."""
 
     reason = "FHIR_UNSUPPORTED"
 

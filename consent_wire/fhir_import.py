@@ -98,8 +98,15 @@ _NOT_IN_FORCE = {
     "unknown": "its status is unknown",
 }
 # (model attribute, FHIR element): fhir.resources names ``class`` ``class_fhir``
-_UNSUPPORTED_PROVISION_FIELDS = (("class_fhir", "class"), ("code", "code"), ("data", "data"), ("dataPeriod", "dataPeriod"),
-    ("documentType", "documentType"), ("resourceType", "resourceType"), ("expression", "expression"))  # fmt: skip
+_UNSUPPORTED_PROVISION_FIELDS = (
+    ("class_fhir", "class"),
+    ("code", "code"),
+    ("data", "data"),
+    ("dataPeriod", "dataPeriod"),
+    ("documentType", "documentType"),
+    ("resourceType", "resourceType"),
+    ("expression", "expression"),
+)
 R4_STATUSES = ("draft", "proposed", "active", "rejected", "inactive", "entered-in-error")
 R5_STATUSES = ("draft", "active", "inactive", "not-done", "entered-in-error", "unknown")
 Payload = ConsentDecision | Objection
@@ -152,7 +159,9 @@ def r4_events(consent: Any) -> list[Payload]:
     if kinds:
         return [_objection(kinds[0], consent.status)]
     if consent.status != "active":
-        raise FhirUnsupportedError(f"Consent.status {consent.status!r}: {_not_in_force(consent.status)}; only active imports")
+        raise FhirUnsupportedError(
+            f"Consent.status {consent.status!r}: {_not_in_force(consent.status)}; only active imports"
+        )
     if consent.provision is None:
         raise FhirUnsupportedError("Consent.provision is missing: nothing says what is permitted or denied")
     root_type = consent.provision.type
@@ -207,7 +216,9 @@ def r5_events(consent: Any) -> list[Payload]:
     if kinds:
         return [_objection(kinds[0], consent.status)]
     if consent.status != "active":
-        raise FhirUnsupportedError(f"Consent.status {consent.status!r}: {_not_in_force(consent.status)}; only active imports")
+        raise FhirUnsupportedError(
+            f"Consent.status {consent.status!r}: {_not_in_force(consent.status)}; only active imports"
+        )
     if consent.decision not in ("permit", "deny"):
         raise FhirUnsupportedError("Consent.decision is missing: R5 needs the base decision (permit or deny)")
     recipients = _recipients(consent.grantee or (), "Consent.grantee", roles=False)
@@ -333,8 +344,9 @@ def _required_code(code: str, allowed: tuple[str, ...], where: str) -> None:
         raise FhirInvalidError(f"{where} {str(code)[:40]!r} is not one of {', '.join(allowed)} (required binding)")
 
 
-def _not_in_force(status: str) -> str:
-    return _NOT_IN_FORCE.get(status, "it is not in force")
+def _not_in_force(status: str) -> FhirUnsupportedError:
+    why = _NOT_IN_FORCE.get(status, "it is not in force")
+    return FhirUnsupportedError(f"Consent.status {status!r}: {why}; only active imports")
 
 
 def _no_modifier_extensions(element: Any, where: str) -> None:

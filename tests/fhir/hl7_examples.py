@@ -45,7 +45,10 @@ def _r4(scope: str, provision: Json | None, *, policy_rule: str | None = "OPTIN"
 
 
 def org(code: str, role: str = "PRCP") -> Json:
-    return {"role": {"coding": [{"system": PARTICIPATION, "code": role}]}, "reference": {"identifier": {"system": ODS, "value": code}}}
+    return {
+        "role": {"coding": [{"system": PARTICIPATION, "code": role}]},
+        "reference": {"identifier": {"system": ODS, "value": code}},
+    }
 
 
 def action(code: str) -> Json:
@@ -69,10 +72,16 @@ BASIC = _r4(
 )
 # consent-example-Out: withhold everything from one organisation (actor PRCP), no provision.type, OPTOUT
 OUT = _r4("patient-privacy", {"actor": [org("RXX")]}, policy_rule="OPTOUT")
-OUT_LITERAL = _r4("patient-privacy", {"actor": [{**org("RXX"), "reference": {"reference": "Organization/f001"}}]}, policy_rule="OPTOUT")
+OUT_LITERAL = _r4(
+    "patient-privacy",
+    {"actor": [{**org("RXX"), "reference": {"reference": "Organization/f001"}}]},
+    policy_rule="OPTOUT",
+)
 # consent-example-notOrg: deny an organisation access; the example also denies "correct"
 NOT_ORG = _r4("patient-privacy", {"type": "deny", "actor": [org("RXX")], "action": [action("access")]})
-NOT_ORG_CORRECT = _r4("patient-privacy", {"type": "deny", "actor": [org("RXX")], "action": [action("access"), action("correct")]})
+NOT_ORG_CORRECT = _r4(
+    "patient-privacy", {"type": "deny", "actor": [org("RXX")], "action": [action("access"), action("correct")]}
+)
 # consent-example-notAuthor: deny by the author's role (CST), not by recipient
 NOT_AUTHOR = _r4("patient-privacy", {"type": "deny", "actor": [org("RXX", role="CST")]})
 # consent-example-notThis: deny one particular resource (provision.data)
@@ -88,7 +97,13 @@ SMART = _r4(
     {
         "type": "permit",
         "period": {"start": "2016-06-23T17:02:33+10:00", "end": "2016-06-23T17:32:33+10:00"},
-        "provision": [{"type": "permit", "action": [action("access")], "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "MedicationRequest"}]}],
+        "provision": [
+            {
+                "type": "permit",
+                "action": [action("access")],
+                "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "MedicationRequest"}],
+            }
+        ],
     },
 )
 # consent-example-pkb: deny by default, nested permits per recipient and sensitivity, and deeper exceptions
@@ -110,10 +125,22 @@ PKB = _r4(
 )
 PKB_CONFIDENTIALITY = _r4(
     "patient-privacy",
-    {"type": "deny", "provision": [{"type": "permit", "securityLabel": [label("N", "http://terminology.hl7.org/CodeSystem/v3-Confidentiality")]}]},
+    {
+        "type": "deny",
+        "provision": [
+            {
+                "type": "permit",
+                "securityLabel": [label("N", "http://terminology.hl7.org/CodeSystem/v3-Confidentiality")],
+            }
+        ],
+    },
 )
 # consent-example-Emergency: deny, except emergency treatment
-EMERGENCY = _r4("patient-privacy", {"type": "deny", "provision": [{"type": "permit", "purpose": [purpose("ETREAT")]}]}, policy_rule="OPTOUT")
+EMERGENCY = _r4(
+    "patient-privacy",
+    {"type": "deny", "provision": [{"type": "permit", "purpose": [purpose("ETREAT")]}]},
+    policy_rule="OPTOUT",
+)
 # consent-example-TPO: permit for treatment, payment and operations
 TPO = _r4("patient-privacy", {"type": "permit", "purpose": [purpose("TREAT"), purpose("HPAYMT"), purpose("HOPERAT")]})
 # research (consent-example-ncr): a policy URI instead of a policyRule (ppc-1 holds either way)
@@ -124,7 +151,9 @@ RESEARCH = _r4(
     policy=[{"uri": "https://www.hra.nhs.uk/planning-and-improving-research/policies-standards-legislation/"}],
 )
 # treatment and advance directive scopes (valid, not sharing directives)
-TREATMENT = _r4("treatment", {"type": "permit"}, policy_rule=None, policy=[{"uri": "https://example.org/surgery-consent"}])
+TREATMENT = _r4(
+    "treatment", {"type": "permit"}, policy_rule=None, policy=[{"uri": "https://example.org/surgery-consent"}]
+)
 ADR = _r4("adr", {"type": "deny"}, policy_rule=None, policy=[{"uri": "https://example.org/living-will"}])
 DRAFT = {**copy.deepcopy(TPO), "status": "draft"}
 NO_PROVISION = _r4("patient-privacy", None)
@@ -166,7 +195,11 @@ R5_PKB = _r5(
     "deny",
     [
         {"actor": [org("A81001")]},
-        {"actor": [org("B82002", role="IRCP")], "purpose": [purpose("TREAT")], "provision": [{"securityLabel": [label("PSY")]}]},
+        {
+            "actor": [org("B82002", role="IRCP")],
+            "purpose": [purpose("TREAT")],
+            "provision": [{"securityLabel": [label("PSY")]}],
+        },
     ],
 )
 R5_NO_DECISION = _r5(None, [{"purpose": [purpose("TREAT")]}])

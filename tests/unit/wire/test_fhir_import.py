@@ -33,13 +33,17 @@ def ms(iso: str) -> int:
 
 def test_basic_partial_dates_cover_whole_days_in_uk_time_and_policy_rule_gives_the_root_type() -> None:
     (got,) = fhir_to_events_payloads(ex.BASIC)
-    assert got == ConsentDecision(OPTIN, ANY, ALL, "*", ms("1964-01-01T00:00:00+00:00"), ms("2016-01-02T00:00:00+00:00"))
+    assert got == ConsentDecision(
+        OPTIN, ANY, ALL, "*", ms("1964-01-01T00:00:00+00:00"), ms("2016-01-02T00:00:00+00:00")
+    )
     assert fhir_nhs_number(ex.BASIC) == ex.NHS
 
 
 def test_a_date_only_end_in_summer_ends_at_midnight_british_summer_time() -> None:
     (got,) = fhir_to_events_payloads(ex.NOT_TIME)
-    assert got == ConsentDecision(OPTOUT, ANY, ALL, "*", ms("2015-01-01T00:00:00+00:00"), ms("2015-07-01T00:00:00+01:00"))
+    assert got == ConsentDecision(
+        OPTOUT, ANY, ALL, "*", ms("2015-01-01T00:00:00+00:00"), ms("2015-07-01T00:00:00+01:00")
+    )
 
 
 def test_research_scope_defaults_the_purpose_to_research_and_takes_month_and_year_dates() -> None:
@@ -148,7 +152,9 @@ def test_invalid_fhir_is_refused_as_invalid_naming_the_element(resource: dict[st
 
 def test_r5_decision_is_the_base_rule_and_provisions_negate_their_parent() -> None:
     (basic,) = fhir_to_events_payloads(ex.R5_BASIC)
-    assert basic == ConsentDecision(OPTIN, ANY, ALL, "*", ms("1964-01-01T00:00:00+00:00"), ms("2016-01-02T00:00:00+00:00"))
+    assert basic == ConsentDecision(
+        OPTIN, ANY, ALL, "*", ms("1964-01-01T00:00:00+00:00"), ms("2016-01-02T00:00:00+00:00")
+    )
     assert fhir_to_events_payloads(ex.R5_NOT_ORG) == [
         ConsentDecision(OPTIN, ANY, ALL, "*"),
         ConsentDecision(OPTOUT, ANY, ALL, "RXX"),
