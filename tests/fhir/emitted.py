@@ -19,7 +19,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.api import create_app
-from consent_wire import ConsentDecision, InvalidFhirError, consent_to_fhir, fhir_to_events_payloads
+from consent_wire import ConsentDecision, InvalidFhirError
+from consent_wire.fhir import consent_to_fhir, fhir_to_events_payloads
 from consent_wire.codes import BreachSeverity, ConsentDirective, DataClass, PurposeOfUse
 from tests.fhir import hl7_examples as ex
 from tests.unit.api.backend import (

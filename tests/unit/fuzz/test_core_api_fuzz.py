@@ -38,7 +38,9 @@ def _app_and_token() -> tuple[web.Application, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
     entry = {"id": "rx1", "organisation": "RX1", "roles": ["CONSULTANT"], "jwk": jwk}
-    registry = ClientRegistry.from_data({"client": [entry | {"scopes": ["decisions", "patient.read", "reports", "audit.read"]}]})
+    registry = ClientRegistry.from_data(
+        {"client": [entry | {"scopes": ["decisions", "patient.read", "reports", "audit.read"]}]}
+    )
     service = TokenService(registry, Ed25519PrivateKey.generate(), TOKEN_URL)
     form = {
         "grant_type": "client_credentials",
