@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broker.api import create_app
 from consent_wire import ConsentDecision, InvalidFhirError
-from consent_wire.fhir import consent_to_fhir, fhir_to_events_payloads
 from consent_wire.codes import BreachSeverity, ConsentDirective, DataClass, PurposeOfUse
+from consent_wire.fhir import consent_to_fhir, fhir_to_events_payloads
 from tests.fhir import hl7_examples as ex
 from tests.unit.api.backend import (
     DAY_MS,
