@@ -15,6 +15,9 @@ from consent_wire import (
     FhirInvalidError,
     FhirUnsupportedError,
     InvalidFhirError,
+    Objection,
+    ObjectionAction,
+    ObjectionKind,
     PurposeOfUse,
     consent_to_fhir,
     fhir_nhs_number,
@@ -195,3 +198,37 @@ def test_export_writes_locis_for_patient_location_and_reads_back_the_old_code_to
     assert fhir_to_events_payloads(resource) == [decision]
     resource["provision"]["securityLabel"] = [ex.label("PATLOC")]  # what earlier releases wrote
     assert fhir_to_events_payloads(resource) == [decision]
+
+
+def test_r5_objection_is_carried_by_regulatory_basis_and_status() -> None:
+    kind = {"coding": [{"system": "urn:uk-nhs-consent:objection-kind", "code": "NDOP"}]}
+    register = {**ex.R5_BASIC, "regulatoryBasis": [kind]}
+    withdraw = {**register, "status": "inactive"}
+    assert fhir_to_events_payloads(register) == [Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER)]
+    assert fhir_to_events_payloads(withdraw) == [Objection(ObjectionKind.NDOP, ObjectionAction.WITHDRAW)]
+
+
+def test_r5_nested_provisions_alternate_at_any_depth() -> None:
+    provision: dict[str, Any] = {"purpose": [ex.purpose("TREAT")]}
+    for _ in range(9):
+        provision = {"provision": [provision]}
+    got = fhir_to_events_payloads({**ex.R5_BASIC, "decision": "deny", "provision": [provision]})
+    assert [d.directive for d in got] == [
+        OPTOUT,
+        OPTIN,
+        OPTOUT,
+        OPTIN,
+        OPTOUT,
+        OPTIN,
+        OPTOUT,
+        OPTIN,
+        OPTOUT,
+        OPTIN,
+        OPTOUT,
+    ]  # type: ignore[union-attr]
+    assert got[-1].purpose is PurposeOfUse.TREAT  # type: ignore[union-attr]
+
+
+def test_r5_subject_by_literal_reference_is_refused_by_policy() -> None:
+    with pytest.raises(FhirUnsupportedError, match=r"Consent\.subject\.identifier must be an NHS number"):
+        fhir_nhs_number({**ex.R5_BASIC, "subject": {"reference": "Patient/f001"}})
