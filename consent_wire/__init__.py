@@ -60,6 +60,8 @@ from consent_wire.errors import (
     ChainBreakError,
     ClockSkewError,
     DecodeError,
+    FhirInvalidError,
+    FhirUnsupportedError,
     InvalidCodeError,
     InvalidFhirError,
     InvalidKeyEventError,
@@ -162,6 +164,7 @@ __all__ = [
     "MAX_ACK_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
+    "MAX_EVENTS_PER_RESOURCE",
     "MAX_EVENT_BYTES",
     "MAX_FHIR_BYTES",
     "MAX_INDIVIDUALS_AFFECTED",
@@ -189,6 +192,8 @@ __all__ = [
     "DataClass",
     "DecodeError",
     "Event",
+    "FhirInvalidError",
+    "FhirUnsupportedError",
     "HiddenField",
     "HybridClock",
     "InvalidCodeError",
@@ -248,6 +253,7 @@ __all__ = [
     "fhir_to_events_payloads",
     "fingerprint_of",
     "inclusion_proof",
+    "is_r5",
     "key_id",
     "leading_bytes_field",
     "leaf_hash",
@@ -279,6 +285,7 @@ _FHIR_NAMES = frozenset(
     {
         "CONSENT_SCOPE_SYSTEM",
         "LOCAL_DATA_CLASS_SYSTEM",
+        "MAX_EVENTS_PER_RESOURCE",
         "MAX_FHIR_BYTES",
         "NHS_NUMBER_SYSTEM",
         "OBJECTION_KIND_SYSTEM",
@@ -286,6 +293,7 @@ _FHIR_NAMES = frozenset(
         "consent_to_fhir",
         "fhir_nhs_number",
         "fhir_to_events_payloads",
+        "is_r5",
     }
 )
 

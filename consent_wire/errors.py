@@ -32,7 +32,9 @@ Tree::
     +-- ValidationError            well-formed but semantically invalid
         +-- InvalidNhsNumberError  INVALID_NHS_NUMBER
         +-- InvalidCodeError       INVALID_CODE
-        +-- InvalidFhirError       INVALID_FHIR
+        +-- InvalidFhirError       INVALID_FHIR (never raised itself since FHIR import names the kind:)
+        |   +-- FhirInvalidError       FHIR_INVALID (the resource breaks FHIR itself)
+        |   +-- FhirUnsupportedError   FHIR_UNSUPPORTED (valid FHIR this product refuses by policy)
         +-- InvalidKeyEventError   INVALID_KEY_EVENT
         +-- OutOfRangeError        OUT_OF_RANGE
 """
@@ -49,6 +51,8 @@ __all__ = [
     "ChainBreakError",
     "ClockSkewError",
     "DecodeError",
+    "FhirInvalidError",
+    "FhirUnsupportedError",
     "InvalidCodeError",
     "InvalidFhirError",
     "InvalidKeyEventError",
@@ -200,6 +204,18 @@ class InvalidCodeError(ValidationError):
 
 class InvalidFhirError(ValidationError):
     reason = "INVALID_FHIR"
+
+
+class FhirInvalidError(InvalidFhirError):
+    """Not valid FHIR: JSON, structure, cardinality, a datatype, or an invariant (e.g. ppc-1) is broken."""
+
+    reason = "FHIR_INVALID"
+
+
+class FhirUnsupportedError(InvalidFhirError):
+    """Valid FHIR refused by product policy: it cannot carry the meaning faithfully (the message names the element)."""
+
+    reason = "FHIR_UNSUPPORTED"
 
 
 class InvalidKeyEventError(ValidationError):

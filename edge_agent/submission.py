@@ -35,7 +35,7 @@ from consent_wire.codes import (
     Relationship,
     ShieldingAction,
 )
-from consent_wire.errors import InvalidFhirError, InvalidNhsNumberError, OutOfRangeError
+from consent_wire.errors import FhirInvalidError, InvalidNhsNumberError, OutOfRangeError
 from consent_wire.model import (
     MAX_INDIVIDUALS_AFFECTED,
     AccessRecord,
@@ -131,7 +131,7 @@ def parse_fhir_consent(body: bytes, pseudonymise: Pseudonymiser) -> list[Submiss
 
     doc = load_json(body)
     if not isinstance(doc, dict):
-        raise InvalidFhirError("resource is not a FHIR Consent (resourceType must be 'Consent')")
+        raise FhirInvalidError("resource is not a FHIR Consent (resourceType must be 'Consent')")
     payloads = fhir.fhir_to_events_payloads(doc)
     key = pseudonymise(fhir.fhir_nhs_number(doc))
     return [Submission(None, key, p) for p in payloads]

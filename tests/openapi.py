@@ -147,6 +147,13 @@ class Spec:
                 return template, op_method
         return None
 
+    def error_body(self, path: str) -> tuple[str, dict[str, Any]]:
+        """The media type and schema of an error on ``path`` (``x-error-schemas`` by path prefix, else Error)."""
+        for prefix, spec in self.doc.get("x-error-schemas", {}).items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return spec["media"], {"$ref": spec["schema"]}
+        return "application/json", {"$ref": "#/components/schemas/Error"}
+
     def statuses(self, template: str, method: str) -> set[int]:
         return {int(s) for s in self.operation(template, method)["responses"]}
 
@@ -420,11 +427,11 @@ def check_response(
         allowed = {404, 405} | ({401} if any_path_401 else set())
         if status not in allowed:
             return [f"status {status} for an undocumented route, not one of {sorted(allowed)}"]
-        media, schema = "application/json", {"$ref": "#/components/schemas/Error"}
+        media, schema = spec.error_body(path)
     else:
         allowed = spec.statuses(*op)
         if status == 404 and "{" in op[0]:
-            return _check_body(spec, "application/json", {"$ref": "#/components/schemas/Error"}, content_type, body)
+            return _check_body(spec, *spec.error_body(path), content_type, body)
         if status not in allowed:
             return [f"status {status} not documented for {op[1]} {op[0]} ({sorted(allowed)}): {body[:300]!r}"]
         media, schema = spec.response(op[0], op[1], status)
@@ -434,7 +441,7 @@ def check_response(
 def _check_body(spec: Spec, media: str, schema: dict[str, Any], content_type: str, body: bytes) -> list[str]:
     if content_type != media:
         return [f"content type {content_type}, documented {media}"]
-    if media != "application/json":
+    if media not in ("application/json", "application/fhir+json"):
         return spec.problems(body.decode(), schema)
     try:
         value = json.loads(body)

@@ -20,13 +20,10 @@ from typing import Any
 
 import orjson
 
+from broker.api.fhir_resources import consents_of, searchset
 from broker.audit import AccessView
 from consent_rules.decision import BadRequestError, parse_as_at
 from consent_rules.state import PatientState
-from consent_wire.codes import ObjectionAction
-from consent_wire.fhir import consent_to_fhir
-from consent_wire.hlc import LOGICAL_BITS
-from consent_wire.model import ConsentDecision, Objection
 
 __all__ = [
     "ApiRequestError",
@@ -100,28 +97,11 @@ def state_json(state: PatientState) -> Json:
     return body
 
 
-def consent_fhir_json(state: PatientState, nhs_number: str) -> Json:
+def consent_fhir_json(state: PatientState, nhs_number: str, base: str) -> Json:
     """A FHIR R4 searchset Bundle of Consents: one per consent register and per active objection."""
-    resources: list[Json] = []
-    for (purpose, data_class, recipient), reg in sorted(state.consents.items(), key=lambda kv: kv[1].stamp):
-        decision = ConsentDecision(
-            reg.directive, purpose, data_class, recipient, reg.period_start_ms, reg.period_end_ms
-        )
-        resources.append(_fhir(decision, nhs_number, reg.stamp.hlc, reg.stamp.event_id))
-    for (kind, _site), obj in sorted(state.objections.items(), key=lambda kv: kv[1].stamp):
-        if obj.active:
-            objection = Objection(kind, ObjectionAction.REGISTER, obj.exemptions)
-            resources.append(_fhir(objection, nhs_number, obj.stamp.hlc, obj.stamp.event_id))
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources),
-        "entry": [{"resource": r} for r in resources],
-    }
-
-
-def _fhir(payload: ConsentDecision | Objection, nhs_number: str, hlc: int, event_id: str) -> Json:
-    return consent_to_fhir(payload, nhs_number=nhs_number, recorded_ms=hlc >> LOGICAL_BITS, consent_id=event_id)
+    resources = [r for _, r in consents_of(state, nhs_number)]
+    return searchset(base, "Consent", resources, total=len(resources), query=[("patient", nhs_number)], offset=0,
+                     count=len(resources))  # fmt: skip
 
 
 def accesses_json(views: Sequence[AccessView]) -> Json:

@@ -15,6 +15,7 @@ never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
     GET  /v1/reports/breaches                  breaches by organisation and severity, and the list
     GET  /v1/reports/disclosures               disclosures by recipient and purpose
     GET  /v1/health                            readiness of the views and the audit appender
+    GET  /fhir/metadata, /fhir/Consent, /fhir/Consent/{id}, /fhir/AuditEvent: FHIR R4 (broker.api.fhir_handlers)
 
 Every route but the token endpoint and health needs ``Authorization: Bearer <access token>`` with the
 route's scope (:data:`ROUTES`); the requester's organisation and role must be the client's registered
@@ -96,6 +97,10 @@ class ApiBackend(Protocol):
     def events(self) -> Sequence[Event]: ...
 
     def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]: ...
+
+    def state_with_event(self, event_id: str) -> PatientState | None:
+        """The state holding a register set by ``event_id`` (a FHIR Consent read by id), if any."""
+        ...
 
     async def record(self, record: AuditRecord) -> AuditEntry: ...
 
@@ -228,7 +233,7 @@ async def get_consent(request: web.Request) -> web.Response:
     await _record_read(request, principal, key, _reader(request, principal), "CONSENT")
     state = backend.state(key)
     if fmt == "fhir":
-        return json_response(consent_fhir_json(state, nhs))
+        return json_response(consent_fhir_json(state, nhs, f"{request.scheme}://{request.host}/fhir"))
     return json_response(state_json(state))
 
 
@@ -278,6 +283,9 @@ async def get_health(request: web.Request) -> web.Response:
     return json_response(body, 200 if info.ready else 503)
 
 
+# The FHIR handlers use the helpers above: imported once they exist (broker.api imports this module first).
+from broker.api.fhir_handlers import FHIR_ROUTES, fhir_error_middleware  # noqa: E402
+
 # The scope each route needs (declared beside it in docs/openapi.yaml; a test keeps the two in step).
 ROUTES: tuple[_Route, ...] = (
     _Route("POST", "/oauth2/token", post_token, None),
@@ -288,12 +296,14 @@ ROUTES: tuple[_Route, ...] = (
     _Route("GET", "/v1/reports/breaches", get_breaches, Scope.REPORTS),
     _Route("GET", "/v1/reports/disclosures", get_disclosures, Scope.REPORTS),
     _Route("GET", "/v1/health", get_health, None),
+    *FHIR_ROUTES,
 )
 
 
 def create_app(backend: ApiBackend, auth: TokenService | None) -> web.Application:
     """The aiohttp application over ``backend``; ``auth`` None is the insecure debug mode (no authentication)."""
-    app = web.Application(middlewares=[error_middleware(STATUS_BY_ERROR)], client_max_size=MAX_BODY_BYTES)
+    middlewares = [error_middleware(STATUS_BY_ERROR), fhir_error_middleware(STATUS_BY_ERROR)]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[BACKEND] = backend
     app[AUTH] = auth
     for route in ROUTES:

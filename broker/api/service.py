@@ -87,6 +87,14 @@ class ApiService:
     def audit_entries(self, key: str) -> Sequence[AuditEntry]:
         return self._entries.get(key, ())
 
+    def state_with_event(self, event_id: str) -> PatientState | None:
+        """A scan of every state (O(patients)): FHIR reads by id are rare next to searches by patient."""
+        for state in list(self.view.states.values()):
+            stamps = [r.stamp for r in state.consents.values()] + [r.stamp for r in state.objections.values()]
+            if any(stamp.event_id == event_id for stamp in stamps):
+                return state
+        return None
+
     async def record(self, record: AuditRecord) -> AuditEntry:
         entry = await self.appender.append(record)
         self._index(entry)
@@ -176,6 +184,9 @@ class _Backend:
 
     def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
         return self._s.audit_entries(patient_key)
+
+    def state_with_event(self, event_id: str) -> PatientState | None:
+        return self._s.state_with_event(event_id)
 
     async def record(self, record: AuditRecord) -> AuditEntry:
         return await self._s.record(record)

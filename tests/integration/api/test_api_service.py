@@ -100,7 +100,7 @@ class Api:
         sep = "&" if "?" in path else "?"
         url = f"{self.base}{path}{sep}{READER}" if path.startswith("/v1/patients") else self.base + path
         async with self.session.get(url, ssl=self.tls, headers=await self._auth("RX1")) as resp:
-            return await resp.json()
+            return await resp.json(content_type=None)  # application/json, or application/fhir+json under /fhir
 
     async def decide(self, nhs: str, who: dict[str, Any], purpose: str, classes: list[str], **extra: Any) -> Any:
         body = {"requester": who, "purpose": purpose, "nhs_number": nhs, "data_classes": classes, **extra}
@@ -188,6 +188,17 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
         assert reads and {(r["organisation"], r["accessor_id"]) for r in reads} == {("RX1", "staff-7")}
         fhir = await api.get(f"/v1/patients/{OPTED_OUT}/consent?format=fhir")
         assert fhir["total"] == 1
+        search = await api.get(f"/fhir/Consent?patient={OPTED_OUT}&{READER}")
+        assert (search["total"], search["link"][0]["relation"], search["entry"][0]["search"]) == (
+            1,
+            "self",
+            {"mode": "match"},
+        )
+        consent_id = search["entry"][0]["resource"]["id"]
+        assert (await api.get(f"/fhir/Consent/{consent_id}?{READER}"))["id"] == consent_id
+        refused = await api.get(f"/fhir/AuditEvent?patient={OPTED_OUT}&{READER}")  # RX1 has no audit.read scope
+        assert refused["resourceType"] == "OperationOutcome"
+        assert refused["issue"][0]["details"]["coding"][0]["code"] == "AUTH_SCOPE"
         disclosed = await api.get("/v1/reports/disclosures")
         assert [(r["discloser"], r["recipient"], r["purpose"]) for r in disclosed["rows"]] == [
             ("A81001", "RESLAB1", "HRESCH")

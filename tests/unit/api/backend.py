@@ -97,6 +97,14 @@ class MemoryBackend:
     def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
         return [e for e in self.log.entries if AuditRecord.from_bytes(e.record).patient_key == patient_key]
 
+    def state_with_event(self, event_id: str) -> PatientState | None:
+        for key in {e.patient_key for e in self.stored if e.patient_key}:
+            state = self.state(key)
+            stamps = [r.stamp for r in state.consents.values()] + [r.stamp for r in state.objections.values()]
+            if any(stamp.event_id == event_id for stamp in stamps):
+                return state
+        return None
+
     async def record(self, record: AuditRecord) -> AuditEntry:
         return self.log.append(record)
 

@@ -78,6 +78,12 @@ CALLS = [
     ("GET", "/v1/reports/breaches", f"/v1/reports/breaches?from={NOW_MS - 7 * DAY_MS}", None, 200),
     ("GET", "/v1/reports/disclosures", "/v1/reports/disclosures", None, 200),
     ("GET", "/v1/health", "/v1/health", None, 200),
+    ("GET", "/fhir/Consent", f"/fhir/Consent{READER}&patient={NHS}", None, 200),
+    ("GET", "/fhir/Consent", f"/fhir/Consent{READER}&patient={NHS}&_count=1", None, 200),
+    ("GET", "/fhir/Consent", f"/fhir/Consent{READER}", None, 400),
+    ("GET", "/fhir/Consent/{id}", f"/fhir/Consent/{'0' * 31}9{READER}", None, 404),
+    ("GET", "/fhir/AuditEvent", f"/fhir/AuditEvent{READER}&patient={NHS}", None, 200),
+    ("GET", "/fhir/AuditEvent", f"/fhir/AuditEvent{READER}&patient={NHS}&date=bad", None, 400),
 ]
 
 
@@ -88,7 +94,7 @@ async def test_not_ready_and_health_responses_match_the_documented_schema() -> N
         for method, template, url, body, _ in CALLS:
             resp = await client.request(method, url, json=body)
             assert resp.status == 503
-            assert problems(await resp.json(), response_schema(template, method, 503)) == []
+            assert problems(await resp.json(content_type=None), response_schema(template, method, 503)) == []
 
 
 @pytest.mark.parametrize(("method", "template", "url", "body", "status"), CALLS)
@@ -98,5 +104,16 @@ async def test_real_responses_match_the_documented_schema(
     async with TestClient(TestServer(create_app(_populated(), None))) as client:
         resp = await client.request(method, url, json=body)
         assert resp.status == status, await resp.text()
-        payload = await resp.json()
+        payload = await resp.json(content_type=None)
     assert problems(payload, response_schema(template, method, status)) == []
+
+
+async def test_fhir_metadata_and_a_consent_read_match_the_documented_schema() -> None:
+    async with TestClient(TestServer(create_app(_populated(), None))) as client:
+        metadata = await (await client.get("/fhir/metadata")).json(content_type=None)
+        bundle = await (await client.get(f"/fhir/Consent{READER}&patient={NHS}")).json(content_type=None)
+        read = await client.get(f"/fhir/Consent/{bundle['entry'][0]['resource']['id']}{READER}")
+        assert read.status == 200
+        consent = await read.json(content_type=None)
+    assert problems(metadata, response_schema("/fhir/metadata", "GET", 200)) == []
+    assert problems(consent, response_schema("/fhir/Consent/{id}", "GET", 200)) == []

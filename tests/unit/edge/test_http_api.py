@@ -159,7 +159,7 @@ async def test_invalid_fhir_is_400(api: Api) -> None:
     resp = await api.client.post("/v1/fhir/Consent", json={"resourceType": "Patient"})
 
     assert resp.status == 400
-    assert (await resp.json())["reason"] == "INVALID_FHIR"
+    assert (await resp.json())["reason"] == "FHIR_INVALID"
 
 
 async def test_offline_decision_is_marked_offline(api: Api) -> None:

@@ -30,13 +30,17 @@ pytestmark = pytest.mark.slow
 SPEC = Spec(DOCS / "openapi.yaml")
 TOKEN_URL = "https://core.test/oauth2/token"
 CASES_PER_TEST = 1500  # x 4 tests = 6,000 requests (the agent's fuzz sends the rest of the 10,000)
+BACKEND = _populated()
+CONSENT_ID = BACKEND.stored[0].event_id  # a Consent the FHIR read finds
 
 
 def _app_and_token() -> tuple[web.Application, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
     entry = {"id": "rx1", "organisation": "RX1", "roles": ["CONSULTANT"], "jwk": jwk}
-    registry = ClientRegistry.from_data({"client": [entry | {"scopes": ["decisions", "patient.read", "reports"]}]})
+    registry = ClientRegistry.from_data(
+        {"client": [entry | {"scopes": ["decisions", "patient.read", "reports", "audit.read"]}]}
+    )
     service = TokenService(registry, Ed25519PrivateKey.generate(), TOKEN_URL)
     form = {
         "grant_type": "client_credentials",
@@ -44,7 +48,7 @@ def _app_and_token() -> tuple[web.Application, str]:
         "client_assertion": make_client_assertion("rx1", key, TOKEN_URL, NOW_MS // 1000),
     }
     token = service.exchange(form, NOW_MS // 1000).token
-    return create_app(_populated(), service), token
+    return create_app(BACKEND, service), token
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,8 @@ HINTS = {
     "nhs_number": st.sampled_from([NHS, "943 476 5919"]),
     "accessor_id": st.just("staff-9"),
     "purpose": st.just("TREAT"),
+    "id": st.just(CONSENT_ID),
+    "patient": st.sampled_from([NHS, f"https://fhir.nhs.uk/Id/nhs-number|{NHS}"]),
 }
 
 

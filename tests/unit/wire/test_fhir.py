@@ -10,6 +10,8 @@ from consent_wire import (
     ConsentDecision,
     ConsentDirective,
     DataClass,
+    FhirInvalidError,
+    FhirUnsupportedError,
     InvalidFhirError,
     Objection,
     ObjectionAction,
@@ -130,7 +132,7 @@ def _broken(change: str) -> dict[str, Any] | bytes:
     elif change == "unknown purpose":
         resource["provision"]["purpose"] = [{"system": ACT_REASON, "code": "MARKETING"}]
     elif change == "partial date":
-        resource["provision"]["period"]["end"] = "2025"
+        resource["provision"]["period"]["end"] = "2023"  # the whole of 2023: before the start
     elif change == "end before start":
         resource["provision"]["period"]["end"] = "2023-01-01T00:00:00Z"
     elif change == "no provision":
@@ -141,19 +143,22 @@ def _broken(change: str) -> dict[str, Any] | bytes:
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "error", "message"),
     [
-        ("not json", "not JSON"),
-        ("not consent", "resourceType must be 'Consent'"),
-        ("missing scope", "scope"),
-        ("draft", "status 'draft' is not active"),
-        ("unknown purpose", "MARKETING is not a supported v3-ActReason code"),
-        ("partial date", "period.end must be a full dateTime"),
-        ("end before start", "end is not after its start"),
-        ("no provision", "provision is missing"),
-        ("bad type", "provision"),
+        ("not json", FhirInvalidError, "not JSON"),
+        ("not consent", FhirInvalidError, "resourceType must be 'Consent'"),
+        ("missing scope", FhirInvalidError, "scope"),
+        ("draft", FhirUnsupportedError, "Consent.status 'draft': a draft is not yet in force"),
+        ("unknown purpose", FhirUnsupportedError, "provision.purpose.0. .*MARKETING is not a supported v3-ActReason"),
+        ("partial date", FhirInvalidError, "period.end is not after its start"),
+        ("end before start", FhirInvalidError, "end is not after its start"),
+        ("no provision", FhirUnsupportedError, "Consent.provision is missing"),
+        ("bad type", FhirInvalidError, "provision"),
     ],
 )
-def test_invalid_resources_raise_invalid_fhir(change: str, message: str) -> None:
-    with pytest.raises(InvalidFhirError, match=message):
+def test_invalid_resources_say_whether_fhir_or_policy_refuses_them(
+    change: str, error: type[InvalidFhirError], message: str
+) -> None:
+    with pytest.raises(error, match=message) as caught:
         fhir_to_events_payloads(_broken(change))
+    assert caught.value.reason == ("FHIR_INVALID" if error is FhirInvalidError else "FHIR_UNSUPPORTED")
