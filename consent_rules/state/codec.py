@@ -3,10 +3,13 @@
 :func:`state_to_bytes` writes orjson with sorted keys, so equal states are byte-identical;
 :func:`state_from_bytes` accepts only that canonical form (anything else is rebuilt by replay).
 
-Format 2 (current) has no shielding ``reason``: the reason never leaves the core's events topic.
-Format 1 records (written before, with ``shielding.reason``) are still read - canonical format-1
-bytes only - and the reason is dropped on reading, so the next write of that patient's state is
-format 2 and log compaction then removes the old record. Nothing is ever written in format 1.
+Format 3 (current) replaces the list of every applied event id with the bounded ledger of
+:mod:`consent_rules.state.ledger`: ``applied`` is the window ``[agent_id, seq, event_id]`` and
+``marks`` the per-agent high-water marks ``[agent_id, seq, events]`` (issue 16: a record's size no
+longer grows with the patient's history). Format 2 records (every id) are still read, their ids
+counted into the legacy mark; format 1 records (with ``shielding.reason``) too, the reason dropped.
+Canonical bytes only; the next write of that patient's state is format 3 and log compaction then
+removes the old record. Nothing is ever written in format 1 or 2.
 
 Errors::
 
@@ -20,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from consent_rules.state.ledger import LEGACY_AGENT, Applied, Mark, normalise, version_of
 from consent_rules.state.registers import (
     ConsentKey,
     ConsentRegister,
@@ -37,7 +41,8 @@ from consent_wire.errors import DecodeError
 
 __all__ = ["STATE_FORMAT", "StateDecodeError", "register_json", "state_from_bytes", "state_to_bytes"]
 
-STATE_FORMAT = 2  # layout version of to_bytes(); bump when the JSON layout changes
+STATE_FORMAT = 3  # layout version of to_bytes(); bump when the JSON layout changes
+_ALL_IDS_FORMAT = 2  # format 2 listed every applied id; read (ids counted), never written
 _LEGACY_FORMAT = 1  # format 1 carried shielding.reason; read (reason dropped), never written
 
 
@@ -56,22 +61,41 @@ def state_from_bytes(data: bytes) -> PatientState:
         obj = _typed(orjson.loads(data), dict)
         if obj["format"] == _LEGACY_FORMAT:
             return _from_legacy(obj, data)
+        if obj["format"] == _ALL_IDS_FORMAT:
+            return _from_all_ids(obj, data)
         if obj["format"] != STATE_FORMAT:
             raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")  # noqa: TRY301 - one except names every bad record
-        applied = frozenset(_typed(i, str) for i in _typed(obj["applied"], list))
+        recent = frozenset(_load_applied(e) for e in _typed(obj["applied"], list))
+        marks = dict(_load_mark(m) for m in _typed(obj["marks"], list))
         state = PatientState(
             _typed(obj["patient_key"], str),
             dict(_load_consent(c) for c in _typed(obj["consents"], list)),
             dict(_load_objection(o) for o in _typed(obj["objections"], list)),
             _load_shielding(obj["shielding"]),
-            applied,
+            marks,
+            recent,
             _typed(obj["version"], int),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateDecodeError(f"not a patient state record: {exc}") from exc
-    if state.version != len(applied) or state_to_bytes(state) != data:
+    if (
+        state.version != version_of(marks, recent)
+        or normalise(marks, recent) != (marks, recent)
+        or state_to_bytes(state) != data
+    ):
         raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
     return state
+
+
+def _from_all_ids(obj: dict[str, Any], data: bytes) -> PatientState:
+    """A canonical format-2 record as a state: its ids are counted into the legacy mark."""
+    if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != data:
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    ids = [_typed(i, str) for i in _typed(obj["applied"], list)]
+    if _typed(obj["version"], int) != len(ids) or ids != sorted(set(ids)):
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    obj.update(format=STATE_FORMAT, applied=[], marks=[[LEGACY_AGENT, 0, len(ids)]] if ids else [])
+    return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
 def _from_legacy(obj: dict[str, Any], data: bytes) -> PatientState:
@@ -81,7 +105,7 @@ def _from_legacy(obj: dict[str, Any], data: bytes) -> PatientState:
     shielding = obj["shielding"]
     if shielding is not None:
         _typed(_typed(shielding, dict).pop("reason"), str)
-    obj["format"] = STATE_FORMAT
+    obj["format"] = _ALL_IDS_FORMAT
     return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
@@ -112,7 +136,8 @@ def _state_json(state: PatientState) -> dict[str, object]:
         "format": STATE_FORMAT,
         "patient_key": state.patient_key,
         "version": state.version,
-        "applied": sorted(state.applied),
+        "applied": [[e.agent_id, e.seq, e.event_id] for e in sorted(state.recent)],
+        "marks": [[agent, m.seq, m.events] for agent, m in sorted(state.marks.items())],
         "consents": [
             {"purpose": p.value, "data_class": d.value, "recipient": r, **register_json(reg)}
             for (p, d, r), reg in consents
@@ -126,6 +151,16 @@ def _typed(value: Any, kind: type[Any]) -> Any:
     if type(value) is not kind:
         raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _load_applied(obj: Any) -> Applied:
+    agent, seq, event_id = _typed(obj, list)
+    return Applied(_typed(agent, str), _typed(seq, int), _typed(event_id, str))
+
+
+def _load_mark(obj: Any) -> tuple[str, Mark]:
+    agent, seq, count = _typed(obj, list)
+    return _typed(agent, str), Mark(_typed(seq, int), _typed(count, int))
 
 
 def _opt_int(value: Any) -> int | None:
