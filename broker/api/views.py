@@ -27,7 +27,7 @@ from consent_io.kafka import KafkaTopicReader
 from consent_rules.state import PatientState, empty_state
 from consent_wire.errors import WireError
 from consent_wire.model import AccessRecord, Event
-from consent_wire.signing import decode_verified_event
+from consent_wire.signing import verified_event_payload
 
 __all__ = ["EventHistory", "Follower", "StateView"]
 
@@ -134,7 +134,7 @@ class EventHistory(Follower):
     async def handle(self, partition: int, record: Any) -> None:
         data = record.value or b""
         try:
-            event: Event | None = decode_verified_event(data).event
+            event: Event | None = verified_event_payload(data)
         except WireError as exc:
             log.warning("event skipped partition=%d offset=%d reason=%s", partition, record.offset, exc.reason)
             event = None
@@ -154,10 +154,10 @@ class EventHistory(Follower):
         await super().flush()
 
     async def history(self, key: str) -> list[Event]:
-        return [decode_verified_event(r).event for r in await self.store.history_records(key)]
+        return [verified_event_payload(r) for r in await self.store.history_records(key)]
 
     async def report_events(self) -> list[Event]:
-        return [decode_verified_event(r).event for r in await self.store.report_records()]
+        return [verified_event_payload(r) for r in await self.store.report_records()]
 
     async def _append_access(self, partition: int, offset: int, event: Event) -> None:
         try:
