@@ -138,9 +138,7 @@ class ApiService:
         history.after_flush.append(self._flush_index)
         self.history = history
         await self.view.start()
-        # from the stored positions, but never past the audit cursor: accesses not yet appended are re-read
-        positions = await self.store.positions(self.core.topics.events)
-        await history.start_at({p: min(o, cursor.get(p, 0)) for p, o in positions.items()})
+        await history.start()  # stored positions never pass an access record the audit log did not take
         tasks = [
             asyncio.create_task(self.view.run(stop), name="api-state-view"),
             asyncio.create_task(self.history.run(stop), name="api-event-history"),

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from broker.audit import AuditEntry, AuditError, access_record
+from broker.audit import AuditEntry, AuditError, AuditUnavailableError, access_record
 from broker.audit.appender import AuditAppender
 from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
 from consent_io.connection import KafkaConnection
@@ -130,6 +130,9 @@ class EventHistory(Follower):
         self.on_entry: list[Callable[[AuditEntry], Any]] = []
         self.after_flush: list[Callable[[], Awaitable[None]]] = []  # e.g. index the entries just appended
         self._pending: list[asyncio.Task[None]] = []
+        # partition -> offset of the first access record the audit log could not take: the stored position
+        # never passes it, so a restart re-reads it (appends are retried; the cursor prevents doubles)
+        self._hold: dict[int, int] = {}
 
     async def handle(self, partition: int, record: Any) -> None:
         data = record.value or b""
@@ -151,6 +154,9 @@ class EventHistory(Follower):
         await asyncio.gather(*pending)
         for callback in self.after_flush:
             await callback()
+        for partition, offset in self._hold.items():
+            if partition in self.batch.positions:
+                self.batch.positions[partition] = min(self.batch.positions[partition], offset)
         await super().flush()
 
     async def history(self, key: str) -> list[Event]:
@@ -164,6 +170,8 @@ class EventHistory(Follower):
             entry = await self.appender.append(access_record(event), source=f"{partition}/{offset}")
         except AuditError as exc:  # a bad record, or the appender is down (a restart re-reads from the cursor)
             log.warning("access record not appended partition=%d offset=%d reason=%s", partition, offset, exc.reason)
+            if isinstance(exc, AuditUnavailableError):
+                self._hold[partition] = min(self._hold.get(partition, offset), offset)
             return
         self.cursor[partition] = max(self.cursor.get(partition, 0), offset + 1)
         for callback in self.on_entry:
