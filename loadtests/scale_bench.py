@@ -423,7 +423,7 @@ def main() -> None:
     finally:
         if stack.started_here and not args.keep_stack:
             stack.infra.down()
-    text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
