@@ -31,6 +31,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from broker.api.audit_sink import AuditSink
 from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
 from broker.api.views import EventHistory, StateView
@@ -59,7 +60,7 @@ class ApiService:
         self.core = core
         self._secret = secret
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
-        self.appender = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
+        self.appender: AuditSink = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if s.api_view_dir:
             folder = Path(s.api_view_dir)

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from broker.api.audit_sink import AuditSink
 from broker.audit import AuditEntry, AuditError, AuditUnavailableError, access_record
-from broker.audit.appender import AuditAppender
 from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import KafkaTopicReader
@@ -121,7 +121,7 @@ class StateView(Follower):
 
 class EventHistory(Follower):
     def __init__(
-        self, conn: KafkaConnection, topic: str, store: ViewStore, appender: AuditAppender, cursor: dict[int, int]
+        self, conn: KafkaConnection, topic: str, store: ViewStore, appender: AuditSink, cursor: dict[int, int]
     ) -> None:
         super().__init__(conn, topic, store)
         self.appender = appender
