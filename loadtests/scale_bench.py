@@ -103,6 +103,8 @@ class Generator:
             index = rng.randrange(2, self.patients)
             payload = self._payload(rng.random())
         site = rng.choice(SITES)
+        if isinstance(payload, Objection) and payload.kind is ObjectionKind.TYPE1:
+            site = SITES[index % len(SITES)]  # a type 1 is recorded by the patient's own GP practice only
         agent = f"agent-{site}"
         seq = self.seqs[agent] = self.seqs.get(agent, 0) + 1
         self.n += 1
