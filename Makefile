@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check unit bench bench-micro infra-up infra-down clean venv tools
+.PHONY: demo test check unit bench bench-scale bench-micro infra-up infra-down clean venv tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ unit: $(STAMP)
 ## bench: fleet load test on its own Kafka+Mosquitto; writes bench/results.json, report.md, *.png (QUICK=1: < 2 min)
 bench: $(STAMP)
 	$(BIN)/python -m loadtests $(if $(QUICK),--quick)
+
+## bench-scale: API at national scale (issue 16): RSS at 25/50/100% of M events, restart, decision/access-log/report latency; writes bench/scale.json (QUICK=1: 200k patients, 2M events; ports: SCALE_KAFKA_PORT/SCALE_MQTT_PORT)
+bench-scale: $(STAMP)
+	mkdir -p bench
+	$(BIN)/python -m loadtests.scale_bench $(if $(QUICK),--quick) --kafka-port $(or $(SCALE_KAFKA_PORT),24592) --mqtt-port $(or $(SCALE_MQTT_PORT),16583)
 
 ## bench-micro: wire protocol (sign/verify per event and batch), edge agent (durable submissions/s, 1M backlog drain, memory)
 bench-micro: $(STAMP)

@@ -51,6 +51,10 @@ class CoreSettings:
     audit_key_file: str = ""  # hex of a raw Ed25519 private key signing audit checkpoints; "" = per-run key
     audit_checkpoint_every: int = 1000  # records between signed audit checkpoints
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
+    # the API's persistent views (issue 16): SQLite (WAL) in this folder; a restart resumes from the offsets
+    # stored with them. "" = a fresh temporary folder per run (views rebuilt from the topics at every start)
+    api_view_dir: str = ""
+    api_view_cache_entries: int = 100_000  # patient states held in memory (LRU); ~1.5 KiB each
     registrations_file: str = ""  # CSV site,patient_key: sites the mirror serves besides those seen in events
     # --- the API's door (issue 11): HTTPS, OAuth 2.0 client credentials with private_key_jwt -------------
     api_clients_file: str = ""  # TOML registry of API clients (broker/auth/registry.py); required by the api stage
@@ -231,6 +235,8 @@ def _counts(s: CoreSettings) -> str | None:
         return _problem(s, "audit_checkpoint_every", "expected a positive number of records between checkpoints")
     if s.gap_timeout_ms < 0:
         return _problem(s, "gap_timeout_ms", "expected milliseconds >= 0")
+    if s.api_view_cache_entries < 1:
+        return _problem(s, "api_view_cache_entries", "expected a positive number of cached patient states")
     return None
 
 

@@ -21,7 +21,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -179,7 +179,8 @@ class KafkaTopicReader:
         self.consumer = consumer(conn, **opts)
         self.ends: dict[TopicPartition, int] = {}
 
-    async def start(self) -> None:
+    async def start(self, positions: Mapping[int, int] | None = None) -> None:
+        """Assign the partitions from the start, or from ``positions`` (partition -> next offset) where given."""
         await self.consumer.start()
         if self._partitions is None:
             tps = await assign_all(self.consumer, self.topic)
@@ -187,6 +188,9 @@ class KafkaTopicReader:
             tps = [TopicPartition(self.topic, p) for p in self._partitions]
             self.consumer.assign(tps)
             await self.consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if positions and tp.partition in positions:
+                self.consumer.seek(tp, positions[tp.partition])
         self.ends = await self.consumer.end_offsets(tps)
 
     async def fetch(self, timeout_ms: int = READ_POLL_MS, max_records: int | None = None) -> dict[int, list[Any]]:

@@ -149,7 +149,7 @@ def _follower(settings: Settings, replica: Replica) -> KafkaReplicaFollower | Mq
     feed = SignedFeed(replica, settings.core_public_key(), now_ms=now_ms)
     if settings.transport == "mqtt":
         return MqttReplicaFollower(settings.mqtt_connection(), settings.site, settings.agent_id, feed)
-    return KafkaReplicaFollower(settings.kafka_connection(), settings.kafka_replica_topic, feed)
+    return KafkaReplicaFollower(settings.kafka_connection(), settings.kafka_replica_topic, feed, replica)
 
 
 def _publisher_settings(s: Settings) -> PublisherSettings:

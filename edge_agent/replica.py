@@ -31,6 +31,9 @@ _SCHEMA = (
     "DROP TABLE IF EXISTS records",  # unsigned rows from the national topics (before signed site feeds)
     "CREATE TABLE IF NOT EXISTS signed_records (kind TEXT NOT NULL, patient_key TEXT NOT NULL,"
     " data BLOB NOT NULL, freshness INTEGER NOT NULL, as_at_ms INTEGER NOT NULL, PRIMARY KEY (kind, patient_key))",
+    # the feed's next offset per partition, written after the records it covers (issue 16: a restart resumes)
+    "CREATE TABLE IF NOT EXISTS feed_positions (topic TEXT NOT NULL, partition INTEGER NOT NULL,"
+    " next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))",
 )
 
 
@@ -134,6 +137,17 @@ class Replica:
 
     async def count(self) -> int:
         return await self._run(lambda: int(self._conn().execute("SELECT count(*) FROM signed_records").fetchone()[0]))
+
+    async def positions(self, topic: str) -> dict[int, int]:
+        """Where the follower of ``topic`` stopped: partition -> next offset (empty: from the start)."""
+        sql = "SELECT partition, next_offset FROM feed_positions WHERE topic = ?"
+        return await self._run(lambda: {int(p): int(o) for p, o in self._conn().execute(sql, (topic,)).fetchall()})
+
+    async def save_positions(self, topic: str, positions: dict[int, int]) -> None:
+        """Called after the records below ``positions`` are applied (re-applying one is harmless: freshness)."""
+        sql = "INSERT OR REPLACE INTO feed_positions (topic, partition, next_offset) VALUES (?, ?, ?)"
+        rows = [(topic, p, o) for p, o in positions.items()]
+        await self._run(lambda: self._conn().executemany(sql, rows))
 
     async def close(self) -> None:
         db, self._db = self._db, None

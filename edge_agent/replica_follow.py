@@ -1,7 +1,8 @@
 """Followers that keep the :class:`~edge_agent.replica.Replica` current from the site's own feed.
 
-- :class:`KafkaReplicaFollower` reads the site's compacted feed ``<prefix>.site.<site>`` from the
-  start (no consumer group; keys ``<kind>/<patient_key>``) with ``read_committed`` isolation. The
+- :class:`KafkaReplicaFollower` reads the site's compacted feed ``<prefix>.site.<site>`` from where
+  the replica stopped (positions kept in the replica's SQLite after the records they cover; the start
+  the first time; no consumer group; keys ``<kind>/<patient_key>``) with ``read_committed`` isolation. The
   agent's credential may read that topic only: never the national state and shielding topics.
 - :class:`MqttReplicaFollower` subscribes to the retained mirrors
   ``consent/state/<site>/<patient_key>`` and ``consent/shielding/<site>/<patient_key>``.
@@ -25,7 +26,7 @@ import random
 from collections.abc import Callable
 
 import aiomqtt
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -88,10 +89,13 @@ class SignedFeed:
 
 
 class KafkaReplicaFollower:
-    def __init__(self, conn: KafkaConnection, feed_topic: str, feed: SignedFeed) -> None:
+    def __init__(
+        self, conn: KafkaConnection, feed_topic: str, feed: SignedFeed, replica: Replica | None = None
+    ) -> None:
         self._conn = conn
         self._topic = feed_topic
         self._feed = feed
+        self._replica = replica  # where positions are kept; None: read from the start at every run
         self.records_total = 0
 
     async def run(self) -> None:
@@ -101,8 +105,8 @@ class KafkaReplicaFollower:
             try:
                 await consumer.start()
                 attempt = 0
-                await self._wait_for_feed(consumer)
-                consumer.subscribe([self._topic])
+                partitions = await self._wait_for_feed(consumer)
+                await self._assign(consumer, partitions)
                 await self._consume(consumer)
             except KafkaError as exc:
                 delay = full_jitter_delay(
@@ -115,11 +119,20 @@ class KafkaReplicaFollower:
                 with contextlib.suppress(KafkaError):
                     await consumer.stop()
 
-    async def _wait_for_feed(self, consumer: AIOKafkaConsumer) -> None:
+    async def _assign(self, consumer: AIOKafkaConsumer, partitions: set[int]) -> None:
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        stored = {} if self._replica is None else await self._replica.positions(self._topic)
+        for tp in tps:
+            if tp.partition in stored:
+                consumer.seek(tp, stored[tp.partition])
+
+    async def _wait_for_feed(self, consumer: AIOKafkaConsumer) -> set[int]:
         """The mirror creates a site's feed with the site's first record: until then, wait quietly (subscribing to
         a missing topic makes the client log an error on every metadata refresh)."""
         attempt = 0
-        while not await kafka.partitions_for(consumer, self._topic):
+        while not (partitions := await kafka.partitions_for(consumer, self._topic)):
             if attempt == 0:
                 log.info("replica feed topic=%s not created yet (the mirror creates it); waiting", self._topic)
             delay = full_jitter_delay(
@@ -127,13 +140,18 @@ class KafkaReplicaFollower:
             )
             await asyncio.sleep(delay)
             attempt += 1
+        return partitions
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=1000)
-            for records in batches.values():
+            positions: dict[int, int] = {}
+            for tp, records in batches.items():
                 for record in records:
                     await self.handle(record.key, record.value)
+                    positions[tp.partition] = record.offset + 1
+            if positions and self._replica is not None:
+                await self._replica.save_positions(self._topic, positions)
 
     async def handle(self, key: bytes | None, value: bytes | None) -> bool:
         """One record of the site feed (key ``<kind>/<patient_key>``)."""

@@ -90,9 +90,10 @@ def _instant(value: str | None) -> int | None:
 
 
 def state_json(state: PatientState) -> Json:
-    """The state's canonical JSON without the (unbounded) list of applied event ids."""
+    """The state's canonical JSON without its ledger (the recent event ids and per-agent marks)."""
     body: Json = orjson.loads(state.to_bytes())
     body.pop("applied", None)
+    body.pop("marks", None)
     body.pop("format", None)
     return body
 

@@ -90,13 +90,13 @@ class ApiBackend(Protocol):
 
     def patient_key(self, nhs_number: str) -> str: ...
 
-    def state(self, patient_key: str) -> PatientState: ...
+    async def state(self, patient_key: str) -> PatientState: ...
 
-    def history(self, patient_key: str) -> Sequence[Event]: ...
+    async def history(self, patient_key: str) -> Sequence[Event]: ...
 
-    def events(self) -> Sequence[Event]: ...
+    async def events(self) -> Sequence[Event]: ...
 
-    def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]: ...
+    async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]: ...
 
     def state_with_event(self, event_id: str) -> PatientState | None:
         """The state holding a register set by ``event_id`` (a FHIR Consent read by id), if any."""
@@ -215,9 +215,9 @@ async def post_decision(request: web.Request) -> web.Response:
         reader = (parsed.accessor_id, req.requester.role, req.purpose)
         await _record_read(request, principal, req.patient_key, reader, "AS_AT")
         as_at_hlc = (parsed.as_at_ms << LOGICAL_BITS) | _LOGICAL_MAX
-        decision = decide_as_at(req, backend.history(req.patient_key), as_at_hlc)
+        decision = decide_as_at(req, await backend.history(req.patient_key), as_at_hlc)
         return json_response(DecisionAnswer(decision, req.at_ms, parsed.as_at_ms).to_json())
-    decision = decide(req, backend.state(req.patient_key))
+    decision = decide(req, await backend.state(req.patient_key))
     entry = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
     return json_response(DecisionAnswer(decision, req.at_ms, None, entry.index).to_json())
 
@@ -231,7 +231,7 @@ async def get_consent(request: web.Request) -> web.Response:
     if fmt not in ("json", "fhir"):
         raise ApiRequestError(f"format must be json or fhir, got {fmt[:32]!r}")
     await _record_read(request, principal, key, _reader(request, principal), "CONSENT")
-    state = backend.state(key)
+    state = await backend.state(key)
     if fmt == "fhir":
         return json_response(consent_fhir_json(state, nhs, f"{request.scheme}://{request.host}/fhir"))
     return json_response(state_json(state))
@@ -242,14 +242,14 @@ async def get_accesses(request: web.Request) -> web.Response:
     backend = _backend(request)
     key = backend.patient_key(request.match_info["nhs_number"])
     await _record_read(request, principal, key, _reader(request, principal), "ACCESSES")
-    return json_response(accesses_json(accesses_for(backend.audit_entries(key), key)))
+    return json_response(accesses_json(accesses_for(await backend.audit_entries(key), key)))
 
 
 async def get_objections(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
     backend = _backend(request)
     sizes = parse_list_sizes(request.query.get("list_sizes"), backend.list_sizes)
-    report = objection_rates(backend.events(), sizes)
+    report = objection_rates(await backend.events(), sizes)
     body = orjson.loads(render_json(report))
     body["alerts"] = list(report.alerts)
     return json_response(body)
@@ -257,7 +257,7 @@ async def get_objections(request: web.Request) -> web.Response:
 
 async def get_breaches(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
-    events = _backend(request).events()
+    events = await _backend(request).events()
     from_ms, to_ms = parse_window(request.query)
     summary = breach_summary(events, from_ms=from_ms, to_ms=to_ms)
     incidents = breach_incidents(events, from_ms=from_ms, to_ms=to_ms)
@@ -268,7 +268,7 @@ async def get_breaches(request: web.Request) -> web.Response:
 async def get_disclosures(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
     from_ms, to_ms = parse_window(request.query)
-    report = disclosures(_backend(request).events(), from_ms=from_ms, to_ms=to_ms)
+    report = disclosures(await _backend(request).events(), from_ms=from_ms, to_ms=to_ms)
     return json_response(orjson.loads(render_json(report)))
 
 

@@ -1,7 +1,8 @@
 """Stage ``api``: the HTTP API with its views of the topics and the audit appender (I/O shell).
 
 - Views: :class:`broker.api.views.StateView` and :class:`broker.api.views.EventHistory` follow the
-  state and events topics into memory; the API answers 503 ``NOT_READY`` until both caught up.
+  state and events topics into the persistent store (:mod:`broker.views`, SQLite in ``api_view_dir``,
+  resumed from its stored positions); the API answers 503 ``NOT_READY`` until both caught up.
 - Audit: :class:`broker.audit.appender.AuditAppender` owns the chain. Decision records come from the
   API; access records from AccessRecord events on the events topic. Each access entry carries its
   events-topic position, so after a restart the follower appends only the accesses not yet in the
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +31,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from broker.api.audit_sink import AuditSink
 from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
 from broker.api.views import EventHistory, StateView
@@ -36,7 +39,8 @@ from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AuditAppender
 from broker.auth import ClientRegistry, TokenService
 from broker.settings import CoreSettings, load_list_sizes, read_hex_file
-from consent_rules.state import PatientState, empty_state
+from broker.views import ViewStore
+from consent_rules.state import PatientState
 from consent_wire.identity import patient_key
 from consent_wire.model import Event
 
@@ -56,12 +60,20 @@ class ApiService:
         self.core = core
         self._secret = secret
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
-        self.appender = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
-        self.view = StateView(s.kafka_connection("api"), core.topics.state)
+        self.appender: AuditSink = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if s.api_view_dir:
+            folder = Path(s.api_view_dir)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="consent-api-views-")
+            folder = Path(self._tmp.name)
+        # one file per deployment prefix: views of two deployments never mix
+        self.store = ViewStore(folder / f"{core.topics.prefix}.views.sqlite3")
+        self.view = StateView(s.kafka_connection("api"), core.topics.state, self.store, s.api_view_cache_entries)
         self.history: EventHistory | None = None
-        self._entries: dict[str, list[AuditEntry]] = {}
         self._runner: web.AppRunner | None = None
         self._auth: TokenService | None = None
+        self._unindexed: list[tuple[str, AuditEntry]] = []  # audit entries not yet in the store's index
         self.port = 0
 
     @classmethod
@@ -75,17 +87,17 @@ class ApiService:
     def patient_key(self, nhs_number: str) -> str:
         return patient_key(self._secret, nhs_number)
 
-    def state(self, key: str) -> PatientState:
-        return self.view.states.get(key) or empty_state(key)
+    async def state(self, key: str) -> PatientState:
+        return await self.view.state(key)
 
-    def history_of(self, key: str) -> Sequence[Event]:
-        return () if self.history is None else self.history.by_patient.get(key, ())
+    async def history_of(self, key: str) -> Sequence[Event]:
+        return () if self.history is None else await self.history.history(key)
 
-    def events(self) -> Sequence[Event]:
-        return () if self.history is None else self.history.all
+    async def events(self) -> Sequence[Event]:
+        return () if self.history is None else await self.history.report_events()
 
-    def audit_entries(self, key: str) -> Sequence[AuditEntry]:
-        return self._entries.get(key, ())
+    async def audit_entries(self, key: str) -> Sequence[AuditEntry]:
+        return await self.store.audit_entries(key)
 
     def state_with_event(self, event_id: str) -> PatientState | None:
         """A scan of every state (O(patients)): FHIR reads by id are rare next to searches by patient."""
@@ -97,7 +109,7 @@ class ApiService:
 
     async def record(self, record: AuditRecord) -> AuditEntry:
         entry = await self.appender.append(record)
-        self._index(entry)
+        await self.store.add_audit([(record.patient_key, entry)])
         return entry
 
     def now_ms(self) -> int:
@@ -106,27 +118,36 @@ class ApiService:
     def health(self) -> HealthInfo:
         history = self.history
         ready = self.view.caught_up.is_set() and history is not None and history.caught_up.is_set()
-        return HealthInfo(ready, len(self.view.states), len(self.events()), self.appender.next_index)
+        events = 0 if history is None else history.events_seen
+        return HealthInfo(ready, self.view.records_seen, events, self.appender.next_index)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _index(self, entry: AuditEntry) -> None:
-        record = AuditRecord.from_bytes(entry.record)
-        self._entries.setdefault(record.patient_key, []).append(entry)
+        self._unindexed.append((AuditRecord.from_bytes(entry.record).patient_key, entry))
+
+    async def _flush_index(self) -> None:
+        pending, self._unindexed = self._unindexed, []
+        await self.store.add_audit(pending)
 
     async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         """Restore the audit chain, start the views and serve HTTP until ``stop`` is set."""
         s = self.core.settings
         stored = await self.appender.start()
         cursor: dict[int, int] = {}
+        indexed_up_to = await self.store.audit_next_index()
         for entry, source in zip(stored.entries, stored.sources, strict=True):
-            self._index(entry)
+            if entry.index >= indexed_up_to:
+                self._index(entry)
             if source is not None:
                 partition, _, offset = source.partition("/")
                 cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
-        self.history = EventHistory(s.kafka_connection("api"), self.core.topics.events, self.appender, cursor)
-        self.history.on_entry.append(self._index)
+        await self._flush_index()
+        history = EventHistory(s.kafka_connection("api"), self.core.topics.events, self.store, self.appender, cursor)
+        history.on_entry.append(self._index)
+        history.after_flush.append(self._flush_index)
+        self.history = history
         await self.view.start()
-        await self.history.start()
+        await history.start()  # stored positions never pass an access record the audit log did not take
         tasks = [
             asyncio.create_task(self.view.run(stop), name="api-state-view"),
             asyncio.create_task(self.history.run(stop), name="api-event-history"),
@@ -160,6 +181,9 @@ class ApiService:
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await task
         await self.appender.stop()  # final signed checkpoint
+        self.store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
         log.info("api stopped")
 
 
@@ -173,17 +197,17 @@ class _Backend:
     def patient_key(self, nhs_number: str) -> str:
         return self._s.patient_key(nhs_number)
 
-    def state(self, patient_key: str) -> PatientState:
-        return self._s.state(patient_key)
+    async def state(self, patient_key: str) -> PatientState:
+        return await self._s.state(patient_key)
 
-    def history(self, patient_key: str) -> Sequence[Event]:
-        return self._s.history_of(patient_key)
+    async def history(self, patient_key: str) -> Sequence[Event]:
+        return await self._s.history_of(patient_key)
 
-    def events(self) -> Sequence[Event]:
-        return self._s.events()
+    async def events(self) -> Sequence[Event]:
+        return await self._s.events()
 
-    def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
-        return self._s.audit_entries(patient_key)
+    async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
+        return await self._s.audit_entries(patient_key)
 
     def state_with_event(self, event_id: str) -> PatientState | None:
         return self._s.state_with_event(event_id)

@@ -1,50 +1,63 @@
-"""The API stage's views of the topics (I/O shell): the state view and the event history.
+"""The API stage's views of the topics (I/O shell): followers feeding the persistent store.
 
-- State view: follows the compacted state topic (read_committed, every partition, from the start)
-  into a dict ``patient_key -> PatientState``.
-- Event history: follows the events topic into memory, per patient (for "as at" decisions) and in
-  full (for the governance reports). Memory grows with the events topic: about 0.5-1 KiB per event
-  in CPython, so ~1 GiB per million events. Fine for this release; a bounded store (e.g. the
-  state topic's provenance plus a per-patient event index in Kafka or SQLite) is the next step.
-  AccessRecord events are appended to the audit log as they are read, from the cursor the audit
-  topic gives (see :mod:`broker.api.service`).
+- :class:`StateView` follows the compacted state topic into the store's ``states`` table; reads go
+  through a bounded LRU cache of decoded states (``api_view_cache_entries``).
+- :class:`EventHistory` follows the events topic: state-changing events into the per-patient
+  history ("as at" decisions), objections, breaches and disclosures into the report events, and
+  AccessRecord events to the audit log, appended from the cursor the audit topic gives (see
+  :mod:`broker.api.service`).
+
+Both start from the positions stored with the views (:mod:`broker.views.store`) and write each
+fetched batch with its positions in one SQLite transaction, so a restart resumes, and memory does
+not grow with the topics (issue 16).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from broker.audit import AuditError, access_record
-from broker.audit.appender import AuditAppender
+from broker.api.audit_sink import AuditSink
+from broker.audit import AuditEntry, AuditError, AuditUnavailableError, access_record
+from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import KafkaTopicReader
-from consent_rules.state import PatientState
+from consent_rules.state import PatientState, empty_state
 from consent_wire.errors import WireError
 from consent_wire.model import AccessRecord, Event
-from consent_wire.signing import decode_verified_event
+from consent_wire.signing import verified_event_payload
 
 __all__ = ["EventHistory", "Follower", "StateView"]
 
 log = logging.getLogger(__name__)
 
+FETCH_RECORDS = 5000  # records per fetch = per SQLite transaction: amortises the commit, bounds the batch
+
 
 class Follower:
-    """Reads every partition of a topic from the start; ``caught_up`` once at the end offsets seen at start."""
+    """Reads every partition of a topic from the stored positions (else the start); ``caught_up`` once at
+    the end offsets seen at start."""
 
-    def __init__(self, conn: KafkaConnection, topic: str) -> None:
+    def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore) -> None:
         self.topic = topic
+        self.store = store
         self.reader = KafkaTopicReader(conn, topic)
         self.caught_up = asyncio.Event()
+        self.batch = ViewBatch(topic)
 
     async def start(self) -> None:
-        await self.reader.start()
+        await self.start_at(await self.store.positions(self.topic))
+
+    async def start_at(self, positions: dict[int, int]) -> None:
+        await self.reader.start(positions=positions)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
-                for partition, records in (await self.reader.fetch(timeout_ms=200, max_records=5000)).items():
+                fetched = await self.reader.fetch(timeout_ms=200, max_records=FETCH_RECORDS)
+                for partition, records in fetched.items():
                     for record in records:
                         await self.handle(partition, record)
                 await self.flush()
@@ -57,46 +70,81 @@ class Follower:
         raise NotImplementedError
 
     async def flush(self) -> None:
-        """Called after each fetched batch."""
+        """Called after each fetched batch: the batch's rows and positions in one transaction."""
+        batch, self.batch = self.batch, ViewBatch(self.topic)
+        await self.store.write(batch)
+        self.written(batch)
+
+    def written(self, batch: ViewBatch) -> None:
+        """Called once ``batch`` is in the store."""
 
 
 class StateView(Follower):
-    def __init__(self, conn: KafkaConnection, topic: str) -> None:
-        super().__init__(conn, topic)
-        self.states: dict[str, PatientState] = {}
+    def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore, cache_entries: int) -> None:
+        super().__init__(conn, topic, store)
+        self.cache: LruCache[str, PatientState] = LruCache(cache_entries)
+        self.records_seen = 0
+        self._generation = 0  # batches written
 
     async def handle(self, partition: int, record: Any) -> None:
-        if record.key is None:
+        self.records_seen += 1
+        value = record.value
+        if record.key is not None and value is not None:
+            try:
+                PatientState.from_bytes(value)  # only records that decode reach the store
+            except WireError as exc:
+                log.warning(
+                    "state record skipped partition=%d offset=%d reason=%s", partition, record.offset, exc.reason
+                )
+                value = b""
+        if value == b"":
+            self.batch.advance(partition, record.offset)
             return
-        key = record.key.decode()
-        if record.value is None:
-            self.states.pop(key, None)
-            return
-        try:
-            self.states[key] = PatientState.from_bytes(record.value)
-        except WireError as exc:
-            log.warning("state record skipped partition=%d offset=%d reason=%s", partition, record.offset, exc.reason)
+        state_row(self.batch, partition, record.offset, record.key, value)
+
+    def written(self, batch: ViewBatch) -> None:
+        self._generation += 1
+        for key in batch.states:
+            self.cache.discard(key)
+
+    async def state(self, key: str) -> PatientState:
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        data = await self.store.state_record(key)
+        state = empty_state(key) if data is None else PatientState.from_bytes(data)
+        if generation == self._generation:  # not cached if a batch was written meanwhile (it may be stale)
+            self.cache.put(key, state)
+        return state
 
 
 class EventHistory(Follower):
-    def __init__(self, conn: KafkaConnection, topic: str, appender: AuditAppender, cursor: dict[int, int]) -> None:
-        super().__init__(conn, topic)
+    def __init__(
+        self, conn: KafkaConnection, topic: str, store: ViewStore, appender: AuditSink, cursor: dict[int, int]
+    ) -> None:
+        super().__init__(conn, topic, store)
         self.appender = appender
         self.cursor = cursor  # partition -> first offset not yet in the audit log
-        self.all: list[Event] = []
-        self.by_patient: dict[str, list[Event]] = {}
-        self.on_entry: list[Any] = []
+        self.events_seen = 0
+        self.on_entry: list[Callable[[AuditEntry], Any]] = []
+        self.after_flush: list[Callable[[], Awaitable[None]]] = []  # e.g. index the entries just appended
         self._pending: list[asyncio.Task[None]] = []
+        # partition -> offset of the first access record the audit log could not take: the stored position
+        # never passes it, so a restart re-reads it (appends are retried; the cursor prevents doubles)
+        self._hold: dict[int, int] = {}
 
     async def handle(self, partition: int, record: Any) -> None:
+        data = record.value or b""
         try:
-            event = decode_verified_event(record.value or b"").event
+            event: Event | None = verified_event_payload(data)
         except WireError as exc:
             log.warning("event skipped partition=%d offset=%d reason=%s", partition, record.offset, exc.reason)
+            event = None
+        event_rows(self.batch, partition, record.offset, event, data)
+        if event is None:
             return
-        self.all.append(event)
-        if event.patient_key:
-            self.by_patient.setdefault(event.patient_key, []).append(event)
+        self.events_seen += 1
         if isinstance(event.payload, AccessRecord) and record.offset >= self.cursor.get(partition, 0):
             # appends queue on the appender's FIFO lock in creation order; awaited together in flush()
             self._pending.append(asyncio.create_task(self._append_access(partition, record.offset, event)))
@@ -104,12 +152,26 @@ class EventHistory(Follower):
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
         await asyncio.gather(*pending)
+        for callback in self.after_flush:
+            await callback()
+        for partition, offset in self._hold.items():
+            if partition in self.batch.positions:
+                self.batch.positions[partition] = min(self.batch.positions[partition], offset)
+        await super().flush()
+
+    async def history(self, key: str) -> list[Event]:
+        return [verified_event_payload(r) for r in await self.store.history_records(key)]
+
+    async def report_events(self) -> list[Event]:
+        return [verified_event_payload(r) for r in await self.store.report_records()]
 
     async def _append_access(self, partition: int, offset: int, event: Event) -> None:
         try:
             entry = await self.appender.append(access_record(event), source=f"{partition}/{offset}")
         except AuditError as exc:  # a bad record, or the appender is down (a restart re-reads from the cursor)
             log.warning("access record not appended partition=%d offset=%d reason=%s", partition, offset, exc.reason)
+            if isinstance(exc, AuditUnavailableError):
+                self._hold[partition] = min(self._hold.get(partition, offset), offset)
             return
         self.cursor[partition] = max(self.cursor.get(partition, 0), offset + 1)
         for callback in self.on_entry:

@@ -3,10 +3,12 @@
 - :mod:`~consent_rules.state.registers` - the last-writer-wins registers, their stamps and :class:`PatientState`.
 - :mod:`~consent_rules.state.merge` - :func:`apply`, :func:`merge`, :func:`replay` (a join: commutative,
   associative, idempotent) and :func:`effective_consent`.
+- :mod:`~consent_rules.state.ledger` - the bounded record of the events folded in (recent ids, per-agent marks).
 - :mod:`~consent_rules.state.codec` - the canonical JSON of a state (the state topic's record).
 """
 
 from consent_rules.state.codec import STATE_FORMAT, StateDecodeError
+from consent_rules.state.ledger import Applied, Mark
 from consent_rules.state.merge import (
     QUARANTINED_REASONS,
     REASON_INVALID_PERIOD,
@@ -45,8 +47,10 @@ __all__ = [
     "REASON_INVALID_PERIOD",
     "REASON_MISSING_PATIENT_KEY",
     "STATE_FORMAT",
+    "Applied",
     "ConsentKey",
     "ConsentRegister",
+    "Mark",
     "ObjectionKey",
     "ObjectionRegister",
     "PatientMismatchError",

@@ -3,12 +3,15 @@
 :func:`state_to_bytes` writes orjson with sorted keys, so equal states are byte-identical;
 :func:`state_from_bytes` accepts only that canonical form (anything else is rebuilt by replay).
 
-Format 3 (current, issue 14) adds each consent's ``policy_ref`` (rec 20), each objection's
-``exempt_flows`` (rule 5) and the ``quarantine`` register (rule 10). Format 2 had no shielding
-``reason`` (the reason never leaves the core's events topic). Older records are still read - their
-canonical bytes only - and upgraded on reading (format 1's reason dropped, format 3's fields at their
-defaults), so the next write of that patient's state is format 3 and log compaction then removes the
-old record. Nothing is ever written in an older format.
+Format 4 (current) combines issue 14's fields - each consent's ``policy_ref`` (rec 20), each
+objection's ``exempt_flows`` (rule 5) and the ``quarantine`` register (rule 10) - with issue 16's
+bounded ledger (:mod:`consent_rules.state.ledger`): ``applied`` is the window ``[agent_id, seq,
+event_id]`` and ``marks`` the per-agent high-water marks ``[agent_id, seq, events]``, so a record's
+size no longer grows with the patient's history. Older records are still read - their canonical
+bytes only - and upgraded step by step: format 1's shielding ``reason`` is dropped (format 2),
+format 2 gains issue 14's fields at their defaults (format 3), and format 3's list of every applied
+id is counted into the legacy mark (format 4). The next write of that patient's state is format 4
+and log compaction then removes the old record. Nothing is ever written in an older format.
 
 Errors::
 
@@ -22,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from consent_rules.state.ledger import LEGACY_AGENT, Applied, Mark, normalise, version_of
 from consent_rules.state.registers import (
     ConsentKey,
     ConsentRegister,
@@ -40,7 +44,8 @@ from consent_wire.errors import DecodeError
 
 __all__ = ["STATE_FORMAT", "StateDecodeError", "register_json", "state_from_bytes", "state_to_bytes"]
 
-STATE_FORMAT = 3  # layout version of to_bytes(); bump when the JSON layout changes
+STATE_FORMAT = 4  # layout version of to_bytes(); bump when the JSON layout changes
+_ALL_IDS_FORMAT = 3  # format 3 listed every applied id; read (ids counted), never written
 _LEGACY_FORMAT = 1  # format 1 carried shielding.reason; read (reason dropped), never written
 _FORMAT_2 = 2  # format 2 lacked policy_ref, exempt_flows and quarantine; read (defaults), never written
 
@@ -60,23 +65,42 @@ def state_from_bytes(data: bytes) -> PatientState:
         obj = _typed(orjson.loads(data), dict)
         if obj["format"] in (_LEGACY_FORMAT, _FORMAT_2):
             return _from_legacy(obj, data)
+        if obj["format"] == _ALL_IDS_FORMAT:
+            return _from_all_ids(obj, data)
         if obj["format"] != STATE_FORMAT:
             raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")  # noqa: TRY301 - one except names every bad record
-        applied = frozenset(_typed(i, str) for i in _typed(obj["applied"], list))
+        recent = frozenset(_load_applied(e) for e in _typed(obj["applied"], list))
+        marks = dict(_load_mark(m) for m in _typed(obj["marks"], list))
         state = PatientState(
             _typed(obj["patient_key"], str),
             dict(_load_consent(c) for c in _typed(obj["consents"], list)),
             dict(_load_objection(o) for o in _typed(obj["objections"], list)),
             _load_shielding(obj["shielding"]),
-            applied,
+            marks,
+            recent,
             _typed(obj["version"], int),
             _load_quarantine(obj["quarantine"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateDecodeError(f"not a patient state record: {exc}") from exc
-    if state.version != len(applied) or state_to_bytes(state) != data:
+    if (
+        state.version != version_of(marks, recent)
+        or normalise(marks, recent) != (marks, recent)
+        or state_to_bytes(state) != data
+    ):
         raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
     return state
+
+
+def _from_all_ids(obj: dict[str, Any], data: bytes) -> PatientState:
+    """A canonical format-3 record as a state: its ids are counted into the legacy mark."""
+    if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != data:
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    ids = [_typed(i, str) for i in _typed(obj["applied"], list)]
+    if _typed(obj["version"], int) != len(ids) or ids != sorted(set(ids)):
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    obj.update(format=STATE_FORMAT, applied=[], marks=[[LEGACY_AGENT, 0, len(ids)]] if ids else [])
+    return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
 def _from_legacy(obj: dict[str, Any], data: bytes) -> PatientState:
@@ -91,7 +115,7 @@ def _from_legacy(obj: dict[str, Any], data: bytes) -> PatientState:
         _add_format_3_defaults(obj)
     except (KeyError, TypeError, ValueError) as exc:
         raise StateDecodeError(f"not a patient state record: {exc}") from exc
-    obj["format"] = STATE_FORMAT
+    obj["format"] = _ALL_IDS_FORMAT
     return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
@@ -141,7 +165,8 @@ def _state_json(state: PatientState) -> dict[str, object]:
         "format": STATE_FORMAT,
         "patient_key": state.patient_key,
         "version": state.version,
-        "applied": sorted(state.applied),
+        "applied": [[e.agent_id, e.seq, e.event_id] for e in sorted(state.recent)],
+        "marks": [[agent, m.seq, m.events] for agent, m in sorted(state.marks.items())],
         "consents": [
             {"purpose": p.value, "data_class": d.value, "recipient": r, **register_json(reg)}
             for (p, d, r), reg in consents
@@ -156,6 +181,16 @@ def _typed(value: Any, kind: type[Any]) -> Any:
     if type(value) is not kind:
         raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _load_applied(obj: Any) -> Applied:
+    agent, seq, event_id = _typed(obj, list)
+    return Applied(_typed(agent, str), _typed(seq, int), _typed(event_id, str))
+
+
+def _load_mark(obj: Any) -> tuple[str, Mark]:
+    agent, seq, count = _typed(obj, list)
+    return _typed(agent, str), Mark(_typed(seq, int), _typed(count, int))
 
 
 def _opt_int(value: Any) -> int | None:

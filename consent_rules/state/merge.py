@@ -8,14 +8,15 @@ byte-identical :meth:`PatientState.to_bytes`.
 Only :class:`ConsentDecision`, :class:`Objection` and :class:`ShieldingFlag` change the state.
 :class:`AccessRecord`, :class:`BreachReport` and :class:`KeyEvent` are not part of it (the pipeline
 routes them to the audit, breach and key topics): :func:`apply` returns the state unchanged for
-them and their ids are not added to ``applied``. An event that :func:`classify` rejects (e.g. a
+them and they are not counted in the ledger. An event that :func:`classify` rejects (e.g. a
 shielding CLEAR from an unauthorised role, see :mod:`consent_rules.shielding`) is not applied either,
 except a shielding SET from a role without authority (reason in :data:`QUARANTINED_REASONS`): a
 protective request never fails open silently (issue 14, rule 10), so it is kept in the state's
 ``quarantine`` register (never in ``shielding``) for the safeguarding lead to confirm or clear.
 
-Provenance: ``applied`` holds the id of every event folded in, and each register carries the id
-(in its stamp) and the ``(partition, offset)`` source of the event that set it. A given event id
+Provenance: the ledger (:mod:`consent_rules.state.ledger`: the last events applied and per-agent
+high-water marks, bounded whatever the history) records what was folded in, and each register
+carries the id (in its stamp) and the ``(partition, offset)`` source of the event that set it. A given event id
 has one fixed offset in the events topic, so keeping the winner's source keeps the output
 deterministic; a register that was applied both with and without a source keeps the one with it.
 
@@ -35,7 +36,9 @@ import orjson
 
 from consent_rules.hierarchy import depth, is_a
 from consent_rules.shielding import shielding_rejection
+from consent_rules.state import ledger
 from consent_rules.state.codec import register_json
+from consent_rules.state.ledger import Applied
 from consent_rules.state.registers import (
     ANY_RECIPIENT,
     ConsentRegister,
@@ -81,7 +84,7 @@ class PatientMismatchError(ValidationError):
 
 
 def empty_state(patient_key: str) -> PatientState:
-    return PatientState(patient_key, {}, {}, None, frozenset(), 0)
+    return PatientState(patient_key, {}, {}, None, {}, frozenset(), 0)
 
 
 def affects_state(event: Event) -> bool:
@@ -126,8 +129,12 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
         )
     stamp = Stamp.of(event)
     payload = event.payload
-    applied = state.applied | {event.event_id}
-    base = replace(state, applied=applied, version=len(applied))
+    admitted = ledger.admit(state.marks, state.recent, Applied(event.agent_id, event.seq, event.event_id))
+    if admitted is None:  # a redelivery: the registers are idempotent, it may still attach its source
+        base = state
+    else:
+        marks, recent = admitted
+        base = replace(state, marks=marks, recent=recent, version=state.version + 1)  # admit keeps every count
     if isinstance(payload, ConsentDecision):
         key = (payload.purpose, payload.data_class, payload.recipient)
         reg = ConsentRegister(
@@ -157,24 +164,25 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
 
 
 def _another_copy(state: PatientState, event: Event) -> bool:
-    """True for an event id already applied under another stamp (a re-enqueued retry), False for
-    a new id or a redelivery of the very same event (which may still attach its source offset)."""
-    if event.event_id not in state.applied:
-        return False
+    """True for an event id already applied under another (agent, seq) or stamp (a re-enqueued
+    retry), False for a new id or a redelivery of the very same event (which may still attach its
+    source offset). Ids are known while in the ledger's window or as a register's winner."""
+    if any(e.event_id == event.event_id and (e.agent_id, e.seq) != (event.agent_id, event.seq) for e in state.recent):
+        return True
     stamp = Stamp.of(event)
     stamps = [r.stamp for r in state.consents.values()] + [r.stamp for r in state.objections.values()]
     if state.shielding is not None:
         stamps.append(state.shielding.stamp)
     if state.quarantine is not None:
         stamps.append(state.quarantine.stamp)
-    return stamp not in stamps
+    return any(s.event_id == event.event_id and s != stamp for s in stamps)
 
 
 def merge(a: PatientState, b: PatientState) -> PatientState:
-    """Join of two states of the same patient: pointwise later register, union of ``applied``."""
+    """Join of two states of the same patient: pointwise later register, join of the ledgers."""
     if a.patient_key != b.patient_key:
         raise PatientMismatchError("cannot merge the states of two different patients")
-    applied = a.applied | b.applied
+    marks, recent = ledger.join((a.marks, a.recent), (b.marks, b.recent))
     shielding = a.shielding
     if b.shielding is not None:
         shielding = b.shielding if shielding is None else _later(shielding, b.shielding)
@@ -186,8 +194,9 @@ def merge(a: PatientState, b: PatientState) -> PatientState:
         _join_maps(a.consents, b.consents),
         _join_maps(a.objections, b.objections),
         shielding,
-        applied,
-        len(applied),
+        marks,
+        recent,
+        ledger.version_of(marks, recent),
         quarantine,
     )
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from consent_rules.state.ledger import Applied, Mark
 from consent_wire.codes import (
     ConsentDirective,
     DataClass,
@@ -152,9 +153,15 @@ class PatientState:
     consents: Mapping[ConsentKey, ConsentRegister]
     objections: Mapping[ObjectionKey, ObjectionRegister]  # see objection_key
     shielding: ShieldingRegister | None
-    applied: frozenset[str]  # event ids applied (idempotence + provenance)
-    version: int  # == len(applied)
+    marks: Mapping[str, Mark]  # per agent high-water mark (see consent_rules.state.ledger)
+    recent: frozenset[Applied]  # the last ledger.WINDOW events applied, above their agent's mark
+    version: int  # events folded in: ledger.version_of(marks, recent)
     quarantine: QuarantinedShielding | None = None  # the latest unauthorised shielding SET (rule 10)
+
+    @property
+    def applied(self) -> frozenset[str]:
+        """The ids of the events still in the ledger's window (every id while fewer than ``ledger.WINDOW``)."""
+        return frozenset(e.event_id for e in self.recent)
 
     @property
     def pending_quarantine(self) -> QuarantinedShielding | None:

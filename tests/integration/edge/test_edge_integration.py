@@ -159,6 +159,52 @@ async def test_kafka_replica_follower_reads_its_sites_feed_and_applies_only_what
     assert refused == {"REPLICA_FORGED": 1}
 
 
+async def test_a_restarted_kafka_replica_follower_resumes_where_its_replica_stopped(
+    tmp_path: Path, kafka_connection: KafkaConnection, topic_names: TopicNames, deployment: LocalDeployment, app_id: str
+) -> None:
+    """Issue 16: the replica keeps its feed position, so a restart reads only what came after it."""
+    site, agent = "A12345", f"agent-{topic_names.prefix}"
+    admin = kafka.admin(kafka_connection)
+    await admin.start()
+    try:
+        await create_site_feed(admin, topic_names, site)
+    finally:
+        await admin.close()
+    await deployment.grant(topic_names.prefix, app_id, agents=[(agent, site)])
+    core = AgentSigner.generate("core")
+    gp = SimAgent.create(site=site)
+    feed = topic_names.site_feed(site)
+
+    async def publish(*keys: str) -> None:
+        producer = kafka.producer(kafka_connection, acks="all")
+        await producer.start()
+        try:
+            for key in keys:
+                state = replay(key, [decode_event(gp.event(key, consent(), BASE_MS))]).to_bytes()
+                value = seal_replica_record(core, ReplicaKind.STATE, key, state, 1000)
+                await producer.send_and_wait(feed, value, key=feed_key(ReplicaKind.STATE, key))
+        finally:
+            await producer.stop()
+
+    async def follow(key: str) -> KafkaReplicaFollower:
+        follower = KafkaReplicaFollower(deployment.agent_kafka(agent, site), feed, signed, replica)
+        record = await _state_then_stop(replica, key, asyncio.create_task(follower.run()))
+        assert record is not None and record.state is not None
+        return follower
+
+    replica = Replica(tmp_path / "r.db", None)
+    await replica.open()
+    signed = SignedFeed(replica, core.public_key, now_ms=lambda: 2000)
+    await publish("p1", "p2", "p3")
+    first = await follow("p3")
+    await publish("p4")
+    second = await follow("p4")
+    await replica.close()
+
+    assert first.records_total == 3
+    assert second.records_total == 1  # resumed after p3: nothing read twice
+
+
 async def test_a_follower_started_before_its_sites_feed_exists_waits_quietly_and_then_applies_it(
     tmp_path: Path,
     kafka_connection: KafkaConnection,

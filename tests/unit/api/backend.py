@@ -85,16 +85,16 @@ class MemoryBackend:
     def patient_key(self, nhs_number: str) -> str:
         return key_of(nhs_number)
 
-    def state(self, patient_key: str) -> PatientState:
+    async def state(self, patient_key: str) -> PatientState:
         return replay(patient_key, self.stored)
 
-    def history(self, patient_key: str) -> Sequence[Event]:
+    async def history(self, patient_key: str) -> Sequence[Event]:
         return [e for e in self.stored if e.patient_key == patient_key]
 
-    def events(self) -> Sequence[Event]:
+    async def events(self) -> Sequence[Event]:
         return self.stored
 
-    def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
+    async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
         return [e for e in self.log.entries if AuditRecord.from_bytes(e.record).patient_key == patient_key]
 
     def state_with_event(self, event_id: str) -> PatientState | None:

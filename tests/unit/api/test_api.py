@@ -181,6 +181,7 @@ async def test_consent_state_as_json_and_as_fhir(client: Client, backend: Memory
     state = await resp.json()
     assert state["patient_key"] == key_of(NHS)
     assert state["version"] == 2
+    assert not {"applied", "marks", "format"} & set(state)  # the ledger (event ids, agents) stays inside the core
     assert [(c["purpose"], c["directive"]) for c in state["consents"]] == [("HRESCH", "OPTOUT")]
     assert [(o["kind"], o["active"]) for o in state["objections"]] == [("NDOP", True)]
     fhir = await (await client.get(f"/v1/patients/{NHS}/consent{READER}&format=fhir")).json()

@@ -79,3 +79,19 @@ async def test_unsigned_rows_of_an_older_replica_are_dropped_on_open(tmp_path: P
     found, count = await replica.get("p1"), await replica.count()
     await replica.close()
     assert (found, count) == (None, 0)
+
+
+async def test_feed_positions_survive_reopen_per_topic_and_a_later_save_moves_them(tmp_path: Path) -> None:
+    replica = Replica(tmp_path / "r.db", None)
+    await replica.open()
+    assert await replica.positions("consent.site.A81001") == {}
+    await replica.save_positions("consent.site.A81001", {0: 5, 1: 2})
+    await replica.save_positions("consent.site.A81001", {1: 9})
+    await replica.save_positions("other.site.A81001", {0: 1})
+    await replica.close()
+    reopened = Replica(tmp_path / "r.db", None)
+    await reopened.open()
+    positions = await reopened.positions("consent.site.A81001")
+    await reopened.close()
+
+    assert positions == {0: 5, 1: 9}

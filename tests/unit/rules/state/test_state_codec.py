@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
 from consent_rules.state import STATE_FORMAT, PatientState, StateDecodeError, apply, empty_state
+from consent_rules.state.ledger import LEGACY_AGENT, Mark
 from consent_wire.codes import ConsentDirective, DataClass, HiddenField, PurposeOfUse, ShieldingAction
 from consent_wire.model import ConsentDecision, ShieldingFlag
 
@@ -31,7 +34,8 @@ def test_state_bytes_are_sorted_json_with_version_applied_and_provenance() -> No
     obj = orjson.loads(data)
     assert data == orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     assert obj["format"] == STATE_FORMAT
-    assert (obj["version"], obj["applied"]) == (2, ["a" * 32, "b" * 32])
+    assert (obj["version"], obj["applied"]) == (2, [["agent-a", 1, "a" * 32], ["agent-a", 1, "b" * 32]])
+    assert obj["marks"] == []
     assert obj["consents"] == [
         {
             "purpose": "TREAT",
@@ -83,8 +87,8 @@ def test_non_json_state_record_is_rejected() -> None:
 
 
 def _format_2(state: PatientState) -> dict[str, object]:
-    """The same state as format 2 wrote it: no policy_ref, exempt_flows or quarantine."""
-    obj = orjson.loads(state.to_bytes())
+    """The same state as format 2 wrote it: every applied id, no policy_ref, exempt_flows or quarantine."""
+    obj = orjson.loads(_all_ids_bytes(state))
     obj["format"] = 2
     del obj["quarantine"]
     for c in obj["consents"]:
@@ -95,18 +99,18 @@ def _format_2(state: PatientState) -> dict[str, object]:
 
 
 def _legacy_bytes(state: PatientState, reason: str) -> bytes:
-    """The same state as format 1 wrote it: shielding with its reason."""
+    """The same state as format 1 wrote it: shielding with its reason, every applied id."""
     obj = _format_2(state)
     obj["format"] = 1
     obj["shielding"]["reason"] = reason  # type: ignore[index]
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
-def test_a_stored_format_2_record_is_read_with_format_3_defaults() -> None:
+def test_a_stored_format_2_record_is_read_with_format_3_defaults_and_its_ids_counted() -> None:
     state = sample_state()
     old = orjson.dumps(_format_2(state), option=orjson.OPT_SORT_KEYS)
-    assert PatientState.from_bytes(old) == state
-    assert PatientState.from_bytes(old).to_bytes() == state.to_bytes()
+    assert PatientState.from_bytes(old) == _counted(state)
+    assert orjson.loads(PatientState.from_bytes(old).to_bytes())["format"] == STATE_FORMAT
 
 
 def test_a_format_2_record_with_a_format_3_field_is_rejected() -> None:
@@ -114,6 +118,28 @@ def test_a_format_2_record_with_a_format_3_field_is_rejected() -> None:
     obj["quarantine"] = None
     with pytest.raises(StateDecodeError):
         PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+def _all_ids_bytes(state: PatientState) -> bytes:
+    """The same state as format 3 wrote it: the sorted list of every applied id."""
+    obj = orjson.loads(state.to_bytes())
+    obj["format"] = 3
+    obj["applied"] = sorted(e[2] for e in obj["applied"])
+    del obj["marks"]
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def _counted(state: PatientState) -> PatientState:
+    """``state`` as read from an older format: its ids counted into the legacy mark."""
+    return replace(state, marks={LEGACY_AGENT: Mark(0, state.version)}, recent=frozenset())
+
+
+def test_a_stored_format_3_record_is_read_with_its_ids_counted_and_rewritten_as_format_4() -> None:
+    state = sample_state()
+    read = PatientState.from_bytes(_all_ids_bytes(state))
+    assert read == _counted(state)
+    assert read.version == 2
+    assert orjson.loads(read.to_bytes())["format"] == STATE_FORMAT
 
 
 def test_the_shielding_reason_is_never_written_to_the_state_record() -> None:
@@ -125,7 +151,7 @@ def test_the_shielding_reason_is_never_written_to_the_state_record() -> None:
 def test_a_stored_format_1_record_is_read_with_its_reason_dropped_and_rewritten_as_format_2() -> None:
     state = sample_state()
     legacy = _legacy_bytes(state, "DOMESTIC_ABUSE")
-    assert PatientState.from_bytes(legacy) == state
+    assert PatientState.from_bytes(legacy) == _counted(state)
     assert b"DOMESTIC_ABUSE" not in PatientState.from_bytes(legacy).to_bytes()
 
 

@@ -1,0 +1,30 @@
+"""What the API needs from the audit log's appender (the seam with the audit issue's fenced appender).
+
+Today :class:`broker.audit.appender.AuditAppender` (one per API process) satisfies it. With many API
+instances (issue 16) exactly one fenced appender owns the chain (issue 15); every instance reaches it
+through an object with this shape, and indexes what it appends (or reads back) in its own
+:class:`broker.views.AuditIndex`. Assumed of that appender: ``append`` returns only once the entry is
+durable and in chain order; ``source`` (``"<partition>/<offset>"`` of an access record's event) is stored
+with the entry so ``start`` can report, per partition, how far access records were appended.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from broker.audit import AuditEntry
+from broker.audit.lines import StoredLog
+from broker.audit.log import CanonicalRecord
+
+__all__ = ["AuditSink"]
+
+
+class AuditSink(Protocol):
+    @property
+    def next_index(self) -> int: ...
+
+    async def start(self) -> StoredLog: ...
+
+    async def append(self, record: CanonicalRecord, source: str | None = None) -> AuditEntry: ...
+
+    async def stop(self) -> None: ...

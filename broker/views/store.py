@@ -1,0 +1,186 @@
+"""The API's persistent, indexed views in SQLite (WAL) on local disk (the I/O module; issue 16).
+
+Tables: ``positions`` (topic, partition -> next offset), ``states`` (patient -> latest state record),
+``history`` (patient, hlc, event id -> state-changing event: what an "as at" decision replays),
+``report_events`` (objections, breaches, disclosures) and ``audit_index`` (audit entries by patient:
+the access log). Each :class:`~broker.views.rows.ViewBatch` is written in one transaction with the
+positions it advances to, so a restart resumes where the views are instead of replaying the topics.
+
+SQLite rather than RocksDB: in the standard library (no new dependency), WAL gives one writer with
+concurrent readers, and the agent's outbox already runs on it; every query here is a primary-key or
+index range read. Writes and reads run on two dedicated threads (one connection each), never on the
+event loop. Memory: SQLite's page cache (``cache_size`` below) plus the callers' LRU caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from broker.audit import AuditEntry
+from broker.views.rows import ViewBatch
+
+__all__ = ["AuditIndex", "ViewStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS positions (topic TEXT, partition INTEGER, next_offset INTEGER,
+    PRIMARY KEY (topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS states (patient_key TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (patient_key TEXT, hlc INTEGER, event_id TEXT, record BLOB NOT NULL,
+    PRIMARY KEY (patient_key, hlc, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_events (event_id TEXT PRIMARY KEY, recorded_ms INTEGER, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_index (idx INTEGER PRIMARY KEY, patient_key TEXT NOT NULL, prev_hash BLOB,
+    hash BLOB, record BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_patient ON audit_index (patient_key, idx);
+"""
+# 16 MiB of page cache per connection (negative = KiB, SQLite's PRAGMA cache_size): two connections
+# stay well inside the API's 512 MiB goal whatever the size of the database.
+_CACHE_PRAGMA = "PRAGMA cache_size=-16384"
+
+
+class AuditIndex(Protocol):
+    """Where audit entries are indexed by patient (fed by whoever appends or follows the audit log)."""
+
+    async def add_audit(self, entries: Sequence[tuple[str, AuditEntry]]) -> None: ...
+
+    async def audit_entries(self, patient_key: str) -> list[AuditEntry]: ...
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints; the topics can refill the rest
+    db.execute(_CACHE_PRAGMA)
+    return db
+
+
+class ViewStore:
+    """One SQLite file; async methods run the SQL on the store's writer or reader thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _connect(path)
+        self._writer.executescript(_SCHEMA)
+        self._reader = _connect(path)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="views-write")
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="views-read")
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._write_thread, fn, self._writer)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, fn, self._reader)
+
+    def close(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._read_thread.shutdown(wait=True)
+        self._writer.close()
+        self._reader.close()
+
+    # --- positions and batches -----------------------------------------------------------------
+    async def positions(self, topic: str) -> dict[int, int]:
+        def run(db: sqlite3.Connection) -> dict[int, int]:
+            rows = db.execute("SELECT partition, next_offset FROM positions WHERE topic = ?", (topic,))
+            return {int(p): int(o) for p, o in rows}
+
+        return await self._read(run)
+
+    async def write(self, batch: ViewBatch) -> None:
+        """The batch's rows and positions in one transaction."""
+        if batch:
+            await self._write(lambda db: _write_batch(db, batch))
+
+    # --- queries --------------------------------------------------------------------------------
+    async def state_record(self, patient_key: str) -> bytes | None:
+        def run(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute("SELECT record FROM states WHERE patient_key = ?", (patient_key,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(run)
+
+    async def history_records(self, patient_key: str) -> list[bytes]:
+        def run(db: sqlite3.Connection) -> list[bytes]:
+            rows = db.execute("SELECT record FROM history WHERE patient_key = ? ORDER BY hlc, event_id", (patient_key,))
+            return [bytes(r[0]) for r in rows]
+
+        return await self._read(run)
+
+    async def report_records(self) -> list[bytes]:
+        return await self._read(lambda db: [bytes(r[0]) for r in db.execute("SELECT record FROM report_events")])
+
+    async def counts(self) -> dict[str, int]:
+        def run(db: sqlite3.Connection) -> dict[str, int]:
+            tables = ("states", "history", "report_events", "audit_index")
+            return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # noqa: S608 - fixed names
+
+        return await self._read(run)
+
+    # --- the audit index (AuditIndex) ------------------------------------------------------------
+    async def add_audit(self, entries: Sequence[tuple[str, AuditEntry]]) -> None:
+        if entries:
+            await self._write(lambda db: _add_audit(db, entries))
+
+    async def audit_entries(self, patient_key: str) -> list[AuditEntry]:
+        def run(db: sqlite3.Connection) -> list[AuditEntry]:
+            rows = db.execute(
+                "SELECT idx, prev_hash, hash, record FROM audit_index WHERE patient_key = ? ORDER BY idx",
+                (patient_key,),
+            )
+            return [AuditEntry(int(i), bytes(p), bytes(h), bytes(r)) for i, p, h, r in rows]
+
+        return await self._read(run)
+
+    async def audit_next_index(self) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT max(idx) FROM audit_index").fetchone()
+            return 0 if row[0] is None else int(row[0]) + 1
+
+        return await self._read(run)
+
+
+def _write_batch(db: sqlite3.Connection, batch: ViewBatch) -> None:
+    with _transaction(db):
+        live = [(k, v) for k, v in batch.states.items() if v is not None]
+        db.executemany("INSERT OR REPLACE INTO states (patient_key, record) VALUES (?, ?)", live)
+        gone = [(k,) for k, v in batch.states.items() if v is None]
+        db.executemany("DELETE FROM states WHERE patient_key = ?", gone)
+        db.executemany(
+            "INSERT OR IGNORE INTO history (patient_key, hlc, event_id, record) VALUES (?, ?, ?, ?)",
+            [(h.patient_key, h.hlc, h.event_id, h.record) for h in batch.history],
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO report_events (event_id, recorded_ms, record) VALUES (?, ?, ?)",
+            [(r.event_id, r.recorded_ms, r.record) for r in batch.reports],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO positions (topic, partition, next_offset) VALUES (?, ?, ?)",
+            [(batch.topic, p, o) for p, o in batch.positions.items()],
+        )
+
+
+def _add_audit(db: sqlite3.Connection, entries: Iterable[tuple[str, AuditEntry]]) -> None:
+    with _transaction(db):
+        db.executemany(
+            "INSERT OR IGNORE INTO audit_index (idx, patient_key, prev_hash, hash, record) VALUES (?, ?, ?, ?, ?)",
+            [(e.index, key, e.prev_hash, e.hash, e.record) for key, e in entries],
+        )
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection is in autocommit mode)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
