@@ -15,6 +15,8 @@ never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
     GET  /v1/reports/breaches                  breaches by organisation and severity, and the list
     GET  /v1/reports/disclosures               disclosures by recipient and purpose
     GET  /v1/health                            readiness of the views and the audit appender
+    GET  /cds-services                         CDS Hooks discovery (broker.api.cds)
+    POST /cds-services/patient-consent-consult CDS Hooks consent consult: cards from a live decision
 
 Every route but the token endpoint and health needs ``Authorization: Bearer <access token>`` with the
 route's scope (:data:`ROUTES`); the requester's organisation and role must be the client's registered
@@ -34,6 +36,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from broker.api import cds
 from broker.api.codec import (
     ApiRequestError,
     HealthInfo,
@@ -288,6 +291,8 @@ ROUTES: tuple[_Route, ...] = (
     _Route("GET", "/v1/reports/breaches", get_breaches, Scope.REPORTS),
     _Route("GET", "/v1/reports/disclosures", get_disclosures, Scope.REPORTS),
     _Route("GET", "/v1/health", get_health, None),
+    _Route("GET", "/cds-services", cds.get_cds_services, None),
+    _Route("POST", cds.SERVICE_PATH, cds.post_consent_consult, Scope.DECISIONS),
 )
 
 

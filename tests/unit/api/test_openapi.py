@@ -65,6 +65,9 @@ def _populated() -> MemoryBackend:
 
 
 DECISION = SPEC["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]["example"]
+CDS = SPEC["paths"]["/cds-services/patient-consent-consult"]["post"]["requestBody"]["content"]["application/json"][
+    "example"
+]
 CALLS = [
     ("POST", "/v1/decisions", "/v1/decisions", DECISION, 200),
     ("POST", "/v1/decisions", "/v1/decisions", {**DECISION, "as_at": "2026-09-01T00:00:00Z"}, 200),
@@ -78,6 +81,9 @@ CALLS = [
     ("GET", "/v1/reports/breaches", f"/v1/reports/breaches?from={NOW_MS - 7 * DAY_MS}", None, 200),
     ("GET", "/v1/reports/disclosures", "/v1/reports/disclosures", None, 200),
     ("GET", "/v1/health", "/v1/health", None, 200),
+    ("GET", "/cds-services", "/cds-services", None, 200),
+    ("POST", "/cds-services/patient-consent-consult", "/cds-services/patient-consent-consult", CDS, 200),
+    ("POST", "/cds-services/patient-consent-consult", "/cds-services/patient-consent-consult", {}, 400),
 ]
 
 
