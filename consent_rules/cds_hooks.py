@@ -210,7 +210,7 @@ def card_json(answer: DecisionAnswer | None, source: Mapping[str, str], *, kept:
 
 
 def _extension(kind: CdsDecision, answer: DecisionAnswer) -> dict[str, object]:
-    """LEAP's ``decision`` and ``obligations``, then the broker's answer (its obligation codes as ``obligation_codes``)."""
+    """LEAP's ``decision`` and ``obligations``, then the broker's answer (its obligations as ``obligation_codes``)."""
     broker = answer.to_json()
     broker["obligation_codes"] = broker.pop("obligations")
     return {"decision": kind.value, "obligations": obligations(answer), **broker}
