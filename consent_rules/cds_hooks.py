@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from consent_rules.decision import Code, DecisionAnswer, Obligation, Outcome
+from consent_rules.decision import Code, Decision, DecisionAnswer, Obligation, Outcome
 from consent_rules.decision.document import MAX_TEXT, BadRequestError
 from consent_wire.codes import ACT_CODE_SYSTEM, ACT_REASON_SYSTEM, DataClass
 
@@ -58,6 +58,7 @@ __all__ = [
     "card_json",
     "decision_document",
     "discovery",
+    "example_responses",
     "label_parameters",
 ]
 
@@ -338,3 +339,27 @@ def _classes(value: object) -> list[object]:
         if entry not in classes:
             classes.append(entry)
     return classes or [DataClass.ALL.value]
+
+
+def example_responses() -> dict[str, dict[str, object]]:
+    """One CDS response per kind of card (permit, deny, shielded, no consent), for validators and documentation."""
+    permit = Decision(
+        Outcome.PERMIT, (), ("Direct care on implied consent.",), None, ("DIRECT_CARE_IMPLIED_CONSENT",), 1
+    )
+    deny = Decision(Outcome.DENY, (), ("National data opt-out.",), None, (Code.NDOP_ACTIVE.value,), 2)
+    shielded = Decision(
+        Outcome.PERMIT_WITH_OBLIGATIONS,
+        (Obligation.REDACT_LOCATION, Obligation.REDACT_CONTACT, Obligation.REDACT_IDENTITY),
+        ("Shielded: location, contact and identity redacted.",),
+        None,
+        (Code.SHIELDED.value,),
+        3,
+        (DataClass.GENERAL,),
+        (DataClass.PATLOC, DataClass.PSY),
+    )
+    none = Decision(Outcome.DENY, (), ("No consent or legal basis.",), None, (Code.NO_CONSENT_OR_LEGAL_BASIS.value,), 0)
+    source = {"label": "consent-broker"}
+    return {
+        name: card_json(DecisionAnswer(d, 0, None), source)
+        for name, d in (("permit", permit), ("deny", deny), ("shielded", shielded), ("no-consent", none))
+    }

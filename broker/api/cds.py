@@ -12,6 +12,7 @@ consult is decided live on the authoritative state and recorded on the audit tra
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -22,11 +23,18 @@ from broker.auth import Principal, Scope, TokenService, check_requester, require
 from broker.auth.cds_jwt import CdsJwtVerifier, is_cds_jwt
 from broker.errors import NotReadyError
 from consent_io.http import json_response
-from consent_rules.cds_hooks import SERVICE_ID, card_json, decision_document, discovery
+from consent_rules.cds_hooks import (
+    SERVICE_ID,
+    card_json,
+    decision_document,
+    discovery,
+    example_responses,
+    label_parameters,
+)
 from consent_rules.decision import DecisionAnswer, decide, parse_request
 from consent_rules.decision.document import BadRequestError
 
-__all__ = ["SERVICE_PATH", "get_cds_services", "post_consent_consult", "service_url"]
+__all__ = ["SERVICE_PATH", "export_fhir_content", "get_cds_services", "post_consent_consult", "service_url"]
 
 SERVICE_PATH: str = f"/cds-services/{SERVICE_ID}"
 SOURCE = {"label": "consent-broker core (authoritative consent state)"}
@@ -85,3 +93,18 @@ def _principal(request: web.Request) -> Principal:
         principal = auth.authenticate(header, now_s)
     require_scope(principal, Scope.DECISIONS)
     return principal
+
+
+def export_fhir_content(directory: Path) -> list[Path]:
+    """Write the FHIR content of each kind of card as an R4 ``Parameters`` resource, one JSON file each.
+
+    For an independent FHIR validator (the HAPI validator test picks up ``cds-*.parameters.json``): cards carry no
+    FHIR resource, only Codings (obligation ids and security labels), which these resources hold.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, response in example_responses().items():
+        path = directory / f"cds-{name}.parameters.json"
+        path.write_bytes(orjson.dumps(label_parameters(response), option=orjson.OPT_INDENT_2))
+        written.append(path)
+    return written
