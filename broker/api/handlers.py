@@ -17,6 +17,7 @@ never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
     GET  /v1/health                            readiness of the views and the audit appender
     GET  /cds-services                         CDS Hooks discovery (broker.api.cds)
     POST /cds-services/patient-consent-consult CDS Hooks consent consult: cards from a live decision
+    POST /v1/checks                            batch opt-out check: NHS numbers in, the permitted subset out
 
 Every route but the token endpoint and health needs ``Authorization: Bearer <access token>`` with the
 route's scope (:data:`ROUTES`); the requester's organisation and role must be the client's registered
@@ -36,7 +37,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from broker.api import cds
+from broker.api import cds, checks
 from broker.api.codec import (
     ApiRequestError,
     HealthInfo,
@@ -293,6 +294,7 @@ ROUTES: tuple[_Route, ...] = (
     _Route("GET", "/v1/health", get_health, None),
     _Route("GET", "/cds-services", cds.get_cds_services, None),
     _Route("POST", cds.SERVICE_PATH, cds.post_consent_consult, Scope.DECISIONS),
+    _Route("POST", "/v1/checks", checks.post_checks, Scope.DECISIONS),
 )
 
 

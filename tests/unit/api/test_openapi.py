@@ -82,6 +82,7 @@ CALLS = [
     ("GET", "/v1/reports/disclosures", "/v1/reports/disclosures", None, 200),
     ("GET", "/v1/health", "/v1/health", None, 200),
     ("GET", "/cds-services", "/cds-services", None, 200),
+    ("POST", "/v1/checks", "/v1/checks?purpose=HRESCH&role=GP", NHS, 400),
     ("POST", "/cds-services/patient-consent-consult", "/cds-services/patient-consent-consult", CDS, 200),
     ("POST", "/cds-services/patient-consent-consult", "/cds-services/patient-consent-consult", {}, 400),
 ]
