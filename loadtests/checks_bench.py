@@ -2,8 +2,8 @@
 
 Creates topics under a fresh prefix, preloads the state topic with ``--patients`` patients (consents,
 objections, shielding: :func:`loadtests.decision_bench.preload`), starts ``consent-broker run --stages api`` as
-its own process with its own TLS principal, then streams ``--numbers`` NHS numbers (NDJSON, generated on the
-fly: every ``--invalid-every``-th one with a wrong check digit, the preloaded patients among them) in one
+its own process with its own TLS principal, then streams ``--numbers`` NHS numbers (NDJSON, generated before
+timing: every ``--invalid-every``-th one with a wrong check digit, the preloaded patients among them) in one
 request over HTTPS with an OAuth access token, reading the answer as a stream. Measures the wall time, the
 numbers per second, the counts the service answers, and the peak resident memory of the API process (sampled
 from /proc every 50 ms: the request and the answer are streamed, so it must not grow with the batch).
@@ -46,31 +46,41 @@ _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 PIECE = 2000  # numbers per body piece sent
 
 
-def _number(base: int) -> str:
-    digits = f"{base:09d}"
-    check = (11 - sum(int(d) * w for d, w in zip(digits, _WEIGHTS, strict=True)) % 11) % 11
-    return digits + ("0" if check == 10 else str(check))  # check 10: invalid, counted by the service
+def _valid_from(base: int) -> tuple[str, int]:
+    """The first modulus-11-valid NHS number at or after ``base`` (9 digits + check), and the next base."""
+    while True:
+        digits = f"{base:09d}"
+        check = (11 - sum(int(d) * w for d, w in zip(digits, _WEIGHTS, strict=True)) % 11) % 11
+        if check != 10:
+            return digits + str(check), base + 1
+        base += 1
 
 
-async def body(count: int, preloaded: list[str], invalid_every: int) -> AsyncIterator[bytes]:
-    """NDJSON lines: the preloaded patients first, then numbers nobody recorded; some invalid on purpose."""
+def body_pieces(count: int, preloaded: list[str], invalid_every: int) -> list[bytes]:
+    """NDJSON lines, built before timing (the client's CPU is not the service's): the preloaded patients first,
+    then numbers nobody recorded; every ``invalid_every``-th one with a wrong check digit."""
+    pieces: list[bytes] = []
     lines: list[bytes] = []
     base = 400_000_000
     for i in range(count):
         if i < len(preloaded):
             nhs = preloaded[i]
-        elif invalid_every and i % invalid_every == 0:
-            nhs = _number(base)[:9] + str((int(_number(base)[9]) + 1) % 10)  # a wrong check digit
-            base += 1
         else:
-            nhs = _number(base)
-            base += 1
+            nhs, base = _valid_from(base)
+            if invalid_every and i % invalid_every == 0:
+                nhs = nhs[:9] + str((int(nhs[9]) + 1) % 10)
         lines.append(b'"' + nhs.encode() + b'"\n')
         if len(lines) == PIECE:
-            yield b"".join(lines)
+            pieces.append(b"".join(lines))
             lines = []
     if lines:
-        yield b"".join(lines)
+        pieces.append(b"".join(lines))
+    return pieces
+
+
+async def body(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
 
 
 def rss_kib(pid: int) -> int:
@@ -88,7 +98,7 @@ async def sample_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.05)
 
 
-async def check(door: Door, count: int, preloaded: list[str], invalid_every: int) -> tuple[float, dict[str, Any], int]:
+async def check(door: Door, pieces: list[bytes]) -> tuple[float, dict[str, Any], int]:
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         headers = await door.headers(session, "RESLAB1")
@@ -96,7 +106,7 @@ async def check(door: Door, count: int, preloaded: list[str], invalid_every: int
         start = time.perf_counter()
         permitted_lines = 0
         summary: dict[str, Any] = {}
-        data = body(count, preloaded, invalid_every)
+        data = body(pieces)
         async with session.post(door.base + QUERY, data=data, headers=headers, ssl=door.ssl) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"/v1/checks answered {resp.status}: {await resp.text()}")
@@ -136,11 +146,12 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
         server = await asyncio.create_subprocess_exec(cli, "run", env=env)
         try:
             await wait_healthy(door, args.patients, server)
-            await check(door, 1000, preloaded, args.invalid_every)  # warm-up
+            await check(door, body_pieces(1000, preloaded, args.invalid_every))  # warm-up
+            pieces = body_pieces(args.numbers, preloaded, args.invalid_every)
             idle_kib = rss_kib(server.pid)
             peak, stop = [idle_kib], asyncio.Event()
             sampler = asyncio.create_task(sample_rss(server.pid, peak, stop))
-            elapsed, summary, lines = await check(door, args.numbers, preloaded, args.invalid_every)
+            elapsed, summary, lines = await check(door, pieces)
             stop.set()
             await sampler
         finally:

@@ -25,10 +25,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import orjson
 from aiohttp import web
@@ -37,8 +37,9 @@ import broker.api.handlers as core_api
 from broker.audit import AuditRecord, RecordKind
 from broker.auth import Principal, Scope, check_requester
 from broker.errors import NotReadyError
-from consent_rules.decision import DecisionRequest, Outcome, Requester, decide
+from consent_rules.decision import Decision, DecisionRequest, Outcome, Requester, decide
 from consent_rules.decision.document import MAX_TEXT, BadRequestError
+from consent_rules.state import PatientState, empty_state
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError
 
@@ -50,6 +51,13 @@ CHUNK_BYTES = 64 * 1024  # read and write in 64 KiB pieces: ~5,000 numbers a pie
 MAX_LINE_BYTES = 256  # an NHS number with JSON or CSV decoration is under 64 bytes; longer is not a number
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)  # NHS Data Dictionary modulus 11 (as consent_wire.identity)
 NDJSON = "application/x-ndjson"
+
+
+@runtime_checkable
+class KnownStates(Protocol):
+    """A backend that can say a patient has no recorded state without building one (most of a national batch)."""
+
+    def known_state(self, patient_key: str) -> PatientState | None: ...
 
 
 class Invalid(StrEnum):
@@ -200,6 +208,7 @@ async def post_checks(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
     tally = CheckTally()
+    unrecorded: list[Decision] = []  # the one decision for every patient with nothing recorded
     pending = b""
     skipping = False  # inside an over-long line: drop bytes up to its end
     first = True
@@ -214,11 +223,11 @@ async def post_checks(request: web.Request) -> web.StreamResponse:
             pending, skipping = b"", True
         if first and batch.csv and lines:
             lines, first = _without_header(lines), False
-        out = b"".join(_decide_lines(lines, batch, backend, now_ms, tally))
+        out = b"".join(_decide_lines(lines, batch, backend, now_ms, tally, unrecorded))
         if out:
             await response.write(out)
     if pending.strip() and not skipping:
-        await response.write(b"".join(_decide_lines([pending], batch, backend, now_ms, tally)))
+        await response.write(b"".join(_decide_lines([pending], batch, backend, now_ms, tally, unrecorded)))
     summary = tally.summary(batch_id, entry.index)
     await response.write(orjson.dumps({"summary": summary}) + b"\n")
     await response.write_eof()
@@ -232,8 +241,14 @@ def _without_header(lines: list[bytes]) -> list[bytes]:
 
 
 def _decide_lines(
-    lines: list[bytes], batch: _Batch, backend: core_api.ApiBackend, now_ms: int, tally: CheckTally
+    lines: list[bytes],
+    batch: _Batch,
+    backend: core_api.ApiBackend,
+    now_ms: int,
+    tally: CheckTally,
+    cache: list[Decision],
 ) -> Iterator[bytes]:
+    known = backend.known_state if isinstance(backend, KnownStates) else _known_by_version(backend)
     for line in lines:
         if not line.strip():
             continue
@@ -244,11 +259,37 @@ def _decide_lines(
             tally.invalid_reasons[bad.reason.value] += 1
             continue
         key = backend.patient_key(nhs)
-        request = DecisionRequest(batch.requester, batch.purpose, key, batch.data_classes, batch.legal_basis, now_ms)
-        decision = decide(request, backend.state(key))
+        state = known(key)
+        if state is None:
+            decision = _unrecorded(batch, key, now_ms, cache)
+        else:
+            decision = decide(_request(batch, key, now_ms), state)
         if decision.outcome is Outcome.DENY:
             tally.withheld_reasons.update(set(decision.codes) or {"DENY"})  # each reason once per number
             continue
         tally.permitted += 1
-        obligations = [o.value for o in decision.obligations]
-        yield orjson.dumps({"nhs_number": nhs, "outcome": decision.outcome.value, "obligations": obligations}) + b"\n"
+        yield b'{"nhs_number":"' + nhs.encode() + b'",' + _answer_json(decision) + b"}\n"
+
+
+def _request(batch: _Batch, key: str, now_ms: int) -> DecisionRequest:
+    return DecisionRequest(batch.requester, batch.purpose, key, batch.data_classes, batch.legal_basis, now_ms)
+
+
+def _unrecorded(batch: _Batch, key: str, now_ms: int, cache: list[Decision]) -> Decision:
+    """The decision for a patient with nothing recorded: the same for every such patient of a batch (cached)."""
+    if not cache:
+        cache.append(decide(_request(batch, key, now_ms), empty_state(key)))
+    return cache[0]
+
+
+def _answer_json(decision: Decision) -> bytes:
+    body = orjson.dumps({"outcome": decision.outcome.value, "obligations": [o.value for o in decision.obligations]})
+    return body[1:-1]
+
+
+def _known_by_version(backend: core_api.ApiBackend) -> Callable[[str], PatientState | None]:
+    def known(key: str) -> PatientState | None:
+        state = backend.state(key)
+        return state if state.version else None
+
+    return known

@@ -168,6 +168,10 @@ class _Backend:
     def state(self, patient_key: str) -> PatientState:
         return self._s.state(patient_key)
 
+    def known_state(self, patient_key: str) -> PatientState | None:
+        """The state if any event was recorded for the patient (broker.api.checks.KnownStates)."""
+        return self._s.view.states.get(patient_key)
+
     def history(self, patient_key: str) -> Sequence[Event]:
         return self._s.history_of(patient_key)
 

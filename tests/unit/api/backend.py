@@ -88,6 +88,10 @@ class MemoryBackend:
     def state(self, patient_key: str) -> PatientState:
         return replay(patient_key, self.stored)
 
+    def known_state(self, patient_key: str) -> PatientState | None:
+        state = self.state(patient_key)
+        return state if state.version else None
+
     def history(self, patient_key: str) -> Sequence[Event]:
         return [e for e in self.stored if e.patient_key == patient_key]
 
