@@ -52,30 +52,36 @@ class Subscriber:
         self.kind, self.topic = topic_for(kind, prefix)
         if self.kind == "site" and core_key is None:
             raise ValueError("site feeds are signed by the core: pass core_key (--core-public-key)")
-        self._reader = KafkaTopicReader(conn, self.topic)
+        self._conn = conn
+        self._reader: KafkaTopicReader | None = None  # built in __aenter__: aiokafka needs the running loop
         self._core_key = core_key
         self._follow = follow
         self._show_value = show_value
 
     async def __aenter__(self) -> Subscriber:
+        self._reader = KafkaTopicReader(self._conn, self.topic)
         await self._reader.start()
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._reader.stop()
+        if self._reader is not None:
+            await self._reader.stop()
 
     def __aiter__(self) -> AsyncIterator[Delivered]:
         return self._records()
 
     async def _records(self) -> AsyncIterator[Delivered]:
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("use the Subscriber in `async with` before iterating it")
         if not self._follow:
-            async for record in self._reader.to_end():
+            async for record in reader.to_end():
                 yield self._decode(record)
             return
         while True:
-            for records in (await self._reader.fetch()).values():
+            for records in (await reader.fetch()).values():
                 for record in records:
                     yield self._decode(record)
 

@@ -38,7 +38,7 @@ def _state() -> Any:
         plain_event(KEY, consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH), 1 << 16),
         plain_event(
             KEY, ConsentDecision(ConsentDirective.OPTOUT, PurposeOfUse.TREAT, DataClass.PSY, "RX1", 1, 2, "GP"), 2 << 16
-        ),  # fmt: skip
+        ),
         plain_event(KEY, objection(ObjectionKind.TYPE1), 3 << 16),
         plain_event(KEY, shielding(), 4 << 16),
     ]
