@@ -54,10 +54,16 @@ NDJSON = "application/x-ndjson"
 
 
 @runtime_checkable
-class KnownStates(Protocol):
-    """A backend that can say a patient has no recorded state without building one (most of a national batch)."""
+class BatchBackend(Protocol):
+    """What a backend offers for batches of millions (the service does; others get the generic path).
+
+    ``known_state``: the state, or None when nothing was recorded (most of a national batch) without building one;
+    ``key_of_digits``: the patient key of a number already validated here, without validating it again.
+    """
 
     def known_state(self, patient_key: str) -> PatientState | None: ...
+
+    def key_of_digits(self, digits: str) -> str: ...
 
 
 class Invalid(StrEnum):
@@ -248,7 +254,12 @@ def _decide_lines(
     tally: CheckTally,
     cache: list[Decision],
 ) -> Iterator[bytes]:
-    known = backend.known_state if isinstance(backend, KnownStates) else _known_by_version(backend)
+    known: Callable[[str], PatientState | None]
+    key_of: Callable[[str], str]
+    if isinstance(backend, BatchBackend):
+        known, key_of = backend.known_state, backend.key_of_digits
+    else:
+        known, key_of = _known_by_version(backend), backend.patient_key
     for line in lines:
         if not line.strip():
             continue
@@ -258,7 +269,7 @@ def _decide_lines(
         except _InvalidLine as bad:
             tally.invalid_reasons[bad.reason.value] += 1
             continue
-        key = backend.patient_key(nhs)
+        key = key_of(nhs)
         state = known(key)
         if state is None:
             decision = _unrecorded(batch, key, now_ms, cache)

@@ -37,7 +37,7 @@ from broker.audit.appender import AuditAppender
 from broker.auth import ClientRegistry, TokenService
 from broker.settings import CoreSettings, load_list_sizes, read_hex_file
 from consent_rules.state import PatientState, empty_state
-from consent_wire.identity import patient_key
+from consent_wire.identity import Pseudonymiser, patient_key
 from consent_wire.model import Event
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class ApiService:
         s = core.settings
         self.core = core
         self._secret = secret
+        self.pseudonymiser = Pseudonymiser(secret)
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
         self.appender = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
         self.view = StateView(s.kafka_connection("api"), core.topics.state)
@@ -169,8 +170,12 @@ class _Backend:
         return self._s.state(patient_key)
 
     def known_state(self, patient_key: str) -> PatientState | None:
-        """The state if any event was recorded for the patient (broker.api.checks.KnownStates)."""
+        """The state if any event was recorded for the patient (broker.api.checks.BatchBackend)."""
         return self._s.view.states.get(patient_key)
+
+    def key_of_digits(self, digits: str) -> str:
+        """The patient key of an already validated NHS number (broker.api.checks.BatchBackend)."""
+        return self._s.pseudonymiser.of_digits(digits)
 
     def history(self, patient_key: str) -> Sequence[Event]:
         return self._s.history_of(patient_key)

@@ -88,6 +88,9 @@ class MemoryBackend:
     def state(self, patient_key: str) -> PatientState:
         return replay(patient_key, self.stored)
 
+    def key_of_digits(self, digits: str) -> str:
+        return key_of(digits)
+
     def known_state(self, patient_key: str) -> PatientState | None:
         state = self.state(patient_key)
         return state if state.version else None
