@@ -151,7 +151,9 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
             idle_kib = rss_kib(server.pid)
             peak, stop = [idle_kib], asyncio.Event()
             sampler = asyncio.create_task(sample_rss(server.pid, peak, stop))
+            load_before = os.getloadavg()
             elapsed, summary, lines = await check(door, pieces)
+            load_after = os.getloadavg()
             stop.set()
             await sampler
         finally:
@@ -171,9 +173,14 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
         "summary": summary,
         "permitted_lines_read": lines,
         "api_rss_mib": {"idle_after_warmup": round(idle_kib / 1024, 1), "peak_during_batch": round(peak[0] / 1024, 1)},
+        "load_average_1_5_15": {"before": _rounded(load_before), "after": _rounded(load_after)},
         "transport": "HTTPS + OAuth 2.0 bearer token" if deployment.secure else "plaintext HTTP, no authentication",
         "notes": "client, API and Kafka on the same 2-core machine shared with other work; one streamed request",
     }
+
+
+def _rounded(values: tuple[float, ...]) -> list[float]:
+    return [round(x, 1) for x in values]
 
 
 def main() -> None:
