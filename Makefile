@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check unit bench bench-scale bench-micro infra-up infra-down clean venv tools
+.PHONY: demo test check unit bench bench-scale bench-micro bench-checks infra-up infra-down clean venv tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ bench-micro: $(STAMP)
 	$(BIN)/python -m loadtests.wire_bench --out bench/wire.json
 	$(BIN)/python -m loadtests.edge_bench --mode http --events 200000 --batch 200 --concurrency 8 --uvloop --out bench/edge.json
 	$(BIN)/python -m loadtests.edge_bench --mode drain --events 1000000 --uvloop --out bench/edge-drain.json
+
+## bench-checks: batch opt-out check, 1,000,000 NHS numbers through POST /v1/checks on its own stack (CHECKS_KAFKA_PORT, CHECKS_MQTT_PORT); writes bench/checks.json
+CHECKS_KAFKA_PORT ?= 29692
+CHECKS_MQTT_PORT ?= 21683
+bench-checks: $(STAMP)
+	mkdir -p bench
+	CONSENT_KAFKA_PORT=$(CHECKS_KAFKA_PORT) CONSENT_MQTT_PORT=$(CHECKS_MQTT_PORT) $(BIN)/consent-broker infra up --name bench-checks
+	$(BIN)/python -m loadtests.checks_bench --stack bench-checks --kafka-port $(CHECKS_KAFKA_PORT) --mqtt-port $(CHECKS_MQTT_PORT) --out bench/checks.json
+	CONSENT_KAFKA_PORT=$(CHECKS_KAFKA_PORT) CONSENT_MQTT_PORT=$(CHECKS_MQTT_PORT) $(BIN)/consent-broker infra down --name bench-checks
 
 infra-up: $(STAMP)
 	$(BIN)/consent-broker infra up

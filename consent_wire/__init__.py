@@ -93,6 +93,7 @@ from consent_wire.hlc import (
 from consent_wire.identity import (
     MIN_SECRET_BYTES,
     PATIENT_KEY_HEX,
+    Pseudonymiser,
     patient_key,
     validate_nhs_number,
 )
@@ -215,6 +216,7 @@ __all__ = [
     "OversizeError",
     "Payload",
     "PayloadTypeError",
+    "Pseudonymiser",
     "PurposeOfUse",
     "Relationship",
     "ReplayError",

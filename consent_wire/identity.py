@@ -20,7 +20,7 @@ import re
 
 from consent_wire.errors import InvalidNhsNumberError
 
-__all__ = ["MIN_SECRET_BYTES", "PATIENT_KEY_HEX", "patient_key", "validate_nhs_number"]
+__all__ = ["MIN_SECRET_BYTES", "PATIENT_KEY_HEX", "Pseudonymiser", "patient_key", "validate_nhs_number"]
 
 NHS_NUMBER_DIGITS = 10  # NHS Data Dictionary, "NHS NUMBER": n10
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)  # NHS Data Dictionary modulus 11 algorithm
@@ -72,3 +72,21 @@ def patient_key(secret: bytes, nhs_number: str) -> str:
         raise ValueError(f"patient key secret must be at least {MIN_SECRET_BYTES} bytes, got {len(secret)}")
     digits = validate_nhs_number(nhs_number)
     return hmac.new(secret, digits.encode("ascii"), hashlib.sha256).hexdigest()[:PATIENT_KEY_HEX]
+
+
+class Pseudonymiser:
+    """:func:`patient_key` under one secret with the HMAC key schedule computed once (a batch check keys millions)."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"patient key secret must be at least {MIN_SECRET_BYTES} bytes, got {len(secret)}")
+        self._base = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def __call__(self, nhs_number: str) -> str:
+        return self.of_digits(validate_nhs_number(nhs_number))
+
+    def of_digits(self, digits: str) -> str:
+        """The key of an already validated number (the 10 ASCII digits :func:`validate_nhs_number` returns)."""
+        mac = self._base.copy()
+        mac.update(digits.encode("ascii"))
+        return mac.hexdigest()[:PATIENT_KEY_HEX]

@@ -5,6 +5,8 @@ POST /v1/events            one submission -> 202 {event_id, seq} once durably on
 POST /v1/events/batch      {"events": [...]} -> 202 {"receipts": [...]}, all or none
 POST /v1/fhir/Consent      a FHIR R4 Consent -> 202 {"receipts": [...]}
 POST /v1/decisions         the core's decision request -> its answer from the replica (offline: true)
+GET  /cds-services         CDS Hooks discovery (edge_agent.cds)
+POST /cds-services/patient-consent-consult   CDS Hooks consent consult, cards from the replica (offline)
 GET  /v1/health            liveness and backlog
 GET  /metrics              Prometheus text format
 =========================  =========================================================
@@ -35,6 +37,8 @@ from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import parse_request
 from consent_wire.errors import WireError
 from edge_agent.api_auth import token_middleware
+from edge_agent.cds import SERVICE_PATH as CDS_SERVICE_PATH
+from edge_agent.cds import CdsRoutes
 from edge_agent.errors import EdgeError, EventIdConflictError, OutboxFullError
 from edge_agent.intake import Intake
 from edge_agent.metrics import SubmissionCounts
@@ -62,6 +66,7 @@ BODY_LIMITS: dict[str, int] = {
     "/v1/events/batch": MAX_BATCH_BYTES,
     "/v1/fhir/Consent": FHIR_BODY_BYTES,
     "/v1/decisions": MAX_SUBMISSION_BYTES,  # a decision request is under 1 KiB, as on the core (64 KiB)
+    CDS_SERVICE_PATH: MAX_SUBMISSION_BYTES,  # a CDS Hooks consult is under 2 KiB
 }
 
 # The HTTP status of each error class, first match wins (the one place statuses are chosen).
@@ -94,6 +99,7 @@ def make_app(ctx: ApiContext, token: bytes | None) -> web.Application:
         middlewares.append(token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BATCH_BYTES)
     api = _Api(ctx)
+    cds = CdsRoutes(lambda: ctx.replica, lambda nhs: ctx.pseudonymise(nhs), lambda: ctx.now_ms(), _body)
     app.add_routes(
         [
             web.post("/v1/events", api.submit_one),
@@ -102,6 +108,8 @@ def make_app(ctx: ApiContext, token: bytes | None) -> web.Application:
             web.post("/v1/decisions", api.decide),
             web.get("/v1/health", api.health),
             web.get("/metrics", api.metrics),
+            web.get("/cds-services", cds.services),
+            web.post(CDS_SERVICE_PATH, cds.consult),
         ]
     )
     return app

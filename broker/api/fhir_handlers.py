@@ -180,7 +180,9 @@ async def search_consent(request: web.Request) -> web.Response:
         query.get("scope"), "patient-privacy", "http://terminology.hl7.org/CodeSystem/consentscope"
     )
     await _record_read(request, principal, key, _reader(request, principal), "CONSENT")
-    found = [r for ms, r in consents_of(backend.state(key), nhs) if in_dates(ms)] if status_ok and scope_ok else []
+    found = (
+        [r for ms, r in consents_of(await backend.state(key), nhs) if in_dates(ms)] if status_ok and scope_ok else []
+    )
     page = found[offset : offset + count]
     return _fhir(
         searchset(
@@ -200,7 +202,7 @@ async def read_consent(request: web.Request) -> web.Response:
     _query(request, ("_format", *_READER))
     backend = _backend(request)
     resource_id = request.match_info["id"]
-    state = backend.state_with_event(resource_id)
+    state = await backend.state_with_event(resource_id)
     found = [r for _, r in consents_of(state, None) if r["id"] == resource_id] if state is not None else []
     if state is None or not found:
         raise NotFoundError(f"no Consent with id {resource_id[:64]!r}")
@@ -217,7 +219,7 @@ async def search_audit_events(request: web.Request) -> web.Response:
     count, offset = _paging(query)
     in_dates = _date_filter(request.query.getall("date", []))
     reader = _reader(request, principal)
-    entries = list(backend.audit_entries(key))  # before this read's own entry
+    entries = list(await backend.audit_entries(key))  # before this read's own entry
     await _record_read(request, principal, key, reader, "AUDIT")
     records = [(e.index, AuditRecord.from_bytes(e.record)) for e in entries]
     found = sorted(

@@ -16,6 +16,9 @@ never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
     GET  /v1/reports/disclosures               disclosures by recipient and purpose
     GET  /v1/health                            readiness of the views and the audit appender
     GET  /fhir/metadata, /fhir/Consent, /fhir/Consent/{id}, /fhir/AuditEvent: FHIR R4 (broker.api.fhir_handlers)
+    GET  /cds-services                         CDS Hooks discovery (broker.api.cds)
+    POST /cds-services/patient-consent-consult CDS Hooks consent consult: cards from a live decision
+    POST /v1/checks                            batch opt-out check: NHS numbers in, the permitted subset out
 
 Every route but the token endpoint and health needs ``Authorization: Bearer <access token>`` with the
 route's scope (:data:`ROUTES`); the requester's organisation and role must be the client's registered
@@ -35,6 +38,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from broker.api import cds, checks
 from broker.api.codec import (
     ApiRequestError,
     HealthInfo,
@@ -98,7 +102,7 @@ class ApiBackend(Protocol):
 
     async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]: ...
 
-    def state_with_event(self, event_id: str) -> PatientState | None:
+    async def state_with_event(self, event_id: str) -> PatientState | None:
         """The state holding a register set by ``event_id`` (a FHIR Consent read by id), if any."""
         ...
 
@@ -297,6 +301,9 @@ ROUTES: tuple[_Route, ...] = (
     _Route("GET", "/v1/reports/disclosures", get_disclosures, Scope.REPORTS),
     _Route("GET", "/v1/health", get_health, None),
     *FHIR_ROUTES,
+    _Route("GET", "/cds-services", cds.get_cds_services, None),
+    _Route("POST", cds.SERVICE_PATH, cds.post_consent_consult, Scope.DECISIONS),
+    _Route("POST", "/v1/checks", checks.post_checks, Scope.DECISIONS),
 )
 
 

@@ -41,7 +41,7 @@ from broker.auth import ClientRegistry, TokenService
 from broker.settings import CoreSettings, load_list_sizes, read_hex_file
 from broker.views import ViewStore
 from consent_rules.state import PatientState
-from consent_wire.identity import patient_key
+from consent_wire.identity import Pseudonymiser, patient_key
 from consent_wire.model import Event
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class ApiService:
         s = core.settings
         self.core = core
         self._secret = secret
+        self.pseudonymiser = Pseudonymiser(secret)
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
         self.appender: AuditSink = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -99,9 +100,10 @@ class ApiService:
     async def audit_entries(self, key: str) -> Sequence[AuditEntry]:
         return await self.store.audit_entries(key)
 
-    def state_with_event(self, event_id: str) -> PatientState | None:
-        """A scan of every state (O(patients)): FHIR reads by id are rare next to searches by patient."""
-        for state in list(self.view.states.values()):
+    async def state_with_event(self, event_id: str) -> PatientState | None:
+        """A scan of the stored states (O(patients), in SQLite): reads by id are rare next to searches by patient."""
+        for data in await self.store.state_records_containing(event_id):
+            state = PatientState.from_bytes(data)
             stamps = [r.stamp for r in state.consents.values()] + [r.stamp for r in state.objections.values()]
             if any(stamp.event_id == event_id for stamp in stamps):
                 return state
@@ -203,14 +205,22 @@ class _Backend:
     async def history(self, patient_key: str) -> Sequence[Event]:
         return await self._s.history_of(patient_key)
 
+    async def known_states(self, patient_keys: Sequence[str]) -> Mapping[str, PatientState]:
+        """The states of those keys with anything recorded (broker.api.checks.BatchBackend)."""
+        return await self._s.view.known_states(patient_keys)
+
+    def key_of_digits(self, digits: str) -> str:
+        """The patient key of an already validated NHS number (broker.api.checks.BatchBackend)."""
+        return self._s.pseudonymiser.of_digits(digits)
+
     async def events(self) -> Sequence[Event]:
         return await self._s.events()
 
     async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
         return await self._s.audit_entries(patient_key)
 
-    def state_with_event(self, event_id: str) -> PatientState | None:
-        return self._s.state_with_event(event_id)
+    async def state_with_event(self, event_id: str) -> PatientState | None:
+        return await self._s.state_with_event(event_id)
 
     async def record(self, record: AuditRecord) -> AuditEntry:
         return await self._s.record(record)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from broker.api.audit_sink import AuditSink
@@ -117,6 +117,22 @@ class StateView(Follower):
         if generation == self._generation:  # not cached if a batch was written meanwhile (it may be stale)
             self.cache.put(key, state)
         return state
+
+    async def known_states(self, keys: Sequence[str]) -> dict[str, PatientState]:
+        """The states of those of ``keys`` with anything recorded (cache first, then one store query)."""
+        found: dict[str, PatientState] = {}
+        missing: list[str] = []
+        for key in keys:
+            cached = self.cache.get(key)
+            if cached is None:
+                missing.append(key)
+            elif cached.version:
+                found[key] = cached
+        for key, data in (await self.store.state_records(missing)).items():
+            state = PatientState.from_bytes(data)
+            if state.version:
+                found[key] = state
+        return found
 
 
 class EventHistory(Follower):

@@ -101,6 +101,11 @@ class TokenService:
         self._ttl = ttl_s
         self._replay = replay or ReplayCache()
 
+    @property
+    def registry(self) -> ClientRegistry:
+        """The registered clients (their public keys also verify CDS Hooks client JWTs: broker.auth.cds_jwt)."""
+        return self._registry
+
     def exchange(self, form: Mapping[str, str], now_s: int) -> AccessToken:
         """The token endpoint: a client-credentials request with a signed assertion -> an access token."""
         if form.get("grant_type") != "client_credentials":

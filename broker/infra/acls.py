@@ -20,6 +20,7 @@ agent                   write ingress (idempotent); read its own site's feed ``<
                         (LITERAL; none without a site). Never the national state or shielding topics
 subscriber              read state, shielding; groups ``<name>.*``
 witness                 read audit; groups ``<name>.*``
+monitor                 read deadletter; groups ``<name>.*`` (operations: why inputs were refused)
 ======================  =========================================================================
 
 Every core stage may also DESCRIBE every topic under ``<prefix>.`` (metadata only: the runtime checks at
@@ -98,6 +99,7 @@ class Role(StrEnum):
     AGENT = "agent"
     SUBSCRIBER = "subscriber"
     WITNESS = "witness"
+    MONITOR = "monitor"  # operations: follows the dead-letter topic (`consent-broker subscribe --topic deadletter`)
 
 
 SUPER_ROLES = frozenset({Role.OPERATOR, Role.BROKER})
@@ -191,6 +193,7 @@ _TOPICS: dict[Role, tuple[tuple[str, AclOperation], ...]] = {
     Role.AGENT: (("ingress", AclOperation.WRITE),),
     Role.SUBSCRIBER: (("state", AclOperation.READ), ("shielding", AclOperation.READ)),
     Role.WITNESS: (("audit", AclOperation.READ),),
+    Role.MONITOR: (("deadletter", AclOperation.READ),),
 }
 
 
@@ -215,7 +218,7 @@ def kafka_acls(principal: Principal, deployment: Deployment) -> tuple[KafkaAcl, 
         )
     if principal.role in _IDEMPOTENT:
         acls.append(KafkaAcl(user, ResourceType.CLUSTER, CLUSTER, PatternType.LITERAL, AclOperation.IDEMPOTENT_WRITE))
-    if principal.role in (Role.SUBSCRIBER, Role.WITNESS):
+    if principal.role in (Role.SUBSCRIBER, Role.WITNESS, Role.MONITOR):
         acls.append(KafkaAcl(user, ResourceType.GROUP, f"{principal.name}.", PatternType.PREFIXED, AclOperation.READ))
     return tuple(sorted(set(acls)))
 

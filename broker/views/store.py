@@ -105,6 +105,29 @@ class ViewStore:
 
         return await self._read(run)
 
+    async def state_records(self, patient_keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored records of those of ``patient_keys`` that have one (one query per 500 keys)."""
+
+        def run(db: sqlite3.Connection) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for i in range(0, len(patient_keys), 500):
+                chunk = patient_keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT patient_key, record FROM states WHERE patient_key IN ({marks})"  # noqa: S608 - placeholders only
+                found.update((str(k), bytes(r)) for k, r in db.execute(sql, chunk))
+            return found
+
+        return await self._read(run) if patient_keys else {}
+
+    async def state_records_containing(self, text: str) -> list[bytes]:
+        """The state records whose bytes contain ``text`` (a full scan; callers decode and check)."""
+
+        def run(db: sqlite3.Connection) -> list[bytes]:
+            rows = db.execute("SELECT record FROM states WHERE instr(record, ?) > 0", (text.encode(),))
+            return [bytes(r[0]) for r in rows]
+
+        return await self._read(run)
+
     async def history_records(self, patient_key: str) -> list[bytes]:
         def run(db: sqlite3.Connection) -> list[bytes]:
             rows = db.execute("SELECT record FROM history WHERE patient_key = ? ORDER BY hlc, event_id", (patient_key,))

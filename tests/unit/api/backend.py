@@ -88,6 +88,13 @@ class MemoryBackend:
     async def state(self, patient_key: str) -> PatientState:
         return replay(patient_key, self.stored)
 
+    def key_of_digits(self, digits: str) -> str:
+        return key_of(digits)
+
+    async def known_states(self, patient_keys: Sequence[str]) -> Mapping[str, PatientState]:
+        states = {key: replay(key, self.stored) for key in set(patient_keys)}
+        return {key: state for key, state in states.items() if state.version}
+
     async def history(self, patient_key: str) -> Sequence[Event]:
         return [e for e in self.stored if e.patient_key == patient_key]
 
@@ -97,9 +104,9 @@ class MemoryBackend:
     async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
         return [e for e in self.log.entries if AuditRecord.from_bytes(e.record).patient_key == patient_key]
 
-    def state_with_event(self, event_id: str) -> PatientState | None:
+    async def state_with_event(self, event_id: str) -> PatientState | None:
         for key in {e.patient_key for e in self.stored if e.patient_key}:
-            state = self.state(key)
+            state = replay(key, self.stored)
             stamps = [r.stamp for r in state.consents.values()] + [r.stamp for r in state.objections.values()]
             if any(stamp.event_id == event_id for stamp in stamps):
                 return state

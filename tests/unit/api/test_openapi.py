@@ -65,6 +65,9 @@ def _populated() -> MemoryBackend:
 
 
 DECISION = SPEC["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]["example"]
+CDS = SPEC["paths"]["/cds-services/patient-consent-consult"]["post"]["requestBody"]["content"]["application/json"][
+    "example"
+]
 CALLS = [
     ("POST", "/v1/decisions", "/v1/decisions", DECISION, 200),
     ("POST", "/v1/decisions", "/v1/decisions", {**DECISION, "as_at": "2026-09-01T00:00:00Z"}, 200),
@@ -84,6 +87,10 @@ CALLS = [
     ("GET", "/fhir/Consent/{id}", f"/fhir/Consent/{'0' * 31}9{READER}", None, 404),
     ("GET", "/fhir/AuditEvent", f"/fhir/AuditEvent{READER}&patient={NHS}", None, 200),
     ("GET", "/fhir/AuditEvent", f"/fhir/AuditEvent{READER}&patient={NHS}&date=bad", None, 400),
+    ("GET", "/cds-services", "/cds-services", None, 200),
+    ("POST", "/v1/checks", "/v1/checks?purpose=HRESCH&role=GP", NHS, 400),
+    ("POST", "/cds-services/patient-consent-consult", "/cds-services/patient-consent-consult", CDS, 200),
+    ("POST", "/cds-services/patient-consent-consult", "/cds-services/patient-consent-consult", {}, 400),
 ]
 
 

@@ -13,6 +13,9 @@ from tests.openapi import DOCS, Case, Spec, check_response
 from tests.unit.edge.test_http_api import CONSENT, Api, start_api
 
 SPEC = Spec(DOCS / "edge-openapi.yaml")
+CDS = SPEC.operation("/cds-services/patient-consent-consult", "POST")["requestBody"]["content"]["application/json"][
+    "example"
+]
 DECISION = SPEC.operation("/v1/decisions", "POST")["requestBody"]["content"]["application/json"]["example"]
 
 
@@ -65,6 +68,9 @@ CALLS = [
     ("POST", "/v1/decisions", {**DECISION, "purpose": "GOSSIP"}, 400),
     ("GET", "/v1/health", None, 200),
     ("GET", "/metrics", None, 200),
+    ("GET", "/cds-services", None, 200),
+    ("POST", "/cds-services/patient-consent-consult", CDS, 200),
+    ("POST", "/cds-services/patient-consent-consult", {**CDS, "hook": "patient-view"}, 400),
     ("GET", "/v1/nowhere", None, 404),
     ("DELETE", "/v1/events", None, 405),
 ]

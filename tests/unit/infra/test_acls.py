@@ -83,6 +83,7 @@ EXPECTED = {
     Role.AGENT: {(T, "pfx.ingress", LIT, W), (C, "kafka-cluster", LIT, IDEM)},
     Role.SUBSCRIBER: {(T, "pfx.state", LIT, R), (T, "pfx.shielding", LIT, R), (G, "p.", PRE, R)},
     Role.WITNESS: {(T, "pfx.audit", LIT, R), (G, "p.", PRE, R)},
+    Role.MONITOR: {(T, "pfx.deadletter", LIT, R), (G, "p.", PRE, R)},
 }
 
 

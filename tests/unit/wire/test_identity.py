@@ -73,3 +73,12 @@ def test_patient_key_refuses_a_short_secret_and_an_invalid_number() -> None:
         patient_key(b"short", VALID)
     with pytest.raises(InvalidNhsNumberError):
         patient_key(SECRET, "9434765918")
+
+
+def test_the_pseudonymiser_keys_exactly_as_patient_key() -> None:
+    from consent_wire.identity import Pseudonymiser, patient_key
+
+    secret = bytes(range(32))
+    keyed = Pseudonymiser(secret)
+    for nhs in ("9434765919", "943 476 5927", "943-476-5935"):
+        assert keyed(nhs) == patient_key(secret, nhs) == keyed.of_digits(nhs.replace(" ", "").replace("-", ""))
