@@ -15,6 +15,7 @@ from broker.commands import audit as audit_commands
 from broker.commands import clients as clients_commands
 from broker.commands import demo as demo_commands
 from broker.commands import reports as reports_commands
+from broker.commands import witness as witness_commands
 from broker.commands.connection import kafka_options
 from broker.infra import Infra, InfraConfig, InfraError
 from broker.infra.acls import Principal, Role
@@ -182,6 +183,7 @@ COMMANDS: tuple[click.Command, ...] = (
     clients_commands.command,
     demo_commands.command,
     reports_commands.command,
+    witness_commands.command,
 )
 for _command in COMMANDS:
     cli.add_command(_command)

@@ -1,0 +1,66 @@
+"""The appender's side of the witness protocol: send ``add-checkpoint``, get a cosignature line back."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import aiohttp
+
+from broker.audit.errors import AuditError
+from broker.audit.note import NoteSignature, SignedNote, Verifier, parse_note
+from broker.audit.witness import add_checkpoint_body
+
+__all__ = ["WitnessClient", "WitnessRefusedError"]
+
+_TIMEOUT_S = 10.0  # a witness fsyncs one small file per request; 10 s covers a slow disk
+
+
+class WitnessRefusedError(AuditError):
+    """The witness answered something else than a cosignature (status and body kept)."""
+
+    reason = "WITNESS_REFUSED"
+
+    def __init__(self, url: str, status: int, body: str) -> None:
+        super().__init__(f"witness {url} answered {status}: {body.strip()[:200]}")
+        self.status, self.body = status, body
+
+
+@dataclass
+class WitnessClient:
+    url: str  # https://host:port
+    key: Verifier  # the witness's cosignature key
+    tls: ssl.SSLContext | None
+
+    async def add_checkpoint(self, old_size: int, proof: tuple[bytes, ...], note: SignedNote) -> NoteSignature:
+        body = add_checkpoint_body(old_size, proof, note.to_text())
+        timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(
+                f"{self.url}/add-checkpoint", data=body, ssl=self.tls if self.tls is not None else False
+            ) as response,
+        ):
+            text = await response.text()
+            if response.status != 200:
+                raise WitnessRefusedError(self.url, response.status, text)
+        signatures = parse_note(note.text + "\n" + text).signatures
+        good = [s for s in signatures if self.key.verify(note.text, s) is not None]
+        if not good:
+            raise WitnessRefusedError(self.url, 200, "no valid cosignature by the pinned witness key")
+        return good[0]
+
+    async def latest(self, origin: str) -> str | None:
+        timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(
+                f"{self.url}/checkpoint", params={"origin": origin}, ssl=self.tls if self.tls is not None else False
+            ) as response,
+        ):
+            if response.status == 404:
+                return None
+            text = await response.text()
+            if response.status != 200:
+                raise WitnessRefusedError(self.url, response.status, text)
+            return text
