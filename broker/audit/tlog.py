@@ -25,7 +25,16 @@ from enum import StrEnum
 from broker.audit.note import Checkpoint, NoteError, NoteSigner, SignedNote, Verifier, parse_note
 from broker.audit.tree import MerkleLog
 
-__all__ = ["Finding", "LogVerification", "Problem", "WitnessPolicy", "cosigners", "sign_checkpoint", "verify_log"]
+__all__ = [
+    "Finding",
+    "LogVerification",
+    "Problem",
+    "WitnessPolicy",
+    "cosigners",
+    "restore_problems",
+    "sign_checkpoint",
+    "verify_log",
+]
 
 
 class Finding(StrEnum):
@@ -211,3 +220,43 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     for p in problems:
         out.setdefault((p.finding, p.size), p)
     return list(out.values())
+
+
+def restore_problems(
+    origin: str,
+    entries: Sequence[tuple[int, bytes]],
+    heads: Sequence[str],
+    notes: Sequence[str],
+    log_key: Verifier,
+    policy: WitnessPolicy,
+    external: Sequence[str] = (),
+) -> list[Problem]:
+    """What stops an appender from extending a stored log (empty: safe to continue).
+
+    Everything :func:`verify_log` finds, except entries beyond the last cosigned checkpoint when a head
+    signed by the log key covers exactly them: those are an appender's own writes that it had not yet
+    had cosigned when it stopped (the successor gets them cosigned). A tail that no signed head
+    covers was written by someone without the log key: a forgery (``REWRITE``).
+    """
+    result = verify_log(origin, entries, notes, log_key, policy, external)
+    problems = [p for p in result.problems if p.finding is not Finding.UNWITNESSED_ENTRIES]
+    if result.entries > result.cosigned_size:
+        tree = MerkleLog()
+        for _, record in sorted(entries, key=lambda e: e[0]):
+            tree.append(record)
+        covered = 0
+        for raw in heads:
+            try:
+                note = parse_note(raw)
+                cp = Checkpoint.parse(note.text)
+            except NoteError:
+                continue
+            if note.verified_by(log_key) is not None and cp.size <= tree.size and tree.root(cp.size) == cp.root:
+                covered = max(covered, cp.size)
+        if covered < result.entries:
+            detail = (
+                f"entries {covered}..{result.entries - 1} are covered by no checkpoint signed by the log key: "
+                "written by someone else while no appender held the log"
+            )
+            problems.append(Problem(Finding.REWRITE, covered, detail))
+    return problems

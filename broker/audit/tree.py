@@ -34,6 +34,12 @@ class MerkleLog:
         self._leaves.append(leaf_hash(record))
         return len(self._leaves) - 1
 
+    def restore_leaves(self, leaf_hashes: list[bytes]) -> None:
+        """Start from already hashed leaves (an aborted append rolled back); only on an empty log."""
+        if self._leaves:
+            raise ValueError("restore_leaves needs an empty log")
+        self._leaves = list(leaf_hashes)
+
     def leaf(self, index: int) -> bytes:
         return self._leaves[index]
 

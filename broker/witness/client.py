@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -33,17 +34,11 @@ class WitnessClient:
     tls: ssl.SSLContext | None
 
     async def add_checkpoint(self, old_size: int, proof: tuple[bytes, ...], note: SignedNote) -> NoteSignature:
+        """The witness's cosignature of ``note``; :class:`WitnessRefusedError` (status 0: unreachable) otherwise."""
         body = add_checkpoint_body(old_size, proof, note.to_text())
-        timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(
-                f"{self.url}/add-checkpoint", data=body, ssl=self.tls if self.tls is not None else False
-            ) as response,
-        ):
-            text = await response.text()
-            if response.status != 200:
-                raise WitnessRefusedError(self.url, response.status, text)
+        status, text = await self._call("POST", "/add-checkpoint", data=body)
+        if status != 200:
+            raise WitnessRefusedError(self.url, status, text)
         signatures = parse_note(note.text + "\n" + text).signatures
         good = [s for s in signatures if self.key.verify(note.text, s) is not None]
         if not good:
@@ -51,16 +46,22 @@ class WitnessClient:
         return good[0]
 
     async def latest(self, origin: str) -> str | None:
+        """The latest checkpoint the witness cosigned for ``origin`` (None: none yet)."""
+        status, text = await self._call("GET", "/checkpoint", params={"origin": origin})
+        if status == 404:
+            return None
+        if status != 200:
+            raise WitnessRefusedError(self.url, status, text)
+        return text
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
         timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(
-                f"{self.url}/checkpoint", params={"origin": origin}, ssl=self.tls if self.tls is not None else False
-            ) as response,
-        ):
-            if response.status == 404:
-                return None
-            text = await response.text()
-            if response.status != 200:
-                raise WitnessRefusedError(self.url, response.status, text)
-            return text
+        ssl_arg: ssl.SSLContext | bool = self.tls if self.tls is not None else False
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(method, f"{self.url}{path}", ssl=ssl_arg, **kwargs) as response,
+            ):
+                return response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise WitnessRefusedError(self.url, 0, f"unreachable: {exc!r}") from exc
