@@ -90,11 +90,11 @@ class _Election(ConsumerRebalanceListener):  # type: ignore[misc]
         self.lost = asyncio.Event()
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if revoked and self.active.is_set():
+        if any(tp.partition == 0 for tp in revoked) and self.active.is_set():
             self.lost.set()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if assigned:
+        if any(tp.partition == 0 for tp in assigned):  # partition 0 is the log; its owner is the active appender
             self.active.set()
 
 
