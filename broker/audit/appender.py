@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
 
 from broker.audit.errors import AuditUnavailableError
@@ -85,17 +88,54 @@ class AppenderPolicy:
 
 
 class _Election(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partition 0 of the audit topic is the log: the member it is assigned to is the active appender."""
+
     def __init__(self) -> None:
         self.active = asyncio.Event()
         self.lost = asyncio.Event()
 
+    @property
+    def holding(self) -> bool:
+        return self.active.is_set() and not self.lost.is_set()
+
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if any(tp.partition == 0 for tp in revoked) and self.active.is_set():
-            self.lost.set()
+        pass  # eager rebalancing revokes everything each time; only a new assignment without the log counts
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if any(tp.partition == 0 for tp in assigned):  # partition 0 is the log; its owner is the active appender
+        if any(tp.partition == 0 for tp in assigned):
             self.active.set()
+        elif self.active.is_set():
+            self.lost.set()
+
+
+def _keep_the_holder(election: _Election) -> type[AbstractPartitionAssignor]:
+    """An assignor that leaves the log with the member already holding it (a standby joining moves nothing)."""
+
+    class _KeepTheHolder(AbstractPartitionAssignor):  # type: ignore[misc]
+        name = "consent-audit-holder"
+        version = 0
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, sorted(topics), b"1" if election.holding else b"0")
+
+        @classmethod
+        def assign(
+            cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+        ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            holders = sorted(m for m, meta in members.items() if meta.user_data == b"1")
+            holder = holders[0] if holders else min(members)
+            topics = sorted({t for meta in members.values() for t in meta.subscription})
+            owned = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
+            return {
+                m: ConsumerProtocolMemberAssignment(cls.version, owned if m == holder else [], b"") for m in members
+            }
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            pass
+
+    return _KeepTheHolder
 
 
 class AuditAppender:
@@ -115,6 +155,8 @@ class AuditAppender:
         self._checkpoint: str | None = None  # newest cosigned checkpoint note
         self._checkpoint_size = 0
         self._witness_sizes: dict[str, int] = {}
+        self._txn_lock = asyncio.Lock()  # one producer, one transaction at a time (entries, or a checkpoint)
+        self._new_head = asyncio.Event()
         self.on_checkpoint: list[asyncio.Event] = []  # set after each cosigned checkpoint (tests, bench)
 
     @property
@@ -133,6 +175,7 @@ class AuditAppender:
             auto_offset_reset="latest",
             session_timeout_ms=_SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=_HEARTBEAT_MS,
+            partition_assignment_strategy=(_keep_the_holder(self._election),),
         )
         self._consumer.subscribe([self.topic], listener=self._election)
         await self._consumer.start()
@@ -144,6 +187,7 @@ class AuditAppender:
         stored = await self._restore()
         await self._cosign_pending()
         self._tasks.append(asyncio.create_task(self._writer(), name="audit-writer"))
+        self._tasks.append(asyncio.create_task(self._cosigner(), name="audit-cosigner"))
         log.info("audit appender active entries=%d cosigned=%d", self.next_index, self._checkpoint_size)
         return stored
 
@@ -228,7 +272,17 @@ class AuditAppender:
             for (_, _, f), entry in zip(batch, entries, strict=True):
                 if not f.done():
                     f.set_result(entry)
-            await self._cosign_pending()
+            self._new_head.set()
+
+    async def _cosigner(self) -> None:
+        """Gets the newest head cosigned while the writer goes on committing batches."""
+        while True:
+            await self._new_head.wait()
+            self._new_head.clear()
+            try:
+                await self._cosign_pending()
+            except (KafkaError, AuditUnavailableError) as exc:
+                self._fail(f"audit checkpoint write failed: {exc!r}")
 
     async def _commit_batch(
         self, batch: Sequence[tuple[bytes, str | None, asyncio.Future[AuditEntry]]]
@@ -238,7 +292,7 @@ class AuditAppender:
         chain, tree_size = self._chain.position, self._tree.size
         entries: list[AuditEntry] = []
         try:
-            async with producer.transaction():
+            async with self._txn_lock, producer.transaction():
                 for data, source, _ in batch:
                     entry = self._chain.append(_Raw(data))
                     self._tree.append(data)
@@ -255,22 +309,26 @@ class AuditAppender:
 
     async def _cosign_pending(self) -> None:
         """Get the newest head cosigned by a quorum and publish it; retried until it is (or the log fails)."""
-        while self._head is not None and self._checkpoint_size < self._tree.size and self._failed is None:
+        while self._head is not None and self._checkpoint_size < self._head_size() and self._failed is None:
             head = self._head
+            head_size = self._head_size()
             need = self.policy.quorum
             cosigs = await self._cosign(head) if need else []
             if len(cosigs) >= need:
                 note = head.with_signatures(tuple(cosigs))
                 producer = self._producer
                 assert producer is not None
-                async with producer.transaction():
+                async with self._txn_lock, producer.transaction():
                     await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0)
-                self._checkpoint, self._checkpoint_size = note.to_text(), self._tree.size
+                self._checkpoint, self._checkpoint_size = note.to_text(), head_size
                 for event in self.on_checkpoint:
                     event.set()
                 return
             log.warning("audit checkpoint short of quorum cosigned=%d quorum=%d", len(cosigs), need)
             await asyncio.sleep(_COSIGN_RETRY_S)
+
+    def _head_size(self) -> int:
+        return 0 if self._head is None else int(self._head.text.split("\n")[1])
 
     async def _cosign(self, head: SignedNote) -> list[NoteSignature]:
         results = await asyncio.gather(*(self._cosign_one(w, head) for w in self.policy.witnesses))
@@ -300,7 +358,7 @@ class AuditAppender:
         """Let queued appends commit and the last head be cosigned (up to ``drain_s``), then close."""
         deadline = asyncio.get_running_loop().time() + drain_s
         while self._failed is None and self._producer is not None and asyncio.get_running_loop().time() < deadline:
-            if self._queue.empty() and self._checkpoint_size >= self._tree.size:
+            if self._queue.empty() and self._checkpoint_size >= self._tree.size and not self._new_head.is_set():
                 break
             await asyncio.sleep(0.05)
         for task in self._tasks:
@@ -311,6 +369,8 @@ class AuditAppender:
             except (asyncio.CancelledError, KafkaError):
                 pass
         self._tasks.clear()
+        for w in self.policy.witnesses:
+            await w.close()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None

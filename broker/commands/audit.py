@@ -40,12 +40,19 @@ def _witness_checkpoints(conn: KafkaConnection, urls: tuple[str, ...], keys: lis
     held: list[str] = []
     for url, key in zip(urls, keys, strict=False):
         try:
-            latest = run_async(WitnessClient(url.rstrip("/"), key, tls).latest(origin))
+            latest = run_async(_latest(WitnessClient(url.rstrip("/"), key, tls), origin))
         except WitnessRefusedError as exc:
             raise click.ClickException(f"cannot read the latest checkpoint from witness {url}: {exc}") from exc
         if latest is not None:
             held.append(latest)
     return held
+
+
+async def _latest(client: WitnessClient, origin: str) -> str | None:
+    try:
+        return await client.latest(origin)
+    finally:
+        await client.close()
 
 
 @click.group("audit")

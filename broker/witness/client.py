@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -29,9 +29,17 @@ class WitnessRefusedError(AuditError):
 
 @dataclass
 class WitnessClient:
+    """One witness; keeps one HTTPS session (keep-alive: no TLS handshake per checkpoint) until :meth:`close`."""
+
     url: str  # https://host:port
     key: Verifier  # the witness's cosignature key
     tls: ssl.SSLContext | None
+    _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def add_checkpoint(self, old_size: int, proof: tuple[bytes, ...], note: SignedNote) -> NoteSignature:
         """The witness's cosignature of ``note``; :class:`WitnessRefusedError` (status 0: unreachable) otherwise."""
@@ -55,13 +63,11 @@ class WitnessClient:
         return text
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
-        timeout = aiohttp.ClientTimeout(total=_TIMEOUT_S)
         ssl_arg: ssl.SSLContext | bool = self.tls if self.tls is not None else False
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_TIMEOUT_S))
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.request(method, f"{self.url}{path}", ssl=ssl_arg, **kwargs) as response,
-            ):
+            async with self._session.request(method, f"{self.url}{path}", ssl=ssl_arg, **kwargs) as response:
                 return response.status, await response.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise WitnessRefusedError(self.url, 0, f"unreachable: {exc!r}") from exc

@@ -73,6 +73,7 @@ class AuditRig:
 
     @property
     def clients(self) -> tuple[WitnessClient, ...]:
+        """New clients (each appender closes its own); the reader's are :attr:`reader`."""
         return tuple(
             WitnessClient(f"https://127.0.0.1:{s.port}", k.verifier, self.api_tls)
             for s, k in zip(self.servers, self.witness_keys, strict=True)
@@ -118,7 +119,14 @@ class AuditRig:
     async def verify(self, topic: str | None = None) -> LogVerification:
         """What a reader finds: the topic, the pinned log key, the witness quorum and each witness's latest."""
         stored = parse_log(await self.lines(topic))
-        external = [n for n in [await c.latest(self.origin) for c in self.clients] if n is not None]
+        external: list[str] = []
+        for c in self.clients:
+            try:
+                latest = await c.latest(self.origin)
+            finally:
+                await c.close()
+            if latest is not None:
+                external.append(latest)
         entries = [(e.index, e.record) for e in stored.entries]
         return verify_log(self.origin, entries, stored.notes, self.log_key.verifier, self.policy, external)
 

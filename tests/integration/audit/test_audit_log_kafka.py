@@ -122,12 +122,15 @@ async def test_a_witness_refuses_a_rollback(rig: AuditRig) -> None:
     await rig.write(3, 3)
     old = parse_note(first)
     w = rig.clients[0]
-    with pytest.raises(WitnessRefusedError) as refused:
-        await w.add_checkpoint(6, (), type(old)(old.text, old.signatures[:1]))
-    assert refused.value.status == 400  # old size larger than the checkpoint: never cosigned
-    with pytest.raises(WitnessRefusedError) as stale:
-        await w.add_checkpoint(3, (), type(old)(old.text, old.signatures[:1]))
-    assert (stale.value.status, stale.value.body) == (409, "6\n")
+    try:
+        with pytest.raises(WitnessRefusedError) as refused:
+            await w.add_checkpoint(6, (), type(old)(old.text, old.signatures[:1]))
+        assert refused.value.status == 400  # old size larger than the checkpoint: never cosigned
+        with pytest.raises(WitnessRefusedError) as stale:
+            await w.add_checkpoint(3, (), type(old)(old.text, old.signatures[:1]))
+        assert (stale.value.status, stale.value.body) == (409, "6\n")
+    finally:
+        await w.close()
 
 
 class _Raw:

@@ -37,6 +37,7 @@ class Rig:
         self.store = StateFile(root / "witness-state.json")
         self.tree = MerkleLog()
         self.server: WitnessServer | None = None
+        self.opened: list[WitnessClient] = []
 
     async def start(self) -> WitnessServer:
         signer = load_signer(self.key_file, "witness-1", ALG_COSIGNATURE, "witness key file")
@@ -50,7 +51,9 @@ class Rig:
         files = self.pki.issue(principal)
         tls = client_ssl_context(str(self.pki.ca_file), str(files.cert_file), str(files.key_file))
         assert self.server is not None
-        return WitnessClient(f"https://127.0.0.1:{self.server.port}", self.witness_key.verifier, tls)
+        client = WitnessClient(f"https://127.0.0.1:{self.server.port}", self.witness_key.verifier, tls)
+        self.opened.append(client)
+        return client
 
     def grow(self, count: int) -> None:
         for _ in range(count):
@@ -62,6 +65,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     rig = Rig(tmp_path)
     await rig.start()
     yield rig
+    for client in rig.opened:
+        await client.close()
     assert rig.server is not None
     await rig.server.stop()
 
