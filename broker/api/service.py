@@ -36,6 +36,7 @@ from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AppenderPolicy, AuditAppender
 from broker.audit.keyfile import load_signer
 from broker.audit.note import ALG_ED25519, Verifier
+from broker.audit.tlog import InclusionProof
 from broker.auth import ClientRegistry, TokenService
 from broker.settings import CoreSettings, audit_origin, load_list_sizes, read_hex_file
 from broker.witness.client import WitnessClient
@@ -183,6 +184,9 @@ class _Backend:
 
     async def record(self, record: AuditRecord) -> AuditEntry:
         return await self._s.record(record)
+
+    def audit_proof(self, index: int) -> InclusionProof | None:
+        return self._s.appender.proof(index)
 
     def now_ms(self) -> int:
         return self._s.now_ms()

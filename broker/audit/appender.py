@@ -39,7 +39,7 @@ from broker.audit.errors import AuditUnavailableError
 from broker.audit.lines import StoredLog, entry_line, note_line, parse_log, position_of
 from broker.audit.log import AuditEntry, AuditLog, CanonicalRecord
 from broker.audit.note import NoteSignature, NoteSigner, SignedNote, parse_note
-from broker.audit.tlog import WitnessPolicy, restore_problems, sign_checkpoint
+from broker.audit.tlog import InclusionProof, WitnessPolicy, restore_problems, sign_checkpoint
 from broker.audit.tree import MerkleLog
 from broker.witness.client import WitnessClient, WitnessRefusedError
 from consent_io import kafka
@@ -53,14 +53,6 @@ _MAX_BATCH = 500  # entries per transaction: bounds one transaction's size (500 
 _SESSION_TIMEOUT_MS = 6_000  # Kafka's default group.min.session.timeout.ms: the fastest takeover allowed
 _HEARTBEAT_MS = 1_000
 _COSIGN_RETRY_S = 1.0  # pause before asking witnesses again after too few cosigned
-
-
-@dataclass(frozen=True, slots=True)
-class InclusionProof:
-    index: int
-    tree_size: int
-    hashes: tuple[bytes, ...]
-    checkpoint: str  # the cosigned checkpoint note the proof leads to
 
 
 class AuditSink(Protocol):

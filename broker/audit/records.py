@@ -115,6 +115,8 @@ class AccessView:
     outcome: str
     kind: RecordKind
     disclosed_to: str
+    index: int = -1  # the entry's leaf index in the audit log
+    record: bytes = b""  # the entry's canonical bytes (the Merkle leaf), so a reader can check its proof
 
 
 def decision_record(request: DecisionRequest, decision: Decision, accessor_id: str, client_id: str = "") -> AuditRecord:
@@ -189,6 +191,17 @@ def accesses_for(entries: Sequence[AuditEntry], patient_key: str) -> list[Access
         r = AuditRecord.from_bytes(e.record)
         if r.patient_key != patient_key:
             continue
-        view = AccessView(r.accessor_id, r.organisation, r.role, r.purpose, r.at_ms, r.outcome, r.kind, r.disclosed_to)
+        view = AccessView(
+            r.accessor_id,
+            r.organisation,
+            r.role,
+            r.purpose,
+            r.at_ms,
+            r.outcome,
+            r.kind,
+            r.disclosed_to,
+            e.index,
+            e.record,
+        )
         views.append((r.at_ms, e.index, view))
     return [v for _, _, v in sorted(views, key=lambda t: (t[0], t[1]))]

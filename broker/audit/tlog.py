@@ -27,6 +27,7 @@ from broker.audit.tree import MerkleLog
 
 __all__ = [
     "Finding",
+    "InclusionProof",
     "LogVerification",
     "Problem",
     "WitnessPolicy",
@@ -35,6 +36,16 @@ __all__ = [
     "sign_checkpoint",
     "verify_log",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Entry ``index`` is in the tree of ``tree_size`` whose root the cosigned ``checkpoint`` names."""
+
+    index: int
+    tree_size: int
+    hashes: tuple[bytes, ...]
+    checkpoint: str  # the cosigned checkpoint note (log signature and witness cosignatures)
 
 
 class Finding(StrEnum):

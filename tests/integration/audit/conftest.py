@@ -12,7 +12,7 @@ import pytest
 from broker.audit import AuditRecord, RecordKind, parse_log
 from broker.audit.appender import AppenderPolicy, AuditAppender
 from broker.audit.keyfile import generate_key_file, load_signer
-from broker.audit.note import ALG_COSIGNATURE, ALG_ED25519, NoteSigner
+from broker.audit.note import ALG_COSIGNATURE, ALG_ED25519, NoteSigner, Verifier
 from broker.audit.tlog import LogVerification, WitnessPolicy, verify_log
 from broker.audit.witness import WitnessCore
 from broker.infra.local import LocalDeployment
@@ -51,18 +51,9 @@ class AuditRig:
         self.api_tls = client_ssl_context(str(pki.ca_file), str(api.cert_file), str(api.key_file))
 
     async def start_witnesses(self, count: int = 2) -> None:
-        pki = self.deployment.infra.pki
         for i in range(count):
-            name = f"witness-{i}"
-            files = pki.issue(name, server=True)
-            key_file = self.directory / f"{name}.key"
-            if not key_file.exists():
-                generate_key_file(key_file, name, ALG_COSIGNATURE)
-            signer = load_signer(key_file, name, ALG_COSIGNATURE, "witness key")
-            store = StateFile(self.directory / f"{name}.state.json")
-            core = WitnessCore(signer, {self.origin: self.log_key.verifier}, store.load())
-            server = WitnessServer(core, store, ["core.api"])
-            await server.start("127.0.0.1", 0, server_tls(str(pki.ca_file), str(files.cert_file), str(files.key_file)))
+            logs = {self.origin: self.log_key.verifier}
+            server, signer = await start_witness(self.deployment, self.directory, f"witness-{i}", logs)
             self.servers.append(server)
             self.witness_keys.append(signer)
 
@@ -145,3 +136,19 @@ async def rig(
 def _cli_as_operator(deployment: LocalDeployment, monkeypatch: pytest.MonkeyPatch) -> None:
     """``consent-broker`` subprocesses reach the secure test Kafka (and the witnesses) as the operator."""
     monkeypatch.setenv("CONSENT_CLI_TLS_DIR", str(deployment.infra.config.pki_dir / "operator"))
+
+
+async def start_witness(
+    deployment: LocalDeployment, directory: Path, name: str, logs: dict[str, Verifier]
+) -> tuple[WitnessServer, NoteSigner]:
+    """One witness over mutual TLS (server certificate from the deployment's CA) that lets core.api add."""
+    pki = deployment.infra.pki
+    files = pki.issue(name, server=True)
+    key_file = directory / f"{name}.key"
+    if not key_file.exists():
+        generate_key_file(key_file, name, ALG_COSIGNATURE)
+    signer = load_signer(key_file, name, ALG_COSIGNATURE, "witness key")
+    store = StateFile(directory / f"{name}.state.json")
+    server = WitnessServer(WitnessCore(signer, logs, store.load()), store, ["core.api"])
+    await server.start("127.0.0.1", 0, server_tls(str(pki.ca_file), str(files.cert_file), str(files.key_file)))
+    return server, signer
