@@ -53,10 +53,11 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the bench's stack if needed (outside the event loop: infra runs its own), measure, stop it again."""
     stack = BenchStack.up(InfraConfig(name="bench-audit", kafka_port=args.kafka_port, mqtt_port=args.mqtt_port))
     try:
-        return await _measure(args, stack)
+        return asyncio.run(_measure(args, stack))
     finally:
         if stack.started_here:
             stack.infra.down()
@@ -177,7 +178,7 @@ def main() -> None:
     parser.add_argument("--witnesses", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/audit.json"))
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    result = run(args)
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
