@@ -13,6 +13,7 @@ from broker.audit.note import Checkpoint, NoteSigner, parse_note
 from broker.audit.tlog import Finding, sign_checkpoint
 from broker.audit.tree import MerkleLog
 from broker.witness import WitnessRefusedError
+from consent_io import kafka
 from consent_wire import verify_inclusion
 from tests.integration.api.conftest import cli
 from tests.integration.audit.conftest import AuditRig, record
@@ -139,3 +140,23 @@ class _Raw:
 
     def to_bytes(self) -> bytes:
         return self.data
+
+
+async def test_a_second_producer_with_the_shared_transactional_id_fences_the_active_appender(rig: AuditRig) -> None:
+    """Kafka's own fence on the real broker: once another appender initialises the deployment's transactional id,
+    the older one's next transaction fails and it refuses appends (it never extends the log again)."""
+    appender = rig.appender()
+    await appender.start(standby_wait_s=60)
+    intruder = kafka.transactional_producer(rig.deployment.stage_kafka("api"), f"{rig.app_id}.api.audit")
+    try:
+        await appender.append(record(0))
+        await intruder.start()  # InitProducerId bumps the epoch: the appender's producer is now a zombie
+        with pytest.raises(AuditUnavailableError):
+            await appender.append(record(1))
+        with pytest.raises(AuditUnavailableError):
+            await appender.append(record(2))
+    finally:
+        await intruder.stop()
+        await appender.stop()
+    stored = parse_log(await rig.lines())
+    assert [e.index for e in stored.entries] == [0]
