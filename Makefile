@@ -1,10 +1,12 @@
 # Human entry points. Each target sets up what it needs (venv, packages, Kafka jars, Mosquitto).
 PYTHON ?= python3
+AUDIT_KAFKA_PORT ?= 29992
+AUDIT_MQTT_PORT ?= 21983
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check unit bench bench-scale bench-micro bench-checks infra-up infra-down clean venv tools
+.PHONY: demo test check unit bench bench-audit bench-scale bench-micro bench-checks infra-up infra-down clean venv tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,11 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	mkdir -p bench
 	$(BIN)/python -m loadtests.scale_bench $(if $(QUICK),--quick) --kafka-port $(or $(SCALE_KAFKA_PORT),24592) --mqtt-port $(or $(SCALE_MQTT_PORT),16583)
+
+## bench-audit: audit transparency log (appends/s with 2 witnesses, checkpoint latency, proof sizes); writes bench/audit.json
+bench-audit: $(STAMP)
+	mkdir -p bench
+	$(BIN)/python -m loadtests.audit_bench --kafka-port $(AUDIT_KAFKA_PORT) --mqtt-port $(AUDIT_MQTT_PORT) --out bench/audit.json
 
 ## bench-micro: wire protocol (sign/verify per event and batch), edge agent (durable submissions/s, 1M backlog drain, memory)
 bench-micro: $(STAMP)

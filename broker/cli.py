@@ -16,6 +16,7 @@ from broker.commands import clients as clients_commands
 from broker.commands import demo as demo_commands
 from broker.commands import reports as reports_commands
 from broker.commands import subscribe as subscribe_commands
+from broker.commands import witness as witness_commands
 from broker.commands.connection import kafka_options
 from broker.infra import Infra, InfraConfig, InfraError
 from broker.infra.acls import Principal, Role
@@ -184,6 +185,7 @@ COMMANDS: tuple[click.Command, ...] = (
     demo_commands.command,
     reports_commands.command,
     subscribe_commands.command,
+    witness_commands.command,
 )
 for _command in COMMANDS:
     cli.add_command(_command)

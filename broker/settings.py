@@ -27,7 +27,15 @@ from consent_io.connection import KafkaConnection, MqttConnection
 from consent_io.secrets import SecretFileError, check_secret_mode, read_secret
 from consent_wire.identity import MIN_SECRET_BYTES
 
-__all__ = ["STAGES", "CoreSettings", "SettingsError", "load_list_sizes", "load_registrations", "read_hex_file"]
+__all__ = [
+    "STAGES",
+    "CoreSettings",
+    "SettingsError",
+    "audit_origin",
+    "load_list_sizes",
+    "load_registrations",
+    "read_hex_file",
+]
 
 STAGES = ("verifier", "reconciler", "bridge", "api", "mirror")
 _ED25519_KEY_BYTES = 32  # RFC 8032 section 5.1.5: raw Ed25519 public and private keys are 32 bytes
@@ -48,8 +56,12 @@ class CoreSettings:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     gap_timeout_ms: int = 30_000
-    audit_key_file: str = ""  # hex of a raw Ed25519 private key signing audit checkpoints; "" = per-run key
-    audit_checkpoint_every: int = 1000  # records between signed audit checkpoints
+    audit_key_file: str = ""  # hex raw Ed25519 private key (0600) signing audit checkpoints; required by the api stage
+    audit_checkpoint_every: int = 1000  # (before issue 15) records between checkpoints; now one per group commit
+    audit_origin: str = ""  # the audit log's C2SP origin and log key name; "" = "<app_id>/<topic_prefix>.audit"
+    audit_witnesses: tuple[str, ...] = ()  # "<https URL> <witness verifier key>" per witness
+    audit_witness_quorum: int = 1  # cosignatures every published audit checkpoint needs
+    insecure_unwitnessed_audit: bool = False  # checkpoints without witnesses: for debugging only, logged as a warning
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
     # the API's persistent views (issue 16): SQLite (WAL) in this folder; a restart resumes from the offsets
     # stored with them. "" = a fresh temporary folder per run (views rebuilt from the topics at every start)
@@ -271,15 +283,40 @@ def _secret(s: CoreSettings) -> str | None:
 
 
 def _audit_key(s: CoreSettings) -> str | None:
-    if "api" not in s.stages or not s.audit_key_file:
+    if "api" not in s.stages:
         return None
+    if not s.audit_key_file:
+        todo = "create one with `consent-broker audit keygen --out FILE` (mode 0600) and keep it"
+        return _problem(s, "audit_key_file", f"the api stage signs the audit log with it; {todo}")
     try:
         Ed25519PrivateKey.from_private_bytes(read_hex_file(s.audit_key_file, "audit_key_file"))
     except SettingsError as exc:
         return exc.message
     except ValueError:
         return _problem(s, "audit_key_file", f"expected a file holding a raw {_ED25519_KEY_BYTES}-byte key in hex")
+    return _audit_witnesses(s)
+
+
+def _audit_witnesses(s: CoreSettings) -> str | None:
+    if s.insecure_unwitnessed_audit:
+        return None
+    for w in s.audit_witnesses:
+        url, _, vkey = w.strip().partition(" ")
+        if not url.startswith(("https://", "http://")) or vkey.count("+") < 2:
+            return _problem(s, "audit_witnesses", f"entry {w!r} is not '<https URL> <witness verifier key>'")
+    if not 1 <= s.audit_witness_quorum <= len(s.audit_witnesses):
+        return _problem(
+            s,
+            "audit_witness_quorum",
+            f"needs between 1 and the {len(s.audit_witnesses)} configured audit_witnesses "
+            "(run `consent-broker witness` and list it), or insecure_unwitnessed_audit for debugging",
+        )
     return None
+
+
+def audit_origin(s: CoreSettings) -> str:
+    """The audit log's origin line (and its key's name)."""
+    return s.audit_origin or f"{s.app_id}/{s.topic_prefix}.audit"
 
 
 def _list_sizes(s: CoreSettings) -> str | None:

@@ -1,4 +1,4 @@
-"""RFC 6962-style Merkle tree over SHA-256, with inclusion proofs (RFC 9162 2.1.3).
+"""RFC 6962-style Merkle tree over SHA-256, with inclusion (RFC 9162 2.1.3) and consistency (2.1.4) proofs.
 
 Leaves are event hashes (SHA-256 of the exact event bytes); the tree is
 domain-separated as in RFC 6962 section 2.1: a leaf node is
@@ -19,11 +19,14 @@ from consent_wire.errors import BadProofError
 __all__ = [
     "HASH_BYTES",
     "build_levels",
+    "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
     "merkle_root",
     "node_hash",
     "root_from_proof",
+    "subtree_root",
+    "verify_consistency",
     "verify_inclusion",
 ]
 
@@ -100,3 +103,82 @@ def verify_inclusion(event_hash: bytes, index: int, size: int, proof: tuple[byte
     """Raise BadProofError unless ``event_hash`` is leaf ``index`` of the tree with ``root``."""
     if root_from_proof(event_hash, index, size, proof) != root:
         raise BadProofError(f"inclusion proof for leaf {index} of {size} does not lead to the signed root")
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly below ``n`` (RFC 6962 2.1, ``k``); ``n >= 2``."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def subtree_root(leaves: list[bytes], lo: int, hi: int) -> bytes:
+    """``MTH(D[lo:hi])`` over leaf *hashes* (already ``leaf_hash``-ed), by the recursive definition."""
+    if hi - lo == 1:
+        return leaves[lo]
+    k = _split(hi - lo)
+    return node_hash(subtree_root(leaves, lo, lo + k), subtree_root(leaves, lo + k, hi))
+
+
+def consistency_proof(leaves: list[bytes], old_size: int, new_size: int) -> tuple[bytes, ...]:
+    """``PROOF(m, D[n])`` of RFC 6962 2.1.2 over leaf hashes; empty when ``old_size`` is 0 or equals ``new_size``."""
+    if not 0 <= old_size <= new_size <= len(leaves):
+        raise ValueError(f"no consistency proof from size {old_size} to {new_size} over {len(leaves)} leaves")
+    if old_size in (0, new_size):
+        return ()
+    return tuple(_subproof(leaves, old_size, 0, new_size, complete=True))
+
+
+def _subproof(leaves: list[bytes], m: int, lo: int, hi: int, *, complete: bool) -> list[bytes]:
+    n = hi - lo
+    if m == n:
+        return [] if complete else [subtree_root(leaves, lo, hi)]
+    k = _split(n)
+    if m <= k:
+        return [*_subproof(leaves, m, lo, lo + k, complete=complete), subtree_root(leaves, lo + k, hi)]
+    return [*_subproof(leaves, m - k, lo + k, hi, complete=False), subtree_root(leaves, lo, lo + k)]
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: tuple[bytes, ...]
+) -> None:
+    """Raise BadProofError unless the tree ``new_root`` of ``new_size`` extends ``old_root`` (RFC 9162 2.1.4.2).
+
+    Size 0 is consistent with anything (an empty proof); equal sizes need equal roots and an empty proof.
+    """
+    if not 0 <= old_size <= new_size:
+        raise BadProofError(f"tree size went from {old_size} to {new_size}: a log never shrinks")
+    if any(len(p) != HASH_BYTES for p in proof):
+        raise BadProofError("consistency proof holds a malformed hash")
+    if old_size == 0 or old_size == new_size:
+        if proof:
+            raise BadProofError(f"a consistency proof from size {old_size} to {new_size} must be empty")
+        if old_size == new_size and old_root != new_root:
+            raise BadProofError(f"two different roots for the same tree size {new_size}")
+        return
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # old tree is a complete subtree: its root is the first node
+        path.insert(0, old_root)
+    if not path:
+        raise BadProofError("consistency proof is empty")
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise BadProofError("consistency proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise BadProofError("consistency proof is shorter than the tree is deep")
+    if fr != old_root:
+        raise BadProofError(f"consistency proof does not lead to the old root of size {old_size}")
+    if sr != new_root:
+        raise BadProofError(f"consistency proof does not lead to the new root of size {new_size}")

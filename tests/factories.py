@@ -106,6 +106,13 @@ def api_door(directory: Path, clients: str = "") -> dict[str, Any]:
     }
 
 
+def audit_log_settings(directory: Path) -> dict[str, Any]:
+    """An audit log key (hex, 0600) and no witnesses: the api stage's audit settings for tests not about the audit."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_secret(directory / "audit.key", os.urandom(32).hex().encode())
+    return {"audit_key_file": str(directory / "audit.key"), "insecure_unwitnessed_audit": True}
+
+
 def core_signing_key(directory: Path) -> tuple[dict[str, str], AgentSigner]:
     """A core signing key file (hex, 0600) as the ``core_signing_key_file`` setting, and the signer it holds."""
     signer = AgentSigner.generate("core")

@@ -1,8 +1,9 @@
 """What the API needs from the audit log's appender (the seam with the audit issue's fenced appender).
 
-Today :class:`broker.audit.appender.AuditAppender` (one per API process) satisfies it. With many API
-instances (issue 16) exactly one fenced appender owns the chain (issue 15); every instance reaches it
-through an object with this shape, and indexes what it appends (or reads back) in its own
+:class:`broker.audit.appender.AuditAppender` satisfies it: every API process runs one, all share one
+transactional id, and only the elected holder appends (a fenced producer: issue 15); a standby waits in
+``start``. Every instance reaches the log through an object with this shape, and indexes what it
+appends (or reads back) in its own
 :class:`broker.views.AuditIndex`. Assumed of that appender: ``append`` returns only once the entry is
 durable and in chain order; ``source`` (``"<partition>/<offset>"`` of an access record's event) is stored
 with the entry so ``start`` can report, per partition, how far access records were appended.
@@ -15,6 +16,7 @@ from typing import Protocol
 from broker.audit import AuditEntry
 from broker.audit.lines import StoredLog
 from broker.audit.log import CanonicalRecord
+from broker.audit.tlog import InclusionProof
 
 __all__ = ["AuditSink"]
 
@@ -28,3 +30,6 @@ class AuditSink(Protocol):
     async def append(self, record: CanonicalRecord, source: str | None = None) -> AuditEntry: ...
 
     async def stop(self) -> None: ...
+
+    def proof(self, index: int) -> InclusionProof | None:
+        """The inclusion proof of entry ``index`` against the latest cosigned checkpoint (None if newer)."""

@@ -14,7 +14,8 @@ Errors::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import orjson
 
 from broker.api.fhir_resources import consents_of, searchset
 from broker.audit import AccessView
+from broker.audit.tlog import InclusionProof
 from consent_rules.decision import BadRequestError, parse_as_at
 from consent_rules.state import PatientState
 
@@ -105,8 +107,17 @@ def consent_fhir_json(state: PatientState, nhs_number: str, base: str) -> Json:
                      count=len(resources))  # fmt: skip
 
 
-def accesses_json(views: Sequence[AccessView]) -> Json:
+def accesses_json(views: Sequence[AccessView], proof: Callable[[int], InclusionProof | None]) -> Json:
+    """The access list; each entry with its leaf bytes and inclusion proof against the one cosigned checkpoint.
+
+    A patient-facing app checks ``record`` against ``inclusion_proof`` and the root of ``checkpoint`` (RFC 6962,
+    leaf = SHA-256(0x00 || record)) and the checkpoint's signatures with the log and witness keys it pins:
+    nothing of it needs trusting the API. Entries newer than the checkpoint carry ``inclusion_proof: null``.
+    """
+    proofs = {v.index: proof(v.index) for v in views}  # no await in between: all against one checkpoint
+    checkpoint = next((p.checkpoint for p in proofs.values() if p is not None), None)
     return {
+        "checkpoint": checkpoint,
         "accesses": [
             {
                 "at_ms": v.at_ms,
@@ -118,7 +129,16 @@ def accesses_json(views: Sequence[AccessView]) -> Json:
                 "outcome": v.outcome,
                 "disclosed_to": v.disclosed_to,
                 "notice": v.notice,
+                "index": v.index,
+                "record": v.record.decode("utf-8"),
+                "inclusion_proof": _proof_json(proofs[v.index]),
             }
             for v in views
-        ]
+        ],
     }
+
+
+def _proof_json(p: InclusionProof | None) -> Json | None:
+    if p is None:
+        return None
+    return {"tree_size": p.tree_size, "hashes": [base64.b64encode(h).decode() for h in p.hashes]}

@@ -56,6 +56,7 @@ from broker.audit import (
     decision_record,
     read_record,
 )
+from broker.audit.tlog import InclusionProof
 from broker.auth import AuthError, AuthorisationError, Principal, Scope, TokenService, check_requester, require_scope
 from broker.auth.errors import TokenRequestError
 from broker.errors import NotReadyError
@@ -107,6 +108,8 @@ class ApiBackend(Protocol):
         ...
 
     async def record(self, record: AuditRecord) -> AuditEntry: ...
+
+    def audit_proof(self, index: int) -> InclusionProof | None: ...
 
     def now_ms(self) -> int: ...
 
@@ -246,7 +249,7 @@ async def get_accesses(request: web.Request) -> web.Response:
     backend = _backend(request)
     key = backend.patient_key(request.match_info["nhs_number"])
     await _record_read(request, principal, key, _reader(request, principal), "ACCESSES")
-    return json_response(accesses_json(accesses_for(await backend.audit_entries(key), key)))
+    return json_response(accesses_json(accesses_for(await backend.audit_entries(key), key), backend.audit_proof))
 
 
 async def get_objections(request: web.Request) -> web.Response:

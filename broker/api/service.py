@@ -9,9 +9,9 @@
   log (the audit topic is the cursor: nothing lost, nothing appended twice).
 
 Settings (validated when :class:`broker.settings.CoreSettings` loads): ``pseudonym_secret_file``
-(hex, ``openssl rand -hex 32``); ``audit_key_file`` (hex of a raw 32-byte Ed25519 private key; if
-unset a key is generated per run and its public key is published in every checkpoint);
-``audit_checkpoint_every``; ``list_sizes_file`` (CSV ``practice,list_size``); ``http_host`` and
+(hex, ``openssl rand -hex 32``); ``audit_key_file`` (hex of a raw 32-byte Ed25519 private key, mode 0600,
+required), ``audit_origin``, ``audit_witnesses`` and ``audit_witness_quorum`` (the appender's witness policy);
+``list_sizes_file`` (CSV ``practice,list_size``); ``http_host`` and
 ``http_port`` (0: any free port, read back from :attr:`ApiService.port`).
 """
 
@@ -36,10 +36,15 @@ from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
 from broker.api.views import EventHistory, StateView
 from broker.audit import AuditEntry, AuditRecord
-from broker.audit.appender import AuditAppender
+from broker.audit.appender import AppenderPolicy, AuditAppender
+from broker.audit.keyfile import load_signer
+from broker.audit.note import ALG_ED25519, Verifier
+from broker.audit.tlog import InclusionProof
 from broker.auth import ClientRegistry, TokenService
-from broker.settings import CoreSettings, load_list_sizes, read_hex_file
+from broker.settings import CoreSettings, audit_origin, load_list_sizes, read_hex_file
 from broker.views import ViewStore
+from broker.witness.client import WitnessClient
+from consent_io.tls import client_ssl_context
 from consent_rules.state import PatientState
 from consent_wire.identity import Pseudonymiser, patient_key
 from consent_wire.model import Event
@@ -55,13 +60,13 @@ log = logging.getLogger(__name__)
 class ApiService:
     """The backend behind :func:`broker.api.create_app`, plus the Kafka tasks that feed it."""
 
-    def __init__(self, core: Core, secret: bytes, signer: Ed25519PrivateKey, checkpoint_every: int) -> None:
+    def __init__(self, core: Core, secret: bytes, policy: AppenderPolicy) -> None:
         s = core.settings
         self.core = core
         self._secret = secret
         self.pseudonymiser = Pseudonymiser(secret)
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
-        self.appender: AuditSink = AuditAppender(s.kafka_connection("api"), core.topics.audit, signer, checkpoint_every)
+        self.appender: AuditSink = AuditAppender(s.kafka_connection("api"), core.topics.audit, policy)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if s.api_view_dir:
             folder = Path(s.api_view_dir)
@@ -82,7 +87,7 @@ class ApiService:
         """The stage as :class:`broker.runtime.Core` builds it, from the (already validated) settings."""
         s = core.settings
         secret = read_hex_file(s.pseudonym_secret_file, "pseudonym_secret_file")
-        return cls(core, secret, _signer(s.audit_key_file), s.audit_checkpoint_every)
+        return cls(core, secret, appender_policy(s))
 
     # --- ApiBackend ---------------------------------------------------------------------------
     def patient_key(self, nhs_number: str) -> str:
@@ -182,7 +187,7 @@ class ApiService:
         for task in followers:
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await task
-        await self.appender.stop()  # final signed checkpoint
+        await self.appender.stop()
         self.store.close()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -225,6 +230,9 @@ class _Backend:
     async def record(self, record: AuditRecord) -> AuditEntry:
         return await self._s.record(record)
 
+    def audit_proof(self, index: int) -> InclusionProof | None:
+        return self._s.appender.proof(index)
+
     def now_ms(self) -> int:
         return self._s.now_ms()
 
@@ -232,11 +240,22 @@ class _Backend:
         return self._s.health()
 
 
-def _signer(path: str) -> Ed25519PrivateKey:
-    if not path:
-        log.warning("CONSENT_AUDIT_KEY_FILE not set: audit checkpoints are signed with a key generated for this run")
-        return Ed25519PrivateKey.generate()
-    return Ed25519PrivateKey.from_private_bytes(read_hex_file(path, "audit_key_file"))
+def appender_policy(s: CoreSettings) -> AppenderPolicy:
+    """The audit appender's key, witnesses (reached with the api stage's certificate) and fencing ids."""
+    origin = audit_origin(s)
+    signer = load_signer(s.audit_key_file, origin, ALG_ED25519, "audit_key_file")
+    conn = s.kafka_connection("api")
+    tls = client_ssl_context(conn.ca_file, conn.cert_file, conn.key_file) if conn.security_protocol == "SSL" else None
+    witnesses = []
+    for w in s.audit_witnesses:
+        url, _, vkey = w.strip().partition(" ")
+        witnesses.append(WitnessClient(url.rstrip("/"), Verifier.parse(vkey.strip()), tls))
+    quorum = s.audit_witness_quorum
+    if s.insecure_unwitnessed_audit:
+        log.warning("insecure_unwitnessed_audit: audit checkpoints are published without witness cosignatures")
+        quorum = 0 if not witnesses else min(quorum, len(witnesses))
+    stage = f"{s.app_id}.api"
+    return AppenderPolicy(origin, signer, tuple(witnesses), quorum, f"{stage}.audit", stage)
 
 
 def _server_tls(cert_file: str, key_file: str) -> ssl.SSLContext:

@@ -1,118 +1,383 @@
-"""The audit log on Kafka: the single appender (I/O shell around :class:`broker.audit.log.AuditLog`).
+"""The audit log on Kafka: the one fenced, witnessed appender (I/O shell around the pure tlog modules).
 
-The stored line format is :mod:`broker.audit.lines`. One appender (the API service) owns the
-chain: on start it reads the topic to the end to restore the chain position and the events
-cursor, resumes an :class:`~broker.audit.log.AuditLog` there (which does all chaining and decides
-when a checkpoint is due: after entries ``N-1, 2N-1, ...``, ``N = checkpoint_every``), then
-writes each entry and checkpoint through an idempotent producer (acks=all), plus a final
-checkpoint on shutdown. Two appenders on one topic would fork the chain; ``audit verify`` would
-then report it.
+One appender per deployment extends the log; any number of standbys wait. Who is active is decided
+by a Kafka consumer group (``<app_id>.api``) on the one-partition audit topic: the member assigned
+partition 0 activates. Activating opens a transactional producer whose id (``<app_id>.api.audit``)
+every appender of the deployment shares, so Kafka fences the previous holder (a zombie's next
+transaction fails with ``ProducerFenced``), then reads the topic to the end (``read_committed``:
+aborted writes of a dead appender are invisible) and checks it (:func:`broker.audit.tlog.restore_problems`)
+against the pinned log key and each witness's latest cosigned checkpoint. A log that was truncated,
+rewritten or extended by someone without the log key is refused with the named finding.
+
+Appends are group-committed. Each batch is one Kafka transaction holding its entries and a checkpoint
+signed by the log key (a ``tlog-head``): ``append`` returns once that transaction commits, so an
+answered decision is in the log exactly once. Then the head goes to the witnesses (C2SP
+``add-checkpoint``, with a consistency proof from the size each one holds) and, once the policy's
+quorum has cosigned it, the cosigned checkpoint is written in a second transaction (``tlog-checkpoint``).
+A successor gets a dead appender's last head cosigned before it appends anything.
+
+The interface other stages use is :class:`broker.api.audit_sink.AuditSink`: ``append(record, source) -> AuditEntry``
+(durable, exactly once, in one total order) and ``proof(index)`` (an inclusion proof against the
+latest cosigned checkpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.audit.errors import AuditUnavailableError
-from broker.audit.lines import StoredLog, checkpoint_line, entry_line, parse_log, position_of
+from broker.audit.lines import StoredLog, entry_line, note_line, parse_log, position_of
 from broker.audit.log import AuditEntry, AuditLog, CanonicalRecord
+from broker.audit.note import NoteSignature, NoteSigner, SignedNote, parse_note
+from broker.audit.tlog import InclusionProof, WitnessPolicy, restore_problems, sign_checkpoint
+from broker.audit.tree import MerkleLog
+from broker.witness.client import WitnessClient, WitnessRefusedError
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 
-__all__ = ["AuditAppender"]
+__all__ = ["AppenderPolicy", "AuditAppender", "InclusionProof"]
 
 log = logging.getLogger(__name__)
 
+_MAX_BATCH = 500  # entries per transaction: bounds one transaction's size (500 x ~400 B = 200 KB)
+_SESSION_TIMEOUT_MS = 6_000  # Kafka's default group.min.session.timeout.ms: the fastest takeover allowed
+_HEARTBEAT_MS = 1_000
+_COSIGN_RETRY_S = 1.0  # pause before asking witnesses again after too few cosigned
+
+
+@dataclass(frozen=True, slots=True)
+class AppenderPolicy:
+    origin: str  # the log's C2SP origin; the log key's name
+    signer: NoteSigner
+    witnesses: tuple[WitnessClient, ...]
+    quorum: int  # cosignatures a checkpoint needs (0 only behind insecure_unwitnessed_audit)
+    transactional_id: str
+    group_id: str
+
+    @property
+    def witness_policy(self) -> WitnessPolicy | None:
+        if not self.witnesses or self.quorum == 0:
+            return None
+        return WitnessPolicy(tuple(w.key for w in self.witnesses), self.quorum)
+
+
+class _Election(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partition 0 of the audit topic is the log: the member it is assigned to is the active appender."""
+
+    def __init__(self) -> None:
+        self.active = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    @property
+    def holding(self) -> bool:
+        return self.active.is_set() and not self.lost.is_set()
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass  # eager rebalancing revokes everything each time; only a new assignment without the log counts
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if any(tp.partition == 0 for tp in assigned):
+            self.active.set()
+        elif self.active.is_set():
+            self.lost.set()
+
+
+def _keep_the_holder(election: _Election) -> type[AbstractPartitionAssignor]:
+    """An assignor that leaves the log with the member already holding it (a standby joining moves nothing)."""
+
+    class _KeepTheHolder(AbstractPartitionAssignor):  # type: ignore[misc]
+        name = "consent-audit-holder"
+        version = 0
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, sorted(topics), b"1" if election.holding else b"0")
+
+        @classmethod
+        def assign(
+            cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+        ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            holders = sorted(m for m, meta in members.items() if meta.user_data == b"1")
+            holder = holders[0] if holders else min(members)
+            topics = sorted({t for meta in members.values() for t in meta.subscription})
+            owned = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
+            return {
+                m: ConsumerProtocolMemberAssignment(cls.version, owned if m == holder else [], b"") for m in members
+            }
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            pass
+
+    return _KeepTheHolder
+
 
 class AuditAppender:
-    """Writes the chain its :class:`AuditLog` makes; ``append`` returns once the entry is durable (acks=all)."""
+    """See the module docstring. ``start`` waits until this instance is the active appender."""
 
-    def __init__(
-        self,
-        conn: KafkaConnection,
-        topic: str,
-        signer: Ed25519PrivateKey,
-        checkpoint_every: int,
-    ) -> None:
-        self.conn, self.topic, self.signer = conn, topic, signer
-        self.checkpoint_every = checkpoint_every
-        self._log = AuditLog(checkpoint_every, retain=False)  # the topic holds the entries
+    def __init__(self, conn: KafkaConnection, topic: str, policy: AppenderPolicy) -> None:
+        self.conn, self.topic, self.policy = conn, topic, policy
+        self._chain = AuditLog(retain=False)
+        self._tree = MerkleLog()
         self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
-        self._failed = False
+        self._consumer: AIOKafkaConsumer | None = None
+        self._election = _Election()
+        self._queue: asyncio.Queue[tuple[bytes, str | None, asyncio.Future[AuditEntry]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failed: str | None = None
+        self._head: SignedNote | None = None  # newest log-signed checkpoint (committed)
+        self._checkpoint: str | None = None  # newest cosigned checkpoint note
+        self._checkpoint_size = 0
+        self._witness_sizes: dict[str, int] = {}
+        self._txn_lock = asyncio.Lock()  # one producer, one transaction at a time (entries, or a checkpoint)
+        self._new_head = asyncio.Event()
+        self.on_checkpoint: list[asyncio.Event] = []  # set after each cosigned checkpoint (tests, bench)
 
     @property
     def next_index(self) -> int:
-        return self._log.position.next_index
+        return self._chain.position.next_index
 
-    async def start(self) -> StoredLog:
-        """Restore the chain position from the topic, then open the producer; returns what was read."""
-        records = await kafka.read_to_end(self.conn, self.topic)
-        stored = parse_log(r.value for r in records if r.value is not None)
-        self._log = AuditLog(self.checkpoint_every, start=position_of(stored), retain=False)
-        self._producer = kafka.producer(
+    @property
+    def cosigned_size(self) -> int:
+        return self._checkpoint_size
+
+    async def start(self, *, standby_wait_s: float | None = None) -> StoredLog:
+        """Join the election, wait to be active, fence the older appender, restore and check the log."""
+        self._consumer = kafka.consumer(
             self.conn,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,  # a short linger batches concurrent decisions into one produce request
+            group_id=self.policy.group_id,
+            auto_offset_reset="latest",
+            session_timeout_ms=_SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=_HEARTBEAT_MS,
+            partition_assignment_strategy=(_keep_the_holder(self._election),),
         )
-        await self._producer.start()
-        log.info("audit restored entries=%d next_index=%d", len(stored.entries), self.next_index)
+        self._consumer.subscribe([self.topic], listener=self._election)
+        await self._consumer.start()
+        self._tasks.append(asyncio.create_task(self._keep_membership(), name="audit-election"))
+        log.info("audit appender waiting to be active group=%s", self.policy.group_id)
+        await asyncio.wait_for(self._election.active.wait(), standby_wait_s)
+        self._producer = kafka.transactional_producer(self.conn, self.policy.transactional_id, linger_ms=2)
+        await self._producer.start()  # InitProducerId: fences the previous appender
+        stored = await self._restore()
+        await self._cosign_pending()
+        self._tasks.append(asyncio.create_task(self._writer(), name="audit-writer"))
+        self._tasks.append(asyncio.create_task(self._cosigner(), name="audit-cosigner"))
+        log.info("audit appender active entries=%d cosigned=%d", self.next_index, self._checkpoint_size)
         return stored
 
-    async def append(self, record: CanonicalRecord, source: str | None = None) -> AuditEntry:
-        async with self._lock:  # index, hash and enqueue order are one step: the chain order is the topic order
-            producer = self._ready()
-            entry = self._log.append(record)
+    async def _keep_membership(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
             try:
-                futures = [await producer.send(self.topic, entry_line(entry, source), partition=0)]
-                if self._log.checkpoint_due:
-                    futures.append(await self._enqueue_checkpoint(producer))
+                await consumer.getmany(timeout_ms=500, max_records=1)
             except KafkaError as exc:
-                self._fail(exc)
-        await self._durable(futures)
-        return entry
+                log.warning("audit election poll failed error=%r", exc)
+                await asyncio.sleep(0.5)
+            if self._election.lost.is_set() and self._failed is None:
+                self._fail("another appender took over the audit log")
 
-    async def stop(self) -> None:
-        """Write a final checkpoint covering every entry, then close the producer."""
-        if self._producer is None:
-            return
+    async def _restore(self) -> StoredLog:
+        records = await kafka.read_to_end(self.conn, self.topic)
+        stored = parse_log(r.value for r in records if r.value is not None)
+        entries = [(e.index, e.record) for e in stored.entries]
+        external = await self._witness_latest()
+        wp = self.policy.witness_policy
+        if wp is not None:
+            key = self.policy.signer.verifier
+            problems = restore_problems(self.policy.origin, entries, stored.heads, stored.notes, key, wp, external)
+            if problems:
+                found = "; ".join(p.describe() for p in problems)
+                self._failed = f"the stored audit log does not verify, refusing to extend it: {found}"
+                log.error("audit restore refused findings=%s", ",".join(sorted({p.finding.value for p in problems})))
+                raise AuditUnavailableError(self._failed)
+        for _, record in sorted(entries):
+            self._tree.append(record)
+        self._chain = AuditLog(retain=False, start=position_of(stored))
+        if stored.heads:
+            self._head = parse_note(stored.heads[-1])
+        if stored.notes:
+            self._checkpoint = stored.notes[-1]
+            self._checkpoint_size = int(parse_note(stored.notes[-1]).text.split("\n")[1])
+        return stored
+
+    async def _witness_latest(self) -> list[str]:
+        out: list[str] = []
+        for w in self.policy.witnesses:
+            try:
+                latest = await w.latest(self.policy.origin)
+            except (TimeoutError, WitnessRefusedError, OSError) as exc:
+                log.warning("audit witness unreachable url=%s error=%r", w.url, exc)
+                continue
+            if latest is not None:
+                out.append(latest)
+        return out
+
+    async def append(self, record: CanonicalRecord, source: str | None = None) -> AuditEntry:
+        if self._failed is not None or self._producer is None:
+            raise AuditUnavailableError(self._failed or "the audit log is not open (standby or starting)")
+        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((record.to_bytes(), source, future))
+        return await future
+
+    def proof(self, index: int) -> InclusionProof | None:
+        size = self._checkpoint_size
+        if self._checkpoint is None or index >= size:
+            return None
+        return InclusionProof(index, size, self._tree.inclusion_proof(index, size), self._checkpoint)
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < _MAX_BATCH:
+                batch.append(self._queue.get_nowait())
+            if self._failed is not None:
+                for _, _, f in batch:
+                    f.set_exception(AuditUnavailableError(self._failed))
+                continue
+            try:
+                entries = await self._commit_batch(batch)
+            except (KafkaError, AuditUnavailableError) as exc:
+                self._fail(f"audit write failed: {exc!r}")
+                for _, _, f in batch:
+                    if not f.done():
+                        f.set_exception(AuditUnavailableError(self._failed or "audit write failed"))
+                continue
+            for (_, _, f), entry in zip(batch, entries, strict=True):
+                if not f.done():
+                    f.set_result(entry)
+            self._new_head.set()
+
+    async def _cosigner(self) -> None:
+        """Gets the newest head cosigned while the writer goes on committing batches."""
+        while True:
+            await self._new_head.wait()
+            self._new_head.clear()
+            try:
+                await self._cosign_pending()
+            except (KafkaError, AuditUnavailableError) as exc:
+                self._fail(f"audit checkpoint write failed: {exc!r}")
+
+    async def _commit_batch(
+        self, batch: Sequence[tuple[bytes, str | None, asyncio.Future[AuditEntry]]]
+    ) -> list[AuditEntry]:
+        producer = self._producer
+        assert producer is not None
+        chain, tree_size = self._chain.position, self._tree.size
+        entries: list[AuditEntry] = []
         try:
-            async with self._lock:
-                if not self._failed and self._log.unsigned:
-                    await self._durable([await self._enqueue_checkpoint(self._producer)])
-        except (KafkaError, AuditUnavailableError) as exc:
-            log.warning("audit final checkpoint not written error=%r", exc)
-        finally:
+            async with self._txn_lock, producer.transaction():
+                for data, source, _ in batch:
+                    entry = self._chain.append(_Raw(data))
+                    self._tree.append(data)
+                    entries.append(entry)
+                    await producer.send(self.topic, entry_line(entry, source), partition=0)
+                head = sign_checkpoint(self.policy.signer, self.policy.origin, self._tree.size, self._tree.root())
+                await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0)
+        except BaseException:
+            self._chain = AuditLog(retain=False, start=chain)  # nothing of the aborted batch is in the log
+            self._tree = _truncated(self._tree, tree_size)
+            raise
+        self._head = head
+        return entries
+
+    async def _cosign_pending(self) -> None:
+        """Get the newest head cosigned by a quorum and publish it; retried until it is (or the log fails)."""
+        while self._head is not None and self._checkpoint_size < self._head_size() and self._failed is None:
+            head = self._head
+            head_size = self._head_size()
+            need = self.policy.quorum
+            cosigs = await self._cosign(head) if need else []
+            if len(cosigs) >= need:
+                note = head.with_signatures(tuple(cosigs))
+                producer = self._producer
+                assert producer is not None
+                async with self._txn_lock, producer.transaction():
+                    await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0)
+                self._checkpoint, self._checkpoint_size = note.to_text(), head_size
+                for event in self.on_checkpoint:
+                    event.set()
+                return
+            log.warning("audit checkpoint short of quorum cosigned=%d quorum=%d", len(cosigs), need)
+            await asyncio.sleep(_COSIGN_RETRY_S)
+
+    def _head_size(self) -> int:
+        return 0 if self._head is None else int(self._head.text.split("\n")[1])
+
+    async def _cosign(self, head: SignedNote) -> list[NoteSignature]:
+        results = await asyncio.gather(*(self._cosign_one(w, head) for w in self.policy.witnesses))
+        return [r for r in results if r is not None]
+
+    async def _cosign_one(self, w: WitnessClient, head: SignedNote) -> NoteSignature | None:
+        size = int(head.text.split("\n")[1])
+        old = self._witness_sizes.get(w.url, self._checkpoint_size)
+        for _ in range(2):  # a 409 tells us the size the witness holds: retry once from there
+            try:
+                proof = self._tree.consistency_proof(old, size) if old <= size else ()
+                sig = await w.add_checkpoint(old, proof, head)
+            except WitnessRefusedError as exc:
+                if exc.status == 409 and exc.body.strip().isdigit():
+                    old = int(exc.body.strip())
+                    continue
+                log.warning("audit witness refused url=%s status=%d", w.url, exc.status)
+                return None
+            except (TimeoutError, OSError, ValueError) as exc:
+                log.warning("audit witness unreachable url=%s error=%r", w.url, exc)
+                return None
+            self._witness_sizes[w.url] = size
+            return sig
+        return None
+
+    async def stop(self, drain_s: float = 10.0) -> None:
+        """Let queued appends commit and the last head be cosigned (up to ``drain_s``), then close."""
+        deadline = asyncio.get_running_loop().time() + drain_s
+        while self._failed is None and self._producer is not None and asyncio.get_running_loop().time() < deadline:
+            if self._queue.empty() and self._checkpoint_size >= self._tree.size and not self._new_head.is_set():
+                break
+            await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, KafkaError):
+                pass
+        self._tasks.clear()
+        for w in self.policy.witnesses:
+            await w.close()
+        if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
 
-    def _ready(self) -> AIOKafkaProducer:
-        if self._failed or self._producer is None:
-            raise AuditUnavailableError("the audit log is unavailable; restart the API service to restore it")
-        return self._producer
+    def _fail(self, why: str) -> None:
+        if self._failed is None:
+            self._failed = why
+            log.error("audit appender stopped appending: %s", why)
 
-    async def _enqueue_checkpoint(self, producer: AIOKafkaProducer) -> asyncio.Future[Any]:
-        cp = self._log.checkpoint(self.signer)
-        future: asyncio.Future[Any] = await producer.send(
-            self.topic, checkpoint_line(cp, self.signer.public_key()), partition=0
-        )
-        return future
 
-    async def _durable(self, futures: Sequence[asyncio.Future[Any]]) -> None:
-        try:
-            await asyncio.gather(*futures)
-        except KafkaError as exc:
-            self._fail(exc)
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    data: bytes
 
-    def _fail(self, exc: KafkaError) -> None:
-        self._failed = True
-        log.error("audit write failed; appends refused until restart error=%r", exc)
-        raise AuditUnavailableError(f"audit write failed: {exc!r}") from exc
+    def to_bytes(self) -> bytes:
+        return self.data
+
+
+def _truncated(tree: MerkleLog, size: int) -> MerkleLog:
+    if tree.size == size:
+        return tree
+    fresh = MerkleLog()
+    fresh.restore_leaves([tree.leaf(i) for i in range(size)])
+    return fresh

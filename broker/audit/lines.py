@@ -5,7 +5,9 @@ value is one JSON line, the same bytes as one line of an export (``audit export`
 
     {"type": "entry", "index": i, "prev_hash": hex, "hash": hex, "record": "<canonical JSON>",
      "source": "<partition>/<offset>" | null}
-    {"type": "checkpoint", "index": i, "head_hash": hex, "signature": hex, "public_key": hex}
+    {"type": "checkpoint", "index": i, "head_hash": hex, "signature": hex, "public_key": hex}   (before issue 15)
+    {"type": "tlog-head", "note": "<C2SP checkpoint signed by the log key, awaiting cosignatures>"}
+    {"type": "tlog-checkpoint", "note": "<the same, with the witness quorum's cosignatures>"}
 
 ``record`` holds the exact canonical bytes of :class:`broker.audit.records.AuditRecord` (the
 hashed bytes), so an exported log verifies with nothing but this file. ``source`` is the
@@ -38,6 +40,7 @@ __all__ = [
     "StoredLog",
     "checkpoint_line",
     "entry_line",
+    "note_line",
     "parse_log",
     "position_of",
     "verify_stored",
@@ -55,6 +58,8 @@ class StoredLog:
     entries: tuple[AuditEntry, ...]  # in stored order (not re-sorted: order is evidence)
     checkpoints: tuple[StoredCheckpoint, ...]
     sources: tuple[str | None, ...]  # parallel to entries
+    heads: tuple[str, ...] = ()  # log-signed checkpoint notes, stored order
+    notes: tuple[str, ...] = ()  # cosigned checkpoint notes, stored order
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
@@ -88,9 +93,18 @@ def checkpoint_line(cp: Checkpoint, public_key: Ed25519PublicKey) -> bytes:
     )
 
 
-def _parse_line(line: bytes, number: int) -> AuditEntry | StoredCheckpoint | tuple[AuditEntry, str | None]:
+def note_line(note: str, *, cosigned: bool) -> bytes:
+    return orjson.dumps({"type": "tlog-checkpoint" if cosigned else "tlog-head", "note": note})
+
+
+_Parsed = StoredCheckpoint | tuple[AuditEntry, str | None] | tuple[str, str]
+
+
+def _parse_line(line: bytes, number: int) -> _Parsed:
     try:
         o: dict[str, Any] = orjson.loads(line)
+        if o["type"] in ("tlog-head", "tlog-checkpoint"):
+            return str(o["type"]), str(o["note"])
         if o["type"] == "entry":
             entry = AuditEntry(
                 int(o["index"]), bytes.fromhex(o["prev_hash"]), bytes.fromhex(o["hash"]), o["record"].encode("utf-8")
@@ -110,16 +124,20 @@ def parse_log(lines: Iterable[bytes]) -> StoredLog:
     entries: list[AuditEntry] = []
     sources: list[str | None] = []
     checkpoints: list[StoredCheckpoint] = []
+    heads: list[str] = []
+    notes: list[str] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         parsed = _parse_line(line, number)
         if isinstance(parsed, StoredCheckpoint):
             checkpoints.append(parsed)
-        elif isinstance(parsed, tuple):
+        elif isinstance(parsed[0], str):
+            (heads if parsed[0] == "tlog-head" else notes).append(str(parsed[1]))
+        else:
             entries.append(parsed[0])
-            sources.append(parsed[1])
-    return StoredLog(tuple(entries), tuple(checkpoints), tuple(sources))
+            sources.append(None if parsed[1] is None else str(parsed[1]))
+    return StoredLog(tuple(entries), tuple(checkpoints), tuple(sources), tuple(heads), tuple(notes))
 
 
 def position_of(stored: StoredLog) -> ChainPosition:

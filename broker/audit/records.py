@@ -116,6 +116,8 @@ class AccessView:
     kind: RecordKind
     disclosed_to: str
     notice: str | None = None  # plain English when the patient's wish was set aside (rec 7, principle 8)
+    index: int = -1  # the entry's leaf index in the audit log
+    record: bytes = b""  # the entry's canonical bytes (the Merkle leaf), so a reader can check its proof
 
 
 def decision_record(request: DecisionRequest, decision: Decision, accessor_id: str, client_id: str = "") -> AuditRecord:
@@ -194,7 +196,17 @@ def accesses_for(entries: Sequence[AuditEntry], patient_key: str) -> list[Access
         if r.kind is RecordKind.DECISION:
             notice = patient_notice(r.codes, r.purpose, r.organisation, permitted=r.outcome != "DENY")
         view = AccessView(
-            r.accessor_id, r.organisation, r.role, r.purpose, r.at_ms, r.outcome, r.kind, r.disclosed_to, notice
+            r.accessor_id,
+            r.organisation,
+            r.role,
+            r.purpose,
+            r.at_ms,
+            r.outcome,
+            r.kind,
+            r.disclosed_to,
+            notice,
+            e.index,
+            e.record,
         )
         views.append((r.at_ms, e.index, view))
     return [v for _, _, v in sorted(views, key=lambda t: (t[0], t[1]))]

@@ -23,6 +23,7 @@ from broker.demo.narration import say
 from broker.demo.people import API_CLIENTS, CARE_HOME, GATEWAY, GP
 from broker.demo.script import play
 from broker.demo.stack import AgentHandle, StateFollower, free_port
+from broker.demo.witness import DemoWitness
 from broker.infra import Infra, InfraConfig
 from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
@@ -76,6 +77,11 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
     write_secret(core_key_file, raw.hex().encode() + b"\n")
     http_port = free_port()
     door, client_keys = deployment.api_door(work / "api", API_CLIENTS)
+    witness = None
+    if deployment.secure:
+        origin = f"{app_id}/{topics.prefix}.audit"
+        witness = await DemoWitness.start(deployment, work, origin, Path(str(door["audit_key_file"])))
+        door = {**door, "insecure_unwitnessed_audit": False, "audit_witnesses": (witness.setting,)}
     core = Core(
         CoreSettings(
             **deployment.core_settings(),  # type: ignore[arg-type]
@@ -127,12 +133,14 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
         await home.start(kafka_bootstrap="127.0.0.1:1")  # the care home's line is down this morning
         async with aiohttp.ClientSession() as session:
             api = CoreApi.connect(session, deployment, http_port, API_CLIENTS, client_keys)
-            await play(session, gp, home, gateway, follower, api, out_dir, operator, root)
+            await play(session, gp, home, gateway, follower, api, out_dir, operator, root, witness)
     finally:
         for a in agents:
             await a.stop()
         await follower.stop()
         await core.stop()
+        if witness is not None:
+            await witness.stop()
 
 
 def _say_secured(deployment: LocalDeployment, work: Path) -> None:

@@ -9,12 +9,14 @@ from typing import Any
 
 import aiohttp
 
-from broker.audit import parse_log, verify_stored
+from broker.audit import parse_log
+from broker.audit.tlog import WitnessPolicy, verify_log
 from broker.demo.api import CoreApi
 from broker.demo.background import PRACTICES, send_background
 from broker.demo.narration import say
 from broker.demo.people import CARE_HOME, GATEWAY, HOSPITAL, PATIENTS, care_worker, hospital
 from broker.demo.stack import AgentHandle, StateFollower, wait_sent
+from broker.demo.witness import DemoWitness
 from broker.reports import (
     Report,
     breach_summary,
@@ -58,6 +60,7 @@ async def play(
     out_dir: Path,
     kafka: KafkaConnection,
     root: OperatorRoot,
+    witness: DemoWitness | None = None,
 ) -> None:
     p = PATIENTS
     say("\n08:10  Riverside Surgery (GP, over Kafka) records the morning's decisions:")
@@ -106,7 +109,7 @@ async def play(
     await wait_sent(home)
     await follower.wait_for(6)
     say("       delivered; the state now has Eve's PSY opt-out (6 applied in all).")
-    await _afternoon(session, home, follower, api, out_dir, kafka, root, now_ms)
+    await _afternoon(session, home, follower, api, out_dir, kafka, root, now_ms, witness)
 
 
 async def _afternoon(
@@ -118,6 +121,7 @@ async def _afternoon(
     kafka: KafkaConnection,
     root: OperatorRoot,
     now_ms: int,
+    witness: DemoWitness | None,
 ) -> None:
     p = PATIENTS
     await _decisions(api)
@@ -140,12 +144,17 @@ async def _afternoon(
             f"{a.get('purpose', '')}  {a.get('outcome', '')}")  # fmt: skip
 
     stored = parse_log(r.value for r in await read_to_end(kafka, _topic(follower, "audit")) if r.value)
-    check = verify_stored(stored)
-    say(
-        f"       audit trail: {check.entries_checked} records hash-chained, "
-        f"{'verified intact' if check.ok else 'PROBLEMS: ' + str(len(check.problems))} "
-        "(consent-broker audit verify checks the same)"
-    )
+    if witness is not None:
+        entries = [(e.index, e.record) for e in stored.entries]
+        policy = WitnessPolicy((witness.key,), 1)
+        check = verify_log(witness.log_key.name, entries, stored.notes, witness.log_key, policy)
+        outcome = (
+            "verified against the pinned log key and the witness"
+            if check.ok
+            else "FINDINGS: " + ", ".join(sorted(f.value for f in check.findings()))
+        )
+        say(f"       audit trail: {check.entries} entries in the Merkle log, {check.cosigned_size} under the newest")
+        say(f"       cosigned checkpoint, {outcome} (consent-broker audit verify checks the same)")
 
     say("\n17:00  Governance reports for the region:")
     background = await send_background(kafka, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms)

@@ -13,7 +13,7 @@ verifier                read ingress, keys, chain; write events, chain, deadlett
 reconciler              read events, state; write state, shielding, deadletter; group
                         ``<app>.reconciler``; transactional ids ``<app>.reconciler.*``
 bridge                  read keys; write ingress, deadletter (idempotent)
-api                     read state, events, audit; write audit (idempotent)
+api                     read state, events, audit; write audit (transactional: the fenced audit appender)
 mirror                  read events, state, shielding; create and write every site feed
                         ``<prefix>.site.`` (PREFIXED; idempotent)
 agent                   write ingress (idempotent); read its own site's feed ``<prefix>.site.<site>``
@@ -104,7 +104,7 @@ class Role(StrEnum):
 
 SUPER_ROLES = frozenset({Role.OPERATOR, Role.BROKER})
 CORE_ROLES = (Role.VERIFIER, Role.RECONCILER, Role.BRIDGE, Role.API, Role.MIRROR)
-_TRANSACTIONAL = frozenset({Role.VERIFIER, Role.RECONCILER})
+_TRANSACTIONAL = frozenset({Role.VERIFIER, Role.RECONCILER, Role.API})  # api: the fenced audit appender
 _IDEMPOTENT = frozenset({Role.BRIDGE, Role.API, Role.AGENT, Role.MIRROR})
 SITE_FEEDS = "site."  # topic name prefix of the per-site replica feeds (broker.topics.Family.SITE)
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.audit.keyfile import generate_key_file
+from broker.audit.note import ALG_ED25519
 from broker.auth.client import ApiCredentials
 from broker.auth.provision import add_client, new_token_key
 from broker.infra.acls import CORE_ROLES, Principal, Role, core_principal
@@ -113,7 +115,11 @@ class LocalDeployment:
         Insecure stacks get ``insecure_http`` (plaintext, no authentication) and no keys.
         """
         if not self.secure:
-            return {"insecure_http": True}, {}
+            directory.mkdir(parents=True, exist_ok=True)
+            audit_key = directory / "audit-log.key"
+            if not audit_key.exists():
+                generate_key_file(audit_key, "pending", ALG_ED25519)
+            return {"insecure_http": True, "audit_key_file": str(audit_key), "insecure_unwitnessed_audit": True}, {}
         directory.mkdir(parents=True, exist_ok=True)
         registry = directory / "api-clients.toml"
         registry.unlink(missing_ok=True)
@@ -124,7 +130,12 @@ class LocalDeployment:
         token_key = directory / "api-token.key"
         new_token_key(token_key)
         server = self.infra.pki.issue(API_SERVER, server=True)
+        audit_key = directory / "audit-log.key"
+        if not audit_key.exists():
+            generate_key_file(audit_key, "pending", ALG_ED25519)
         settings: dict[str, object] = {
+            "audit_key_file": str(audit_key),
+            "insecure_unwitnessed_audit": True,  # callers that run witnesses replace it (see broker.demo)
             "api_clients_file": str(registry),
             "api_token_key_file": str(token_key),
             "http_tls_cert_file": str(server.cert_file),

@@ -16,6 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker.api import ApiService
+from broker.audit.keyfile import load_signer
+from broker.audit.note import ALG_ED25519
 from broker.auth import ASSERTION_TYPE, make_client_assertion
 from broker.auth.client import TokenSource, client_tls
 from broker.infra.local import ApiClientSpec, LocalDeployment
@@ -33,6 +35,7 @@ from consent_wire.identity import patient_key
 from consent_wire.model import AccessRecord, BreachReport
 from tests.factories import BASE_MS, SimAgent, consent, objection, shielding
 from tests.integration.api.conftest import cli
+from tests.integration.audit.conftest import start_witness
 from tests.integration.pipeline.conftest import Harness
 
 pytestmark = pytest.mark.integration
@@ -150,11 +153,17 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
     gp = SimAgent.create(site="A81001")
     await harness.register(gp)
     door = Door(harness.deployment, *harness.deployment.api_door(tmp_path / "door", CLIENTS))
+    origin = f"{harness.app_id}/{harness.topics.prefix}.audit"
+    log_key = load_signer(str(door.settings["audit_key_file"]), origin, ALG_ED25519, "audit key").verifier
+    witness, witness_key = await start_witness(harness.deployment, tmp_path, "witness-api", {origin: log_key})
+    witness_url = f"https://127.0.0.1:{witness.port}"
     settings = {
         "stages": "verifier,reconciler,api",
         "pseudonym_secret_file": str(secret_file),
         "http_port": 0,
         **door.settings,
+        "insecure_unwitnessed_audit": False,
+        "audit_witnesses": f"{witness_url} {witness_key.verifier.vkey()}",
     }
     core = await harness.start_core(**settings)
     await send_site_events(harness, gp, secret)
@@ -221,7 +230,9 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
 
     operator = harness.deployment.infra.config.pki_dir / "operator"
     prefix = ["--bootstrap", harness.bootstrap, "--prefix", harness.topics.prefix, "--tls-dir", str(operator)]
-    verified = await cli("audit", "verify", *prefix)
+    keys = ["--log-key", log_key.vkey(), "--witness-key", witness_key.verifier.vkey(), "--witness-url", witness_url]
+    verified = await cli("audit", "verify", *prefix, *keys)
+    await witness.stop()
     assert verified.code == 0, verified.out + verified.err
     assert verified.out.startswith(f"OK: {next_index + 2} entries")
 

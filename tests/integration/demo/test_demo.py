@@ -38,7 +38,8 @@ def test_demo_shows_permit_deny_redaction_offline_access_log_audit_and_reports(t
     assert "obligations: REDACT_CONTACT, REDACT_LOCATION" in out
     assert "Care-home worker via the care home's replica, Dan: PERMIT_WITH_OBLIGATIONS (offline" in out
     assert "RX1  ED_DOCTOR  BTG" in out  # the shielded child's access log lists the break-glass access
-    assert "verified intact" in out
+    assert "verified against the pinned log key and the witness" in out  # the Merkle log, witnessed (issue 15)
+    assert "An audit witness runs as its own process" in out and "The audit log key was generated" in out
     assert "B82057" in out and "ALERT_HIGH" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "breaches.csv", "breaches.json", "disclosures.csv", "disclosures.json",

@@ -6,8 +6,13 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from broker.api.codec import HealthInfo
 from broker.audit import AuditEntry, AuditLog, AuditRecord, access_record
+from broker.audit.note import NoteSigner
+from broker.audit.tlog import InclusionProof, sign_checkpoint
+from broker.audit.tree import MerkleLog
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import (
     BreachSeverity,
@@ -75,12 +80,27 @@ class MemoryBackend:
     list_sizes: Mapping[str, int] = field(default_factory=dict)
     ready: bool = True
     log: AuditLog = field(default_factory=lambda: AuditLog(checkpoint_every=1000))
+    tree: MerkleLog = field(default_factory=MerkleLog)
+    log_key: NoteSigner = field(default_factory=lambda: NoteSigner("test/audit", Ed25519PrivateKey.generate()))
+    cosigned_size: int | None = None  # None: every entry is under the checkpoint
 
     def add(self, *events: Event) -> None:
         self.stored.extend(events)
         for e in events:
             if isinstance(e.payload, AccessRecord):
-                self.log.append(access_record(e))
+                self._append(access_record(e))
+
+    def _append(self, record: AuditRecord) -> AuditEntry:
+        entry = self.log.append(record)
+        self.tree.append(entry.record)
+        return entry
+
+    def audit_proof(self, index: int) -> InclusionProof | None:
+        size = self.tree.size if self.cosigned_size is None else self.cosigned_size
+        if index >= size:
+            return None
+        note = sign_checkpoint(self.log_key, "test/audit", size, self.tree.root(size)).to_text()
+        return InclusionProof(index, size, self.tree.inclusion_proof(index, size), note)
 
     def patient_key(self, nhs_number: str) -> str:
         return key_of(nhs_number)
@@ -113,7 +133,7 @@ class MemoryBackend:
         return None
 
     async def record(self, record: AuditRecord) -> AuditEntry:
-        return self.log.append(record)
+        return self._append(record)
 
     def now_ms(self) -> int:
         return NOW_MS

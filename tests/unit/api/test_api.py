@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from broker.audit import AuditRecord, RecordKind
+from broker.audit.note import Checkpoint, parse_note
+from consent_wire import BadProofError, verify_inclusion
 from consent_wire.codes import BreachSeverity, ConsentDirective, ObjectionKind, PurposeOfUse
 from tests.unit.api.backend import (
     DAY_MS,
@@ -278,3 +281,24 @@ async def test_a_wish_set_aside_comes_with_a_patient_notice_in_the_answer_and_th
     log = await (await client.get(f"/v1/patients/{NHS}/accesses{READER}")).json()
     notices = [a["notice"] for a in log["accesses"] if a["kind"] == "DECISION"]
     assert notices == [answer["patient_notice"], None]
+
+
+async def test_each_access_carries_a_proof_a_patient_app_checks_without_trusting_the_api(
+    client: Client, backend: MemoryBackend
+) -> None:
+    backend.add(access("B82002", at_ms=NOW_MS - 3 * DAY_MS), access("C83003", nhs=OTHER_NHS))
+    await post(client, decision_body())
+    backend.cosigned_size = 3  # the read below is newer than the checkpoint
+    result = await (await client.get(f"/v1/patients/{NHS}/accesses{READER}")).json()
+    note = parse_note(result["checkpoint"])
+    assert note.verified_by(backend.log_key.verifier) == 0
+    root = Checkpoint.parse(note.text).root
+    proved = [a for a in result["accesses"] if a["inclusion_proof"] is not None]
+    assert [a["kind"] for a in proved] == ["ACCESS", "DECISION"]
+    for a in proved:
+        hashes = tuple(base64.b64decode(h) for h in a["inclusion_proof"]["hashes"])
+        verify_inclusion(a["record"].encode(), a["index"], a["inclusion_proof"]["tree_size"], hashes, root)
+        forged = a["record"].replace("B82002", "X99999").replace('"RX1"', '"X99999"').encode()
+        with pytest.raises(BadProofError):
+            verify_inclusion(forged, a["index"], a["inclusion_proof"]["tree_size"], hashes, root)
+    assert result["accesses"][-1]["inclusion_proof"] is None  # the read itself: not yet under a checkpoint

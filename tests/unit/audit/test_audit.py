@@ -178,11 +178,13 @@ def test_patient_access_list_shows_who_when_why_and_outcome() -> None:
     log.append(record(1, PATIENTS[0]))
     log.append(record(2, PATIENTS[1]))
     views = accesses_for(log.entries, PATIENTS[0])
+    entries = log.entries
     assert views == [
-        AccessView("staff-1", "RX1", "NURSE", PurposeOfUse.TREAT, T0 + 1000, "VIEWED", RecordKind.ACCESS, ""),
+        AccessView("staff-1", "RX1", "NURSE", PurposeOfUse.TREAT, T0 + 1000, "VIEWED", RecordKind.ACCESS, "",
+                   None, 1, entries[1].record),
         AccessView(
             "staff-r", "RXA", "RESEARCHER", PurposeOfUse.HRESCH, T0 + 5000, Outcome.DENY.value,
-            RecordKind.DECISION, "",
+            RecordKind.DECISION, "", None, 0, entries[0].record,
         ),
     ]  # fmt: skip
 

@@ -69,6 +69,8 @@ EXPECTED = {
         (T, "pfx.audit", LIT, R),
         (T, "pfx.audit", LIT, W),
         (T, "pfx.", PRE, DESC),
+        (G, "app.api", LIT, R),  # the audit appenders' election (issue 15)
+        (X, "app.api.", PRE, W),  # the audit appenders' shared transactional id: the fence
         (C, "kafka-cluster", LIT, IDEM),
     },
     Role.MIRROR: {

@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from broker.audit.note import ALG_COSIGNATURE, NoteSigner
 from broker.settings import CoreSettings, SettingsError, load_list_sizes, read_hex_file
 from consent_io.secrets import write_secret
-from tests.factories import api_door, core_tls
+from tests.factories import api_door, audit_log_settings, core_tls
 
 ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
 
@@ -42,6 +44,25 @@ def _secret(tmp_path: Path, nbytes: int = 32) -> str:
     return str(path)
 
 
+WITNESS_VKEY = NoteSigner("w1", Ed25519PrivateKey.generate(), ALG_COSIGNATURE).verifier.vkey()
+
+
+def test_the_api_stage_needs_an_audit_key_and_a_witness_quorum(tmp_path: Path) -> None:
+    base = {"stages": "api", "pseudonym_secret_file": _secret(tmp_path), "insecure_http": "true"}
+    with pytest.raises(SettingsError, match=r"setting audit_key_file='' .*audit keygen"):
+        CoreSettings.load(**base)
+    key = tmp_path / "audit.key"
+    write_secret(key, b"11" * 32)
+    with pytest.raises(SettingsError, match=r"audit_witness_quorum=1 .*between 1 and the 0 configured"):
+        CoreSettings.load(**base, audit_key_file=str(key))
+    with pytest.raises(SettingsError, match=r"audit_witness_quorum=2 .*between 1 and the 1 configured"):
+        CoreSettings.load(
+            **base, audit_key_file=str(key), audit_witnesses=f"https://h:1 {WITNESS_VKEY}", audit_witness_quorum=2
+        )
+    with pytest.raises(SettingsError, match=r"audit_witnesses=.*is not '<https URL> <witness verifier key>'"):
+        CoreSettings.load(**base, audit_key_file=str(key), audit_witnesses="nowhere")
+
+
 def test_api_settings_load_when_every_file_they_name_is_readable(tmp_path: Path) -> None:
     sizes = tmp_path / "sizes.csv"
     sizes.write_text("A81001,6000\n")
@@ -52,6 +73,7 @@ def test_api_settings_load_when_every_file_they_name_is_readable(tmp_path: Path)
         stages="api",
         pseudonym_secret_file=_secret(tmp_path),
         audit_key_file=str(key),
+        audit_witnesses=(f"https://127.0.0.1:9 {WITNESS_VKEY}",),
         list_sizes_file=str(sizes),
         **door,
         **core_tls(tmp_path, ("api",)),
@@ -66,13 +88,14 @@ def test_the_api_stage_refuses_to_start_without_its_door_unless_insecure_http(tm
     message = str(caught.value)
     for name in ("api_clients_file", "api_token_key_file", "http_tls_cert_file", "http_tls_key_file"):
         assert f"setting {name}=''" in message
+    audit = audit_log_settings(tmp_path / "audit")
     assert CoreSettings.load(
-        stages="api", pseudonym_secret_file=_secret(tmp_path), insecure_http="true", **tls
+        stages="api", pseudonym_secret_file=_secret(tmp_path), insecure_http="true", **audit, **tls
     ).insecure_http
     door = api_door(tmp_path / "door")
     Path(door["http_tls_key_file"]).chmod(0o644)
     with pytest.raises(SettingsError, match=r"http_tls_key_file.*chmod 600"):
-        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), **door, **tls)
+        CoreSettings.load(stages="api", pseudonym_secret_file=_secret(tmp_path), **door, **audit, **tls)
 
 
 @pytest.mark.parametrize(

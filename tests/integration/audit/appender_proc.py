@@ -1,0 +1,62 @@
+"""One audit appender as its own process, appending records as fast as they are acknowledged (kill -9 test).
+
+argv[1] is a JSON object: bootstrap, ca/cert/key files (core.api), topic, origin, key_file, app_id,
+witnesses ([url, vkey]...), name. Prints ``ACTIVE`` once it holds the log, then ``ACK <accessor_id> <index>``
+after each append returned (the moment a caller would get its answer); stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import orjson
+
+from broker.audit import AuditRecord, RecordKind
+from broker.audit.appender import AppenderPolicy, AuditAppender
+from broker.audit.keyfile import load_signer
+from broker.audit.note import ALG_ED25519, Verifier
+from broker.witness import WitnessClient
+from consent_io.connection import KafkaConnection
+from consent_io.tls import client_ssl_context
+from consent_wire.codes import DataClass, PurposeOfUse
+
+_CONCURRENCY = 8  # callers in flight at once: group commits of several entries
+
+
+async def main(cfg: dict[str, object]) -> None:
+    c = {k: str(v) for k, v in cfg.items() if not isinstance(v, list)}
+    conn = KafkaConnection(c["bootstrap"], "SSL", ca_file=c["ca"], cert_file=c["cert"], key_file=c["key"])
+    tls = client_ssl_context(c["ca"], c["cert"], c["key"])
+    witnesses = tuple(WitnessClient(u, Verifier.parse(v), tls) for u, v in cfg["witnesses"])  # type: ignore[attr-defined]
+    signer = load_signer(c["key_file"], c["origin"], ALG_ED25519, "audit log key")
+    stage = f"{c['app_id']}.api"
+    policy = AppenderPolicy(c["origin"], signer, witnesses, len(witnesses), f"{stage}.audit", stage)
+    appender = AuditAppender(conn, c["topic"], policy)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await appender.start()
+    print("ACTIVE", flush=True)
+    counter = iter(range(10**9))
+
+    async def caller() -> None:
+        while not stop.is_set():
+            n = next(counter)
+            accessor = f"{c['name']}-{n}"
+            r = AuditRecord(RecordKind.DECISION, 1_790_000_000_000 + n, f"patient-{n % 7}", accessor, "RX1", "GP",
+                            PurposeOfUse.TREAT, (DataClass.GENERAL,), "PERMIT")  # fmt: skip
+            entry = await appender.append(r)
+            print(f"ACK {accessor} {entry.index}", flush=True)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(_CONCURRENCY)]
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await appender.stop()
+    print("STOPPED", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(orjson.loads(sys.argv[1])))
