@@ -34,7 +34,14 @@ from consent_rules.cds_hooks import (
 from consent_rules.decision import DecisionAnswer, decide, parse_request
 from consent_rules.decision.document import BadRequestError
 
-__all__ = ["SERVICE_PATH", "export_fhir_content", "get_cds_services", "post_consent_consult", "service_url"]
+__all__ = [
+    "SERVICE_PATH",
+    "export_fhir_content",
+    "fhir_resources_for_validation",
+    "get_cds_services",
+    "post_consent_consult",
+    "service_url",
+]
 
 SERVICE_PATH: str = f"/cds-services/{SERVICE_ID}"
 SOURCE = {"label": "consent-broker core (authoritative consent state)"}
@@ -93,6 +100,11 @@ def _principal(request: web.Request) -> Principal:
         principal = auth.authenticate(header, now_s)
     require_scope(principal, Scope.DECISIONS)
     return principal
+
+
+def fhir_resources_for_validation() -> list[tuple[str, dict[str, object]]]:
+    """The FHIR content of each kind of card (an R4 ``Parameters`` resource each), for the HAPI validator test."""
+    return [(name, label_parameters(response)) for name, response in example_responses().items()]
 
 
 def export_fhir_content(directory: Path) -> list[Path]:
