@@ -10,8 +10,13 @@ no consumer group): :func:`read_to_end` and :func:`iter_to_end` read up to the e
 start; a long-lived follower keeps calling :meth:`KafkaTopicReader.fetch`.
 
 The private aiokafka attributes this product relies on are touched only in this module
-(``consumer._client`` in :func:`partitions_for` and :func:`refresh_metadata`; the producer's
-``client.cluster`` in :func:`known_partitions`); ``tests/unit/io`` asserts each still exists.
+(``consumer._client`` in :func:`partitions_for`, :func:`refresh_metadata` and :func:`request_metadata_refresh`;
+the producer's ``client.cluster`` in :func:`known_partitions`); ``tests/unit/io`` asserts each still exists.
+
+Recovering from a paused or killed broker (issue 13): positions are set explicitly (:func:`seek_to_start`,
+:func:`seek_committed_or_start`) through ``beginning_offsets``, whose retries refresh metadata, never through
+``seek_to_beginning``/auto reset, whose ListOffsets retries do not; and :func:`watch_leaders` forces a metadata
+refresh when an assigned partition goes silent (:class:`consent_io.recovery.StallWatch`).
 
 Errors::
 
@@ -21,13 +26,17 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consent_io.connection import KafkaConnection
+from consent_io.recovery import RateLimit, StallWatch
 from consent_io.tls import kafka_security_kwargs
 
 __all__ = [
@@ -47,8 +56,14 @@ __all__ = [
     "producer",
     "read_to_end",
     "refresh_metadata",
+    "request_metadata_refresh",
+    "seek_committed_or_start",
+    "seek_to_start",
     "transactional_producer",
+    "watch_leaders",
 ]
+
+log = logging.getLogger(__name__)
 
 # Every producer's max_request_size, set by the factories below (a caller cannot raise it): Kafka's broker
 # default message.max.bytes (1 MiB + 12 bytes), which this product's topics keep. Everything the product
@@ -62,6 +77,7 @@ METADATA_RETRY_S = 0.2
 ADMIN_REQUEST_TIMEOUT_MS = 30_000  # topic creation on a loaded single-node broker took up to ~10 s
 READ_BATCH_RECORDS = 10_000  # per getmany while reading to the end: restores are throughput-bound
 READ_POLL_MS = 500
+WATCH_INTERVAL_S = 0.5  # how often watch_leaders looks at the partitions' last fetch times
 
 
 class TopicMissingError(Exception):
@@ -143,6 +159,76 @@ async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
     await consumer._client.force_metadata_update()  # private: see tests/unit/io
 
 
+def request_metadata_refresh(consumer: AIOKafkaConsumer) -> None:
+    """Ask a started consumer to refresh its metadata soon, without waiting (a paused broker may not answer)."""
+    consumer._client.force_metadata_update()  # private: see tests/unit/io; returns a future we need not await
+
+
+async def seek_to_start(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
+    """Position ``tps`` at their first offsets, explicitly.
+
+    ``seek_to_beginning`` leaves the reset to the fetcher, whose ListOffsets retry ignores
+    ``NotLeaderForPartition`` (retried every 100 ms on stale metadata, for minutes after a broker pause);
+    ``beginning_offsets`` refreshes metadata on each such error.
+    """
+    if not tps:
+        return
+    starts = await consumer.beginning_offsets(list(tps))
+    for tp in tps:
+        consumer.seek(tp, starts[tp])
+
+
+async def seek_committed_or_start(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
+    """Position each of ``tps`` at its group's committed offset, or at its start when it has none.
+
+    An empty partition never gets a committed offset, so without this every rebalance would leave it to the
+    fetcher's auto reset (see :func:`seek_to_start`).
+    """
+    fresh = []
+    for tp in tps:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            fresh.append(tp)
+        else:
+            consumer.seek(tp, committed)
+    await seek_to_start(consumer, fresh)
+
+
+async def watch_leaders(
+    consumer: AIOKafkaConsumer,
+    stop: asyncio.Event,
+    name: str,
+    *,
+    watch: StallWatch | None = None,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Until ``stop``: force a metadata refresh (with backoff) whenever an assigned partition goes silent.
+
+    Silent = no fetch response for it (``last_poll_timestamp``, wall-clock ms) for ``watch.stale_after_s``:
+    its leader is paused, dead or moved. One rate-limited log line per stall, not one per retry.
+    """
+    watch = watch or StallWatch()
+    lines = RateLimit(interval_s=30.0)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WATCH_INTERVAL_S)
+        heard: dict[Any, float | None] = {}
+        for tp in consumer.assignment():
+            last_ms = consumer.last_poll_timestamp(tp)
+            heard[tp] = last_ms / 1000 if last_ms else None
+        verdict = watch.observe(clock(), heard)
+        if verdict.refresh:
+            request_metadata_refresh(consumer)
+            held = lines.allow("stall", time.monotonic())
+            if held is not None:
+                log.warning(
+                    "client=%s silent partitions=%s; refreshing metadata (%d similar lines held back)",
+                    name,
+                    ",".join(f"{tp.topic}/{tp.partition}" for tp in heard if tp in verdict.stale),
+                    held,
+                )
+
+
 def known_partitions(producer: AIOKafkaProducer, topic: str) -> set[int] | None:
     """The partitions of ``topic`` in the producer's metadata cache, or None if not known yet."""
     partitions = producer.client.cluster.partitions_for_topic(topic)  # undocumented: see tests/unit/io
@@ -161,7 +247,7 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartit
         raise TopicMissingError(f"topic {topic} does not exist; run `consent-broker topics create`")
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
+    await seek_to_start(consumer, tps)
     return tps
 
 
@@ -177,6 +263,7 @@ class KafkaTopicReader:
         self.topic = topic
         self._partitions = partitions
         self.consumer = consumer(conn, **opts)
+        self.starts: dict[TopicPartition, int] = {}
         self.ends: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
@@ -186,8 +273,13 @@ class KafkaTopicReader:
         else:
             tps = [TopicPartition(self.topic, p) for p in self._partitions]
             self.consumer.assign(tps)
-            await self.consumer.seek_to_beginning(*tps)
+            await seek_to_start(self.consumer, tps)
+        self.starts = {tp: await self.consumer.position(tp) for tp in tps}
         self.ends = await self.consumer.end_offsets(tps)
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (e.g. a local checkpoint's) instead of from its start."""
+        self.consumer.seek(TopicPartition(self.topic, partition), offset)
 
     async def fetch(self, timeout_ms: int = READ_POLL_MS, max_records: int | None = None) -> dict[int, list[Any]]:
         """One fetch: partition -> records (possibly empty)."""
