@@ -33,8 +33,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge, Histogram
 
 from broker.changelog_store import LocalChangelog, restore_partition
+from broker.sessions import backoff_delay
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
+from consent_io.recovery import RateLimit
 
 __all__ = ["Output", "StageConfig", "StageLogic", "TransactionalStage"]
 
@@ -50,7 +52,13 @@ BATCH_SECONDS = Histogram(
 LAG = Gauge("broker_stage_consumer_lag_records", "High-water mark minus position", ["stage", "partition"])
 STATE_SIZE = Gauge("broker_stage_state_entries", "Entries held in memory", ["stage"])
 RESTORES = Counter("broker_stage_restores_total", "Partition state restores", ["stage", "kind"])
+HEALTHY = Gauge("broker_stage_healthy", "1 while the stage hears from Kafka and holds its partitions", ["stage"])
+SESSION_RESTARTS = Counter("broker_stage_session_restarts_total", "Kafka sessions restarted after a failure", ["stage"])
 TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions aborted and re-driven", ["stage"])
+# Waiting for Kafka to return (issue 13, item 4): full-jitter backoff from 0.5 s up to 5 s, so a stage is back
+# within ~5 s of Kafka and a fleet of stages does not reconnect in lockstep.
+RETRY_BASE_S = 0.5
+RETRY_CAP_S = 5.0
 # memoised key -> partition entries (~100 bytes each): bounded at ~10 MB, then simply cleared
 PARTITION_MEMO_MAX = 100_000
 
@@ -126,9 +134,55 @@ class TransactionalStage:
         self._local = LocalChangelog(config.state_dir, logic.name) if config.state_dir else None
         self._changelog_next: dict[int, int] = {}  # partition -> next changelog offset the memory lacks
         self._retained: set[int] = set()  # revoked partitions whose memory is kept until the next assignment
+        self._healthy = False
+        self._failure: BaseException | None = None  # a Kafka error in the rebalance listener (it must not hide)
         self.restores: list[tuple[int, str]] = []  # (partition, kind) of each restore: tests count storms
 
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def _set_healthy(self, healthy: bool) -> None:
+        self._healthy = healthy
+        HEALTHY.labels(self.logic.name).set(1 if healthy else 0)
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Run Kafka sessions until ``stop``; Kafka unreachable or lost ends a session, never the stage.
+
+        Between sessions the stage reports unhealthy (``healthy``, ``broker_stage_healthy``) and waits a backoff;
+        the partitions' in-memory state is kept, so the next assignment reads only the changelog's tail.
+        """
+        attempt = 0
+        lines = RateLimit(interval_s=30.0)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._session(stop)
+            except (KafkaError, OSError) as exc:
+                self._set_healthy(False)
+                SESSION_RESTARTS.labels(self.logic.name).inc()
+                self._retain_all()
+                attempt = 0 if time.monotonic() - started > 60 else attempt + 1
+                delay = backoff_delay(attempt, RETRY_BASE_S, RETRY_CAP_S)
+                held = lines.allow("down", time.monotonic())
+                if held is not None:
+                    log.warning(
+                        "stage=%s Kafka unreachable or lost error=%r; retrying in %.1f s (%d similar lines held back)",
+                        self.logic.name, exc, delay, held,
+                    )  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            else:
+                return
+
+    def _retain_all(self) -> None:
+        """After a lost session: keep the memory of every partition that matches its committed changelog."""
+        for partition in list(self.producers):
+            self.producers.pop(partition, None)
+        for partition in list(self._changelog_next):
+            self._retained.add(partition)
+
+    async def _session(self, stop: asyncio.Event) -> None:
         consumer = kafka.consumer(
             self.config.kafka,
             group_id=self.config.group_id,
@@ -141,14 +195,24 @@ class TransactionalStage:
         )
         self._consumer = consumer
         consumer.subscribe([self.logic.input_topic], listener=_Listener(self))
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+            raise
         watch_stop = asyncio.Event()
-        watcher = asyncio.create_task(kafka.watch_leaders(consumer, watch_stop, self.logic.name))
+        watcher = asyncio.create_task(
+            kafka.watch_leaders(consumer, watch_stop, self.logic.name, on_health=self._set_healthy)
+        )
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(
                     timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
                 )
+                if self._failure is not None:  # aiokafka logs and swallows a listener's error: end the session
+                    failure, self._failure = self._failure, None
+                    raise failure
                 async with self._lock:
                     if batches:
                         await self.logic.prepare()
@@ -167,10 +231,11 @@ class TransactionalStage:
             watch_stop.set()
             await watcher
             async with self._lock:
-                await consumer.stop()
+                with contextlib.suppress(KafkaError, OSError):
+                    await consumer.stop()
                 for partition in list(self.producers):
                     await self._close_producer(partition)
-                if self._local is not None:
+                if stop.is_set() and self._local is not None:
                     await self._local.close()
             log.info("stage=%s stopped", self.logic.name)
 
@@ -275,6 +340,12 @@ class TransactionalStage:
         self._retained.discard(partition)
 
     async def _assign(self, partitions: list[int]) -> None:
+        try:
+            await self._assign_partitions(partitions)
+        except (KafkaError, OSError) as exc:
+            self._failure = exc
+
+    async def _assign_partitions(self, partitions: list[int]) -> None:
         async with self._lock:
             for partition in self._retained - set(partitions):
                 self._forget(partition)  # kept across the rebalance, but assigned elsewhere
@@ -286,6 +357,7 @@ class TransactionalStage:
                 tps = [TopicPartition(self.logic.input_topic, p) for p in partitions]
                 await kafka.seek_committed_or_start(self._consumer, tps)
             log.info("stage=%s assigned=%s", self.logic.name, sorted(self.producers))
+        self._set_healthy(True)
         self.ready.set()
 
     async def _revoke(self, partitions: list[int]) -> None:

@@ -201,11 +201,13 @@ async def watch_leaders(
     *,
     watch: StallWatch | None = None,
     clock: Callable[[], float] = time.time,
+    on_health: Callable[[bool], None] | None = None,
 ) -> None:
     """Until ``stop``: force a metadata refresh (with backoff) whenever an assigned partition goes silent.
 
     Silent = no fetch response for it (``last_poll_timestamp``, wall-clock ms) for ``watch.stale_after_s``:
     its leader is paused, dead or moved. One rate-limited log line per stall, not one per retry.
+    ``on_health(False)`` while any assigned partition is silent, ``on_health(True)`` once none is.
     """
     watch = watch or StallWatch()
     lines = RateLimit(interval_s=30.0)
@@ -217,6 +219,8 @@ async def watch_leaders(
             last_ms = consumer.last_poll_timestamp(tp)
             heard[tp] = last_ms / 1000 if last_ms else None
         verdict = watch.observe(clock(), heard)
+        if on_health is not None and heard:
+            on_health(not verdict.stale)
         if verdict.refresh:
             request_metadata_refresh(consumer)
             held = lines.allow("stall", time.monotonic())
