@@ -135,6 +135,7 @@ class TransactionalStage:
         self._changelog_next: dict[int, int] = {}  # partition -> next changelog offset the memory lacks
         self._retained: set[int] = set()  # revoked partitions whose memory is kept until the next assignment
         self._healthy = False
+        self._generation = 0  # bumped by every assignment change: records fetched before one are stale
         self._failure: BaseException | None = None  # a Kafka error in the rebalance listener (it must not hide)
         self.restores: list[tuple[int, str]] = []  # (partition, kind) of each restore: tests count storms
 
@@ -207,6 +208,7 @@ class TransactionalStage:
         )
         try:
             while not stop.is_set():
+                generation = self._generation
                 batches = await consumer.getmany(
                     timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
                 )
@@ -214,6 +216,12 @@ class TransactionalStage:
                     failure, self._failure = self._failure, None
                     raise failure
                 async with self._lock:
+                    if generation != self._generation:
+                        # a rebalance ran during or after the fetch and re-positioned every partition at its
+                        # committed offset: handling records fetched before it would apply them twice. Read
+                        # them again instead (from their first offset, so none fetched after it is skipped).
+                        self._refetch(consumer, batches)
+                        batches = {}
                     if batches:
                         await self.logic.prepare()
                     # each partition has its own transactional producer, so their transactions commit
@@ -238,6 +246,13 @@ class TransactionalStage:
                 if stop.is_set() and self._local is not None:
                     await self._local.close()
             log.info("stage=%s stopped", self.logic.name)
+
+    @staticmethod
+    def _refetch(consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+        assigned = consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in assigned:
+                consumer.seek(tp, records[0].offset)
 
     async def _handle(self, tp: TopicPartition, records: Sequence[Any]) -> None:
         started = time.perf_counter()
@@ -347,6 +362,7 @@ class TransactionalStage:
 
     async def _assign_partitions(self, partitions: list[int]) -> None:
         async with self._lock:
+            self._generation += 1
             for partition in self._retained - set(partitions):
                 self._forget(partition)  # kept across the rebalance, but assigned elsewhere
             for partition in partitions:
@@ -362,6 +378,7 @@ class TransactionalStage:
 
     async def _revoke(self, partitions: list[int]) -> None:
         async with self._lock:
+            self._generation += 1
             for partition in partitions:
                 await self._close_producer(partition)
                 if partition in self._changelog_next:
@@ -401,8 +418,8 @@ class TransactionalStage:
         self.restores.append((partition, kind))
         RESTORES.labels(self.logic.name, kind).inc()
         log.info(
-            "stage=%s partition=%d restore=%s local=%d tail=%d from=%d",
-            self.logic.name, partition, kind, stats.local, stats.tail, stats.start,
+            "stage=%s partition=%d restored=%d restore=%s local=%d tail=%d from=%d",
+            self.logic.name, partition, stats.local + stats.tail, kind, stats.local, stats.tail, stats.start,
         )  # fmt: skip
 
     async def _close_producer(self, partition: int) -> None:

@@ -199,7 +199,7 @@ async def watch_leaders(
     stop: asyncio.Event,
     name: str,
     *,
-    watch: StallWatch | None = None,
+    watch: StallWatch[TopicPartition] | None = None,
     clock: Callable[[], float] = time.time,
     on_health: Callable[[bool], None] | None = None,
 ) -> None:
@@ -209,12 +209,12 @@ async def watch_leaders(
     its leader is paused, dead or moved. One rate-limited log line per stall, not one per retry.
     ``on_health(False)`` while any assigned partition is silent, ``on_health(True)`` once none is.
     """
-    watch = watch or StallWatch()
+    watch = watch or StallWatch[TopicPartition]()
     lines = RateLimit(interval_s=30.0)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WATCH_INTERVAL_S)
-        heard: dict[Any, float | None] = {}
+        heard: dict[TopicPartition, float | None] = {}
         for tp in consumer.assignment():
             last_ms = consumer.last_poll_timestamp(tp)
             heard[tp] = last_ms / 1000 if last_ms else None
@@ -228,7 +228,7 @@ async def watch_leaders(
                 log.warning(
                     "client=%s silent partitions=%s; refreshing metadata (%d similar lines held back)",
                     name,
-                    ",".join(f"{tp.topic}/{tp.partition}" for tp in heard if tp in verdict.stale),
+                    ",".join(f"{tp.topic}/{tp.partition}" for tp in verdict.stale),
                     held,
                 )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 __all__ = ["RateLimit", "StallWatch", "Verdict"]
 
@@ -28,34 +29,36 @@ STALE_AFTER_S = 2.0
 REFRESH_BASE_S = 0.5
 REFRESH_CAP_S = 8.0
 
+K = TypeVar("K", bound=Hashable)  # a partition, as the caller names it
+
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Generic[K]):
     """What the shell should do now: refresh metadata or not, and which partitions are silent."""
 
     refresh: bool
-    stale: tuple[Hashable, ...] = ()
+    stale: tuple[K, ...] = ()
 
 
 @dataclass(slots=True)
-class StallWatch:
+class StallWatch(Generic[K]):
     """Decides when silent partitions warrant a metadata refresh (exponential backoff between refreshes)."""
 
     stale_after_s: float = STALE_AFTER_S
     base_s: float = REFRESH_BASE_S
     cap_s: float = REFRESH_CAP_S
-    _since: dict[Hashable, float] = field(default_factory=dict)  # partition -> when first seen (assignment)
+    _since: dict[K, float] = field(default_factory=dict)  # partition -> when first seen (assignment)
     _attempt: int = 0
     _next_refresh: float = 0.0
 
-    def observe(self, now: float, heard: Mapping[Hashable, float | None]) -> Verdict:
+    def observe(self, now: float, heard: Mapping[K, float | None]) -> Verdict[K]:
         """``heard``: each assigned partition -> when its leader last answered a fetch (None: not yet).
 
         Times are seconds on one monotonic clock. Partitions no longer assigned are forgotten.
         """
         for gone in set(self._since) - set(heard):
             del self._since[gone]
-        stale = []
+        stale: list[K] = []
         for partition, last in heard.items():
             since = self._since.setdefault(partition, now)
             reference = since if last is None else max(last, since)
@@ -71,7 +74,7 @@ class StallWatch:
         self._attempt += 1
         return Verdict(True, tuple(stale))
 
-    def reset(self, partitions: Iterable[Hashable]) -> None:
+    def reset(self, partitions: Iterable[K]) -> None:
         """Partitions (re)assigned or repositioned: their silence counts from ``observe``'s next call."""
         for partition in partitions:
             self._since.pop(partition, None)

@@ -14,23 +14,25 @@ from consent_io.recovery import RateLimit, StallWatch
 
 
 def test_partitions_heard_from_recently_need_no_refresh() -> None:
-    watch = StallWatch(stale_after_s=2.0)
+    watch = StallWatch[int](stale_after_s=2.0)
     assert not watch.observe(100.0, {0: 99.5, 1: None}).refresh
     assert not watch.observe(101.9, {0: 101.8, 1: 101.0}).refresh
 
 
 def test_a_partition_silent_beyond_the_limit_forces_a_refresh_then_backs_off_exponentially() -> None:
-    watch = StallWatch(stale_after_s=2.0, base_s=0.5, cap_s=2.0)
+    watch = StallWatch[int](stale_after_s=2.0, base_s=0.5, cap_s=2.0)
     heard = {0: 100.0, 1: 100.0}
     watch.observe(100.0, heard)
     silent = {0: 103.0, 1: 100.0}  # partition 1's leader stopped answering at 100
-    refreshes = [t for t in (102.5, 102.6, 103.0, 103.4, 104.0, 105.0, 107.0, 109.0) if watch.observe(t, silent).refresh]
+    refreshes = [
+        t for t in (102.5, 102.6, 103.0, 103.4, 104.0, 105.0, 107.0, 109.0) if watch.observe(t, silent).refresh
+    ]
     assert refreshes == [102.5, 103.0, 104.0, 107.0, 109.0]  # +0.5, +1, +2 (capped), +2
     assert watch.observe(109.1, {0: 109.0, 1: 100.0}).stale == (1,)
 
 
 def test_backoff_starts_again_once_every_partition_is_heard_from() -> None:
-    watch = StallWatch(stale_after_s=2.0, base_s=0.5, cap_s=8.0)
+    watch = StallWatch[int](stale_after_s=2.0, base_s=0.5, cap_s=8.0)
     watch.observe(0.0, {0: None})
     assert watch.observe(3.0, {0: None}).refresh
     assert not watch.observe(3.1, {0: None}).refresh
@@ -40,7 +42,7 @@ def test_backoff_starts_again_once_every_partition_is_heard_from() -> None:
 
 
 def test_a_newly_assigned_partition_counts_its_silence_from_its_assignment() -> None:
-    watch = StallWatch(stale_after_s=2.0)
+    watch = StallWatch[int](stale_after_s=2.0)
     watch.observe(0.0, {0: 0.0})
     assert not watch.observe(10.0, {0: 10.0, 1: None}).refresh  # partition 1 just arrived
     assert watch.observe(12.5, {0: 12.4, 1: None}).stale == (1,)

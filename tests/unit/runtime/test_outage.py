@@ -18,6 +18,7 @@ from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.stage import StageConfig, TransactionalStage
 from broker.topics import TopicNames
+from consent_io import kafka as kafka_io
 from consent_io.connection import KafkaConnection
 
 
@@ -25,12 +26,15 @@ class _Unreachable:
     """A consumer whose start fails as aiokafka's does when no broker answers."""
 
     starts = 0
+    tried_five_times = asyncio.Event()
 
     def subscribe(self, *args: Any, **kwargs: Any) -> None:
         return None
 
     async def start(self) -> None:
         type(self).starts += 1
+        if type(self).starts >= 5:
+            type(self).tried_five_times.set()
         raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1, <AddressFamily.AF_INET: 2>)]")
 
     async def stop(self) -> None:
@@ -40,14 +44,14 @@ class _Unreachable:
 async def test_a_stage_waits_with_backoff_while_kafka_is_unreachable_and_stops_cleanly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stage.kafka, "consumer", lambda *a, **k: _Unreachable())
+    monkeypatch.setattr(kafka_io, "consumer", lambda *a, **k: _Unreachable())
     monkeypatch.setattr(stage, "backoff_delay", lambda attempt, base, cap: 0.01)
     _Unreachable.starts = 0
+    _Unreachable.tried_five_times = asyncio.Event()
     s = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(TopicNames("p")))
     stop = asyncio.Event()
     task = asyncio.create_task(s.run(stop))
-    while _Unreachable.starts < 5:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(_Unreachable.tried_five_times.wait(), 10)
     assert not task.done()  # still waiting: no exception, no exit
     assert not s.healthy
     stop.set()
