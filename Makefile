@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check unit bench bench-micro infra-up infra-down clean venv tools
+.PHONY: demo test check unit bench bench-micro bench-faults infra-up infra-down clean venv tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,3 +55,7 @@ infra-down: $(STAMP)
 
 clean: infra-down
 	rm -rf $(VENV) .cache/infra bench
+
+## bench-faults: catch-up after a stage kill, broker kill/pause, full outage, rebalance (3 brokers, real agents); writes bench/faults.json (QUICK=1: < 10 min)
+bench-faults: $(STAMP)
+	$(BIN)/python -m loadtests.faults_bench $(if $(QUICK),--quick)

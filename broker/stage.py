@@ -137,7 +137,8 @@ class TransactionalStage:
         self._healthy = False
         self._generation = 0  # bumped by every assignment change: records fetched before one are stale
         self._failure: BaseException | None = None  # a Kafka error in the rebalance listener (it must not hide)
-        self.restores: list[tuple[int, str]] = []  # (partition, kind) of each restore: tests count storms
+        self.restores: list[tuple[int, str, int]] = []  # (partition, kind, records read from Kafka) per restore
+        self.assignments: list[list[int]] = []  # the partitions of each assignment received
 
     @property
     def healthy(self) -> bool:
@@ -363,6 +364,7 @@ class TransactionalStage:
     async def _assign_partitions(self, partitions: list[int]) -> None:
         async with self._lock:
             self._generation += 1
+            self.assignments.append(sorted(partitions))
             for partition in self._retained - set(partitions):
                 self._forget(partition)  # kept across the rebalance, but assigned elsewhere
             for partition in partitions:
@@ -415,7 +417,7 @@ class TransactionalStage:
         )
         self._changelog_next[partition] = stats.end
         kind = "kept" if kept is not None else "full" if stats.full else "local"
-        self.restores.append((partition, kind))
+        self.restores.append((partition, kind, stats.tail))
         RESTORES.labels(self.logic.name, kind).inc()
         log.info(
             "stage=%s partition=%d restored=%d restore=%s local=%d tail=%d from=%d",
