@@ -134,19 +134,25 @@ class TransactionalStage:
         self._local = LocalChangelog(config.state_dir, logic.name) if config.state_dir else None
         self._changelog_next: dict[int, int] = {}  # partition -> next changelog offset the memory lacks
         self._retained: set[int] = set()  # revoked partitions whose memory is kept until the next assignment
-        self._healthy = False
+        self._holding = False  # the last assignment is restored and positioned (no session lost since)
+        self._heard = False  # every assigned partition's leader answered recently (kafka.watch_leaders)
         self._generation = 0  # bumped by every assignment change: records fetched before one are stale
+        self._progress: dict[TopicPartition, float] = {}  # when records of each partition were last handled
         self._failure: BaseException | None = None  # a Kafka error in the rebalance listener (it must not hide)
         self.restores: list[tuple[int, str, int]] = []  # (partition, kind, records read from Kafka) per restore
         self.assignments: list[list[int]] = []  # the partitions of each assignment received
 
     @property
     def healthy(self) -> bool:
-        return self._healthy
+        return self._holding and self._heard
 
-    def _set_healthy(self, healthy: bool) -> None:
-        self._healthy = healthy
-        HEALTHY.labels(self.logic.name).set(1 if healthy else 0)
+    def _set_holding(self, holding: bool) -> None:
+        self._holding = holding
+        HEALTHY.labels(self.logic.name).set(1 if self.healthy else 0)
+
+    def _set_heard(self, heard: bool) -> None:
+        self._heard = heard
+        HEALTHY.labels(self.logic.name).set(1 if self.healthy else 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run Kafka sessions until ``stop``; Kafka unreachable or lost ends a session, never the stage.
@@ -161,7 +167,7 @@ class TransactionalStage:
             try:
                 await self._session(stop)
             except (KafkaError, OSError) as exc:
-                self._set_healthy(False)
+                self._set_holding(False)
                 SESSION_RESTARTS.labels(self.logic.name).inc()
                 self._retain_all()
                 attempt = 0 if time.monotonic() - started > 60 else attempt + 1
@@ -205,7 +211,9 @@ class TransactionalStage:
             raise
         watch_stop = asyncio.Event()
         watcher = asyncio.create_task(
-            kafka.watch_leaders(consumer, watch_stop, self.logic.name, on_health=self._set_healthy)
+            kafka.watch_leaders(
+                consumer, watch_stop, self.logic.name, on_health=self._set_heard, progress=self._progress
+            )
         )
         try:
             while not stop.is_set():
@@ -257,6 +265,7 @@ class TransactionalStage:
 
     async def _handle(self, tp: TopicPartition, records: Sequence[Any]) -> None:
         started = time.perf_counter()
+        self._progress[tp] = time.time()
         EVENTS_IN.labels(self.logic.name).inc(len(records))
         outputs = self.logic.process(tp.partition, records, int(time.time() * 1000))
         ok = await self._transact(tp.partition, outputs, {tp: records[-1].offset + 1})
@@ -375,10 +384,11 @@ class TransactionalStage:
                 tps = [TopicPartition(self.logic.input_topic, p) for p in partitions]
                 await kafka.seek_committed_or_start(self._consumer, tps)
             log.info("stage=%s assigned=%s", self.logic.name, sorted(self.producers))
-        self._set_healthy(True)
+        self._set_holding(True)
         self.ready.set()
 
     async def _revoke(self, partitions: list[int]) -> None:
+        self._set_holding(False)
         async with self._lock:
             self._generation += 1
             for partition in partitions:

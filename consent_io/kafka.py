@@ -29,14 +29,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaTimeoutError
 
 from consent_io.connection import KafkaConnection
-from consent_io.recovery import RateLimit, StallWatch
+from consent_io.recovery import MetadataThrottle, RateLimit, StallWatch
 from consent_io.tls import kafka_security_kwargs
 
 __all__ = [
@@ -77,6 +78,9 @@ METADATA_RETRY_S = 0.2
 ADMIN_REQUEST_TIMEOUT_MS = 30_000  # topic creation on a loaded single-node broker took up to ~10 s
 READ_BATCH_RECORDS = 10_000  # per getmany while reading to the end: restores are throughput-bound
 READ_POLL_MS = 500
+# A read to the end that gets nothing for this long while records remain is stuck (every broker down): it
+# raises, so its caller (a stage's restore) can end its session and retry with backoff instead of hanging.
+READ_STALL_S = 30.0
 WATCH_INTERVAL_S = 0.5  # how often watch_leaders looks at the partitions' last fetch times
 
 
@@ -118,12 +122,43 @@ def _bounded_request(opts: dict[str, Any]) -> dict[str, Any]:
     return {**opts, "max_request_size": size}
 
 
+def _throttle_metadata(client: Any | None) -> None:
+    """Space the client's forced metadata refreshes (:class:`consent_io.recovery.MetadataThrottle`).
+
+    A refresh asked for too soon is answered, False, once the interval has passed, without a request: every
+    caller in aiokafka loops or waits on it, so it simply comes back a little later.
+    """
+    if client is None:  # a stand-in built by a unit test
+        return
+    original = client.force_metadata_update  # private to aiokafka: see tests/unit/io
+    throttle = MetadataThrottle()
+
+    def force_metadata_update() -> asyncio.Future[bool]:
+        loop = asyncio.get_running_loop()
+        delay = throttle.wait(loop.time())
+        if delay <= 0:
+            future: asyncio.Future[bool] = original()
+            return future
+        later: asyncio.Future[bool] = loop.create_future()
+        loop.call_later(delay, _resolve, later)
+        return later
+
+    client.force_metadata_update = force_metadata_update
+
+
+def _resolve(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
 def producer(conn: KafkaConnection, **opts: Any) -> AIOKafkaProducer:
     """A producer (not started); ``opts`` are aiokafka's (acks, linger_ms, enable_idempotence, ...).
 
     ``max_request_size`` is :data:`MAX_REQUEST_BYTES` unless ``opts`` lower it.
     """
-    return AIOKafkaProducer(**_common(conn), **_bounded_request(opts))
+    built = AIOKafkaProducer(**_common(conn), **_bounded_request(opts))
+    _throttle_metadata(getattr(built, "client", None))
+    return built
 
 
 def transactional_producer(conn: KafkaConnection, transactional_id: str, **opts: Any) -> AIOKafkaProducer:
@@ -132,13 +167,17 @@ def transactional_producer(conn: KafkaConnection, transactional_id: str, **opts:
     ``start()`` fences any older owner of the id.
     """
     settings: dict[str, Any] = {"enable_idempotence": True, "acks": "all", **_bounded_request(opts)}
-    return AIOKafkaProducer(**_common(conn), transactional_id=transactional_id, **settings)
+    built = AIOKafkaProducer(**_common(conn), transactional_id=transactional_id, **settings)
+    _throttle_metadata(getattr(built, "client", None))
+    return built
 
 
 def consumer(conn: KafkaConnection, *topics: str, **opts: Any) -> AIOKafkaConsumer:
     """A consumer (not started): read_committed and no auto commit unless ``opts`` say otherwise."""
     settings: dict[str, Any] = {"enable_auto_commit": False, "isolation_level": "read_committed", **opts}
-    return AIOKafkaConsumer(*topics, **_common(conn), **settings)
+    built = AIOKafkaConsumer(*topics, **_common(conn), **settings)
+    _throttle_metadata(getattr(built, "_client", None))  # private: see tests/unit/io
+    return built
 
 
 def admin(conn: KafkaConnection, **opts: Any) -> AIOKafkaAdminClient:
@@ -202,12 +241,15 @@ async def watch_leaders(
     watch: StallWatch[TopicPartition] | None = None,
     clock: Callable[[], float] = time.time,
     on_health: Callable[[bool], None] | None = None,
+    progress: Mapping[TopicPartition, float] | None = None,
 ) -> None:
     """Until ``stop``: force a metadata refresh (with backoff) whenever an assigned partition goes silent.
 
     Silent = no fetch response for it (``last_poll_timestamp``, wall-clock ms) for ``watch.stale_after_s``:
     its leader is paused, dead or moved. One rate-limited log line per stall, not one per retry.
     ``on_health(False)`` while any assigned partition is silent, ``on_health(True)`` once none is.
+    ``progress``: when the caller last consumed records of each partition (wall-clock s): a partition whose
+    fetched records are still being worked through is not fetched meanwhile, and is not silent either.
     """
     watch = watch or StallWatch[TopicPartition]()
     lines = RateLimit(interval_s=30.0)
@@ -217,7 +259,9 @@ async def watch_leaders(
         heard: dict[TopicPartition, float | None] = {}
         for tp in consumer.assignment():
             last_ms = consumer.last_poll_timestamp(tp)
-            heard[tp] = last_ms / 1000 if last_ms else None
+            last = last_ms / 1000 if last_ms else None
+            worked = progress.get(tp) if progress is not None else None
+            heard[tp] = last if worked is None else max(worked, last or worked)
         verdict = watch.observe(clock(), heard)
         if on_health is not None and heard:
             on_health(not verdict.stale)
@@ -300,10 +344,22 @@ class KafkaTopicReader:
         await self.consumer.stop()
 
     async def to_end(self) -> AsyncIterator[Any]:
-        """Every record below the end offsets seen at ``start``, partition by partition in offset order."""
+        """Every record below the end offsets seen at ``start``, partition by partition in offset order.
+
+        Raises ``KafkaTimeoutError`` when no record arrives for :data:`READ_STALL_S` while some remain.
+        """
+        loop = asyncio.get_running_loop()
         for tp, end in sorted(self.ends.items(), key=lambda item: item[0].partition):
-            while await self.consumer.position(tp) < end:
+            progressed = loop.time()
+            while (position := await self.consumer.position(tp)) < end:
                 fetched = await self.consumer.getmany(tp, timeout_ms=READ_POLL_MS, max_records=READ_BATCH_RECORDS)
+                if await self.consumer.position(tp) > position:
+                    progressed = loop.time()
+                elif loop.time() - progressed > READ_STALL_S:
+                    raise KafkaTimeoutError(
+                        f"reading {tp.topic}/{tp.partition} to offset {end}: nothing for {READ_STALL_S:.0f} s "
+                        f"at offset {position}"
+                    )
                 for batch in fetched.values():
                     for record in batch:
                         if record.offset < end:

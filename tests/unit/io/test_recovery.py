@@ -114,6 +114,14 @@ class _Consumer:
         return self.last_ms[tp]
 
 
+async def _until(condition: Any, timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "condition never held"
+        await asyncio.sleep(0.005)
+
+
 async def test_watch_leaders_refreshes_metadata_for_a_silent_partition_and_reports_health(
     monkeypatch: Any,
 ) -> None:
@@ -126,15 +134,35 @@ async def test_watch_leaders_refreshes_metadata_for_a_silent_partition_and_repor
     task = asyncio.create_task(
         kafka.watch_leaders(consumer, stop, "test", clock=lambda: now[0], on_health=health.append)  # type: ignore[arg-type]
     )
-    await asyncio.sleep(0.02)
-    assert consumer._client.refreshes == 0 and health[-1] is True
+    await _until(lambda: len(health) >= 3)
+    assert consumer._client.refreshes == 0 and set(health) == {True}
     consumer.last_ms[a] = 1_005_000
     now[0] = 1005.0  # partition b silent for 5 s
-    await asyncio.sleep(0.02)
+    await _until(lambda: health[-1] is False)
+    await _until(lambda: consumer._client.refreshes == 1)
+    seen = len(health)
+    await _until(lambda: len(health) >= seen + 20)
     assert consumer._client.refreshes == 1  # then backs off (the clock stands still)
-    assert health[-1] is False
     consumer.last_ms[b] = 1_005_000
-    await asyncio.sleep(0.02)
-    assert health[-1] is True
+    await _until(lambda: health[-1] is True)
     stop.set()
     await task
+
+
+async def test_forced_metadata_refreshes_are_spaced_so_an_outage_is_not_a_busy_loop() -> None:
+    class _Client:
+        calls = 0
+
+        def force_metadata_update(self) -> asyncio.Future[bool]:
+            _Client.calls += 1
+            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            done.set_result(False)  # every broker down: fails at once
+            return done
+
+    client = _Client()
+    kafka._throttle_metadata(client)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < 0.6:  # what aiokafka's fetcher does: ask, wait for the answer, ask again
+        await client.force_metadata_update()
+    assert _Client.calls <= 4  # 0.25 s apart: 3 in 0.6 s (+1 for timer slack), not thousands
