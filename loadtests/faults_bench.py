@@ -321,7 +321,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tasks = [asyncio.create_task(bench.observer.run(stop)), asyncio.create_task(bench.fleet.drive(stop))]
         try:
             bench.start_core()
-            await bench.catch_up_after("start", time.monotonic() + 10.0)  # warm-up: the core joined and restored
+            await asyncio.sleep(15.0)  # warm-up: the core joins, restores and takes the agents' first submissions
+            await bench.catch_up_after("start", time.monotonic())
             for _ in range(rounds):
                 await bench.stage_kill()
                 await bench.broker_kill(down_s=5.0)
