@@ -307,7 +307,9 @@ class TransactionalStage:
         except KafkaError as exc:
             log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
             TXN_ABORTS.labels(self.logic.name).inc()
-            with contextlib.suppress(KafkaError):
+            # AssertionError: aiokafka's state machine has no transaction to abort (the error came before
+            # begin_transaction took effect, e.g. right after an outage); _recover replaces the producer anyway
+            with contextlib.suppress(KafkaError, AssertionError):
                 await producer.abort_transaction()
             return False
         self._count(outputs)
