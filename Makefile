@@ -1,12 +1,12 @@
 # Human entry points. Each target sets up what it needs (venv, packages, Kafka jars, Mosquitto).
 PYTHON ?= python3
-AUDIT_KAFKA_PORT ?= 29992
-AUDIT_MQTT_PORT ?= 21983
+AUDIT_KAFKA_PORT ?= 28792
+AUDIT_MQTT_PORT ?= 20783
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check unit bench bench-audit bench-scale bench-micro bench-checks infra-up infra-down clean venv tools
+.PHONY: demo test check unit bench bench-audit bench-faults bench-scale bench-micro bench-checks infra-up infra-down clean venv tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,3 +76,7 @@ infra-down: $(STAMP)
 
 clean: infra-down
 	rm -rf $(VENV) .cache/infra bench
+
+## bench-faults: catch-up after a stage kill, broker kill/pause, full outage, rebalance (3 brokers, real agents); writes bench/faults.json (QUICK=1: < 10 min)
+bench-faults: $(STAMP)
+	$(BIN)/python -m loadtests.faults_bench $(if $(QUICK),--quick)

@@ -8,29 +8,37 @@ explicit table (no lookup by module name), each built from the core and started 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable, Mapping
-from typing import Protocol
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Protocol, TypeVar
 
+from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from prometheus_client import start_http_server
 
 from broker.api.service import ApiService
 from broker.bridge.service import MqttBridge
+from broker.health import CORE_HEALTHY, HealthServer
 from broker.keys_follower import KeysFollower
 from broker.mirror.service import ReplicaMirror
 from broker.pipeline import ReconcilerLogic, VerifierLogic
+from broker.sessions import backoff_delay
 from broker.settings import CoreSettings, SettingsError
-from broker.stage import StageConfig, TransactionalStage
+from broker.stage import RETRY_BASE_S, RETRY_CAP_S, StageConfig, TransactionalStage
 from broker.topics import Topic, TopicNames
 from broker.verifier import VerifierCore
 from consent_io import kafka
+from consent_io.recovery import RateLimit
 from consent_wire.keys import KeyRegistry
 
 __all__ = ["PIPELINE_STAGES", "SERVICES", "Core", "Service"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Service(Protocol):
@@ -60,6 +68,8 @@ class Core:
         self._keys: KeysFollower | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None  # the first task that died, if any
+        self.kafka_reachable = False  # False while start-up waits for Kafka
+        self.health: HealthServer | None = None
 
     def _stage_config(self, name: str) -> StageConfig:
         s = self.settings
@@ -67,18 +77,54 @@ class Core:
         # record is one event: poll ~10-30k events per transaction either way, so the reconciler starts on
         # the verifier's output while the verifier goes on, instead of waiting for one huge transaction.
         max_records = 64 if name == "verifier" else 5000
-        return StageConfig(s.kafka_connection(name), f"{s.app_id}.{name}", s.app_id, max_records=max_records)
+        state_dir = Path(s.state_dir) / s.app_id if s.state_dir else None
+        return StageConfig(
+            s.kafka_connection(name), f"{s.app_id}.{name}", s.app_id, max_records=max_records, state_dir=state_dir
+        )
+
+    def stage_health(self) -> dict[str, bool]:
+        """Stage -> healthy (Kafka reachable, partitions held); ``kafka`` is False while start-up waits for it."""
+        return {"kafka": self.kafka_reachable, **{name: stage.healthy for name, stage in self.stages.items()}}
+
+    async def _until_reachable(self, what: str, attempt_once: Callable[[], Awaitable[T]]) -> T | None:
+        """``attempt_once()`` until it succeeds or the core stops (None); Kafka unreachable is waited out."""
+        attempt = 0
+        lines = RateLimit(interval_s=30.0)
+        while not self.stop_event.is_set():
+            try:
+                result = await attempt_once()
+            except (KafkaError, OSError) as exc:
+                self.kafka_reachable = False
+                delay = backoff_delay(attempt, RETRY_BASE_S, RETRY_CAP_S)
+                held = lines.allow(what, time.monotonic())
+                if held is not None:
+                    log.warning(
+                        "%s: Kafka unreachable on %s error=%r; retrying in %.1f s (%d similar lines held back)",
+                        what, self.settings.bootstrap, exc, delay, held,
+                    )  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), delay)
+                attempt += 1
+            else:
+                self.kafka_reachable = True
+                return result
+        return None
 
     async def start(self) -> None:
+        """Start every stage; while Kafka is unreachable, wait (unhealthy) with backoff instead of failing."""
         s = self.settings
-        await self._check_topics()
+        if s.metrics_port:
+            self.health = HealthServer(s.metrics_port, self.stage_health)
+            self.health.start()
+            CORE_HEALTHY.set_function(lambda: 1.0 if all(self.stage_health().values()) else 0.0)
+        if not await self._until_reachable("topics check", self._check_topics):
+            return  # stopped while waiting for Kafka
         if "verifier" in s.stages:  # root_public_key_hex was validated when the settings loaded
             root = Ed25519PublicKey.from_public_bytes(bytes.fromhex(s.root_public_key_hex))
-            registry = KeyRegistry(root)
-            keys_reader = kafka.KafkaTopicReader(s.kafka_connection("verifier"), self.topics.keys, partitions=[0])
-            self._keys = KeysFollower(keys_reader, registry)
-            await self._keys.start()
-            core = VerifierCore(registry, gap_timeout_ms=s.gap_timeout_ms)
+            self._keys = await self._until_reachable("key registry", lambda: self._follow_keys(root))
+            if self._keys is None:
+                return  # stopped while waiting for Kafka
+            core = VerifierCore(self._keys.registry, gap_timeout_ms=s.gap_timeout_ms)
             self.stages["verifier"] = TransactionalStage(
                 self._stage_config("verifier"), VerifierLogic(self.topics, core, self._keys)
             )
@@ -91,27 +137,40 @@ class Core:
                 service = SERVICES[name](self)
                 self.services[name] = service
                 self._tasks.extend(await service.start(self.stop_event))
-        if s.metrics_port:
-            start_http_server(s.metrics_port, addr="127.0.0.1")
         for name, stage in self.stages.items():
             self._tasks.append(asyncio.create_task(stage.run(self.stop_event), name=f"stage-{name}"))
         for task in self._tasks:
             task.add_done_callback(self._watch)
 
-    async def _check_topics(self) -> None:
+    async def _follow_keys(self, root: Ed25519PublicKey) -> KeysFollower:
+        """The key registry, read to its end (a fresh registry per attempt: a half-read one is dropped)."""
+        registry = KeyRegistry(root)
+        reader = kafka.KafkaTopicReader(self.settings.kafka_connection("verifier"), self.topics.keys, partitions=[0])
+        follower = KeysFollower(reader, registry)
+        try:
+            await follower.start()
+        except BaseException:
+            with contextlib.suppress(KafkaError, OSError):
+                await follower.stop()
+            raise
+        return follower
+
+    async def _check_topics(self) -> bool:
         """Fail fast, in one line, when topics were not provisioned (auto-create is off by design)."""
         admin = kafka.admin(self.settings.kafka_connection(self.settings.stages[0]))
-        await admin.start()
         try:
+            await admin.start()
             existing = set(await admin.list_topics())
         finally:
-            await admin.close()
+            with contextlib.suppress(KafkaError, OSError):
+                await admin.close()
         missing = sorted(self.topics.name(t) for t in Topic if self.topics.name(t) not in existing)
         if missing:
             raise SettingsError(
                 f"topics missing on {self.settings.bootstrap}: {', '.join(missing)}; "
                 f"create them with: consent-broker topics create --prefix {self.topics.prefix}"
             )
+        return True
 
     def _watch(self, task: asyncio.Task[None]) -> None:
         """A task that dies takes the process down (so a supervisor restarts it), never silently."""
@@ -148,4 +207,6 @@ class Core:
                 log.error("task=%s ended with error=%r", task.get_name(), exc)  # noqa: TRY400 - _watch logged the traceback
         if self._keys is not None:
             await self._keys.stop()
+        if self.health is not None:
+            self.health.stop()
         log.info("core stopped")

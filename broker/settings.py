@@ -84,6 +84,8 @@ class CoreSettings:
     tls_credentials_dir: str = ""  # <dir>/core.<stage>/cert.pem and key.pem (0600): each stage's own principal
     core_signing_key_file: str = ""  # hex Ed25519 key (0600) signing MQTT acks and replica records for agents
     site_feed_replication: int = 1  # replication factor of the per-site replica feeds the mirror creates
+    # local checkpointed changelog stores (SQLite), so a restart restores only the changelog's tail; "" = none
+    state_dir: str = ""
 
     def __post_init__(self) -> None:
         problems = _problems(self)

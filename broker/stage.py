@@ -7,6 +7,12 @@ the partition's changelog records and the consumer offset commit in one transact
 ``read_committed``. On assignment, and after any failed transaction, the partition's in-memory
 state is rebuilt from its co-partitioned compacted changelog before processing resumes, so a
 kill -9 at any moment neither loses nor re-applies an event.
+
+Recovery (issue 13): with ``state_dir`` set, each changelog partition also lives in a local checkpointed
+store (:mod:`broker.changelog_store`), so a restart reads only the changelog's tail; a partition revoked and
+assigned back keeps its in-memory state and reads only what was written since. Positions are set explicitly
+(committed offset, else the partition's start) and silent partitions trigger a metadata refresh
+(:func:`consent_io.kafka.watch_leaders`), so a paused broker does not stall a partition for minutes.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -25,8 +32,11 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge, Histogram
 
+from broker.changelog_store import LocalChangelog, restore_partition
+from broker.sessions import backoff_delay
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
+from consent_io.recovery import RateLimit
 
 __all__ = ["Output", "StageConfig", "StageLogic", "TransactionalStage"]
 
@@ -41,7 +51,14 @@ BATCH_SECONDS = Histogram(
 )  # fmt: skip
 LAG = Gauge("broker_stage_consumer_lag_records", "High-water mark minus position", ["stage", "partition"])
 STATE_SIZE = Gauge("broker_stage_state_entries", "Entries held in memory", ["stage"])
+RESTORES = Counter("broker_stage_restores_total", "Partition state restores", ["stage", "kind"])
+HEALTHY = Gauge("broker_stage_healthy", "1 while the stage hears from Kafka and holds its partitions", ["stage"])
+SESSION_RESTARTS = Counter("broker_stage_session_restarts_total", "Kafka sessions restarted after a failure", ["stage"])
 TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions aborted and re-driven", ["stage"])
+# Waiting for Kafka to return (issue 13, item 4): full-jitter backoff from 0.5 s up to 5 s, so a stage is back
+# within ~5 s of Kafka and a fleet of stages does not reconnect in lockstep.
+RETRY_BASE_S = 0.5
+RETRY_CAP_S = 5.0
 # memoised key -> partition entries (~100 bytes each): bounded at ~10 MB, then simply cleared
 PARTITION_MEMO_MAX = 100_000
 
@@ -89,6 +106,7 @@ class StageConfig:
     compression: str | None = "lz4"
     transaction_timeout_ms: int = 60_000
     tick_interval_s: float = 1.0
+    state_dir: Path | None = None  # local checkpointed changelog stores (None: restore from Kafka only)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -113,8 +131,66 @@ class TransactionalStage:
         self._next_offset: dict[int, int] = {}
         self._partitions: dict[tuple[str, int, bytes], int] = {}  # see _partition_of
         self.ready = asyncio.Event()  # set once the first assignment is restored
+        self._local = LocalChangelog(config.state_dir, logic.name) if config.state_dir else None
+        self._changelog_next: dict[int, int] = {}  # partition -> next changelog offset the memory lacks
+        self._retained: set[int] = set()  # revoked partitions whose memory is kept until the next assignment
+        self._holding = False  # the last assignment is restored and positioned (no session lost since)
+        self._heard = False  # every assigned partition's leader answered recently (kafka.watch_leaders)
+        self._generation = 0  # bumped by every assignment change: records fetched before one are stale
+        self._progress: dict[TopicPartition, float] = {}  # when records of each partition were last handled
+        self._failure: BaseException | None = None  # a Kafka error in the rebalance listener (it must not hide)
+        self.restores: list[tuple[int, str, int]] = []  # (partition, kind, records read from Kafka) per restore
+        self.assignments: list[list[int]] = []  # the partitions of each assignment received
+
+    @property
+    def healthy(self) -> bool:
+        return self._holding and self._heard
+
+    def _set_holding(self, holding: bool) -> None:
+        self._holding = holding
+        HEALTHY.labels(self.logic.name).set(1 if self.healthy else 0)
+
+    def _set_heard(self, heard: bool) -> None:
+        self._heard = heard
+        HEALTHY.labels(self.logic.name).set(1 if self.healthy else 0)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run Kafka sessions until ``stop``; Kafka unreachable or lost ends a session, never the stage.
+
+        Between sessions the stage reports unhealthy (``healthy``, ``broker_stage_healthy``) and waits a backoff;
+        the partitions' in-memory state is kept, so the next assignment reads only the changelog's tail.
+        """
+        attempt = 0
+        lines = RateLimit(interval_s=30.0)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._session(stop)
+            except (KafkaError, OSError) as exc:
+                self._set_holding(False)
+                SESSION_RESTARTS.labels(self.logic.name).inc()
+                self._retain_all()
+                attempt = 0 if time.monotonic() - started > 60 else attempt + 1
+                delay = backoff_delay(attempt, RETRY_BASE_S, RETRY_CAP_S)
+                held = lines.allow("down", time.monotonic())
+                if held is not None:
+                    log.warning(
+                        "stage=%s Kafka unreachable or lost error=%r; retrying in %.1f s (%d similar lines held back)",
+                        self.logic.name, exc, delay, held,
+                    )  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            else:
+                return
+
+    def _retain_all(self) -> None:
+        """After a lost session: keep the memory of every partition that matches its committed changelog."""
+        for partition in list(self.producers):
+            self.producers.pop(partition, None)
+        for partition in list(self._changelog_next):
+            self._retained.add(partition)
+
+    async def _session(self, stop: asyncio.Event) -> None:
         consumer = kafka.consumer(
             self.config.kafka,
             group_id=self.config.group_id,
@@ -127,13 +203,34 @@ class TransactionalStage:
         )
         self._consumer = consumer
         consumer.subscribe([self.logic.input_topic], listener=_Listener(self))
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+            raise
+        watch_stop = asyncio.Event()
+        watcher = asyncio.create_task(
+            kafka.watch_leaders(
+                consumer, watch_stop, self.logic.name, on_health=self._set_heard, progress=self._progress
+            )
+        )
         try:
             while not stop.is_set():
+                generation = self._generation
                 batches = await consumer.getmany(
                     timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
                 )
+                if self._failure is not None:  # aiokafka logs and swallows a listener's error: end the session
+                    failure, self._failure = self._failure, None
+                    raise failure
                 async with self._lock:
+                    if generation != self._generation:
+                        # a rebalance ran during or after the fetch and re-positioned every partition at its
+                        # committed offset: handling records fetched before it would apply them twice. Read
+                        # them again instead (from their first offset, so none fetched after it is skipped).
+                        self._refetch(consumer, batches)
+                        batches = {}
                     if batches:
                         await self.logic.prepare()
                     # each partition has its own transactional producer, so their transactions commit
@@ -148,14 +245,27 @@ class TransactionalStage:
                     await self._maybe_tick()
                     self._update_gauges(consumer)
         finally:
+            watch_stop.set()
+            await watcher
             async with self._lock:
-                await consumer.stop()
+                with contextlib.suppress(KafkaError, OSError):
+                    await consumer.stop()
                 for partition in list(self.producers):
                     await self._close_producer(partition)
+                if stop.is_set() and self._local is not None:
+                    await self._local.close()
             log.info("stage=%s stopped", self.logic.name)
+
+    @staticmethod
+    def _refetch(consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+        assigned = consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in assigned:
+                consumer.seek(tp, records[0].offset)
 
     async def _handle(self, tp: TopicPartition, records: Sequence[Any]) -> None:
         started = time.perf_counter()
+        self._progress[tp] = time.time()
         EVENTS_IN.labels(self.logic.name).inc(len(records))
         outputs = self.logic.process(tp.partition, records, int(time.time() * 1000))
         ok = await self._transact(tp.partition, outputs, {tp: records[-1].offset + 1})
@@ -169,8 +279,9 @@ class TransactionalStage:
             return
         self._last_tick = time.monotonic()
         for partition, outputs in self.logic.tick(int(time.time() * 1000)).items():
-            if outputs and partition in self.producers:
-                await self._transact(partition, outputs, None)
+            if outputs and partition in self.producers and not await self._transact(partition, outputs, None):
+                assert self._consumer is not None  # the tick changed memory that was not committed: rebuild it
+                await self._recover(TopicPartition(self.logic.input_topic, partition))
 
     async def _transact(self, partition: int, outputs: list[Output], offsets: dict[TopicPartition, int] | None) -> bool:
         producer = self.producers[partition]
@@ -185,21 +296,39 @@ class TransactionalStage:
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.config.group_id)
             await producer.commit_transaction()
-            for future in futures:  # all done once committed; awaiting each re-raises a failed send
-                await future  # (asyncio.gather would add a callback per record: 10% of the verifier's time)
+            # all done once committed; awaiting each re-raises a failed send
+            # (asyncio.gather would add a callback per record: 10% of the verifier's time)
+            written = [await future for future in futures]
         except ProducerFenced:
             log.warning("stage=%s partition=%d fenced by a newer owner", self.logic.name, partition)
             await self._close_producer(partition)
-            self.logic.forget(partition)
+            self._forget(partition)
             return True  # no longer ours: nothing to recover
         except KafkaError as exc:
             log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
             TXN_ABORTS.labels(self.logic.name).inc()
-            with contextlib.suppress(KafkaError):
+            # AssertionError: aiokafka's state machine has no transaction to abort (the error came before
+            # begin_transaction took effect, e.g. right after an outage); _recover replaces the producer anyway
+            with contextlib.suppress(KafkaError, AssertionError):
                 await producer.abort_transaction()
             return False
         self._count(outputs)
+        self._committed_changelog(partition, outputs, written)
         return True
+
+    def _committed_changelog(self, partition: int, outputs: list[Output], written: list[Any]) -> None:
+        """Note the committed changelog records' offsets (and queue them for the local store)."""
+        topic = self.logic.changelog_topic
+        entries = [
+            (o.key, o.value, meta.offset)
+            for o, meta in zip(outputs, written, strict=True)
+            if o.topic == topic and o.key is not None and meta.partition == partition
+        ]
+        if topic is None or not entries:
+            return
+        self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), entries[-1][2] + 1)
+        if self._local is not None:
+            self._local.record(topic, partition, entries)
 
     def _count(self, outputs: list[Output]) -> None:
         """Metrics once per topic and reason, not per record (labels() costs a lock and a dict lookup)."""
@@ -227,28 +356,49 @@ class TransactionalStage:
     async def _recover(self, tp: TopicPartition) -> None:
         """After an aborted transaction: new producer, state from the changelog, rewind to committed."""
         await self._close_producer(tp.partition)
-        self.logic.forget(tp.partition)
+        self._forget(tp.partition)
         await self._open_partition(tp.partition)
         assert self._consumer is not None
-        committed = await self._consumer.committed(tp)
-        if committed is None:
-            await self._consumer.seek_to_beginning(tp)
-        else:
-            self._consumer.seek(tp, committed)
+        await kafka.seek_committed_or_start(self._consumer, [tp])
+
+    def _forget(self, partition: int) -> None:
+        self.logic.forget(partition)
+        self._changelog_next.pop(partition, None)
+        self._retained.discard(partition)
 
     async def _assign(self, partitions: list[int]) -> None:
+        try:
+            await self._assign_partitions(partitions)
+        except (KafkaError, OSError) as exc:
+            self._failure = exc
+
+    async def _assign_partitions(self, partitions: list[int]) -> None:
         async with self._lock:
+            self._generation += 1
+            self.assignments.append(sorted(partitions))
+            for partition in self._retained - set(partitions):
+                self._forget(partition)  # kept across the rebalance, but assigned elsewhere
             for partition in partitions:
                 if partition not in self.producers:
                     await self._open_partition(partition)
+            self._retained.clear()
+            if self._consumer is not None:  # an empty partition has no committed offset: position it now
+                tps = [TopicPartition(self.logic.input_topic, p) for p in partitions]
+                await kafka.seek_committed_or_start(self._consumer, tps)
             log.info("stage=%s assigned=%s", self.logic.name, sorted(self.producers))
+        self._set_holding(True)
         self.ready.set()
 
     async def _revoke(self, partitions: list[int]) -> None:
+        self._set_holding(False)
         async with self._lock:
+            self._generation += 1
             for partition in partitions:
                 await self._close_producer(partition)
-                self.logic.forget(partition)
+                if partition in self._changelog_next:
+                    self._retained.add(partition)  # its memory matches the committed changelog up to there
+                else:
+                    self._forget(partition)
 
     async def _open_partition(self, partition: int) -> None:
         producer = kafka.transactional_producer(
@@ -266,12 +416,25 @@ class TransactionalStage:
 
     async def _restore(self, partition: int) -> None:
         assert self.logic.changelog_topic is not None
-        restored = 0
-        async for record in kafka.iter_to_end(self.config.kafka, self.logic.changelog_topic, partitions=[partition]):
-            if record.key is not None and record.value is not None:
-                self.logic.restore(partition, record.key, record.value)
-                restored += 1
-        log.info("stage=%s partition=%d restored=%d", self.logic.name, partition, restored)
+        kept = self._changelog_next.get(partition) if partition in self._retained else None
+        if kept is None:
+            self._forget(partition)
+        stats = await restore_partition(
+            self.config.kafka,
+            self.logic.changelog_topic,
+            partition,
+            lambda key, value: self.logic.restore(partition, key, value),
+            self._local,
+            checkpoint=kept,
+        )
+        self._changelog_next[partition] = stats.end
+        kind = "kept" if kept is not None else "full" if stats.full else "local"
+        self.restores.append((partition, kind, stats.tail))
+        RESTORES.labels(self.logic.name, kind).inc()
+        log.info(
+            "stage=%s partition=%d restored=%d restore=%s local=%d tail=%d from=%d",
+            self.logic.name, partition, stats.local + stats.tail, kind, stats.local, stats.tail, stats.start,
+        )  # fmt: skip
 
     async def _close_producer(self, partition: int) -> None:
         producer = self.producers.pop(partition, None)

@@ -10,8 +10,13 @@ no consumer group): :func:`read_to_end` and :func:`iter_to_end` read up to the e
 start; a long-lived follower keeps calling :meth:`KafkaTopicReader.fetch`.
 
 The private aiokafka attributes this product relies on are touched only in this module
-(``consumer._client`` in :func:`partitions_for` and :func:`refresh_metadata`; the producer's
-``client.cluster`` in :func:`known_partitions`); ``tests/unit/io`` asserts each still exists.
+(``consumer._client`` in :func:`partitions_for`, :func:`refresh_metadata` and :func:`request_metadata_refresh`;
+the producer's ``client.cluster`` in :func:`known_partitions`); ``tests/unit/io`` asserts each still exists.
+
+Recovering from a paused or killed broker (issue 13): positions are set explicitly (:func:`seek_to_start`,
+:func:`seek_committed_or_start`) through ``beginning_offsets``, whose retries refresh metadata, never through
+``seek_to_beginning``/auto reset, whose ListOffsets retries do not; and :func:`watch_leaders` forces a metadata
+refresh when an assigned partition goes silent (:class:`consent_io.recovery.StallWatch`).
 
 Errors::
 
@@ -21,13 +26,18 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaTimeoutError
 
 from consent_io.connection import KafkaConnection
+from consent_io.recovery import MetadataThrottle, RateLimit, StallWatch
 from consent_io.tls import kafka_security_kwargs
 
 __all__ = [
@@ -47,8 +57,14 @@ __all__ = [
     "producer",
     "read_to_end",
     "refresh_metadata",
+    "request_metadata_refresh",
+    "seek_committed_or_start",
+    "seek_to_start",
     "transactional_producer",
+    "watch_leaders",
 ]
+
+log = logging.getLogger(__name__)
 
 # Every producer's max_request_size, set by the factories below (a caller cannot raise it): Kafka's broker
 # default message.max.bytes (1 MiB + 12 bytes), which this product's topics keep. Everything the product
@@ -62,6 +78,10 @@ METADATA_RETRY_S = 0.2
 ADMIN_REQUEST_TIMEOUT_MS = 30_000  # topic creation on a loaded single-node broker took up to ~10 s
 READ_BATCH_RECORDS = 10_000  # per getmany while reading to the end: restores are throughput-bound
 READ_POLL_MS = 500
+# A read to the end that gets nothing for this long while records remain is stuck (every broker down): it
+# raises, so its caller (a stage's restore) can end its session and retry with backoff instead of hanging.
+READ_STALL_S = 30.0
+WATCH_INTERVAL_S = 0.5  # how often watch_leaders looks at the partitions' last fetch times
 
 
 class TopicMissingError(Exception):
@@ -102,12 +122,43 @@ def _bounded_request(opts: dict[str, Any]) -> dict[str, Any]:
     return {**opts, "max_request_size": size}
 
 
+def _throttle_metadata(client: Any | None) -> None:
+    """Space the client's forced metadata refreshes (:class:`consent_io.recovery.MetadataThrottle`).
+
+    A refresh asked for too soon is answered, False, once the interval has passed, without a request: every
+    caller in aiokafka loops or waits on it, so it simply comes back a little later.
+    """
+    if client is None:  # a stand-in built by a unit test
+        return
+    original = client.force_metadata_update  # private to aiokafka: see tests/unit/io
+    throttle = MetadataThrottle()
+
+    def force_metadata_update() -> asyncio.Future[bool]:
+        loop = asyncio.get_running_loop()
+        delay = throttle.wait(loop.time())
+        if delay <= 0:
+            future: asyncio.Future[bool] = original()
+            return future
+        later: asyncio.Future[bool] = loop.create_future()
+        loop.call_later(delay, _resolve, later)
+        return later
+
+    client.force_metadata_update = force_metadata_update
+
+
+def _resolve(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
 def producer(conn: KafkaConnection, **opts: Any) -> AIOKafkaProducer:
     """A producer (not started); ``opts`` are aiokafka's (acks, linger_ms, enable_idempotence, ...).
 
     ``max_request_size`` is :data:`MAX_REQUEST_BYTES` unless ``opts`` lower it.
     """
-    return AIOKafkaProducer(**_common(conn), **_bounded_request(opts))
+    built = AIOKafkaProducer(**_common(conn), **_bounded_request(opts))
+    _throttle_metadata(getattr(built, "client", None))
+    return built
 
 
 def transactional_producer(conn: KafkaConnection, transactional_id: str, **opts: Any) -> AIOKafkaProducer:
@@ -116,13 +167,17 @@ def transactional_producer(conn: KafkaConnection, transactional_id: str, **opts:
     ``start()`` fences any older owner of the id.
     """
     settings: dict[str, Any] = {"enable_idempotence": True, "acks": "all", **_bounded_request(opts)}
-    return AIOKafkaProducer(**_common(conn), transactional_id=transactional_id, **settings)
+    built = AIOKafkaProducer(**_common(conn), transactional_id=transactional_id, **settings)
+    _throttle_metadata(getattr(built, "client", None))
+    return built
 
 
 def consumer(conn: KafkaConnection, *topics: str, **opts: Any) -> AIOKafkaConsumer:
     """A consumer (not started): read_committed and no auto commit unless ``opts`` say otherwise."""
     settings: dict[str, Any] = {"enable_auto_commit": False, "isolation_level": "read_committed", **opts}
-    return AIOKafkaConsumer(*topics, **_common(conn), **settings)
+    built = AIOKafkaConsumer(*topics, **_common(conn), **settings)
+    _throttle_metadata(getattr(built, "_client", None))  # private: see tests/unit/io
+    return built
 
 
 def admin(conn: KafkaConnection, **opts: Any) -> AIOKafkaAdminClient:
@@ -143,6 +198,85 @@ async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
     await consumer._client.force_metadata_update()  # private: see tests/unit/io
 
 
+def request_metadata_refresh(consumer: AIOKafkaConsumer) -> None:
+    """Ask a started consumer to refresh its metadata soon, without waiting (a paused broker may not answer)."""
+    consumer._client.force_metadata_update()  # private: see tests/unit/io; returns a future we need not await
+
+
+async def seek_to_start(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
+    """Position ``tps`` at their first offsets, explicitly.
+
+    ``seek_to_beginning`` leaves the reset to the fetcher, whose ListOffsets retry ignores
+    ``NotLeaderForPartition`` (retried every 100 ms on stale metadata, for minutes after a broker pause);
+    ``beginning_offsets`` refreshes metadata on each such error.
+    """
+    if not tps:
+        return
+    starts = await consumer.beginning_offsets(list(tps))
+    for tp in tps:
+        consumer.seek(tp, starts[tp])
+
+
+async def seek_committed_or_start(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
+    """Position each of ``tps`` at its group's committed offset, or at its start when it has none.
+
+    An empty partition never gets a committed offset, so without this every rebalance would leave it to the
+    fetcher's auto reset (see :func:`seek_to_start`).
+    """
+    fresh = []
+    for tp in tps:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            fresh.append(tp)
+        else:
+            consumer.seek(tp, committed)
+    await seek_to_start(consumer, fresh)
+
+
+async def watch_leaders(
+    consumer: AIOKafkaConsumer,
+    stop: asyncio.Event,
+    name: str,
+    *,
+    watch: StallWatch[TopicPartition] | None = None,
+    clock: Callable[[], float] = time.time,
+    on_health: Callable[[bool], None] | None = None,
+    progress: Mapping[TopicPartition, float] | None = None,
+) -> None:
+    """Until ``stop``: force a metadata refresh (with backoff) whenever an assigned partition goes silent.
+
+    Silent = no fetch response for it (``last_poll_timestamp``, wall-clock ms) for ``watch.stale_after_s``:
+    its leader is paused, dead or moved. One rate-limited log line per stall, not one per retry.
+    ``on_health(False)`` while any assigned partition is silent, ``on_health(True)`` once none is.
+    ``progress``: when the caller last consumed records of each partition (wall-clock s): a partition whose
+    fetched records are still being worked through is not fetched meanwhile, and is not silent either.
+    """
+    watch = watch or StallWatch[TopicPartition]()
+    lines = RateLimit(interval_s=30.0)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WATCH_INTERVAL_S)
+        heard: dict[TopicPartition, float | None] = {}
+        for tp in consumer.assignment():
+            last_ms = consumer.last_poll_timestamp(tp)
+            last = last_ms / 1000 if last_ms else None
+            worked = progress.get(tp) if progress is not None else None
+            heard[tp] = last if worked is None else max(worked, last or worked)
+        verdict = watch.observe(clock(), heard)
+        if on_health is not None and heard:
+            on_health(not verdict.stale)
+        if verdict.refresh:
+            request_metadata_refresh(consumer)
+            held = lines.allow("stall", time.monotonic())
+            if held is not None:
+                log.warning(
+                    "client=%s silent partitions=%s; refreshing metadata (%d similar lines held back)",
+                    name,
+                    ",".join(f"{tp.topic}/{tp.partition}" for tp in verdict.stale),
+                    held,
+                )
+
+
 def known_partitions(producer: AIOKafkaProducer, topic: str) -> set[int] | None:
     """The partitions of ``topic`` in the producer's metadata cache, or None if not known yet."""
     partitions = producer.client.cluster.partitions_for_topic(topic)  # undocumented: see tests/unit/io
@@ -161,7 +295,7 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartit
         raise TopicMissingError(f"topic {topic} does not exist; run `consent-broker topics create`")
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
+    await seek_to_start(consumer, tps)
     return tps
 
 
@@ -177,6 +311,7 @@ class KafkaTopicReader:
         self.topic = topic
         self._partitions = partitions
         self.consumer = consumer(conn, **opts)
+        self.starts: dict[TopicPartition, int] = {}
         self.ends: dict[TopicPartition, int] = {}
 
     async def start(self, positions: Mapping[int, int] | None = None) -> None:
@@ -187,11 +322,16 @@ class KafkaTopicReader:
         else:
             tps = [TopicPartition(self.topic, p) for p in self._partitions]
             self.consumer.assign(tps)
-            await self.consumer.seek_to_beginning(*tps)
+            await seek_to_start(self.consumer, tps)
         for tp in tps:
             if positions and tp.partition in positions:
                 self.consumer.seek(tp, positions[tp.partition])
+        self.starts = {tp: await self.consumer.position(tp) for tp in tps}
         self.ends = await self.consumer.end_offsets(tps)
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (e.g. a local checkpoint's) instead of from its start."""
+        self.consumer.seek(TopicPartition(self.topic, partition), offset)
 
     async def fetch(self, timeout_ms: int = READ_POLL_MS, max_records: int | None = None) -> dict[int, list[Any]]:
         """One fetch: partition -> records (possibly empty)."""
@@ -208,10 +348,22 @@ class KafkaTopicReader:
         await self.consumer.stop()
 
     async def to_end(self) -> AsyncIterator[Any]:
-        """Every record below the end offsets seen at ``start``, partition by partition in offset order."""
+        """Every record below the end offsets seen at ``start``, partition by partition in offset order.
+
+        Raises ``KafkaTimeoutError`` when no record arrives for :data:`READ_STALL_S` while some remain.
+        """
+        loop = asyncio.get_running_loop()
         for tp, end in sorted(self.ends.items(), key=lambda item: item[0].partition):
-            while await self.consumer.position(tp) < end:
+            progressed = loop.time()
+            while (position := await self.consumer.position(tp)) < end:
                 fetched = await self.consumer.getmany(tp, timeout_ms=READ_POLL_MS, max_records=READ_BATCH_RECORDS)
+                if await self.consumer.position(tp) > position:
+                    progressed = loop.time()
+                elif loop.time() - progressed > READ_STALL_S:
+                    raise KafkaTimeoutError(
+                        f"reading {tp.topic}/{tp.partition} to offset {end}: nothing for {READ_STALL_S:.0f} s "
+                        f"at offset {position}"
+                    )
                 for batch in fetched.values():
                     for record in batch:
                         if record.offset < end:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from consent_io.logs import quiet_client_retries
 from consent_wire.errors import ValidationError
 from edge_agent.config import Settings, load_settings
 from edge_agent.errors import EdgeError
@@ -55,6 +56,7 @@ def cli(verbose: bool) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
         stream=sys.stderr,
     )
+    quiet_client_retries()  # one line per kind of Kafka client retry per 30 s, not one per 100 ms
 
 
 _config_option = click.option(

@@ -1,7 +1,7 @@
 """Audit transparency log benchmark: appends/s with two witnesses cosigning every checkpoint, checkpoint latency
 (from an append's call to the first cosigned checkpoint covering it) and proof sizes; writes bench/audit.json.
 
-    make bench-audit                                    # its own secure stack on 29992/21983
+    make bench-audit                                    # its own secure stack on 28792/20783
     .venv/bin/python -m loadtests.audit_bench --kafka-port 23592 --mqtt-port 15583 --seconds 20
 
 Method: one fenced appender (transactional producer, core.api principal with its ACLs) on a fresh audit topic,
@@ -39,8 +39,8 @@ from loadtests.stack import BenchStack
 
 __all__ = ["main"]
 
-AUDIT_KAFKA_PORT = 29992  # below Linux's ephemeral range (see loadtests.stack), apart from the other benches
-AUDIT_MQTT_PORT = 21983
+AUDIT_KAFKA_PORT = 28792  # below Linux's ephemeral range (see loadtests.stack), apart from the other benches
+AUDIT_MQTT_PORT = 20783
 
 
 def _record(n: int) -> AuditRecord:

@@ -24,8 +24,11 @@ from broker.infra.local import LocalDeployment
 from broker.topics import TopicNames, create_topics
 from consent_io.connection import KafkaConnection, MqttConnection
 
-TEST_KAFKA_PORT = int(os.environ.get("CONSENT_TEST_KAFKA_PORT", "19092"))
-TEST_MQTT_PORT = int(os.environ.get("CONSENT_TEST_MQTT_PORT", "11883"))
+DEFAULT_TEST_KAFKA_PORT = 19092  # below Linux's ephemeral range (tests/unit/infra/test_ports.py)
+DEFAULT_TEST_MQTT_PORT = 11883
+CLUSTER_PORT_OFFSET = 100  # the 3-node stack ("test3") listens on the test ports + 100
+TEST_KAFKA_PORT = int(os.environ.get("CONSENT_TEST_KAFKA_PORT", str(DEFAULT_TEST_KAFKA_PORT)))
+TEST_MQTT_PORT = int(os.environ.get("CONSENT_TEST_MQTT_PORT", str(DEFAULT_TEST_MQTT_PORT)))
 
 
 def _stack(name: str, kafka_port: int, mqtt_port: int, nodes: int = 1) -> Iterator[Infra]:
@@ -109,4 +112,4 @@ def _all_topics() -> list:  # type: ignore[type-arg]
 @pytest.fixture(scope="session")
 def cluster3() -> Iterator[Infra]:
     """A three-broker KRaft cluster (RF 3, min ISR 2) for replication and failover tests."""
-    yield from _stack("test3", TEST_KAFKA_PORT + 100, TEST_MQTT_PORT + 100, nodes=3)
+    yield from _stack("test3", TEST_KAFKA_PORT + CLUSTER_PORT_OFFSET, TEST_MQTT_PORT + CLUSTER_PORT_OFFSET, nodes=3)

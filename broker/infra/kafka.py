@@ -215,6 +215,11 @@ def format_nodes(libs: Path, nodes: list[KafkaNode], tls: KafkaTls | None = None
 def start_node(libs: Path, node: KafkaNode) -> None:
     if process.is_running(node.pid_file):
         return
+    try:  # a restarted broker could not bind its port (issue 13): wait for it to come free, or say why not
+        for port in (node.port, node.controller_port):
+            process.wait_port_free(port, f"Kafka node {node.node_id}")
+    except process.PortBusyError as exc:
+        raise InfraError(str(exc)) from exc
     argv = java_argv(libs, node, "kafka.Kafka", str(node.directory / "server.properties"))
     process.start_detached(argv, node.pid_file, node.log_file, node.directory)
 

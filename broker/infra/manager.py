@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,10 +185,21 @@ class Infra:
         process.kill(node.pid_file)
 
     def start_node(self, node_id: int) -> None:
+        self.start_nodes([node_id])
+
+    def start_nodes(self, node_ids: list[int]) -> None:
+        """Start these nodes, then wait for each (after a full outage no node is ready before a majority runs)."""
         libs = kafka.ensure_jars(self.config.cache_dir)
+        nodes = [self.config.kafka_nodes()[i - 1] for i in node_ids]
+        for node in nodes:
+            kafka.start_node(libs, node)
+        for node in nodes:
+            kafka.wait_ready(node)
+
+    def pause_node(self, node_id: int, paused: bool = True) -> None:
+        """SIGSTOP (``paused``) or SIGCONT one Kafka node (fault tests: a broker that stops answering)."""
         node = self.config.kafka_nodes()[node_id - 1]
-        kafka.start_node(libs, node)
-        kafka.wait_ready(node)
+        process.send_signal(node.pid_file, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def reset(self) -> None:
         """Stop everything and delete all data (topics, sessions)."""

@@ -115,6 +115,10 @@ class MosquittoService:
         conf = self.directory / "mosquitto.conf"
         security = self.tls.config() if self.tls else INSECURE
         conf.write_text(self.config_text(data, security))
+        try:
+            process.wait_port_free(self.port, "Mosquitto")
+        except process.PortBusyError as exc:
+            raise InfraError(str(exc)) from exc
         process.start_detached([binary, "-c", str(conf)], self.pid_file, self.log_file, self.directory)
         if not process.wait_for_port(self.port, READY_TIMEOUT_S, alive=self.pid_file):
             tail = self.log_file.read_text(errors="replace").strip().splitlines()[-3:]

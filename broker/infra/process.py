@@ -10,7 +10,59 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["is_running", "kill", "port_open", "send_signal", "start_detached", "stop", "wait_for_port"]
+__all__ = [
+    "EPHEMERAL_PORTS",
+    "PortBusyError",
+    "is_running",
+    "kill",
+    "port_bindable",
+    "port_open",
+    "send_signal",
+    "start_detached",
+    "stop",
+    "wait_for_port",
+    "wait_port_free",
+]
+
+# Linux's default ephemeral range (/proc/sys/net/ipv4/ip_local_port_range): an outgoing connection may take
+# any of these as its local port, so a service restarted on one may find it taken (issue 13, item 5).
+EPHEMERAL_PORTS = range(32768, 61000)
+BIND_WAIT_S = 30.0  # how long a start waits for its port to come free (TIME_WAIT, a dying previous process)
+BIND_POLL_S = 0.5
+
+
+class PortBusyError(OSError):
+    """A service's port stayed taken: the message names the port and what to do."""
+
+
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a listener could bind ``host:port`` now (with SO_REUSEADDR, as Kafka's and Mosquitto's do)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_port_free(port: int, what: str, timeout_s: float = BIND_WAIT_S) -> None:
+    """Wait until ``port`` can be bound, retrying; raise :class:`PortBusyError` with a clear message if it cannot."""
+    deadline = time.monotonic() + timeout_s
+    while not port_bindable(port):
+        if time.monotonic() >= deadline:
+            hint = (
+                f"; it lies in Linux's ephemeral range {EPHEMERAL_PORTS.start}-{EPHEMERAL_PORTS.stop - 1}, where "
+                "outgoing connections take ports: choose one outside it"
+                if port in EPHEMERAL_PORTS
+                else "; stop what holds it (`ss -ltnp 'sport = :PORT'`) or choose another port".replace(
+                    "PORT", str(port)
+                )
+            )
+            raise PortBusyError(
+                f"{what} cannot bind 127.0.0.1:{port}: address already in use after {timeout_s:.0f} s{hint}"
+            )
+        time.sleep(BIND_POLL_S)
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:

@@ -3,7 +3,7 @@
 The check is the acceptance of DESIGN.md section 5: the state topic (read_committed) equals a
 reference replay of every acknowledged event, ignoring source offsets; no event is applied twice
 (state versions sum to the number of distinct events) and the events topic holds each
-(agent, seq) exactly once.
+(agent, seq) and each event id exactly once (issue 13's ledger: nothing lost, nothing doubled).
 """
 
 from __future__ import annotations
@@ -196,6 +196,8 @@ class Outcome:
     event_records: int  # records in the events topic (read_committed)
     duplicates: int  # (agent, seq) pairs appearing more than once there
     missing: int  # acknowledged (agent, seq) pairs absent from it
+    duplicate_ids: int  # event ids appearing more than once there
+    missing_ids: int  # acknowledged event ids absent from it
     aborted_records: int  # events + state records of transactions that never committed (kills mid-batch)
     dead_letters: dict[str, int]
 
@@ -233,10 +235,12 @@ async def check_against_replay(
         if key not in states or _essence(states[key]) != _essence(replay(key, by_patient.get(key, [])))
     )
     pairs: Counter[tuple[str, int]] = Counter()
+    ids: Counter[str] = Counter()
     records = await read_all(conn, topics.events)
     for r in records:
         ve = decode_verified_event(r.value)
         pairs[(ve.agent_id, ve.event.seq)] += 1
+        ids[ve.event.event_id] += 1
     aborted = 0
     for topic, committed in ((topics.events, len(records)), (topics.state, None)):
         if committed is None:
@@ -251,6 +255,8 @@ async def check_against_replay(
         event_records=len(records),
         duplicates=sum(1 for n in pairs.values() if n > 1),
         missing=len({(e.agent_id, e.seq) for e in events} - set(pairs)),
+        duplicate_ids=sum(1 for n in ids.values() if n > 1),
+        missing_ids=len({e.event_id for e in events} - set(ids)),
         aborted_records=aborted,
         dead_letters=dict(letters),
     )

@@ -128,6 +128,8 @@ def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
         consumer = kafka.consumer(PLAIN)
         assert inspect.iscoroutinefunction(consumer._client.fetch_all_metadata)
         assert callable(consumer._client.force_metadata_update)  # returns a future
+        assert callable(producer_client_force := kafka.producer(PLAIN).client.force_metadata_update)
+        assert producer_client_force.__name__ == "force_metadata_update"  # spaced: consent_io.kafka._throttle_metadata
         producer = kafka.producer(PLAIN)
         assert producer.client.cluster.partitions_for_topic("never-seen") is None
         assert kafka.known_partitions(producer, "never-seen") is None

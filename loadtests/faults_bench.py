@@ -1,0 +1,407 @@
+"""``make bench-faults`` (``python -m loadtests.faults_bench [--quick]``): catch-up time after each kind of fault.
+
+Method (issue 13). A three-broker cluster (replication 3, min ISR 2) of its own, the core as a child process
+(``python -m broker run``, verifier + reconciler, local checkpointed state) and real edge agents (in this
+process, each with its SQLite outbox, HTTP API and Kafka publisher) taking submissions over HTTP at a steady
+rate, each about a patient of its own. An observer follows the events and state topics (read_committed) and
+notes when each event id and each patient first appears. Faults, one after the other:
+
+- ``stage_kill``: kill -9 of the core, restarted at once;
+- ``broker_kill``: kill -9 of one broker, restarted after a few seconds;
+- ``broker_pause``: SIGSTOP of one broker for ~10 s, then SIGCONT;
+- ``outage``: every broker killed, ~20 s (quick) of no Kafka at all, then all restarted;
+- ``rebalance``: a second core joins the group, then leaves it (SIGTERM): two samples.
+
+Catch-up after a fault = from the restore (the restart, SIGCONT, the cluster ready again, the join or leave)
+until every submission acknowledged (202) before that moment is visible on the events topic and in the state,
+0 if it already was. After an outage the agents' own reconnect backoff (capped at 2 s here) is included.
+The ledger at the end (a fresh read of the events topic): ``lost`` = acknowledged event ids missing from it or
+from the state, ``duplicated`` = event ids and (agent, seq) pairs present more than once.
+
+Ports: ``--kafka-port``/``--mqtt-port`` or ``CONSENT_BENCH_FAULTS_KAFKA_PORT``/``_MQTT_PORT``; the three brokers
+use kafka-port .. kafka-port+5. Writes ``bench/faults.json`` and prints the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import TopicPartition
+
+from broker.infra import InfraConfig
+from broker.keys_admin import publish_key_events
+from broker.topics import Topic, TopicNames, create_topics
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
+from consent_io.logs import quiet_client_retries
+from consent_wire.dsse import public_key_bytes
+from consent_wire.identity import patient_key
+from consent_wire.keys import OperatorRoot
+from consent_wire.signing import decode_verified_event
+from edge_agent.api_auth import generate_token_file
+from edge_agent.app import Agent
+from edge_agent.config import Settings
+from edge_agent.wire import generate_signing_key
+from loadtests.coreproc import CoreEnv, CoreProcess, free_port
+from loadtests.realfleet import SECRET, nhs_numbers
+from loadtests.stack import BenchStack
+
+__all__ = ["FAULTS_KAFKA_PORT", "FAULTS_MQTT_PORT", "main"]
+
+log = logging.getLogger("loadtests.faults")
+
+# The fault bench's own 3-broker stack (ports 28892-28897 and 20883): below Linux's ephemeral range (32768-60999)
+# and apart from the tests' (19092.., 11883), the bench's (29792, 21783) and the demo's (29092, 21883) stacks.
+FAULTS_KAFKA_PORT = 28892
+FAULTS_MQTT_PORT = 20883
+PARTITIONS = 4
+CATCH_UP_TIMEOUT_S = 180.0  # a catch-up longer than this is reported as this (and the goal is missed)
+GOALS_S = {"stage_kill": 15.0, "broker_kill": 15.0, "broker_pause": 15.0, "outage": 10.0}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    at: float
+    event_id: str
+    patient: str
+    agent_id: str
+    seq: int
+
+
+@dataclass
+class Observer:
+    """First time each event id (events topic) and patient key (state topic) was seen, from one clock."""
+
+    conn: KafkaConnection
+    names: TopicNames
+    events_seen: dict[str, float] = field(default_factory=dict)
+    state_seen: dict[str, float] = field(default_factory=dict)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = kafka.consumer(self.conn)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in (self.names.events, self.names.state) for p in range(PARTITIONS)]
+            consumer.assign(tps)
+            await kafka.seek_to_start(consumer, tps)
+            watcher = asyncio.create_task(kafka.watch_leaders(consumer, stop, "faults-observer"))
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                now = time.monotonic()
+                for tp, records in batches.items():
+                    for r in records:
+                        if tp.topic == self.names.events:
+                            self.events_seen.setdefault(decode_verified_event(r.value).event.event_id, now)
+                        elif r.key is not None:
+                            self.state_seen.setdefault(r.key.decode(), now)
+            await watcher
+        finally:
+            await consumer.stop()
+
+    def visible(self, ack: Ack) -> float | None:
+        seen = (self.events_seen.get(ack.event_id), self.state_seen.get(ack.patient))
+        return None if None in seen else max(s for s in seen if s is not None)
+
+
+@dataclass
+class Fleet:
+    """Real edge agents (Kafka transport) driven over HTTP; every 202 is noted as an :class:`Ack`."""
+
+    agents: list[Agent]
+    tokens: list[str]
+    numbers: list[list[str]]
+    rate_per_agent: float
+    acks: list[Ack] = field(default_factory=list)
+    refused: int = 0
+
+    async def drive(self, stop: asyncio.Event) -> None:
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(*(self._drive(session, i, stop) for i in range(len(self.agents))))
+
+    async def _drive(self, session: aiohttp.ClientSession, i: int, stop: asyncio.Event) -> None:
+        agent, numbers = self.agents[i], self.numbers[i]
+        url = f"http://127.0.0.1:{agent.settings.http_port}/v1/events"
+        headers = {"Authorization": f"Bearer {self.tokens[i]}"}
+        start, k = time.monotonic(), 0
+        while not stop.is_set() and k < len(numbers):
+            body = {
+                "type": "consent_decision",
+                "nhs_number": numbers[k],
+                "event_id": secrets.token_hex(16),
+                "payload": {"directive": "OPTOUT", "purpose": "HRESCH", "data_class": "ALL", "recipient": "*"},
+            }
+            async with session.post(url, json=body, headers=headers) as resp:
+                receipt = await resp.json() if resp.status == 202 else None
+            if receipt is None:
+                self.refused += 1
+            else:
+                key = patient_key(SECRET, numbers[k])
+                self.acks.append(
+                    Ack(time.monotonic(), receipt["event_id"], key, agent.settings.agent_id, receipt["seq"])
+                )
+            k += 1
+            await asyncio.sleep(max(0.0, start + k / self.rate_per_agent - time.monotonic()))
+
+    async def pending(self) -> int:
+        return sum([(await a.outbox.stats()).pending for a in self.agents])
+
+
+@dataclass
+class Bench:
+    stack: BenchStack
+    names: TopicNames
+    env: CoreEnv
+    workdir: Path
+    fleet: Fleet
+    observer: Observer
+    cores: list[CoreProcess] = field(default_factory=list)
+    catch_up: dict[str, list[float]] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    _core_count: int = 0
+
+    def start_core(self) -> CoreProcess:
+        self._core_count += 1
+        core = CoreProcess(self.env, ("verifier", "reconciler"), self.workdir, f"core-{self._core_count}")
+        self.cores.append(core)
+        return core
+
+    async def catch_up_after(self, kind: str, restored: float) -> float:
+        """Seconds from ``restored`` until every submission acknowledged before it is visible (0: it was)."""
+        before = [a for a in self.fleet.acks if a.at <= restored]
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            seen = [self.observer.visible(a) for a in before]
+            if all(s is not None for s in seen):
+                latest = max((s for s in seen if s is not None), default=restored)
+                value = round(max(0.0, latest - restored), 2)
+                break
+            await asyncio.sleep(0.1)
+        else:
+            value = CATCH_UP_TIMEOUT_S
+        self.catch_up.setdefault(kind, []).append(value)
+        self.timeline.append({"fault": kind, "acked_before": len(before), "catch_up_s": value})
+        print(f"  {kind:<13} catch-up {value:6.2f} s  ({len(before)} submissions acknowledged before)", flush=True)
+        return value
+
+    async def stage_kill(self) -> None:
+        victim = next(c for c in reversed(self.cores) if c.alive())
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.proc.wait()
+        self.start_core()
+        await self.catch_up_after("stage_kill", time.monotonic())
+
+    async def broker_kill(self, down_s: float) -> None:
+        await asyncio.to_thread(self.stack.infra.kill_node, 2)
+        await asyncio.sleep(down_s)
+        await asyncio.to_thread(self.stack.infra.start_node, 2)
+        await self.catch_up_after("broker_kill", time.monotonic())
+
+    async def broker_pause(self, paused_s: float) -> None:
+        self.stack.infra.pause_node(3)
+        await asyncio.sleep(paused_s)
+        self.stack.infra.pause_node(3, paused=False)
+        await self.catch_up_after("broker_pause", time.monotonic())
+
+    async def outage(self, down_s: float) -> None:
+        for node in (1, 2, 3):
+            await asyncio.to_thread(self.stack.infra.kill_node, node)
+        await asyncio.sleep(down_s)
+        crashed = [c.name for c in self.cores if c.proc.returncode not in (None, -signal.SIGKILL, 0)]
+        self.timeline.append({"fault": "outage", "core_exited_during_outage": crashed})
+        await asyncio.to_thread(self.stack.infra.start_nodes, [1, 2, 3])
+        await self.catch_up_after("outage", time.monotonic())
+
+    async def rebalance(self, settle_s: float) -> None:
+        second = self.start_core()
+        await self.catch_up_after("rebalance", time.monotonic())
+        await asyncio.sleep(settle_s)
+        await asyncio.to_thread(second.stop)
+        await self.catch_up_after("rebalance", time.monotonic())
+
+
+async def _setup(stack: BenchStack, workdir: Path, agents: int, per_agent: int, rate: float) -> Bench:
+    prefix = f"faults{int(time.time())}"
+    names = TopicNames(prefix)
+    app_id = f"{prefix}-core"
+    operator = stack.operator()
+    partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
+    await create_topics(operator, names, replication=3, partitions=dict.fromkeys(partitioned, PARTITIONS))
+    root = OperatorRoot.generate()
+    secret_file = workdir / "pseudonym.secret"
+    secret_file.write_text(SECRET.hex())
+    secret_file.chmod(0o600)
+    ids = [(f"faults-agent-{i}", f"A8{i:04d}") for i in range(agents)]
+    await stack.deployment.grant(prefix, app_id, ids)
+    registrations, settings, tokens = [], [], []
+    for agent_id, site in ids:
+        directory = workdir / agent_id
+        directory.mkdir()
+        public = generate_signing_key(directory / "signing.pem")
+        registrations.append(root.register(agent_id, public, 0))
+        token_file = directory / "api-token"
+        tokens.append(generate_token_file(token_file).decode())
+        security: dict[str, Any] = dict(stack.deployment.agent_settings(agent_id, site))
+        settings.append(
+            Settings(
+                agent_id=agent_id,
+                site=site,
+                data_dir=directory,
+                pseudonym_secret_file=secret_file,
+                signing_key_file=directory / "signing.pem",
+                transport="kafka",
+                kafka_bootstrap=stack.bootstrap,
+                ingress_topic=names.ingress,
+                state_topic=names.state,
+                shielding_topic=names.shielding,
+                http_port=free_port(),
+                backoff_cap_s=2.0,
+                follow_replica=False,
+                api_token_file=token_file,
+                **security,
+            )
+        )
+    await publish_key_events(operator, names.keys, registrations)
+    env = CoreEnv(
+        stack.bootstrap, prefix, app_id, public_key_bytes(root.public_key).hex(),
+        mqtt_port=stack.mqtt_port,
+        security={**stack.deployment.core_env(), "CONSENT_STATE_DIR": str(workdir / "state")},
+    )  # fmt: skip
+    started = [await Agent.start(s) for s in settings]
+    numbers = [nhs_numbers(500_000_000 + i * per_agent * 2, per_agent) for i in range(agents)]
+    fleet = Fleet(started, tokens, numbers, rate)
+    return Bench(stack, names, env, workdir, fleet, Observer(operator, names))
+
+
+async def _ledger(bench: Bench) -> dict[str, int]:
+    records = await kafka.read_to_end(bench.stack.operator(), bench.names.events)
+    ids: Counter[str] = Counter()
+    pairs: Counter[tuple[str, int]] = Counter()
+    for r in records:
+        ve = decode_verified_event(r.value)
+        ids[ve.event.event_id] += 1
+        pairs[(ve.agent_id, ve.event.seq)] += 1
+    acked = bench.fleet.acks
+    missing = {a.event_id for a in acked if a.event_id not in ids or a.patient not in bench.observer.state_seen}
+    return {
+        "acknowledged": len(acked),
+        "event_records": len(records),
+        "lost": len(missing),
+        "duplicated": sum(1 for n in ids.values() if n > 1) + sum(1 for n in pairs.values() if n > 1),
+        "duplicated_by_event_id": sum(1 for n in ids.values() if n > 1),
+        "duplicated_by_agent_seq": sum(1 for n in pairs.values() if n > 1),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    config = InfraConfig(name="bench-faults", kafka_port=args.kafka_port, mqtt_port=args.mqtt_port, nodes=3)
+    began = time.monotonic()
+    print(f"bench-faults: 3-broker stack on 127.0.0.1:{args.kafka_port}.. (starting if needed)", flush=True)
+    stack = await asyncio.to_thread(BenchStack.up, config)
+    rounds = 1 if quick else 3
+    with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
+        bench = await _setup(stack, Path(tmp), args.agents, per_agent=int(args.rate * 900 * rounds), rate=args.rate)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(bench.observer.run(stop)), asyncio.create_task(bench.fleet.drive(stop))]
+        try:
+            bench.start_core()
+            await asyncio.sleep(15.0)  # warm-up: the core joins, restores and takes the agents' first submissions
+            await bench.catch_up_after("start", time.monotonic())
+            for _ in range(rounds):
+                await bench.stage_kill()
+                await bench.broker_kill(down_s=5.0)
+                await bench.broker_pause(paused_s=10.0)
+                await bench.outage(down_s=20.0 if quick else 30.0)
+                await bench.rebalance(settle_s=5.0)
+            stop.set()
+            await tasks[1]
+            drain_deadline = time.monotonic() + 120
+            while await bench.fleet.pending() and time.monotonic() < drain_deadline:  # noqa: ASYNC110 - polling
+                await asyncio.sleep(0.2)
+            await bench.catch_up_after("final", time.monotonic())
+            ledger = await _ledger(bench)
+        finally:
+            stop.set()
+            for task in tasks:
+                with contextlib.suppress(Exception):
+                    await task
+            churn = {c.name: c.group_churn() for c in bench.cores}
+            exits = {c.name: c.proc.returncode for c in bench.cores}
+            for core in bench.cores:
+                await asyncio.to_thread(core.stop)
+            for agent in bench.fleet.agents:
+                with contextlib.suppress(Exception):
+                    await agent.stop()
+            if not args.keep_stack:
+                await asyncio.to_thread(stack.down_if_started)
+    catch_up = {k: v for k, v in bench.catch_up.items() if k not in ("start", "final")}
+    return {
+        "method": (__doc__ or "").split("Ports:")[0].strip(),
+        "quick": quick,
+        "machine_note": "2 shared cores (other work runs beside the bench): figures move between runs",
+        "agents": args.agents,
+        "rate_per_agent": args.rate,
+        "catch_up_s": catch_up,
+        "goals_s": GOALS_S,
+        "goals_met": {k: max(v) <= GOALS_S[k] for k, v in catch_up.items() if k in GOALS_S},
+        "lost": ledger["lost"],
+        "duplicated": ledger["duplicated"],
+        "ledger": ledger,
+        "refused_submissions": bench.fleet.refused,
+        "core_processes": {"exit_codes": exits, "churn": churn},
+        "timeline": bench.timeline,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.faults_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round of each fault (make bench-faults QUICK=1)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "faults.json")
+    env = os.environ
+    parser.add_argument(
+        "--kafka-port", type=int, default=int(env.get("CONSENT_BENCH_FAULTS_KAFKA_PORT", FAULTS_KAFKA_PORT))
+    )
+    parser.add_argument(
+        "--mqtt-port", type=int, default=int(env.get("CONSENT_BENCH_FAULTS_MQTT_PORT", FAULTS_MQTT_PORT))
+    )
+    parser.add_argument("--agents", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=50.0, help="submissions/s per agent")
+    parser.add_argument("--keep-stack", action="store_true", help="leave a stack this run started running")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
+    )
+    quiet_client_retries()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the faults are deliberate: their noise is expected
+    args = _parse(argv)
+    from consent_io import loop
+
+    result = loop.run(run(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("catch_up_s", "goals_met", "lost", "duplicated", "seconds")}, indent=2))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
