@@ -55,6 +55,10 @@ RESTORES = Counter("broker_stage_restores_total", "Partition state restores", ["
 HEALTHY = Gauge("broker_stage_healthy", "1 while the stage hears from Kafka and holds its partitions", ["stage"])
 SESSION_RESTARTS = Counter("broker_stage_session_restarts_total", "Kafka sessions restarted after a failure", ["stage"])
 TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions aborted and re-driven", ["stage"])
+# A partition's recovery (new producer: init_transactions; changelog restore) that has not finished by then ends
+# the Kafka session instead: the next session starts from the committed offsets (e.g. right after an outage,
+# while the brokers still answer UnknownTopicOrPartition, a recovery could otherwise wait for minutes).
+RECOVER_TIMEOUT_S = 60.0
 # Waiting for Kafka to return (issue 13, item 4): full-jitter backoff from 0.5 s up to 5 s, so a stage is back
 # within ~5 s of Kafka and a fleet of stages does not reconnect in lockstep.
 RETRY_BASE_S = 0.5
@@ -166,7 +170,7 @@ class TransactionalStage:
             started = time.monotonic()
             try:
                 await self._session(stop)
-            except (KafkaError, OSError) as exc:
+            except (KafkaError, OSError, TimeoutError) as exc:
                 self._set_holding(False)
                 SESSION_RESTARTS.labels(self.logic.name).inc()
                 self._retain_all()
@@ -354,7 +358,22 @@ class TransactionalStage:
         return cached
 
     async def _recover(self, tp: TopicPartition) -> None:
-        """After an aborted transaction: new producer, state from the changelog, rewind to committed."""
+        """After an aborted transaction: new producer, state from the changelog, rewind to committed.
+
+        Bounded by :data:`RECOVER_TIMEOUT_S`: a recovery that cannot finish raises TimeoutError, which ends the
+        session (``run`` restarts it with backoff; the partition is then forgotten and restored afresh).
+        """
+        try:
+            await asyncio.wait_for(self._recover_partition(tp), RECOVER_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "stage=%s partition=%d recovery timed out; restarting the session", self.logic.name, tp.partition
+            )
+            await self._close_producer(tp.partition)
+            self._forget(tp.partition)
+            raise
+
+    async def _recover_partition(self, tp: TopicPartition) -> None:
         await self._close_producer(tp.partition)
         self._forget(tp.partition)
         await self._open_partition(tp.partition)
@@ -368,8 +387,8 @@ class TransactionalStage:
 
     async def _assign(self, partitions: list[int]) -> None:
         try:
-            await self._assign_partitions(partitions)
-        except (KafkaError, OSError) as exc:
+            await asyncio.wait_for(self._assign_partitions(partitions), RECOVER_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as exc:
             self._failure = exc
 
     async def _assign_partitions(self, partitions: list[int]) -> None:
