@@ -20,6 +20,7 @@ from broker.api.service import ApiService
 from broker.bridge.service import MqttBridge
 from broker.keys_follower import KeysFollower
 from broker.mirror.service import ReplicaMirror
+from broker.ops_metrics import CERTIFICATES
 from broker.pipeline import ReconcilerLogic, VerifierLogic
 from broker.settings import CoreSettings, SettingsError
 from broker.stage import StageConfig, TransactionalStage
@@ -91,12 +92,22 @@ class Core:
                 service = SERVICES[name](self)
                 self.services[name] = service
                 self._tasks.extend(await service.start(self.stop_event))
+        CERTIFICATES.watch(self._certificates())
         if s.metrics_port:
-            start_http_server(s.metrics_port, addr="127.0.0.1")
+            start_http_server(s.metrics_port, addr=s.metrics_host)
         for name, stage in self.stages.items():
             self._tasks.append(asyncio.create_task(stage.run(self.stop_event), name=f"stage-{name}"))
         for task in self._tasks:
             task.add_done_callback(self._watch)
+
+    def _certificates(self) -> dict[str, str]:
+        """role -> certificate file this process presents or trusts (for the expiry alert)."""
+        s = self.settings
+        files = {"api-https": "" if s.insecure_http or "api" not in s.stages else s.http_tls_cert_file}
+        if s.kafka_security != "PLAINTEXT" or s.mqtt_tls:
+            files["ca"] = s.tls_ca_file
+            files.update({f"core.{name}": s.kafka_connection(name).cert_file or "" for name in s.stages})
+        return files
 
     async def _check_topics(self) -> None:
         """Fail fast, in one line, when topics were not provisioned (auto-create is off by design)."""

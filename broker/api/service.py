@@ -35,6 +35,7 @@ from broker.api.views import EventHistory, StateView
 from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AuditAppender
 from broker.auth import ClientRegistry, TokenService
+from broker.ops_metrics import GOVERNANCE, count_decision
 from broker.settings import CoreSettings, load_list_sizes, read_hex_file
 from consent_rules.state import PatientState, empty_state
 from consent_wire.identity import patient_key
@@ -90,10 +91,14 @@ class ApiService:
     async def record(self, record: AuditRecord) -> AuditEntry:
         entry = await self.appender.append(record)
         self._index(entry)
+        count_decision(record)
         return entry
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
+
+    def audit_status(self) -> tuple[float, int]:
+        return self.appender.checkpoint_age_s, self.appender.unsigned_entries
 
     def health(self) -> HealthInfo:
         history = self.history
@@ -124,6 +129,7 @@ class ApiService:
             asyncio.create_task(self.history.run(stop), name="api-event-history"),
         ]
         await self._serve(s.http_host, s.http_port)
+        GOVERNANCE.attach(self)
         tasks.append(asyncio.create_task(self._shutdown_when_stopped(stop, tasks[:]), name="api-http"))
         return tasks
 
@@ -152,6 +158,7 @@ class ApiService:
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await task
         await self.appender.stop()  # final signed checkpoint
+        GOVERNANCE.detach(self)
         log.info("api stopped")
 
 

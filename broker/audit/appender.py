@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,17 @@ class AuditAppender:
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._failed = False
+        self._unsigned_since: float | None = None  # monotonic time of the oldest entry no checkpoint covers yet
+
+    @property
+    def checkpoint_age_s(self) -> float:
+        """Seconds the oldest entry not covered by a signed checkpoint has waited (0 when all are signed)."""
+        return 0.0 if self._unsigned_since is None else time.monotonic() - self._unsigned_since
+
+    @property
+    def unsigned_entries(self) -> int:
+        pos = self._log.position
+        return max(0, pos.next_index - 1 - pos.last_checkpoint)
 
     @property
     def next_index(self) -> int:
@@ -57,6 +69,7 @@ class AuditAppender:
         records = await kafka.read_to_end(self.conn, self.topic)
         stored = parse_log(r.value for r in records if r.value is not None)
         self._log = AuditLog(self.checkpoint_every, start=position_of(stored), retain=False)
+        self._unsigned_since = time.monotonic() if self._log.unsigned else None
         self._producer = kafka.producer(
             self.conn,
             enable_idempotence=True,
@@ -71,6 +84,8 @@ class AuditAppender:
         async with self._lock:  # index, hash and enqueue order are one step: the chain order is the topic order
             producer = self._ready()
             entry = self._log.append(record)
+            if self._unsigned_since is None:
+                self._unsigned_since = time.monotonic()
             try:
                 futures = [await producer.send(self.topic, entry_line(entry, source), partition=0)]
                 if self._log.checkpoint_due:
@@ -101,6 +116,7 @@ class AuditAppender:
 
     async def _enqueue_checkpoint(self, producer: AIOKafkaProducer) -> asyncio.Future[Any]:
         cp = self._log.checkpoint(self.signer)
+        self._unsigned_since = None
         future: asyncio.Future[Any] = await producer.send(
             self.topic, checkpoint_line(cp, self.signer.public_key()), partition=0
         )
