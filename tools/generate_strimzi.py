@@ -37,12 +37,14 @@ def main() -> int:
     text = render()
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run .venv/bin/python tools/generate_strimzi.py", file=sys.stderr)
+            sys.stderr.write(
+                f"{OUTPUT.relative_to(ROOT)} is stale: run .venv/bin/python tools/generate_strimzi.py" + "\n"
+            )
             return 1
         return 0
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    sys.stderr.write(f"wrote {OUTPUT.relative_to(ROOT)}" + "\n")
     return 0
 
 

@@ -46,7 +46,7 @@ def schemas(crd: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
+        sys.stderr.write(__doc__)
         return 2
     out = Path(argv[1])
     for path in argv[2:]:
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
                 target = out / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(json.dumps(schema, indent=1, sort_keys=True))
-                print(f"  {target.relative_to(out)}")
+                sys.stderr.write(f"  {target.relative_to(out)}" + "\n")
     return 0
 
 

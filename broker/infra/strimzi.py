@@ -141,13 +141,14 @@ def kafka_cluster(cluster: str, replicas: int, kafka_version: str) -> list[dict[
 
 
 def resources(
-    deployment: Deployment = Deployment(),
+    deployment: Deployment | None = None,
     *,
     cluster: str = "consent-kafka",
     replicas: int = 3,
     kafka_version: str = "4.1.0",
 ) -> list[dict[str, Any]]:
     """Everything, in the order a reader wants it: the cluster, its topics, its users."""
+    deployment = deployment or Deployment()
     return [
         *kafka_cluster(cluster, replicas, kafka_version),
         *kafka_topics(deployment, cluster, replicas),

@@ -41,9 +41,10 @@ def _kubeconform(manifests: str) -> subprocess.CompletedProcess[str]:
         "-kubernetes-version",
         KUBE_VERSION,
         "-schema-location",
-        f"{k8s}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+        str(k8s)
+        + "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json",
         "-schema-location",
-        f"{strimzi}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
+        str(strimzi) + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
         "-",
         stdin=manifests,
     )
@@ -107,11 +108,11 @@ def test_every_core_deployment_has_probes_requests_and_a_disruption_budget() -> 
     docs = [d for d in yaml.safe_load_all(_render()) if d]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     budgets = {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
-    assert set(deployments) == {f"consent-{s}" for s in ("verifier", "reconciler", "mirror", "bridge", "api", "witness")}
+    stages = ("verifier", "reconciler", "mirror", "bridge", "api", "witness")
+    assert set(deployments) == {f"consent-{s}" for s in stages}
     for name, d in deployments.items():
         assert name in budgets
         (container,) = d["spec"]["template"]["spec"]["containers"]
         assert {"livenessProbe", "readinessProbe"} <= set(container), name
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
     assert deployments["consent-api"]["spec"]["replicas"] == 1  # one audit appender
-
