@@ -9,8 +9,8 @@ go_tool_install() {
     local name="$1" module_version="$2"
     shift 2
     local dest="$ROOT/.cache/tools/$name"
-    local stamp="$dest/.installed"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$module_version" ]; then
+    local stamp="$dest/.installed" built="$module_version${GO_TOOL_TAGS:+ tags=$GO_TOOL_TAGS}"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$built" ]; then
         echo "$name: $module_version already in $dest/bin"
         return 0
     fi
@@ -24,6 +24,6 @@ go_tool_install() {
             GOFLAGS="-modcacherw" CGO_ENABLED=0 \
             go install -trimpath -ldflags "-s -w" ${GO_TOOL_TAGS:+-tags "$GO_TOOL_TAGS"} "$module/$pkg@$version"
     done
-    echo "$module_version" > "$stamp"
+    echo "$built" > "$stamp"
     echo "$name: built $module_version ($*) into $dest/bin in $((SECONDS - started))s"
 }
