@@ -12,6 +12,7 @@ staff id or free text (tests/unit/test_ops_metrics.py scans every exported label
 - ``consent_shielding_changes_total{action}``, ``consent_breach_reports_total{level}``: events seen by
   the API's event history.
 - ``audit_checkpoint_age_seconds``, ``audit_unsigned_entries``: the audit appender's chain.
+- ``consent_api_request_seconds{route,status}``: decision API latency by route template.
 - ``consent_tls_certificate_not_after_seconds{role}``: each certificate the process presents.
 
 The collectors read the live objects at scrape time; a process has one API (the appender owns the chain),
@@ -21,12 +22,14 @@ so the governance collector follows the API service attached last.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter as Tally
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from prometheus_client import REGISTRY, Counter
+from aiohttp import web
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -45,6 +48,7 @@ __all__ = [
     "CertificateCollector",
     "GovernanceCollector",
     "GovernanceSource",
+    "api_timing",
     "count_decision",
 ]
 
@@ -56,6 +60,33 @@ DECISIONS = Counter("consent_decisions_total", "Sharing decisions answered by th
 BREAK_GLASS = Counter(
     "consent_break_glass_decisions_total", "Break-glass decisions (each is reviewed by a privacy officer)", ["code"]
 )
+API_SECONDS = Histogram(
+    "consent_api_request_seconds",
+    "Decision API requests by route template (never the path itself: it holds NHS numbers) and status",
+    ["route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+@web.middleware
+async def api_timing(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Outermost API middleware: time every request, labelled by its route template and final status."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        API_SECONDS.labels(route, str(status)).observe(time.perf_counter() - started)
+
+
 for _code in BREAK_GLASS_CODES:  # present at 0 from the start, so the first one is an increase an alert sees
     BREAK_GLASS.labels(_code)
 for _outcome in Outcome:

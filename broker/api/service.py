@@ -35,7 +35,7 @@ from broker.api.views import EventHistory, StateView
 from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AuditAppender
 from broker.auth import ClientRegistry, TokenService
-from broker.ops_metrics import GOVERNANCE, count_decision
+from broker.ops_metrics import GOVERNANCE, api_timing, count_decision
 from broker.settings import CoreSettings, load_list_sizes, read_hex_file
 from consent_rules.state import PatientState, empty_state
 from consent_wire.identity import patient_key
@@ -140,7 +140,9 @@ class ApiService:
         if auth is None:
             log.warning("api runs with insecure_http: plaintext and NO authentication (debugging only)")
         self._auth = auth
-        self._runner = web.AppRunner(create_app(_Backend(self), auth), access_log=None)
+        app = create_app(_Backend(self), auth)
+        app.middlewares.insert(0, api_timing)  # outermost: sees the status the error middleware made
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()

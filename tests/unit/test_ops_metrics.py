@@ -31,6 +31,7 @@ NHS_NUMBER = "9434765919"
 # label names a series may carry: codes, stage and partition, practice ODS codes, certificate roles
 ALLOWED_LABELS = {
     *("outcome", "code", "stage", "topic", "reason", "partition", "practice", "action", "level", "role", "le"),
+    *("route", "status"),
     *("quantile", "version", "implementation", "major", "minor", "patchlevel", "generation"),  # client defaults
 }
 
