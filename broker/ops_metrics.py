@@ -107,7 +107,8 @@ def count_decision(record: AuditRecord) -> None:
 class GovernanceSource(Protocol):
     """What the governance collector reads (implemented by :class:`broker.api.service.ApiService`)."""
 
-    list_sizes: Mapping[str, int]
+    @property
+    def list_sizes(self) -> Mapping[str, int]: ...
 
     def events(self) -> Sequence[Event]: ...
 
