@@ -53,5 +53,6 @@ def main() -> int:
         sys.stderr.write(f"wrote {path.relative_to(ROOT)}\n")
     return stale
 
+
 if __name__ == "__main__":
     sys.exit(main())
