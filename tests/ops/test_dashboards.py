@@ -39,7 +39,8 @@ def _names(families: Iterable[Metric]) -> set[str]:
     """Series names as Prometheus stores them (counter _total, histogram _bucket/_sum/_count...)."""
     names = set()
     for family in families:
-        names.add(family.name)
+        if family.type not in ("counter", "histogram", "summary"):  # these are stored only with their suffixes
+            names.add(family.name)
         names |= {s.name for s in family.samples}
         if family.type == "counter":
             names.add(family.name + "_total")
