@@ -37,12 +37,12 @@ class _Quiet(WSGIRequestHandler):
 
 
 class HealthServer:
-    """Serves ``/health`` from ``probe`` (stage -> healthy) and the metrics on 127.0.0.1:``port`` in a thread."""
+    """Serves ``/health`` from ``probe`` (stage -> healthy) and the metrics on ``host``:``port`` in a thread."""
 
-    def __init__(self, port: int, probe: Callable[[], Mapping[str, bool]]) -> None:
+    def __init__(self, port: int, probe: Callable[[], Mapping[str, bool]], host: str = "127.0.0.1") -> None:
         self._probe = probe
         self._metrics = make_wsgi_app()
-        self._server = make_server("127.0.0.1", port, self._app, _Server, handler_class=_Quiet)
+        self._server = make_server(host, port, self._app, _Server, handler_class=_Quiet)
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
 
     @property

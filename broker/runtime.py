@@ -24,6 +24,7 @@ from broker.bridge.service import MqttBridge
 from broker.health import CORE_HEALTHY, HealthServer
 from broker.keys_follower import KeysFollower
 from broker.mirror.service import ReplicaMirror
+from broker.ops_metrics import CERTIFICATES
 from broker.pipeline import ReconcilerLogic, VerifierLogic
 from broker.sessions import backoff_delay
 from broker.settings import CoreSettings, SettingsError
@@ -114,7 +115,7 @@ class Core:
         """Start every stage; while Kafka is unreachable, wait (unhealthy) with backoff instead of failing."""
         s = self.settings
         if s.metrics_port:
-            self.health = HealthServer(s.metrics_port, self.stage_health)
+            self.health = HealthServer(s.metrics_port, self.stage_health, host=s.metrics_host)
             self.health.start()
             CORE_HEALTHY.set_function(lambda: 1.0 if all(self.stage_health().values()) else 0.0)
         if not await self._until_reachable("topics check", self._check_topics):
@@ -137,6 +138,7 @@ class Core:
                 service = SERVICES[name](self)
                 self.services[name] = service
                 self._tasks.extend(await service.start(self.stop_event))
+        CERTIFICATES.watch(self._certificates())
         for name, stage in self.stages.items():
             self._tasks.append(asyncio.create_task(stage.run(self.stop_event), name=f"stage-{name}"))
         for task in self._tasks:
@@ -154,6 +156,15 @@ class Core:
                 await follower.stop()
             raise
         return follower
+
+    def _certificates(self) -> dict[str, str]:
+        """role -> certificate file this process presents or trusts (for the expiry alert)."""
+        s = self.settings
+        files = {"api-https": "" if s.insecure_http or "api" not in s.stages else s.http_tls_cert_file}
+        if s.kafka_security != "PLAINTEXT" or s.mqtt_tls:
+            files["ca"] = s.tls_ca_file
+            files.update({f"core.{name}": s.kafka_connection(name).cert_file or "" for name in s.stages})
+        return files
 
     async def _check_topics(self) -> bool:
         """Fail fast, in one line, when topics were not provisioned (auto-create is off by design)."""

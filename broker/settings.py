@@ -51,6 +51,7 @@ class CoreSettings:
     root_public_key_hex: str = ""  # the operator root key that signs agent key events
     pseudonym_secret_file: str = ""  # HMAC key for patient pseudonyms (API requests carry NHS numbers)
     metrics_port: int = 0  # 0 = no metrics endpoint
+    metrics_host: str = "127.0.0.1"  # "0.0.0.0" in a pod, where Prometheus and the probes come from outside
     http_host: str = "127.0.0.1"
     http_port: int = 8080  # 0 = any free port (tests); read back from ApiService.port
     mqtt_host: str = "127.0.0.1"

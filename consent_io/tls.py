@@ -15,12 +15,15 @@ import ssl
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cryptography import x509
+
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_io.secrets import SecretFileError, check_secret_mode
 
 __all__ = [
     "KeyFileModeError",
     "TlsConfigError",
+    "certificate_not_after",
     "check_key_file_mode",
     "client_ssl_context",
     "kafka_security_kwargs",
@@ -81,3 +84,9 @@ def mqtt_tls_context(conn: MqttConnection) -> ssl.SSLContext | None:
     if not conn.tls:
         return None
     return client_ssl_context(conn.ca_file, conn.cert_file, conn.key_file)
+
+
+def certificate_not_after(path: str | Path) -> float:
+    """The ``notAfter`` of the first certificate in the PEM file ``path``, as Unix seconds (for expiry alerts)."""
+    cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    return cert.not_valid_after_utc.timestamp()

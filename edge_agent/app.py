@@ -94,7 +94,15 @@ class Agent:
         await replica.open()
         counts = SubmissionCounts()
         refused_acks = transport.refused_acks if isinstance(transport, MqttTransport) else None
-        registry = make_registry(EdgeCollector(outbox, counts, publisher, replica, refused_acks=refused_acks))
+        certificates = {
+            "ca": settings.tls_ca_file,
+            "agent": settings.tls_cert_file,
+            "https": settings.http_tls_cert_file,
+        }
+        collector = EdgeCollector(
+            outbox, counts, publisher, replica, refused_acks=refused_acks, certificates=certificates
+        )
+        registry = make_registry(collector)
         ctx = ApiContext(
             settings.agent_id,
             settings.site,

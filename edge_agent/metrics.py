@@ -3,23 +3,29 @@
 Names follow ``<component>_<what>_<unit>``: edge_outbox_pending_events, edge_outbox_full
 (alarm gauge, 1 = refusing new events at the disk cap), edge_submissions_total{outcome},
 edge_published_total, edge_publish_failures_total, edge_quarantined_total,
-edge_replica_updates_total, edge_acks_refused_total{reason} (MQTT acks refused, nothing deleted).
+edge_replica_updates_total, edge_acks_refused_total{reason} (MQTT acks refused, nothing deleted),
+edge_tls_certificate_not_after_seconds{role} (expiry of the certificates the agent uses).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consent_io.tls import certificate_not_after
 from edge_agent.outbox import Outbox
 from edge_agent.publisher import Publisher
 from edge_agent.replica import Replica
 
 __all__ = ["EdgeCollector", "SubmissionCounts", "make_registry"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,7 +47,9 @@ class EdgeCollector(Collector):
         replica: Replica | None,
         *,
         refused_acks: Mapping[str, int] | None = None,
+        certificates: Mapping[str, Path | None] | None = None,
     ) -> None:
+        self._certificates = {role: path for role, path in (certificates or {}).items() if path is not None}
         self._refused_acks = refused_acks  # live: the MQTT transport's counts by reason
         self._outbox = outbox
         self._counts = counts
@@ -82,6 +90,19 @@ class EdgeCollector(Collector):
             for reason, n in sorted(self._refused_acks.items()):
                 acks.add_metric([reason], n)
             yield acks
+        if self._certificates:
+            yield self._certificate_expiry()
+
+    def _certificate_expiry(self) -> Metric:
+        family = GaugeMetricFamily(
+            "edge_tls_certificate_not_after_seconds", "Certificate notAfter (Unix seconds)", labels=["role"]
+        )
+        for role, path in sorted(self._certificates.items()):
+            try:
+                family.add_metric([role], certificate_not_after(path))
+            except (OSError, ValueError) as exc:
+                log.warning("certificate unreadable role=%s path=%s error=%s", role, path, exc)
+        return family
 
 
 def make_registry(collector: EdgeCollector) -> CollectorRegistry:

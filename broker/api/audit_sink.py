@@ -31,5 +31,13 @@ class AuditSink(Protocol):
 
     async def stop(self) -> None: ...
 
+    @property
+    def checkpoint_age_s(self) -> float:
+        """Seconds the oldest entry no cosigned checkpoint covers has waited (the audit_checkpoint_age alert)."""
+        ...
+
+    @property
+    def unsigned_entries(self) -> int: ...
+
     def proof(self, index: int) -> InclusionProof | None:
         """The inclusion proof of entry ``index`` against the latest cosigned checkpoint (None if newer)."""

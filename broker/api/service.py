@@ -41,6 +41,7 @@ from broker.audit.keyfile import load_signer
 from broker.audit.note import ALG_ED25519, Verifier
 from broker.audit.tlog import InclusionProof
 from broker.auth import ClientRegistry, TokenService
+from broker.ops_metrics import GOVERNANCE, api_timing, count_decision
 from broker.settings import CoreSettings, audit_origin, load_list_sizes, read_hex_file
 from broker.views import ViewStore
 from broker.witness.client import WitnessClient
@@ -48,6 +49,7 @@ from consent_io.tls import client_ssl_context
 from consent_rules.state import PatientState
 from consent_wire.identity import Pseudonymiser, patient_key
 from consent_wire.model import Event
+from consent_wire.signing import verified_event_payload
 
 if TYPE_CHECKING:
     from broker.runtime import Core
@@ -117,10 +119,18 @@ class ApiService:
     async def record(self, record: AuditRecord) -> AuditEntry:
         entry = await self.appender.append(record)
         await self.store.add_audit([(record.patient_key, entry)])
+        count_decision(record)
         return entry
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
+
+    def audit_status(self) -> tuple[float, int]:
+        return self.appender.checkpoint_age_s, self.appender.unsigned_entries
+
+    def report_events_now(self) -> Sequence[Event]:
+        """The report events, read from the store while the caller waits (the metrics thread: it has no loop)."""
+        return [verified_event_payload(r) for r in self.store.report_records_blocking()]
 
     def health(self) -> HealthInfo:
         history = self.history
@@ -160,6 +170,7 @@ class ApiService:
             asyncio.create_task(self.history.run(stop), name="api-event-history"),
         ]
         await self._serve(s.http_host, s.http_port)
+        GOVERNANCE.attach(self)
         tasks.append(asyncio.create_task(self._shutdown_when_stopped(stop, tasks[:]), name="api-http"))
         return tasks
 
@@ -170,7 +181,9 @@ class ApiService:
         if auth is None:
             log.warning("api runs with insecure_http: plaintext and NO authentication (debugging only)")
         self._auth = auth
-        self._runner = web.AppRunner(create_app(_Backend(self), auth), access_log=None)
+        app = create_app(_Backend(self), auth)
+        app.middlewares.insert(0, api_timing)  # outermost: sees the status the error middleware made
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()
@@ -188,6 +201,7 @@ class ApiService:
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await task
         await self.appender.stop()
+        GOVERNANCE.detach(self)
         self.store.close()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -24,7 +24,9 @@ latest cosigned checkpoint).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -141,6 +143,17 @@ class AuditAppender:
         self._txn_lock = asyncio.Lock()  # one producer, one transaction at a time (entries, or a checkpoint)
         self._new_head = asyncio.Event()
         self.on_checkpoint: list[asyncio.Event] = []  # set after each cosigned checkpoint (tests, bench)
+        self._uncovered: collections.deque[tuple[int, float]] = collections.deque()  # (tree size, when) per batch
+
+    @property
+    def checkpoint_age_s(self) -> float:
+        """Seconds the oldest entry no cosigned checkpoint covers yet has waited (0 when all are covered)."""
+        return time.monotonic() - self._uncovered[0][1] if self._uncovered else 0.0
+
+    @property
+    def unsigned_entries(self) -> int:
+        """Entries appended but not yet under a cosigned checkpoint."""
+        return max(0, self._tree.size - self._checkpoint_size)
 
     @property
     def next_index(self) -> int:
@@ -288,6 +301,7 @@ class AuditAppender:
             self._tree = _truncated(self._tree, tree_size)
             raise
         self._head = head
+        self._uncovered.append((self._tree.size, time.monotonic()))
         return entries
 
     async def _cosign_pending(self) -> None:
@@ -304,6 +318,8 @@ class AuditAppender:
                 async with self._txn_lock, producer.transaction():
                     await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0)
                 self._checkpoint, self._checkpoint_size = note.to_text(), head_size
+                while self._uncovered and self._uncovered[0][0] <= head_size:
+                    self._uncovered.popleft()
                 for event in self.on_checkpoint:
                     event.set()
                 return

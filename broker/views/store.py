@@ -52,6 +52,10 @@ class AuditIndex(Protocol):
     async def audit_entries(self, patient_key: str) -> list[AuditEntry]: ...
 
 
+def _report_records(db: sqlite3.Connection) -> list[bytes]:
+    return [bytes(r[0]) for r in db.execute("SELECT record FROM report_events")]
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -135,8 +139,12 @@ class ViewStore:
 
         return await self._read(run)
 
+    def report_records_blocking(self) -> list[bytes]:
+        """:meth:`report_records` for a thread without an event loop (the metrics server's): waits for it."""
+        return self._read_thread.submit(_report_records, self._reader).result()
+
     async def report_records(self) -> list[bytes]:
-        return await self._read(lambda db: [bytes(r[0]) for r in db.execute("SELECT record FROM report_events")])
+        return await self._read(_report_records)
 
     async def counts(self) -> dict[str, int]:
         def run(db: sqlite3.Connection) -> dict[str, int]:
