@@ -22,6 +22,12 @@ Rules (DESIGN.md section 3):
 - key validity by arrival time, against a stolen key: the signing key must have been the agent's
   when the batch arrived (``consent_wire.keys.KeyRegistry.key_at_arrival``): back-dated events
   signed with a revoked key (``REVOKED_KEY``) or a rotated-out key (``ROTATED_OUT_KEY``) are refused.
+- authority, against a compromised site: each fresh event must be within the operator-signed
+  authority of the key that signed it (``consent_wire.authority.refusal``): its site, its access
+  record's or breach report's organisation (``SITE_MISMATCH``) and the capability its payload
+  needs (``CAPABILITY_DENIED``). Such an event is authentic and in sequence, so the cursor moves
+  past it (the agent's later events are not held behind it) but it is dead-lettered on its own
+  (its event bytes), never forwarded.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from consent_wire.authority import refusal
 from consent_wire.errors import (
     ChainBreakError,
     ClockSkewError,
@@ -206,8 +213,20 @@ class VerifierCore:
                 )
             )
         if fresh:
-            self._accept(cursor, fresh, result)
+            self._accept(cursor, fresh, offset, result)
             self._release_held(cursor, now_ms, result)
+
+    def _authorised(self, fresh: list[VerifiedEvent], offset: int, result: VerifyResult) -> list[VerifiedEvent]:
+        """The fresh events the signing key's authority covers; the rest dead-lettered one by one."""
+        authority = self.registry.authority(fresh[0].agent_id, fresh[0].key_id)
+        allowed: list[VerifiedEvent] = []
+        for ve in fresh:
+            problem = refusal(ve.event, authority)
+            if problem is None:
+                allowed.append(ve)
+            else:
+                result.rejected.append(DeadLetter(*problem, ve.event_bytes, offset, ve.agent_id))
+        return allowed
 
     def _time_problem(self, events: list[VerifiedEvent], arrival_ms: int) -> tuple[str, str] | None:
         latest = max(ve.event.recorded_ms for ve in events)
@@ -250,7 +269,7 @@ class VerifierCore:
             fresh.append(ve)
         return fresh
 
-    def _accept(self, cursor: Cursor, fresh: list[VerifiedEvent], result: VerifyResult) -> None:
+    def _accept(self, cursor: Cursor, fresh: list[VerifiedEvent], offset: int, result: VerifyResult) -> None:
         for ve in fresh:
             cursor.recent[ve.event.seq] = ve.event_hash
         cursor.next_seq = fresh[-1].event.seq + 1
@@ -258,7 +277,7 @@ class VerifierCore:
         floor = cursor.next_seq - HASH_WINDOW
         for seq in [s for s in cursor.recent if s < floor]:
             del cursor.recent[seq]
-        result.accepted.extend(fresh)
+        result.accepted.extend(self._authorised(fresh, offset, result))
         result.changed.add(cursor.agent_id)
 
     def _hold(

@@ -2,7 +2,8 @@
 
 Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over RFC 6962
 Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the core's signed MQTT acks (:mod:`ack`), the
-operator-rooted key registry (:mod:`keys`), hybrid logical clocks (:mod:`hlc`), NHS number validation and
+operator-rooted key registry (:mod:`keys`),
+each key's site and capabilities (:mod:`authority`), hybrid logical clocks (:mod:`hlc`), NHS number validation and
 pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed errors with stable reason
 codes (:mod:`errors`).
 """
@@ -10,6 +11,14 @@ codes (:mod:`errors`).
 from __future__ import annotations
 
 from consent_wire.ack import MAX_ACK_BYTES, BatchAck, open_ack, seal_ack
+from consent_wire.authority import (
+    Authority,
+    check_grant,
+    grantable,
+    is_gp_practice,
+    refusal,
+    required_capability,
+)
 from consent_wire.avro_codec import (
     HEADER_BYTES,
     MAGIC,
@@ -25,6 +34,7 @@ from consent_wire.codes import (
     ACT_CODE_SYSTEM,
     ACT_REASON_SYSTEM,
     BreachSeverity,
+    Capability,
     ConsentDirective,
     DataClass,
     HiddenField,
@@ -57,6 +67,7 @@ from consent_wire.errors import (
     BadProofError,
     BadSignatureError,
     BadUtf8Error,
+    CapabilityDeniedError,
     ChainBreakError,
     ClockSkewError,
     DecodeError,
@@ -75,6 +86,7 @@ from consent_wire.errors import (
     SequenceError,
     SequenceGapError,
     SequenceRegressionError,
+    SiteMismatchError,
     TruncatedError,
     TrustError,
     UnknownKeyError,
@@ -175,6 +187,7 @@ __all__ = [
     "ROTATION_GRACE_MS",
     "AccessRecord",
     "AgentSigner",
+    "Authority",
     "BadMagicError",
     "BadProofError",
     "BadSignatureError",
@@ -182,6 +195,8 @@ __all__ = [
     "BatchAck",
     "BreachReport",
     "BreachSeverity",
+    "Capability",
+    "CapabilityDeniedError",
     "ChainBreakError",
     "ClockSkewError",
     "ConsentDecision",
@@ -224,6 +239,7 @@ __all__ = [
     "ShieldingAction",
     "ShieldingFlag",
     "SignedEnvelope",
+    "SiteMismatchError",
     "TruncatedError",
     "TrustError",
     "UnknownKeyError",
@@ -233,6 +249,7 @@ __all__ = [
     "WireError",
     "batch_message",
     "build_levels",
+    "check_grant",
     "compaction_key",
     "consent_to_fhir",
     "crc64_avro",
@@ -247,7 +264,9 @@ __all__ = [
     "fhir_nhs_number",
     "fhir_to_events_payloads",
     "fingerprint_of",
+    "grantable",
     "inclusion_proof",
+    "is_gp_practice",
     "key_id",
     "leading_bytes_field",
     "leaf_hash",
@@ -259,6 +278,8 @@ __all__ = [
     "pae",
     "patient_key",
     "public_key_bytes",
+    "refusal",
+    "required_capability",
     "root_from_proof",
     "seal_ack",
     "seal_envelope",

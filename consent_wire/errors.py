@@ -24,6 +24,8 @@ Tree::
     |   |   +-- RotatedOutKeyError ROTATED_OUT_KEY
     |   +-- BadProofError          BAD_PROOF
     |   +-- ClockSkewError         CLOCK_SKEW
+    |   +-- SiteMismatchError      SITE_MISMATCH (an event for a site its key is not for)
+    |   +-- CapabilityDeniedError  CAPABILITY_DENIED (a capability its key does not carry)
     +-- SequenceError              per-agent chain failures
     |   +-- ReplayError            REPLAY
     |   +-- SequenceRegressionError SEQUENCE_REGRESSION
@@ -46,6 +48,7 @@ __all__ = [
     "BadProofError",
     "BadSignatureError",
     "BadUtf8Error",
+    "CapabilityDeniedError",
     "ChainBreakError",
     "ClockSkewError",
     "DecodeError",
@@ -64,6 +67,7 @@ __all__ = [
     "SequenceError",
     "SequenceGapError",
     "SequenceRegressionError",
+    "SiteMismatchError",
     "TruncatedError",
     "TrustError",
     "UnknownKeyError",
@@ -159,6 +163,18 @@ class ClockSkewError(TrustError):
     """An event time (HLC or recorded_ms) too far from the batch's arrival time at the broker."""
 
     reason = "CLOCK_SKEW"
+
+
+class SiteMismatchError(TrustError):
+    """An event (or its access record's or breach report's organisation) for a site its key is not for."""
+
+    reason = "SITE_MISMATCH"
+
+
+class CapabilityDeniedError(TrustError):
+    """An event exercising a capability its key's operator-signed registration does not carry."""
+
+    reason = "CAPABILITY_DENIED"
 
 
 class BadProofError(TrustError):

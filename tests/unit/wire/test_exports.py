@@ -10,6 +10,7 @@ import consent_wire
 
 MODULES = [
     "ack",
+    "authority",
     "avro_codec",
     "codes",
     "dsse",
