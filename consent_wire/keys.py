@@ -131,6 +131,10 @@ class KeyRegistry:
         """Every applied signed key event, in application order."""
         return list(self._applied)
 
+    def agents(self) -> list[str]:
+        """Every agent that ever had a key, sorted."""
+        return sorted(self._periods)
+
     def periods(self, agent_id: str) -> tuple[KeyPeriod, ...]:
         return tuple(self._periods.get(agent_id, ()))
 
