@@ -12,7 +12,10 @@ Rules (DESIGN.md section 3):
   (**chain break**); ``seq`` above the cursor opens a **gap**: the batch is held (bounded count and
   time) until the missing events arrive; a gap open longer than ``gap_timeout_ms`` is reported once
   with ``GAP_TIMEOUT`` (the batch stays held: reporting never loses it); beyond ``max_held`` batches
-  the newest is dead-lettered with ``SEQUENCE_GAP`` for the operator to re-drive.
+  the newest is dead-lettered with ``SEQUENCE_GAP`` for the operator to re-drive; a batch whose holding
+  would make the agent's cursor record larger than ``MAX_CURSOR_BYTES`` (below the producer's
+  ``max_request_size``: the cursor is written in the same transaction, and a record over it would
+  abort that transaction for ever) is dead-lettered with ``GAP_HOLD_FULL`` instead of held.
 - dedupe is on (agent, seq), never on signature bytes.
 - time bounds, against a wrong or hostile clock: ``arrival`` is the broker's LogAppendTime, which no
   agent can set. An event's ``recorded_ms`` more than ``MAX_FUTURE_MS`` after arrival is
@@ -59,7 +62,12 @@ ZERO_HASH = bytes(32)
 # batches of re-sent events after an agent restart and keeps the cursor record about 3 KB.
 HASH_WINDOW = 64
 GAP_TIMEOUT_MS = 30_000  # an agent's in-order resend after reconnect normally closes a gap in seconds
-MAX_HELD = 32  # batches held per agent while a gap is open (~32 MB worst case at 1 MB batches)
+MAX_HELD = 32  # batches held per agent while a gap is open (their bytes are bounded by MAX_CURSOR_BYTES)
+# The cursor record (JSON, held batches base64) must stay below every producer's max_request_size
+# (consent_io.kafka.MAX_REQUEST_BYTES); 16 KiB is left for the record key, Kafka's record overhead and slack.
+# Held batches therefore total at most ~770 KB per agent; one larger than what is left is GAP_HOLD_FULL.
+# (Kept free of consent_io so this pure core imports no Kafka client; a unit test ties the two numbers.)
+MAX_CURSOR_BYTES = 1_048_588 - 16 * 1024
 # Clock bounds (docs/reason-codes.md, CLOCK_SKEW). Offline agents have clocks skewed by hours:
 # a day of future skew is tolerated, and no more (a future HLC wins every merge until then).
 MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -141,11 +149,17 @@ class VerifierCore:
     """Pure: no I/O, no clock (``now_ms`` is passed in)."""
 
     def __init__(
-        self, registry: KeyRegistry, *, gap_timeout_ms: int = GAP_TIMEOUT_MS, max_held: int = MAX_HELD
+        self,
+        registry: KeyRegistry,
+        *,
+        gap_timeout_ms: int = GAP_TIMEOUT_MS,
+        max_held: int = MAX_HELD,
+        max_cursor_bytes: int = MAX_CURSOR_BYTES,
     ) -> None:
         self.registry = registry
         self.gap_timeout_ms = gap_timeout_ms
         self.max_held = max_held
+        self.max_cursor_bytes = max_cursor_bytes
         self.cursors: dict[str, Cursor] = {}
 
     def restore(self, cursor_bytes: bytes) -> None:
@@ -296,7 +310,23 @@ class VerifierCore:
         if len(cursor.held) >= self.max_held:
             result.rejected.append(DeadLetter(exc.reason, exc.message, data, offset, cursor.agent_id))
             return
-        cursor.held.append(HeldBatch(first_seq, offset, now_ms, data))
+        held = HeldBatch(first_seq, offset, now_ms, data)
+        cursor.held.append(held)
+        size = len(cursor.to_bytes())
+        if size > self.max_cursor_bytes:
+            cursor.held.remove(held)
+            result.rejected.append(
+                DeadLetter(
+                    "GAP_HOLD_FULL",
+                    f"agent {cursor.agent_id!r} batch from seq {first_seq} ({len(data)} bytes) cannot be held while "
+                    f"seq {cursor.next_seq} is missing: its cursor record would be {size} bytes, over "
+                    f"{self.max_cursor_bytes}; re-drive it once the gap is filled",
+                    data,
+                    offset,
+                    cursor.agent_id,
+                )
+            )
+            return
         cursor.held.sort(key=lambda h: h.first_seq)
         result.changed.add(cursor.agent_id)
 

@@ -35,6 +35,7 @@ Tree::
         +-- InvalidNhsNumberError  INVALID_NHS_NUMBER
         +-- InvalidCodeError       INVALID_CODE
         +-- InvalidFhirError       INVALID_FHIR
+        |   +-- FhirExpansionError FHIR_TOO_MANY_EVENTS
         +-- InvalidKeyEventError   INVALID_KEY_EVENT
         +-- OutOfRangeError        OUT_OF_RANGE
 """
@@ -52,6 +53,7 @@ __all__ = [
     "ChainBreakError",
     "ClockSkewError",
     "DecodeError",
+    "FhirExpansionError",
     "InvalidCodeError",
     "InvalidFhirError",
     "InvalidKeyEventError",
@@ -216,6 +218,12 @@ class InvalidCodeError(ValidationError):
 
 class InvalidFhirError(ValidationError):
     reason = "INVALID_FHIR"
+
+
+class FhirExpansionError(InvalidFhirError):
+    """A FHIR Consent whose provisions expand into more events than ``consent_wire.fhir.MAX_FHIR_EVENTS``."""
+
+    reason = "FHIR_TOO_MANY_EVENTS"
 
 
 class InvalidKeyEventError(ValidationError):

@@ -44,7 +44,7 @@ from consent_wire.codes import (
     ObjectionKind,
     PurposeOfUse,
 )
-from consent_wire.errors import InvalidFhirError
+from consent_wire.errors import FhirExpansionError, InvalidFhirError
 from consent_wire.identity import validate_nhs_number
 from consent_wire.model import ANY_RECIPIENT, ConsentDecision, Objection
 
@@ -52,6 +52,7 @@ __all__ = [
     "CONSENT_SCOPE_SYSTEM",
     "LOCAL_DATA_CLASS_SYSTEM",
     "MAX_FHIR_BYTES",
+    "MAX_FHIR_EVENTS",
     "NHS_NUMBER_SYSTEM",
     "OBJECTION_KIND_SYSTEM",
     "ODS_SYSTEM",
@@ -72,6 +73,11 @@ TYPE1_SNOMED = "827241000000103"  # "Dissent from secondary use of GP patient id
 LOCAL_DATA_CLASS_SYSTEM = "urn:uk-nhs-consent:data-class"  # local: GENERAL, CONTACT (no HL7 code)
 OBJECTION_KIND_SYSTEM = "urn:uk-nhs-consent:objection-kind"  # local: codes.ObjectionKind
 MAX_FHIR_BYTES = 256 * 1024  # a Consent is a few KiB; bound parsing of hostile JSON
+# Events one Consent may expand into (each provision: purposes x data classes x recipients, plus its nested
+# provisions). A real directive is a handful; the edge agent's outbox batch is 500 events
+# (edge_agent.config batch_max_events), so one resource fills at most half a batch. 219 KiB of FHIR
+# expanded into 99,000 events before this bound; more is FHIR_TOO_MANY_EVENTS, checked before building any.
+MAX_FHIR_EVENTS = 256
 _LOCAL_CLASSES = {DataClass.GENERAL, DataClass.CONTACT}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -123,7 +129,7 @@ def fhir_to_events_payloads(resource: Json | bytes) -> list[ConsentDecision | Ob
         raise InvalidFhirError(f"Consent.status {consent.status!r} is not active; only active directives import")
     if consent.provision is None:
         raise InvalidFhirError("Consent.provision is missing: nothing says what is permitted or denied")
-    return _decisions_from(consent.provision, _Scope())
+    return _decisions_from(consent.provision, _Scope(), [MAX_FHIR_EVENTS])
 
 
 def fhir_nhs_number(resource: Json) -> str:
@@ -178,7 +184,8 @@ class _Scope:
         self.purposes, self.classes, self.recipients, self.period = purposes, classes, recipients, period
 
 
-def _decisions_from(provision: Any, parent: _Scope) -> list[ConsentDecision | Objection]:
+def _decisions_from(provision: Any, parent: _Scope, budget: list[int]) -> list[ConsentDecision | Objection]:
+    """The provision's decisions; ``budget[0]`` is how many more events the resource may still expand into."""
     if provision.type not in ("permit", "deny"):
         raise InvalidFhirError("every Consent provision must have type permit or deny")
     scope = _Scope(
@@ -188,6 +195,12 @@ def _decisions_from(provision: Any, parent: _Scope) -> list[ConsentDecision | Ob
         _period(provision.period) if provision.period is not None else parent.period,
     )
     directive = ConsentDirective.OPTIN if provision.type == "permit" else ConsentDirective.OPTOUT
+    budget[0] -= len(scope.purposes) * len(scope.classes) * len(scope.recipients)
+    if budget[0] < 0:
+        raise FhirExpansionError(
+            f"the Consent's provisions expand into more than {MAX_FHIR_EVENTS} consent decisions; "
+            "split it into several Consent resources"
+        )
     out: list[ConsentDecision | Objection] = [
         ConsentDecision(directive, purpose, data_class, recipient, scope.period[0], scope.period[1])
         for purpose in scope.purposes
@@ -195,7 +208,7 @@ def _decisions_from(provision: Any, parent: _Scope) -> list[ConsentDecision | Ob
         for recipient in scope.recipients
     ]
     for child in provision.provision or ():
-        out.extend(_decisions_from(child, scope))
+        out.extend(_decisions_from(child, scope, budget))
     return out
 
 
