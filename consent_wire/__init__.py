@@ -2,9 +2,9 @@
 
 Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over RFC 6962
 Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the core's signed MQTT acks (:mod:`ack`), the
-operator-rooted key registry (:mod:`keys`),
-each key's site and capabilities (:mod:`authority`), hybrid logical clocks (:mod:`hlc`), NHS number validation and
-pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed errors with stable reason
+operator-rooted key registry (:mod:`keys`), each key's site and capabilities (:mod:`authority`), hybrid
+logical clocks (:mod:`hlc`), NHS number validation and pseudonyms (:mod:`identity`; per-site ones,
+:mod:`site_pseudonyms`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed errors with stable reason
 codes (:mod:`errors`).
 """
 
@@ -76,6 +76,7 @@ from consent_wire.errors import (
     InvalidFhirError,
     InvalidKeyEventError,
     InvalidNhsNumberError,
+    InvalidPatientKeyError,
     MalformedBatchError,
     OutOfRangeError,
     OversizeError,
@@ -157,6 +158,13 @@ from consent_wire.signing import (
     verify_batch,
     verify_event_proof,
 )
+from consent_wire.site_pseudonyms import (
+    SITE_SECRET_INFO,
+    CorePseudonyms,
+    open_site_key,
+    site_patient_key,
+    site_secret,
+)
 
 __all__ = [
     "ACT_CODE_SYSTEM",
@@ -187,6 +195,7 @@ __all__ = [
     "PATIENT_KEY_HEX",
     "REPLICA_PAYLOAD_TYPE",
     "ROTATION_GRACE_MS",
+    "SITE_SECRET_INFO",
     "AccessRecord",
     "AgentSigner",
     "Authority",
@@ -203,6 +212,7 @@ __all__ = [
     "ClockSkewError",
     "ConsentDecision",
     "ConsentDirective",
+    "CorePseudonyms",
     "DataClass",
     "DecodeError",
     "Event",
@@ -213,6 +223,7 @@ __all__ = [
     "InvalidFhirError",
     "InvalidKeyEventError",
     "InvalidNhsNumberError",
+    "InvalidPatientKeyError",
     "KeyAction",
     "KeyEvent",
     "KeyPeriod",
@@ -277,6 +288,7 @@ __all__ = [
     "node_hash",
     "open_ack",
     "open_envelope",
+    "open_site_key",
     "pack",
     "pae",
     "patient_key",
@@ -288,6 +300,8 @@ __all__ = [
     "seal_envelope",
     "sign_batch",
     "sign_event",
+    "site_patient_key",
+    "site_secret",
     "unpack",
     "validate_nhs_number",
     "verified_event_payload",

@@ -33,6 +33,7 @@ Tree::
     |   +-- SequenceGapError       SEQUENCE_GAP (retriable: may be filled later)
     +-- ValidationError            well-formed but semantically invalid
         +-- InvalidNhsNumberError  INVALID_NHS_NUMBER
+        +-- InvalidPatientKeyError INVALID_PATIENT_KEY
         +-- InvalidCodeError       INVALID_CODE
         +-- InvalidFhirError       INVALID_FHIR
         |   +-- FhirExpansionError FHIR_TOO_MANY_EVENTS
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidFhirError",
     "InvalidKeyEventError",
     "InvalidNhsNumberError",
+    "InvalidPatientKeyError",
     "MalformedBatchError",
     "OutOfRangeError",
     "OversizeError",
@@ -210,6 +212,12 @@ class ValidationError(WireError):
 
 class InvalidNhsNumberError(ValidationError):
     reason = "INVALID_NHS_NUMBER"
+
+
+class InvalidPatientKeyError(ValidationError):
+    """A site pseudonym that was not made with that site's secret (consent_wire.site_pseudonyms)."""
+
+    reason = "INVALID_PATIENT_KEY"
 
 
 class InvalidCodeError(ValidationError):

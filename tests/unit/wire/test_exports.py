@@ -23,6 +23,7 @@ MODULES = [
     "model",
     "schemas",
     "signing",
+    "site_pseudonyms",
 ]
 
 
