@@ -14,6 +14,7 @@ from broker import __version__
 from broker.commands import audit as audit_commands
 from broker.commands import clients as clients_commands
 from broker.commands import demo as demo_commands
+from broker.commands import keys as keys_commands
 from broker.commands import reports as reports_commands
 from broker.commands import subscribe as subscribe_commands
 from broker.commands import witness as witness_commands
@@ -185,6 +186,7 @@ COMMANDS: tuple[click.Command, ...] = (
     audit_commands.command,
     clients_commands.command,
     demo_commands.command,
+    keys_commands.command,
     reports_commands.command,
     subscribe_commands.command,
     witness_commands.command,

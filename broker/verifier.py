@@ -12,7 +12,10 @@ Rules (DESIGN.md section 3):
   (**chain break**); ``seq`` above the cursor opens a **gap**: the batch is held (bounded count and
   time) until the missing events arrive; a gap open longer than ``gap_timeout_ms`` is reported once
   with ``GAP_TIMEOUT`` (the batch stays held: reporting never loses it); beyond ``max_held`` batches
-  the newest is dead-lettered with ``SEQUENCE_GAP`` for the operator to re-drive.
+  the newest is dead-lettered with ``SEQUENCE_GAP`` for the operator to re-drive; a batch whose holding
+  would make the agent's cursor record larger than ``MAX_CURSOR_BYTES`` (below the producer's
+  ``max_request_size``: the cursor is written in the same transaction, and a record over it would
+  abort that transaction for ever) is dead-lettered with ``GAP_HOLD_FULL`` instead of held.
 - dedupe is on (agent, seq), never on signature bytes.
 - time bounds, against a wrong or hostile clock: ``arrival`` is the broker's LogAppendTime, which no
   agent can set. An event's ``recorded_ms`` more than ``MAX_FUTURE_MS`` after arrival is
@@ -22,6 +25,12 @@ Rules (DESIGN.md section 3):
 - key validity by arrival time, against a stolen key: the signing key must have been the agent's
   when the batch arrived (``consent_wire.keys.KeyRegistry.key_at_arrival``): back-dated events
   signed with a revoked key (``REVOKED_KEY``) or a rotated-out key (``ROTATED_OUT_KEY``) are refused.
+- authority, against a compromised site: each fresh event must be within the operator-signed
+  authority of the key that signed it (``consent_wire.authority.refusal``): its site, its access
+  record's or breach report's organisation (``SITE_MISMATCH``) and the capability its payload
+  needs (``CAPABILITY_DENIED``). Such an event is authentic and in sequence, so the cursor moves
+  past it (the agent's later events are not held behind it) but it is dead-lettered on its own
+  (its event bytes), never forwarded.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from consent_wire.authority import refusal
 from consent_wire.errors import (
     ChainBreakError,
     ClockSkewError,
@@ -52,7 +62,12 @@ ZERO_HASH = bytes(32)
 # batches of re-sent events after an agent restart and keeps the cursor record about 3 KB.
 HASH_WINDOW = 64
 GAP_TIMEOUT_MS = 30_000  # an agent's in-order resend after reconnect normally closes a gap in seconds
-MAX_HELD = 32  # batches held per agent while a gap is open (~32 MB worst case at 1 MB batches)
+MAX_HELD = 32  # batches held per agent while a gap is open (their bytes are bounded by MAX_CURSOR_BYTES)
+# The cursor record (JSON, held batches base64) must stay below every producer's max_request_size
+# (consent_io.kafka.MAX_REQUEST_BYTES); 16 KiB is left for the record key, Kafka's record overhead and slack.
+# Held batches therefore total at most ~770 KB per agent; one larger than what is left is GAP_HOLD_FULL.
+# (Kept free of consent_io so this pure core imports no Kafka client; a unit test ties the two numbers.)
+MAX_CURSOR_BYTES = 1_048_588 - 16 * 1024
 # Clock bounds (docs/reason-codes.md, CLOCK_SKEW). Offline agents have clocks skewed by hours:
 # a day of future skew is tolerated, and no more (a future HLC wins every merge until then).
 MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -134,11 +149,17 @@ class VerifierCore:
     """Pure: no I/O, no clock (``now_ms`` is passed in)."""
 
     def __init__(
-        self, registry: KeyRegistry, *, gap_timeout_ms: int = GAP_TIMEOUT_MS, max_held: int = MAX_HELD
+        self,
+        registry: KeyRegistry,
+        *,
+        gap_timeout_ms: int = GAP_TIMEOUT_MS,
+        max_held: int = MAX_HELD,
+        max_cursor_bytes: int = MAX_CURSOR_BYTES,
     ) -> None:
         self.registry = registry
         self.gap_timeout_ms = gap_timeout_ms
         self.max_held = max_held
+        self.max_cursor_bytes = max_cursor_bytes
         self.cursors: dict[str, Cursor] = {}
 
     def restore(self, cursor_bytes: bytes) -> None:
@@ -206,8 +227,20 @@ class VerifierCore:
                 )
             )
         if fresh:
-            self._accept(cursor, fresh, result)
+            self._accept(cursor, fresh, offset, result)
             self._release_held(cursor, now_ms, result)
+
+    def _authorised(self, fresh: list[VerifiedEvent], offset: int, result: VerifyResult) -> list[VerifiedEvent]:
+        """The fresh events the signing key's authority covers; the rest dead-lettered one by one."""
+        authority = self.registry.authority(fresh[0].agent_id, fresh[0].key_id)
+        allowed: list[VerifiedEvent] = []
+        for ve in fresh:
+            problem = refusal(ve.event, authority)
+            if problem is None:
+                allowed.append(ve)
+            else:
+                result.rejected.append(DeadLetter(*problem, ve.event_bytes, offset, ve.agent_id))
+        return allowed
 
     def _time_problem(self, events: list[VerifiedEvent], arrival_ms: int) -> tuple[str, str] | None:
         latest = max(ve.event.recorded_ms for ve in events)
@@ -250,7 +283,7 @@ class VerifierCore:
             fresh.append(ve)
         return fresh
 
-    def _accept(self, cursor: Cursor, fresh: list[VerifiedEvent], result: VerifyResult) -> None:
+    def _accept(self, cursor: Cursor, fresh: list[VerifiedEvent], offset: int, result: VerifyResult) -> None:
         for ve in fresh:
             cursor.recent[ve.event.seq] = ve.event_hash
         cursor.next_seq = fresh[-1].event.seq + 1
@@ -258,7 +291,7 @@ class VerifierCore:
         floor = cursor.next_seq - HASH_WINDOW
         for seq in [s for s in cursor.recent if s < floor]:
             del cursor.recent[seq]
-        result.accepted.extend(fresh)
+        result.accepted.extend(self._authorised(fresh, offset, result))
         result.changed.add(cursor.agent_id)
 
     def _hold(
@@ -277,7 +310,23 @@ class VerifierCore:
         if len(cursor.held) >= self.max_held:
             result.rejected.append(DeadLetter(exc.reason, exc.message, data, offset, cursor.agent_id))
             return
-        cursor.held.append(HeldBatch(first_seq, offset, now_ms, data))
+        held = HeldBatch(first_seq, offset, now_ms, data)
+        cursor.held.append(held)
+        size = len(cursor.to_bytes())
+        if size > self.max_cursor_bytes:
+            cursor.held.remove(held)
+            result.rejected.append(
+                DeadLetter(
+                    "GAP_HOLD_FULL",
+                    f"agent {cursor.agent_id!r} batch from seq {first_seq} ({len(data)} bytes) cannot be held while "
+                    f"seq {cursor.next_seq} is missing: its cursor record would be {size} bytes, over "
+                    f"{self.max_cursor_bytes}; re-drive it once the gap is filled",
+                    data,
+                    offset,
+                    cursor.agent_id,
+                )
+            )
+            return
         cursor.held.sort(key=lambda h: h.first_seq)
         result.changed.add(cursor.agent_id)
 

@@ -2,14 +2,23 @@
 
 Avro single-object encoding of events (:mod:`avro_codec`), DSSE-style Ed25519 signed batches over RFC 6962
 Merkle roots (:mod:`signing`, :mod:`merkle`, :mod:`dsse`), the core's signed MQTT acks (:mod:`ack`), the
-operator-rooted key registry (:mod:`keys`), hybrid logical clocks (:mod:`hlc`), NHS number validation and
-pseudonyms (:mod:`identity`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed errors with stable reason
+operator-rooted key registry (:mod:`keys`), each key's site and capabilities (:mod:`authority`), hybrid
+logical clocks (:mod:`hlc`), NHS number validation and pseudonyms (:mod:`identity`; per-site ones,
+:mod:`site_pseudonyms`), FHIR R4 Consent mapping (:mod:`fhir`) and the typed errors with stable reason
 codes (:mod:`errors`).
 """
 
 from __future__ import annotations
 
 from consent_wire.ack import MAX_ACK_BYTES, BatchAck, open_ack, seal_ack
+from consent_wire.authority import (
+    Authority,
+    check_grant,
+    grantable,
+    is_gp_practice,
+    refusal,
+    required_capability,
+)
 from consent_wire.avro_codec import (
     HEADER_BYTES,
     MAGIC,
@@ -25,6 +34,7 @@ from consent_wire.codes import (
     ACT_CODE_SYSTEM,
     ACT_REASON_SYSTEM,
     BreachSeverity,
+    Capability,
     ConsentDirective,
     DataClass,
     HiddenField,
@@ -57,15 +67,18 @@ from consent_wire.errors import (
     BadProofError,
     BadSignatureError,
     BadUtf8Error,
+    CapabilityDeniedError,
     ChainBreakError,
     ClockSkewError,
     DecodeError,
+    FhirExpansionError,
     FhirInvalidError,
     FhirUnsupportedError,
     InvalidCodeError,
     InvalidFhirError,
     InvalidKeyEventError,
     InvalidNhsNumberError,
+    InvalidPatientKeyError,
     MalformedBatchError,
     OutOfRangeError,
     OversizeError,
@@ -77,6 +90,7 @@ from consent_wire.errors import (
     SequenceError,
     SequenceGapError,
     SequenceRegressionError,
+    SiteMismatchError,
     TruncatedError,
     TrustError,
     UnknownKeyError,
@@ -150,6 +164,13 @@ from consent_wire.signing import (
     verify_batch,
     verify_event_proof,
 )
+from consent_wire.site_pseudonyms import (
+    SITE_SECRET_INFO,
+    CorePseudonyms,
+    open_site_key,
+    site_patient_key,
+    site_secret,
+)
 
 __all__ = [
     "ACT_CODE_SYSTEM",
@@ -168,9 +189,9 @@ __all__ = [
     "MAX_ACK_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
-    "MAX_EVENTS_PER_RESOURCE",
     "MAX_EVENT_BYTES",
     "MAX_FHIR_BYTES",
+    "MAX_FHIR_EVENTS",
     "MAX_INDIVIDUALS_AFFECTED",
     "MIN_SECRET_BYTES",
     "MQTT_ACK_PAYLOAD_TYPE",
@@ -180,8 +201,10 @@ __all__ = [
     "PATIENT_KEY_HEX",
     "REPLICA_PAYLOAD_TYPE",
     "ROTATION_GRACE_MS",
+    "SITE_SECRET_INFO",
     "AccessRecord",
     "AgentSigner",
+    "Authority",
     "BadMagicError",
     "BadProofError",
     "BadSignatureError",
@@ -189,13 +212,17 @@ __all__ = [
     "BatchAck",
     "BreachReport",
     "BreachSeverity",
+    "Capability",
+    "CapabilityDeniedError",
     "ChainBreakError",
     "ClockSkewError",
     "ConsentDecision",
     "ConsentDirective",
+    "CorePseudonyms",
     "DataClass",
     "DecodeError",
     "Event",
+    "FhirExpansionError",
     "FhirInvalidError",
     "FhirUnsupportedError",
     "HiddenField",
@@ -204,6 +231,7 @@ __all__ = [
     "InvalidFhirError",
     "InvalidKeyEventError",
     "InvalidNhsNumberError",
+    "InvalidPatientKeyError",
     "KeyAction",
     "KeyEvent",
     "KeyPeriod",
@@ -234,6 +262,7 @@ __all__ = [
     "ShieldingAction",
     "ShieldingFlag",
     "SignedEnvelope",
+    "SiteMismatchError",
     "TruncatedError",
     "TrustError",
     "UnknownKeyError",
@@ -243,6 +272,7 @@ __all__ = [
     "WireError",
     "batch_message",
     "build_levels",
+    "check_grant",
     "compaction_key",
     "consent_to_fhir",
     "consistency_proof",
@@ -258,7 +288,9 @@ __all__ = [
     "fhir_nhs_number",
     "fhir_to_events_payloads",
     "fingerprint_of",
+    "grantable",
     "inclusion_proof",
+    "is_gp_practice",
     "is_r5",
     "key_id",
     "leading_bytes_field",
@@ -267,15 +299,20 @@ __all__ = [
     "node_hash",
     "open_ack",
     "open_envelope",
+    "open_site_key",
     "pack",
     "pae",
     "patient_key",
     "public_key_bytes",
+    "refusal",
+    "required_capability",
     "root_from_proof",
     "seal_ack",
     "seal_envelope",
     "sign_batch",
     "sign_event",
+    "site_patient_key",
+    "site_secret",
     "subtree_root",
     "unpack",
     "validate_nhs_number",
@@ -293,8 +330,8 @@ _FHIR_NAMES = frozenset(
     {
         "CONSENT_SCOPE_SYSTEM",
         "LOCAL_DATA_CLASS_SYSTEM",
-        "MAX_EVENTS_PER_RESOURCE",
         "MAX_FHIR_BYTES",
+        "MAX_FHIR_EVENTS",
         "NHS_NUMBER_SYSTEM",
         "OBJECTION_KIND_SYSTEM",
         "ODS_SYSTEM",

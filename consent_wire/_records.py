@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from consent_wire.codes import (
     BreachSeverity,
+    Capability,
     ConsentDirective,
     DataClass,
     HiddenField,
@@ -67,6 +68,7 @@ _HIDDEN = _table(HiddenField)
 _SHIELD_ACTION = _table(ShieldingAction)
 _SEVERITY = _table(BreachSeverity)
 _KEY_ACTION = _table(KeyAction)
+_CAPABILITY = _table(Capability)
 
 
 def _consent_to(p: ConsentDecision) -> Record:
@@ -181,7 +183,8 @@ def _breach_from(r: Record) -> BreachReport:
     )
 
 
-def key_event_to_record(p: KeyEvent) -> Record:
+def _key_event_payload_to(p: KeyEvent) -> Record:
+    """A key event as an Event payload: the KeyEvent v1 branch of the Event schema (no authority)."""
     return {
         "action": p.action.value,
         "agent_id": p.agent_id,
@@ -192,9 +195,26 @@ def key_event_to_record(p: KeyEvent) -> Record:
     }
 
 
+def key_event_to_record(p: KeyEvent) -> Record:
+    """A key event for the keys topic (KeyEvent v2: with the key's site and capabilities)."""
+    return {
+        **_key_event_payload_to(p),
+        "site": p.site,
+        "capabilities": [c.value for c in p.capabilities],
+    }
+
+
 def record_to_key_event(r: Record) -> KeyEvent:
+    """A v2 record (a v1 one resolves to it with site "" and no capabilities) or an Event's v1 payload branch."""
     return KeyEvent(
-        _KEY_ACTION[r["action"]], r["agent_id"], r["key_id"], r["public_key"], r["effective_ms"], r["endorsement"]
+        _KEY_ACTION[r["action"]],
+        r["agent_id"],
+        r["key_id"],
+        r["public_key"],
+        r["effective_ms"],
+        r["endorsement"],
+        r.get("site", ""),
+        tuple(_CAPABILITY[c] for c in r.get("capabilities", ())),
     )
 
 
@@ -204,7 +224,7 @@ _TO: dict[type, tuple[str, Callable[[Any], Record]]] = {
     AccessRecord: (f"{NAMESPACE}.AccessRecord", _access_to),
     ShieldingFlag: (f"{NAMESPACE}.ShieldingFlag", _shielding_to),
     BreachReport: (f"{NAMESPACE}.BreachReport", _breach_to),
-    KeyEvent: (f"{NAMESPACE}.KeyEvent", key_event_to_record),
+    KeyEvent: (f"{NAMESPACE}.KeyEvent", _key_event_payload_to),
 }
 
 _FROM: dict[str, Callable[[Record], Payload]] = {

@@ -14,6 +14,8 @@ FHIR ``Coding.code`` unchanged. Sources:
 - NHS objections: GP "type 1" opt-out (NHS Digital code 827241000000103 "Dissent
   from secondary use of general practitioner patient identifiable data"),
   National Data Opt-out, legacy "type 2" opt-out, local dissent.
+- Capabilities: what an agent's key may record, named by the operator-signed key
+  registration (KeyEvent v2; see ``consent_wire.authority``). Local codes.
 - Breach severity: HSCIC IG SIRI scale introduced June 2013 (seed text 4.10):
   level 0 (near miss / not reportable), level 1 (confirmed, not reportable to
   the ICO), level 2 (reportable to the ICO and the Department).
@@ -27,6 +29,7 @@ __all__ = [
     "ACT_CODE_SYSTEM",
     "ACT_REASON_SYSTEM",
     "BreachSeverity",
+    "Capability",
     "ConsentDirective",
     "DataClass",
     "HiddenField",
@@ -142,3 +145,15 @@ class KeyAction(StrEnum):
     REGISTER = "REGISTER"
     ROTATE = "ROTATE"
     REVOKE = "REVOKE"
+
+
+class Capability(StrEnum):
+    """What an agent's key may record (operator-signed registration, KeyEvent v2)."""
+
+    CONSENT = "CONSENT"  # consent decisions
+    OBJECTION = "OBJECTION"  # NDOP, type 2 and local dissent objections
+    TYPE1_OBJECTION = "TYPE1_OBJECTION"  # GP type 1 opt-out: only a GP practice's key may carry it
+    ACCESS_RECORD = "ACCESS_RECORD"  # access-log entries, for the key's own organisation only
+    SHIELDING_SET = "SHIELDING_SET"
+    SHIELDING_CLEAR = "SHIELDING_CLEAR"
+    BREACH_REPORT = "BREACH_REPORT"  # breach reports, for the key's own organisation only

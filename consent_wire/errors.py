@@ -24,6 +24,8 @@ Tree::
     |   |   +-- RotatedOutKeyError ROTATED_OUT_KEY
     |   +-- BadProofError          BAD_PROOF
     |   +-- ClockSkewError         CLOCK_SKEW
+    |   +-- SiteMismatchError      SITE_MISMATCH (an event for a site its key is not for)
+    |   +-- CapabilityDeniedError  CAPABILITY_DENIED (a capability its key does not carry)
     +-- SequenceError              per-agent chain failures
     |   +-- ReplayError            REPLAY
     |   +-- SequenceRegressionError SEQUENCE_REGRESSION
@@ -31,10 +33,12 @@ Tree::
     |   +-- SequenceGapError       SEQUENCE_GAP (retriable: may be filled later)
     +-- ValidationError            well-formed but semantically invalid
         +-- InvalidNhsNumberError  INVALID_NHS_NUMBER
+        +-- InvalidPatientKeyError INVALID_PATIENT_KEY
         +-- InvalidCodeError       INVALID_CODE
         +-- InvalidFhirError       INVALID_FHIR (never raised itself since FHIR import names the kind:)
         |   +-- FhirInvalidError       FHIR_INVALID (the resource breaks FHIR itself)
         |   +-- FhirUnsupportedError   FHIR_UNSUPPORTED (valid FHIR this product refuses by policy)
+        |       +-- FhirExpansionError FHIR_TOO_MANY_EVENTS (expands into more than MAX_FHIR_EVENTS events)
         +-- InvalidKeyEventError   INVALID_KEY_EVENT
         +-- OutOfRangeError        OUT_OF_RANGE
 """
@@ -48,15 +52,18 @@ __all__ = [
     "BadProofError",
     "BadSignatureError",
     "BadUtf8Error",
+    "CapabilityDeniedError",
     "ChainBreakError",
     "ClockSkewError",
     "DecodeError",
+    "FhirExpansionError",
     "FhirInvalidError",
     "FhirUnsupportedError",
     "InvalidCodeError",
     "InvalidFhirError",
     "InvalidKeyEventError",
     "InvalidNhsNumberError",
+    "InvalidPatientKeyError",
     "MalformedBatchError",
     "OutOfRangeError",
     "OversizeError",
@@ -68,6 +75,7 @@ __all__ = [
     "SequenceError",
     "SequenceGapError",
     "SequenceRegressionError",
+    "SiteMismatchError",
     "TruncatedError",
     "TrustError",
     "UnknownKeyError",
@@ -165,6 +173,18 @@ class ClockSkewError(TrustError):
     reason = "CLOCK_SKEW"
 
 
+class SiteMismatchError(TrustError):
+    """An event (or its access record's or breach report's organisation) for a site its key is not for."""
+
+    reason = "SITE_MISMATCH"
+
+
+class CapabilityDeniedError(TrustError):
+    """An event exercising a capability its key's operator-signed registration does not carry."""
+
+    reason = "CAPABILITY_DENIED"
+
+
 class BadProofError(TrustError):
     reason = "BAD_PROOF"
 
@@ -198,6 +218,12 @@ class InvalidNhsNumberError(ValidationError):
     reason = "INVALID_NHS_NUMBER"
 
 
+class InvalidPatientKeyError(ValidationError):
+    """A site pseudonym that was not made with that site's secret (consent_wire.site_pseudonyms)."""
+
+    reason = "INVALID_PATIENT_KEY"
+
+
 class InvalidCodeError(ValidationError):
     reason = "INVALID_CODE"
 
@@ -216,6 +242,12 @@ class FhirUnsupportedError(InvalidFhirError):
     """Valid FHIR refused by product policy: it cannot carry the meaning faithfully (the message names the element)."""
 
     reason = "FHIR_UNSUPPORTED"
+
+
+class FhirExpansionError(FhirUnsupportedError):
+    """A FHIR Consent whose provisions expand into more events than ``consent_wire.fhir.MAX_FHIR_EVENTS``."""
+
+    reason = "FHIR_TOO_MANY_EVENTS"
 
 
 class InvalidKeyEventError(ValidationError):

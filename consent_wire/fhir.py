@@ -52,7 +52,7 @@ from consent_wire.fhir_import import (
     CONSENT_SCOPE_SYSTEM,
     DATA_CLASS_CODES,
     LOCAL_DATA_CLASS_SYSTEM,
-    MAX_EVENTS_PER_RESOURCE,
+    MAX_FHIR_EVENTS,
     OBJECTION_KIND_SYSTEM,
     ODS_SYSTEM,
     PARTICIPATION_SYSTEM,
@@ -65,8 +65,8 @@ from consent_wire.model import ANY_RECIPIENT, ConsentDecision, Objection
 __all__ = [
     "CONSENT_SCOPE_SYSTEM",
     "LOCAL_DATA_CLASS_SYSTEM",
-    "MAX_EVENTS_PER_RESOURCE",
     "MAX_FHIR_BYTES",
+    "MAX_FHIR_EVENTS",
     "NHS_NUMBER_SYSTEM",
     "OBJECTION_KIND_SYSTEM",
     "ODS_SYSTEM",

@@ -28,8 +28,8 @@ and ``period``); each ``provision[]`` is an exception that negates its parent's 
 assumed to be a negation of the previous level"); ``regulatoryBasis`` carries the objection kind
 when there is one, and is otherwise context (it changes nothing that is permitted).
 
-One resource expands to at most :data:`MAX_EVENTS_PER_RESOURCE` events (purposes x classes x
-recipients per provision, summed): more is FHIR_UNSUPPORTED.
+One resource expands to at most :data:`MAX_FHIR_EVENTS` events (purposes x classes x recipients per
+provision, summed over nested provisions), counted before any is built: more is FHIR_TOO_MANY_EVENTS.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from consent_wire.codes import (
     ObjectionKind,
     PurposeOfUse,
 )
-from consent_wire.errors import FhirInvalidError, FhirUnsupportedError
+from consent_wire.errors import FhirExpansionError, FhirInvalidError, FhirUnsupportedError
 from consent_wire.fhir_dates import period_bound_ms
 from consent_wire.model import ANY_RECIPIENT, ConsentDecision, Objection
 
@@ -55,7 +55,7 @@ __all__ = [
     "CONSENT_SCOPE_SYSTEM",
     "DATA_CLASS_CODES",
     "LOCAL_DATA_CLASS_SYSTEM",
-    "MAX_EVENTS_PER_RESOURCE",
+    "MAX_FHIR_EVENTS",
     "OBJECTION_KIND_SYSTEM",
     "ODS_SYSTEM",
     "PARTICIPATION_SYSTEM",
@@ -69,7 +69,10 @@ CONSENT_ACTION_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentaction"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 LOCAL_DATA_CLASS_SYSTEM = "urn:uk-nhs-consent:data-class"  # local: GENERAL, CONTACT (no HL7 code)
 OBJECTION_KIND_SYSTEM = "urn:uk-nhs-consent:objection-kind"  # local: codes.ObjectionKind
-MAX_EVENTS_PER_RESOURCE = 500  # one edge batch (batch_max_events); a real Consent expands to a handful
+# Events one Consent may expand into. A real directive is a handful; the edge agent's outbox batch is 500
+# events (edge_agent.config batch_max_events), so one resource fills at most half a batch. 219 KiB of FHIR
+# expanded into 99,000 events before this bound (issue 12, item 10).
+MAX_FHIR_EVENTS = 256
 RECIPIENT_ROLES = ("PRCP", "IRCP")  # primary information recipient, information recipient
 SHARING_ACTIONS = ("access", "use", "disclose")
 # Data class <-> (system, code). PATLOC is exported as v3-ActCode LOCIS (location information
@@ -128,9 +131,9 @@ class _Events:
 
     def add(self, directive: ConsentDirective, rule: _Rule) -> None:
         count = len(rule.purposes) * len(rule.classes) * len(rule.recipients)
-        if len(self.out) + count > MAX_EVENTS_PER_RESOURCE:
-            raise FhirUnsupportedError(
-                f"Consent expands to more than {MAX_EVENTS_PER_RESOURCE} events (purposes x security labels x "
+        if len(self.out) + count > MAX_FHIR_EVENTS:
+            raise FhirExpansionError(
+                f"Consent expands to more than {MAX_FHIR_EVENTS} events (purposes x security labels x "
                 "actors, summed over provisions); split it into several Consents"
             )
         self.out.extend(

@@ -31,18 +31,23 @@ arrived, was not revoked before it arrived (no grace: a revocation means the key
 a thief's hands), and was not rotated out more than :data:`ROTATION_GRACE_MS` before it
 arrived (a batch signed just before a rotation may still be in flight; an honest agent
 re-signs its backlog with its current key at every publish attempt).
+
+**Authority.** A REGISTER or ROTATE (KeyEvent v2) names the key's site (ODS code) and capabilities
+(:mod:`consent_wire.authority`); each period keeps them and :meth:`KeyRegistry.authority` returns
+them for the verifier. A v1 registration has an empty authority: its key may record nothing.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent_wire._records import key_event_to_record, record_to_key_event
+from consent_wire.authority import Authority, check_grant
 from consent_wire.avro_codec import decode, encode
-from consent_wire.codes import KeyAction
+from consent_wire.codes import Capability, KeyAction
 from consent_wire.dsse import (
     KEY_ENDORSEMENT_PAYLOAD_TYPE,
     KEY_PAYLOAD_TYPE,
@@ -96,6 +101,7 @@ class KeyPeriod:
     valid_from_ms: int
     valid_until_ms: int | None = None
     revoked_ms: int | None = None
+    authority: Authority = field(default_factory=Authority)
 
     def covers(self, at_ms: int) -> bool:
         return self.valid_from_ms <= at_ms and (self.valid_until_ms is None or at_ms < self.valid_until_ms)
@@ -125,6 +131,10 @@ class KeyRegistry:
         """Every applied signed key event, in application order."""
         return list(self._applied)
 
+    def agents(self) -> list[str]:
+        """Every agent that ever had a key, sorted."""
+        return sorted(self._periods)
+
     def periods(self, agent_id: str) -> tuple[KeyPeriod, ...]:
         return tuple(self._periods.get(agent_id, ()))
 
@@ -141,6 +151,8 @@ class KeyRegistry:
             self._object(event.public_key)
         except ValueError as exc:
             raise InvalidKeyEventError("public key is not a valid raw Ed25519 public key") from exc
+        if event.action is not KeyAction.REVOKE:
+            check_grant(event.agent_id, event.site, event.capabilities)
         if event.action is not KeyAction.REVOKE and event.public_key in self._revoked:
             raise InvalidKeyEventError(
                 f"key {key_id(event.public_key)} was revoked at {self._revoked[event.public_key]}; a revoked key "
@@ -184,6 +196,10 @@ class KeyRegistry:
         raise BadSignatureError(
             f"batch from agent {agent_id!r} names key {key_id_hint[:32]!r}, which is none of the agent's keys"
         )
+
+    def authority(self, agent_id: str, key_id_hint: str) -> Authority:
+        """The site and capabilities the operator granted the agent's key named by the hint."""
+        return self._period_by_hint(agent_id, key_id_hint).authority
 
     def key_at_arrival(self, agent_id: str, key_id_hint: str, arrival_ms: int) -> Ed25519PublicKey:
         """The agent's key named by the hint, if it was valid when the batch arrived at the broker."""
@@ -243,7 +259,7 @@ class KeyRegistry:
                     f"agent {event.agent_id!r} already has a live key; ROTATE it or REVOKE it first"
                 )
             history[-1] = replace(last, valid_until_ms=event.effective_ms)
-        history.append(KeyPeriod(event.public_key, event.effective_ms))
+        history.append(KeyPeriod(event.public_key, event.effective_ms, authority=_authority(event)))
 
     def _rotate(self, event: KeyEvent, history: list[KeyPeriod]) -> None:
         if not history or history[-1].revoked_ms is not None:
@@ -254,7 +270,7 @@ class KeyRegistry:
         message = endorsement_message(event.agent_id, event.public_key, event.effective_ms)
         verify_signature(self._object(old.public_key), event.endorsement, message, "rotation endorsement")
         history[-1] = replace(old, valid_until_ms=event.effective_ms)
-        history.append(KeyPeriod(event.public_key, event.effective_ms))
+        history.append(KeyPeriod(event.public_key, event.effective_ms, authority=_authority(event)))
 
     def _revoke(self, event: KeyEvent, history: list[KeyPeriod]) -> None:
         found = False
@@ -269,6 +285,10 @@ class KeyRegistry:
             raise InvalidKeyEventError(f"agent {event.agent_id!r} never had key {key_id(event.public_key)}")
         earlier = self._revoked.get(event.public_key, event.effective_ms)
         self._revoked[event.public_key] = min(earlier, event.effective_ms)
+
+
+def _authority(event: KeyEvent) -> Authority:
+    return Authority(event.site, frozenset(event.capabilities))
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,15 +313,44 @@ class OperatorRoot:
         payload = encode("KeyEvent", key_event_to_record(event))
         return seal_envelope(self.signer, KEY_PAYLOAD_TYPE, payload)
 
-    def register(self, agent_id: str, public_key: bytes, effective_ms: int) -> bytes:
-        event = KeyEvent(KeyAction.REGISTER, agent_id, key_id(public_key), public_key, effective_ms)
+    def register(
+        self,
+        agent_id: str,
+        public_key: bytes,
+        effective_ms: int,
+        *,
+        site: str,
+        capabilities: tuple[Capability, ...],
+    ) -> bytes:
+        """A REGISTER naming the key's site and capabilities (InvalidKeyEventError for a grant never valid)."""
+        check_grant(agent_id, site, capabilities)
+        event = KeyEvent(
+            KeyAction.REGISTER, agent_id, key_id(public_key), public_key, effective_ms, b"", site, capabilities
+        )
         return self.sign_key_event(event)
 
-    def rotate(self, old: AgentSigner, new_public_key: bytes, effective_ms: int) -> bytes:
+    def rotate(
+        self,
+        old: AgentSigner,
+        new_public_key: bytes,
+        effective_ms: int,
+        *,
+        site: str,
+        capabilities: tuple[Capability, ...],
+    ) -> bytes:
+        """A ROTATE, endorsed by the old key; the new key's authority is named afresh (it may change)."""
+        check_grant(old.agent_id, site, capabilities)
         message = endorsement_message(old.agent_id, new_public_key, effective_ms)
         endorsement = old.private_key.sign(message)
         event = KeyEvent(
-            KeyAction.ROTATE, old.agent_id, key_id(new_public_key), new_public_key, effective_ms, endorsement
+            KeyAction.ROTATE,
+            old.agent_id,
+            key_id(new_public_key),
+            new_public_key,
+            effective_ms,
+            endorsement,
+            site,
+            capabilities,
         )
         return self.sign_key_event(event)
 

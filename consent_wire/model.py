@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 from consent_wire.codes import (
     BreachSeverity,
+    Capability,
     ConsentDirective,
     DataClass,
     HiddenField,
@@ -116,6 +117,10 @@ class KeyEvent:
     public_key: bytes  # raw 32-byte Ed25519 public key (the new key for ROTATE)
     effective_ms: int
     endorsement: bytes = b""  # ROTATE: old key's signature over the new public key
+    # KeyEvent v2 (REGISTER/ROTATE): the key's authority, see consent_wire.authority. A v1 registration
+    # (site "") carries no authority at all: its key may sign nothing the verifier accepts.
+    site: str = ""  # ODS code of the agent's site
+    capabilities: tuple[Capability, ...] = ()
 
 
 Payload: TypeAlias = ConsentDecision | Objection | AccessRecord | ShieldingFlag | BreachReport | KeyEvent

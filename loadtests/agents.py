@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from hashlib import sha256
 
+from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import ConsentDirective, DataClass, PurposeOfUse
 from consent_wire.dsse import AgentSigner
@@ -47,7 +48,9 @@ class LoadAgent:
         return cls(agent_id, f"A8{index:04d}", AgentSigner.generate(agent_id), random.Random(seed * 1000 + index))
 
     def register(self, root: OperatorRoot) -> bytes:
-        return root.register(self.agent_id, self.signer.public_key_bytes, 0)
+        return root.register(
+            self.agent_id, self.signer.public_key_bytes, 0, site=self.site, capabilities=grantable(self.site)
+        )
 
     def batch(self, patients: list[str], size: int, at_ms: int) -> bytes:
         """The next ``size`` events of the chain, each for a random patient, signed as one batch."""

@@ -49,6 +49,7 @@ from broker.topics import Topic, TopicNames, create_topics
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 from consent_io.logs import quiet_client_retries
+from consent_wire.authority import grantable
 from consent_wire.dsse import public_key_bytes
 from consent_wire.identity import patient_key
 from consent_wire.keys import OperatorRoot
@@ -253,7 +254,7 @@ async def _setup(stack: BenchStack, workdir: Path, agents: int, per_agent: int, 
         directory = workdir / agent_id
         directory.mkdir()
         public = generate_signing_key(directory / "signing.pem")
-        registrations.append(root.register(agent_id, public, 0))
+        registrations.append(root.register(agent_id, public, 0, site=site, capabilities=grantable(site)))
         token_file = directory / "api-token"
         tokens.append(generate_token_file(token_file).decode())
         security: dict[str, Any] = dict(stack.deployment.agent_settings(agent_id, site))

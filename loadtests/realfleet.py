@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from broker.topics import TopicNames
+from consent_wire.authority import grantable
 from consent_wire.identity import patient_key
 from consent_wire.keys import OperatorRoot
 from edge_agent.api_auth import generate_token_file
@@ -121,7 +122,7 @@ class RealFleet:
             member = _Member(kind, agent_id, f"{_SITES[kind]}{i:03d}", directory, public, numbers)
             (directory / "patients.txt").write_text("\n".join(member.key(n) for n in numbers) + "\n")
             self.members.append(member)
-            regs.append(root.register(agent_id, public, 0))
+            regs.append(root.register(agent_id, public, 0, site=member.site, capabilities=grantable(member.site)))
         return regs
 
     def principals(self) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
 
+from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import (
     BreachSeverity,
@@ -104,7 +105,10 @@ class SynthFleet:
         return sum(a.events for a in self.agents)
 
     def registrations(self, root: OperatorRoot) -> list[bytes]:
-        return [root.register(a.agent_id, a.signer.public_key_bytes, 0) for a in self.agents]
+        return [
+            root.register(a.agent_id, a.signer.public_key_bytes, 0, site=a.site, capabilities=grantable(a.site))
+            for a in self.agents
+        ]
 
     def expected_event_keys(self) -> dict[str, int]:
         counts: dict[str, int] = {}

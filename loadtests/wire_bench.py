@@ -32,6 +32,7 @@ from consent_wire import (
     OperatorRoot,
     PurposeOfUse,
     encode_event,
+    grantable,
     sign_batch,
     verify_batch,
 )
@@ -105,7 +106,9 @@ def run(n_events: int, repeats: int) -> list[Row]:
     root = OperatorRoot.generate()
     registry = KeyRegistry(root.public_key)
     signer = AgentSigner.generate("agent-1")
-    registry.apply(root.register("agent-1", signer.public_key_bytes, 0))
+    registry.apply(
+        root.register("agent-1", signer.public_key_bytes, 0, site="A81001", capabilities=grantable("A81001"))
+    )
     events = _chain(_events(n_events))
     return [_measure(signer, registry, events, size, repeats) for size in BATCH_SIZES]
 

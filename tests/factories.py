@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from broker.infra.pki import Pki
 from broker.settings import STAGES
 from consent_io.secrets import write_secret
+from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import (
+    Capability,
     ConsentDirective,
     DataClass,
     HiddenField,
@@ -80,8 +82,14 @@ class SimAgent:
     def batch(self, events: list[bytes]) -> bytes:
         return sign_batch(self.signer, events)
 
-    def register(self, root: OperatorRoot, effective_ms: int = 0) -> bytes:
-        return root.register(self.agent_id, self.signer.public_key_bytes, effective_ms)
+    def register(
+        self, root: OperatorRoot, effective_ms: int = 0, capabilities: tuple[Capability, ...] | None = None
+    ) -> bytes:
+        """Register the agent's key for its site with ``capabilities`` (default: every one its site may hold)."""
+        granted = grantable(self.site) if capabilities is None else capabilities
+        return root.register(
+            self.agent_id, self.signer.public_key_bytes, effective_ms, site=self.site, capabilities=granted
+        )
 
 
 def patient(n: int) -> str:

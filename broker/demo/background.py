@@ -13,6 +13,7 @@ import uuid
 from broker.keys_admin import publish_key_events
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
+from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import ObjectionAction, ObjectionKind
 from consent_wire.dsse import AgentSigner
@@ -39,7 +40,12 @@ async def send_background(conn: KafkaConnection, keys_topic: str, ingress: str, 
     producer = kafka.producer(conn, enable_idempotence=True, acks="all", linger_ms=20)
     signers = {site: AgentSigner.generate(f"practice-{site.lower()}") for site in PRACTICES}
     await publish_key_events(
-        conn, keys_topic, [root.register(s.agent_id, s.public_key_bytes, 0) for s in signers.values()]
+        conn,
+        keys_topic,
+        [
+            root.register(s.agent_id, s.public_key_bytes, 0, site=site, capabilities=grantable(site))
+            for site, s in signers.items()
+        ],
     )
     await producer.start()
     total = 0

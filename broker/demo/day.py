@@ -31,6 +31,7 @@ from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.topics import TopicNames, create_topics
 from consent_io.secrets import write_secret
+from consent_wire.authority import grantable
 from consent_wire.dsse import AgentSigner, public_key_bytes
 from consent_wire.keys import OperatorRoot
 
@@ -120,7 +121,18 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
     _say_secured(deployment, work)
     say("\nOperator registers each site's signing key (root-signed key events on the keys topic).")
     await publish_key_events(
-        operator, topics.keys, [root.register(a.settings.agent_id, a.public_key, 0) for a in agents]
+        operator,
+        topics.keys,
+        [
+            root.register(
+                a.settings.agent_id,
+                a.public_key,
+                0,
+                site=a.settings.site,
+                capabilities=grantable(a.settings.site),
+            )
+            for a in agents
+        ],
     )
     follower = StateFollower(operator, topics.state)
     await core.start()

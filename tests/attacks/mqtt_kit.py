@@ -8,6 +8,7 @@ from pathlib import Path
 
 from broker.bridge.service import BridgeConfig, MqttBridge
 from consent_io.connection import KafkaConnection, MqttConnection
+from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode
 from consent_wire.dsse import BATCH_PAYLOAD_TYPE, AgentSigner
 from consent_wire.keys import KeyRegistry, OperatorRoot
@@ -53,7 +54,9 @@ class Deployment:
     async def gateway(self, directory: Path, agent_id: str, events: int) -> Gateway:
         """A registered gateway with ``events`` events pending in its outbox."""
         signer = AgentSigner.generate(agent_id)
-        self.registry.apply(self.root.register(agent_id, signer.public_key_bytes, 0))
+        self.registry.apply(
+            self.root.register(agent_id, signer.public_key_bytes, 0, site="A12345", capabilities=grantable("A12345"))
+        )
         outbox = await Outbox.open(
             directory / f"{agent_id}.db", agent_id=agent_id, site="A12345", codec=AvroEventCodec(), cap_bytes=1 << 30
         )

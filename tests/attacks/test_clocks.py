@@ -6,6 +6,7 @@ import uuid
 from hashlib import sha256
 
 from broker.verifier import MAX_FUTURE_MS, MAX_PAST_MS, VerifierCore
+from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import ShieldingAction
 from consent_wire.dsse import AgentSigner
@@ -79,7 +80,9 @@ def test_revoked_keys_back_dated_events_arriving_71_hours_after_revocation_are_r
 def test_rotated_out_keys_back_dated_events_a_year_later_are_refused() -> None:
     root, registry, agent = _setup()
     new = AgentSigner.generate(agent.agent_id)
-    registry.apply(root.rotate(agent.signer, new.public_key_bytes, BASE_MS))
+    registry.apply(
+        root.rotate(agent.signer, new.public_key_bytes, BASE_MS, site=agent.site, capabilities=grantable(agent.site))
+    )
     back_dated = agent.batch([agent.event(patient(1), consent(), BASE_MS - 60_000)])  # signed by the old key
     result = VerifierCore(registry).process(back_dated, 0, BASE_MS + YEAR_MS)
     assert [d.reason for d in result.rejected] == ["ROTATED_OUT_KEY"]
@@ -87,7 +90,15 @@ def test_rotated_out_keys_back_dated_events_a_year_later_are_refused() -> None:
 
 def test_batch_signed_before_a_rotation_and_in_flight_within_the_grace_is_accepted() -> None:
     root, registry, agent = _setup()
-    registry.apply(root.rotate(agent.signer, AgentSigner.generate(agent.agent_id).public_key_bytes, BASE_MS))
+    registry.apply(
+        root.rotate(
+            agent.signer,
+            AgentSigner.generate(agent.agent_id).public_key_bytes,
+            BASE_MS,
+            site=agent.site,
+            capabilities=grantable(agent.site),
+        )
+    )
     batch = agent.batch([agent.event(patient(1), consent(), BASE_MS - 60_000)])
     assert len(VerifierCore(registry).process(batch, 0, BASE_MS + ROTATION_GRACE_MS - 1).accepted) == 1
 
@@ -95,7 +106,9 @@ def test_batch_signed_before_a_rotation_and_in_flight_within_the_grace_is_accept
 def test_honest_backlog_recorded_before_a_rotation_and_signed_after_it_is_accepted() -> None:
     root, registry, agent = _setup()
     new = AgentSigner.generate(agent.agent_id)
-    registry.apply(root.rotate(agent.signer, new.public_key_bytes, BASE_MS))
+    registry.apply(
+        root.rotate(agent.signer, new.public_key_bytes, BASE_MS, site=agent.site, capabilities=grantable(agent.site))
+    )
     events = [agent.event(patient(i), consent(), BASE_MS - 3_600_000 + i) for i in range(3)]
     agent.signer = new  # the agent re-signs its outbox backlog with its current key
     result = VerifierCore(registry).process(agent.batch(events), 0, BASE_MS + YEAR_MS // 2)

@@ -30,7 +30,11 @@ def test_registering_a_revoked_key_again_cannot_erase_the_revocation() -> None:
 def test_a_revoked_key_cannot_be_registered_for_another_agent() -> None:
     root, registry, agent = _revoked()
     with pytest.raises(InvalidKeyEventError, match="revoked"):
-        registry.apply(root.register("agent-other", agent.signer.public_key_bytes, BASE_MS + 1000))
+        registry.apply(
+            root.register(
+                "agent-other", agent.signer.public_key_bytes, BASE_MS + 1000, site=agent.site, capabilities=()
+            )
+        )
 
 
 def test_a_later_revocation_cannot_move_a_revocation_later() -> None:

@@ -27,6 +27,7 @@ from broker.topics import TopicNames
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 from consent_rules.state import PatientState, replay
+from consent_wire.authority import is_gp_practice
 from consent_wire.avro_codec import decode_event
 from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, PurposeOfUse
 from consent_wire.model import Event
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 PURPOSES = (PurposeOfUse.TREAT, PurposeOfUse.HRESCH, PurposeOfUse.HOPERAT)
 KINDS = tuple(ObjectionKind)
+NON_GP_KINDS = tuple(k for k in ObjectionKind if k is not ObjectionKind.TYPE1)
 ISOLATIONS = ("read_uncommitted", "read_committed")  # end offsets: high water, last stable offset
 
 
@@ -85,7 +87,8 @@ class Traffic:
         key = patient(rng.randrange(self.patients))
         if rng.random() < 0.7:
             return agent.event(key, consent(rng.choice(list(ConsentDirective)), rng.choice(PURPOSES)), at_ms)
-        return agent.event(key, objection(rng.choice(KINDS), rng.choice(list(ObjectionAction))), at_ms)
+        kinds = KINDS if is_gp_practice(agent.site) else NON_GP_KINDS  # a type 1 opt-out is a GP practice's only
+        return agent.event(key, objection(rng.choice(kinds), rng.choice(list(ObjectionAction))), at_ms)
 
     async def _deliver(self, producer: AIOKafkaProducer, agent: SimAgent, events: list[bytes]) -> None:
         batch = agent.batch(events)

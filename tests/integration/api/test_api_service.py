@@ -131,11 +131,14 @@ async def send_site_events(harness: Harness, gp: SimAgent, secret: bytes) -> Non
         gp.event(key[OPTED_OUT], objection(ObjectionKind.NDOP), BASE_MS),
         gp.event(key[SHIELDED], shielding(), BASE_MS + 1),
         gp.event(key[CONSENTED], consent(ConsentDirective.OPTIN, PurposeOfUse.HRESCH), BASE_MS + 2),
-        gp.event(key[OPTED_OUT], view, BASE_MS + 3),
         gp.event(key[CONSENTED], disclosure, BASE_MS + 4),
         gp.event("", breach, BASE_MS + 5),
     ]
     await harness.send(gp, [gp.batch(events)])
+    # a site records access only for its own organisation (its key's registered site): B82002's own agent
+    nurse_site = SimAgent.create(site="B82002")
+    await harness.register(nurse_site)
+    await harness.send(nurse_site, [nurse_site.batch([nurse_site.event(key[OPTED_OUT], view, BASE_MS + 3)])])
 
 
 @dataclass(frozen=True)

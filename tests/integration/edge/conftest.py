@@ -22,6 +22,7 @@ from broker.topics import TopicNames
 from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.state import PatientState
+from consent_wire.authority import grantable
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import decode_verified_event
 from edge_agent.api_auth import generate_token_file
@@ -161,7 +162,7 @@ class EdgeKit:
         key_file = data_dir / "signing.key"
         if not key_file.exists():
             public = generate_signing_key(key_file)
-            registration = [self.root.register(agent_id, public, 0)]
+            registration = [self.root.register(agent_id, public, 0, site=site, capabilities=grantable(site))]
             await publish_key_events(self.harness.kafka, self.topics.keys, registration)
             await self.deployment.grant(self.topics.prefix, self.harness.app_id, agents=[(agent_id, site)])
         token_file = data_dir / "api-token"

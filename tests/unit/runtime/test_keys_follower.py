@@ -12,9 +12,9 @@ async def test_start_applies_every_key_event_already_on_the_topic_and_skips_a_ba
     root = OperatorRoot.generate()
     first, second = AgentSigner.generate("agent-1"), AgentSigner.generate("agent-2")
     reader = FakeTopicReader("keys", batch=1)
-    reader.append(root.register(first.agent_id, first.public_key_bytes, 0))
+    reader.append(root.register(first.agent_id, first.public_key_bytes, 0, site="A81001", capabilities=()))
     reader.append(b"not a key event")
-    reader.append(root.register(second.agent_id, second.public_key_bytes, 0))
+    reader.append(root.register(second.agent_id, second.public_key_bytes, 0, site="A81001", capabilities=()))
     registry = KeyRegistry(root.public_key)
     follower = KeysFollower(reader, registry)
 
@@ -37,6 +37,6 @@ async def test_poll_applies_key_events_written_after_start() -> None:
     await follower.start()
     assert registry.periods("agent-late") == ()
 
-    reader.append(root.register(agent.agent_id, agent.public_key_bytes, 0))
+    reader.append(root.register(agent.agent_id, agent.public_key_bytes, 0, site="A81001", capabilities=()))
     assert await follower.poll() == 1
     assert len(registry.periods("agent-late")) == 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from broker.verifier import HASH_WINDOW, MAX_FUTURE_MS, Cursor, VerifierCore
+from broker.verifier import HASH_WINDOW, MAX_CURSOR_BYTES, MAX_FUTURE_MS, Cursor, VerifierCore
+from consent_io.kafka import MAX_REQUEST_BYTES
+from consent_wire.codes import ConsentDirective, DataClass, PurposeOfUse
 from consent_wire.keys import KeyRegistry, OperatorRoot
+from consent_wire.model import ConsentDecision
 from tests.factories import BASE_MS, SimAgent, consent, patient
 
 
@@ -154,3 +157,28 @@ def test_back_dated_events_arriving_after_revocation_are_rejected() -> None:
     batch = agent.batch([agent.event(patient(1), consent(), BASE_MS)])
     result = core.process(batch, 0, BASE_MS + 1000)
     assert [d.reason for d in result.rejected] == ["REVOKED_KEY"]
+
+
+def _big_batch(agent: SimAgent, n: int) -> bytes:
+    """A batch of ``n`` ~60 KB events (a long free-text role), as large as a batch honestly gets."""
+    role = "R" * 60_000
+    payload = ConsentDecision(ConsentDirective.OPTIN, PurposeOfUse.TREAT, DataClass.ALL, "*", None, None, role)
+    return agent.batch([agent.event(patient(i), payload, BASE_MS + agent.seq) for i in range(n)])
+
+
+def test_held_gap_cursor_record_stays_below_the_producers_max_request_size() -> None:
+    """Issue 12 item 3: held batches made the cursor record tens of MB; its transaction aborted for ever."""
+    root = OperatorRoot.generate()
+    registry = KeyRegistry(root.public_key)
+    agent = SimAgent.create()
+    registry.apply(agent.register(root))
+    core = VerifierCore(registry)
+    missing = _batch(agent, 1)  # seq 1 never arrives: every later batch waits behind the gap
+    held = [core.process(_big_batch(agent, 10), i, BASE_MS) for i in range(4)]  # 4 x ~600 KB
+    cursor = core.cursors[agent.agent_id]
+    assert len(cursor.to_bytes()) <= MAX_CURSOR_BYTES < MAX_REQUEST_BYTES
+    reasons = [d.reason for r in held for d in r.rejected]
+    assert reasons == ["GAP_HOLD_FULL"] * 3  # the first is held; the rest would not fit
+    assert all(d.data and len(d.data) > 500_000 for r in held for d in r.rejected)  # whole, re-drivable
+    filled = core.process(missing, 9, BASE_MS)
+    assert [ve.event.seq for ve in filled.accepted] == list(range(1, 12))  # the held one is released after the gap

@@ -10,6 +10,7 @@ import consent_wire
 
 MODULES = [
     "ack",
+    "authority",
     "avro_codec",
     "codes",
     "dsse",
@@ -22,6 +23,7 @@ MODULES = [
     "model",
     "schemas",
     "signing",
+    "site_pseudonyms",
 ]
 
 

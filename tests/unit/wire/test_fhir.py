@@ -7,9 +7,11 @@ import pytest
 from fhir.resources.R4B.consent import Consent
 
 from consent_wire import (
+    MAX_FHIR_EVENTS,
     ConsentDecision,
     ConsentDirective,
     DataClass,
+    FhirExpansionError,
     FhirInvalidError,
     FhirUnsupportedError,
     InvalidFhirError,
@@ -162,3 +164,36 @@ def test_invalid_resources_say_whether_fhir_or_policy_refuses_them(
     with pytest.raises(error, match=message) as caught:
         fhir_to_events_payloads(_broken(change))
     assert caught.value.reason == ("FHIR_INVALID" if error is FhirInvalidError else "FHIR_UNSUPPORTED")
+
+
+def _recipients(n: int) -> list[dict[str, Any]]:
+    actor = _export(DENY_ORG)["provision"]["actor"][0]
+    return [{**actor, "reference": {"identifier": {**actor["reference"]["identifier"], "value": f"R{i:04d}"}}}
+            for i in range(n)]  # fmt: skip
+
+
+def test_a_consent_expanding_into_the_bound_is_imported_whole() -> None:
+    resource = _export(DENY_ORG)
+    resource["provision"]["actor"] = _recipients(MAX_FHIR_EVENTS)
+    assert len(fhir_to_events_payloads(resource)) == MAX_FHIR_EVENTS
+
+
+def test_a_consent_expanding_past_the_bound_is_refused_before_building_it() -> None:
+    """Issue 12 item 10: 219 KiB of FHIR expanded into 99,000 events; the bound is MAX_FHIR_EVENTS."""
+    resource = _export(DENY_ORG)
+    resource["provision"]["actor"] = _recipients(20)
+    resource["provision"]["purpose"] = [{"system": ACT_REASON, "code": c} for c in ("TREAT", "COC", "HRESCH")]
+    resource["provision"]["securityLabel"] = [
+        {"system": ACT_CODE, "code": c} for c in ("HIV", "SDV", "PSY", "STD", "SUD")
+    ]
+    with pytest.raises(FhirExpansionError, match="more than 256") as caught:
+        fhir_to_events_payloads(resource)  # 20 x 3 x 5 = 300
+    assert caught.value.reason == "FHIR_TOO_MANY_EVENTS"
+
+
+def test_nested_provisions_count_towards_the_bound() -> None:
+    resource = _export(DENY_ORG)
+    resource["provision"]["actor"] = _recipients(200)
+    resource["provision"]["provision"] = [{"type": "permit", "actor": _recipients(57)}]
+    with pytest.raises(FhirExpansionError):
+        fhir_to_events_payloads(resource)

@@ -23,7 +23,7 @@ from consent_wire import (
     fhir_nhs_number,
     fhir_to_events_payloads,
 )
-from consent_wire.fhir_import import MAX_EVENTS_PER_RESOURCE
+from consent_wire.fhir_import import MAX_FHIR_EVENTS
 from tests.fhir import hl7_examples as ex
 
 OPTIN, OPTOUT = ConsentDirective.OPTIN, ConsentDirective.OPTOUT
@@ -184,8 +184,8 @@ def test_one_resource_expands_to_at_most_the_documented_number_of_events() -> No
     resource["provision"]["purpose"] = [ex.purpose(c) for c in codes]
     resource["provision"]["securityLabel"] = [ex.label(c) for c in labels]
     resource["provision"]["actor"] = [ex.org(f"R{i:03d}") for i in range(8)]
-    assert len(codes) * len(labels) * 8 > MAX_EVENTS_PER_RESOURCE
-    with pytest.raises(FhirUnsupportedError, match=f"more than {MAX_EVENTS_PER_RESOURCE} events"):
+    assert len(codes) * len(labels) * 8 > MAX_FHIR_EVENTS
+    with pytest.raises(FhirUnsupportedError, match=f"more than {MAX_FHIR_EVENTS} events"):
         fhir_to_events_payloads(resource)
     resource["provision"]["actor"] = resource["provision"]["actor"][:1]
     assert len(fhir_to_events_payloads(resource)) == len(codes) * len(labels)

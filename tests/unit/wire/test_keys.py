@@ -8,7 +8,9 @@ import pytest
 from consent_wire import (
     EVENT_PAYLOAD_TYPE,
     AgentSigner,
+    Authority,
     BadSignatureError,
+    Capability,
     InvalidKeyEventError,
     KeyAction,
     KeyEvent,
@@ -28,11 +30,12 @@ from consent_wire import (
 
 from .strategies import chain_of, sample_decision
 
+CONSENT_AT_A81001 = Authority("A81001", frozenset({Capability.CONSENT}))
 ROOT = OperatorRoot.from_private_bytes(bytes(range(32)))
 OLD = AgentSigner.from_private_bytes("agent-1", bytes(range(1, 33)))
 NEW = AgentSigner.from_private_bytes("agent-1", bytes(range(2, 34)))
-REGISTER = ROOT.register("agent-1", OLD.public_key_bytes, 1_000)
-ROTATE = ROOT.rotate(OLD, NEW.public_key_bytes, 5_000)
+REGISTER = ROOT.register("agent-1", OLD.public_key_bytes, 1_000, site="A81001", capabilities=(Capability.CONSENT,))
+ROTATE = ROOT.rotate(OLD, NEW.public_key_bytes, 5_000, site="A81001", capabilities=(Capability.CONSENT,))
 REVOKE_NEW = ROOT.revoke("agent-1", NEW.public_key_bytes, 9_000)
 
 
@@ -64,8 +67,8 @@ def test_rotation_splits_history_at_the_rotation_time() -> None:
     assert _raw(registry, 4_999) == OLD.public_key_bytes
     assert _raw(registry, 5_000) == NEW.public_key_bytes
     assert registry.periods("agent-1") == (
-        KeyPeriod(OLD.public_key_bytes, 1_000, 5_000),
-        KeyPeriod(NEW.public_key_bytes, 5_000),
+        KeyPeriod(OLD.public_key_bytes, 1_000, 5_000, authority=CONSENT_AT_A81001),
+        KeyPeriod(NEW.public_key_bytes, 5_000, authority=CONSENT_AT_A81001),
     )
 
 
@@ -87,7 +90,13 @@ def test_batch_spanning_a_rotation_is_rejected() -> None:
 
 
 def test_rotation_without_the_old_keys_endorsement_is_rejected() -> None:
-    forged = ROOT.rotate(AgentSigner.from_private_bytes("agent-1", bytes(32)), NEW.public_key_bytes, 5_000)
+    forged = ROOT.rotate(
+        AgentSigner.from_private_bytes("agent-1", bytes(32)),
+        NEW.public_key_bytes,
+        5_000,
+        site="A81001",
+        capabilities=(Capability.CONSENT,),
+    )
     with pytest.raises(BadSignatureError, match="rotation endorsement"):
         _registry(REGISTER, forged)
 
@@ -104,7 +113,12 @@ def test_revoked_key_is_rejected_at_and_after_revocation_only() -> None:
 
 def test_new_registration_after_revocation_takes_over_from_its_time() -> None:
     fresh = AgentSigner.generate("agent-1")
-    registry = _registry(REGISTER, ROTATE, REVOKE_NEW, ROOT.register("agent-1", fresh.public_key_bytes, 10_000))
+    registry = _registry(
+        REGISTER,
+        ROTATE,
+        REVOKE_NEW,
+        ROOT.register("agent-1", fresh.public_key_bytes, 10_000, site="A81001", capabilities=(Capability.CONSENT,)),
+    )
     with pytest.raises(RevokedKeyError):
         registry.key_for("agent-1", 9_500)
     assert _raw(registry, 10_000) == fresh.public_key_bytes
@@ -113,7 +127,9 @@ def test_new_registration_after_revocation_takes_over_from_its_time() -> None:
 def test_key_event_not_signed_by_the_root_is_rejected() -> None:
     other_root = OperatorRoot.from_private_bytes(bytes(32))
     with pytest.raises(BadSignatureError, match="envelope"):
-        _registry(other_root.register("agent-1", OLD.public_key_bytes, 0))
+        _registry(
+            other_root.register("agent-1", OLD.public_key_bytes, 0, site="A81001", capabilities=(Capability.CONSENT,))
+        )
 
 
 def test_key_event_with_another_payload_type_is_rejected() -> None:
@@ -124,7 +140,10 @@ def test_key_event_with_another_payload_type_is_rejected() -> None:
 
 def test_second_registration_of_a_live_agent_is_invalid() -> None:
     with pytest.raises(InvalidKeyEventError, match="already has a live key"):
-        _registry(REGISTER, ROOT.register("agent-1", NEW.public_key_bytes, 2_000))
+        _registry(
+            REGISTER,
+            ROOT.register("agent-1", NEW.public_key_bytes, 2_000, site="A81001", capabilities=(Capability.CONSENT,)),
+        )
 
 
 def test_rotation_of_an_unknown_agent_is_invalid() -> None:
