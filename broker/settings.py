@@ -25,6 +25,8 @@ from broker.errors import SettingsError
 from broker.mirror.planner import Registration, RegistrationsError, parse_registrations
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_io.secrets import SecretFileError, check_secret_mode, read_secret
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
+from consent_rules.decision.policy_doc import PolicyDocumentError, parse_policy
 from consent_wire.identity import MIN_SECRET_BYTES
 
 __all__ = [
@@ -64,6 +66,9 @@ class CoreSettings:
     audit_witness_quorum: int = 1  # cosignatures every published audit checkpoint needs
     insecure_unwitnessed_audit: bool = False  # checkpoints without witnesses: for debugging only, logged as a warning
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
+    decision_policy_file: str = (
+        ""  # TOML: break-glass roles, NDOP-exempt flows, data-sharing agreements ("" = defaults)
+    )
     # the API's persistent views (issue 16): SQLite (WAL) in this folder; a restart resumes from the offsets
     # stored with them. "" = a fresh temporary folder per run (views rebuilt from the topics at every start)
     api_view_dir: str = ""
@@ -322,6 +327,30 @@ def audit_origin(s: CoreSettings) -> str:
     return s.audit_origin or f"{s.app_id}/{s.topic_prefix}.audit"
 
 
+def load_decision_policy(path: str) -> DecisionPolicy:
+    """The deployment's decision policy (consent_rules.decision.policy_doc); the defaults when ``path`` is empty."""
+    if not path:
+        return DEFAULT_POLICY
+    try:
+        with Path(path).open("rb") as f:
+            return parse_policy(tomllib.load(f))
+    except (OSError, tomllib.TOMLDecodeError, PolicyDocumentError) as exc:
+        raise SettingsError(
+            f"setting decision_policy_file={path!r} ({_env('decision_policy_file')}): {exc}; "
+            "see deploy/decision-policy.toml for the format, or leave it empty for the defaults"
+        ) from exc
+
+
+def _decision_policy(s: CoreSettings) -> str | None:
+    if "api" not in s.stages:
+        return None
+    try:
+        load_decision_policy(s.decision_policy_file)
+    except SettingsError as exc:
+        return exc.message
+    return None
+
+
 def _list_sizes(s: CoreSettings) -> str | None:
     if "api" not in s.stages:
         return None
@@ -435,6 +464,7 @@ _CHECKS: tuple[Check, ...] = (
     _audit_key,
     _core_signing_key,
     _list_sizes,
+    _decision_policy,
     _mirror_files,
     _api_door,
     _transport_tls,

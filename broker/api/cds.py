@@ -79,7 +79,7 @@ async def post_consent_consult(request: web.Request) -> web.Response:
         check_requester(principal, req.requester.organisation, req.requester.role)
     if not kept:
         return json_response(card_json(None, SOURCE, kept=False))
-    decision = decide(req, await backend.state(req.patient_key))
+    decision = decide(req, await backend.state(req.patient_key), request.app[core_api.POLICY])
     entry = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
     return json_response(card_json(DecisionAnswer(decision, now_ms, None, entry.index), SOURCE))
 

@@ -40,6 +40,7 @@ from broker.auth import Principal, Scope, check_requester
 from broker.errors import NotReadyError
 from consent_rules.decision import Decision, DecisionRequest, Outcome, Requester, decide
 from consent_rules.decision.document import MAX_TEXT, BadRequestError
+from consent_rules.decision.policy import DecisionPolicy
 from consent_rules.state import PatientState, empty_state
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError
@@ -171,6 +172,7 @@ class _Batch:
     data_classes: tuple[DataClass, ...]
     accessor_id: str
     csv: bool
+    policy: DecisionPolicy  # the deployment's (decision_policy_file)
 
 
 def _batch(request: web.Request, principal: Principal) -> _Batch:
@@ -186,7 +188,8 @@ def _batch(request: web.Request, principal: Principal) -> _Batch:
     if request.app[core_api.AUTH] is not None:
         check_requester(principal, principal.organisation, role)
     requester = Requester(principal.organisation or "UNAUTHENTICATED", role, True, Relationship.NONE, False)
-    return _Batch(requester, purpose, basis, classes, accessor, request.content_type == "text/csv")
+    csv = request.content_type == "text/csv"
+    return _Batch(requester, purpose, basis, classes, accessor, csv, request.app[core_api.POLICY])
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -281,7 +284,7 @@ async def _decide_lines(
         if state is None:
             decision, answer = _unrecorded(batch, key, now_ms, cache)
         else:
-            decision = decide(_request(batch, key, now_ms), state)
+            decision = decide(_request(batch, key, now_ms), state, batch.policy)
             answer = _answer_json(decision)
         if decision.outcome is Outcome.DENY:
             tally.withheld_reasons.update(set(decision.codes) or {"DENY"})  # each reason once per number
@@ -298,7 +301,7 @@ def _request(batch: _Batch, key: str, now_ms: int) -> DecisionRequest:
 def _unrecorded(batch: _Batch, key: str, now_ms: int, cache: list[tuple[Decision, bytes]]) -> tuple[Decision, bytes]:
     """The decision for a patient with nothing recorded, and its answer bytes: the same for all of a batch (cached)."""
     if not cache:
-        decision = decide(_request(batch, key, now_ms), empty_state(key))
+        decision = decide(_request(batch, key, now_ms), empty_state(key), batch.policy)
         cache.append((decision, _answer_json(decision)))
     return cache[0]
 

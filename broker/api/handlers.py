@@ -64,6 +64,7 @@ from broker.reports import breach_incidents, breach_summary, disclosures, object
 from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import DecisionAnswer, decide, decide_as_at, parse_request
 from consent_rules.decision.document import MAX_TEXT
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.state import PatientState
 from consent_wire.codes import PurposeOfUse
 from consent_wire.errors import WireError
@@ -119,6 +120,7 @@ class ApiBackend(Protocol):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BACKEND: web.AppKey[ApiBackend] = web.AppKey("backend")
 AUTH: web.AppKey[TokenService | None] = web.AppKey("auth")
+POLICY: web.AppKey[DecisionPolicy] = web.AppKey("policy")
 _OPEN = Principal("insecure-debug", "", frozenset(), frozenset(Scope))  # only with insecure_http
 
 
@@ -222,9 +224,9 @@ async def post_decision(request: web.Request) -> web.Response:
         reader = (parsed.accessor_id, req.requester.role, req.purpose)
         await _record_read(request, principal, req.patient_key, reader, "AS_AT")
         as_at_hlc = (parsed.as_at_ms << LOGICAL_BITS) | _LOGICAL_MAX
-        decision = decide_as_at(req, await backend.history(req.patient_key), as_at_hlc)
+        decision = decide_as_at(req, await backend.history(req.patient_key), as_at_hlc, request.app[POLICY])
         return json_response(DecisionAnswer(decision, req.at_ms, parsed.as_at_ms).to_json())
-    decision = decide(req, await backend.state(req.patient_key))
+    decision = decide(req, await backend.state(req.patient_key), request.app[POLICY])
     entry = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
     return json_response(DecisionAnswer(decision, req.at_ms, None, entry.index).to_json())
 
@@ -310,12 +312,18 @@ ROUTES: tuple[_Route, ...] = (
 )
 
 
-def create_app(backend: ApiBackend, auth: TokenService | None) -> web.Application:
-    """The aiohttp application over ``backend``; ``auth`` None is the insecure debug mode (no authentication)."""
+def create_app(
+    backend: ApiBackend, auth: TokenService | None, policy: DecisionPolicy = DEFAULT_POLICY
+) -> web.Application:
+    """The aiohttp application over ``backend``; ``auth`` None is the insecure debug mode (no authentication).
+
+    ``policy``: the deployment's decision policy (``decision_policy_file``) every decision route applies.
+    """
     middlewares = [error_middleware(STATUS_BY_ERROR), fhir_error_middleware(STATUS_BY_ERROR)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[BACKEND] = backend
     app[AUTH] = auth
+    app[POLICY] = policy
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     return app

@@ -42,7 +42,7 @@ from broker.audit.note import ALG_ED25519, Verifier
 from broker.audit.tlog import InclusionProof
 from broker.auth import ClientRegistry, TokenService
 from broker.ops_metrics import GOVERNANCE, api_timing, count_decision
-from broker.settings import CoreSettings, audit_origin, load_list_sizes, read_hex_file
+from broker.settings import CoreSettings, audit_origin, load_decision_policy, load_list_sizes, read_hex_file
 from broker.views import ViewStore
 from broker.witness.client import WitnessClient
 from consent_io.tls import client_ssl_context
@@ -181,7 +181,8 @@ class ApiService:
         if auth is None:
             log.warning("api runs with insecure_http: plaintext and NO authentication (debugging only)")
         self._auth = auth
-        app = create_app(_Backend(self), auth)
+        policy = load_decision_policy(s.decision_policy_file)  # validated when the settings loaded
+        app = create_app(_Backend(self), auth, policy)
         app.middlewares.insert(0, api_timing)  # outermost: sees the status the error middleware made
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -302,3 +302,21 @@ async def test_each_access_carries_a_proof_a_patient_app_checks_without_trusting
         with pytest.raises(BadProofError):
             verify_inclusion(forged, a["index"], a["inclusion_proof"]["tree_size"], hashes, root)
     assert result["accesses"][-1]["inclusion_proof"] is None  # the read itself: not yet under a checkpoint
+
+
+async def test_the_deployments_decision_policy_reaches_every_decision(backend: MemoryBackend) -> None:
+    """decision_policy_file (rule 9): a deployment that entitles only ED doctors to break-glass refuses a GP's."""
+    from aiohttp.test_utils import TestServer
+
+    from broker.api import create_app
+    from consent_rules.decision import DecisionPolicy
+
+    policy = DecisionPolicy(break_glass_roles=frozenset({"ED_DOCTOR"}))
+    gp = {"organisation": "RX1", "role": "GP", "registered": True, "relationship": "NONE", "care_team": False,
+          "accessor_id": "gp-1"}  # fmt: skip
+    body = decision_body(requester=gp, legal_basis="BREAK_GLASS")
+    async with TestClient(TestServer(create_app(backend, None))) as default_client:
+        assert (await post(default_client, body))["outcome"] == "PERMIT_WITH_OBLIGATIONS"  # GP: a default role
+    async with TestClient(TestServer(create_app(backend, None, policy))) as configured:
+        answer = await post(configured, body)
+    assert (answer["outcome"], answer["codes"]) == ("DENY", ["BREAK_GLASS_NOT_ENTITLED"])
