@@ -28,7 +28,9 @@ from tests.faults.rig import PARTITIONS, Rig, make_rig
 from tests.faults.support import CoreProcess, Outcome, Traffic, check_against_replay, wait_progress
 from tests.faults.test_core_runtime import _free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Whole-cluster faults on a shared 2-core machine are timing-sensitive (a run under other load once saw no
+# state progress within 240 s after an outage); each gets one re-run, and a failure that repeats fails CI.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.flaky(reruns=1)]
 
 log = logging.getLogger(__name__)
 
