@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import click
+from prometheus_client import start_http_server
 
 from broker.audit.errors import AuditError
 from broker.audit.keyfile import generate_key_file, load_signer
@@ -60,6 +61,8 @@ async def _serve(server: WitnessServer, host: str, port: int, tls_files: tuple[s
 @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), required=True, help="The deployment's CA.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus metrics (0: off).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="0.0.0.0 in a pod (deploy/helm).")
 def run_command(
     name: str,
     key_file: Path,
@@ -71,6 +74,8 @@ def run_command(
     tls_ca: str,
     tls_cert: str,
     tls_key: str,
+    metrics_port: int,
+    metrics_host: str,
 ) -> None:
     """Serve POST /add-checkpoint over mutual TLS until SIGTERM/SIGINT."""
     from broker.cli import run_async
@@ -83,4 +88,6 @@ def run_command(
     except (AuditError, NoteError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"witness {signer.verifier.vkey()}", err=True)
+    if metrics_port:
+        start_http_server(metrics_port, addr=metrics_host)  # audit_witness_disagreements_total and process metrics
     run_async(_serve(WitnessServer(core, store, allowed), host, port, (tls_ca, tls_cert, tls_key)))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from broker.audit.witness import WitnessCore
 from broker.witness.store import StateFile
@@ -27,6 +28,18 @@ from broker.witness.store import StateFile
 __all__ = ["WitnessServer", "server_tls"]
 
 log = logging.getLogger(__name__)
+
+# What the deploy/prometheus alert AuditWitnessDisagreement watches: a checkpoint this witness refused because
+# it contradicts what it holds (422 a consistency proof that does not verify: a rewrite or a fork; 400 a
+# rollback or a malformed request; 403 not signed by the log's key). 409 (old size mismatch) is the protocol's
+# normal resynchronisation and is not counted.
+DISAGREEMENTS = Counter(
+    "audit_witness_disagreements",
+    "Checkpoints the witness refused as inconsistent with the one it holds, by HTTP status",
+    ["status"],
+)
+for _status in ("400", "403", "422"):
+    DISAGREEMENTS.labels(_status)  # every series exists at 0, so the first refusal is an increase
 
 _MAX_BODY = 64 * 1024  # a checkpoint and a proof of 63 hashes take under 4 KiB
 
@@ -78,6 +91,9 @@ class WitnessServer:
                 state = {**self.core.state, answer.origin: answer.updated}
                 await asyncio.to_thread(self.store.save, state)
                 self.core.adopt(answer)
+        if answer.status in (400, 403, 422):
+            DISAGREEMENTS.labels(str(answer.status)).inc()
+            log.warning("witness refused a checkpoint status=%d origin=%s", answer.status, answer.origin)
         log.info("witness add-checkpoint status=%d origin=%s", answer.status, answer.origin)
         return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type.split(";")[0])
 

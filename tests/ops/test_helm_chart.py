@@ -18,7 +18,11 @@ from tests.tools import ROOT, tool_path
 
 CHART = ROOT / "deploy" / "helm" / "consent-broker"
 KUBE_VERSION = "1.33.0"
-VALUES = ["--set", "core.rootPublicKeyHex=" + "ab" * 32]
+VALUES = [
+    "--set", "core.rootPublicKeyHex=" + "ab" * 32,
+    "--set", "witness.verifierKey=witness-1.consent.example.internal+0a0b0c0d+AQ" + "A" * 42,
+    "--set", "witness.logKey=consent-core/consent.audit+01020304+AQ" + "B" * 42,
+]  # fmt: skip
 
 
 def _run(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -83,7 +87,7 @@ def test_rendered_chart_is_valid_for_kubernetes_and_strimzi() -> None:
     kinds = sorted({d["kind"] for d in yaml.safe_load_all(manifests) if d})
     assert kinds == [
         "Deployment", "Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser",
-        "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service",
+        "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service",
     ]  # fmt: skip
     result = _kubeconform(manifests)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -174,3 +176,33 @@ def test_cosignature_covers_the_timestamp(h: Harness) -> None:
     cosig = note.signatures[1]
     tampered = type(cosig)(cosig.name, cosig.key_id, cosig.blob[:4] + (5).to_bytes(8, "big") + cosig.blob[12:])
     assert SignedNote(note.text, (tampered,)).verified_by(h.policy.witnesses[0]) is None
+
+
+async def test_the_witness_counts_each_refused_checkpoint_for_the_disagreement_alert(
+    h: Harness, tmp_path: Path
+) -> None:
+    """deploy/prometheus AuditWitnessDisagreement watches audit_witness_disagreements_total: a bad proof (422)
+    and a rollback (400) count, the protocol's normal resynchronisation (409) does not."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import REGISTRY
+
+    from broker.witness.server import WitnessServer
+    from broker.witness.store import StateFile
+
+    def count(status: str) -> float:
+        return REGISTRY.get_sample_value("audit_witness_disagreements_total", {"status": status}) or 0.0
+
+    before = {s: count(s) for s in ("400", "409", "422")}
+    server = WitnessServer(h.witnesses[0], StateFile(tmp_path / "w.json"), [], insecure=True)
+    old_note = sign_checkpoint(h.log_key, ORIGIN, 5, h.tree.root(5)).to_text()
+    h.append(2)
+    new_note = sign_checkpoint(h.log_key, ORIGIN, 13, h.tree.root()).to_text()
+    async with TestClient(TestServer(server.app())) as client:
+        bodies = {
+            400: add_checkpoint_body(11, (), old_note),  # a rollback
+            409: add_checkpoint_body(5, (), old_note),  # stale old size: resynchronise
+            422: add_checkpoint_body(11, (bytes(32),), new_note),  # a proof that does not verify
+        }
+        for status, body in bodies.items():
+            assert (await client.post("/add-checkpoint", data=body)).status == status
+    assert {s: count(s) - before[s] for s in before} == {"400": 1.0, "409": 0.0, "422": 1.0}
