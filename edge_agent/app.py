@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent_io.secrets import check_secret_mode
 from edge_agent.api_auth import load_token
-from edge_agent.config import Settings
+from edge_agent.config import Settings, load_decision_policy
 from edge_agent.errors import ConfigError
 from edge_agent.http_api import ApiContext, make_app
 from edge_agent.intake import Intake
@@ -114,6 +114,7 @@ class Agent:
             now_ms,
             replica,
             lambda: publisher.connected,
+            load_decision_policy(settings.decision_policy_file),
         )
         token = None if settings.insecure_api else load_token(_required_path(settings.api_token_file))
         if token is None:

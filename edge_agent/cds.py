@@ -15,6 +15,7 @@ from aiohttp import web
 from consent_io.http import json_response
 from consent_rules.cds_hooks import SERVICE_ID, card_json, decision_document, discovery
 from consent_rules.decision import parse_request
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from edge_agent.offline import decide_offline
 from edge_agent.replica import Replica
 from edge_agent.submission import Pseudonymiser, load_json
@@ -32,7 +33,9 @@ class CdsRoutes:
         pseudonymise: Pseudonymiser,
         now_ms: Callable[[], int],
         body: Callable[[web.Request], Awaitable[bytes]],
+        policy: Callable[[], DecisionPolicy] = lambda: DEFAULT_POLICY,
     ) -> None:
+        self._policy = policy
         self._replica = replica
         self._pseudonymise = pseudonymise
         self._now_ms = now_ms
@@ -49,4 +52,4 @@ class CdsRoutes:
             return json_response(card_json(None, SOURCE, kept=False))
         replica = self._replica()
         record = await replica.get(parsed.request.patient_key) if replica else None
-        return json_response(card_json(decide_offline(parsed, record, now_ms), SOURCE))
+        return json_response(card_json(decide_offline(parsed, record, now_ms, self._policy()), SOURCE))

@@ -35,6 +35,8 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consent_io.connection import KafkaConnection, MqttConnection
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
+from consent_rules.decision.policy_doc import PolicyDocumentError, parse_policy
 from edge_agent.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings", "settings_from_mapping"]
@@ -77,6 +79,7 @@ class Settings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0  # an outage of hours is retried at most once a minute
     patients_file: Path | None = None  # one patient key per line: the replica's scope
+    decision_policy_file: Path | None = None  # the deployment's decision policy (the core's document; None = defaults)
     kafka_security: str = "SSL"  # "SSL" (mutual TLS) or "PLAINTEXT" (debugging only)
     mqtt_tls: bool = True  # False: plaintext MQTT, debugging only
     tls_ca_file: Path | None = None  # the deployment CA's certificate (PEM)
@@ -135,6 +138,7 @@ _TOML_KEYS: Mapping[tuple[str, str], str] = {
     ("agent", "site"): "site",
     ("agent", "data_dir"): "data_dir",
     ("agent", "patients_file"): "patients_file",
+    ("decision", "policy_file"): "decision_policy_file",
     ("transport", "kind"): "transport",
     ("kafka", "bootstrap"): "kafka_bootstrap",
     ("kafka", "ingress_topic"): "ingress_topic",
@@ -325,3 +329,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def load_decision_policy(path: Path | None) -> DecisionPolicy:
+    """The deployment's decision policy from ``decision_policy_file`` (the core's document); the defaults if unset."""
+    if path is None:
+        return DEFAULT_POLICY
+    try:
+        with path.open("rb") as f:
+            return parse_policy(tomllib.load(f))
+    except (OSError, tomllib.TOMLDecodeError, PolicyDocumentError) as exc:
+        raise ConfigError(f"setting decision_policy_file={str(path)!r}: {exc}") from exc

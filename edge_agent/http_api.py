@@ -35,6 +35,7 @@ from prometheus_client.core import CollectorRegistry
 
 from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import parse_request
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_wire.errors import WireError
 from edge_agent.api_auth import token_middleware
 from edge_agent.cds import SERVICE_PATH as CDS_SERVICE_PATH
@@ -90,6 +91,7 @@ class ApiContext:
     now_ms: Callable[[], int]
     replica: Replica | None = None
     publisher_connected: Callable[[], bool] = lambda: False
+    policy: DecisionPolicy = DEFAULT_POLICY  # decision_policy_file: the same document as the core's
 
 
 def make_app(ctx: ApiContext, token: bytes | None) -> web.Application:
@@ -99,7 +101,9 @@ def make_app(ctx: ApiContext, token: bytes | None) -> web.Application:
         middlewares.append(token_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BATCH_BYTES)
     api = _Api(ctx)
-    cds = CdsRoutes(lambda: ctx.replica, lambda nhs: ctx.pseudonymise(nhs), lambda: ctx.now_ms(), _body)
+    cds = CdsRoutes(
+        lambda: ctx.replica, lambda nhs: ctx.pseudonymise(nhs), lambda: ctx.now_ms(), _body, lambda: ctx.policy
+    )
     app.add_routes(
         [
             web.post("/v1/events", api.submit_one),
@@ -173,7 +177,7 @@ class _Api:
         parsed = parse_request(load_json(await _body(request)), self._ctx.pseudonymise, now_ms)
         key = parsed.request.patient_key
         record = await self._ctx.replica.get(key) if self._ctx.replica else None
-        answer = decide_offline(parsed, record, now_ms)
+        answer = decide_offline(parsed, record, now_ms, self._ctx.policy)
         return json_response(answer.to_json(), 200)
 
     async def health(self, request: web.Request) -> web.Response:

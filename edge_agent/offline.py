@@ -19,6 +19,7 @@ the agent accepts everything the core's ``POST /v1/decisions`` accepts (``docs/o
 from __future__ import annotations
 
 from consent_rules.decision import DecisionAnswer, ParsedRequest, decide
+from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.state import PatientState, empty_state
 from consent_wire.hlc import LOGICAL_BITS
 from edge_agent.errors import AsAtNotReplicatedError
@@ -27,8 +28,10 @@ from edge_agent.replica import ReplicaRecord
 __all__ = ["decide_offline"]
 
 
-def decide_offline(parsed: ParsedRequest, record: ReplicaRecord | None, now_ms: int) -> DecisionAnswer:
-    """Apply the shared rules to the replica's state (an empty state if none is held)."""
+def decide_offline(
+    parsed: ParsedRequest, record: ReplicaRecord | None, now_ms: int, policy: DecisionPolicy = DEFAULT_POLICY
+) -> DecisionAnswer:
+    """Apply the shared rules to the replica's state (an empty state if none is held), under ``policy``."""
     request = parsed.request
     if record is None or record.state is None:
         state, known_at = empty_state(request.patient_key), None
@@ -36,7 +39,7 @@ def decide_offline(parsed: ParsedRequest, record: ReplicaRecord | None, now_ms: 
         state, known_at = PatientState.from_bytes(record.state), record.state_as_at_ms
     if parsed.as_at_ms is not None and state.version:  # an empty state is the same at any time
         known_at = _as_at(state, known_at, parsed.as_at_ms)
-    return DecisionAnswer(decide(request, state), now_ms, known_at, None, offline=True)
+    return DecisionAnswer(decide(request, state, policy), now_ms, known_at, None, offline=True)
 
 
 def _as_at(state: PatientState, known_at_ms: int | None, as_at_ms: int) -> int:

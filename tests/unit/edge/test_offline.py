@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from consent_rules.decision import BadRequestError, DecisionRequest, ParsedRequest, Requester, parse_request
@@ -106,3 +108,24 @@ def test_the_agent_accepts_the_core_request_with_accessor_id_and_as_at() -> None
 def test_query_needs_a_requester() -> None:
     with pytest.raises(BadRequestError, match="field requester must be an object"):
         parse_request({"nhs_number": VALID_NHS, "purpose": "TREAT", "data_classes": ["ALL"]}, fake_pseudonymise, 1)
+
+
+def test_offline_decisions_apply_the_deployments_policy_file_like_the_core(tmp_path: Path) -> None:
+    """[decision] policy_file: the agent reads the core's document, so a GP's break-glass the deployment does
+    not entitle is refused offline too (rule 9), and a bad file is a ConfigError naming the setting."""
+    from consent_rules.decision import Outcome
+    from edge_agent.config import load_decision_policy
+    from edge_agent.errors import ConfigError
+
+    policy_file = tmp_path / "decision-policy.toml"
+    policy_file.write_text('break_glass_roles = ["ED_DOCTOR"]\n')
+    policy = load_decision_policy(policy_file)
+    gp = Requester("RX1", "GP", True, Relationship.NONE, False)
+    request = DecisionRequest(gp, PurposeOfUse.TREAT, KEY, (DataClass.GENERAL,), LegalBasis.BREAK_GLASS, REPLICA_MS)
+    parsed = ParsedRequest(request, "", None)
+    assert decide_offline(parsed, None, REPLICA_MS).decision.outcome is Outcome.PERMIT_WITH_OBLIGATIONS
+    refused = decide_offline(parsed, None, REPLICA_MS, policy).decision
+    assert (refused.outcome, refused.codes) == (Outcome.DENY, ("BREAK_GLASS_NOT_ENTITLED",))
+    policy_file.write_text("break_glass_role = []\n")
+    with pytest.raises(ConfigError, match="decision_policy_file"):
+        load_decision_policy(policy_file)

@@ -30,6 +30,7 @@ def _deployed_files(tmp_path: Path) -> dict[str, str]:
         "audit_key_file": str(tmp_path / "audit.key"),
         "core_signing_key_file": str(tmp_path / "core-signing.key"),
         "list_sizes_file": str(tmp_path / "list-sizes.csv"),
+        "decision_policy_file": str(DEPLOY / "decision-policy.toml"),  # the shipped, annotated example
     }
 
 
