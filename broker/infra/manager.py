@@ -109,7 +109,9 @@ class Infra:
             server = self.pki.files(MQTT_SERVER)
             acl = config.root / "mosquitto" / "acl"
             tls = mosquitto.MosquittoTls(server.ca_file, server.cert_file, server.key_file, acl)
-        self.mqtt = mosquitto.MosquittoService(config.root / "mosquitto", config.mqtt_port, tls)
+        self.mqtt = mosquitto.MosquittoService(
+            config.root / "mosquitto", config.mqtt_port, tls, insecure_debug=not config.secure
+        )
 
     def up(self) -> float:
         """Start whatever is not running; idempotent. Returns seconds taken.

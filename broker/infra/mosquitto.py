@@ -45,9 +45,10 @@ user {user}
 """
 
 
-# Only for a stack started with `infra up --insecure` (debugging): anonymous plaintext MQTT. Every other stack,
-# the default, gets SECURE below (Mosquitto 2.0 refuses anonymous clients unless told otherwise).
-INSECURE = "allow_anonymous true"
+# Only behind the explicit debug flag (`infra up --insecure`, CONSENT_INFRA_SECURE=0 -> insecure_debug=True):
+# anonymous plaintext MQTT. Every other stack gets SECURE below; a service built without TLS and without the
+# flag refuses to start (Mosquitto 2.0 itself refuses anonymous clients unless told otherwise).
+DEBUG_ANONYMOUS = "allow_anonymous true"
 
 # Mutual TLS: every client presents a certificate from the deployment's CA and its CN is its username, which
 # the ACL file (generated from broker/infra/acls.py) authorises topic by topic.
@@ -99,7 +100,9 @@ def version(binary: str) -> str:
 
 
 class MosquittoService:
-    def __init__(self, directory: Path, port: int, tls: MosquittoTls | None = None) -> None:
+    def __init__(self, directory: Path, port: int, tls: MosquittoTls | None, *, insecure_debug: bool = False) -> None:
+        if tls is None and not insecure_debug:
+            raise InfraError("Mosquitto without TLS needs the explicit debug flag (infra up --insecure)")
         self.directory = directory
         self.port = port
         self.tls = tls
@@ -113,7 +116,7 @@ class MosquittoService:
         data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "mosquitto.conf"
-        security = self.tls.config() if self.tls else INSECURE
+        security = self.tls.config() if self.tls else DEBUG_ANONYMOUS
         conf.write_text(self.config_text(data, security))
         try:
             process.wait_port_free(self.port, "Mosquitto")

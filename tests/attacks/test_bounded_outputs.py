@@ -116,6 +116,6 @@ def test_mosquitto_refuses_what_the_bridge_could_not_forward(tmp_path: Path) -> 
     ingress_record = DefaultRecordBatchBuilder.estimate_size_in_bytes(b"a" * 64, bytes(MAX_BATCH_BYTES), [])
     assert ingress_record < MAX_REQUEST_BYTES  # the largest batch the bridge forwards fits one record
     assert MESSAGE_SIZE_LIMIT <= MAX_BATCH_BYTES < MAX_PACKET_SIZE < MOSQUITTO_OLD_LIMIT
-    config = MosquittoService(tmp_path, 1883).config_text(tmp_path / "data", "allow_anonymous true")
+    config = MosquittoService(tmp_path, 1883, None, insecure_debug=True).config_text(tmp_path / "data", "")
     assert f"message_size_limit {MESSAGE_SIZE_LIMIT}\n" in config
     assert f"max_packet_size {MAX_PACKET_SIZE}\n" in config

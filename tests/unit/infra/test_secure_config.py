@@ -97,3 +97,13 @@ def test_the_environment_turns_secure_mode_on(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CONSENT_INFRA_SECURE", "1")
     assert InfraConfig.from_env().secure is True
     assert InfraConfig.from_env(secure=False).secure is False
+
+
+def test_mosquitto_without_tls_needs_the_explicit_debug_flag(tmp_path: Path) -> None:
+    """Secure by default: anonymous plaintext MQTT only behind infra up --insecure (insecure_debug)."""
+    from broker.infra.errors import InfraError
+    from broker.infra.mosquitto import MosquittoService
+
+    with pytest.raises(InfraError, match="explicit debug flag"):
+        MosquittoService(tmp_path, 21883, None)
+    assert MosquittoService(tmp_path, 21883, None, insecure_debug=True).tls is None
