@@ -19,9 +19,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import signal
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,11 +28,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from broker.auth.client import TokenSource, client_tls
 from broker.infra.local import ApiClientSpec, LocalDeployment
 from broker.topics import TopicNames, create_topics
-from consent_io.secrets import write_secret
-from loadtests.decision_bench import SECRET, Door, free_port, nhs_numbers, preload, wait_healthy
+from loadtests.decision_bench import Door, api_process, nhs_numbers, preload
 from loadtests.stack import add_stack_arguments, deployment_from_args
 
 __all__ = ["main"]
@@ -126,39 +121,17 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
     await deployment.grant(topics.prefix, app_id)
     preloaded = nhs_numbers(args.patients)
     await preload(operator, topics, preloaded)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        secret_file = Path(tmp) / "secret.hex"
-        write_secret(secret_file, SECRET.hex().encode())
-        door_settings, keys = deployment.api_door(Path(tmp) / "door", CLIENTS)
-        env = {**os.environ, **deployment.core_env(), "CONSENT_TOPIC_PREFIX": topics.prefix,
-               "CONSENT_STAGES": "api", "CONSENT_APP_ID": app_id, "CONSENT_HTTP_PORT": str(port),
-               "CONSENT_PSEUDONYM_SECRET_FILE": str(secret_file),
-               **{f"CONSENT_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
-                  for k, v in door_settings.items()}}  # fmt: skip
-        tokens = {
-            c.organisation: TokenSource(deployment.api_credentials(c.client_id, keys[c.client_id], port), "decisions")
-            for c in CLIENTS
-            if c.client_id in keys
-        }
-        door = Door(deployment.api_url(port), client_tls(deployment.ca_file) if deployment.secure else None, tokens)
-        cli = str(Path(sys.executable).with_name("consent-broker"))
-        server = await asyncio.create_subprocess_exec(cli, "run", env=env)
-        try:
-            await wait_healthy(door, args.patients, server)
-            await check(door, body_pieces(1000, preloaded, args.invalid_every))  # warm-up
-            pieces = body_pieces(args.numbers, preloaded, args.invalid_every)
-            idle_kib = rss_kib(server.pid)
-            peak, stop = [idle_kib], asyncio.Event()
-            sampler = asyncio.create_task(sample_rss(server.pid, peak, stop))
-            load_before = os.getloadavg()
-            elapsed, summary, lines = await check(door, pieces)
-            load_after = os.getloadavg()
-            stop.set()
-            await sampler
-        finally:
-            server.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(server.wait(), 60)
+    async with api_process(deployment, topics, app_id, CLIENTS, args.patients) as (door, server):
+        await check(door, body_pieces(1000, preloaded, args.invalid_every))  # warm-up
+        pieces = body_pieces(args.numbers, preloaded, args.invalid_every)
+        idle_kib = rss_kib(server.pid)
+        peak, stop = [idle_kib], asyncio.Event()
+        sampler = asyncio.create_task(sample_rss(server.pid, peak, stop))
+        load_before = os.getloadavg()
+        elapsed, summary, lines = await check(door, pieces)
+        load_after = os.getloadavg()
+        stop.set()
+        await sampler
     return {
         "benchmark": "batch_check",
         "topic_prefix": topics.prefix,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import signal
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +200,42 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+@contextlib.asynccontextmanager
+async def api_process(
+    deployment: LocalDeployment,
+    topics: TopicNames,
+    app_id: str,
+    clients: tuple[ApiClientSpec, ...],
+    patients: int,
+) -> AsyncIterator[tuple[Door, asyncio.subprocess.Process]]:
+    """`consent-broker run` with the api stage alone (its own door: HTTPS and OAuth clients when secure), healthy
+    with ``patients`` states read; stopped with SIGTERM on exit. Yields the door and the process (for its pid)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        secret_file = Path(tmp) / "secret.hex"
+        write_secret(secret_file, SECRET.hex().encode())  # mode 0600, as the core requires
+        door_settings, keys = deployment.api_door(Path(tmp) / "door", clients)
+        env = {**os.environ, **deployment.core_env(), "CONSENT_TOPIC_PREFIX": topics.prefix,
+               "CONSENT_STAGES": "api", "CONSENT_APP_ID": app_id, "CONSENT_HTTP_PORT": str(port),
+               "CONSENT_PSEUDONYM_SECRET_FILE": str(secret_file),
+               **{f"CONSENT_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
+                  for k, v in door_settings.items()}}  # fmt: skip
+        tokens = {
+            c.organisation: TokenSource(deployment.api_credentials(c.client_id, keys[c.client_id], port), "decisions")
+            for c in clients
+            if c.client_id in keys
+        }
+        door = Door(deployment.api_url(port), client_tls(deployment.ca_file) if deployment.secure else None, tokens)
+        cli = str(Path(sys.executable).with_name("consent-broker"))
+        server = await asyncio.create_subprocess_exec(cli, "run", env=env)
+        try:
+            await wait_healthy(door, patients, server)
+            yield door, server
+        finally:
+            server.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(server.wait(), 60)
+
+
 async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str, Any]:
     topics = TopicNames(f"bench{uuid.uuid4().hex[:8]}")
     app_id = f"{topics.prefix}-core"
@@ -206,31 +244,9 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
     await deployment.grant(topics.prefix, app_id)
     numbers = nhs_numbers(args.patients)
     await preload(operator, topics, numbers)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        secret_file = Path(tmp) / "secret.hex"
-        write_secret(secret_file, SECRET.hex().encode())  # mode 0600, as the core requires
-        door_settings, keys = deployment.api_door(Path(tmp) / "door", CLIENTS)
-        env = {**os.environ, **deployment.core_env(), "CONSENT_TOPIC_PREFIX": topics.prefix,
-               "CONSENT_STAGES": "api", "CONSENT_APP_ID": app_id, "CONSENT_HTTP_PORT": str(port),
-               "CONSENT_PSEUDONYM_SECRET_FILE": str(secret_file),
-               **{f"CONSENT_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
-                  for k, v in door_settings.items()}}  # fmt: skip
-        tokens = {
-            c.organisation: TokenSource(deployment.api_credentials(c.client_id, keys[c.client_id], port), "decisions")
-            for c in CLIENTS
-            if c.client_id in keys
-        }
-        door = Door(deployment.api_url(port), client_tls(deployment.ca_file) if deployment.secure else None, tokens)
-        cli = str(Path(sys.executable).with_name("consent-broker"))
-        server = await asyncio.create_subprocess_exec(cli, "run", env=env)
-        try:
-            await wait_healthy(door, args.patients, server)
-            await load(door, numbers, WARMUP, args.concurrency)
-            latencies, elapsed, outcomes = await load(door, numbers, args.requests, args.concurrency)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(server.wait(), 60)
+    async with api_process(deployment, topics, app_id, CLIENTS, args.patients) as (door, _):
+        await load(door, numbers, WARMUP, args.concurrency)
+        latencies, elapsed, outcomes = await load(door, numbers, args.requests, args.concurrency)
     ordered = sorted(latencies)
     return {
         "benchmark": "decision_api",
