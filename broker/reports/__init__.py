@@ -5,6 +5,8 @@
 - :mod:`~broker.reports.breaches`: breaches by organisation and severity, and the incident list
   (recommendation 6);
 - :mod:`~broker.reports.disclosures`: what was disclosed, to whom and why (recommendation 19);
+- :mod:`~broker.reports.aggregates`: the streaming aggregates the ``reports`` stage keeps, and the reports
+  read back from them (issue 16);
 - :mod:`~broker.reports.table`: the :class:`Table` every report renders to, and the error;
 - :mod:`~broker.reports.render`: text, CSV and JSON renderings; :mod:`~broker.reports.files`
   writes the CSV and JSON files (the one I/O module here).
@@ -19,11 +21,13 @@ from broker.reports.breaches import (
     BreachSummaryRow,
     breach_incidents,
     breach_summary,
+    incidents_of,
+    summary_of,
 )
 from broker.reports.disclosures import DisclosureReport, DisclosureRow, disclosures
 from broker.reports.files import write_report
 from broker.reports.funnel import funnel_plot_png
-from broker.reports.objections import Z_95, Z_998, ObjectionRateReport, ObjectionRateRow, RateFlag, objection_rates
+from broker.reports.objections import Z_95, Z_998, ObjectionRateReport, ObjectionRateRow, RateFlag, objection_rates, rates_of
 from broker.reports.render import render_csv, render_json, render_text
 from broker.reports.table import Cell, Report, ReportInputError, Table
 
@@ -47,9 +51,12 @@ __all__ = [
     "breach_summary",
     "disclosures",
     "funnel_plot_png",
+    "incidents_of",
     "objection_rates",
+    "rates_of",
     "render_csv",
     "render_json",
     "render_text",
+    "summary_of",
     "write_report",
 ]

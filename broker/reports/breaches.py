@@ -20,6 +20,8 @@ __all__ = [
     "BreachSummaryRow",
     "breach_incidents",
     "breach_summary",
+    "incidents_of",
+    "summary_of",
 ]
 
 
@@ -73,8 +75,13 @@ def _breaches(events: Iterable[Event], from_ms: int | None, to_ms: int | None) -
 
 def breach_summary(events: Iterable[Event], *, from_ms: int | None = None, to_ms: int | None = None) -> BreachSummary:
     """Breaches per data controller by severity, in ``[from_ms, to_ms)`` of recording time."""
+    return summary_of(b for _, b in _breaches(events, from_ms, to_ms))
+
+
+def summary_of(reports: Iterable[BreachReport]) -> BreachSummary:
+    """The summary of these breach reports (each counted once: the caller has removed duplicates)."""
     acc: dict[str, list[int]] = {}
-    for _, b in _breaches(events, from_ms, to_ms):
+    for b in reports:
         row = acc.setdefault(b.organisation, [0, 0, 0, 0, 0])
         row[list(BreachSeverity).index(b.severity)] += 1
         row[3] += b.individuals_affected
@@ -89,10 +96,15 @@ def breach_incidents(
     events: Iterable[Event], *, from_ms: int | None = None, to_ms: int | None = None
 ) -> BreachIncidents:
     """Every breach in the period, one row each, as the board publishes them (recommendation 6)."""
+    return incidents_of((e.recorded_ms, b) for e, b in _breaches(events, from_ms, to_ms))
+
+
+def incidents_of(items: Iterable[tuple[int, BreachReport]]) -> BreachIncidents:
+    """One row per ``(recorded_ms, report)``, in the order given (organisation, time, event id)."""
     rows = tuple(
         BreachIncidentRow(
             b.organisation,
-            datetime.fromtimestamp(e.recorded_ms / 1000, tz=UTC).date().isoformat(),
+            datetime.fromtimestamp(recorded_ms / 1000, tz=UTC).date().isoformat(),
             b.severity,
             b.category,
             b.explanation,
@@ -100,6 +112,6 @@ def breach_incidents(
             b.apology_given,
             b.individuals_affected,
         )
-        for e, b in _breaches(events, from_ms, to_ms)
+        for recorded_ms, b in items
     )
     return BreachIncidents(rows)

@@ -29,7 +29,7 @@ from broker.reports.table import ReportInputError, Table, table_of
 from consent_wire.codes import ObjectionAction, ObjectionKind
 from consent_wire.model import Event, Objection
 
-__all__ = ["Z_95", "Z_998", "ObjectionRateReport", "ObjectionRateRow", "RateFlag", "objection_rates"]
+__all__ = ["Z_95", "Z_998", "ObjectionRateReport", "ObjectionRateRow", "RateFlag", "objection_rates", "rates_of"]
 
 Z_95 = 1.960  # two-sided 95% standard normal quantile (funnel-plot warning limit)
 Z_998 = 3.090  # two-sided 99.8% standard normal quantile (funnel-plot alert limit, Spiegelhalter 2005)
@@ -79,7 +79,13 @@ def objection_rates(
 ) -> ObjectionRateReport:
     """Objectors per practice (``event.site``) against ``list_sizes`` (registered patients per practice)."""
     counted = tuple(sorted(set(kinds), key=lambda k: k.value))
-    objectors = _objectors_by_site(events, frozenset(counted))
+    return rates_of(_objectors_by_site(events, frozenset(counted)), list_sizes, counted)
+
+
+def rates_of(
+    objectors: Mapping[str, int], list_sizes: Mapping[str, int], counted: tuple[ObjectionKind, ...]
+) -> ObjectionRateReport:
+    """The report from objectors per practice (``counted``: the objection kinds they were counted over)."""
     _check_sizes(objectors, list_sizes)
     total = sum(list_sizes.values())
     p0 = sum(objectors.values()) / total if total else 0.0
