@@ -1,4 +1,4 @@
-"""Stage logics for the verifier and the reconciler: adapt the pure cores to :class:`TransactionalStage`."""
+"""Stage logics for the verifier, the reconciler and the reports stage: adapt the pure cores to :class:`TransactionalStage`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from broker.deadletter import letter_headers, letter_key, letter_value
 from broker.keys_follower import KeysFollower
+from broker.reports.aggregates import ReportsCore, counts_of
 from broker.stage import Output
 from broker.topics import TopicNames
 from broker.verifier import Cursor, DeadLetter, VerifierCore
@@ -14,7 +15,7 @@ from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
 from consent_wire.signing import encode_verified_event, verified_event_payload
 
-__all__ = ["QUARANTINE_ALERT", "ReconcilerLogic", "VerifierLogic", "dead_letter"]
+__all__ = ["QUARANTINE_ALERT", "ReconcilerLogic", "ReportsLogic", "VerifierLogic", "dead_letter"]
 
 # The alert for the safeguarding lead when a shielding SET from a role without authority is quarantined
 # (issue 14, rule 10): a record on the dead-letter topic (with the original bytes) under this reason, so
@@ -173,6 +174,58 @@ class ReconcilerLogic:
             outputs.append(Output(self.topics.state, state, key.encode(), partition))
         for key, value in shielding.items():
             outputs.append(Output(self.topics.shielding, value, key.encode(), partition))
+        return outputs
+
+    def tick(self, now_ms: int) -> dict[int, list[Output]]:
+        return {}
+
+
+class ReportsLogic:
+    """events (key patient) -> reports (compacted running counts, key aggregate) + report-memory (changelog).
+
+    The aggregates behind the objection-rate, breach and disclosure reports (:mod:`broker.reports.aggregates`),
+    kept exactly once: the changed aggregates, the touched patients' memories and the input offsets commit in one
+    transaction, and a restart rebuilds the running counts from the memories. An event that does not decode is
+    the reconciler's to dead-letter (it reads the same records); here it only moves the position.
+    """
+
+    name = "reports"
+
+    def __init__(self, topics: TopicNames, core: ReportsCore | None = None) -> None:
+        self.topics = topics
+        self.core = core or ReportsCore()
+        self.input_topic = topics.events
+        self.changelog_topic: str | None = topics.report_memory
+
+    async def prepare(self) -> None:
+        return None
+
+    def restore(self, partition: int, key: bytes, value: bytes) -> None:
+        if value:
+            self.core.restore(partition, key.decode(), value)
+
+    def forget(self, partition: int) -> None:
+        self.core.forget(partition)
+
+    def size(self) -> int:
+        return len(self.core)
+
+    def process(self, partition: int, records: Sequence[Any], now_ms: int) -> list[Output]:
+        events = []
+        for record in records:
+            try:
+                event = verified_event_payload(record.value or b"")
+            except WireError:
+                continue
+            if counts_of(event):
+                events.append(event)
+        if not events:
+            return []
+        result = self.core.process(partition, events)
+        outputs = [Output(self.topics.reports, a.to_bytes(), a.key.to_bytes()) for a in result.aggregates]
+        outputs += [
+            Output(self.topics.report_memory, value, key.encode(), partition) for key, value in result.memories.items()
+        ]
         return outputs
 
     def tick(self, now_ms: int) -> dict[int, list[Output]]:

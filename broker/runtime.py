@@ -1,6 +1,6 @@
 """Runs the chosen core stages in one process on one event loop, with clean shutdown on SIGTERM/SIGINT.
 
-Stages (the names of :data:`broker.settings.STAGES`): ``verifier`` and ``reconciler`` are
+Stages (the names of :data:`broker.settings.STAGES`): ``verifier``, ``reconciler`` and ``reports`` are
 transactional Kafka stages built here; the others are services listed in :data:`SERVICES`, an
 explicit table (no lookup by module name), each built from the core and started with its stop event.
 """
@@ -25,7 +25,7 @@ from broker.health import CORE_HEALTHY, HealthServer
 from broker.keys_follower import KeysFollower
 from broker.mirror.service import ReplicaMirror
 from broker.ops_metrics import CERTIFICATES
-from broker.pipeline import ReconcilerLogic, VerifierLogic
+from broker.pipeline import ReconcilerLogic, ReportsLogic, VerifierLogic
 from broker.sessions import backoff_delay
 from broker.settings import CoreSettings, SettingsError
 from broker.stage import RETRY_BASE_S, RETRY_CAP_S, StageConfig, TransactionalStage
@@ -48,7 +48,7 @@ class Service(Protocol):
     async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]: ...
 
 
-PIPELINE_STAGES = ("verifier", "reconciler")  # TransactionalStages, built by Core itself
+PIPELINE_STAGES = ("verifier", "reconciler", "reports")  # TransactionalStages, built by Core itself
 # stage name -> how the core builds it; with PIPELINE_STAGES this covers broker.settings.STAGES
 SERVICES: Mapping[str, Callable[[Core], Service]] = {
     "bridge": MqttBridge.for_core,
@@ -133,6 +133,8 @@ class Core:
             self.stages["reconciler"] = TransactionalStage(
                 self._stage_config("reconciler"), ReconcilerLogic(self.topics)
             )
+        if "reports" in s.stages:
+            self.stages["reports"] = TransactionalStage(self._stage_config("reports"), ReportsLogic(self.topics))
         for name in s.stages:
             if name in SERVICES:
                 service = SERVICES[name](self)

@@ -39,7 +39,7 @@ __all__ = [
     "read_hex_file",
 ]
 
-STAGES = ("verifier", "reconciler", "bridge", "api", "mirror")
+STAGES = ("verifier", "reconciler", "reports", "bridge", "api", "mirror")
 _ED25519_KEY_BYTES = 32  # RFC 8032 section 5.1.5: raw Ed25519 public and private keys are 32 bytes
 _MAX_PORT = 65535
 

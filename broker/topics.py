@@ -54,6 +54,8 @@ class Topic(StrEnum):
     AUDIT = "audit"
     DEADLETTER = "deadletter"
     CHAIN = "chain"
+    REPORTS = "reports"
+    REPORT_MEMORY = "report-memory"
 
 
 class Family(StrEnum):
@@ -99,6 +101,10 @@ _SPECS: tuple[TopicSpec[Topic], ...] = (
     TopicSpec(Topic.KEYS, 1, False, -1, "operator-signed agent key lifecycle; key agent id"),
     TopicSpec(Topic.AUDIT, 1, False, -1, "tamper-evident audit log (hash chain); one partition, one order"),
     TopicSpec(Topic.CHAIN, 6, True, -1, "verifier cursor per agent (changelog); co-partitioned with ingress"),
+    # the reports stage (issue 16): running report counts, key = aggregate key (no patient key); and its
+    # changelog, each patient's report memory, co-partitioned with events (read and written by that stage only)
+    TopicSpec(Topic.REPORTS, 3, True, -1, "report aggregates (running counts); key kind/group/day/partition"),
+    TopicSpec(Topic.REPORT_MEMORY, 6, True, -1, "reports stage memory per patient (changelog); co-partitioned with events"),
     TopicSpec(Topic.DEADLETTER, 3, False, 30 * 24 * 3600 * 1000, "rejected input with reason and source offset"),
 )
 
@@ -149,6 +155,14 @@ class TopicNames:
     @property
     def chain(self) -> str:
         return self.name(Topic.CHAIN)
+
+    @property
+    def reports(self) -> str:
+        return self.name(Topic.REPORTS)
+
+    @property
+    def report_memory(self) -> str:
+        return self.name(Topic.REPORT_MEMORY)
 
     @property
     def deadletter(self) -> str:

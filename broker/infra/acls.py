@@ -13,7 +13,9 @@ verifier                read ingress, keys, chain; write events, chain, deadlett
 reconciler              read events, state; write state, shielding, deadletter; group
                         ``<app>.reconciler``; transactional ids ``<app>.reconciler.*``
 bridge                  read keys; write ingress, deadletter (idempotent)
-api                     read state, events, audit; write audit (transactional: the fenced audit appender)
+reports                 read events, report-memory; write reports, report-memory; group
+                        ``<app>.reports``; transactional ids ``<app>.reports.*`` (no state, no audit)
+api                     read state, events, audit, reports; write audit (transactional: the fenced audit appender)
 mirror                  read events, state, shielding; create and write every site feed
                         ``<prefix>.site.`` (PREFIXED; idempotent)
 agent                   write ingress (idempotent); read its own site's feed ``<prefix>.site.<site>``
@@ -93,6 +95,7 @@ class Role(StrEnum):
     BROKER = "broker"
     VERIFIER = "verifier"
     RECONCILER = "reconciler"
+    REPORTS = "reports"
     BRIDGE = "bridge"
     API = "api"
     MIRROR = "mirror"
@@ -103,8 +106,8 @@ class Role(StrEnum):
 
 
 SUPER_ROLES = frozenset({Role.OPERATOR, Role.BROKER})
-CORE_ROLES = (Role.VERIFIER, Role.RECONCILER, Role.BRIDGE, Role.API, Role.MIRROR)
-_TRANSACTIONAL = frozenset({Role.VERIFIER, Role.RECONCILER, Role.API})  # api: the fenced audit appender
+CORE_ROLES = (Role.VERIFIER, Role.RECONCILER, Role.REPORTS, Role.BRIDGE, Role.API, Role.MIRROR)
+_TRANSACTIONAL = frozenset({Role.VERIFIER, Role.RECONCILER, Role.REPORTS, Role.API})  # api: the fenced audit appender
 _IDEMPOTENT = frozenset({Role.BRIDGE, Role.API, Role.AGENT, Role.MIRROR})
 SITE_FEEDS = "site."  # topic name prefix of the per-site replica feeds (broker.topics.Family.SITE)
 
@@ -174,6 +177,12 @@ _TOPICS: dict[Role, tuple[tuple[str, AclOperation], ...]] = {
         ("shielding", AclOperation.WRITE),
         ("deadletter", AclOperation.WRITE),
     ),
+    Role.REPORTS: (
+        ("events", AclOperation.READ),
+        ("report-memory", AclOperation.READ),
+        ("report-memory", AclOperation.WRITE),
+        ("reports", AclOperation.WRITE),
+    ),
     Role.BRIDGE: (
         ("ingress", AclOperation.WRITE),
         ("keys", AclOperation.READ),  # acks only batches that verify: follows the key registry
@@ -184,6 +193,7 @@ _TOPICS: dict[Role, tuple[tuple[str, AclOperation], ...]] = {
         ("events", AclOperation.READ),
         ("audit", AclOperation.READ),
         ("audit", AclOperation.WRITE),
+        ("reports", AclOperation.READ),  # the report queries read the aggregates, never raw events
     ),
     Role.MIRROR: (
         ("events", AclOperation.READ),

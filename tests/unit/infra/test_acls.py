@@ -56,6 +56,15 @@ EXPECTED = {
         (G, "app.reconciler", LIT, R),
         (X, "app.reconciler.", PRE, W),
     },
+    Role.REPORTS: {  # issue 16: the streaming reports stage; never the state, shielding or audit topics
+        (T, "pfx.events", LIT, R),
+        (T, "pfx.report-memory", LIT, R),
+        (T, "pfx.report-memory", LIT, W),
+        (T, "pfx.reports", LIT, W),
+        (T, "pfx.", PRE, DESC),
+        (G, "app.reports", LIT, R),
+        (X, "app.reports.", PRE, W),
+    },
     Role.BRIDGE: {
         (T, "pfx.ingress", LIT, W),
         (T, "pfx.keys", LIT, R),
@@ -68,6 +77,7 @@ EXPECTED = {
         (T, "pfx.events", LIT, R),
         (T, "pfx.audit", LIT, R),
         (T, "pfx.audit", LIT, W),
+        (T, "pfx.reports", LIT, R),  # issue 16: reports from the aggregates
         (T, "pfx.", PRE, DESC),
         (G, "app.api", LIT, R),  # the audit appenders' election (issue 15)
         (X, "app.api.", PRE, W),  # the audit appenders' shared transactional id: the fence
@@ -132,6 +142,7 @@ def test_default_principals_are_the_super_users_and_one_per_core_stage() -> None
         "broker",
         "core.verifier",
         "core.reconciler",
+        "core.reports",
         "core.bridge",
         "core.api",
         "core.mirror",
