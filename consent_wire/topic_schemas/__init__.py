@@ -1,7 +1,7 @@
 """The subscriber contract: a committed JSON Schema (2020-12) per topic a subscriber reads (package data).
 
 ``<topic>/v<N>.json`` for ``state``, ``shielding``, ``audit``, ``deadletter`` (the headers, as the subscriber
-decodes them) and ``replica`` (a site feed's signed payload). Evolution is FULL_TRANSITIVE, as for the Avro event
+decodes them), ``replica`` (a site feed's signed payload) and ``reports`` (the report aggregates, issue 16). Evolution is FULL_TRANSITIVE, as for the Avro event
 schemas: every version reads every other version's records (same required properties, same types and enums
 of shared properties; a new property is optional; readers ignore unknown properties). A test checks every pair
 of committed versions, and that what the product writes validates against the latest (``tests/unit/wire``).
@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["TOPICS", "latest", "versions"]
 
-TOPICS = ("state", "shielding", "audit", "deadletter", "replica")
+TOPICS = ("state", "shielding", "audit", "deadletter", "replica", "reports")
 
 
 def versions(topic: str) -> dict[int, dict[str, Any]]:

@@ -112,7 +112,7 @@ def test_every_core_deployment_has_probes_requests_and_a_disruption_budget() -> 
     docs = [d for d in yaml.safe_load_all(_render()) if d]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     budgets = {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
-    stages = ("verifier", "reconciler", "mirror", "bridge", "api", "witness")
+    stages = ("verifier", "reconciler", "reports", "mirror", "bridge", "api", "witness")
     assert set(deployments) == {f"consent-{s}" for s in stages}
     for name, d in deployments.items():
         assert name in budgets

@@ -14,10 +14,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from broker.audit import AuditLog, access_record, read_record
 from broker.audit.lines import checkpoint_line, entry_line
 from broker.deadletter import letter_headers
+from broker.reports.aggregates import ReportsCore
 from consent_rules.reconcile import shielding_record
 from consent_rules.replica_feed import ReplicaKind, seal_replica_record
 from consent_rules.state import replay
 from consent_wire.codes import (
+    BreachSeverity,
     ConsentDirective,
     DataClass,
     LegalBasis,
@@ -26,7 +28,7 @@ from consent_wire.codes import (
     Relationship,
 )
 from consent_wire.dsse import REPLICA_PAYLOAD_TYPE, AgentSigner, open_envelope
-from consent_wire.model import AccessRecord, ConsentDecision
+from consent_wire.model import AccessRecord, BreachReport, ConsentDecision
 from consent_wire.topic_schemas import TOPICS, latest, versions
 from tests.factories import consent, objection, patient, plain_event, shielding
 
@@ -63,7 +65,16 @@ def _records() -> dict[str, list[dict[str, Any]]]:
     sealed = seal_replica_record(core, ReplicaKind.STATE, KEY, state.to_bytes(), 7)
     letter = letter_headers(reason="BAD_SIGNATURE", message="m", source="t/0/1", stage="verifier", agent_id="a",
                             data=b"\xc3\x01junk")  # fmt: skip
+    disclosed = AccessRecord("s-1", "A81001", "GP", True, Relationship.LEGITIMATE, PurposeOfUse.TREAT,
+                             (DataClass.ALL,), None, "RX9")  # fmt: skip
+    breach = BreachReport("A81001", BreachSeverity.LEVEL_2, "LOST", "a letter", "retrained", True, 2)
+    aggregates = ReportsCore().process(0, [
+        plain_event(KEY, objection(ObjectionKind.TYPE1), 1 << 16),
+        plain_event(KEY, disclosed, 2 << 16),
+        plain_event("", breach, 3 << 16),
+    ]).aggregates  # fmt: skip
     return {
+        "reports": [orjson.loads(a.to_bytes()) for a in aggregates],
         "state": [orjson.loads(state.to_bytes())],
         "shielding": [orjson.loads(shielding_record(KEY, state.shielding))],
         "audit": [orjson.loads(line) for line in audit],
