@@ -1,4 +1,4 @@
-"""Stage logics for the verifier, the reconciler and the reports stage: adapt the pure cores to :class:`TransactionalStage`."""
+"""Stage logics of the verifier, the reconciler and the reports stage: pure cores on :class:`TransactionalStage`."""
 
 from __future__ import annotations
 

@@ -104,7 +104,9 @@ _SPECS: tuple[TopicSpec[Topic], ...] = (
     # the reports stage (issue 16): running report counts, key = aggregate key (no patient key); and its
     # changelog, each patient's report memory, co-partitioned with events (read and written by that stage only)
     TopicSpec(Topic.REPORTS, 3, True, -1, "report aggregates (running counts); key kind/group/day/partition"),
-    TopicSpec(Topic.REPORT_MEMORY, 6, True, -1, "reports stage memory per patient (changelog); co-partitioned with events"),
+    TopicSpec(
+        Topic.REPORT_MEMORY, 6, True, -1, "reports stage memory per patient (changelog); co-partitioned with events"
+    ),
     TopicSpec(Topic.DEADLETTER, 3, False, 30 * 24 * 3600 * 1000, "rejected input with reason and source offset"),
 )
 

@@ -28,11 +28,13 @@ from consent_rules.decision import BadRequestError, parse_as_at
 from consent_rules.state import PatientState
 
 __all__ = [
+    "MAX_PAGE",
     "ApiRequestError",
     "HealthInfo",
     "accesses_json",
     "consent_fhir_json",
     "parse_list_sizes",
+    "parse_page",
     "parse_window",
     "state_json",
 ]
@@ -74,6 +76,24 @@ def parse_list_sizes(text: str | None, configured: Mapping[str, int]) -> dict[st
 def _is_count(text: str, max_digits: int) -> bool:
     """ASCII digits only (``str.isdigit`` also takes Arabic-Indic, full-width and superscript digits), bounded."""
     return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
+MAX_PAGE = 1000  # access-log entries per page
+
+
+def parse_page(query: Mapping[str, str]) -> tuple[int, int]:
+    """``after`` (an audit index, default -1: from the start) and ``limit`` (1..MAX_PAGE, default -1: everything)."""
+    values = []
+    for name, default, low, high in (("after", -1, -1, 2**62), ("limit", -1, 1, MAX_PAGE)):
+        raw = query.get(name)
+        if raw is None:
+            values.append(default)
+            continue
+        text = raw[1:] if raw.startswith("-") else raw
+        if not (text.isascii() and text.isdigit()) or len(raw) > 20 or not low <= int(raw) <= high:
+            raise ApiRequestError(f"{name} must be an integer from {low} to {high}, got {raw[:32]!r}")
+        values.append(int(raw))
+    return values[0], values[1]
 
 
 def parse_window(query: Mapping[str, str]) -> tuple[int | None, int | None]:

@@ -10,10 +10,14 @@ never repeat the NHS number. Routes (documented in ``docs/openapi.yaml``)::
     POST /oauth2/token                         OAuth 2.0 client credentials (private_key_jwt) -> access token
     POST /v1/decisions                         decide; a live decision is appended to the audit log
     GET  /v1/patients/{nhs_number}/consent     current state (JSON), ?format=fhir: FHIR R4 Consents
-    GET  /v1/patients/{nhs_number}/accesses    who accessed the record and why (recommendation 1)
+    GET  /v1/patients/{nhs_number}/accesses    who accessed the record and why (recommendation 1); ?limit=&after=
+                                               pages through it in log order (next_after: the next page's after)
     GET  /v1/reports/objections                objection rate per practice (?list_sizes=A81001:6000,...)
     GET  /v1/reports/breaches                  breaches by organisation and severity, and the list
-    GET  /v1/reports/disclosures               disclosures by recipient and purpose
+    GET  /v1/reports/disclosures               disclosures by recipient and purpose (windows of whole UTC days)
+
+The reports read the ``reports`` stage's running aggregates (:mod:`broker.reports.aggregates`, the compacted
+reports topic as the API's view holds it), never the raw events.
     GET  /v1/health                            readiness of the views and the audit appender
     GET  /fhir/metadata, /fhir/Consent, /fhir/Consent/{id}, /fhir/AuditEvent: FHIR R4 (broker.api.fhir_handlers)
     GET  /cds-services                         CDS Hooks discovery (broker.api.cds)
@@ -45,6 +49,7 @@ from broker.api.codec import (
     accesses_json,
     consent_fhir_json,
     parse_list_sizes,
+    parse_page,
     parse_window,
     state_json,
 )
@@ -60,7 +65,15 @@ from broker.audit.tlog import InclusionProof
 from broker.auth import AuthError, AuthorisationError, Principal, Scope, TokenService, check_requester, require_scope
 from broker.auth.errors import TokenRequestError
 from broker.errors import NotReadyError
-from broker.reports import breach_incidents, breach_summary, disclosures, objection_rates, render_json
+from broker.reports import render_json
+from broker.reports.aggregates import (
+    AggKind,
+    Aggregate,
+    breach_reports,
+    day_window,
+    disclosure_report,
+    objection_report,
+)
 from consent_io.http import StatusTable, error_middleware, json_response
 from consent_rules.decision import DecisionAnswer, decide, decide_as_at, parse_request
 from consent_rules.decision.document import MAX_TEXT
@@ -100,9 +113,15 @@ class ApiBackend(Protocol):
 
     async def history(self, patient_key: str) -> Sequence[Event]: ...
 
-    async def events(self) -> Sequence[Event]: ...
+    async def report_aggregates(
+        self, kind: AggKind, first_day: int = -1, end_day: int | None = None
+    ) -> Sequence[Aggregate]:
+        """The report aggregates of ``kind`` (the reports topic's latest values) on days ``[first_day, end_day)``."""
+        ...
 
-    async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]: ...
+    async def audit_entries(self, patient_key: str, after: int = -1, limit: int = -1) -> Sequence[AuditEntry]:
+        """``patient_key``'s audit entries with an index above ``after``, in log order, at most ``limit`` (-1: all)."""
+        ...
 
     async def state_with_event(self, event_id: str) -> PatientState | None:
         """The state holding a register set by ``event_id`` (a FHIR Consent read by id), if any."""
@@ -250,15 +269,20 @@ async def get_accesses(request: web.Request) -> web.Response:
     principal = _principal(request, Scope.PATIENT_READ)
     backend = _backend(request)
     key = backend.patient_key(request.match_info["nhs_number"])
+    after, limit = parse_page(request.query)
     await _record_read(request, principal, key, _reader(request, principal), "ACCESSES")
-    return json_response(accesses_json(accesses_for(await backend.audit_entries(key), key), backend.audit_proof))
+    entries = await backend.audit_entries(key, after, limit)
+    body = accesses_json(accesses_for(entries, key), backend.audit_proof)
+    if limit >= 0:  # a page: where the next one starts (null after the last)
+        body["next_after"] = entries[-1].index if entries and len(entries) == limit else None
+    return json_response(body)
 
 
 async def get_objections(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
     backend = _backend(request)
     sizes = parse_list_sizes(request.query.get("list_sizes"), backend.list_sizes)
-    report = objection_rates(await backend.events(), sizes)
+    report = objection_report(await backend.report_aggregates(AggKind.OBJECTORS), sizes)
     body = orjson.loads(render_json(report))
     body["alerts"] = list(report.alerts)
     return json_response(body)
@@ -266,18 +290,19 @@ async def get_objections(request: web.Request) -> web.Response:
 
 async def get_breaches(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
-    events = await _backend(request).events()
+    backend = _backend(request)
     from_ms, to_ms = parse_window(request.query)
-    summary = breach_summary(events, from_ms=from_ms, to_ms=to_ms)
-    incidents = breach_incidents(events, from_ms=from_ms, to_ms=to_ms)
+    summary, incidents = breach_reports(await backend.report_aggregates(AggKind.BREACH), from_ms, to_ms)
     body = {"summary": orjson.loads(render_json(summary)), "incidents": orjson.loads(render_json(incidents))}
     return json_response(body)
 
 
 async def get_disclosures(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
+    backend = _backend(request)
     from_ms, to_ms = parse_window(request.query)
-    report = disclosures(await _backend(request).events(), from_ms=from_ms, to_ms=to_ms)
+    first, end = day_window(from_ms, to_ms)  # whole UTC days (BAD_REPORT_INPUT otherwise)
+    report = disclosure_report(await backend.report_aggregates(AggKind.DISCLOSURES, first, end), from_ms, to_ms)
     return json_response(orjson.loads(render_json(report)))
 
 

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from broker.api.audit_sink import AuditSink
 from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
-from broker.api.views import EventHistory, StateView
+from broker.api.views import EventHistory, ReportView, StateView
 from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AppenderPolicy, AuditAppender
 from broker.audit.keyfile import load_signer
@@ -42,6 +42,7 @@ from broker.audit.note import ALG_ED25519, Verifier
 from broker.audit.tlog import InclusionProof
 from broker.auth import ClientRegistry, TokenService
 from broker.ops_metrics import GOVERNANCE, api_timing, count_decision
+from broker.reports.aggregates import AggKind, Aggregate, decode_aggregate
 from broker.settings import CoreSettings, audit_origin, load_decision_policy, load_list_sizes, read_hex_file
 from broker.views import ViewStore
 from broker.witness.client import WitnessClient
@@ -79,6 +80,7 @@ class ApiService:
         self.store = ViewStore(folder / f"{core.topics.prefix}.views.sqlite3")
         self.view = StateView(s.kafka_connection("api"), core.topics.state, self.store, s.api_view_cache_entries)
         self.history: EventHistory | None = None
+        self.reports = ReportView(s.kafka_connection("api"), core.topics.reports, self.store)
         self._runner: web.AppRunner | None = None
         self._auth: TokenService | None = None
         self._unindexed: list[tuple[str, AuditEntry]] = []  # audit entries not yet in the store's index
@@ -101,11 +103,13 @@ class ApiService:
     async def history_of(self, key: str) -> Sequence[Event]:
         return () if self.history is None else await self.history.history(key)
 
-    async def events(self) -> Sequence[Event]:
-        return () if self.history is None else await self.history.report_events()
+    async def report_aggregates(
+        self, kind: AggKind, first_day: int = -1, end_day: int | None = None
+    ) -> list[Aggregate]:
+        return [decode_aggregate(v) for v in await self.store.report_aggregates(kind.value, first_day, end_day)]
 
-    async def audit_entries(self, key: str) -> Sequence[AuditEntry]:
-        return await self.store.audit_entries(key)
+    async def audit_entries(self, key: str, after: int = -1, limit: int = -1) -> Sequence[AuditEntry]:
+        return await self.store.audit_entries(key, after, limit)
 
     async def state_with_event(self, event_id: str) -> PatientState | None:
         """A scan of the stored states (O(patients), in SQLite): reads by id are rare next to searches by patient."""
@@ -135,6 +139,7 @@ class ApiService:
     def health(self) -> HealthInfo:
         history = self.history
         ready = self.view.caught_up.is_set() and history is not None and history.caught_up.is_set()
+        ready = ready and self.reports.caught_up.is_set()
         events = 0 if history is None else history.events_seen
         return HealthInfo(ready, self.view.records_seen, events, self.appender.next_index)
 
@@ -165,7 +170,9 @@ class ApiService:
         self.history = history
         await self.view.start()
         await history.start()  # stored positions never pass an access record the audit log did not take
+        await self.reports.start()
         tasks = [
+            asyncio.create_task(self.reports.run(stop), name="api-report-view"),
             asyncio.create_task(self.view.run(stop), name="api-state-view"),
             asyncio.create_task(self.history.run(stop), name="api-event-history"),
         ]
@@ -233,11 +240,13 @@ class _Backend:
         """The patient key of an already validated NHS number (broker.api.checks.BatchBackend)."""
         return self._s.pseudonymiser.of_digits(digits)
 
-    async def events(self) -> Sequence[Event]:
-        return await self._s.events()
+    async def report_aggregates(
+        self, kind: AggKind, first_day: int = -1, end_day: int | None = None
+    ) -> list[Aggregate]:
+        return await self._s.report_aggregates(kind, first_day, end_day)
 
-    async def audit_entries(self, patient_key: str) -> Sequence[AuditEntry]:
-        return await self._s.audit_entries(patient_key)
+    async def audit_entries(self, patient_key: str, after: int = -1, limit: int = -1) -> Sequence[AuditEntry]:
+        return await self._s.audit_entries(patient_key, after, limit)
 
     async def state_with_event(self, event_id: str) -> PatientState | None:
         return await self._s.state_with_event(event_id)

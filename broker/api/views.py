@@ -7,7 +7,10 @@
   AccessRecord events to the audit log, appended from the cursor the audit topic gives (see
   :mod:`broker.api.service`).
 
-Both start from the positions stored with the views (:mod:`broker.views.store`) and write each
+- :class:`ReportView` follows the compacted reports topic (the ``reports`` stage's running counts) into the
+  store's ``report_aggregates``: the report queries read these, never raw events (issue 16).
+
+All start from the positions stored with the views (:mod:`broker.views.store`) and write each
 fetched batch with its positions in one SQLite transaction, so a restart resumes, and memory does
 not grow with the topics (issue 16).
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 from broker.api.audit_sink import AuditSink
 from broker.audit import AuditEntry, AuditError, AuditUnavailableError, access_record
+from broker.reports.aggregates import decode_aggregate
 from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import KafkaTopicReader
@@ -29,7 +33,7 @@ from consent_wire.errors import WireError
 from consent_wire.model import AccessRecord, Event
 from consent_wire.signing import verified_event_payload
 
-__all__ = ["EventHistory", "Follower", "StateView"]
+__all__ = ["EventHistory", "Follower", "ReportView", "StateView"]
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +196,25 @@ class EventHistory(Follower):
         self.cursor[partition] = max(self.cursor.get(partition, 0), offset + 1)
         for callback in self.on_entry:
             callback(entry)
+
+
+class ReportView(Follower):
+    """The reports topic into ``report_aggregates``: the latest value per aggregate key, with the positions."""
+
+    def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore) -> None:
+        super().__init__(conn, topic, store)
+        self.records_seen = 0
+
+    async def handle(self, partition: int, record: Any) -> None:
+        self.records_seen += 1
+        self.batch.advance(partition, record.offset)
+        if record.key is None or not record.value:
+            return
+        try:
+            aggregate = decode_aggregate(record.value)
+        except (ValueError, KeyError, TypeError) as exc:  # only aggregates that decode reach the store
+            log.warning("report aggregate skipped partition=%d offset=%d error=%s", partition, record.offset,
+                        type(exc).__name__)  # fmt: skip
+            return
+        key = aggregate.key
+        self.batch.aggregates[bytes(record.key)] = (key.kind.value, key.day, bytes(record.value))

@@ -27,7 +27,15 @@ from broker.reports.breaches import (
 from broker.reports.disclosures import DisclosureReport, DisclosureRow, disclosures
 from broker.reports.files import write_report
 from broker.reports.funnel import funnel_plot_png
-from broker.reports.objections import Z_95, Z_998, ObjectionRateReport, ObjectionRateRow, RateFlag, objection_rates, rates_of
+from broker.reports.objections import (
+    Z_95,
+    Z_998,
+    ObjectionRateReport,
+    ObjectionRateRow,
+    RateFlag,
+    objection_rates,
+    rates_of,
+)
 from broker.reports.render import render_csv, render_json, render_text
 from broker.reports.table import Cell, Report, ReportInputError, Table
 

@@ -138,7 +138,9 @@ class PatientMemory:
     def to_bytes(self) -> bytes:
         return orjson.dumps(
             {
-                "objections": {k: [m.hlc, m.agent_id, m.event_id, m.register, m.site] for k, m in self.objections.items()},
+                "objections": {
+                    k: [m.hlc, m.agent_id, m.event_id, m.register, m.site] for k, m in self.objections.items()
+                },
                 "disclosures": [
                     [list(g), {str(d): dict(c) for d, c in days.items()}] for g, days in self.disclosures.items()
                 ],

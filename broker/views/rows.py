@@ -5,6 +5,7 @@ offset of each partition, so the store writes rows and positions in one transact
 resumes from exactly what was written, issue 16).
 
 - state topic: the patient's latest state record (a tombstone deletes it);
+- reports topic: the report aggregates (the latest value per key wins; :mod:`broker.reports.aggregates`);
 - events topic: state-changing events (consent, objection, shielding) go to the patient's history,
   the only events an "as at" decision replays (access records are not needed for it); objections,
   breach reports and access records naming a recipient go to the report events.
@@ -42,6 +43,7 @@ class ViewBatch:
     states: dict[str, bytes | None] = field(default_factory=dict)  # None = deleted (tombstone)
     history: list[HistoryRow] = field(default_factory=list)
     reports: list[ReportRow] = field(default_factory=list)
+    aggregates: dict[bytes, tuple[str, int, bytes]] = field(default_factory=dict)  # key -> (kind, day, value)
 
     def advance(self, partition: int, offset: int) -> None:
         self.positions[partition] = max(self.positions.get(partition, 0), offset + 1)

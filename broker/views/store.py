@@ -1,9 +1,10 @@
 """The API's persistent, indexed views in SQLite (WAL) on local disk (the I/O module; issue 16).
 
-Tables: ``positions`` (topic, partition -> next offset), ``states`` (patient -> latest state record),
-``history`` (patient, hlc, event id -> state-changing event: what an "as at" decision replays),
-``report_events`` (objections, breaches, disclosures) and ``audit_index`` (audit entries by patient:
-the access log). Each :class:`~broker.views.rows.ViewBatch` is written in one transaction with the
+Tables: ``positions`` (topic, partition -> next offset), ``states`` (patient -> latest state record), ``history``
+(patient, hlc, event id -> state-changing event: what an "as at" decision replays), ``report_events`` (objections,
+breaches, disclosures: the governance metrics), ``report_aggregates`` (the reports topic: what the report queries
+read, by kind and day) and ``audit_index`` (audit entries by patient: the access log, read a page at a time through
+the ``(patient_key, idx)`` index). Each :class:`~broker.views.rows.ViewBatch` is written in one transaction with the
 positions it advances to, so a restart resumes where the views are instead of replaying the topics.
 
 SQLite rather than RocksDB: in the standard library (no new dependency), WAL gives one writer with
@@ -38,10 +39,19 @@ CREATE TABLE IF NOT EXISTS report_events (event_id TEXT PRIMARY KEY, recorded_ms
 CREATE TABLE IF NOT EXISTS audit_index (idx INTEGER PRIMARY KEY, patient_key TEXT NOT NULL, prev_hash BLOB,
     hash BLOB, record BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_patient ON audit_index (patient_key, idx);
+CREATE TABLE IF NOT EXISTS report_aggregates (key BLOB PRIMARY KEY, kind TEXT NOT NULL, day INTEGER NOT NULL,
+    value BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS aggregates_by_day ON report_aggregates (kind, day);
 """
 # 16 MiB of page cache per connection (negative = KiB, SQLite's PRAGMA cache_size): two connections
 # stay well inside the API's 512 MiB goal whatever the size of the database.
 _CACHE_PRAGMA = "PRAGMA cache_size=-16384"
+
+
+_AUDIT_PAGE = (
+    "SELECT idx, prev_hash, hash, record FROM audit_index WHERE patient_key = ? AND idx > ? ORDER BY idx LIMIT ?"
+)
+_AGGREGATES = "SELECT value FROM report_aggregates WHERE kind = ? AND day >= ? AND day < ?"
 
 
 class AuditIndex(Protocol):
@@ -49,7 +59,7 @@ class AuditIndex(Protocol):
 
     async def add_audit(self, entries: Sequence[tuple[str, AuditEntry]]) -> None: ...
 
-    async def audit_entries(self, patient_key: str) -> list[AuditEntry]: ...
+    async def audit_entries(self, patient_key: str, after: int = -1, limit: int = -1) -> list[AuditEntry]: ...
 
 
 def _report_records(db: sqlite3.Connection) -> list[bytes]:
@@ -148,7 +158,7 @@ class ViewStore:
 
     async def counts(self) -> dict[str, int]:
         def run(db: sqlite3.Connection) -> dict[str, int]:
-            tables = ("states", "history", "report_events", "audit_index")
+            tables = ("states", "history", "report_events", "audit_index", "report_aggregates")
             return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # noqa: S608 - fixed names
 
         return await self._read(run)
@@ -158,13 +168,35 @@ class ViewStore:
         if entries:
             await self._write(lambda db: _add_audit(db, entries))
 
-    async def audit_entries(self, patient_key: str) -> list[AuditEntry]:
+    async def audit_entries(self, patient_key: str, after: int = -1, limit: int = -1) -> list[AuditEntry]:
+        """``patient_key``'s entries with an index above ``after``, in log order, at most ``limit`` (-1: all).
+
+        One range read of the ``audit_by_patient`` index (``(patient_key, idx)``: no sort, no scan; a test checks
+        the plan), so a page costs the same whatever the patient's or the log's size.
+        """
+
         def run(db: sqlite3.Connection) -> list[AuditEntry]:
-            rows = db.execute(
-                "SELECT idx, prev_hash, hash, record FROM audit_index WHERE patient_key = ? ORDER BY idx",
-                (patient_key,),
-            )
+            rows = db.execute(_AUDIT_PAGE, (patient_key, after, limit))
             return [AuditEntry(int(i), bytes(p), bytes(h), bytes(r)) for i, p, h, r in rows]
+
+        return await self._read(run)
+
+    async def query_plan(self, sql: str, parameters: Sequence[object]) -> list[str]:
+        """SQLite's plan for ``sql`` (EXPLAIN QUERY PLAN details): for tests that pin a query to its index."""
+
+        def run(db: sqlite3.Connection) -> list[str]:
+            return [str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", parameters)]
+
+        return await self._read(run)
+
+    # --- report aggregates -------------------------------------------------------------------------
+    async def report_aggregates(self, kind: str, first_day: int = -1, end_day: int | None = None) -> list[bytes]:
+        """The aggregate values of ``kind`` with ``first_day <= day < end_day`` (one index range read)."""
+
+        def run(db: sqlite3.Connection) -> list[bytes]:
+            end = end_day if end_day is not None else 2**62
+            rows = db.execute(_AGGREGATES, (kind, first_day, end))
+            return [bytes(r[0]) for r in rows]
 
         return await self._read(run)
 
@@ -189,6 +221,10 @@ def _write_batch(db: sqlite3.Connection, batch: ViewBatch) -> None:
         db.executemany(
             "INSERT OR IGNORE INTO report_events (event_id, recorded_ms, record) VALUES (?, ?, ?)",
             [(r.event_id, r.recorded_ms, r.record) for r in batch.reports],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO report_aggregates (key, kind, day, value) VALUES (?, ?, ?, ?)",
+            [(k, kind, day, v) for k, (kind, day, v) in batch.aggregates.items()],
         )
         db.executemany(
             "INSERT OR REPLACE INTO positions (topic, partition, next_offset) VALUES (?, ?, ?)",

@@ -1,12 +1,12 @@
 """The subscriber contract: a committed JSON Schema (2020-12) per topic a subscriber reads (package data).
 
 ``<topic>/v<N>.json`` for ``state``, ``shielding``, ``audit``, ``deadletter`` (the headers, as the subscriber
-decodes them), ``replica`` (a site feed's signed payload) and ``reports`` (the report aggregates, issue 16). Evolution is FULL_TRANSITIVE, as for the Avro event
-schemas: every version reads every other version's records (same required properties, same types and enums
-of shared properties; a new property is optional; readers ignore unknown properties). A test checks every pair
-of committed versions, and that what the product writes validates against the latest (``tests/unit/wire``).
-Pure: reading package data only; validation itself is the caller's (``broker.subscribe`` uses jsonschema).
-"""
+decodes them), ``replica`` (a site feed's signed payload) and ``reports`` (the report aggregates, issue 16).
+Evolution is FULL_TRANSITIVE, as for the Avro event schemas: every version reads every other version's records (same
+required properties, same types and enums of shared properties; a new property is optional; readers ignore unknown
+properties). A test checks every pair of committed versions, and that what the product writes validates against the
+latest (``tests/unit/wire``). Pure: reading package data only; validation itself is the caller's
+(``broker.subscribe`` uses jsonschema)."""
 
 from __future__ import annotations
 

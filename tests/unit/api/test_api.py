@@ -219,6 +219,37 @@ async def test_accesses_list_decisions_and_access_records_of_that_patient_only(
     ]
 
 
+async def test_the_access_log_pages_through_in_log_order(client: Client, backend: MemoryBackend) -> None:
+    """Issue 16: ``?limit=&after=`` pages through a long access log; ``next_after`` says where the next page starts."""
+    backend.add(*(access("B82002", at_ms=NOW_MS - (10 - i) * DAY_MS) for i in range(5)))
+    seen: list[int] = []
+    after: int | None = -1
+    while after is not None:
+        page = await (await client.get(f"/v1/patients/{NHS}/accesses{READER}&limit=2&after={after}")).json()
+        assert len(page["accesses"]) <= 2
+        seen += [a["index"] for a in page["accesses"]]
+        after = page["next_after"]
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert seen[:5] == [e.index for e in backend.log.entries[:5]]  # every access record, each once
+    whole = await (await client.get(f"/v1/patients/{NHS}/accesses{READER}")).json()
+    assert "next_after" not in whole  # no limit: the whole list, as before
+    for bad in ("limit=0", "limit=1001", "limit=x", "after=-2", "after=1e3"):
+        resp = await client.get(f"/v1/patients/{NHS}/accesses{READER}&{bad}")
+        assert (resp.status, (await resp.json())["reason"]) == (400, "BAD_REQUEST"), bad
+
+
+async def test_disclosure_windows_are_whole_utc_days(client: Client, backend: MemoryBackend) -> None:
+    """The aggregates are per UTC day: a window inside a day is refused, not answered approximately."""
+    backend.add(access("A81001", "RESLAB1", at_ms=NOW_MS - DAY_MS))
+    day = (NOW_MS - DAY_MS) // DAY_MS * DAY_MS
+    report = await (await client.get(f"/v1/reports/disclosures?from={day}&to={day + DAY_MS}")).json()
+    assert [(r["recipient"], r["disclosures"]) for r in report["rows"]] == [("RESLAB1", 1)]
+    empty = await (await client.get(f"/v1/reports/disclosures?from={day + DAY_MS}")).json()
+    assert empty["rows"] == []
+    resp = await client.get(f"/v1/reports/disclosures?from={day + 1}")
+    assert (resp.status, (await resp.json())["reason"]) == (400, "BAD_REPORT_INPUT")
+
+
 async def test_objection_report_flags_practices_and_needs_list_sizes(client: Client, backend: MemoryBackend) -> None:
     backend.add(objection(), objection(ObjectionKind.TYPE1, nhs=OTHER_NHS))
     resp = await client.get("/v1/reports/objections")

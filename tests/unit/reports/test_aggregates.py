@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from broker.reports import breach_incidents, breach_summary, disclosures, objection_rates
 from broker.reports.aggregates import (
     DAY_MS,
-    Aggregate,
     AggKey,
     AggKind,
+    Aggregate,
     ReportsCore,
     breach_reports,
     counts_of,
@@ -141,10 +141,10 @@ def test_a_late_disclosure_moves_the_next_days_first_count() -> None:
 def test_no_aggregate_carries_a_patient_key() -> None:
     access = AccessRecord("s", "A81001", "GP", True, Relationship.LEGITIMATE, PurposeOfUse.TREAT,
                           (DataClass.GENERAL,), None, "R1")  # fmt: skip
+    objection = Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER)
     events = [
         _event(access, patient=PATIENTS[1], site="A81001", day=0, tick=1),
-        _event(Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER), patient=PATIENTS[2], site="A81001",
-               day=0, tick=2),  # fmt: skip
+        _event(objection, patient=PATIENTS[2], site="A81001", day=0, tick=2),
     ]
     for a in _run(events, 2, random.Random(1)):
         record = a.key.to_bytes() + a.to_bytes()

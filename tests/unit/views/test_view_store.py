@@ -8,6 +8,7 @@ import pytest
 
 from broker.audit import AuditEntry
 from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
+from broker.views import store as store_module
 from consent_wire.codes import ConsentDirective, DataClass, PurposeOfUse, Relationship
 from consent_wire.model import AccessRecord, ConsentDecision, Event
 from tests.unit.rules.state.strategies import BASE_MS, PATIENT, hlc_of, make_event
@@ -81,3 +82,44 @@ def test_the_cache_keeps_the_most_recently_used_up_to_its_capacity() -> None:
     assert cache.get("a") is None
     with pytest.raises(ValueError, match="positive"):
         LruCache(0)
+
+
+async def test_an_access_log_page_is_one_index_range_read_in_chain_order(tmp_path: Path) -> None:
+    """Issue 16: a patient with 1,000 entries reads a page through ``audit_by_patient``, never a scan or a sort."""
+    store = ViewStore(tmp_path / "v.sqlite3")
+    entries = [AuditEntry(i, bytes(32), bytes(32), b"r%d" % i) for i in range(2500)]
+    await store.add_audit([("a" if i % 5 < 2 else f"p{i}", e) for i, e in enumerate(entries)])
+    mine = [e.index for e in await store.audit_entries("a")]
+    assert len(mine) == 1000
+    first = await store.audit_entries("a", limit=300)
+    second = await store.audit_entries("a", after=first[-1].index, limit=300)
+    assert [e.index for e in first + second] == mine[:600]
+    assert await store.audit_entries("a", after=mine[-1]) == []
+    plan = " ".join(await store.query_plan(store_module._AUDIT_PAGE, ("a", -1, 100)))
+    assert "USING INDEX audit_by_patient" in plan or "USING COVERING INDEX audit_by_patient" in plan, plan
+    assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+    store.close()
+
+
+async def test_report_aggregates_keep_the_latest_value_per_key_with_their_positions(tmp_path: Path) -> None:
+    path = tmp_path / "v.sqlite3"
+    store = ViewStore(path)
+    batch = ViewBatch("t.reports")
+    batch.advance(0, 4)
+    batch.aggregates[b"k1"] = ("disclosures", 10, b"old")
+    batch.aggregates[b"k2"] = ("disclosures", 12, b"v2")
+    batch.aggregates[b"k3"] = ("objectors", -1, b"v3")
+    await store.write(batch)
+    again = ViewBatch("t.reports")
+    again.advance(0, 5)
+    again.aggregates[b"k1"] = ("disclosures", 10, b"new")
+    await store.write(again)
+    store.close()
+    reopened = ViewStore(path)
+    assert await reopened.positions("t.reports") == {0: 6}
+    assert sorted(await reopened.report_aggregates("disclosures")) == [b"new", b"v2"]
+    assert await reopened.report_aggregates("disclosures", 11, 13) == [b"v2"]
+    assert await reopened.report_aggregates("objectors") == [b"v3"]
+    plan = " ".join(await reopened.query_plan(store_module._AGGREGATES, ("disclosures", 0, 20)))
+    assert "aggregates_by_day" in plan, plan
+    reopened.close()
