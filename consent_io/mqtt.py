@@ -9,6 +9,7 @@ module switches paho's manual acks on, the only private-attribute access to aiom
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,7 +18,10 @@ import aiomqtt
 from consent_io.connection import MqttConnection
 from consent_io.tls import mqtt_tls_context
 
-__all__ = ["MqttLink", "ack", "client"]
+__all__ = ["MqttLink", "ack", "client", "session_present"]
+
+# client -> the CONNACK "session present" flag of its last connection (see session_present)
+_SESSIONS: weakref.WeakKeyDictionary[aiomqtt.Client, bool] = weakref.WeakKeyDictionary()
 
 
 class MqttLink(Protocol):
@@ -75,7 +79,26 @@ def client(
     )
     if manual_ack:
         built._client.manual_ack_set(True)  # private: paho client; see tests/unit/io
+    _remember_session(built)
     return built
+
+
+def _remember_session(built: aiomqtt.Client) -> None:
+    """Record CONNACK's session-present flag (aiomqtt drops it): wraps paho's on_connect (private, as above)."""
+    paho = built._client
+    original: Any = paho.on_connect
+
+    def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
+        _SESSIONS[built] = bool(getattr(flags, "session_present", False))
+        original(client, userdata, flags, reason_code, properties)
+
+    paho.on_connect = on_connect
+
+
+def session_present(built: aiomqtt.Client) -> bool:
+    """Whether the broker kept this (``clean_session=False``) client's session on its last connection: its
+    subscriptions stand, and messages published meanwhile are queued for it (retained ones are not re-sent)."""
+    return _SESSIONS.get(built, False)
 
 
 def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:

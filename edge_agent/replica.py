@@ -70,7 +70,8 @@ class Replica:
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # a lost update is re-read from the topic on restart
+        # FULL: the MQTT follower acknowledges a record once it is stored (its session resumes after it, issue 16)
+        db.execute("PRAGMA synchronous=FULL")
         for ddl in _SCHEMA:
             db.execute(ddl)
         self._db = db

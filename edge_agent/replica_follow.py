@@ -5,7 +5,12 @@
   the first time; no consumer group; keys ``<kind>/<patient_key>``) with ``read_committed`` isolation. The
   agent's credential may read that topic only: never the national state and shielding topics.
 - :class:`MqttReplicaFollower` subscribes to the retained mirrors
-  ``consent/state/<site>/<patient_key>`` and ``consent/shielding/<site>/<patient_key>``.
+  ``consent/state/<site>/<patient_key>`` and ``consent/shielding/<site>/<patient_key>``. It resumes (issue 16)
+  with a persistent session (``clean_session=False``, a fixed client id): each message is acknowledged only
+  after the replica's SQLite transaction holding it has committed, and when the broker kept the session it does
+  not subscribe again, so it receives what was published while it was away and none of the retained messages
+  it already applied (the broker's session is the MQTT counterpart of a Kafka position). When the broker lost
+  the session (e.g. an expired one), it subscribes again and the retained messages bring it up to date.
 
 Both hand every record to :class:`SignedFeed`, which applies it only if the core signed it for
 exactly that kind and patient (:func:`consent_rules.replica_feed.open_replica_record`); anything
@@ -165,23 +170,34 @@ class KafkaReplicaFollower:
 
 
 class MqttReplicaFollower:
-    def __init__(self, conn: MqttConnection, site: str, agent_id: str, feed: SignedFeed) -> None:
+    def __init__(
+        self, conn: MqttConnection, site: str, agent_id: str, feed: SignedFeed, *, resume: bool = True
+    ) -> None:
         self._conn = conn
         self._site = site
         self._client_id = f"edge-agent-{agent_id}-replica"
         self._feed = feed
+        self._resume = resume  # False: a clean session, every retained message again at each connection
         self.records_total = 0
+        self.subscribed = 0  # connections that had to subscribe (no session kept by the broker)
 
     async def run(self) -> None:
         attempt = 0
         while True:
             try:
-                async with mqtt.client(self._conn, identifier=self._client_id) as client:
-                    for topic in mqtt_replica_topics(self._site):
-                        await client.subscribe(topic, qos=_QOS_AT_LEAST_ONCE)
+                client = mqtt.client(
+                    self._conn, identifier=self._client_id, clean_session=not self._resume, manual_ack=self._resume
+                )
+                async with client:
+                    if not (self._resume and mqtt.session_present(client)):
+                        self.subscribed += 1
+                        for topic in mqtt_replica_topics(self._site):
+                            await client.subscribe(topic, qos=_QOS_AT_LEAST_ONCE)
                     attempt = 0
                     async for message in client.messages:
                         await self._handle(str(message.topic), message.payload)
+                        if self._resume:
+                            mqtt.ack(client, message)  # after the replica's commit: a crash before re-delivers it
             except aiomqtt.MqttError as exc:
                 delay = full_jitter_delay(
                     attempt, base_s=_BACKOFF_BASE_S, cap_s=_BACKOFF_CAP_S, unit_random=random.random()

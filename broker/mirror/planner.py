@@ -38,6 +38,7 @@ from consent_wire.signing import decode_verified_event
 __all__ = [
     "MirrorOutcome",
     "MirrorPlanner",
+    "PlannerChanges",
     "Publication",
     "RecordKind",
     "Registration",
@@ -96,6 +97,14 @@ class Publication:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannerChanges:
+    """What a planner learnt since its last :meth:`MirrorPlanner.drain`: a local store writes it (issue 16)."""
+
+    sites: tuple[Registration, ...]
+    held: dict[tuple[RecordKind, str], bytes | None]  # None: deleted
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     outcome: MirrorOutcome
     publications: tuple[Publication, ...] = ()
@@ -140,6 +149,23 @@ class MirrorPlanner:
         self._held: dict[tuple[RecordKind, str], bytes] = {}
         for r in registrations:
             self._sites.setdefault(r.patient_key, set()).add(r.site)
+        # what changed since the last drain(): what a local store must write to resume (issue 16)
+        self._sites_added: list[Registration] = []
+        self._held_changed: dict[tuple[RecordKind, str], bytes | None] = {}
+
+    def restore(self, sites: Iterable[Registration], held: Iterable[tuple[RecordKind, str, bytes]]) -> None:
+        """Take back what a local store kept (sites learnt from events, latest records held): no publication."""
+        for r in sites:
+            self._sites.setdefault(r.patient_key, set()).add(r.site)
+        for kind, patient_key, data in held:
+            self._held[(kind, patient_key)] = data
+
+    def drain(self) -> PlannerChanges:
+        """The sites learnt and the records held or deleted since the last call (then forgotten)."""
+        changes = PlannerChanges(tuple(self._sites_added), dict(self._held_changed))
+        self._sites_added.clear()
+        self._held_changed.clear()
+        return changes
 
     def sites_for(self, patient_key: str) -> frozenset[str]:
         return frozenset(self._sites.get(patient_key, ()))
@@ -164,6 +190,7 @@ class MirrorPlanner:
         if site in sites:
             return Step(MirrorOutcome.SITE_KNOWN)
         sites.add(site)
+        self._sites_added.append(Registration(site, patient_key))
         publications = tuple(
             Publication(kind, site, patient_key, data)
             for kind in RecordKind
@@ -182,6 +209,7 @@ class MirrorPlanner:
             self._held.pop((kind, patient_key), None)
         else:
             self._held[(kind, patient_key)] = value
+        self._held_changed[(kind, patient_key)] = value or None
         sites = sorted(self._sites.get(patient_key, ()))
         if not sites:
             return Step(MirrorOutcome.HELD)

@@ -22,6 +22,11 @@ One session = one Kafka consumer + one producer + one MQTT connection + a fresh 
 MQTT error ends the session; the next one (after full-jitter backoff) replays the topics from the
 start and republishes, which is harmless (retained messages and compacted keys are replaced; replicas
 ignore records no fresher than theirs) and covers anything lost with the broken connection.
+
+Resuming (issue 16): with ``state_dir`` set, the mirror keeps a local store (:mod:`broker.mirror.store`):
+after each batch is published and fed, the planner's changes and the positions reached are written in one
+SQLite transaction, and a session starts from there with the planner as it was, instead of replaying the
+topics (``records_read`` counts what a session read).
 The MQTT client id is ``<app_id>.mirror`` with a clean session (the mirror subscribes to nothing).
 """
 
@@ -33,8 +38,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
@@ -47,6 +54,7 @@ from broker.mirror.planner import (
     Step,
     coalesce,
 )
+from broker.mirror.store import MirrorStore
 from broker.sessions import supervise
 from broker.settings import load_registrations, read_hex_file
 from broker.topics import TopicNames, create_site_feed
@@ -141,6 +149,7 @@ class MirrorConfig:
     signer: AgentSigner = field(kw_only=True)  # the core key every record sent to a site is signed with
     site_feeds: TopicNames | None = field(default=None, kw_only=True)  # None: MQTT only, no Kafka site feeds
     site_feed_replication: int = field(default=1, kw_only=True)
+    state_file: Path | None = field(default=None, kw_only=True)  # the local store to resume from (None: replay)
 
 
 class ReplicaMirror:
@@ -152,6 +161,8 @@ class ReplicaMirror:
         self._now_ms = now_ms
         self._kinds = {config.state_topic: RecordKind.STATE, config.shielding_topic: RecordKind.SHIELDING}
         self._feeds_ready: set[str] = set()
+        self.store = MirrorStore(config.state_file) if config.state_file is not None else None
+        self.records_read = 0  # Kafka records read, over every session
 
     @classmethod
     def for_core(cls, core: Core) -> ReplicaMirror:
@@ -169,6 +180,7 @@ class ReplicaMirror:
             signer=load_core_signer(s.core_signing_key_file),
             site_feeds=t,
             site_feed_replication=s.site_feed_replication,
+            state_file=Path(s.state_dir) / s.app_id / f"{t.prefix}.mirror.sqlite3" if s.state_dir else None,
         )
         return cls(config)
 
@@ -184,6 +196,8 @@ class ReplicaMirror:
             )  # fmt: skip
         finally:
             self._down()
+            if self.store is not None:
+                self.store.close()
             log.info("mirror stopped published=%d fed=%d", self.published_total, self.fed_total)
 
     def _down(self) -> None:
@@ -192,9 +206,7 @@ class ReplicaMirror:
 
     async def _session(self) -> None:
         c = self.config
-        consumer = kafka.consumer(
-            c.kafka, c.events_topic, c.state_topic, c.shielding_topic, group_id=None, auto_offset_reset="earliest"
-        )
+        consumer = kafka.consumer(c.kafka, group_id=None, auto_offset_reset="earliest")
         producer = kafka.producer(c.kafka, acks="all", enable_idempotence=True) if c.site_feeds else None
         admin = kafka.admin(c.kafka) if c.site_feeds else None
         self._feeds_ready = set()
@@ -208,6 +220,7 @@ class ReplicaMirror:
                 CONNECTED.set(1)
                 log.info("mirror connected mqtt=%s:%d client_id=%s", c.mqtt.host, c.mqtt.port, c.client_id)
                 planner = MirrorPlanner(c.registrations)
+                positions = await self._resume(consumer, planner)
                 while True:
                     batches = await consumer.getmany(timeout_ms=_POLL_MS)
                     for tp, records in batches.items():
@@ -216,6 +229,12 @@ class ReplicaMirror:
                         await self._publish(client, sealed)
                         if producer is not None and admin is not None:
                             await self._feed(producer, _AdminFeeds(admin, self), sealed)
+                        if records:
+                            positions[(tp.topic, tp.partition)] = records[-1].offset + 1
+                            self.records_read += len(records)
+                    changes = planner.drain()
+                    if self.store is not None and batches:  # published and fed: now where the mirror is
+                        await asyncio.to_thread(self.store.commit, changes, dict(positions))
         finally:
             with contextlib.suppress(KafkaError, OSError):
                 await consumer.stop()
@@ -225,6 +244,29 @@ class ReplicaMirror:
             if admin is not None:
                 with contextlib.suppress(KafkaError, OSError):
                     await admin.close()
+
+    async def _resume(self, consumer: AIOKafkaConsumer, planner: MirrorPlanner) -> dict[tuple[str, int], int]:
+        """Assign every partition of the three topics: from the stored positions (planner restored), else the start."""
+        c = self.config
+        positions: dict[tuple[str, int], int] = {}
+        if self.store is not None:
+            stored = await asyncio.to_thread(self.store.load)
+            planner.restore(stored.sites, stored.held)
+            positions = dict(stored.positions)
+        tps: list[TopicPartition] = []
+        for topic in (c.events_topic, c.state_topic, c.shielding_topic):
+            partitions = await kafka.partitions_for(consumer, topic)
+            if not partitions:
+                raise KafkaError(f"topic {topic} has no partitions yet")  # the session restarts with backoff
+            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await kafka.seek_to_start(consumer, tps)
+        for tp in tps:
+            if (tp.topic, tp.partition) in positions:
+                consumer.seek(tp, positions[(tp.topic, tp.partition)])
+        if positions:
+            log.info("mirror resumed from its store positions=%d", len(positions))
+        return positions
 
     def _plan(self, planner: MirrorPlanner, topic: str, records: Sequence[Any]) -> tuple[Publication, ...]:
         publications: list[Publication] = []

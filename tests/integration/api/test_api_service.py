@@ -161,7 +161,7 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
     witness, witness_key = await start_witness(harness.deployment, tmp_path, "witness-api", {origin: log_key})
     witness_url = f"https://127.0.0.1:{witness.port}"
     settings = {
-        "stages": "verifier,reconciler,api",
+        "stages": "verifier,reconciler,reports,api",
         "pseudonym_secret_file": str(secret_file),
         "http_port": 0,
         **door.settings,
@@ -211,7 +211,7 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
         refused = await api.get(f"/fhir/AuditEvent?patient={OPTED_OUT}&{READER}")  # RX1 has no audit.read scope
         assert refused["resourceType"] == "OperationOutcome"
         assert refused["issue"][0]["details"]["coding"][0]["code"] == "AUTH_SCOPE"
-        disclosed = await api.get("/v1/reports/disclosures")
+        disclosed = await until(lambda: api.get("/v1/reports/disclosures"), lambda r: bool(r["rows"]))
         assert [(r["discloser"], r["recipient"], r["purpose"]) for r in disclosed["rows"]] == [
             ("A81001", "RESLAB1", "HRESCH")
         ]

@@ -36,7 +36,7 @@ async def test_a_restarted_api_resumes_its_views_and_answers_the_same(
     await harness.register(gp)
     door = Door(harness.deployment, *harness.deployment.api_door(tmp_path / "door", CLIENTS))
     views = tmp_path / "views"
-    settings = {"stages": "verifier,reconciler,api", "pseudonym_secret_file": str(secret_file), "http_port": 0,
+    settings = {"stages": "verifier,reconciler,reports,api", "pseudonym_secret_file": str(secret_file), "http_port": 0,
                 "api_view_dir": str(views), "api_view_cache_entries": 2, **door.settings}  # fmt: skip
     core = await harness.start_core(**settings)
     await send_site_events(harness, gp, secret)
@@ -49,6 +49,7 @@ async def test_a_restarted_api_resumes_its_views_and_answers_the_same(
         # the three state-changing events' records are on the state topic and this API has read them
         written = len(await harness.read(harness.topics.state, lambda rs: len(rs) >= 3))
         read_first = (await until(api.health, lambda h: h["patients"] >= written))["patients"]
+        await until(lambda: api.get("/v1/reports/disclosures"), lambda r: bool(r["rows"]))  # the aggregates read
     await core.stop()
     harness.cores.remove(core)
     assert list(views.glob("*.views.sqlite3"))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -21,11 +23,13 @@ from broker.mirror.service import MirrorConfig, MqttMirror
 from broker.topics import TopicNames
 from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
-from consent_rules.replica_feed import ReplicaKind, open_replica_record
+from consent_rules.replica_feed import ReplicaKind, open_replica_record, seal_replica_record
 from consent_rules.state import PatientState, replay
 from consent_wire.avro_codec import decode_event
 from consent_wire.dsse import AgentSigner
 from edge_agent.app import Agent
+from edge_agent.replica import Replica
+from edge_agent.replica_follow import MqttReplicaFollower, SignedFeed
 from edge_agent.wire import load_pseudonymiser
 from tests.factories import BASE_MS, SimAgent, consent
 from tests.integration.edge.conftest import EdgeKit, free_port, http_post, nhs_numbers, read_all
@@ -230,3 +234,113 @@ async def test_the_mirror_keeps_retrying_an_unreachable_mqtt_broker_and_exits_on
     stop.set()
     await asyncio.wait_for(task, 30)
     assert task.exception() is None
+
+
+async def test_a_restarted_mirror_resumes_from_its_store_instead_of_replaying(
+    kafka_connection: KafkaConnection,
+    mqtt_connection: MqttConnection,
+    topic_names: TopicNames,
+    deployment: LocalDeployment,
+    clear_retained: list[str],
+    tmp_path: Path,
+) -> None:
+    """Issue 16: the second run reads only the records written after the first one's last commit."""
+    key = f"{topic_names.prefix}resume"
+    topic = f"consent/state/R11111/{key}"
+    clear_retained.append(topic)
+    core = AgentSigner.generate("core")
+    config = MirrorConfig(
+        deployment.stage_mqtt("mirror"),
+        deployment.stage_kafka("mirror"),
+        topic_names.events,
+        topic_names.state,
+        topic_names.shielding,
+        f"{topic_names.prefix}.mirror",
+        (Registration("R11111", key),),
+        signer=core,
+        state_file=tmp_path / "mirror.sqlite3",
+    )
+    gp = SimAgent.create(site="R11111")
+    events = [decode_event(gp.event(key, consent(), BASE_MS + i)) for i in range(5)]
+    states = [replay(key, events[: i + 1]) for i in range(5)]
+
+    async def write(records: list[PatientState]) -> None:
+        producer = kafka.producer(kafka_connection, acks="all")
+        await producer.start()
+        try:
+            for state in records:
+                await producer.send_and_wait(topic_names.state, state.to_bytes(), key=key.encode())
+        finally:
+            await producer.stop()
+
+    async def run_until_published(expected: PatientState) -> MqttMirror:
+        stop = asyncio.Event()
+        mirror = MqttMirror(config)
+        task = asyncio.create_task(mirror.run(stop))
+        try:
+            for _ in range(60):
+                if _opened(await _retained(mqtt_connection, key, settle_s=1.0), key, core) == {topic: expected}:
+                    break
+            await asyncio.sleep(1.5)  # its commit follows the publication
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        assert _opened(await _retained(mqtt_connection, key, settle_s=1.0), key, core) == {topic: expected}
+        return mirror
+
+    await write(states[:4])
+    first = await run_until_published(states[3])
+    await write(states[4:])
+    second = await run_until_published(states[4])
+    assert first.records_read == 4
+    assert second.records_read == 1  # re-read nothing: only the record written while it was down
+
+
+async def test_a_restarted_mqtt_replica_resumes_its_session_instead_of_rereading_every_retained_record(
+    deployment: LocalDeployment, topic_names: TopicNames, clear_retained: list[str], tmp_path: Path
+) -> None:
+    """Issue 16: the gateway's replica keeps its MQTT session; after a restart it receives only what was published
+    while it was away, not the retained records it had already applied."""
+    site = "Y99001"
+    core = AgentSigner.generate("core")
+    gp = SimAgent.create(site=site)
+    keys = [f"{topic_names.prefix}m{i}" for i in range(6)]
+    clear_retained.extend(f"consent/state/{site}/{k}" for k in keys)
+    replica = Replica(tmp_path / "replica.sqlite3", None)
+    await replica.open()
+    feed = SignedFeed(replica, core.public_key, now_ms=lambda: time.time_ns() // 1_000_000)
+    gateway = deployment.agent_mqtt(f"{topic_names.prefix}-gw", site)
+
+    async def publish(patients: list[str], n: int) -> None:
+        async with mqtt.client(deployment.stage_mqtt("mirror")) as client:
+            for key in patients:
+                state = replay(key, [decode_event(gp.event(key, consent(), BASE_MS + i)) for i in range(n)])
+                sealed = seal_replica_record(core, ReplicaKind.STATE, key, state.to_bytes(), time.time_ns() // 10**6)
+                await client.publish(f"consent/state/{site}/{key}", sealed, qos=1, retain=True)
+
+    async def follow_until(count: int) -> MqttReplicaFollower:
+        follower = MqttReplicaFollower(gateway, site, f"{topic_names.prefix}-gw", feed)
+        task = asyncio.create_task(follower.run())
+        try:
+            await _until_async(lambda: _at_least(follower, count), timeout_s=60)
+            await asyncio.sleep(2.0)  # anything more would arrive now
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return follower
+
+    await publish(keys[:4], 1)
+    first = await follow_until(4)
+    await publish(keys[3:], 2)  # one patient updated, two new, while the gateway is away
+    second = await follow_until(3)
+    assert (first.records_total, first.subscribed) == (4, 1)
+    assert (second.records_total, second.subscribed) == (3, 0)  # re-read nothing it had applied
+    for key in keys:
+        held = await replica.get(key)
+        assert held is not None
+    assert (await replica.get(keys[3])) != (await replica.get(keys[0]))
+
+
+async def _at_least(follower: MqttReplicaFollower, count: int) -> bool:
+    return follower.records_total >= count
