@@ -19,6 +19,8 @@ from broker.mirror import (
     mirror_topic,
     parse_registrations,
 )
+from broker.mirror.planner import PlannerChanges
+from broker.mirror.store import MirrorStore
 from broker.settings import CoreSettings, SettingsError, load_registrations
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import encode_verified_event, verify_batch
@@ -195,3 +197,27 @@ def test_the_mirror_stage_needs_the_core_signing_key(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="core_signing_key_file"):
         CoreSettings.load(stages="mirror", core_signing_key_file=str(bad), **tls)
     assert CoreSettings.load(stages="mirror", **tls, **core_signing_key(tmp_path)[0]).core_signing_key_file
+
+
+def test_a_planner_restored_from_its_store_behaves_as_the_one_that_wrote_it(tmp_path: Path) -> None:
+    """Issue 16: the mirror's store keeps what its planner learnt, with the positions, so a restart resumes."""
+    planner = MirrorPlanner()
+    planner.on_event(_event_records("A81001", [P])[0])
+    planner.on_record(RecordKind.STATE, Q.encode(), b"held-q")  # no site for Q yet: held
+    planner.on_record(RecordKind.SHIELDING, P.encode(), b"shield-p")
+    planner.on_record(RecordKind.SHIELDING, P.encode(), None)  # then deleted
+    store = MirrorStore(tmp_path / "mirror.sqlite3")
+    store.commit(planner.drain(), {("t.events", 0): 1, ("t.state", 2): 3})
+    assert planner.drain() == PlannerChanges((), {})  # drained
+    store.close()
+
+    stored = MirrorStore(tmp_path / "mirror.sqlite3").load()
+    assert stored.positions == {("t.events", 0): 1, ("t.state", 2): 3}
+    again = MirrorPlanner()
+    again.restore(stored.sites, stored.held)
+    assert again.sites_for(P) == frozenset({"A81001"})
+    assert again.held(RecordKind.STATE, Q) == b"held-q"
+    assert again.held(RecordKind.SHIELDING, P) is None
+    assert again.on_event(_event_records("A81001", [P])[0]).outcome is MirrorOutcome.SITE_KNOWN  # nothing re-sent
+    step = again.add_site("B82002", Q)  # a new site still gets the record held before the restart
+    assert step.publications == (Publication(RecordKind.STATE, "B82002", Q, b"held-q"),)
