@@ -86,6 +86,7 @@ class CoreProcess:
         workdir: Path,
         name: str,
         profile: bool = False,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.stages = stages
         self.metrics_port = free_port()
@@ -97,7 +98,7 @@ class CoreProcess:
             argv += ["-m", "cProfile", "-o", str(self.profile_path)]
         argv += ["-m", "broker", "-v", "run"]  # the product's entry point, as shipped (consent_io.loop: uvloop)
         self._log = self.log_path.open("wb")
-        environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port)}
+        environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port), **(extra_env or {})}
         self.proc = subprocess.Popen(
             argv, env=environ, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )

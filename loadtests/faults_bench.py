@@ -175,10 +175,17 @@ class Bench:
     catch_up: dict[str, list[float]] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     _core_count: int = 0
+    instances: dict[str, str] = field(default_factory=dict)  # core name -> its CONSENT_INSTANCE_ID
 
-    def start_core(self) -> CoreProcess:
+    def start_core(self, instance: str | None = None) -> CoreProcess:
+        """A new core process; ``instance``: the static membership name of one it replaces (default: its own)."""
         self._core_count += 1
-        core = CoreProcess(self.env, ("verifier", "reconciler"), self.workdir, f"core-{self._core_count}")
+        name = f"core-{self._core_count}"
+        core = CoreProcess(
+            self.env, ("verifier", "reconciler"), self.workdir, name,
+            extra_env={"CONSENT_INSTANCE_ID": instance or name},
+        )  # fmt: skip
+        self.instances[core.name] = instance or name
         self.cores.append(core)
         return core
 
@@ -204,7 +211,7 @@ class Bench:
         victim = next(c for c in reversed(self.cores) if c.alive())
         os.killpg(victim.pid, signal.SIGKILL)
         victim.proc.wait()
-        self.start_core()
+        self.start_core(self.instances[victim.name])  # restarted under its name: static membership
         await self.catch_up_after("stage_kill", time.monotonic())
 
     async def broker_kill(self, down_s: float) -> None:
@@ -290,7 +297,9 @@ async def _setup(stack: BenchStack, workdir: Path, agents: int, per_agent: int, 
 
 
 async def _ledger(bench: Bench) -> dict[str, int]:
+    """Fresh reads of the events and state topics (not the observer's, which may have stopped short)."""
     records = await kafka.read_to_end(bench.stack.operator(), bench.names.events)
+    state_keys = {r.key.decode() for r in await kafka.read_to_end(bench.stack.operator(), bench.names.state) if r.key}
     ids: Counter[str] = Counter()
     pairs: Counter[tuple[str, int]] = Counter()
     for r in records:
@@ -298,11 +307,19 @@ async def _ledger(bench: Bench) -> dict[str, int]:
         ids[ve.event.event_id] += 1
         pairs[(ve.agent_id, ve.event.seq)] += 1
     acked = bench.fleet.acks
-    missing = {a.event_id for a in acked if a.event_id not in ids or a.patient not in bench.observer.state_seen}
+    by_id = {a.event_id for a in acked if a.event_id not in ids}
+    by_pair = {a.event_id for a in acked if (a.agent_id, a.seq) not in pairs}
+    no_state = {a.event_id for a in acked if a.patient not in state_keys}
+    unseen = {a.event_id for a in acked if bench.observer.visible(a) is None}
     return {
         "acknowledged": len(acked),
         "event_records": len(records),
-        "lost": len(missing),
+        "lost": len(by_id | by_pair | no_state),
+        "lost_by_event_id": len(by_id),
+        "lost_by_agent_seq": len(by_pair),
+        "lost_from_state": len(no_state),
+        "still_in_agent_outboxes": await bench.fleet.pending(),  # acknowledged, not yet published when it ended
+        "observer_unseen": len(unseen),  # the live observer's view: above lost = its wait, not loss
         "duplicated": sum(1 for n in ids.values() if n > 1) + sum(1 for n in pairs.values() if n > 1),
         "duplicated_by_event_id": sum(1 for n in ids.values() if n > 1),
         "duplicated_by_agent_seq": sum(1 for n in pairs.values() if n > 1),

@@ -114,8 +114,6 @@ async def _wait_health(port: int, status: int, timeout_s: float = 120) -> dict[s
         await asyncio.sleep(0.5)
 
 
-@pytest.mark.known_open  # issue 13: after the brokers return the state topic sometimes makes no progress for
-# 240 s (seen twice in a row in a full run; passes alone in ~120 s): `make test-open` runs it
 async def test_a_full_kafka_outage_is_waited_out_unhealthy_without_a_crash_loop_and_loses_nothing(
     cluster3: Infra, unique_prefix: str, tmp_path: Path
 ) -> None:
