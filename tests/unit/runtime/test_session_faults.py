@@ -15,6 +15,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, ProducerFenced
 
 from broker.pipeline import ReconcilerLogic
+from broker.runtime import Core
+from broker.settings import CoreSettings
 from broker.stage import StageConfig, TransactionalStage, _all_settled
 from broker.topics import TopicNames
 from consent_io import kafka
@@ -92,3 +94,11 @@ async def test_a_fenced_partition_still_assigned_is_recovered_not_dropped(still_
     assert 0 not in stage.producers
     # False: the caller recovers it (new producer, state from the changelog, committed offset); True: let go
     assert handled is (not still_assigned)
+
+
+def test_an_instance_id_gives_each_stage_a_static_group_membership_and_none_keeps_it_dynamic() -> None:
+    settings = {"stages": ("reconciler",), "kafka_security": "PLAINTEXT"}
+    static = Core(CoreSettings(instance_id="core-0", **settings))  # type: ignore[arg-type]
+    assert static._stage_config("reconciler").group_instance_id == "core-0.reconciler"
+    dynamic = Core(CoreSettings(**settings))  # type: ignore[arg-type]
+    assert dynamic._stage_config("reconciler").group_instance_id is None
