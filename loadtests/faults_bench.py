@@ -211,8 +211,10 @@ class Bench:
         victim = next(c for c in reversed(self.cores) if c.alive())
         os.killpg(victim.pid, signal.SIGKILL)
         victim.proc.wait()
-        self.start_core(self.instances[victim.name])  # restarted under its name: static membership
+        core = self.start_core(self.instances[victim.name])  # restarted under its name: static membership
         await self.catch_up_after("stage_kill", time.monotonic())
+        # how much of it was the new process starting (Python imports: ~1 s idle, far more on a loaded machine)
+        self.timeline[-1]["process_start_s"] = core.started_after()
 
     async def broker_kill(self, down_s: float) -> None:
         await asyncio.to_thread(self.stack.infra.kill_node, 2)
