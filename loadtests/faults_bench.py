@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from broker.infra import InfraConfig
 from broker.keys_admin import publish_key_events
@@ -71,6 +72,7 @@ log = logging.getLogger("loadtests.faults")
 FAULTS_KAFKA_PORT = 28892
 FAULTS_MQTT_PORT = 20883
 PARTITIONS = 4
+OBSERVER_SILENT_S = 10.0  # the agents send steadily: this long without a record on either topic is a stalled fetcher
 CATCH_UP_TIMEOUT_S = 180.0  # a catch-up longer than this is reported as this (and the goal is missed)
 GOALS_S = {"stage_kill": 15.0, "broker_kill": 15.0, "broker_pause": 15.0, "outage": 10.0}
 REPO = Path(__file__).resolve().parents[1]
@@ -95,25 +97,55 @@ class Observer:
     state_seen: dict[str, float] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = kafka.consumer(self.conn)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(t, p) for t in (self.names.events, self.names.state) for p in range(PARTITIONS)]
-            consumer.assign(tps)
-            await kafka.seek_to_start(consumer, tps)
-            watcher = asyncio.create_task(kafka.watch_leaders(consumer, stop, "faults-observer"))
-            while not stop.is_set():
+        """Follow both topics; a consumer that hears nothing for OBSERVER_SILENT_S is replaced (same positions).
+
+        After a full outage aiokafka's fetcher can stay silent for minutes (an offset reset whose ListOffsets
+        retries never refresh metadata; a restarted leader's high watermark briefly below the position): the
+        observer must not turn that into catch-up time or "lost" events. No offset is ever reset: an
+        out-of-range answer re-seeks the position the observer holds and tries again.
+        """
+        tps = [TopicPartition(t, p) for t in (self.names.events, self.names.state) for p in range(PARTITIONS)]
+        positions: dict[TopicPartition, int] = {}
+        while not stop.is_set():
+            consumer = kafka.consumer(self.conn, auto_offset_reset="none")
+            try:
+                await consumer.start()
+                consumer.assign(tps)
+                await kafka.seek_to_start(consumer, [tp for tp in tps if tp not in positions])
+                for tp, offset in positions.items():
+                    consumer.seek(tp, offset)
+                await self._follow(consumer, positions, stop)
+            except KafkaError as exc:
+                log.warning("observer consumer replaced error=%r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(KafkaError):
+                    await kafka.close_consumer(consumer)
+
+    async def _follow(self, consumer: Any, positions: dict[TopicPartition, int], stop: asyncio.Event) -> None:
+        heard = time.monotonic()
+        while not stop.is_set():
+            try:
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                now = time.monotonic()
-                for tp, records in batches.items():
-                    for r in records:
-                        if tp.topic == self.names.events:
-                            self.events_seen.setdefault(decode_verified_event(r.value).event.event_id, now)
-                        elif r.key is not None:
-                            self.state_seen.setdefault(r.key.decode(), now)
-            await watcher
-        finally:
-            await consumer.stop()
+            except OffsetOutOfRangeError:
+                for tp, offset in positions.items():
+                    consumer.seek(tp, offset)
+                await asyncio.sleep(0.5)
+                continue
+            now = time.monotonic()
+            if any(batches.values()):
+                heard = now
+            elif now - heard > OBSERVER_SILENT_S:
+                log.warning("observer heard nothing for %.0f s: replacing its consumer", now - heard)
+                return
+            for tp, records in batches.items():
+                for r in records:
+                    if tp.topic == self.names.events:
+                        self.events_seen.setdefault(decode_verified_event(r.value).event.event_id, now)
+                    elif r.key is not None:
+                        self.state_seen.setdefault(r.key.decode(), now)
+                if records:
+                    positions[tp] = records[-1].offset + 1
 
     def visible(self, ack: Ack) -> float | None:
         seen = (self.events_seen.get(ack.event_id), self.state_seen.get(ack.patient))
