@@ -25,7 +25,7 @@ from broker.infra.security import grant_for_prefix
 from broker.settings import STAGES, CoreSettings, SettingsError
 from broker.topics import TopicNames, create_topics, describe_topics
 from consent_io.connection import KafkaConnection
-from consent_io.logs import quiet_client_retries
+from consent_io.logs import debug_loggers_from_env, quiet_client_retries
 
 __all__ = ["main"]
 
@@ -53,6 +53,7 @@ def cli(verbose: bool) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
     )
     quiet_client_retries()  # one line per kind of Kafka client retry per 30 s, not one per 100 ms
+    debug_loggers_from_env()  # CONSENT_DEBUG_LOGGERS=aiokafka.consumer.group_coordinator,broker.stage ...
 
 
 @cli.group()

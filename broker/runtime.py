@@ -80,7 +80,12 @@ class Core:
         max_records = 64 if name == "verifier" else 5000
         state_dir = Path(s.state_dir) / s.app_id if s.state_dir else None
         return StageConfig(
-            s.kafka_connection(name), f"{s.app_id}.{name}", s.app_id, max_records=max_records, state_dir=state_dir
+            s.kafka_connection(name),
+            f"{s.app_id}.{name}",
+            s.app_id,
+            max_records=max_records,
+            state_dir=state_dir,
+            group_instance_id=f"{s.instance_id}.{name}" if s.instance_id else None,
         )
 
     def stage_health(self) -> dict[str, bool]:

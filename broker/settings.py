@@ -92,6 +92,10 @@ class CoreSettings:
     site_feed_replication: int = 1  # replication factor of the per-site replica feeds the mirror creates
     # local checkpointed changelog stores (SQLite), so a restart restores only the changelog's tail; "" = none
     state_dir: str = ""
+    # Kafka static group membership (issue 13): this process's stable name among the app's core processes, e.g.
+    # a StatefulSet pod name. A restart under the same name gets its partitions back at once instead of after
+    # the old member's session timeout. Must be unique among running processes; "" = dynamic membership.
+    instance_id: str = ""
 
     def __post_init__(self) -> None:
         problems = _problems(self)

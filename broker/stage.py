@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,6 +111,22 @@ class StageConfig:
     transaction_timeout_ms: int = 60_000
     tick_interval_s: float = 1.0
     state_dir: Path | None = None  # local checkpointed changelog stores (None: restore from Kafka only)
+    # static group membership: a restarted process with the same id takes its partitions back without a
+    # rebalance (no wait for the old member's session timeout); None: dynamic membership
+    group_instance_id: str | None = None
+
+
+async def _all_settled(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``coroutines`` concurrently until every one has finished, then raise the first error, if any.
+
+    ``asyncio.gather`` raises as soon as one fails and leaves the others running unsupervised: a partition
+    whose recovery failed ended the session while its siblings kept using producers the session's cleanup
+    was closing (issue 13, the full-outage stall).
+    """
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -204,6 +220,7 @@ class TransactionalStage:
             # broker far less CPU per event (markers, AddPartitions) at a bounded latency price
             fetch_min_bytes=self.config.fetch_min_bytes,
             fetch_max_wait_ms=self.config.fetch_max_wait_ms,
+            group_instance_id=self.config.group_instance_id,
         )
         self._consumer = consumer
         consumer.subscribe([self.logic.input_topic], listener=_Listener(self))
@@ -239,21 +256,19 @@ class TransactionalStage:
                         await self.logic.prepare()
                     # each partition has its own transactional producer, so their transactions commit
                     # concurrently: a poll costs one commit round-trip, not one per partition
-                    await asyncio.gather(
-                        *(
-                            self._handle(tp, records)
-                            for tp, records in batches.items()
-                            if tp.partition in self.producers and records
-                        )
+                    await _all_settled(
+                        self._handle(tp, records)
+                        for tp, records in batches.items()
+                        if tp.partition in self.producers and records
                     )
                     await self._maybe_tick()
                     self._update_gauges(consumer)
         finally:
             watch_stop.set()
             await watcher
+            # not under the lock: stopping the consumer may run the rebalance listener, which takes it
+            await kafka.close_consumer(consumer)
             async with self._lock:
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
                 for partition in list(self.producers):
                     await self._close_producer(partition)
                 if stop.is_set() and self._local is not None:
@@ -304,10 +319,14 @@ class TransactionalStage:
             # (asyncio.gather would add a callback per record: 10% of the verifier's time)
             written = [await future for future in futures]
         except ProducerFenced:
-            log.warning("stage=%s partition=%d fenced by a newer owner", self.logic.name, partition)
             await self._close_producer(partition)
             self._forget(partition)
-            return True  # no longer ours: nothing to recover
+            # Still assigned: the coordinator aborted the transaction itself (it outlived transaction_timeout_ms,
+            # e.g. across a Kafka outage) and bumped the epoch. The partition must be recovered, not dropped:
+            # dropping it left it assigned but never handled again (issue 13, the full-outage stall).
+            mine = self._still_assigned(partition)
+            log.warning("stage=%s partition=%d fenced still_assigned=%s", self.logic.name, partition, mine)
+            return not mine  # not assigned: a newer owner has it, nothing to recover
         except KafkaError as exc:
             log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
             TXN_ABORTS.labels(self.logic.name).inc()
@@ -319,6 +338,10 @@ class TransactionalStage:
         self._count(outputs)
         self._committed_changelog(partition, outputs, written)
         return True
+
+    def _still_assigned(self, partition: int) -> bool:
+        consumer = self._consumer
+        return consumer is not None and TopicPartition(self.logic.input_topic, partition) in consumer.assignment()
 
     def _committed_changelog(self, partition: int, outputs: list[Output], written: list[Any]) -> None:
         """Note the committed changelog records' offsets (and queue them for the local store)."""
@@ -397,9 +420,9 @@ class TransactionalStage:
             self.assignments.append(sorted(partitions))
             for partition in self._retained - set(partitions):
                 self._forget(partition)  # kept across the rebalance, but assigned elsewhere
-            for partition in partitions:
-                if partition not in self.producers:
-                    await self._open_partition(partition)
+            # concurrently: each opening is a producer's InitProducerId and a changelog reader's bootstrap and
+            # ListOffsets, a few round trips that took ~1-4 s each under load one after the other (issue 13)
+            await _all_settled(self._open_partition(p) for p in partitions if p not in self.producers)
             self._retained.clear()
             if self._consumer is not None:  # an empty partition has no committed offset: position it now
                 tps = [TopicPartition(self.logic.input_topic, p) for p in partitions]
@@ -458,8 +481,7 @@ class TransactionalStage:
     async def _close_producer(self, partition: int) -> None:
         producer = self.producers.pop(partition, None)
         if producer is not None:
-            with contextlib.suppress(KafkaError):
-                await producer.stop()
+            await kafka.close_producer(producer)  # bounded: Kafka may be down
 
     def _update_gauges(self, consumer: AIOKafkaConsumer) -> None:
         STATE_SIZE.labels(self.logic.name).set(self.logic.size())

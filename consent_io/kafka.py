@@ -11,7 +11,8 @@ start; a long-lived follower keeps calling :meth:`KafkaTopicReader.fetch`.
 
 The private aiokafka attributes this product relies on are touched only in this module
 (``consumer._client`` in :func:`partitions_for`, :func:`refresh_metadata` and :func:`request_metadata_refresh`;
-the producer's ``client.cluster`` in :func:`known_partitions`); ``tests/unit/io`` asserts each still exists.
+the producer's ``client.cluster`` in :func:`known_partitions`, its ``_message_accumulator`` in
+:func:`close_producer`); ``tests/unit/io`` asserts each still exists.
 
 Recovering from a paused or killed broker (issue 13): positions are set explicitly (:func:`seek_to_start`,
 :func:`seek_committed_or_start`) through ``beginning_offsets``, whose retries refresh metadata, never through
@@ -34,7 +35,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from consent_io.connection import KafkaConnection
 from consent_io.recovery import MetadataThrottle, RateLimit, StallWatch
@@ -50,6 +51,8 @@ __all__ = [
     "TopicReader",
     "admin",
     "assign_all",
+    "close_consumer",
+    "close_producer",
     "consumer",
     "iter_to_end",
     "known_partitions",
@@ -82,6 +85,11 @@ READ_POLL_MS = 500
 # raises, so its caller (a stage's restore) can end its session and retry with backoff instead of hanging.
 READ_STALL_S = 30.0
 WATCH_INTERVAL_S = 0.5  # how often watch_leaders looks at the partitions' last fetch times
+# Closing a client must not wait for Kafka (issue 13, the full-outage stall): a producer's stop() waits until
+# every pending batch is delivered, forever while every broker is down, and a stage whose session ended could
+# then never start the next one. After this long its undelivered batches are failed (a transactional
+# producer's open transaction is aborted by the next owner's init_transactions) and the close completes.
+CLOSE_TIMEOUT_S = 10.0
 
 
 class TopicMissingError(Exception):
@@ -178,6 +186,42 @@ def consumer(conn: KafkaConnection, *topics: str, **opts: Any) -> AIOKafkaConsum
     built = AIOKafkaConsumer(*topics, **_common(conn), **settings)
     _throttle_metadata(getattr(built, "_client", None))  # private: see tests/unit/io
     return built
+
+
+async def close_producer(producer: AIOKafkaProducer, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+    """Stop ``producer`` within about twice ``timeout_s`` even while Kafka is down; False if batches were dropped.
+
+    After ``timeout_s`` its undelivered batches are failed; after another ``timeout_s`` (its sender still
+    retrying, e.g. looking for a transaction coordinator) the stop is cancelled. Errors are logged, not raised:
+    the producer is being discarded either way.
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=timeout_s)
+    done_in_time = bool(done)
+    if not done:  # private to aiokafka (see tests/unit/io): fail what cannot be delivered so stop() can go on
+        producer._message_accumulator.fail_all(KafkaConnectionError("producer closed with undelivered batches"))
+        done, _ = await asyncio.wait({stopping}, timeout=timeout_s)
+    if not done:
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
+            await stopping
+        log.warning("producer close cut short after %.0f s (Kafka unreachable)", 2 * timeout_s)
+        return False
+    if not stopping.cancelled() and (error := stopping.exception()) is not None:
+        log.info("producer close error=%r", error)
+    return done_in_time
+
+
+async def close_consumer(consumer: AIOKafkaConsumer, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+    """Stop ``consumer`` (leaving its group if the coordinator answers) within ``timeout_s``; False if cut short."""
+    try:
+        await asyncio.wait_for(consumer.stop(), timeout_s)
+    except TimeoutError:
+        log.warning("consumer close cut short after %.0f s", timeout_s)
+        return False
+    except (KafkaError, OSError) as exc:
+        log.info("consumer close error=%r", exc)
+    return True
 
 
 def admin(conn: KafkaConnection, **opts: Any) -> AIOKafkaAdminClient:

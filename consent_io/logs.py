@@ -9,13 +9,17 @@ interval from aiokafka's loggers and notes on it how many similar ones it held b
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from consent_io.recovery import RateLimit
 
-__all__ = ["RetryLogFilter", "quiet_client_retries"]
+__all__ = ["DEBUG_LOGGERS_ENV", "RetryLogFilter", "debug_loggers", "debug_loggers_from_env", "quiet_client_retries"]
 
 CLIENT_LOGGERS = ("aiokafka",)
+# comma-separated logger names logged at DEBUG (diagnosing a fault: aiokafka's group coordinator, its
+# transaction manager, the stages); nothing else changes level
+DEBUG_LOGGERS_ENV = "CONSENT_DEBUG_LOGGERS"
 RETRY_LOG_INTERVAL_S = 30.0  # one line per kind of client complaint per 30 s keeps a 60 s outage to a few lines
 
 
@@ -42,3 +46,16 @@ def quiet_client_retries(root: logging.Logger | None = None) -> None:
     for handler in root.handlers:
         if not any(isinstance(f, RetryLogFilter) for f in handler.filters):
             handler.addFilter(RetryLogFilter())
+
+
+def debug_loggers(spec: str) -> list[str]:
+    """Set each logger named in ``spec`` (comma-separated) to DEBUG; returns the names set."""
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    return names
+
+
+def debug_loggers_from_env() -> list[str]:
+    """:func:`debug_loggers` from the ``CONSENT_DEBUG_LOGGERS`` environment variable (unset: none)."""
+    return debug_loggers(os.environ.get(DEBUG_LOGGERS_ENV, ""))

@@ -17,6 +17,7 @@ from pathlib import Path
 __all__ = ["CoreEnv", "CoreProcess", "cpu_seconds", "free_port", "wait_assigned"]
 
 _ASSIGNED = re.compile(r"stage=(\w+) assigned=\[([\d, ]*)\]")
+_STARTED = re.compile(r"ts=(\S+ \S+) level=INFO logger=broker.runtime msg=core started")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 30.0  # the core finishes its batch and commits on SIGTERM (broker/runtime.py)
 
@@ -86,6 +87,7 @@ class CoreProcess:
         workdir: Path,
         name: str,
         profile: bool = False,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.stages = stages
         self.metrics_port = free_port()
@@ -97,7 +99,8 @@ class CoreProcess:
             argv += ["-m", "cProfile", "-o", str(self.profile_path)]
         argv += ["-m", "broker", "-v", "run"]  # the product's entry point, as shipped (consent_io.loop: uvloop)
         self._log = self.log_path.open("wb")
-        environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port)}
+        environ = {**env.environ(stages), "CONSENT_METRICS_PORT": str(self.metrics_port), **(extra_env or {})}
+        self.spawned_at = time.time()  # wall clock, as the core's log lines
         self.proc = subprocess.Popen(
             argv, env=environ, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -120,6 +123,16 @@ class CoreProcess:
                 parts = match.group(2).strip()
                 latest[match.group(1)] = {int(p) for p in parts.split(",")} if parts else set()
         return latest
+
+    def started_after(self) -> float | None:
+        """Seconds from the spawn to the core's "core started" line (imports, settings, topics), if logged yet."""
+        with contextlib.suppress(OSError):
+            match = _STARTED.search(self.log_path.read_text(errors="replace"))
+            if match is not None:
+                stamp, millis = match.group(1).split(",")  # logging's asctime: local time, milliseconds
+                logged = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+                return round(logged - self.spawned_at, 2)
+        return None
 
     def group_churn(self) -> dict[str, int]:
         """Changelog restores and group rejoins this process logged (one restore per partition per assignment)."""

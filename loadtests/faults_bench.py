@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from broker.infra import InfraConfig
 from broker.keys_admin import publish_key_events
@@ -71,6 +72,7 @@ log = logging.getLogger("loadtests.faults")
 FAULTS_KAFKA_PORT = 28892
 FAULTS_MQTT_PORT = 20883
 PARTITIONS = 4
+OBSERVER_SILENT_S = 10.0  # the agents send steadily: this long without a record on either topic is a stalled fetcher
 CATCH_UP_TIMEOUT_S = 180.0  # a catch-up longer than this is reported as this (and the goal is missed)
 GOALS_S = {"stage_kill": 15.0, "broker_kill": 15.0, "broker_pause": 15.0, "outage": 10.0}
 REPO = Path(__file__).resolve().parents[1]
@@ -95,25 +97,55 @@ class Observer:
     state_seen: dict[str, float] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = kafka.consumer(self.conn)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(t, p) for t in (self.names.events, self.names.state) for p in range(PARTITIONS)]
-            consumer.assign(tps)
-            await kafka.seek_to_start(consumer, tps)
-            watcher = asyncio.create_task(kafka.watch_leaders(consumer, stop, "faults-observer"))
-            while not stop.is_set():
+        """Follow both topics; a consumer that hears nothing for OBSERVER_SILENT_S is replaced (same positions).
+
+        After a full outage aiokafka's fetcher can stay silent for minutes (an offset reset whose ListOffsets
+        retries never refresh metadata; a restarted leader's high watermark briefly below the position): the
+        observer must not turn that into catch-up time or "lost" events. No offset is ever reset: an
+        out-of-range answer re-seeks the position the observer holds and tries again.
+        """
+        tps = [TopicPartition(t, p) for t in (self.names.events, self.names.state) for p in range(PARTITIONS)]
+        positions: dict[TopicPartition, int] = {}
+        while not stop.is_set():
+            consumer = kafka.consumer(self.conn, auto_offset_reset="none")
+            try:
+                await consumer.start()
+                consumer.assign(tps)
+                await kafka.seek_to_start(consumer, [tp for tp in tps if tp not in positions])
+                for tp, offset in positions.items():
+                    consumer.seek(tp, offset)
+                await self._follow(consumer, positions, stop)
+            except KafkaError as exc:
+                log.warning("observer consumer replaced error=%r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(KafkaError):
+                    await kafka.close_consumer(consumer)
+
+    async def _follow(self, consumer: Any, positions: dict[TopicPartition, int], stop: asyncio.Event) -> None:
+        heard = time.monotonic()
+        while not stop.is_set():
+            try:
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                now = time.monotonic()
-                for tp, records in batches.items():
-                    for r in records:
-                        if tp.topic == self.names.events:
-                            self.events_seen.setdefault(decode_verified_event(r.value).event.event_id, now)
-                        elif r.key is not None:
-                            self.state_seen.setdefault(r.key.decode(), now)
-            await watcher
-        finally:
-            await consumer.stop()
+            except OffsetOutOfRangeError:
+                for tp, offset in positions.items():
+                    consumer.seek(tp, offset)
+                await asyncio.sleep(0.5)
+                continue
+            now = time.monotonic()
+            if any(batches.values()):
+                heard = now
+            elif now - heard > OBSERVER_SILENT_S:
+                log.warning("observer heard nothing for %.0f s: replacing its consumer", now - heard)
+                return
+            for tp, records in batches.items():
+                for r in records:
+                    if tp.topic == self.names.events:
+                        self.events_seen.setdefault(decode_verified_event(r.value).event.event_id, now)
+                    elif r.key is not None:
+                        self.state_seen.setdefault(r.key.decode(), now)
+                if records:
+                    positions[tp] = records[-1].offset + 1
 
     def visible(self, ack: Ack) -> float | None:
         seen = (self.events_seen.get(ack.event_id), self.state_seen.get(ack.patient))
@@ -175,10 +207,17 @@ class Bench:
     catch_up: dict[str, list[float]] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     _core_count: int = 0
+    instances: dict[str, str] = field(default_factory=dict)  # core name -> its CONSENT_INSTANCE_ID
 
-    def start_core(self) -> CoreProcess:
+    def start_core(self, instance: str | None = None) -> CoreProcess:
+        """A new core process; ``instance``: the static membership name of one it replaces (default: its own)."""
         self._core_count += 1
-        core = CoreProcess(self.env, ("verifier", "reconciler"), self.workdir, f"core-{self._core_count}")
+        name = f"core-{self._core_count}"
+        core = CoreProcess(
+            self.env, ("verifier", "reconciler"), self.workdir, name,
+            extra_env={"CONSENT_INSTANCE_ID": instance or name},
+        )  # fmt: skip
+        self.instances[core.name] = instance or name
         self.cores.append(core)
         return core
 
@@ -204,8 +243,10 @@ class Bench:
         victim = next(c for c in reversed(self.cores) if c.alive())
         os.killpg(victim.pid, signal.SIGKILL)
         victim.proc.wait()
-        self.start_core()
+        core = self.start_core(self.instances[victim.name])  # restarted under its name: static membership
         await self.catch_up_after("stage_kill", time.monotonic())
+        # how much of it was the new process starting (Python imports: ~1 s idle, far more on a loaded machine)
+        self.timeline[-1]["process_start_s"] = core.started_after()
 
     async def broker_kill(self, down_s: float) -> None:
         await asyncio.to_thread(self.stack.infra.kill_node, 2)
@@ -290,7 +331,9 @@ async def _setup(stack: BenchStack, workdir: Path, agents: int, per_agent: int, 
 
 
 async def _ledger(bench: Bench) -> dict[str, int]:
+    """Fresh reads of the events and state topics (not the observer's, which may have stopped short)."""
     records = await kafka.read_to_end(bench.stack.operator(), bench.names.events)
+    state_keys = {r.key.decode() for r in await kafka.read_to_end(bench.stack.operator(), bench.names.state) if r.key}
     ids: Counter[str] = Counter()
     pairs: Counter[tuple[str, int]] = Counter()
     for r in records:
@@ -298,11 +341,19 @@ async def _ledger(bench: Bench) -> dict[str, int]:
         ids[ve.event.event_id] += 1
         pairs[(ve.agent_id, ve.event.seq)] += 1
     acked = bench.fleet.acks
-    missing = {a.event_id for a in acked if a.event_id not in ids or a.patient not in bench.observer.state_seen}
+    by_id = {a.event_id for a in acked if a.event_id not in ids}
+    by_pair = {a.event_id for a in acked if (a.agent_id, a.seq) not in pairs}
+    no_state = {a.event_id for a in acked if a.patient not in state_keys}
+    unseen = {a.event_id for a in acked if bench.observer.visible(a) is None}
     return {
         "acknowledged": len(acked),
         "event_records": len(records),
-        "lost": len(missing),
+        "lost": len(by_id | by_pair | no_state),
+        "lost_by_event_id": len(by_id),
+        "lost_by_agent_seq": len(by_pair),
+        "lost_from_state": len(no_state),
+        "still_in_agent_outboxes": await bench.fleet.pending(),  # acknowledged, not yet published when it ended
+        "observer_unseen": len(unseen),  # the live observer's view: above lost = its wait, not loss
         "duplicated": sum(1 for n in ids.values() if n > 1) + sum(1 for n in pairs.values() if n > 1),
         "duplicated_by_event_id": sum(1 for n in ids.values() if n > 1),
         "duplicated_by_agent_seq": sum(1 for n in pairs.values() if n > 1),

@@ -122,7 +122,7 @@ def test_real_aiokafka_clients_accept_the_ssl_settings(tmp_path: Path) -> None:
 
 
 def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
-    """partitions_for, refresh_metadata and known_partitions reach into these; a library change fails here."""
+    """partitions_for, refresh_metadata, known_partitions, close_producer reach into these; a library change fails."""
 
     async def inspect_clients() -> None:
         consumer = kafka.consumer(PLAIN)
@@ -133,6 +133,7 @@ def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
         producer = kafka.producer(PLAIN)
         assert producer.client.cluster.partitions_for_topic("never-seen") is None
         assert kafka.known_partitions(producer, "never-seen") is None
+        assert callable(producer._message_accumulator.fail_all)  # close_producer: a close Kafka cannot block
         await consumer.stop()
         await producer.stop()
 

@@ -1,0 +1,104 @@
+"""Issue 13, the full-outage stall: a session ends cleanly and promptly, whatever Kafka does meanwhile.
+
+Seen in a fault run: one partition's recovery failed during the outage ("Unable to bootstrap"), asyncio.gather
+raised at once while the other partitions' transactions ran on unsupervised, and the session's cleanup waited
+forever on producers whose batches could not be delivered: the verifier never started another session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError, ProducerFenced
+
+from broker.pipeline import ReconcilerLogic
+from broker.runtime import Core
+from broker.settings import CoreSettings
+from broker.stage import StageConfig, TransactionalStage, _all_settled
+from broker.topics import TopicNames
+from consent_io import kafka
+from consent_io.connection import KafkaConnection
+
+
+async def test_a_failing_partition_ends_the_batch_only_after_every_other_partition_has_finished() -> None:
+    finished: list[str] = []
+
+    async def fails() -> None:
+        raise KafkaConnectionError("Unable to bootstrap")
+
+    async def slow(name: str) -> None:
+        await asyncio.sleep(0.05)
+        finished.append(name)
+
+    with pytest.raises(KafkaConnectionError):
+        await _all_settled([fails(), slow("a"), slow("b")])
+    assert sorted(finished) == ["a", "b"]  # nothing left running unsupervised
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.failed = asyncio.Event()
+
+    def fail_all(self, exception: BaseException) -> None:
+        self.failed.set()
+
+
+class _StuckProducer:
+    """stop() waits for its batches, as aiokafka's does: until they are failed, or forever."""
+
+    def __init__(self, *, gives_up_when_failed: bool) -> None:
+        self._message_accumulator = _Accumulator()
+        self.gives_up_when_failed = gives_up_when_failed
+
+    async def stop(self) -> None:
+        await self._message_accumulator.failed.wait()
+        if not self.gives_up_when_failed:
+            await asyncio.Event().wait()
+
+
+async def test_closing_a_producer_that_cannot_deliver_fails_its_batches_then_gives_up() -> None:
+    failing = _StuckProducer(gives_up_when_failed=True)
+    assert not await asyncio.wait_for(kafka.close_producer(failing, timeout_s=0.05), 5)  # type: ignore[arg-type]
+    assert failing._message_accumulator.failed.is_set()
+    hanging = _StuckProducer(gives_up_when_failed=False)
+    assert not await asyncio.wait_for(kafka.close_producer(hanging, timeout_s=0.05), 5)  # type: ignore[arg-type]
+
+
+class _FencedProducer:
+    async def begin_transaction(self) -> None:
+        raise ProducerFenced()
+
+    async def stop(self) -> None:
+        return None
+
+
+class _Consumer:
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+
+@pytest.mark.parametrize("still_assigned", [True, False])
+async def test_a_fenced_partition_still_assigned_is_recovered_not_dropped(still_assigned: bool) -> None:
+    topics = TopicNames("p")
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(topics))
+    tp = TopicPartition(stage.logic.input_topic, 0)
+    stage._consumer = _Consumer({tp} if still_assigned else set())  # type: ignore[assignment]
+    stage.producers[0] = _FencedProducer()  # type: ignore[assignment]
+    handled: Any = await stage._transact(0, [], None)
+    assert 0 not in stage.producers
+    # False: the caller recovers it (new producer, state from the changelog, committed offset); True: let go
+    assert handled is (not still_assigned)
+
+
+def test_an_instance_id_gives_each_stage_a_static_group_membership_and_none_keeps_it_dynamic() -> None:
+    settings = {"stages": ("reconciler",), "kafka_security": "PLAINTEXT"}
+    static = Core(CoreSettings(instance_id="core-0", **settings))  # type: ignore[arg-type]
+    assert static._stage_config("reconciler").group_instance_id == "core-0.reconciler"
+    dynamic = Core(CoreSettings(**settings))  # type: ignore[arg-type]
+    assert dynamic._stage_config("reconciler").group_instance_id is None
