@@ -41,6 +41,12 @@ class GroupWriter(Generic[T]):
             self._pending, self._done = [], None
             try:
                 await self._write(items)
+            except asyncio.CancelledError:
+                for waiting in (done, self._done):  # shutting down: callers are cancelled, not left waiting
+                    if waiting is not None:
+                        waiting.cancel()
+                self._pending, self._done = [], None
+                raise
             except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
                 done.set_exception(exc)
             else:

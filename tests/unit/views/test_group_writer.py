@@ -37,3 +37,22 @@ async def test_a_failed_write_fails_its_own_callers_only() -> None:
         await writer.add(1)
     await writer.add(2)  # the next batch is written
     assert calls == 2
+
+
+async def test_callers_are_cancelled_not_left_waiting_when_the_writer_is() -> None:
+    started = asyncio.Event()
+
+    async def write(items: Sequence[int]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    writer: GroupWriter[int] = GroupWriter(write)
+    first = asyncio.create_task(writer.add(1))
+    await started.wait()
+    second = asyncio.create_task(writer.add(2))  # queued behind the running write
+    await asyncio.sleep(0)
+    assert writer._task is not None
+    writer._task.cancel()
+    for caller in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(caller, 5)
