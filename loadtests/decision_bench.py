@@ -195,6 +195,15 @@ async def load(
         return latencies, time.perf_counter() - started, outcomes
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0.0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
     return sorted_values[index]
@@ -244,9 +253,11 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
     await deployment.grant(topics.prefix, app_id)
     numbers = nhs_numbers(args.patients)
     await preload(operator, topics, numbers)
-    async with api_process(deployment, topics, app_id, CLIENTS, args.patients) as (door, _):
+    async with api_process(deployment, topics, app_id, CLIENTS, args.patients) as (door, server):
         await load(door, numbers, WARMUP, args.concurrency)
+        cpu_before, client_before = cpu_seconds(server.pid), time.process_time()
         latencies, elapsed, outcomes = await load(door, numbers, args.requests, args.concurrency)
+        cpu_used, client_used = cpu_seconds(server.pid) - cpu_before, time.process_time() - client_before
     ordered = sorted(latencies)
     return {
         "benchmark": "decision_api",
@@ -264,6 +275,10 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
             "max": round(ordered[-1] * 1000, 2),
             "mean": round(statistics.fmean(ordered) * 1000, 2),
         },
+        # CPU the API process spent per decision: less sensitive than latency to other load on the machine
+        "api_cpu_ms_per_decision": round(cpu_used * 1000 / max(1, len(latencies)), 3),
+        "client_cpu_ms_per_decision": round(client_used * 1000 / max(1, len(latencies)), 3),  # the load generator
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine at the end of the run
         "outcomes": outcomes,
         "transport": "HTTPS + OAuth 2.0 bearer tokens" if deployment.secure else "plaintext HTTP, no authentication",
         "notes": "client and server on the same machine; each decision durably appended to the audit topic",

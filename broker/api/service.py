@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from broker.api.audit_sink import AuditSink
 from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
+from broker.api.token_cache import CachingTokenService
 from broker.api.views import EventHistory, ReportView, StateView
 from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AppenderPolicy, AuditAppender
@@ -45,6 +46,7 @@ from broker.ops_metrics import GOVERNANCE, api_timing, count_decision
 from broker.reports.aggregates import AggKind, Aggregate, decode_aggregate
 from broker.settings import CoreSettings, audit_origin, load_decision_policy, load_list_sizes, read_hex_file
 from broker.views import ViewStore
+from broker.views.batching import GroupWriter
 from broker.witness.client import WitnessClient
 from consent_io.tls import client_ssl_context
 from consent_rules.state import PatientState
@@ -84,6 +86,7 @@ class ApiService:
         self._runner: web.AppRunner | None = None
         self._auth: TokenService | None = None
         self._unindexed: list[tuple[str, AuditEntry]] = []  # audit entries not yet in the store's index
+        self._audit_index: GroupWriter[tuple[str, AuditEntry]] = GroupWriter(self.store.add_audit)
         self.port = 0
 
     @classmethod
@@ -122,7 +125,7 @@ class ApiService:
 
     async def record(self, record: AuditRecord) -> AuditEntry:
         entry = await self.appender.append(record)
-        await self.store.add_audit([(record.patient_key, entry)])
+        await self._audit_index.add((record.patient_key, entry))  # one SQLite commit per group of decisions
         count_decision(record)
         return entry
 
@@ -293,4 +296,4 @@ def _server_tls(cert_file: str, key_file: str) -> ssl.SSLContext:
 def _token_service(s: CoreSettings) -> TokenService:
     registry = ClientRegistry.load(Path(s.api_clients_file))
     key = Ed25519PrivateKey.from_private_bytes(read_hex_file(s.api_token_key_file, "api_token_key_file"))
-    return TokenService(registry, key, s.api_token_url or "https://pending/oauth2/token")
+    return CachingTokenService(registry, key, s.api_token_url or "https://pending/oauth2/token")
