@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ __all__ = [
     "event_lists",
     "events",
     "hlc_of",
+    "lists_of_one_history",
     "make_event",
     "payloads",
 ]
@@ -147,5 +149,29 @@ def events(draw: st.DrawFn, patient_key: str = PATIENT) -> Event:
 
 
 def event_lists(min_size: int = 0, max_size: int = 25) -> st.SearchStrategy[list[Event]]:
-    """Lists of events with unique ids (an id names one fact; redelivery is modelled separately)."""
-    return st.lists(events(), min_size=min_size, max_size=max_size, unique_by=lambda e: e.event_id)
+    """Lists of events with unique ids (an id names one fact; redelivery is modelled separately) and, as
+    the verifier guarantees, unique ``(agent, seq)``: each agent's events are numbered 1, 2, ... in list
+    order. At most 25 by default, so a state built from one list stays within the ledger's window (its
+    overflow into per-agent marks is exercised on in-order streams in ``test_state_bounds.py``)."""
+    return st.lists(events(), min_size=min_size, max_size=max_size, unique_by=lambda e: e.event_id).map(_numbered)
+
+
+def _numbered(evs: list[Event]) -> list[Event]:
+    seqs: dict[str, int] = {}
+    out = []
+    for e in evs:
+        seqs[e.agent_id] = seqs.get(e.agent_id, 0) + 1
+        out.append(dataclasses.replace(e, seq=seqs[e.agent_id]))
+    return out
+
+
+@st.composite
+def lists_of_one_history(draw: st.DrawFn, n: int) -> list[list[Event]]:
+    """``n`` lists drawn from one pool of facts, so a shared ``(agent, seq)`` is the same event (what the
+    verifier guarantees across every state that is ever merged). The pool holds at most the ledger's
+    window (32) of events: a merge of any of them is exact without the in-order condition that the
+    per-agent marks need (``test_state_bounds.py`` covers those)."""
+    pool = draw(event_lists(max_size=32))
+    if not pool:
+        return [[] for _ in range(n)]
+    return [draw(st.lists(st.sampled_from(pool), max_size=25, unique_by=lambda e: e.event_id)) for _ in range(n)]

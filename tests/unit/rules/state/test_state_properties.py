@@ -11,7 +11,7 @@ from consent_rules.state import PatientState, Source, Stamp, apply, classify, em
 from consent_wire.codes import ObjectionKind
 from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
-from .strategies import PATIENT, event_lists, events
+from .strategies import PATIENT, event_lists, events, lists_of_one_history
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)  # modest: keeps the unit suite fast
 
@@ -48,9 +48,9 @@ def test_sources_do_not_break_determinism_when_redelivered_without_them(data: st
 
 
 @PROPERTY_SETTINGS
-@given(event_lists(), event_lists(), event_lists())
-def test_merge_is_commutative_associative_and_idempotent(xs: list[Event], ys: list[Event], zs: list[Event]) -> None:
-    a, b, c = state_of(xs), state_of(ys), state_of(zs)
+@given(lists_of_one_history(3))
+def test_merge_is_commutative_associative_and_idempotent(lists: list[list[Event]]) -> None:
+    a, b, c = (state_of(xs) for xs in lists)
     assert merge(a, b).to_bytes() == merge(b, a).to_bytes()
     assert merge(merge(a, b), c).to_bytes() == merge(a, merge(b, c)).to_bytes()
     assert merge(a, a) == a
@@ -58,8 +58,9 @@ def test_merge_is_commutative_associative_and_idempotent(xs: list[Event], ys: li
 
 
 @PROPERTY_SETTINGS
-@given(event_lists(), event_lists())
-def test_merge_of_states_equals_replay_of_union(xs: list[Event], ys: list[Event]) -> None:
+@given(lists_of_one_history(2))
+def test_merge_of_states_equals_replay_of_union(lists: list[list[Event]]) -> None:
+    xs, ys = lists
     assert merge(state_of(xs), state_of(ys)).to_bytes() == state_of(xs + ys).to_bytes()
 
 
