@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS report_aggregates (key BLOB PRIMARY KEY, kind TEXT NO
 CREATE INDEX IF NOT EXISTS aggregates_by_day ON report_aggregates (kind, day);
 CREATE TABLE IF NOT EXISTS report_totals (kind TEXT, day INTEGER, grp TEXT, name TEXT, prev INTEGER,
     n INTEGER NOT NULL, PRIMARY KEY (kind, day, grp, name, prev)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_firsts (kind TEXT, prev INTEGER, day INTEGER, grp TEXT, n INTEGER NOT NULL,
+    PRIMARY KEY (kind, prev, day, grp)) WITHOUT ROWID;
 """
 # 16 MiB of page cache per connection (negative = KiB, SQLite's PRAGMA cache_size): two connections
 # stay well inside the API's 512 MiB goal whatever the size of the database.
@@ -58,14 +60,21 @@ _AUDIT_PAGE = (
     "SELECT idx, prev_hash, hash, record FROM audit_index WHERE patient_key = ? AND idx > ? ORDER BY idx LIMIT ?"
 )
 _AGGREGATES = "SELECT value FROM report_aggregates WHERE kind = ? AND day >= ? AND day < ?"
-# the totals of a window: partitions and days summed in SQL; "first" counts before the window are its patients
+# the totals of a window: partitions and days summed in SQL; the "first" counts whose previous day is before
+# the window are its distinct patients (their own table, ordered by previous day: a window from the start
+# reads only the patients' first days)
 _TOTALS = (
-    "SELECT grp, CASE WHEN name = 'first' THEN 'patients' ELSE name END AS counted, sum(n) FROM report_totals "
-    "WHERE kind = ? AND day >= ? AND day < ? AND (name != 'first' OR prev < ?) GROUP BY grp, counted"
+    "SELECT grp, name, sum(n) FROM report_totals WHERE kind = ? AND day >= ? AND day < ? GROUP BY grp, name "
+    "UNION ALL SELECT grp, 'patients', sum(n) FROM report_firsts WHERE kind = ? AND prev < ? AND day >= ? "
+    "AND day < ? GROUP BY grp"
 )
 _ADD_TOTAL = (
     "INSERT INTO report_totals (kind, day, grp, name, prev, n) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (kind, day, grp, name, prev) DO UPDATE SET n = n + excluded.n"
+)
+_ADD_FIRST = (
+    "INSERT INTO report_firsts (kind, day, grp, prev, n) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (kind, prev, day, grp) DO UPDATE SET n = n + excluded.n"
 )
 
 
@@ -173,7 +182,15 @@ class ViewStore:
 
     async def counts(self) -> dict[str, int]:
         def run(db: sqlite3.Connection) -> dict[str, int]:
-            tables = ("states", "history", "report_events", "audit_index", "report_aggregates", "report_totals")
+            tables = (
+                "states",
+                "history",
+                "report_events",
+                "audit_index",
+                "report_aggregates",
+                "report_totals",
+                "report_firsts",
+            )
             return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # noqa: S608 - fixed names
 
         return await self._read(run)
@@ -214,7 +231,7 @@ class ViewStore:
         def run(db: sqlite3.Connection) -> dict[tuple[str, ...], Counter[str]]:
             end = end_day if end_day is not None else 2**62
             totals: dict[tuple[str, ...], Counter[str]] = {}
-            for grp, name, n in db.execute(_TOTALS, (kind, first_day, end, first_day)):
+            for grp, name, n in db.execute(_TOTALS, (kind, first_day, end, kind, first_day, first_day, end)):
                 totals.setdefault(tuple(orjson.loads(grp)), Counter())[str(name)] += int(n)
             return totals
 
@@ -277,10 +294,10 @@ def _add_totals(db: sqlite3.Connection, key: bytes, value: bytes) -> None:
     for name, prev, n in count_rows(new):
         deltas[(name, prev)] += n
     grp = orjson.dumps(list(new.key.group)).decode()
-    db.executemany(
-        _ADD_TOTAL,
-        [(new.key.kind.value, new.key.day, grp, name, prev, n) for (name, prev), n in deltas.items() if n],
-    )
+    kind, day = new.key.kind.value, new.key.day
+    changed = [(name, prev, n) for (name, prev), n in deltas.items() if n]
+    db.executemany(_ADD_TOTAL, [(kind, day, grp, name, prev, n) for name, prev, n in changed if name != "first"])
+    db.executemany(_ADD_FIRST, [(kind, day, grp, prev, n) for name, prev, n in changed if name == "first"])
 
 
 def _add_audit(db: sqlite3.Connection, entries: Iterable[tuple[str, AuditEntry]]) -> None:

@@ -132,6 +132,6 @@ async def test_report_totals_follow_the_latest_aggregates_and_sum_as_totals_of_d
         assert await reopened.report_totals("disclosures", first, end) == totals_of(latest.values(), first, end)
     assert await reopened.report_totals("objectors") == {("A",): {"objectors": 3}}
     assert await reopened.positions("t.reports") == {0: 61}
-    plan = " ".join(await reopened.query_plan(store_module._TOTALS, ("disclosures", 0, 5, 0)))
+    plan = " ".join(await reopened.query_plan(store_module._TOTALS, ("disclosures", 0, 5, "disclosures", 0, 0, 5)))
     assert "SCAN" not in plan, plan
     reopened.close()
