@@ -324,6 +324,7 @@ def totals_of(
     """The counts per group summed over partitions and the days ``[first_day, end_day)``; ``first`` counts whose
     previous day is before ``first_day`` become ``patients`` (the distinct patients of the window)."""
     totals: dict[Group, Counter[str]] = {}
+    window_start = max(first_day, 0)  # days are >= 0: a window from before them starts with them
     for a in aggregates:
         k = a.key
         if k.day < first_day or (end_day is not None and k.day >= end_day):
@@ -331,7 +332,7 @@ def totals_of(
         tally = totals.setdefault(k.group, Counter())
         for name, previous, n in count_rows(a):
             if name == "first":
-                if previous < first_day:
+                if previous < window_start:
                     tally["patients"] += n
             else:
                 tally[name] += n

@@ -231,7 +231,7 @@ class ViewStore:
         def run(db: sqlite3.Connection) -> dict[tuple[str, ...], Counter[str]]:
             end = end_day if end_day is not None else 2**62
             totals: dict[tuple[str, ...], Counter[str]] = {}
-            for grp, name, n in db.execute(_TOTALS, (kind, first_day, end, kind, first_day, first_day, end)):
+            for grp, name, n in db.execute(_TOTALS, (kind, first_day, end, kind, max(first_day, 0), first_day, end)):
                 totals.setdefault(tuple(orjson.loads(grp)), Counter())[str(name)] += int(n)
             return totals
 

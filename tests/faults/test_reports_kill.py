@@ -17,6 +17,7 @@ from broker.reports.aggregates import (
     AggKind,
     Aggregate,
     breach_reports,
+    day_window,
     decode_aggregate,
     disclosure_report,
     objection_report,
@@ -88,7 +89,8 @@ def _differences(events: list[Event], aggregates: list[Aggregate]) -> list[str]:
     objectors = totals_of(a for a in aggregates if a.key.kind is AggKind.OBJECTORS)
     if objection_report(objectors, SIZES) != objection_rates(events, SIZES):
         problems.append("objections")
-    if disclosure_report(totals_of(a for a in aggregates if a.key.kind is AggKind.DISCLOSURES)) != disclosures(events):
+    shared = totals_of((a for a in aggregates if a.key.kind is AggKind.DISCLOSURES), *day_window(None, None))
+    if disclosure_report(shared) != disclosures(events):
         problems.append("disclosures")
     summary, incidents = breach_reports(aggregates, None, None)
     if summary != breach_summary(events) or incidents != breach_incidents(events):

@@ -67,6 +67,18 @@ async def _refused_read(conn: KafkaConnection, topic: str) -> None:
         await reader.stop()
 
 
+async def _refused_fetch(conn: KafkaConnection, topic: str) -> None:
+    """A core stage may DESCRIBE every topic of its deployment (metadata), so its refusal comes with the fetch."""
+    reader = consumer(conn, topic)
+    try:
+        await reader.start()
+        with pytest.raises(TopicAuthorizationFailedError, match=topic):
+            for _ in range(40):
+                await reader.getmany(timeout_ms=500)
+    finally:
+        await reader.stop()
+
+
 async def _write(conn: KafkaConnection, topic: str, value: bytes, *, idempotent: bool = True) -> None:
     """Produce one record; refusals are tested non-idempotent, so the error names the topic (an idempotent
     producer without any write right is refused earlier, by ClusterAuthorizationFailedError)."""
@@ -214,8 +226,8 @@ async def test_the_reports_stage_reads_no_state_audit_or_ingress_and_the_api_no_
     names, roles = secure_topics
     reports = secure_infra.kafka_connection(roles[Role.REPORTS].name)
     for topic in (names.state, names.audit, names.ingress, names.shielding):
-        await _refused_read(reports, topic)
-    await _refused_read(secure_infra.kafka_connection(roles[Role.API].name), names.report_memory)
+        await _refused_fetch(reports, topic)
+    await _refused_fetch(secure_infra.kafka_connection(roles[Role.API].name), names.report_memory)
     with pytest.raises(TopicAuthorizationFailedError, match=names.state):
         await _write(reports, names.state, b"forged", idempotent=False)
 
