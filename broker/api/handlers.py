@@ -113,10 +113,14 @@ class ApiBackend(Protocol):
 
     async def history(self, patient_key: str) -> Sequence[Event]: ...
 
-    async def report_aggregates(
+    async def report_aggregates(self, kind: AggKind) -> Sequence[Aggregate]:
+        """Every report aggregate of ``kind`` (the reports topic's latest values): the breach incidents."""
+        ...
+
+    async def report_totals(
         self, kind: AggKind, first_day: int = -1, end_day: int | None = None
-    ) -> Sequence[Aggregate]:
-        """The report aggregates of ``kind`` (the reports topic's latest values) on days ``[first_day, end_day)``."""
+    ) -> Mapping[tuple[str, ...], Mapping[str, int]]:
+        """The aggregates of ``kind`` summed per group over the days ``[first_day, end_day)`` (``totals_of``)."""
         ...
 
     async def audit_entries(self, patient_key: str, after: int = -1, limit: int = -1) -> Sequence[AuditEntry]:
@@ -282,7 +286,7 @@ async def get_objections(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
     backend = _backend(request)
     sizes = parse_list_sizes(request.query.get("list_sizes"), backend.list_sizes)
-    report = objection_report(await backend.report_aggregates(AggKind.OBJECTORS), sizes)
+    report = objection_report(await backend.report_totals(AggKind.OBJECTORS), sizes)
     body = orjson.loads(render_json(report))
     body["alerts"] = list(report.alerts)
     return json_response(body)
@@ -302,7 +306,7 @@ async def get_disclosures(request: web.Request) -> web.Response:
     backend = _backend(request)
     from_ms, to_ms = parse_window(request.query)
     first, end = day_window(from_ms, to_ms)  # whole UTC days (BAD_REPORT_INPUT otherwise)
-    report = disclosure_report(await backend.report_aggregates(AggKind.DISCLOSURES, first, end), from_ms, to_ms)
+    report = disclosure_report(await backend.report_totals(AggKind.DISCLOSURES, first, end))
     return json_response(orjson.loads(render_json(report)))
 
 

@@ -106,10 +106,13 @@ class ApiService:
     async def history_of(self, key: str) -> Sequence[Event]:
         return () if self.history is None else await self.history.history(key)
 
-    async def report_aggregates(
+    async def report_aggregates(self, kind: AggKind) -> list[Aggregate]:
+        return [decode_aggregate(v) for v in await self.store.report_aggregates(kind.value)]
+
+    async def report_totals(
         self, kind: AggKind, first_day: int = -1, end_day: int | None = None
-    ) -> list[Aggregate]:
-        return [decode_aggregate(v) for v in await self.store.report_aggregates(kind.value, first_day, end_day)]
+    ) -> Mapping[tuple[str, ...], Mapping[str, int]]:
+        return await self.store.report_totals(kind.value, first_day, end_day)
 
     async def audit_entries(self, key: str, after: int = -1, limit: int = -1) -> Sequence[AuditEntry]:
         return await self.store.audit_entries(key, after, limit)
@@ -243,10 +246,13 @@ class _Backend:
         """The patient key of an already validated NHS number (broker.api.checks.BatchBackend)."""
         return self._s.pseudonymiser.of_digits(digits)
 
-    async def report_aggregates(
+    async def report_aggregates(self, kind: AggKind) -> list[Aggregate]:
+        return await self._s.report_aggregates(kind)
+
+    async def report_totals(
         self, kind: AggKind, first_day: int = -1, end_day: int | None = None
-    ) -> list[Aggregate]:
-        return await self._s.report_aggregates(kind, first_day, end_day)
+    ) -> Mapping[tuple[str, ...], Mapping[str, int]]:
+        return await self._s.report_totals(kind, first_day, end_day)
 
     async def audit_entries(self, patient_key: str, after: int = -1, limit: int = -1) -> Sequence[AuditEntry]:
         return await self._s.audit_entries(patient_key, after, limit)

@@ -23,8 +23,9 @@ No patient key is ever in an aggregate. Aggregates:
 - ``breach`` per event id: the incident itself (a breach report names no patient), from which the summary is
   counted when read.
 
-Readers (:func:`objection_report`, :func:`disclosure_report`, :func:`breach_reports`) sum the partitions and
-give exactly the reports :mod:`broker.reports` computes from the raw events, for windows of whole UTC days.
+Readers sum the partitions and days (:func:`totals_of`; the API's view keeps the same sums in SQL, updated as
+aggregates arrive) and :func:`objection_report`, :func:`disclosure_report`, :func:`breach_reports` give exactly
+the reports :mod:`broker.reports` computes from the raw events, for windows of whole UTC days.
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ __all__ = [
     "aggregate_events",
     "breach_aggregate",
     "breach_reports",
+    "count_rows",
     "counts_of",
     "day_window",
     "decode_aggregate",
     "disclosure_report",
     "objection_report",
+    "totals_of",
 ]
 
 DAY_MS = 86_400_000
@@ -303,14 +306,44 @@ class ReportsCore:
 # --- reading the reports back ----------------------------------------------------------------------------------
 
 
-def objection_report(aggregates: Iterable[Aggregate], list_sizes: Mapping[str, int]) -> ObjectionRateReport:
-    """The objection-rate report (every objection kind) from the ``objectors`` aggregates."""
-    objectors: Counter[str] = Counter()
+def count_rows(aggregate: Aggregate) -> list[tuple[str, int, int]]:
+    """``(name, previous day, count)`` per count of an aggregate (previous day -2 for all but ``first``): the rows
+    a view sums in SQL (:func:`totals_of` is the same sum in Python)."""
+    rows = []
+    for name, n in aggregate.counts.items():
+        if name.startswith("first:"):
+            rows.append(("first", int(name[6:]), n))
+        else:
+            rows.append((name, -2, n))
+    return rows
+
+
+def totals_of(
+    aggregates: Iterable[Aggregate], first_day: int = -1, end_day: int | None = None
+) -> dict[Group, Counter[str]]:
+    """The counts per group summed over partitions and the days ``[first_day, end_day)``; ``first`` counts whose
+    previous day is before ``first_day`` become ``patients`` (the distinct patients of the window)."""
+    totals: dict[Group, Counter[str]] = {}
+    window_start = max(first_day, 0)  # days are >= 0: a window from before them starts with them
     for a in aggregates:
-        if a.key.kind is AggKind.OBJECTORS:
-            objectors[a.key.group[0]] += a.counts.get("objectors", 0)
+        k = a.key
+        if k.day < first_day or (end_day is not None and k.day >= end_day):
+            continue
+        tally = totals.setdefault(k.group, Counter())
+        for name, previous, n in count_rows(a):
+            if name == "first":
+                if previous < window_start:
+                    tally["patients"] += n
+            else:
+                tally[name] += n
+    return totals
+
+
+def objection_report(totals: Mapping[Group, Mapping[str, int]], list_sizes: Mapping[str, int]) -> ObjectionRateReport:
+    """The objection-rate report (every objection kind) from the ``objectors`` totals per practice."""
+    objectors = {g[0]: t.get("objectors", 0) for g, t in totals.items() if t.get("objectors", 0)}
     counted = tuple(sorted(ObjectionKind, key=lambda k: k.value))
-    return rates_of({k: v for k, v in objectors.items() if v}, list_sizes, counted)
+    return rates_of(objectors, list_sizes, counted)
 
 
 def day_window(from_ms: int | None, to_ms: int | None) -> tuple[int, int | None]:
@@ -321,28 +354,15 @@ def day_window(from_ms: int | None, to_ms: int | None) -> tuple[int, int | None]
     return (0 if from_ms is None else from_ms // DAY_MS), (None if to_ms is None else to_ms // DAY_MS)
 
 
-def disclosure_report(aggregates: Iterable[Aggregate], from_ms: int | None, to_ms: int | None) -> DisclosureReport:
-    """Disclosures by (discloser, recipient, purpose) in the window of whole UTC days."""
-    first, end = day_window(from_ms, to_ms)
-    groups: dict[Group, Counter[str]] = {}
-    for a in aggregates:
-        k = a.key
-        if k.kind is not AggKind.DISCLOSURES or k.day < first or (end is not None and k.day >= end):
-            continue
-        tally = groups.setdefault(k.group, Counter())
-        for name, n in a.counts.items():
-            if name.startswith("first:"):
-                if int(name[6:]) < first:
-                    tally["patients"] += n
-            else:
-                tally[name] += n
+def disclosure_report(totals: Mapping[Group, Mapping[str, int]]) -> DisclosureReport:
+    """Disclosures by (discloser, recipient, purpose) from the ``disclosures`` totals of a window (``totals_of``)."""
     rows = []
-    for (discloser, recipient, purpose), tally in sorted(groups.items()):
-        if tally["disclosures"] <= 0:
+    for (discloser, recipient, purpose), tally in sorted(totals.items()):
+        if tally.get("disclosures", 0) <= 0:
             continue
         classes = sorted(n[6:] for n, v in tally.items() if n.startswith("class:") and v > 0)
         bases = sorted(n[6:] for n, v in tally.items() if n.startswith("basis:") and v > 0)
-        rows.append(DisclosureRow(discloser, recipient, purpose, tally["disclosures"], tally["patients"],
+        rows.append(DisclosureRow(discloser, recipient, purpose, tally["disclosures"], tally.get("patients", 0),
                                   ";".join(classes), ";".join(bases)))  # fmt: skip
     return DisclosureReport(tuple(rows))
 

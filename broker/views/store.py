@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import orjson
+
 from broker.audit import AuditEntry
+from broker.reports.aggregates import AggKind, count_rows, decode_aggregate
 from broker.views.rows import ViewBatch
 
 __all__ = ["AuditIndex", "ViewStore"]
@@ -42,6 +46,10 @@ CREATE INDEX IF NOT EXISTS audit_by_patient ON audit_index (patient_key, idx);
 CREATE TABLE IF NOT EXISTS report_aggregates (key BLOB PRIMARY KEY, kind TEXT NOT NULL, day INTEGER NOT NULL,
     value BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS aggregates_by_day ON report_aggregates (kind, day);
+CREATE TABLE IF NOT EXISTS report_totals (kind TEXT, day INTEGER, grp TEXT, name TEXT, prev INTEGER,
+    n INTEGER NOT NULL, PRIMARY KEY (kind, day, grp, name, prev)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_firsts (kind TEXT, prev INTEGER, day INTEGER, grp TEXT, n INTEGER NOT NULL,
+    PRIMARY KEY (kind, prev, day, grp)) WITHOUT ROWID;
 """
 # 16 MiB of page cache per connection (negative = KiB, SQLite's PRAGMA cache_size): two connections
 # stay well inside the API's 512 MiB goal whatever the size of the database.
@@ -52,6 +60,22 @@ _AUDIT_PAGE = (
     "SELECT idx, prev_hash, hash, record FROM audit_index WHERE patient_key = ? AND idx > ? ORDER BY idx LIMIT ?"
 )
 _AGGREGATES = "SELECT value FROM report_aggregates WHERE kind = ? AND day >= ? AND day < ?"
+# the totals of a window: partitions and days summed in SQL; the "first" counts whose previous day is before
+# the window are its distinct patients (their own table, ordered by previous day: a window from the start
+# reads only the patients' first days)
+_TOTALS = (
+    "SELECT grp, name, sum(n) FROM report_totals WHERE kind = ? AND day >= ? AND day < ? GROUP BY grp, name "
+    "UNION ALL SELECT grp, 'patients', sum(n) FROM report_firsts WHERE kind = ? AND prev < ? AND day >= ? "
+    "AND day < ? GROUP BY grp"
+)
+_ADD_TOTAL = (
+    "INSERT INTO report_totals (kind, day, grp, name, prev, n) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (kind, day, grp, name, prev) DO UPDATE SET n = n + excluded.n"
+)
+_ADD_FIRST = (
+    "INSERT INTO report_firsts (kind, day, grp, prev, n) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (kind, prev, day, grp) DO UPDATE SET n = n + excluded.n"
+)
 
 
 class AuditIndex(Protocol):
@@ -158,7 +182,15 @@ class ViewStore:
 
     async def counts(self) -> dict[str, int]:
         def run(db: sqlite3.Connection) -> dict[str, int]:
-            tables = ("states", "history", "report_events", "audit_index", "report_aggregates")
+            tables = (
+                "states",
+                "history",
+                "report_events",
+                "audit_index",
+                "report_aggregates",
+                "report_totals",
+                "report_firsts",
+            )
             return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # noqa: S608 - fixed names
 
         return await self._read(run)
@@ -190,6 +222,21 @@ class ViewStore:
         return await self._read(run)
 
     # --- report aggregates -------------------------------------------------------------------------
+    async def report_totals(
+        self, kind: str, first_day: int = -1, end_day: int | None = None
+    ) -> dict[tuple[str, ...], Counter[str]]:
+        """The counts of ``kind`` per group, summed over partitions and the days ``[first_day, end_day)`` (one
+        index range read, summed by SQLite): :func:`broker.reports.aggregates.totals_of` of the stored aggregates."""
+
+        def run(db: sqlite3.Connection) -> dict[tuple[str, ...], Counter[str]]:
+            end = end_day if end_day is not None else 2**62
+            totals: dict[tuple[str, ...], Counter[str]] = {}
+            for grp, name, n in db.execute(_TOTALS, (kind, first_day, end, kind, max(first_day, 0), first_day, end)):
+                totals.setdefault(tuple(orjson.loads(grp)), Counter())[str(name)] += int(n)
+            return totals
+
+        return await self._read(run)
+
     async def report_aggregates(self, kind: str, first_day: int = -1, end_day: int | None = None) -> list[bytes]:
         """The aggregate values of ``kind`` with ``first_day <= day < end_day`` (one index range read)."""
 
@@ -222,6 +269,8 @@ def _write_batch(db: sqlite3.Connection, batch: ViewBatch) -> None:
             "INSERT OR IGNORE INTO report_events (event_id, recorded_ms, record) VALUES (?, ?, ?)",
             [(r.event_id, r.recorded_ms, r.record) for r in batch.reports],
         )
+        for key, (_, _, value) in batch.aggregates.items():
+            _add_totals(db, key, value)
         db.executemany(
             "INSERT OR REPLACE INTO report_aggregates (key, kind, day, value) VALUES (?, ?, ?, ?)",
             [(k, kind, day, v) for k, (kind, day, v) in batch.aggregates.items()],
@@ -230,6 +279,25 @@ def _write_batch(db: sqlite3.Connection, batch: ViewBatch) -> None:
             "INSERT OR REPLACE INTO positions (topic, partition, next_offset) VALUES (?, ?, ?)",
             [(batch.topic, p, o) for p, o in batch.positions.items()],
         )
+
+
+def _add_totals(db: sqlite3.Connection, key: bytes, value: bytes) -> None:
+    """Move the report totals from the key's stored aggregate to its new one (before the new one is stored)."""
+    new = decode_aggregate(value)
+    if new.key.kind is AggKind.BREACH:
+        return  # breaches are read one by one (report_aggregates)
+    deltas: Counter[tuple[str, int]] = Counter()
+    row = db.execute("SELECT value FROM report_aggregates WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        for name, prev, n in count_rows(decode_aggregate(bytes(row[0]))):
+            deltas[(name, prev)] -= n
+    for name, prev, n in count_rows(new):
+        deltas[(name, prev)] += n
+    grp = orjson.dumps(list(new.key.group)).decode()
+    kind, day = new.key.kind.value, new.key.day
+    changed = [(name, prev, n) for (name, prev), n in deltas.items() if n]
+    db.executemany(_ADD_TOTAL, [(kind, day, grp, name, prev, n) for name, prev, n in changed if name != "first"])
+    db.executemany(_ADD_FIRST, [(kind, day, grp, prev, n) for name, prev, n in changed if name == "first"])
 
 
 def _add_audit(db: sqlite3.Connection, entries: Iterable[tuple[str, AuditEntry]]) -> None:

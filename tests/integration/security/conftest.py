@@ -30,6 +30,7 @@ def role_principals(tag: str) -> dict[Role, Principal]:
         for role in (
             Role.VERIFIER,
             Role.RECONCILER,
+            Role.REPORTS,
             Role.BRIDGE,
             Role.API,
             Role.MIRROR,

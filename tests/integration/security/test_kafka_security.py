@@ -67,6 +67,18 @@ async def _refused_read(conn: KafkaConnection, topic: str) -> None:
         await reader.stop()
 
 
+async def _refused_fetch(conn: KafkaConnection, topic: str) -> None:
+    """A core stage may DESCRIBE every topic of its deployment (metadata), so its refusal comes with the fetch."""
+    reader = consumer(conn, topic)
+    try:
+        await reader.start()
+        with pytest.raises(TopicAuthorizationFailedError, match=topic):
+            for _ in range(40):
+                await reader.getmany(timeout_ms=500)
+    finally:
+        await reader.stop()
+
+
 async def _write(conn: KafkaConnection, topic: str, value: bytes, *, idempotent: bool = True) -> None:
     """Produce one record; refusals are tested non-idempotent, so the error names the topic (an idempotent
     producer without any write right is refused earlier, by ClusterAuthorizationFailedError)."""
@@ -156,13 +168,16 @@ async def test_idempotent_writers_write_their_topic(
     assert await record_count(secure_infra.kafka_connection("operator"), f"{names.prefix}.{topic}") == 1
 
 
-@pytest.mark.parametrize(("role", "topic"), [(Role.VERIFIER, "events"), (Role.RECONCILER, "state")])
+@pytest.mark.parametrize(
+    ("role", "topic"),
+    [(Role.VERIFIER, "events"), (Role.RECONCILER, "state"), (Role.REPORTS, "reports"), (Role.REPORTS, "report-memory")],
+)
 async def test_stages_write_in_transactions_with_their_ids_and_commit_their_group(
     secure_infra: Infra, secure_topics: tuple[TopicNames, Roles], role: Role, topic: str
 ) -> None:
     names, roles = secure_topics
     conn = secure_infra.kafka_connection(roles[role].name)
-    input_topic = {Role.VERIFIER: names.ingress, Role.RECONCILER: names.events}[role]
+    input_topic = {Role.VERIFIER: names.ingress, Role.RECONCILER: names.events, Role.REPORTS: names.events}[role]
     group = f"{APP_ID}.{role.value}"
     client = producer(conn, transactional_id=f"{group}.0", enable_idempotence=True, acks="all")
     try:
@@ -187,6 +202,9 @@ async def test_stages_write_in_transactions_with_their_ids_and_commit_their_grou
         (Role.MIRROR, "events"),
         (Role.MIRROR, "shielding"),
         (Role.API, "state"),
+        (Role.API, "reports"),
+        (Role.REPORTS, "events"),
+        (Role.REPORTS, "report-memory"),
         (Role.SUBSCRIBER, "state"),
         (Role.SUBSCRIBER, "shielding"),
         (Role.WITNESS, "audit"),
@@ -199,6 +217,19 @@ async def test_readers_read_their_topics(
     await _write(secure_infra.kafka_connection("operator"), f"{names.prefix}.{topic}", b"record")
     got = await _read_all(secure_infra.kafka_connection(roles[role].name), f"{names.prefix}.{topic}")
     assert got == [b"record"]
+
+
+async def test_the_reports_stage_reads_no_state_audit_or_ingress_and_the_api_no_report_memory(
+    secure_infra: Infra, secure_topics: tuple[TopicNames, Roles]
+) -> None:
+    """Issue 16, least privilege: the reports principal sees events and its own topics only."""
+    names, roles = secure_topics
+    reports = secure_infra.kafka_connection(roles[Role.REPORTS].name)
+    for topic in (names.state, names.audit, names.ingress, names.shielding):
+        await _refused_fetch(reports, topic)
+    await _refused_fetch(secure_infra.kafka_connection(roles[Role.API].name), names.report_memory)
+    with pytest.raises(TopicAuthorizationFailedError, match=names.state):
+        await _write(reports, names.state, b"forged", idempotent=False)
 
 
 async def test_a_subscriber_cannot_read_the_events_or_audit_topics(

@@ -13,7 +13,7 @@ from broker.audit import AuditEntry, AuditLog, AuditRecord, access_record
 from broker.audit.note import NoteSigner
 from broker.audit.tlog import InclusionProof, sign_checkpoint
 from broker.audit.tree import MerkleLog
-from broker.reports.aggregates import AggKind, Aggregate, aggregate_events
+from broker.reports.aggregates import AggKind, Aggregate, aggregate_events, totals_of
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import (
     BreachSeverity,
@@ -119,14 +119,14 @@ class MemoryBackend:
     async def history(self, patient_key: str) -> Sequence[Event]:
         return [e for e in self.stored if e.patient_key == patient_key]
 
-    async def report_aggregates(
+    async def report_aggregates(self, kind: AggKind) -> list[Aggregate]:
+        """As the reports stage leaves them (over three partitions)."""
+        return [a for a in aggregate_events(self.stored, partitions=3) if a.key.kind is kind]
+
+    async def report_totals(
         self, kind: AggKind, first_day: int = -1, end_day: int | None = None
-    ) -> list[Aggregate]:
-        """As the reports stage leaves them (over three partitions), filtered as the view's query does."""
-        return [
-            a for a in aggregate_events(self.stored, partitions=3)
-            if a.key.kind is kind and first_day <= a.key.day and (end_day is None or a.key.day < end_day)
-        ]  # fmt: skip
+    ) -> Mapping[tuple[str, ...], Mapping[str, int]]:
+        return totals_of(await self.report_aggregates(kind), first_day, end_day)
 
     async def audit_entries(self, patient_key: str, after: int = -1, limit: int = -1) -> Sequence[AuditEntry]:
         mine = [e for e in self.log.entries if AuditRecord.from_bytes(e.record).patient_key == patient_key]

@@ -22,9 +22,11 @@ from broker.reports.aggregates import (
     ReportsCore,
     breach_reports,
     counts_of,
+    day_window,
     decode_aggregate,
     disclosure_report,
     objection_report,
+    totals_of,
 )
 from broker.reports.table import ReportInputError
 from consent_wire.codes import (
@@ -115,11 +117,14 @@ def _sizes() -> dict[str, int]:
 @given(event_lists(), st.integers(1, 4), st.integers(0, 2**32))
 def test_aggregates_give_the_reports_the_raw_events_give(events: list[Event], partitions: int, seed: int) -> None:
     aggregates = _run(events, partitions, random.Random(seed))
-    assert objection_report(aggregates, _sizes()) == objection_rates(events, _sizes())
+    objectors = [a for a in aggregates if a.key.kind is AggKind.OBJECTORS]
+    assert objection_report(totals_of(objectors), _sizes()) == objection_rates(events, _sizes())
+    shared = [a for a in aggregates if a.key.kind is AggKind.DISCLOSURES]
     for from_day, to_day in ((None, None), (0, 3), (2, None), (None, 5), (3, 4)):
         from_ms = None if from_day is None else T0 + from_day * DAY_MS
         to_ms = None if to_day is None else T0 + to_day * DAY_MS
-        assert disclosure_report(aggregates, from_ms, to_ms) == disclosures(events, from_ms=from_ms, to_ms=to_ms)
+        totals = totals_of(shared, *day_window(from_ms, to_ms))
+        assert disclosure_report(totals) == disclosures(events, from_ms=from_ms, to_ms=to_ms)
         summary, incidents = breach_reports(aggregates, from_ms, to_ms)
         assert summary == breach_summary(events, from_ms=from_ms, to_ms=to_ms)
         assert incidents == breach_incidents(events, from_ms=from_ms, to_ms=to_ms)
@@ -132,9 +137,9 @@ def test_a_late_disclosure_moves_the_next_days_first_count() -> None:
     day3 = _event(access, patient=PATIENTS[0], site="A81001", day=3, tick=0)
     day1 = _event(access, patient=PATIENTS[0], site="A81001", day=1, tick=0)
     aggregates = _run([day3, day1], 1, random.Random(0))
-    report = disclosure_report(aggregates, T0, T0 + 5 * DAY_MS)
+    report = disclosure_report(totals_of(aggregates, *day_window(T0, T0 + 5 * DAY_MS)))
     assert [(r.disclosures, r.patients) for r in report.rows] == [(2, 1)]
-    report = disclosure_report(aggregates, T0 + 2 * DAY_MS, T0 + 5 * DAY_MS)
+    report = disclosure_report(totals_of(aggregates, *day_window(T0 + 2 * DAY_MS, T0 + 5 * DAY_MS)))
     assert [(r.disclosures, r.patients) for r in report.rows] == [(1, 1)]
 
 
@@ -153,7 +158,7 @@ def test_no_aggregate_carries_a_patient_key() -> None:
 
 def test_windows_must_be_whole_days() -> None:
     with pytest.raises(ReportInputError, match="start of a UTC day"):
-        disclosure_report([], T0 + 1, None)
+        day_window(T0 + 1, None)
 
 
 def test_aggregate_round_trips_through_its_bytes() -> None:

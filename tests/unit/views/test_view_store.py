@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from broker.audit import AuditEntry
+from broker.reports.aggregates import AggKey, AggKind, Aggregate, totals_of
 from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
 from broker.views import store as store_module
 from consent_wire.codes import ConsentDirective, DataClass, PurposeOfUse, Relationship
@@ -101,25 +103,35 @@ async def test_an_access_log_page_is_one_index_range_read_in_chain_order(tmp_pat
     store.close()
 
 
-async def test_report_aggregates_keep_the_latest_value_per_key_with_their_positions(tmp_path: Path) -> None:
+async def test_report_totals_follow_the_latest_aggregates_and_sum_as_totals_of_does(tmp_path: Path) -> None:
+    """The view keeps per-group sums in SQL, moved by each new value of a key: the same as summing the latest values."""
     path = tmp_path / "v.sqlite3"
     store = ViewStore(path)
+    rng = random.Random(5)
+    latest: dict[bytes, Aggregate] = {}
+    for offset in range(60):
+        batch = ViewBatch("t.reports")
+        for _ in range(rng.randint(1, 6)):
+            group = (rng.choice("AB"), rng.choice(("R1", "R2")), "TREAT")
+            key = AggKey(AggKind.DISCLOSURES, group, rng.randrange(5), rng.randrange(3))
+            counts = {"disclosures": rng.randrange(1, 9), f"class:{rng.choice('XY')}": rng.randrange(0, 3),
+                      f"first:{rng.randrange(-1, key.day)}": rng.randrange(0, 4)}  # fmt: skip
+            a = Aggregate(key, {k: v for k, v in counts.items() if v}, {})
+            batch.aggregates[key.to_bytes()] = (key.kind.value, key.day, a.to_bytes())
+            latest[key.to_bytes()] = a
+        batch.advance(0, offset)
+        await store.write(batch)
+    objectors = Aggregate(AggKey(AggKind.OBJECTORS, ("A",), -1, 0), {"objectors": 3}, {})
     batch = ViewBatch("t.reports")
-    batch.advance(0, 4)
-    batch.aggregates[b"k1"] = ("disclosures", 10, b"old")
-    batch.aggregates[b"k2"] = ("disclosures", 12, b"v2")
-    batch.aggregates[b"k3"] = ("objectors", -1, b"v3")
+    batch.advance(0, 60)
+    batch.aggregates[objectors.key.to_bytes()] = ("objectors", -1, objectors.to_bytes())
     await store.write(batch)
-    again = ViewBatch("t.reports")
-    again.advance(0, 5)
-    again.aggregates[b"k1"] = ("disclosures", 10, b"new")
-    await store.write(again)
     store.close()
     reopened = ViewStore(path)
-    assert await reopened.positions("t.reports") == {0: 6}
-    assert sorted(await reopened.report_aggregates("disclosures")) == [b"new", b"v2"]
-    assert await reopened.report_aggregates("disclosures", 11, 13) == [b"v2"]
-    assert await reopened.report_aggregates("objectors") == [b"v3"]
-    plan = " ".join(await reopened.query_plan(store_module._AGGREGATES, ("disclosures", 0, 20)))
-    assert "aggregates_by_day" in plan, plan
+    for first, end in ((-1, None), (0, 5), (2, 4), (3, None)):
+        assert await reopened.report_totals("disclosures", first, end) == totals_of(latest.values(), first, end)
+    assert await reopened.report_totals("objectors") == {("A",): {"objectors": 3}}
+    assert await reopened.positions("t.reports") == {0: 61}
+    plan = " ".join(await reopened.query_plan(store_module._TOTALS, ("disclosures", 0, 5, "disclosures", 0, 0, 5)))
+    assert "SCAN" not in plan, plan
     reopened.close()
