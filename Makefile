@@ -36,7 +36,7 @@ check: $(STAMP)
 
 ## test-open: the tests that reproduce defects still open (marker known_open; not part of make test)
 test-open: $(STAMP) tools
-	$(BIN)/pytest -q -m known_open
+	$(BIN)/pytest -q -m known_open || [ $$? -eq 5 ]  # 5: none collected (no defect open today)
 
 ## unit: the fast pure tests only (no broker)
 unit: $(STAMP)

@@ -221,6 +221,12 @@ async def close_consumer(consumer: AIOKafkaConsumer, timeout_s: float = CLOSE_TI
         return False
     except (KafkaError, OSError) as exc:
         log.info("consumer close error=%r", exc)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # we are being cancelled: pass it on
+        # aiokafka's fetcher.close() awaits the fetch tasks it has just cancelled and lets that escape
+        log.info("consumer close: the fetcher's cancellation escaped stop()")
     return True
 
 

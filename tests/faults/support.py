@@ -9,7 +9,6 @@ reference replay of every acknowledged event, ignoring source offsets; no event 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -50,6 +49,7 @@ PURPOSES = (PurposeOfUse.TREAT, PurposeOfUse.HRESCH, PurposeOfUse.HOPERAT)
 KINDS = tuple(ObjectionKind)
 NON_GP_KINDS = tuple(k for k in ObjectionKind if k is not ObjectionKind.TYPE1)
 ISOLATIONS = ("read_uncommitted", "read_committed")  # end offsets: high water, last stable offset
+SEND_TIMEOUT_S = 30.0  # a send unanswered this long (its producer's sender is dead) is re-sent by a new producer
 
 
 @dataclass
@@ -64,24 +64,36 @@ class Traffic:
     pause_s: float = 0.05
     seed: int = 7
     acked: list[bytes] = field(default_factory=list)  # event bytes of acknowledged batches
+    _producer: AIOKafkaProducer = field(init=False, repr=False)
     batches: int = 0
     send_failures: int = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         rng = random.Random(self.seed)
-        producer = kafka.producer(self.conn, enable_idempotence=True, acks="all", request_timeout_ms=15_000)
-        await producer.start()
+        self._producer = await self._new_producer()
         try:
             clock = BASE_MS
             while not stop.is_set():
                 for agent in self.agents:
                     clock += rng.randrange(1, 50)
                     events = [self._event(agent, rng, clock + i) for i in range(self.batch_size)]
-                    await self._deliver(producer, agent, events)
+                    await self._deliver(agent, events)
                 await asyncio.sleep(self.pause_s)
         finally:
-            with contextlib.suppress(KafkaError):
-                await producer.stop()
+            await kafka.close_producer(self._producer)
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        """A started producer; Kafka unreachable is waited out (a full outage)."""
+        while True:
+            producer = kafka.producer(self.conn, enable_idempotence=True, acks="all", request_timeout_ms=15_000)
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                log.info("producer start failed, retrying error=%r", exc)
+                await kafka.close_producer(producer, timeout_s=1.0)
+                await asyncio.sleep(0.5)
+            else:
+                return producer
 
     def _event(self, agent: SimAgent, rng: random.Random, at_ms: int) -> bytes:
         key = patient(rng.randrange(self.patients))
@@ -90,15 +102,21 @@ class Traffic:
         kinds = KINDS if is_gp_practice(agent.site) else NON_GP_KINDS  # a type 1 opt-out is a GP practice's only
         return agent.event(key, objection(rng.choice(kinds), rng.choice(list(ObjectionAction))), at_ms)
 
-    async def _deliver(self, producer: AIOKafkaProducer, agent: SimAgent, events: list[bytes]) -> None:
+    async def _deliver(self, agent: SimAgent, events: list[bytes]) -> None:
+        """Send until acknowledged. A failed or unanswered send gets a new producer: after a full outage an
+        idempotent producer's sender can die (e.g. OutOfOrderSequenceNumber) and leave every later send
+        pending forever. A re-sent batch that had landed is dead-lettered REPLAY by the verifier."""
         batch = agent.batch(events)
         while True:
             try:
-                await (await producer.send(self.topic, batch, key=agent.agent_id.encode()))
-            except KafkaError as exc:
+                sent = await self._producer.send(self.topic, batch, key=agent.agent_id.encode())
+                await asyncio.wait_for(sent, SEND_TIMEOUT_S)
+            except (KafkaError, TimeoutError) as exc:
                 self.send_failures += 1
-                log.info("send failed, re-sending the same batch error=%r", exc)
+                log.info("send failed, re-sending the same batch with a new producer error=%r", exc)
+                await kafka.close_producer(self._producer, timeout_s=1.0)
                 await asyncio.sleep(0.5)
+                self._producer = await self._new_producer()
                 continue
             self.acked.extend(events)
             self.batches += 1
