@@ -42,6 +42,7 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -141,6 +142,7 @@ from consent_wire.model import (
     KeyEvent,
     Objection,
     Payload,
+    ProxyAuthority,
     ShieldingFlag,
 )
 from consent_wire.schemas import (
@@ -247,6 +249,8 @@ __all__ = [
     "OversizeError",
     "Payload",
     "PayloadTypeError",
+    "ProxyAuthority",
+    "ProxyAuthorityKind",
     "Pseudonymiser",
     "PurposeOfUse",
     "Relationship",

@@ -4,6 +4,9 @@ Rules (the full table with sources, codes and the choices made: ``docs/decision-
 revised Caldicott principles and the Government response to the Caldicott review (``../shared/seed``),
 NHS Digital's NDOP and type 1 guidance and the HL7 ActReason hierarchy:
 
+- HLEGAL, THREAT and HDECD (request-only ActReason codes) are decided as their parent once their
+  own condition holds: an evidenced mandate or consent, evidenced safeguarding or a mandate, a
+  deceased patient's personal representative or a mandate (issue 14, vocabulary).
 - Override evidence first (issue 14, rule 4): STATUTORY_MANDATE without its instrument, or
   SAFEGUARDING without justification and approver, is dropped (OVERRIDE_EVIDENCE_MISSING). An
   override relied on is recorded in the reasons and alerted as break-glass is.
@@ -47,6 +50,7 @@ from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
 from consent_rules.decision._subject_access import subject_access
+from consent_rules.decision._vocabulary import purpose_condition_holds
 from consent_rules.decision.outcome import Code, Decision
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
@@ -68,6 +72,8 @@ def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy
             Code.DECEASED_CONFIDENTIALITY_CONTINUES,
             "The patient has died; the duty of confidence and their objections continue after death.",
         )
+    if not purpose_condition_holds(draft):  # HLEGAL, THREAT, HDECD: their parent's rules, on a condition
+        return draft.deny()
     if request.access_right is not None:  # the patient or their proxy (PATRQT, FAMRQT, PWATRNY)
         return subject_access(draft)
     if _is_break_glass(request):

@@ -35,6 +35,7 @@ from typing import TypeVar
 import orjson
 
 from consent_rules.hierarchy import depth, is_a
+from consent_rules.proxy import proxy_rejection
 from consent_rules.shielding import shielding_rejection
 from consent_rules.state import ledger
 from consent_rules.state.codec import register_json
@@ -106,6 +107,8 @@ def classify(event: Event) -> str | None:
         start, end = payload.period_start_ms, payload.period_end_ms
         if start is not None and end is not None and end <= start:
             return REASON_INVALID_PERIOD
+    if isinstance(payload, ConsentDecision | Objection):  # a proxy needs authority over health (issue 14)
+        return proxy_rejection(payload.proxy)
     if isinstance(payload, ShieldingFlag):
         return shielding_rejection(payload)
     return None
@@ -138,7 +141,13 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
     if isinstance(payload, ConsentDecision):
         key = (payload.purpose, payload.data_class, payload.recipient)
         reg = ConsentRegister(
-            payload.directive, payload.period_start_ms, payload.period_end_ms, stamp, source, payload.policy_ref
+            payload.directive,
+            payload.period_start_ms,
+            payload.period_end_ms,
+            stamp,
+            source,
+            payload.policy_ref,
+            payload.proxy,
         )
         return replace(base, consents=_put(state.consents, key, reg))
     if isinstance(payload, Objection):
@@ -149,6 +158,7 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
             event.site,
             source,
             tuple(sorted(set(payload.exempt_flows))),
+            payload.proxy,
         )
         return replace(base, objections=_put(state.objections, objection_key(payload.kind, event.site), obj))
     assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state

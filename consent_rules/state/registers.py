@@ -22,7 +22,7 @@ from consent_wire.codes import (
     ObjectionKind,
     PurposeOfUse,
 )
-from consent_wire.model import Event
+from consent_wire.model import Event, ProxyAuthority
 
 __all__ = [
     "ANY_RECIPIENT",
@@ -86,6 +86,8 @@ class ConsentRegister:
     # the data-sharing agreement or consent form it was collected under (rec 20; issue 14), kept so a
     # decision and an auditor can name it
     policy_ref: str | None = None
+    # who recorded it on the person's behalf, under which authority (issue 14); None = the person
+    proxy: ProxyAuthority | None = None
 
     def covers(self, at_ms: int) -> bool:
         """Whether ``at_ms`` lies in ``[period_start_ms, period_end_ms)``."""
@@ -103,6 +105,8 @@ class ObjectionRegister:
     # the data flows (approval, notice or agreement references) the exemptions hold for: an exemption
     # applies to a request naming one of these flows only (issue 14, rule 5); sorted, unique
     exempt_flows: tuple[str, ...] = ()
+    # who recorded it on the person's behalf, under which authority (issue 14); None = the person
+    proxy: ProxyAuthority | None = None
 
 
 @dataclass(frozen=True, slots=True)

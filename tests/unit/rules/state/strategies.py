@@ -13,6 +13,7 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -23,6 +24,7 @@ from consent_wire.model import (
     Event,
     Objection,
     Payload,
+    ProxyAuthority,
     ShieldingFlag,
 )
 
@@ -86,6 +88,19 @@ def _periods(draw: st.DrawFn) -> tuple[int | None, int | None]:
     return start, draw(st.integers(low, low + 2 * HOUR_MS))
 
 
+# who recorded it (issue 14): the person, a parent, an attorney with its reference, or a proxy without
+# authority over health (rejected by the reconciler, so it must never change the state)
+PROXIES = st.sampled_from(
+    [
+        None,
+        None,
+        ProxyAuthority(ProxyAuthorityKind.PARENTAL_RESPONSIBILITY),
+        ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678"),
+        ProxyAuthority(ProxyAuthorityKind.LPA_PROPERTY_FINANCIAL, "7000-8765-4321"),
+    ]
+)
+
+
 @st.composite
 def _consents(draw: st.DrawFn) -> ConsentDecision:
     start, end = draw(_periods())
@@ -98,6 +113,7 @@ def _consents(draw: st.DrawFn) -> ConsentDecision:
         period_end_ms=end,
         recorded_by_role="GP",
         policy_ref=draw(st.sampled_from([None, "DSA-2025-014"])),
+        proxy=draw(PROXIES),
     )
 
 
@@ -107,6 +123,7 @@ _objections = st.builds(
     action=st.sampled_from(ObjectionAction),
     exemptions=st.lists(st.sampled_from(LegalBasis), max_size=3).map(tuple),
     exempt_flows=st.lists(st.sampled_from(["21/CAG/0032", "COPI-2020-03"]), max_size=2).map(tuple),
+    proxy=PROXIES,
 )
 
 _shielding = st.builds(
