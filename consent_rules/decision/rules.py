@@ -55,6 +55,7 @@ from consent_rules.decision.outcome import Code, Decision
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
 from consent_rules.decision.request import DecisionRequest, DecisionRequestError
+from consent_rules.hierarchy import REQUEST_ONLY_PARENT
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import LegalBasis, PurposeOfUse, Relationship
 from consent_wire.model import Event
@@ -99,6 +100,11 @@ def _validate(request: DecisionRequest, state: PatientState) -> None:
         raise DecisionRequestError("no data classes requested; ask for ALL or name the classes")
     if request.purpose is PurposeOfUse.ANY:
         raise DecisionRequestError("purpose ANY is a consent-scope wildcard; name the purpose of use")
+    detail = request.purpose_detail
+    if detail is not None and REQUEST_ONLY_PARENT[detail] is not request.purpose:
+        raise DecisionRequestError(
+            f"purpose {detail.value} is decided as {REQUEST_ONLY_PARENT[detail].value}, not {request.purpose.value}"
+        )
 
 
 def _evidenced(d: Draft) -> DecisionRequest:
