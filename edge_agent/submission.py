@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from consent_rules.proxy import proxy_rejection
 from consent_wire.codes import (
     BreachSeverity,
     ConsentDirective,
@@ -31,6 +32,7 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -43,6 +45,7 @@ from consent_wire.model import (
     ConsentDecision,
     Objection,
     Payload,
+    ProxyAuthority,
     ShieldingFlag,
 )
 from edge_agent import fields
@@ -198,6 +201,29 @@ def _only(path: str, body: Mapping[str, object], allowed: tuple[str, ...]) -> No
         raise InvalidFieldError(f"{path or 'body'}: unknown field(s) {', '.join(unknown)}")
 
 
+def _opt_proxy(path: str, value: object) -> ProxyAuthority | None:
+    """``{"authority": ..., "reference": ...}`` or null; a proxy without authority over health data is
+    refused here, as the core's reconciler would reject it (issue 14; ``consent_rules.proxy``)."""
+    if value is None:
+        return None
+    body = fields.object_(path, value)
+    _only(path, body, ("authority", "reference"))
+    if "authority" not in body:
+        raise InvalidFieldError(f"{path}.authority is required")
+    authority = fields.enum(ProxyAuthorityKind)(f"{path}.authority", body["authority"])
+    reference = body.get("reference", "")
+    if not isinstance(reference, str) or len(reference) > fields.MAX_REFERENCE_TEXT:
+        raise InvalidFieldError(f"{path}.reference must be a string of at most {fields.MAX_REFERENCE_TEXT} characters")
+    proxy = ProxyAuthority(authority, reference)
+    reason = proxy_rejection(proxy)
+    if reason is not None:
+        raise InvalidFieldError(
+            f"{path}: {reason}: {authority.value} cannot record this (health and care decisions need parental "
+            "responsibility, a registered health and welfare LPA or a personal welfare deputy, with its reference)"
+        )
+    return proxy
+
+
 _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
     "consent_decision": (
         ConsentDecision,
@@ -210,6 +236,7 @@ _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
             "period_end_ms": fields.opt_int,
             "recorded_by_role": fields.text,
             "policy_ref": fields.opt_reference,
+            "proxy": _opt_proxy,
         },
     ),
     "objection": (
@@ -219,6 +246,7 @@ _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
             "action": fields.enum(ObjectionAction),
             "exemptions": fields.enums(LegalBasis),
             "exempt_flows": fields.references,
+            "proxy": _opt_proxy,
         },
     ),
     "access_record": (

@@ -21,12 +21,14 @@ from consent_wire.codes import (
     ConsentDirective,
     DataClass,
     LegalBasis,
+    ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
 )
 from consent_wire.dsse import REPLICA_PAYLOAD_TYPE, AgentSigner, open_envelope
-from consent_wire.model import AccessRecord, ConsentDecision
+from consent_wire.model import AccessRecord, ConsentDecision, Objection, ProxyAuthority
 from consent_wire.topic_schemas import TOPICS, latest, versions
 from tests.factories import consent, objection, patient, plain_event, shielding
 
@@ -41,6 +43,16 @@ def _state() -> Any:
         ),
         plain_event(KEY, objection(ObjectionKind.TYPE1), 3 << 16),
         plain_event(KEY, shielding(), 4 << 16),
+        # recorded on the person's behalf (issue 14): the state keeps the proxy's authority (state v2)
+        plain_event(
+            KEY,
+            Objection(
+                ObjectionKind.NDOP,
+                ObjectionAction.REGISTER,
+                proxy=ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678"),
+            ),
+            6 << 16,
+        ),
     ]
     return replay(KEY, events)
 
