@@ -6,7 +6,8 @@ import pytest
 
 from consent_rules.state import PatientState, replay
 from consent_wire.avro_codec import decode_event
-from consent_wire.codes import ConsentDirective, ObjectionKind, ShieldingAction
+from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, ProxyAuthorityKind, ShieldingAction
+from consent_wire.model import Objection, ProxyAuthority
 from tests.factories import BASE_MS, SimAgent, consent, objection, patient, shielding
 from tests.integration.pipeline.conftest import Harness, latest_by_key
 
@@ -174,3 +175,28 @@ async def test_unauthorised_shielding_set_is_quarantined_in_the_state_and_alerte
     # from its start would show a record had one been written
     polls = iter(range(4))
     assert await harness.read(harness.topics.shielding, lambda rs: next(polls, 3) >= 3) == []
+
+
+async def test_a_proxy_without_authority_over_health_is_dead_lettered_and_an_attorneys_objection_kept(
+    harness: Harness,
+) -> None:
+    """Issue 14, proxies (MCA 2005 s9(1)(a)-(b)): on the real broker, an objection recorded by a property
+    and financial affairs attorney is dead-lettered with its reason and never reaches the state; one
+    recorded by a registered health and welfare attorney is applied, its authority kept in the state."""
+    agent = SimAgent.create()
+    await harness.register(agent)
+    await harness.start_core()
+    key = patient(44)
+    financial = ProxyAuthority(ProxyAuthorityKind.LPA_PROPERTY_FINANCIAL, "7000-8765-4321")
+    welfare = ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678")
+    events = [
+        agent.event(key, Objection(ObjectionKind.TYPE2, ObjectionAction.REGISTER, proxy=financial), BASE_MS),
+        agent.event(key, Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER, proxy=welfare), BASE_MS + 1000),
+    ]
+    await harness.send(agent, [agent.batch(events)])
+    letters = await harness.read(harness.topics.deadletter, lambda rs: len(rs) >= 1)
+    assert _reasons(letters) == ["PROXY_AUTHORITY_NOT_FOR_HEALTH"]
+    states = await harness.read(harness.topics.state, lambda rs: _applied(rs) == 1)
+    state = PatientState.from_bytes(latest_by_key(states)[key.encode()])
+    assert [kind for kind, _ in state.objections] == [ObjectionKind.NDOP]
+    assert next(iter(state.objections.values())).proxy == welfare
