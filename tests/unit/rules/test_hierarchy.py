@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consent_rules.hierarchy import PARENT, ancestors, depth, descendants, is_a
+from consent_rules.hierarchy import PARENT, REQUEST_ONLY_PARENT, RequestOnlyPurpose, ancestors, depth, descendants, is_a
 from consent_wire.codes import PurposeOfUse as P
 
 
@@ -27,11 +27,9 @@ def test_a_narrower_code_is_a_kind_of_the_broader_never_the_reverse() -> None:
 def test_the_request_only_codes_sit_under_their_actreason_parents_and_are_not_wire_codes() -> None:
     """Issue 14, vocabulary (HL7 v3 ActReason): HLEGAL and HDECD are kinds of HOPERAT, THREAT of PUBHLTH;
     none is a symbol of the wire's PurposeOfUse enum, so none can be recorded in a consent scope."""
-    from consent_rules.hierarchy import REQUEST_ONLY_PARENT, RequestOnlyPurpose
-
     assert dict(REQUEST_ONLY_PARENT) == {
-        RequestOnlyPurpose.HLEGAL: PurposeOfUse.HOPERAT,
-        RequestOnlyPurpose.HDECD: PurposeOfUse.HOPERAT,
-        RequestOnlyPurpose.THREAT: PurposeOfUse.PUBHLTH,
+        RequestOnlyPurpose.HLEGAL: P.HOPERAT,
+        RequestOnlyPurpose.HDECD: P.HOPERAT,
+        RequestOnlyPurpose.THREAT: P.PUBHLTH,
     }
-    assert not {c.value for c in RequestOnlyPurpose} & {p.value for p in PurposeOfUse}
+    assert not {c.value for c in RequestOnlyPurpose} & {p.value for p in P}
