@@ -291,6 +291,7 @@ def event_to_record(e: Event) -> Record:
         "recorded_ms": e.recorded_ms,
         "patient_key": e.patient_key,
         "payload": payload_to_record(e.payload),
+        "subject_deceased_ms": e.subject_deceased_ms,
     }
 
 
@@ -305,4 +306,5 @@ def record_to_event(r: Record) -> Event:
         r["recorded_ms"],
         r["patient_key"],
         record_to_payload(r["payload"]),
+        r.get("subject_deceased_ms"),
     )

@@ -154,3 +154,7 @@ class Event:
     recorded_ms: int  # the agent's wall clock when recorded
     patient_key: str  # keyed pseudonym (hex); "" for events about no patient (breach, key)
     payload: Payload = field()
+    # the site's statement of the person's death (issue 14; Event v5): None states nothing, > 0 records
+    # the person as deceased (the time the site recorded the notification, not the date of death), 0
+    # withdraws a death recorded earlier; only a GP practice's key may stamp it (consent_wire.authority)
+    subject_deceased_ms: int | None = None

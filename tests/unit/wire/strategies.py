@@ -107,6 +107,7 @@ events = st.builds(
     recorded_ms=NON_NEG_LONG,
     patient_key=st.text(alphabet="0123456789abcdef", max_size=32),
     payload=payloads,
+    subject_deceased_ms=st.none() | NON_NEG_LONG,
 )
 
 

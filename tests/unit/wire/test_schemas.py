@@ -32,6 +32,7 @@ EVENT_PAYLOAD_VERSIONS = {
     2: {"ConsentDecision": 2, "Objection": 1},  # policy_ref
     3: {"ConsentDecision": 2, "Objection": 2},  # exempt_flows (issue 14, rule 5)
     4: {"ConsentDecision": 3, "Objection": 3},  # proxy (issue 14, proxies and children)
+    5: {"ConsentDecision": 3, "Objection": 3},  # subject_deceased_ms on the envelope (issue 14, deceased)
 }
 
 
@@ -136,6 +137,13 @@ def test_v3_adds_only_an_optional_proxy_whose_enum_has_a_default(name: str) -> N
     kind = record["fields"][0]["type"]
     assert kind["default"] == "UNRECOGNISED"
     assert kind["symbols"] == [m.value for m in codes.ProxyAuthorityKind]
+
+
+def test_event_v5_adds_only_an_optional_deceased_status_on_the_envelope() -> None:
+    """Issue 14: a death held in the state; old writers' events state nothing about it (null)."""
+    v4, v5 = STORE.versions("Event")[3:5]
+    added = [f for f in v5.raw["fields"] if f["name"] not in {g["name"] for g in v4.raw["fields"]}]
+    assert [(f["name"], f["type"], f["default"]) for f in added] == [("subject_deceased_ms", ["null", "long"], None)]
 
 
 def test_an_enum_symbol_added_with_a_reader_default_is_full_compatible_only_with_that_default() -> None:
