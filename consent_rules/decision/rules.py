@@ -31,7 +31,8 @@ NHS Digital's NDOP and type 1 guidance and the HL7 ActReason hierarchy:
   outside the opt-outs; exemptions on an objection hold for the flows they name.
 - Where the deployment requires it, unregistered staff and uses beyond direct care name a registered
   data-sharing agreement (rec 20). The patient's side (the patient, a parent, an attorney, a deputy, a
-  personal representative) is decided on its own route; death lifts nothing. Statutorily restricted
+  personal representative) is decided on its own route; death lifts nothing. The patient has died if
+  the request says so or the state records it (a GP practice's statement, Event v5; issue 14). Statutorily restricted
   classes (fertility, gender history, adoption) are withheld unless consent, the person's own request,
   a mandate or (not adoption) an emergency opens them. A decision that sets a wish aside carries a
   plain-English notice for the patient.
@@ -66,6 +67,8 @@ __all__ = ["decide", "decide_as_at"]
 def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy = DEFAULT_POLICY) -> Decision:
     """Decide ``request`` against ``state`` under ``policy`` (pure; the rules are in the module docstring)."""
     _validate(request, state)
+    if state.is_deceased and not request.subject.deceased:  # the state's death ORed with the request's
+        request = replace(request, subject=replace(request.subject, deceased=True))
     draft = Draft(request, state, policy)
     request = draft.request = _evidenced(draft)
     if request.subject.deceased:  # confidentiality and every objection continue after death (issue 14)

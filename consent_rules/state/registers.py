@@ -30,6 +30,7 @@ __all__ = [
     "PER_ORGANISATION",
     "ConsentKey",
     "ConsentRegister",
+    "DeceasedRegister",
     "ObjectionKey",
     "ObjectionRegister",
     "PatientState",
@@ -140,7 +141,22 @@ class QuarantinedShielding:
     source: Source | None = None
 
 
-Register: TypeAlias = ConsentRegister | ObjectionRegister | ShieldingRegister | QuarantinedShielding
+@dataclass(frozen=True, slots=True)
+class DeceasedRegister:
+    """Whether the person is recorded as deceased (issue 14): the latest statement on an event's envelope.
+
+    Last-writer-wins like every register, so a later withdrawal (``subject_deceased_ms == 0``, a PDS
+    death notification withdrawn) clears an earlier death and a later death replaces a withdrawal.
+    Privacy by design: only yes/no and the stamp of the event that said it are kept, never a date of
+    death (the rules need only whether the person has died).
+    """
+
+    deceased: bool
+    stamp: Stamp
+    source: Source | None = None
+
+
+Register: TypeAlias = ConsentRegister | ObjectionRegister | ShieldingRegister | QuarantinedShielding | DeceasedRegister
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +177,12 @@ class PatientState:
     recent: frozenset[Applied]  # the last ledger.WINDOW events applied, above their agent's mark
     version: int  # events folded in: ledger.version_of(marks, recent)
     quarantine: QuarantinedShielding | None = None  # the latest unauthorised shielding SET (rule 10)
+    deceased: DeceasedRegister | None = None  # the latest statement of the person's death (issue 14)
+
+    @property
+    def is_deceased(self) -> bool:
+        """Whether the latest statement in the state records the person as deceased."""
+        return self.deceased is not None and self.deceased.deceased
 
     @property
     def applied(self) -> frozenset[str]:

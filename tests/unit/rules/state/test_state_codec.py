@@ -60,6 +60,7 @@ def test_state_bytes_are_sorted_json_with_version_applied_and_provenance() -> No
         }
     ]
     assert obj["quarantine"] is None
+    assert obj["deceased"] is None
     assert obj["shielding"]["hides"] == ["LOCATION"]
     assert obj["shielding"]["source"] is None
 
@@ -130,22 +131,64 @@ def test_a_format_2_record_with_a_format_3_field_is_rejected() -> None:
         PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
+def _format_5(state: PatientState) -> dict[str, object]:
+    """The same state as format 5 wrote it: no deceased register."""
+    obj = orjson.loads(state.to_bytes())
+    assert obj["deceased"] is None
+    obj["format"] = 5
+    del obj["deceased"]
+    return obj  # type: ignore[no-any-return]
+
+
+def test_a_stored_format_5_record_is_read_with_no_death_stated_and_rewritten_as_format_6() -> None:
+    """Issue 14, deceased: a record written before the deceased register existed states no death."""
+    state = sample_state()
+    read = PatientState.from_bytes(orjson.dumps(_format_5(state), option=orjson.OPT_SORT_KEYS))
+    assert read == state
+    assert read.deceased is None and not read.is_deceased
+    assert orjson.loads(read.to_bytes())["format"] == STATE_FORMAT == 6
+
+
+def test_a_format_5_record_with_a_deceased_register_is_rejected() -> None:
+    obj = _format_5(sample_state())
+    obj["deceased"] = None
+    with pytest.raises(StateDecodeError):
+        PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+@pytest.mark.parametrize(("deceased_ms", "deceased"), [(BASE_MS, True), (0, False)])
+def test_the_deceased_register_round_trips_with_only_yes_or_no_and_its_stamp(deceased_ms: int, deceased: bool) -> None:
+    event = replace(
+        make_event(Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER), hlc=hlc_of(BASE_MS, 5), event_id="d" * 32),
+        subject_deceased_ms=deceased_ms,
+    )
+    state = apply(sample_state(), event, (2, 7))
+    obj = orjson.loads(state.to_bytes())
+    assert obj["deceased"] == {
+        "deceased": deceased,
+        "stamp": {"hlc": hlc_of(BASE_MS, 5), "agent_id": "agent-a", "event_id": "d" * 32},
+        "source": [2, 7],
+    }  # no date of death: only whether, and which event said so
+    assert PatientState.from_bytes(state.to_bytes()) == state
+    assert state.is_deceased is deceased
+
+
 def _format_4(state: PatientState) -> dict[str, object]:
     """The same state as format 4 wrote it: no proxy on its consent and objection registers."""
-    obj = orjson.loads(state.to_bytes())
+    obj = _format_5(state)
     obj["format"] = 4
     for reg in [*obj["consents"], *obj["objections"]]:
         del reg["proxy"]
     return obj  # type: ignore[no-any-return]
 
 
-def test_a_stored_format_4_record_is_read_with_no_proxy_and_rewritten_as_format_5() -> None:
+def test_a_stored_format_4_record_is_read_with_no_proxy_and_rewritten_as_format_6() -> None:
     """Issue 14, proxies: a record written before the proxy existed reads as recorded by the person."""
     state = sample_state()
     read = PatientState.from_bytes(orjson.dumps(_format_4(state), option=orjson.OPT_SORT_KEYS))
     assert read == state
     assert all(reg.proxy is None for reg in read.consents.values())
-    assert orjson.loads(read.to_bytes())["format"] == STATE_FORMAT == 5
+    assert orjson.loads(read.to_bytes())["format"] == STATE_FORMAT
 
 
 def test_a_format_4_record_with_a_proxy_is_rejected() -> None:
