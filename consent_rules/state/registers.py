@@ -213,7 +213,8 @@ class PatientState:
 
     @property
     def provenance(self) -> Mapping[str, Provenance]:
-        """Register name (``consent/TREAT/ALL/*``, ``objection/NDOP``, ``objection/TYPE1/A81001``, ``shielding``)."""
+        """Register name (``consent/TREAT/ALL/*``, ``objection/NDOP``, ``objection/TYPE1/A81001``, ``shielding``,
+        ``deceased``)."""
         out: dict[str, Provenance] = {}
         for (purpose, data_class, recipient), c in self.consents.items():
             out[f"consent/{purpose.value}/{data_class.value}/{recipient}"] = Provenance(c.stamp.event_id, c.source)
@@ -224,6 +225,8 @@ class PatientState:
             out["shielding"] = Provenance(self.shielding.stamp.event_id, self.shielding.source)
         if self.quarantine is not None:
             out["quarantine/shielding"] = Provenance(self.quarantine.stamp.event_id, self.quarantine.source)
+        if self.deceased is not None:
+            out["deceased"] = Provenance(self.deceased.stamp.event_id, self.deceased.source)
         return out
 
     @property
@@ -238,4 +241,6 @@ class PatientState:
             stamps.append(self.shielding.stamp)
         if self.quarantine is not None:
             stamps.append(self.quarantine.stamp)
+        if self.deceased is not None:
+            stamps.append(self.deceased.stamp)
         return max(stamps, default=None)

@@ -65,6 +65,7 @@ def make_event(
     event_id: str | None = None,
     patient_key: str = PATIENT,
     site: str = "A81001",
+    subject_deceased_ms: int | None = None,
 ) -> Event:
     return Event(
         event_id=event_id or uuid.uuid4().hex,
@@ -76,6 +77,7 @@ def make_event(
         recorded_ms=hlc >> 16,
         patient_key=patient_key,
         payload=payload,
+        subject_deceased_ms=subject_deceased_ms,
     )
 
 
@@ -160,6 +162,8 @@ def events(draw: st.DrawFn, patient_key: str = PATIENT) -> Event:
         event_id=draw(st.uuids()).hex,
         patient_key=patient_key,
         site=draw(st.sampled_from(SITES)),  # per-organisation objections are keyed by site (issue 14, rule 6)
+        # a death stated (> 0), withdrawn (0) or neither (issue 14, the deceased register)
+        subject_deceased_ms=draw(st.none() | st.just(0) | st.integers(1, 2**40)),
     )
 
 
