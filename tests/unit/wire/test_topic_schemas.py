@@ -3,6 +3,7 @@ versions, and what the product writes on each topic validates against every comm
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import product
 from typing import Any
 
@@ -53,6 +54,8 @@ def _state() -> Any:
             ),
             6 << 16,
         ),
+        # a death stated by the practice (issue 14): the state keeps the deceased register (state v3)
+        replace(plain_event(KEY, objection(ObjectionKind.TYPE2), 7 << 16), subject_deceased_ms=7),
     ]
     return replay(KEY, events)
 
