@@ -140,3 +140,20 @@ async def test_the_requests_word_still_counts_when_the_state_says_nothing(
     state = await (await client.get(f"/v1/patients/{NHS}/consent{READER}")).json()
     assert answer["codes"] == ["DECEASED_CONFIDENTIALITY_CONTINUES", "PROXY_ACCESS"]
     assert state["deceased"] is None
+
+
+def test_a_negative_statement_is_rejected_and_a_rejected_event_states_nothing() -> None:
+    """A death is a positive time or 0 (withdrawn): below 0 is dead-lettered INVALID_DECEASED_STATUS; a
+    death stamped on an event the reconciler rejects (here a proxy without authority over health) is
+    not applied either."""
+    from consent_rules.reconcile import Outcome as ReconcileOutcome
+    from consent_rules.reconcile import Reconciler
+    from consent_rules.state import apply, empty_state
+
+    negative = _stated(_death(NOW_MS), -1)
+    result = Reconciler().process(negative)
+    assert (result.outcome, result.reason) == (ReconcileOutcome.REJECTED, "INVALID_DECEASED_STATUS")
+    financial = ProxyAuthority(ProxyAuthorityKind.LPA_PROPERTY_FINANCIAL, "7000-8765-4321")
+    rejected = _stated(ev(Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER, proxy=financial), at_ms=NOW_MS), 1)
+    state = apply(apply(empty_state(negative.patient_key), negative), rejected)
+    assert state.deceased is None and state.version == 0
