@@ -49,7 +49,8 @@ def purpose_condition_holds(d: Draft) -> bool:
         if not req.subject.deceased:
             d.note(
                 Code.PATIENT_NOT_DECEASED,
-                "HDECD is for a deceased person's information, and the request does not say the patient has died.",
+                "HDECD is for a deceased person's information; neither the request nor the consent state says "
+                "the patient has died.",
             )
             return False
         if req.access_right is AccessRight.PERSONAL_REPRESENTATIVE:
