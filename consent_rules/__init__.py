@@ -14,10 +14,11 @@ Modules (import the names from them; each declares its public surface in ``__all
 - :mod:`consent_rules.hierarchy` - the purpose-of-use hierarchy (HL7 ActReason), one table.
 - :mod:`consent_rules.decision` - the sharing decision, its JSON request parser and its answer.
 - :mod:`consent_rules.shielding` - who may set or clear a shielding flag.
+- :mod:`consent_rules.proxy` - who may record a consent or objection on a person's behalf.
 - :mod:`consent_rules.backoff` - exponential backoff with full jitter.
 - :mod:`consent_rules.replica_feed` - the core-signed state/shielding records sent to sites, and their checks.
 """
 
-from consent_rules import backoff, decision, hierarchy, reconcile, replica_feed, shielding, state
+from consent_rules import backoff, decision, hierarchy, proxy, reconcile, replica_feed, shielding, state
 
-__all__ = ["backoff", "decision", "hierarchy", "reconcile", "replica_feed", "shielding", "state"]
+__all__ = ["backoff", "decision", "hierarchy", "proxy", "reconcile", "replica_feed", "shielding", "state"]

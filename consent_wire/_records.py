@@ -21,6 +21,7 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -33,6 +34,7 @@ from consent_wire.model import (
     KeyEvent,
     Objection,
     Payload,
+    ProxyAuthority,
     ShieldingFlag,
 )
 
@@ -69,6 +71,15 @@ _SHIELD_ACTION = _table(ShieldingAction)
 _SEVERITY = _table(BreachSeverity)
 _KEY_ACTION = _table(KeyAction)
 _CAPABILITY = _table(Capability)
+_PROXY_KIND = _table(ProxyAuthorityKind)
+
+
+def _proxy_to(p: ProxyAuthority | None) -> Record | None:
+    return None if p is None else {"authority": p.authority.value, "reference": p.reference}
+
+
+def _proxy_from(r: Record | None) -> ProxyAuthority | None:
+    return None if r is None else ProxyAuthority(_PROXY_KIND[r["authority"]], r["reference"])
 
 
 def _consent_to(p: ConsentDecision) -> Record:
@@ -81,6 +92,7 @@ def _consent_to(p: ConsentDecision) -> Record:
         "period_end_ms": p.period_end_ms,
         "recorded_by_role": p.recorded_by_role,
         "policy_ref": p.policy_ref,
+        "proxy": _proxy_to(p.proxy),
     }
 
 
@@ -94,6 +106,7 @@ def _consent_from(r: Record) -> ConsentDecision:
         r["period_end_ms"],
         r["recorded_by_role"],
         r.get("policy_ref"),
+        _proxy_from(r.get("proxy")),
     )
 
 
@@ -103,6 +116,7 @@ def _objection_to(p: Objection) -> Record:
         "action": p.action.value,
         "exemptions": [b.value for b in p.exemptions],
         "exempt_flows": list(p.exempt_flows),
+        "proxy": _proxy_to(p.proxy),
     }
 
 
@@ -112,6 +126,7 @@ def _objection_from(r: Record) -> Objection:
         _OBJ_ACTION[r["action"]],
         tuple(_BASIS[b] for b in r["exemptions"]),
         tuple(r.get("exempt_flows", ())),
+        _proxy_from(r.get("proxy")),
     )
 
 
@@ -276,6 +291,7 @@ def event_to_record(e: Event) -> Record:
         "recorded_ms": e.recorded_ms,
         "patient_key": e.patient_key,
         "payload": payload_to_record(e.payload),
+        "subject_deceased_ms": e.subject_deceased_ms,
     }
 
 
@@ -290,4 +306,5 @@ def record_to_event(r: Record) -> Event:
         r["recorded_ms"],
         r["patient_key"],
         record_to_payload(r["payload"]),
+        r.get("subject_deceased_ms"),
     )

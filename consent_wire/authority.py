@@ -12,7 +12,12 @@ another site, nor exercise a capability it was not granted:
   objection ``TYPE1_OBJECTION``, any other objection ``OBJECTION``; an access record ``ACCESS_RECORD``;
   a shielding SET ``SHIELDING_SET`` and a CLEAR ``SHIELDING_CLEAR``; a breach report ``BREACH_REPORT``;
   a key event recorded as an event needs a capability no key carries (key events travel on the keys
-  topic, signed by the operator root).
+  topic, signed by the operator root);
+- a statement of the person's death or its withdrawal (``Event.subject_deceased_ms``, Event v5) only
+  from a key of a GP practice (``DECEASED_STATUS_NOT_GP``): the registered practice receives the
+  Personal Demographics Service's death notifications (and their withdrawal). No new capability is
+  needed or possible: ``Capability`` has no reader default in KeyEvent v2, so a new symbol would not
+  be FULL_TRANSITIVE; a practice's key is already identified by its ODS practice code.
 
 Grants are checked when signed and when applied (:func:`check_grant`): a granting registration names a
 valid ODS code, and ``TYPE1_OBJECTION`` only for a GP practice (ODS practice codes are one letter and
@@ -29,7 +34,12 @@ import re
 from dataclasses import dataclass
 
 from consent_wire.codes import Capability, ObjectionKind, ShieldingAction
-from consent_wire.errors import CapabilityDeniedError, InvalidKeyEventError, SiteMismatchError
+from consent_wire.errors import (
+    CapabilityDeniedError,
+    DeceasedStatusDeniedError,
+    InvalidKeyEventError,
+    SiteMismatchError,
+)
 from consent_wire.model import AccessRecord, BreachReport, ConsentDecision, Event, Objection, Payload, ShieldingFlag
 
 __all__ = ["Authority", "check_grant", "grantable", "is_gp_practice", "refusal", "required_capability"]
@@ -112,4 +122,9 @@ def refusal(event: Event, authority: Authority) -> tuple[str, str] | None:
         granted = ",".join(sorted(authority.capabilities)) or "none"
         what = needed.value if needed is not None else f"a {type(payload).__name__} payload (never an agent's)"
         return CapabilityDeniedError.reason, f"{who}: needs {what}; its key carries {granted}"
+    if event.subject_deceased_ms is not None and not is_gp_practice(authority.site):
+        return DeceasedStatusDeniedError.reason, (
+            f"{who}: states the person's death (or withdraws it), which only a GP practice's key may; "
+            f"its key is for {authority.site!r}"
+        )
     return None

@@ -37,6 +37,7 @@ __all__ = [
     "LegalBasis",
     "ObjectionAction",
     "ObjectionKind",
+    "ProxyAuthorityKind",
     "PurposeOfUse",
     "Relationship",
     "ShieldingAction",
@@ -114,6 +115,21 @@ class LegalBasis(StrEnum):
     STATUTORY_MANDATE = "STATUTORY_MANDATE"  # legal requirement / court order
     SAFEGUARDING = "SAFEGUARDING"  # overriding public interest / safeguarding
     BREAK_GLASS = "BREAK_GLASS"
+
+
+class ProxyAuthorityKind(StrEnum):
+    """The legal authority of someone recording a consent or objection on a person's behalf (issue 14).
+
+    ConsentDecision v3 / Objection v3; the Avro enum has the default ``UNRECOGNISED``, so a later
+    version may add a kind without breaking FULL_TRANSITIVE (an older reader resolves it to the default).
+    """
+
+    PARENTAL_RESPONSIBILITY = "PARENTAL_RESPONSIBILITY"  # Children Act 1989 s3
+    LPA_HEALTH_WELFARE = "LPA_HEALTH_WELFARE"  # Mental Capacity Act 2005 s9(1)(a), registered with the OPG
+    LPA_PROPERTY_FINANCIAL = "LPA_PROPERTY_FINANCIAL"  # MCA 2005 s9(1)(b): no authority over health decisions
+    DEPUTY_PERSONAL_WELFARE = "DEPUTY_PERSONAL_WELFARE"  # MCA 2005 ss16(2)(b), 17: Court of Protection deputy
+    DEPUTY_PROPERTY_AFFAIRS = "DEPUTY_PROPERTY_AFFAIRS"  # MCA 2005 s18: no authority over health decisions
+    UNRECOGNISED = "UNRECOGNISED"  # a kind a later schema version added: not relied on
 
 
 class Relationship(StrEnum):

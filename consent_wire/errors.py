@@ -26,6 +26,7 @@ Tree::
     |   +-- ClockSkewError         CLOCK_SKEW
     |   +-- SiteMismatchError      SITE_MISMATCH (an event for a site its key is not for)
     |   +-- CapabilityDeniedError  CAPABILITY_DENIED (a capability its key does not carry)
+    |   +-- DeceasedStatusDeniedError DECEASED_STATUS_NOT_GP (a death stamped by a key not a GP practice's)
     +-- SequenceError              per-agent chain failures
     |   +-- ReplayError            REPLAY
     |   +-- SequenceRegressionError SEQUENCE_REGRESSION
@@ -55,6 +56,7 @@ __all__ = [
     "CapabilityDeniedError",
     "ChainBreakError",
     "ClockSkewError",
+    "DeceasedStatusDeniedError",
     "DecodeError",
     "FhirExpansionError",
     "FhirInvalidError",
@@ -183,6 +185,12 @@ class CapabilityDeniedError(TrustError):
     """An event exercising a capability its key's operator-signed registration does not carry."""
 
     reason = "CAPABILITY_DENIED"
+
+
+class DeceasedStatusDeniedError(TrustError):
+    """An event stating the person's death (or withdrawing it) signed by a key that is not a GP practice's."""
+
+    reason = "DECEASED_STATUS_NOT_GP"
 
 
 class BadProofError(TrustError):

@@ -26,6 +26,7 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -40,6 +41,7 @@ __all__ = [
     "KeyEvent",
     "Objection",
     "Payload",
+    "ProxyAuthority",
     "ShieldingFlag",
 ]
 
@@ -47,6 +49,19 @@ ANY_RECIPIENT = "*"
 # A breach cannot affect more people than live on Earth (~8.2e9, UN 2025): 10**10 bounds the
 # count so that sums over any realistic number of reports stay far inside a 64-bit integer.
 MAX_INDIVIDUALS_AFFECTED = 10**10
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyAuthority:
+    """Who recorded a consent or objection on the person's behalf, and under which authority (issue 14).
+
+    ``reference`` is the instrument's reference (the OPG registration number of a lasting power of
+    attorney, a Court of Protection order number); empty for parental responsibility. Never a name.
+    ConsentDecision v3 / Objection v3 / Event v4.
+    """
+
+    authority: ProxyAuthorityKind
+    reference: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,7 @@ class ConsentDecision:
     period_end_ms: int | None = None  # exclusive; None = open-ended
     recorded_by_role: str = ""
     policy_ref: str | None = None  # data sharing agreement / consent form reference (rec. 20); Event v2
+    proxy: ProxyAuthority | None = None  # recorded on the person's behalf (issue 14); None = by the person
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +87,7 @@ class Objection:
     # the data flows (approval, notice or agreement references) the exemptions hold for; an exemption
     # on an objection applies to these flows only (issue 14, rule 5); Objection v2 / Event v3
     exempt_flows: tuple[str, ...] = ()
+    proxy: ProxyAuthority | None = None  # recorded on the person's behalf (issue 14); None = by the person
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +154,7 @@ class Event:
     recorded_ms: int  # the agent's wall clock when recorded
     patient_key: str  # keyed pseudonym (hex); "" for events about no patient (breach, key)
     payload: Payload = field()
+    # the site's statement of the person's death (issue 14; Event v5): None states nothing, > 0 records
+    # the person as deceased (the time the site recorded the notification, not the date of death), 0
+    # withdraws a death recorded earlier; only a GP practice's key may stamp it (consent_wire.authority)
+    subject_deceased_ms: int | None = None

@@ -58,7 +58,7 @@ async def open_intake(settings: Settings) -> tuple[Outbox, Intake]:
     outbox = await open_outbox(settings)
     pseudonymise = load_pseudonymiser(settings.pseudonym_secret_file)
     clock = make_clock(now_ms, outbox.last_hlc)
-    return outbox, Intake(outbox, pseudonymise, clock, now_ms)
+    return outbox, Intake(outbox, pseudonymise, clock, now_ms, site=settings.site)
 
 
 def make_transport(settings: Settings) -> KafkaTransport | MqttTransport:

@@ -44,6 +44,7 @@ __all__ = [
     "AckWrongAgentError",
     "AsAtNotReplicatedError",
     "ConfigError",
+    "DeceasedStatusNotGpError",
     "EdgeError",
     "EventIdConflictError",
     "InvalidFieldError",
@@ -138,6 +139,13 @@ class MissingFieldError(SubmissionError):
 
 class InvalidFieldError(SubmissionError):
     reason = "INVALID_FIELD"
+
+
+class DeceasedStatusNotGpError(SubmissionError):
+    """A submission stating the patient's death (or withdrawing it) to an agent whose site is not a GP
+    practice: the core would dead-letter it with the same code (issue 14; consent_wire.authority)."""
+
+    reason = "DECEASED_STATUS_NOT_GP"
 
 
 class UnknownEventTypeError(SubmissionError):

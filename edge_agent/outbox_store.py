@@ -75,6 +75,7 @@ class Draft:
     recorded_ms: int
     patient_key: str
     payload: Payload
+    subject_deceased: bool | None = None  # the patient's death stated or withdrawn (issue 14; Event v5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ class OutboxStore:
                 d.recorded_ms,
                 d.patient_key,
                 d.payload,
+                _deceased_ms(d),
             )
             data = self._codec.encode(event)
             head = hashlib.sha256(data).digest()
@@ -351,5 +353,16 @@ _Row = tuple[int, str, bytes, bytes]
 
 
 def _fingerprint(draft: Draft) -> bytes:
-    """What makes a retry the same submission: the patient and the payload (not the clock stamps)."""
-    return hashlib.sha256(repr((draft.patient_key, draft.payload)).encode("utf-8")).digest()
+    """What makes a retry the same submission: the patient and the payload (not the clock stamps), and
+    the death stated with them if any (left out otherwise, so earlier fingerprints are unchanged)."""
+    same: tuple[object, ...] = (draft.patient_key, draft.payload)
+    if draft.subject_deceased is not None:
+        same = (*same, draft.subject_deceased)
+    return hashlib.sha256(repr(same).encode("utf-8")).digest()
+
+
+def _deceased_ms(draft: Draft) -> int | None:
+    """Event v5's ``subject_deceased_ms``: when the death was recorded here (> 0), 0 for a withdrawal."""
+    if draft.subject_deceased is None:
+        return None
+    return max(draft.recorded_ms, 1) if draft.subject_deceased else 0

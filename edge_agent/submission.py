@@ -8,8 +8,10 @@ A submission is one JSON object::
 ``type`` is one of :data:`EVENT_TYPES`; ``payload`` has exactly the fields of the matching
 :mod:`consent_wire.model` class (enum fields take the published codes, tuples are JSON
 arrays). ``nhs_number`` is required for every type about a patient and forbidden for a
-breach report. The NHS number is turned into the keyed pseudonym at once and is never
-kept, logged or echoed in an error message. Key lifecycle events are not accepted here:
+breach report. ``subject_deceased`` (consent decisions, objections and shielding flags only; issue 14)
+states the patient's death (true) or withdraws a death stated earlier (false, e.g. a withdrawn PDS
+notification); only a GP practice's agent may send it. The NHS number is turned into the keyed
+pseudonym at once and is never kept, logged or echoed in an error message. Key lifecycle events are not accepted here:
 they are signed by the operator root key, not submitted by a clinical system.
 """
 
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from consent_rules.proxy import proxy_rejection
 from consent_wire.codes import (
     BreachSeverity,
     ConsentDirective,
@@ -31,6 +34,7 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -43,6 +47,7 @@ from consent_wire.model import (
     ConsentDecision,
     Objection,
     Payload,
+    ProxyAuthority,
     ShieldingFlag,
 )
 from edge_agent import fields
@@ -88,6 +93,8 @@ class Submission:
     event_id: str | None  # the client's id, if it sent one (the outbox answers a retried POST once)
     patient_key: str  # "" for events about no patient (breach reports)
     payload: Payload
+    # the patient's death stated (True) or withdrawn (False) with this event (issue 14); None = neither
+    subject_deceased: bool | None = None
 
 
 def load_json(body: bytes) -> object:
@@ -108,7 +115,7 @@ def parse_submission_list(doc: object, pseudonymise: Pseudonymiser) -> list[Subm
 
 def parse_submission(doc: object, pseudonymise: Pseudonymiser, *, path: str = "") -> Submission:
     body = fields.object_(path or "body", doc)
-    _only(path, body, ("type", "nhs_number", "event_id", "payload"))
+    _only(path, body, ("type", "nhs_number", "event_id", "payload", "subject_deceased"))
     kind = body.get("type")
     spec = _SPECS.get(kind) if isinstance(kind, str) else None
     if spec is None:
@@ -118,7 +125,7 @@ def parse_submission(doc: object, pseudonymise: Pseudonymiser, *, path: str = ""
     patient_key = _patient_key(path, body, cls, pseudonymise)
     payload = _build(cls, parsers, fields.object_(f"{path}payload", body.get("payload")), f"{path}payload.")
     _check_payload(payload, f"{path}payload.")
-    return Submission(event_id, patient_key, payload)
+    return Submission(event_id, patient_key, payload, _subject_deceased(path, body, cls))
 
 
 def parse_fhir_consent(body: bytes, pseudonymise: Pseudonymiser) -> list[Submission]:
@@ -143,6 +150,19 @@ def _event_id(path: str, body: Mapping[str, object]) -> str | None:
         return None
     if not isinstance(value, str) or not _EVENT_ID.match(value):
         raise InvalidFieldError(f"{path}event_id must be 32 lowercase hex characters (uuid4().hex)")
+    return value
+
+
+def _subject_deceased(path: str, body: Mapping[str, object], cls: type) -> bool | None:
+    value = body.get("subject_deceased")
+    if value is None:
+        return None
+    if cls not in (ConsentDecision, Objection, ShieldingFlag):
+        raise InvalidFieldError(
+            f"{path}subject_deceased goes with a consent_decision, objection or shielding_flag only"
+        )
+    if type(value) is not bool:
+        raise InvalidFieldError(f"{path}subject_deceased must be true (the patient has died) or false (withdrawn)")
     return value
 
 
@@ -198,6 +218,29 @@ def _only(path: str, body: Mapping[str, object], allowed: tuple[str, ...]) -> No
         raise InvalidFieldError(f"{path or 'body'}: unknown field(s) {', '.join(unknown)}")
 
 
+def _opt_proxy(path: str, value: object) -> ProxyAuthority | None:
+    """``{"authority": ..., "reference": ...}`` or null; a proxy without authority over health data is
+    refused here, as the core's reconciler would reject it (issue 14; ``consent_rules.proxy``)."""
+    if value is None:
+        return None
+    body = fields.object_(path, value)
+    _only(path, body, ("authority", "reference"))
+    if "authority" not in body:
+        raise InvalidFieldError(f"{path}.authority is required")
+    authority = fields.enum(ProxyAuthorityKind)(f"{path}.authority", body["authority"])
+    reference = body.get("reference", "")
+    if not isinstance(reference, str) or len(reference) > fields.MAX_REFERENCE_TEXT:
+        raise InvalidFieldError(f"{path}.reference must be a string of at most {fields.MAX_REFERENCE_TEXT} characters")
+    proxy = ProxyAuthority(authority, reference)
+    reason = proxy_rejection(proxy)
+    if reason is not None:
+        raise InvalidFieldError(
+            f"{path}: {reason}: {authority.value} cannot record this (health and care decisions need parental "
+            "responsibility, a registered health and welfare LPA or a personal welfare deputy, with its reference)"
+        )
+    return proxy
+
+
 _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
     "consent_decision": (
         ConsentDecision,
@@ -210,6 +253,7 @@ _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
             "period_end_ms": fields.opt_int,
             "recorded_by_role": fields.text,
             "policy_ref": fields.opt_reference,
+            "proxy": _opt_proxy,
         },
     ),
     "objection": (
@@ -219,6 +263,7 @@ _SPECS: Mapping[str, tuple[type[Any], Mapping[str, FieldParser]]] = {
             "action": fields.enum(ObjectionAction),
             "exemptions": fields.enums(LegalBasis),
             "exempt_flows": fields.references,
+            "proxy": _opt_proxy,
         },
     ),
     "access_record": (

@@ -66,13 +66,22 @@ class SimAgent:
         agent_id = agent_id or f"agent-{uuid.uuid4().hex[:8]}"
         return cls(agent_id, site, AgentSigner.generate(agent_id), skew_ms)
 
-    def event(self, patient_key: str, payload: Payload, at_ms: int) -> bytes:
+    def event(self, patient_key: str, payload: Payload, at_ms: int, *, subject_deceased_ms: int | None = None) -> bytes:
         self.seq += 1
         wall = at_ms + self.clock_skew_ms
         hlc = max(wall << 16, self.last_hlc + 1)
         self.last_hlc = hlc
         event = Event(
-            uuid.uuid4().hex, self.agent_id, self.site, self.seq, self.last_hash, hlc, wall, patient_key, payload
+            uuid.uuid4().hex,
+            self.agent_id,
+            self.site,
+            self.seq,
+            self.last_hash,
+            hlc,
+            wall,
+            patient_key,
+            payload,
+            subject_deceased_ms,
         )
         data = encode_event(event)
         self.last_hash = sha256(data).digest()

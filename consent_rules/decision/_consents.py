@@ -84,12 +84,12 @@ def _note_missing_consent(d: Draft, c: DataClass) -> None:
     if _expired_optin(d, c):
         d.note(
             Code.CONSENT_EXPIRED,
-            f"The patient's consent for {d.request.purpose.value} was time-limited and has expired.",
+            f"The patient's consent for {d.request.purpose_code} was time-limited and has expired.",
         )
     else:
         d.note(
             Code.NO_CONSENT_OR_LEGAL_BASIS,
-            f"{d.request.purpose.value} is a use beyond direct care: it needs the patient's explicit "
+            f"{d.request.purpose_code} is a use beyond direct care: it needs the patient's explicit "
             "consent or a legal basis (s251, statutory mandate, safeguarding), and neither is present.",
         )
 

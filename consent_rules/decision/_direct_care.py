@@ -75,7 +75,7 @@ def direct_care(d: Draft) -> Decision:
         if permitted:
             d.note(
                 Code.DIRECT_CARE_IMPLIED_CONSENT,
-                f"Direct care ({req.purpose.value}) within a legitimate relationship proceeds on "
+                f"Direct care ({req.purpose_code}) within a legitimate relationship proceeds on "
                 "implied consent (recommendations 2-4, principle 7).",
             )
     return d.finish(basis, shield(d, permitted))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from consent_rules.decision._proxies import permission_binds, why_not_binding
 from consent_rules.decision.notice import patient_notice
 from consent_rules.decision.outcome import Code, Decision, Obligation, Outcome
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
@@ -47,16 +48,37 @@ class Draft:
         return None if reg is None else reg.directive
 
     def consent_register(self, data_class: DataClass) -> ConsentRegister | None:
-        """The register governing ``data_class``; beyond direct care an any-purpose permit does not count."""
+        """The register governing ``data_class``; beyond direct care an any-purpose permit does not count,
+        nor does a proxy's permission whose authority no longer speaks for the patient (issue 14)."""
+        reg = self._effective(self.state, data_class)
+        if reg is None or reg.directive is not ConsentDirective.OPTIN or reg.proxy is None:
+            return reg
+        if permission_binds(reg.proxy, self.request.subject):
+            return reg
+        if Code.PROXY_CONSENT_NOT_BINDING.value not in self.codes:
+            self.note(Code.PROXY_CONSENT_NOT_BINDING, why_not_binding(reg.proxy, self.request.subject))
+        return self._effective(self._binding_state(), data_class)
+
+    def _effective(self, state: PatientState, data_class: DataClass) -> ConsentRegister | None:
         req = self.request
         return effective_consent(
-            self.state,
+            state,
             req.purpose,
             data_class,
             req.requester.organisation,
             req.at_ms,
             any_purpose_permits=is_direct_care(req),
         )
+
+    def _binding_state(self) -> PatientState:
+        """The state without the proxies' permissions that no longer bind (their refusals stay)."""
+        subject = self.request.subject
+        kept = {
+            key: reg
+            for key, reg in self.state.consents.items()
+            if reg.directive is not ConsentDirective.OPTIN or permission_binds(reg.proxy, subject)
+        }
+        return replace(self.state, consents=kept)
 
     def deny(self) -> Decision:
         return self.finish(None, [])

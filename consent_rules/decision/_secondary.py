@@ -35,7 +35,7 @@ def secondary(d: Draft) -> Decision:
             d.withhold(c)
         via_basis = []
     if explicit:
-        d.note(Code.EXPLICIT_CONSENT, f"The patient gave explicit consent for {req.purpose.value}.")
+        d.note(Code.EXPLICIT_CONSENT, f"The patient gave explicit consent for {req.purpose_code}.")
         note_consent_over_objections(d)
     if via_basis and basis is not None:
         _note_basis(d, basis)

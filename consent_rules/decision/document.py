@@ -24,6 +24,8 @@ PERSONAL_REPRESENTATIVE) marks a request from the patient's side (PATRQT, FAMRQT
 of the patient where the rules depend on it.
 ``statutory_classes`` (optional, e.g. ``["FERTILITY"]``) says the data include information a statute
 restricts (HFE Act 1990 s33A, GRA 2004 s22, adoption records); each is withheld unless the route allows it.
+``purpose`` may also be HLEGAL, HDECD or THREAT (HL7 ActReason codes the wire does not carry): the
+request is then decided as one for their parent (HOPERAT, HOPERAT, PUBHLTH) with their own conditions.
 ``agreement_ref`` (optional) names the data-sharing agreement the request is made under (rec 20).
 ``as_at`` (epoch milliseconds or ISO 8601 with a UTC offset) asks for a re-evaluation as at that
 time; ``requester.accessor_id`` names the person (recorded in the audit, never decided on).
@@ -55,6 +57,7 @@ from consent_rules.decision.request import (
 )
 from consent_rules.decision.statutory import StatutoryClass
 from consent_rules.decision.subject import AccessRight, Subject
+from consent_rules.hierarchy import REQUEST_ONLY_PARENT, RequestOnlyPurpose
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import InvalidCodeError, ValidationError
 
@@ -95,7 +98,7 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
     if not isinstance(body, dict):
         raise BadRequestError("request body must be a JSON object")
     requester, accessor = _requester(body.get("requester"))
-    purpose = _code(PurposeOfUse, _field(body, "purpose", str), "purpose")
+    purpose, detail = _purpose(_field(body, "purpose", str))
     key = patient_key(_field(body, "nhs_number", str))
     classes = _field(body, "data_classes", list)
     if len(classes) > MAX_DATA_CLASSES:
@@ -133,8 +136,21 @@ def parse_request(body: object, patient_key: Callable[[str], str], now_ms: int) 
         right,
         statutory,
         subject,
+        detail,
     )
     return ParsedRequest(request, accessor, as_at)
+
+
+def _purpose(value: str) -> tuple[PurposeOfUse, RequestOnlyPurpose | None]:
+    """A wire purpose, or a request-only ActReason code with its parent (issue 14, vocabulary)."""
+    if value in RequestOnlyPurpose.__members__:
+        detail = RequestOnlyPurpose(value)
+        return REQUEST_ONLY_PARENT[detail], detail
+    try:
+        return PurposeOfUse(value), None
+    except ValueError as exc:
+        known = ", ".join([*(m.value for m in PurposeOfUse), *(m.value for m in RequestOnlyPurpose)])
+        raise InvalidCodeError(f"purpose {value!r} is not a known code; use one of {known}") from exc
 
 
 def parse_as_at(value: object) -> int:

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from consent_rules.decision.statutory import StatutoryClass
 from consent_rules.decision.subject import AccessRight, Subject
+from consent_rules.hierarchy import RequestOnlyPurpose
 from consent_wire.codes import DataClass, LegalBasis, PurposeOfUse, Relationship
 from consent_wire.errors import ValidationError
 
@@ -150,3 +151,11 @@ class DecisionRequest:
     # classes of information a statute restricts that the data asked for include (withheld by default)
     statutory_classes: tuple[StatutoryClass, ...] = ()
     subject: Subject = field(default_factory=Subject)  # what is known of the patient (age, Gillick competence, death)
+    # the finer ActReason code asked for (HLEGAL, HDECD, THREAT), whose parent is ``purpose``; its own
+    # conditions apply before the parent's rules (issue 14, vocabulary); None = ``purpose`` itself
+    purpose_detail: RequestOnlyPurpose | None = None
+
+    @property
+    def purpose_code(self) -> str:
+        """The ActReason code as asked (the finer code when one was named)."""
+        return self.purpose.value if self.purpose_detail is None else self.purpose_detail.value

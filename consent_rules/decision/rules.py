@@ -4,6 +4,9 @@ Rules (the full table with sources, codes and the choices made: ``docs/decision-
 revised Caldicott principles and the Government response to the Caldicott review (``../shared/seed``),
 NHS Digital's NDOP and type 1 guidance and the HL7 ActReason hierarchy:
 
+- HLEGAL, THREAT and HDECD (request-only ActReason codes) are decided as their parent once their
+  own condition holds: an evidenced mandate or consent, evidenced safeguarding or a mandate, a
+  deceased patient's personal representative or a mandate (issue 14, vocabulary).
 - Override evidence first (issue 14, rule 4): STATUTORY_MANDATE without its instrument, or
   SAFEGUARDING without justification and approver, is dropped (OVERRIDE_EVIDENCE_MISSING). An
   override relied on is recorded in the reasons and alerted as break-glass is.
@@ -28,7 +31,8 @@ NHS Digital's NDOP and type 1 guidance and the HL7 ActReason hierarchy:
   outside the opt-outs; exemptions on an objection hold for the flows they name.
 - Where the deployment requires it, unregistered staff and uses beyond direct care name a registered
   data-sharing agreement (rec 20). The patient's side (the patient, a parent, an attorney, a deputy, a
-  personal representative) is decided on its own route; death lifts nothing. Statutorily restricted
+  personal representative) is decided on its own route; death lifts nothing. The patient has died if
+  the request says so or the state records it (a GP practice's statement, Event v5; issue 14). Statutorily restricted
   classes (fertility, gender history, adoption) are withheld unless consent, the person's own request,
   a mandate or (not adoption) an emergency opens them. A decision that sets a wish aside carries a
   plain-English notice for the patient.
@@ -47,10 +51,12 @@ from consent_rules.decision._direct_care import break_glass, direct_care
 from consent_rules.decision._draft import Draft
 from consent_rules.decision._secondary import secondary
 from consent_rules.decision._subject_access import subject_access
+from consent_rules.decision._vocabulary import purpose_condition_holds
 from consent_rules.decision.outcome import Code, Decision
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.purposes import DIRECT_CARE_PURPOSES, is_direct_care
 from consent_rules.decision.request import DecisionRequest, DecisionRequestError
+from consent_rules.hierarchy import REQUEST_ONLY_PARENT
 from consent_rules.state import PatientState, replay
 from consent_wire.codes import LegalBasis, PurposeOfUse, Relationship
 from consent_wire.model import Event
@@ -61,6 +67,8 @@ __all__ = ["decide", "decide_as_at"]
 def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy = DEFAULT_POLICY) -> Decision:
     """Decide ``request`` against ``state`` under ``policy`` (pure; the rules are in the module docstring)."""
     _validate(request, state)
+    if state.is_deceased and not request.subject.deceased:  # the state's death ORed with the request's
+        request = replace(request, subject=replace(request.subject, deceased=True))
     draft = Draft(request, state, policy)
     request = draft.request = _evidenced(draft)
     if request.subject.deceased:  # confidentiality and every objection continue after death (issue 14)
@@ -68,6 +76,8 @@ def decide(request: DecisionRequest, state: PatientState, policy: DecisionPolicy
             Code.DECEASED_CONFIDENTIALITY_CONTINUES,
             "The patient has died; the duty of confidence and their objections continue after death.",
         )
+    if not purpose_condition_holds(draft):  # HLEGAL, THREAT, HDECD: their parent's rules, on a condition
+        return draft.deny()
     if request.access_right is not None:  # the patient or their proxy (PATRQT, FAMRQT, PWATRNY)
         return subject_access(draft)
     if _is_break_glass(request):
@@ -93,6 +103,11 @@ def _validate(request: DecisionRequest, state: PatientState) -> None:
         raise DecisionRequestError("no data classes requested; ask for ALL or name the classes")
     if request.purpose is PurposeOfUse.ANY:
         raise DecisionRequestError("purpose ANY is a consent-scope wildcard; name the purpose of use")
+    detail = request.purpose_detail
+    if detail is not None and REQUEST_ONLY_PARENT[detail] is not request.purpose:
+        raise DecisionRequestError(
+            f"purpose {detail.value} is decided as {REQUEST_ONLY_PARENT[detail].value}, not {request.purpose.value}"
+        )
 
 
 def _evidenced(d: Draft) -> DecisionRequest:

@@ -3,15 +3,22 @@
 :func:`state_to_bytes` writes orjson with sorted keys, so equal states are byte-identical;
 :func:`state_from_bytes` accepts only that canonical form (anything else is rebuilt by replay).
 
-Format 4 (current) combines issue 14's fields - each consent's ``policy_ref`` (rec 20), each
+Format 6 (current, issue 14) adds the ``deceased`` register: ``null`` when no event has stated the
+person's death, else ``{"deceased": true|false, "stamp": ..., "source": ...}``, the latest statement
+(Event v5's ``subject_deceased_ms``; ``false`` after a withdrawal), never a date of death. Format 5
+added each consent's and objection's ``proxy``: ``null`` when the person recorded it, else
+``{"authority": ..., "reference": ...}`` (the proxy's authority, ConsentDecision v3 / Objection v3).
+Format 4 combined issue 14's fields - each consent's ``policy_ref`` (rec 20), each
 objection's ``exempt_flows`` (rule 5) and the ``quarantine`` register (rule 10) - with issue 16's
 bounded ledger (:mod:`consent_rules.state.ledger`): ``applied`` is the window ``[agent_id, seq,
 event_id]`` and ``marks`` the per-agent high-water marks ``[agent_id, seq, events]``, so a record's
 size no longer grows with the patient's history. Older records are still read - their canonical
 bytes only - and upgraded step by step: format 1's shielding ``reason`` is dropped (format 2),
-format 2 gains issue 14's fields at their defaults (format 3), and format 3's list of every applied
-id is counted into the legacy mark (format 4). The next write of that patient's state is format 4
-and log compaction then removes the old record. Nothing is ever written in an older format.
+format 2 gains issue 14's fields at their defaults (format 3), format 3's list of every applied
+id is counted into the legacy mark (format 4), format 4's registers gain ``proxy: null`` (format
+5), and format 5 gains ``deceased: null`` (format 6). The next write of that patient's state is format 6
+and log compaction then removes the old
+record. Nothing is ever written in an older format.
 
 Errors::
 
@@ -29,6 +36,7 @@ from consent_rules.state.ledger import LEGACY_AGENT, Applied, Mark, normalise, v
 from consent_rules.state.registers import (
     ConsentKey,
     ConsentRegister,
+    DeceasedRegister,
     ObjectionKey,
     ObjectionRegister,
     PatientState,
@@ -39,12 +47,23 @@ from consent_rules.state.registers import (
     Stamp,
     objection_key,
 )
-from consent_wire.codes import ConsentDirective, DataClass, HiddenField, LegalBasis, ObjectionKind, PurposeOfUse
+from consent_wire.codes import (
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    LegalBasis,
+    ObjectionKind,
+    ProxyAuthorityKind,
+    PurposeOfUse,
+)
 from consent_wire.errors import DecodeError
+from consent_wire.model import ProxyAuthority
 
 __all__ = ["STATE_FORMAT", "StateDecodeError", "register_json", "state_from_bytes", "state_to_bytes"]
 
-STATE_FORMAT = 4  # layout version of to_bytes(); bump when the JSON layout changes
+STATE_FORMAT = 6  # layout version of to_bytes(); bump when the JSON layout changes
+_PROXY_FORMAT = 5  # format 5 had no deceased register; read (null), never written
+_LEDGER_FORMAT = 4  # format 4 had no proxy on its registers; read (proxy null), never written
 _ALL_IDS_FORMAT = 3  # format 3 listed every applied id; read (ids counted), never written
 _LEGACY_FORMAT = 1  # format 1 carried shielding.reason; read (reason dropped), never written
 _FORMAT_2 = 2  # format 2 lacked policy_ref, exempt_flows and quarantine; read (defaults), never written
@@ -67,6 +86,10 @@ def state_from_bytes(data: bytes) -> PatientState:
             return _from_legacy(obj, data)
         if obj["format"] == _ALL_IDS_FORMAT:
             return _from_all_ids(obj, data)
+        if obj["format"] == _LEDGER_FORMAT:
+            return _from_ledger_format(obj, data)
+        if obj["format"] == _PROXY_FORMAT:
+            return _from_proxy_format(obj, data)
         if obj["format"] != STATE_FORMAT:
             raise ValueError(f"unsupported state format {obj['format']!r}, expected {STATE_FORMAT}")  # noqa: TRY301 - one except names every bad record
         recent = frozenset(_load_applied(e) for e in _typed(obj["applied"], list))
@@ -80,6 +103,7 @@ def state_from_bytes(data: bytes) -> PatientState:
             recent,
             _typed(obj["version"], int),
             _load_quarantine(obj["quarantine"]),
+            _load_deceased(obj["deceased"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateDecodeError(f"not a patient state record: {exc}") from exc
@@ -99,7 +123,29 @@ def _from_all_ids(obj: dict[str, Any], data: bytes) -> PatientState:
     ids = [_typed(i, str) for i in _typed(obj["applied"], list)]
     if _typed(obj["version"], int) != len(ids) or ids != sorted(set(ids)):
         raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
-    obj.update(format=STATE_FORMAT, applied=[], marks=[[LEGACY_AGENT, 0, len(ids)]] if ids else [])
+    obj.update(format=_LEDGER_FORMAT, applied=[], marks=[[LEGACY_AGENT, 0, len(ids)]] if ids else [])
+    return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+def _from_ledger_format(obj: dict[str, Any], data: bytes) -> PatientState:
+    """A canonical format-4 record as a state: every consent and objection register gains ``proxy: null``."""
+    if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != data:
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    for reg in [*_typed(obj["consents"], list), *_typed(obj["objections"], list)]:
+        if "proxy" in _typed(reg, dict):
+            raise StateDecodeError("a format-4 record has no proxy; rebuild it by replay")
+        reg["proxy"] = None
+    obj["format"] = _PROXY_FORMAT
+    return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+def _from_proxy_format(obj: dict[str, Any], data: bytes) -> PatientState:
+    """A canonical format-5 record as a state: it gains ``deceased: null`` (no death stated)."""
+    if orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) != data:
+        raise StateDecodeError("patient state record is not in canonical form; rebuild it by replay")
+    if "deceased" in obj:
+        raise StateDecodeError("a format-5 record has no deceased register; rebuild it by replay")
+    obj.update(format=STATE_FORMAT, deceased=None)
     return state_from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
@@ -143,6 +189,7 @@ def register_json(reg: Register) -> dict[str, object]:
             period_start_ms=reg.period_start_ms,
             period_end_ms=reg.period_end_ms,
             policy_ref=reg.policy_ref,
+            proxy=_proxy_json(reg.proxy),
         )
     elif isinstance(reg, ObjectionRegister):
         out.update(
@@ -150,12 +197,25 @@ def register_json(reg: Register) -> dict[str, object]:
             exemptions=[b.value for b in reg.exemptions],
             site=reg.site,
             exempt_flows=list(reg.exempt_flows),
+            proxy=_proxy_json(reg.proxy),
         )
+    elif isinstance(reg, DeceasedRegister):
+        out.update(deceased=reg.deceased)
     elif isinstance(reg, QuarantinedShielding):
         out.update(hides=[h.value for h in reg.hides], role=reg.role, reason=reg.reason)
     else:
         out.update(active=reg.active, hides=[h.value for h in reg.hides])
     return out
+
+
+def _proxy_json(proxy: ProxyAuthority | None) -> dict[str, str] | None:
+    return None if proxy is None else {"authority": proxy.authority.value, "reference": proxy.reference}
+
+
+def _load_proxy(obj: Any) -> ProxyAuthority | None:
+    if obj is None:
+        return None
+    return ProxyAuthority(ProxyAuthorityKind(obj["authority"]), _typed(obj["reference"], str))
 
 
 def _state_json(state: PatientState) -> dict[str, object]:
@@ -174,6 +234,7 @@ def _state_json(state: PatientState) -> dict[str, object]:
         "objections": [{"kind": k.value, **register_json(reg)} for (k, _), reg in objections],
         "shielding": None if state.shielding is None else register_json(state.shielding),
         "quarantine": None if state.quarantine is None else register_json(state.quarantine),
+        "deceased": None if state.deceased is None else register_json(state.deceased),
     }
 
 
@@ -213,7 +274,8 @@ def _load_consent(obj: Any) -> tuple[ConsentKey, ConsentRegister]:
     start, end = _opt_int(obj["period_start_ms"]), _opt_int(obj["period_end_ms"])
     ref = obj["policy_ref"]
     policy_ref = None if ref is None else _typed(ref, str)
-    return key, ConsentRegister(ConsentDirective(obj["directive"]), start, end, stamp, source, policy_ref)
+    directive = ConsentDirective(obj["directive"])
+    return key, ConsentRegister(directive, start, end, stamp, source, policy_ref, _load_proxy(obj["proxy"]))
 
 
 def _load_objection(obj: Any) -> tuple[ObjectionKey, ObjectionRegister]:
@@ -222,7 +284,7 @@ def _load_objection(obj: Any) -> tuple[ObjectionKey, ObjectionRegister]:
     active, site = _typed(obj["active"], bool), _typed(obj["site"], str)
     key = objection_key(ObjectionKind(obj["kind"]), site)  # the key is derived, so the format is unchanged
     flows = tuple(_typed(f, str) for f in _typed(obj["exempt_flows"], list))
-    return key, ObjectionRegister(active, exemptions, stamp, site, source, flows)
+    return key, ObjectionRegister(active, exemptions, stamp, site, source, flows, _load_proxy(obj["proxy"]))
 
 
 def _load_shielding(obj: Any) -> ShieldingRegister | None:
@@ -241,3 +303,10 @@ def _load_quarantine(obj: Any) -> QuarantinedShielding | None:
     stamp, source = _stamp_source(obj)
     hides = tuple(HiddenField(h) for h in _typed(obj["hides"], list))
     return QuarantinedShielding(hides, _typed(obj["role"], str), _typed(obj["reason"], str), stamp, source)
+
+
+def _load_deceased(obj: Any) -> DeceasedRegister | None:
+    if obj is None:
+        return None
+    stamp, source = _stamp_source(obj)
+    return DeceasedRegister(_typed(obj["deceased"], bool), stamp, source)

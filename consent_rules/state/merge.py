@@ -35,6 +35,7 @@ from typing import TypeVar
 import orjson
 
 from consent_rules.hierarchy import depth, is_a
+from consent_rules.proxy import proxy_rejection
 from consent_rules.shielding import shielding_rejection
 from consent_rules.state import ledger
 from consent_rules.state.codec import register_json
@@ -42,6 +43,7 @@ from consent_rules.state.ledger import Applied
 from consent_rules.state.registers import (
     ANY_RECIPIENT,
     ConsentRegister,
+    DeceasedRegister,
     ObjectionRegister,
     PatientState,
     QuarantinedShielding,
@@ -57,6 +59,7 @@ from consent_wire.model import ConsentDecision, Event, Objection, ShieldingFlag
 
 __all__ = [
     "QUARANTINED_REASONS",
+    "REASON_INVALID_DECEASED_STATUS",
     "REASON_INVALID_PERIOD",
     "REASON_MISSING_PATIENT_KEY",
     "PatientMismatchError",
@@ -71,11 +74,12 @@ __all__ = [
 
 REASON_MISSING_PATIENT_KEY = "MISSING_PATIENT_KEY"  # a per-patient payload with patient_key ""
 REASON_INVALID_PERIOD = "INVALID_PERIOD"  # consent period ending at or before its start
+REASON_INVALID_DECEASED_STATUS = "INVALID_DECEASED_STATUS"  # subject_deceased_ms below 0 (Event v5)
 # Rejections that are kept in quarantine rather than dropped (issue 14, rule 10): a protective request
 # (a shielding SET) from a role without authority. An unauthorised CLEAR is not protective: dropped.
 QUARANTINED_REASONS = frozenset({"UNAUTHORISED_SHIELDING_SET"})
 
-R = TypeVar("R", ConsentRegister, ObjectionRegister, ShieldingRegister, QuarantinedShielding)
+R = TypeVar("R", ConsentRegister, ObjectionRegister, ShieldingRegister, QuarantinedShielding, DeceasedRegister)
 K = TypeVar("K")
 
 
@@ -102,10 +106,14 @@ def classify(event: Event) -> str | None:
         return None
     if not event.patient_key:
         return REASON_MISSING_PATIENT_KEY
+    if event.subject_deceased_ms is not None and event.subject_deceased_ms < 0:
+        return REASON_INVALID_DECEASED_STATUS
     if isinstance(payload, ConsentDecision):
         start, end = payload.period_start_ms, payload.period_end_ms
         if start is not None and end is not None and end <= start:
             return REASON_INVALID_PERIOD
+    if isinstance(payload, ConsentDecision | Objection):  # a proxy needs authority over health (issue 14)
+        return proxy_rejection(payload.proxy)
     if isinstance(payload, ShieldingFlag):
         return shielding_rejection(payload)
     return None
@@ -135,10 +143,19 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
     else:
         marks, recent = admitted
         base = replace(state, marks=marks, recent=recent, version=state.version + 1)  # admit keeps every count
+    if reason is None and event.subject_deceased_ms is not None:  # a death stated, or withdrawn (0)
+        death = DeceasedRegister(event.subject_deceased_ms > 0, stamp, source)
+        base = replace(base, deceased=death if base.deceased is None else _later(base.deceased, death))
     if isinstance(payload, ConsentDecision):
         key = (payload.purpose, payload.data_class, payload.recipient)
         reg = ConsentRegister(
-            payload.directive, payload.period_start_ms, payload.period_end_ms, stamp, source, payload.policy_ref
+            payload.directive,
+            payload.period_start_ms,
+            payload.period_end_ms,
+            stamp,
+            source,
+            payload.policy_ref,
+            payload.proxy,
         )
         return replace(base, consents=_put(state.consents, key, reg))
     if isinstance(payload, Objection):
@@ -149,6 +166,7 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
             event.site,
             source,
             tuple(sorted(set(payload.exempt_flows))),
+            payload.proxy,
         )
         return replace(base, objections=_put(state.objections, objection_key(payload.kind, event.site), obj))
     assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state
@@ -175,6 +193,8 @@ def _another_copy(state: PatientState, event: Event) -> bool:
         stamps.append(state.shielding.stamp)
     if state.quarantine is not None:
         stamps.append(state.quarantine.stamp)
+    if state.deceased is not None:
+        stamps.append(state.deceased.stamp)
     return any(s.event_id == event.event_id and s != stamp for s in stamps)
 
 
@@ -189,6 +209,9 @@ def merge(a: PatientState, b: PatientState) -> PatientState:
     quarantine = a.quarantine
     if b.quarantine is not None:
         quarantine = b.quarantine if quarantine is None else _later(quarantine, b.quarantine)
+    deceased = a.deceased
+    if b.deceased is not None:
+        deceased = b.deceased if deceased is None else _later(deceased, b.deceased)
     return PatientState(
         a.patient_key,
         _join_maps(a.consents, b.consents),
@@ -198,6 +221,7 @@ def merge(a: PatientState, b: PatientState) -> PatientState:
         recent,
         ledger.version_of(marks, recent),
         quarantine,
+        deceased,
     )
 
 

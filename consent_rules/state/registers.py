@@ -22,7 +22,7 @@ from consent_wire.codes import (
     ObjectionKind,
     PurposeOfUse,
 )
-from consent_wire.model import Event
+from consent_wire.model import Event, ProxyAuthority
 
 __all__ = [
     "ANY_RECIPIENT",
@@ -30,6 +30,7 @@ __all__ = [
     "PER_ORGANISATION",
     "ConsentKey",
     "ConsentRegister",
+    "DeceasedRegister",
     "ObjectionKey",
     "ObjectionRegister",
     "PatientState",
@@ -86,6 +87,8 @@ class ConsentRegister:
     # the data-sharing agreement or consent form it was collected under (rec 20; issue 14), kept so a
     # decision and an auditor can name it
     policy_ref: str | None = None
+    # who recorded it on the person's behalf, under which authority (issue 14); None = the person
+    proxy: ProxyAuthority | None = None
 
     def covers(self, at_ms: int) -> bool:
         """Whether ``at_ms`` lies in ``[period_start_ms, period_end_ms)``."""
@@ -103,6 +106,8 @@ class ObjectionRegister:
     # the data flows (approval, notice or agreement references) the exemptions hold for: an exemption
     # applies to a request naming one of these flows only (issue 14, rule 5); sorted, unique
     exempt_flows: tuple[str, ...] = ()
+    # who recorded it on the person's behalf, under which authority (issue 14); None = the person
+    proxy: ProxyAuthority | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,22 @@ class QuarantinedShielding:
     source: Source | None = None
 
 
-Register: TypeAlias = ConsentRegister | ObjectionRegister | ShieldingRegister | QuarantinedShielding
+@dataclass(frozen=True, slots=True)
+class DeceasedRegister:
+    """Whether the person is recorded as deceased (issue 14): the latest statement on an event's envelope.
+
+    Last-writer-wins like every register, so a later withdrawal (``subject_deceased_ms == 0``, a PDS
+    death notification withdrawn) clears an earlier death and a later death replaces a withdrawal.
+    Privacy by design: only yes/no and the stamp of the event that said it are kept, never a date of
+    death (the rules need only whether the person has died).
+    """
+
+    deceased: bool
+    stamp: Stamp
+    source: Source | None = None
+
+
+Register: TypeAlias = ConsentRegister | ObjectionRegister | ShieldingRegister | QuarantinedShielding | DeceasedRegister
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +177,12 @@ class PatientState:
     recent: frozenset[Applied]  # the last ledger.WINDOW events applied, above their agent's mark
     version: int  # events folded in: ledger.version_of(marks, recent)
     quarantine: QuarantinedShielding | None = None  # the latest unauthorised shielding SET (rule 10)
+    deceased: DeceasedRegister | None = None  # the latest statement of the person's death (issue 14)
+
+    @property
+    def is_deceased(self) -> bool:
+        """Whether the latest statement in the state records the person as deceased."""
+        return self.deceased is not None and self.deceased.deceased
 
     @property
     def applied(self) -> frozenset[str]:
@@ -187,7 +213,8 @@ class PatientState:
 
     @property
     def provenance(self) -> Mapping[str, Provenance]:
-        """Register name (``consent/TREAT/ALL/*``, ``objection/NDOP``, ``objection/TYPE1/A81001``, ``shielding``)."""
+        """Register name (``consent/TREAT/ALL/*``, ``objection/NDOP``, ``objection/TYPE1/A81001``, ``shielding``,
+        ``deceased``)."""
         out: dict[str, Provenance] = {}
         for (purpose, data_class, recipient), c in self.consents.items():
             out[f"consent/{purpose.value}/{data_class.value}/{recipient}"] = Provenance(c.stamp.event_id, c.source)
@@ -198,6 +225,8 @@ class PatientState:
             out["shielding"] = Provenance(self.shielding.stamp.event_id, self.shielding.source)
         if self.quarantine is not None:
             out["quarantine/shielding"] = Provenance(self.quarantine.stamp.event_id, self.quarantine.source)
+        if self.deceased is not None:
+            out["deceased"] = Provenance(self.deceased.stamp.event_id, self.deceased.source)
         return out
 
     @property
@@ -212,4 +241,6 @@ class PatientState:
             stamps.append(self.shielding.stamp)
         if self.quarantine is not None:
             stamps.append(self.quarantine.stamp)
+        if self.deceased is not None:
+            stamps.append(self.deceased.stamp)
         return max(stamps, default=None)

@@ -6,7 +6,8 @@ import pytest
 
 from consent_rules.state import PatientState, replay
 from consent_wire.avro_codec import decode_event
-from consent_wire.codes import ConsentDirective, ObjectionKind, ShieldingAction
+from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, ProxyAuthorityKind, ShieldingAction
+from consent_wire.model import Objection, ProxyAuthority
 from tests.factories import BASE_MS, SimAgent, consent, objection, patient, shielding
 from tests.integration.pipeline.conftest import Harness, latest_by_key
 
@@ -174,3 +175,81 @@ async def test_unauthorised_shielding_set_is_quarantined_in_the_state_and_alerte
     # from its start would show a record had one been written
     polls = iter(range(4))
     assert await harness.read(harness.topics.shielding, lambda rs: next(polls, 3) >= 3) == []
+
+
+async def test_a_proxy_without_authority_over_health_is_dead_lettered_and_an_attorneys_objection_kept(
+    harness: Harness,
+) -> None:
+    """Issue 14, proxies (MCA 2005 s9(1)(a)-(b)): on the real broker, an objection recorded by a property
+    and financial affairs attorney is dead-lettered with its reason and never reaches the state; one
+    recorded by a registered health and welfare attorney is applied, its authority kept in the state."""
+    agent = SimAgent.create()
+    await harness.register(agent)
+    await harness.start_core()
+    key = patient(44)
+    financial = ProxyAuthority(ProxyAuthorityKind.LPA_PROPERTY_FINANCIAL, "7000-8765-4321")
+    welfare = ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678")
+    events = [
+        agent.event(key, Objection(ObjectionKind.TYPE2, ObjectionAction.REGISTER, proxy=financial), BASE_MS),
+        agent.event(key, Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER, proxy=welfare), BASE_MS + 1000),
+    ]
+    await harness.send(agent, [agent.batch(events)])
+    letters = await harness.read(harness.topics.deadletter, lambda rs: len(rs) >= 1)
+    assert _reasons(letters) == ["PROXY_AUTHORITY_NOT_FOR_HEALTH"]
+    states = await harness.read(harness.topics.state, lambda rs: _applied(rs) == 1)
+    state = PatientState.from_bytes(latest_by_key(states)[key.encode()])
+    assert [kind for kind, _ in state.objections] == [ObjectionKind.NDOP]
+    assert next(iter(state.objections.values())).proxy == welfare
+
+
+async def test_a_death_recorded_at_the_gp_reaches_the_state_and_changes_decisions(harness: Harness) -> None:
+    """Issue 14, deceased (MCA 2005 s9; AHRA 1990 s3(1)(f)): on the real broker, the practice's statement of
+    death (Event v5) reaches the state topic's record; decided against that record with no word of death on
+    the request, a health and welfare attorney's consent stops counting and HDECD by the personal
+    representative opens. A hospital's key trying to withdraw the death is dead-lettered
+    (DECEASED_STATUS_NOT_GP) and does not clear it."""
+    from dataclasses import replace
+
+    from consent_rules.decision import AccessRight, Outcome, decide
+    from consent_rules.decision.request import DecisionRequest, Requester
+    from consent_rules.hierarchy import RequestOnlyPurpose
+    from consent_wire.codes import DataClass, PurposeOfUse, Relationship
+    from consent_wire.model import ConsentDecision
+
+    gp, hospital = SimAgent.create(site="A81001"), SimAgent.create(site="RXH01")
+    await harness.register(gp, hospital)
+    await harness.start_core()
+    key = patient(45)
+    attorney = ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678")
+    research = ConsentDecision(ConsentDirective.OPTIN, PurposeOfUse.HRESCH, DataClass.ALL, "*", proxy=attorney)
+    care = ConsentDecision(ConsentDirective.OPTIN, PurposeOfUse.TREAT, DataClass.ALL, "*", recorded_by_role="GP")
+    died_ms = BASE_MS + 2000
+    await harness.send(
+        gp,
+        [gp.batch([gp.event(key, research, BASE_MS), gp.event(key, care, died_ms, subject_deceased_ms=died_ms)])],
+    )
+    await harness.send(hospital, [hospital.batch([hospital.event(key, care, died_ms + 1000, subject_deceased_ms=0)])])
+    letters = await harness.read(harness.topics.deadletter, lambda rs: len(rs) >= 1)
+    assert _reasons(letters) == ["DECEASED_STATUS_NOT_GP"]
+    states = await harness.read(harness.topics.state, lambda rs: _applied(rs) == 2)
+    state = PatientState.from_bytes(latest_by_key(states)[key.encode()])
+    assert state.is_deceased
+
+    researcher = Requester("RESLAB1", "RESEARCHER", True, Relationship.NONE, False)
+    asks = DecisionRequest(researcher, PurposeOfUse.HRESCH, key, (DataClass.GENERAL,), None, died_ms + 5000)
+    representative = Requester("PATIENT", "EXECUTOR", False, Relationship.NONE, False)
+    hdecd = replace(
+        asks,
+        requester=representative,
+        purpose=PurposeOfUse.HOPERAT,
+        purpose_detail=RequestOnlyPurpose.HDECD,
+        access_right=AccessRight.PERSONAL_REPRESENTATIVE,
+    )
+    alive = replay(key, [decode_event(e) for e in gp.encoded[:1]])  # the same consent, before the death
+    assert not alive.is_deceased
+    assert "EXPLICIT_CONSENT" in decide(asks, alive).codes
+    by_attorney, by_representative = decide(asks, state), decide(hdecd, state)
+    assert by_attorney.outcome is Outcome.DENY
+    assert by_attorney.codes[:2] == ("DECEASED_CONFIDENTIALITY_CONTINUES", "PROXY_CONSENT_NOT_BINDING")
+    assert decide(hdecd, alive).codes == ("PATIENT_NOT_DECEASED",)
+    assert by_representative.codes == ("DECEASED_CONFIDENTIALITY_CONTINUES", "PROXY_ACCESS")

@@ -73,6 +73,14 @@ async def test_an_objection_denies_research(core: Core) -> None:
     assert "TYPE2_ACTIVE" in c["extension"]["codes"]
 
 
+async def test_a_request_only_purpose_is_taken_and_decided_on_its_condition(core: Core) -> None:
+    """Issue 14, vocabulary: context.purposeOfUse HLEGAL (HL7 ActReason, a kind of HOPERAT) goes through the
+    shared parser; without an evidenced mandate or consent it is denied with the rule's code."""
+    _, body = await core.call(consult(OTHER_NHS, purpose="HLEGAL", role="RESEARCHER", care=False))
+    c = card(body)
+    assert (c["summary"], c["extension"]["codes"]) == ("CONSENT_DENY", ["PURPOSE_NEEDS_BASIS"])
+
+
 async def test_a_shielded_patient_is_permitted_with_redaction_labels(core: Core) -> None:
     _, body = await core.call(consult(NHS, classes=("PSY", "LOCIS")))
     c = card(body)

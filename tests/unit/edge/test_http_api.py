@@ -207,6 +207,21 @@ async def test_offline_decision_refuses_a_core_request_it_cannot_parse_with_the_
     assert (await resp.json())["reason"] == "BAD_REQUEST"
 
 
+async def test_offline_decisions_take_the_request_only_purposes_with_their_conditions(api: Api) -> None:
+    """Issue 14, vocabulary: the agent shares the core's parser and rules (HL7 ActReason HLEGAL, a kind of
+    HOPERAT, needs an evidenced mandate; HDECD a deceased patient)."""
+    researcher = {"organisation": "A12345", "role": "SOLICITOR", "registered": True, "relationship": "NONE",
+                  "care_team": False}  # fmt: skip
+    base = {"nhs_number": VALID_NHS, "data_classes": ["GENERAL"], "requester": researcher}
+    mandate = {"legal_basis": "STATUTORY_MANDATE", "evidence": {"instrument": "Court order 2026/123"}}
+    bare = await (await api.client.post("/v1/decisions", json={**base, "purpose": "HLEGAL"})).json()
+    ordered = await (await api.client.post("/v1/decisions", json={**base, "purpose": "HLEGAL", **mandate})).json()
+    living = await (await api.client.post("/v1/decisions", json={**base, "purpose": "HDECD", **mandate})).json()
+    assert (bare["outcome"], bare["codes"], bare["offline"]) == ("DENY", ["PURPOSE_NEEDS_BASIS"], True)
+    assert (ordered["outcome"], ordered["legal_basis"]) == ("PERMIT_WITH_OBLIGATIONS", "STATUTORY_MANDATE")
+    assert (living["outcome"], living["codes"]) == ("DENY", ["PATIENT_NOT_DECEASED"])
+
+
 async def _error_of(resp: Any, status: int) -> dict[str, Any]:
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/json"

@@ -129,3 +129,33 @@ def test_offline_decisions_apply_the_deployments_policy_file_like_the_core(tmp_p
     policy_file.write_text("break_glass_role = []\n")
     with pytest.raises(ConfigError, match="decision_policy_file"):
         load_decision_policy(policy_file)
+
+
+def test_offline_decisions_see_a_death_the_replicated_state_records() -> None:
+    """Issue 14: the site's replica is the core's state record (format 6), so its deceased register
+    reaches the agent's offline decisions: HDECD by the personal representative needs no word of death
+    on the request, and the NDOP objection still applies to research after death."""
+    from dataclasses import replace
+
+    from consent_rules.decision import AccessRight
+    from consent_rules.hierarchy import RequestOnlyPurpose
+
+    objection = Event(  # the practice's NDOP objection, stated with the death (subject_deceased_ms=5)
+        "d" * 32, "agent-1", "A12345", 1, bytes(32), OBJECTED_MS << 16, 5, KEY,
+        Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER), 5,
+    )  # fmt: skip
+    record = ReplicaRecord(KEY, replay(KEY, [objection]).to_bytes(), REPLICA_MS, None, None)
+    parsed = research_query()
+    representative = Requester("PATIENT", "EXECUTOR", False, Relationship.NONE, False)
+    hdecd = replace(
+        parsed.request,
+        requester=representative,
+        purpose=PurposeOfUse.HOPERAT,
+        purpose_detail=RequestOnlyPurpose.HDECD,
+        access_right=AccessRight.PERSONAL_REPRESENTATIVE,
+        legal_basis=None,
+    )
+    research = decide_offline(parsed, record, now_ms=1_700_000_500_000)
+    by_representative = decide_offline(ParsedRequest(hdecd, "", None), record, now_ms=1_700_000_500_000)
+    assert research.decision.codes[:2] == ("DECEASED_CONFIDENTIALITY_CONTINUES", "NDOP_ACTIVE")
+    assert by_representative.decision.codes == ("DECEASED_CONFIDENTIALITY_CONTINUES", "PROXY_ACCESS")

@@ -11,11 +11,12 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     ShieldingAction,
 )
 from consent_wire.errors import InvalidNhsNumberError, ValidationError
-from consent_wire.model import BreachReport, ConsentDecision, Objection, ShieldingFlag
+from consent_wire.model import BreachReport, ConsentDecision, Objection, ProxyAuthority, ShieldingFlag
 from edge_agent.submission import load_json, parse_submission, parse_submission_list
 from tests.fakes import VALID_NHS, fake_pseudonymise
 
@@ -142,3 +143,35 @@ def test_bad_exempt_flows_are_refused_naming_the_field(flows: object) -> None:
     objection = {"kind": "NDOP", "action": "REGISTER", "exempt_flows": flows}
     error = rejection({"type": "objection", "nhs_number": VALID_NHS, "payload": objection})
     assert "exempt_flows" in error.message
+
+
+def test_a_proxys_authority_reaches_the_event_payload() -> None:
+    """Issue 14 (MCA 2005 s9(1)(a), registered s9(2)(b)): an attorney's objection carries the authority."""
+    proxy = {"authority": "LPA_HEALTH_WELFARE", "reference": "7000-1234-5678"}
+    objection = {"kind": "NDOP", "action": "REGISTER", "proxy": proxy}
+    sub = parse_submission({"type": "objection", "nhs_number": VALID_NHS, "payload": objection}, fake_pseudonymise)
+    assert isinstance(sub.payload, Objection)
+    assert sub.payload.proxy == ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678")
+    parent = parse_submission(consent(proxy={"authority": "PARENTAL_RESPONSIBILITY"}), fake_pseudonymise)
+    assert isinstance(parent.payload, ConsentDecision)
+    assert parent.payload.proxy == ProxyAuthority(ProxyAuthorityKind.PARENTAL_RESPONSIBILITY, "")
+
+
+@pytest.mark.parametrize(
+    ("proxy", "expected"),
+    [
+        ({"authority": "LPA_PROPERTY_FINANCIAL", "reference": "7000-1"}, "PROXY_AUTHORITY_NOT_FOR_HEALTH"),
+        ({"authority": "DEPUTY_PROPERTY_AFFAIRS", "reference": "COP-1"}, "PROXY_AUTHORITY_NOT_FOR_HEALTH"),
+        ({"authority": "UNRECOGNISED"}, "PROXY_AUTHORITY_NOT_FOR_HEALTH"),
+        ({"authority": "LPA_HEALTH_WELFARE"}, "PROXY_REFERENCE_MISSING"),
+        ({"authority": "GUARDIAN"}, "proxy.authority"),
+        ({"reference": "x"}, "proxy.authority is required"),
+        ({"authority": "PARENTAL_RESPONSIBILITY", "name": "Jane"}, "unknown field"),
+        ("PARENT", "proxy must be a JSON object"),
+    ],
+)
+def test_a_proxy_without_authority_over_health_is_refused_at_the_agent(proxy: object, expected: str) -> None:
+    """Issue 14: MCA 2005 s9(1)(b) and s18 give no say over health data; the agent answers 400 naming why."""
+    objection = {"kind": "NDOP", "action": "REGISTER", "proxy": proxy}
+    error = rejection({"type": "objection", "nhs_number": VALID_NHS, "payload": objection})
+    assert expected in error.message

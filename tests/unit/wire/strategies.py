@@ -21,6 +21,8 @@ from consent_wire import (
     Objection,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthority,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -33,6 +35,7 @@ NON_NEG_LONG = st.integers(min_value=0, max_value=2**63 - 1)
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)  # UTF-8 encodable
 SHORT = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1, max_size=12)
 
+proxies = st.none() | st.builds(ProxyAuthority, authority=st.sampled_from(ProxyAuthorityKind), reference=TEXT)
 consent_decisions = st.builds(
     ConsentDecision,
     directive=st.sampled_from(ConsentDirective),
@@ -43,6 +46,7 @@ consent_decisions = st.builds(
     period_end_ms=st.none() | LONG,
     recorded_by_role=TEXT,
     policy_ref=st.none() | TEXT,
+    proxy=proxies,
 )
 objections = st.builds(
     Objection,
@@ -50,6 +54,7 @@ objections = st.builds(
     action=st.sampled_from(ObjectionAction),
     exemptions=st.lists(st.sampled_from(LegalBasis), max_size=3).map(tuple),
     exempt_flows=st.lists(st.text(max_size=12), max_size=2).map(tuple),
+    proxy=proxies,
 )
 access_records = st.builds(
     AccessRecord,
@@ -102,6 +107,7 @@ events = st.builds(
     recorded_ms=NON_NEG_LONG,
     patient_key=st.text(alphabet="0123456789abcdef", max_size=32),
     payload=payloads,
+    subject_deceased_ms=st.none() | NON_NEG_LONG,
 )
 
 

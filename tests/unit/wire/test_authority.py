@@ -160,3 +160,15 @@ def test_a_key_event_recorded_as_an_event_is_never_an_agents() -> None:
     payload = KeyEvent(KeyAction.REGISTER, "agent-2", "k", bytes(32), 0)
     problem = refusal(_event(payload), GP)
     assert problem is not None and problem[0] == "CAPABILITY_DENIED"
+
+
+@pytest.mark.parametrize("deceased_ms", [1_700_000_000_000, 0])
+def test_only_a_gp_practice_key_may_state_a_death_or_withdraw_it(deceased_ms: int) -> None:
+    """Issue 14: the death (or its withdrawal) on Event v5 comes from the registered practice only."""
+    from dataclasses import replace
+
+    hospital = Authority("RXH01", frozenset(grantable("RXH01")))
+    assert refusal(replace(_event(consent(), site="RXH01"), subject_deceased_ms=None), hospital) is None
+    problem = refusal(replace(_event(consent(), site="RXH01"), subject_deceased_ms=deceased_ms), hospital)
+    assert problem is not None and problem[0] == "DECEASED_STATUS_NOT_GP" and "RXH01" in problem[1]
+    assert refusal(replace(_event(consent()), subject_deceased_ms=deceased_ms), GP) is None

@@ -31,6 +31,8 @@ EVENT_PAYLOAD_VERSIONS = {
     1: {"ConsentDecision": 1, "Objection": 1},
     2: {"ConsentDecision": 2, "Objection": 1},  # policy_ref
     3: {"ConsentDecision": 2, "Objection": 2},  # exempt_flows (issue 14, rule 5)
+    4: {"ConsentDecision": 3, "Objection": 3},  # proxy (issue 14, proxies and children)
+    5: {"ConsentDecision": 3, "Objection": 3},  # subject_deceased_ms on the envelope (issue 14, deceased)
 }
 
 
@@ -109,18 +111,59 @@ def _assert_shared_fields_equal(written: Any, resolved: Any, defaults: dict[str,
 
 
 def test_at_least_one_schema_has_evolved_with_an_optional_defaulted_field() -> None:
-    v1, v2 = STORE.versions("ConsentDecision")
+    v1, v2, _ = STORE.versions("ConsentDecision")
     added = [f for f in v2.raw["fields"] if f["name"] not in {g["name"] for g in v1.raw["fields"]}]
     assert [(f["name"], f["type"], f["default"]) for f in added] == [("policy_ref", ["null", "string"], None)]
 
 
 def test_objection_v2_adds_exempt_flows_defaulting_to_none() -> None:
     """Issue 14, rule 5: exemptions per data flow; old writers' objections read as naming no flow."""
-    v1, v2 = STORE.versions("Objection")
+    v1, v2, _ = STORE.versions("Objection")
     added = [f for f in v2.raw["fields"] if f["name"] not in {g["name"] for g in v1.raw["fields"]}]
     assert [(f["name"], f["type"], f["default"]) for f in added] == [
         ("exempt_flows", {"type": "array", "items": "string"}, [])
     ]
+
+
+@pytest.mark.parametrize("name", ["ConsentDecision", "Objection"])
+def test_v3_adds_only_an_optional_proxy_whose_enum_has_a_default(name: str) -> None:
+    """Issue 14, proxies: the proxy's authority on the event; old writers' records read as by the person,
+    and the authority enum has a reader default, so a later version can add a kind (FULL_TRANSITIVE)."""
+    v2, v3 = STORE.versions(name)[1:]
+    added = [f for f in v3.raw["fields"] if f["name"] not in {g["name"] for g in v2.raw["fields"]}]
+    assert [(f["name"], f["default"]) for f in added] == [("proxy", None)]
+    record = added[0]["type"][1]
+    assert record["name"] == "ProxyAuthority"
+    kind = record["fields"][0]["type"]
+    assert kind["default"] == "UNRECOGNISED"
+    assert kind["symbols"] == [m.value for m in codes.ProxyAuthorityKind]
+
+
+def test_event_v5_adds_only_an_optional_deceased_status_on_the_envelope() -> None:
+    """Issue 14: a death held in the state; old writers' events state nothing about it (null)."""
+    v4, v5 = STORE.versions("Event")[3:5]
+    added = [f for f in v5.raw["fields"] if f["name"] not in {g["name"] for g in v4.raw["fields"]}]
+    assert [(f["name"], f["type"], f["default"]) for f in added] == [("subject_deceased_ms", ["null", "long"], None)]
+
+
+def test_an_enum_symbol_added_with_a_reader_default_is_full_compatible_only_with_that_default() -> None:
+    """Why HLEGAL, THREAT and HDECD are not wire purposes: PurposeOfUse v1 readers have no default, so a
+    writer's new symbol cannot resolve for them (Apache Avro's checker says incompatible), whereas an enum
+    born with a default (ProxyAuthorityKind) can grow."""
+
+    def enum(symbols: list[str], default: str | None) -> avro.schema.Schema:
+        e: dict[str, Any] = {"type": "enum", "name": "E", "symbols": symbols}
+        if default is not None:
+            e["default"] = default
+        return avro.schema.parse(json.dumps({"type": "record", "name": "R", "fields": [{"name": "e", "type": e}]}))
+
+    checker = ReaderWriterCompatibilityChecker()
+    compatible = SchemaCompatibilityType.compatible
+    old, new = ["TREAT", "ANY"], ["TREAT", "ANY", "HLEGAL"]
+    no_default = checker.get_compatibility(enum(old, None), enum(new, None)).compatibility
+    with_default = checker.get_compatibility(enum([*old, "X"], "X"), enum([*new, "X"], "X")).compatibility
+    assert no_default is not compatible
+    assert with_default is compatible
 
 
 def _walk(schema: Any) -> Any:

@@ -3,6 +3,7 @@ versions, and what the product writes on each topic validates against every comm
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import product
 from typing import Any
 
@@ -23,12 +24,14 @@ from consent_wire.codes import (
     ConsentDirective,
     DataClass,
     LegalBasis,
+    ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
 )
 from consent_wire.dsse import REPLICA_PAYLOAD_TYPE, AgentSigner, open_envelope
-from consent_wire.model import AccessRecord, BreachReport, ConsentDecision
+from consent_wire.model import AccessRecord, BreachReport, ConsentDecision, Objection, ProxyAuthority
 from consent_wire.topic_schemas import TOPICS, latest, versions
 from tests.factories import consent, objection, patient, plain_event, shielding
 
@@ -43,6 +46,18 @@ def _state() -> Any:
         ),
         plain_event(KEY, objection(ObjectionKind.TYPE1), 3 << 16),
         plain_event(KEY, shielding(), 4 << 16),
+        # recorded on the person's behalf (issue 14): the state keeps the proxy's authority (state v2)
+        plain_event(
+            KEY,
+            Objection(
+                ObjectionKind.NDOP,
+                ObjectionAction.REGISTER,
+                proxy=ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678"),
+            ),
+            6 << 16,
+        ),
+        # a death stated by the practice (issue 14): the state keeps the deceased register (state v3)
+        replace(plain_event(KEY, objection(ObjectionKind.TYPE2), 7 << 16), subject_deceased_ms=7),
     ]
     return replay(KEY, events)
 

@@ -24,10 +24,11 @@ from consent_rules.decision import (
     Outcome,
     OverrideEvidence,
     Requester,
+    Subject,
     decide,
 )
 from consent_rules.decision.purposes import is_local_clinical_audit
-from consent_rules.hierarchy import ancestors, descendants
+from consent_rules.hierarchy import REQUEST_ONLY_PARENT, RequestOnlyPurpose, ancestors, descendants
 from consent_rules.state import NATIONAL, PatientState, apply, empty_state, merge, replay
 from consent_wire.codes import (
     ConsentDirective,
@@ -36,16 +37,26 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
 )
-from consent_wire.model import ConsentDecision, Event, Objection, Payload, ShieldingFlag
+from consent_wire.model import ConsentDecision, Event, Objection, Payload, ProxyAuthority, ShieldingFlag
 
 from .factories import NOW_MS, PATIENT, event, request, requester
 
 ORGS = ["RX1", "A81001", "RESLAB1"]
 
+# issue 14, proxies: recorded by the person, a parent, an attorney, or a proxy without authority over
+# health (rejected by the reconciler)
+PROXIES = st.none() | st.sampled_from(
+    [
+        ProxyAuthority(ProxyAuthorityKind.PARENTAL_RESPONSIBILITY),
+        ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678"),
+        ProxyAuthority(ProxyAuthorityKind.LPA_PROPERTY_FINANCIAL, "7000-8765-4321"),
+    ]
+)
 payloads: st.SearchStrategy[Payload] = st.one_of(
     st.builds(
         ConsentDecision,
@@ -53,6 +64,7 @@ payloads: st.SearchStrategy[Payload] = st.one_of(
         st.sampled_from(PurposeOfUse),
         st.sampled_from(DataClass),
         st.sampled_from([*ORGS, "*"]),
+        proxy=PROXIES,
     ),
     st.builds(
         Objection,
@@ -60,6 +72,7 @@ payloads: st.SearchStrategy[Payload] = st.one_of(
         st.sampled_from(ObjectionAction),
         st.lists(st.sampled_from(LegalBasis), max_size=2).map(tuple),
         st.lists(st.just("21/CAG/0032"), max_size=1).map(tuple),  # rule 5: exemptions per flow
+        proxy=PROXIES,
     ),
     st.builds(
         ShieldingFlag,
@@ -80,7 +93,7 @@ def states(draw: st.DrawFn) -> PatientState:
     return replay(PATIENT, evs)
 
 
-requests = st.builds(
+_requests = st.builds(
     DecisionRequest,
     st.builds(
         Requester,
@@ -107,7 +120,16 @@ requests = st.builds(
     st.sampled_from(["", "21/CAG/0032"]),
     st.just(""),
     st.sampled_from(Identifiability),
+    subject=st.builds(Subject, st.none() | st.integers(0, 20), st.none() | st.booleans(), st.booleans()),
 )
+
+
+def _with_detail(req: DecisionRequest, detail: RequestOnlyPurpose | None) -> DecisionRequest:
+    """The request for a request-only ActReason code (issue 14, vocabulary), decided as its parent."""
+    return req if detail is None else replace(req, purpose=REQUEST_ONLY_PARENT[detail], purpose_detail=detail)
+
+
+requests = st.builds(_with_detail, _requests, st.none() | st.none() | st.sampled_from(RequestOnlyPurpose))
 
 
 @settings(max_examples=300, deadline=None)
@@ -230,8 +252,13 @@ def test_a_refusal_for_a_purpose_covers_every_descendant_code(
 ) -> None:
     """Issue 14, rule 3 (HL7 v3 ActReason): a refusal for a purpose covers every kind of it; being later than
     everything else in the state, it also wins over anything earlier (rule 2)."""
-    kinds = sorted(descendants(refused) - {PurposeOfUse.ANY})
-    req = replace(req, purpose=data.draw(st.sampled_from(kinds)))
+    kinds: list[tuple[PurposeOfUse, RequestOnlyPurpose | None]] = [
+        (p, None) for p in sorted(descendants(refused) - {PurposeOfUse.ANY})
+    ]
+    # the request-only codes (HLEGAL, HDECD, THREAT) are kinds of their parent too (issue 14, vocabulary)
+    kinds += [(parent, code) for code, parent in REQUEST_ONLY_PARENT.items() if parent in descendants(refused)]
+    purpose, detail = data.draw(st.sampled_from(kinds))
+    req = replace(req, purpose=purpose, purpose_detail=detail)
     if _claims_an_override(req):
         return
     refusal = event(ConsentDecision(ConsentDirective.OPTOUT, refused, DataClass.ALL, "*"), at_ms=NOW_MS)
@@ -260,7 +287,7 @@ def test_purpose_any_is_rejected() -> None:
 @given(requests, states())
 def test_break_glass_is_permitted_only_to_entitled_roles(req: DecisionRequest, state: PatientState) -> None:
     """Issue 14, rule 9: whatever the state, a break-glass request from a role outside the list is denied."""
-    d = decide(replace(req, purpose=PurposeOfUse.BTG), state)
+    d = decide(replace(req, purpose=PurposeOfUse.BTG, purpose_detail=None), state)
     if req.requester.role in DEFAULT_BREAK_GLASS_ROLES:
         assert "BREAK_GLASS" in d.codes  # permitted, unless shielding withholds every class asked for
     else:

@@ -14,6 +14,7 @@ from consent_wire.codes import (
     LegalBasis,
     ObjectionAction,
     ObjectionKind,
+    ProxyAuthorityKind,
     PurposeOfUse,
     Relationship,
     ShieldingAction,
@@ -24,6 +25,7 @@ from consent_wire.model import (
     Event,
     Objection,
     Payload,
+    ProxyAuthority,
     ShieldingFlag,
 )
 
@@ -65,6 +67,7 @@ def make_event(
     event_id: str | None = None,
     patient_key: str = PATIENT,
     site: str = "A81001",
+    subject_deceased_ms: int | None = None,
 ) -> Event:
     return Event(
         event_id=event_id or uuid.uuid4().hex,
@@ -76,6 +79,7 @@ def make_event(
         recorded_ms=hlc >> 16,
         patient_key=patient_key,
         payload=payload,
+        subject_deceased_ms=subject_deceased_ms,
     )
 
 
@@ -86,6 +90,19 @@ def _periods(draw: st.DrawFn) -> tuple[int | None, int | None]:
         return start, None
     low = (start if start is not None else BASE_MS - 2 * HOUR_MS) + 1
     return start, draw(st.integers(low, low + 2 * HOUR_MS))
+
+
+# who recorded it (issue 14): the person, a parent, an attorney with its reference, or a proxy without
+# authority over health (rejected by the reconciler, so it must never change the state)
+PROXIES = st.sampled_from(
+    [
+        None,
+        None,
+        ProxyAuthority(ProxyAuthorityKind.PARENTAL_RESPONSIBILITY),
+        ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678"),
+        ProxyAuthority(ProxyAuthorityKind.LPA_PROPERTY_FINANCIAL, "7000-8765-4321"),
+    ]
+)
 
 
 @st.composite
@@ -100,6 +117,7 @@ def _consents(draw: st.DrawFn) -> ConsentDecision:
         period_end_ms=end,
         recorded_by_role="GP",
         policy_ref=draw(st.sampled_from([None, "DSA-2025-014"])),
+        proxy=draw(PROXIES),
     )
 
 
@@ -109,6 +127,7 @@ _objections = st.builds(
     action=st.sampled_from(ObjectionAction),
     exemptions=st.lists(st.sampled_from(LegalBasis), max_size=3).map(tuple),
     exempt_flows=st.lists(st.sampled_from(["21/CAG/0032", "COPI-2020-03"]), max_size=2).map(tuple),
+    proxy=PROXIES,
 )
 
 _shielding = st.builds(
@@ -145,6 +164,8 @@ def events(draw: st.DrawFn, patient_key: str = PATIENT) -> Event:
         event_id=draw(st.uuids()).hex,
         patient_key=patient_key,
         site=draw(st.sampled_from(SITES)),  # per-organisation objections are keyed by site (issue 14, rule 6)
+        # a death stated (> 0), withdrawn (0) or neither (issue 14, the deceased register)
+        subject_deceased_ms=draw(st.none() | st.just(0) | st.integers(1, 2**40)),
     )
 
 

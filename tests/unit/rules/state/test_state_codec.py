@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import orjson
 import pytest
 
 from consent_rules.state import STATE_FORMAT, PatientState, StateDecodeError, apply, empty_state
 from consent_rules.state.ledger import LEGACY_AGENT, Mark
-from consent_wire.codes import ConsentDirective, DataClass, HiddenField, PurposeOfUse, ShieldingAction
-from consent_wire.model import ConsentDecision, ShieldingFlag
+from consent_wire.codes import (
+    ConsentDirective,
+    DataClass,
+    HiddenField,
+    ObjectionAction,
+    ObjectionKind,
+    ProxyAuthorityKind,
+    PurposeOfUse,
+    ShieldingAction,
+)
+from consent_wire.model import ConsentDecision, Objection, ProxyAuthority, ShieldingFlag
 
 from .strategies import BASE_MS, PATIENT, hlc_of, make_event
 
@@ -47,9 +57,11 @@ def test_state_bytes_are_sorted_json_with_version_applied_and_provenance() -> No
             "stamp": {"hlc": hlc_of(BASE_MS), "agent_id": "agent-a", "event_id": "a" * 32},
             "source": [4, 100],
             "policy_ref": None,
+            "proxy": None,
         }
     ]
     assert obj["quarantine"] is None
+    assert obj["deceased"] is None
     assert obj["shielding"]["hides"] == ["LOCATION"]
     assert obj["shielding"]["source"] is None
 
@@ -120,11 +132,91 @@ def test_a_format_2_record_with_a_format_3_field_is_rejected() -> None:
         PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
 
 
+def _format_5(state: PatientState) -> dict[str, Any]:
+    """The same state as format 5 wrote it: no deceased register."""
+    obj = orjson.loads(state.to_bytes())
+    assert obj["deceased"] is None
+    obj["format"] = 5
+    del obj["deceased"]
+    return obj  # type: ignore[no-any-return]
+
+
+def test_a_stored_format_5_record_is_read_with_no_death_stated_and_rewritten_as_format_6() -> None:
+    """Issue 14, deceased: a record written before the deceased register existed states no death."""
+    state = sample_state()
+    read = PatientState.from_bytes(orjson.dumps(_format_5(state), option=orjson.OPT_SORT_KEYS))
+    assert read == state
+    assert read.deceased is None and not read.is_deceased
+    assert orjson.loads(read.to_bytes())["format"] == STATE_FORMAT == 6
+
+
+def test_a_format_5_record_with_a_deceased_register_is_rejected() -> None:
+    obj = _format_5(sample_state())
+    obj["deceased"] = None
+    with pytest.raises(StateDecodeError):
+        PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+@pytest.mark.parametrize(("deceased_ms", "deceased"), [(BASE_MS, True), (0, False)])
+def test_the_deceased_register_round_trips_with_only_yes_or_no_and_its_stamp(deceased_ms: int, deceased: bool) -> None:
+    event = replace(
+        make_event(Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER), hlc=hlc_of(BASE_MS, 5), event_id="d" * 32),
+        subject_deceased_ms=deceased_ms,
+    )
+    state = apply(sample_state(), event, (2, 7))
+    obj = orjson.loads(state.to_bytes())
+    assert obj["deceased"] == {
+        "deceased": deceased,
+        "stamp": {"hlc": hlc_of(BASE_MS, 5), "agent_id": "agent-a", "event_id": "d" * 32},
+        "source": [2, 7],
+    }  # no date of death: only whether, and which event said so
+    assert PatientState.from_bytes(state.to_bytes()) == state
+    assert state.is_deceased is deceased
+
+
+def _format_4(state: PatientState) -> dict[str, object]:
+    """The same state as format 4 wrote it: no proxy on its consent and objection registers."""
+    obj = _format_5(state)
+    obj["format"] = 4
+    for reg in [*obj["consents"], *obj["objections"]]:
+        del reg["proxy"]
+    return obj
+
+
+def test_a_stored_format_4_record_is_read_with_no_proxy_and_rewritten_as_format_6() -> None:
+    """Issue 14, proxies: a record written before the proxy existed reads as recorded by the person."""
+    state = sample_state()
+    read = PatientState.from_bytes(orjson.dumps(_format_4(state), option=orjson.OPT_SORT_KEYS))
+    assert read == state
+    assert all(reg.proxy is None for reg in read.consents.values())
+    assert orjson.loads(read.to_bytes())["format"] == STATE_FORMAT
+
+
+def test_a_format_4_record_with_a_proxy_is_rejected() -> None:
+    obj = _format_4(sample_state())
+    obj["consents"][0]["proxy"] = None  # type: ignore[index]
+    with pytest.raises(StateDecodeError):
+        PatientState.from_bytes(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+def test_a_proxy_round_trips_through_the_state_bytes() -> None:
+    attorney = ProxyAuthority(ProxyAuthorityKind.LPA_HEALTH_WELFARE, "7000-1234-5678")
+    event = make_event(
+        Objection(ObjectionKind.NDOP, ObjectionAction.REGISTER, proxy=attorney),
+        hlc=hlc_of(BASE_MS, 5),
+        event_id="c" * 32,
+    )
+    state = apply(sample_state(), event)
+    obj = orjson.loads(state.to_bytes())
+    assert obj["objections"][0]["proxy"] == {"authority": "LPA_HEALTH_WELFARE", "reference": "7000-1234-5678"}
+    assert PatientState.from_bytes(state.to_bytes()) == state
+
+
 def _all_ids_bytes(state: PatientState) -> bytes:
     """The same state as format 3 wrote it: the sorted list of every applied id."""
-    obj = orjson.loads(state.to_bytes())
+    obj = _format_4(state)
     obj["format"] = 3
-    obj["applied"] = sorted(e[2] for e in obj["applied"])
+    obj["applied"] = sorted(e[2] for e in obj["applied"])  # type: ignore[attr-defined]
     del obj["marks"]
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 

@@ -105,10 +105,30 @@ def test_each_register_holds_the_latest_accepted_event_for_its_scope(evs: list[E
         name = _register_name(e)
         if name is not None and _kept(e):
             expected[name] = max(expected.get(name, Stamp.of(e)), Stamp.of(e))
+        if name is not None and classify(e) is None and e.subject_deceased_ms is not None:
+            expected["deceased"] = max(expected.get("deceased", Stamp.of(e)), Stamp.of(e))  # issue 14
     state = state_of(evs)
     assert {k: p.event_id for k, p in state.provenance.items()} == {k: s.event_id for k, s in expected.items()}
     assert state.applied == {s.event_id for s in _accepted(evs)}
     assert state.version == len(state.applied)
+
+
+@PROPERTY_SETTINGS
+@given(st.data(), event_lists())
+def test_the_deceased_register_is_the_latest_statement_whatever_the_order_of_arrival(
+    data: st.DataObject, evs: list[Event]
+) -> None:
+    """Issue 14: a death and its withdrawal are last-writer-wins by stamp, never by arrival; the
+    decision's input (``is_deceased``) is the latest applied statement (> 0 deceased, 0 withdrawn)."""
+    stated = [e for e in evs if _register_name(e) is not None and classify(e) is None and e.subject_deceased_ms]
+    stated += [e for e in evs if _register_name(e) is not None and classify(e) is None and e.subject_deceased_ms == 0]
+    latest = max(stated, key=Stamp.of, default=None)
+    expected = latest is not None and latest.subject_deceased_ms != 0
+    shuffled = data.draw(st.permutations(evs))
+    assert state_of(evs).is_deceased is expected
+    assert state_of(shuffled).is_deceased is expected
+    halves = merge(state_of(shuffled[: len(evs) // 2]), state_of(shuffled[len(evs) // 2 :]))
+    assert halves.is_deceased is expected and halves.deceased == state_of(evs).deceased
 
 
 def _accepted(evs: list[Event]) -> list[Stamp]:
