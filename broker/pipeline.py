@@ -172,7 +172,8 @@ class ReconcilerLogic:
             state = self.core.state(key).to_bytes()
             outputs.append(Output(self.topics.state, state, key.encode(), partition))
         for key, value in shielding.items():
-            outputs.append(Output(self.topics.shielding, value, key.encode(), partition))
+            # urgent: the transaction holding a shielding record commits now, not at the commit interval
+            outputs.append(Output(self.topics.shielding, value, key.encode(), partition, urgent=True))
         return outputs
 
     def tick(self, now_ms: int) -> dict[int, list[Output]]:

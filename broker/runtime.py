@@ -80,7 +80,12 @@ class Core:
         max_records = 64 if name == "verifier" else 5000
         state_dir = Path(s.state_dir) / s.app_id if s.state_dir else None
         return StageConfig(
-            s.kafka_connection(name), f"{s.app_id}.{name}", s.app_id, max_records=max_records, state_dir=state_dir
+            s.kafka_connection(name),
+            f"{s.app_id}.{name}",
+            s.app_id,
+            max_records=max_records,
+            state_dir=state_dir,
+            commit_interval_ms=s.commit_interval_ms,
         )
 
     def stage_health(self) -> dict[str, bool]:

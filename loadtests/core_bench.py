@@ -152,7 +152,7 @@ async def _timed_stage(settings: CoreSettings, name: str, events: int, profile: 
             consumed = _sample("broker_stage_records_in_total", stage=name)
             if first is None and consumed > 0:
                 first = time.perf_counter() - POLL_S / 2  # the first record arrived within the last poll
-            if _done(name, settings.topic_prefix, events, consumed) and not stage._lock.locked():
+            if _done(name, settings.topic_prefix, events, consumed) and not stage._lock.locked() and not stage.pending:
                 break
             if loop.time() > deadline:
                 raise TimeoutError(f"stage {name} did not finish {events} events in {STAGE_TIMEOUT_S} s")
@@ -170,7 +170,7 @@ async def _timed_stage(settings: CoreSettings, name: str, events: int, profile: 
 def _done(name: str, prefix: str, events: int, consumed: float) -> bool:
     if name == "verifier":  # counted after each commit: every event is in the events topic
         return _sample("broker_stage_records_out_total", stage=name, topic=TopicNames(prefix).events) >= events
-    return consumed >= events  # plus the stage lock free: the last transaction has committed
+    return consumed >= events  # plus the stage lock free and no open transaction: the last one has committed
 
 
 def _logic_only(batches: list[bytes], registry: KeyRegistry, repeats: int) -> list[StageResult]:
