@@ -78,8 +78,10 @@ class BenchPlan:
         default_factory=lambda: {
             "throughput_eps": 20_000.0,  # issue 7: >= 20,000 signed events/s on 2 cores
             "ratio_to_passthrough": 0.5,  # >= half the raw pass-through
-            "latency_p99_ms_at_half": 250.0,
-            "shielding_p99_ms": 500.0,
+            "ratio_to_twohop": 0.8,  # issue 18: >= 0.8 of the two-hop transactional pass-through
+            "ratio_to_peer": 1.5,  # issue 18: each stage >= 1.5x the quix-streams peer doing its work
+            "latency_p99_ms_at_half": 150.0,  # issue 18 (was 250)
+            "shielding_p99_ms": 100.0,  # issue 18 (was 500), and <= 1.5x shielding_p99_idle_ms
             "decisions_per_s": 5_000.0,
             "decision_p99_ms": 10.0,
         }

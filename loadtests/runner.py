@@ -27,6 +27,7 @@ from loadtests.profile import product_functions, top_functions
 from loadtests.progress import Progress
 from loadtests.security_cost import churn_note, measure_security_cost
 from loadtests.stack import BenchStack, RunTopics
+from loadtests.twohop import twohop_perf
 
 __all__ = ["BenchOutcome", "run_bench"]
 
@@ -63,6 +64,7 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
     producer: tuple[float, float, float] | None = None
     consumer: tuple[float, float] | None = None
     passthrough: tuple[float, float] | None = None
+    twohop: tuple[float, float] | None = None
     cache = default_cache_dir()
     operator = ctx.stack.operator()  # the tools connect as the operator, over the same TLS as the core
     config = client_config(operator, ctx.workdir)
@@ -75,11 +77,18 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
         consumer = await consumer_perf(cache, operator, config, f"{scratch}.perf", records)
         ctx.progress.step("ceilings", f"aiokafka pass-through of the main run's {main.event_records} event records")
         passthrough = await passthrough_perf(operator, main.topics.events, f"{scratch}.pass", main.event_records)
+        await create_scratch_topic(operator, f"{scratch}.mid", ctx.plan.partitions)
+        await create_scratch_topic(operator, f"{scratch}.sink", ctx.plan.partitions)
+        ctx.progress.step("ceilings", f"two-hop transactional pass-through of {main.event_records} event records")
+        twohop = await twohop_perf(
+            operator, main.topics.events, f"{scratch}.mid", f"{scratch}.sink", main.event_records
+        )
     except (RuntimeError, TimeoutError, OSError) as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
         ctx.progress.step("ceilings", f"failed: {exc}")
     finally:
-        await RunTopics(operator, main.topics, ctx.plan.partitions).delete((f"{scratch}.perf", f"{scratch}.pass"))
+        scratches = tuple(f"{scratch}.{t}" for t in ("perf", "pass", "mid", "sink"))
+        await RunTopics(operator, main.topics, ctx.plan.partitions).delete(scratches)
     return Ceilings(
         size,
         producer[0] if producer else None,
@@ -90,6 +99,8 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
         passthrough[0] if passthrough else None,
         round(passthrough[1], 2) if passthrough else None,
         tuple(errors),
+        round(twohop[0], 1) if twohop else None,
+        round(twohop[1], 2) if twohop else None,
     )
 
 
