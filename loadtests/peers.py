@@ -128,10 +128,10 @@ def run_peer(
         verifier.forget({agent})
         saved = state.get("cursor")
         if saved is not None:
-            verifier.restore(saved)
+            verifier.restore(saved.encode())
         result = verifier.process(value, message_context().offset, timestamp)
         if agent in result.changed and agent in verifier.cursors:
-            state.set("cursor", verifier.cursors[agent].to_bytes())
+            state.set("cursor", verifier.cursors[agent].to_bytes().decode())  # quix stores JSON values: text
         counts["rejected"] += len(result.rejected)
         out = [
             ((ve.event.patient_key or f"site:{ve.event.site}").encode(), encode_verified_event(ve))
@@ -152,12 +152,12 @@ def run_peer(
         reconciler.forget([patient])
         saved = state.get("state")
         if saved is not None:
-            reconciler.restore(patient, saved)
+            reconciler.restore(patient, saved.encode())
         result = reconciler.process(event, (message_context().partition, message_context().offset))
         out: list[tuple[bytes, bytes]] = []
         if result.outcome in (Outcome.APPLIED, Outcome.QUARANTINED) and result.state is not None:
             data = result.state.to_bytes()
-            state.set("state", data)
+            state.set("state", data.decode())  # canonical JSON: text for quix's JSON state values
             out.append((key, data))
         elif result.outcome is Outcome.REJECTED:
             counts["rejected"] += 1
@@ -202,7 +202,8 @@ async def peer_perf(
     proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT_S)
     if proc.returncode != 0:
-        raise RuntimeError(f"peer {stage} exited {proc.returncode}: {err.decode(errors='replace')[-400:]}")
+        lines = err.decode(errors="replace").strip().splitlines() or [""]
+        raise RuntimeError(f"peer {stage} exited {proc.returncode}: {lines[-1][:400]}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return result
 
