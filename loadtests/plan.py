@@ -73,6 +73,7 @@ class BenchPlan:
     decision_concurrency: int = 32
     ceiling_records: int = 200_000
     profile_events: int = 20_000  # events in the cProfile run made when a goal is missed
+    peer_events: int = 50_000  # events through each stage and its quix-streams peer (issue 18)
     security_cost: bool = True  # repeat the main run on a plaintext stack: throughput with TLS vs without
     goals: dict[str, float] = field(
         default_factory=lambda: {
@@ -112,6 +113,7 @@ def quick_plan() -> BenchPlan:
         decision_requests=3_000,
         ceiling_records=100_000,
         profile_events=10_000,
+        peer_events=20_000,
     )
 
 

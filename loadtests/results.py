@@ -86,7 +86,7 @@ def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
     shield_p99 = full.shielding.p99 if full is not None else None
     least = _least_load(outcome.curve)
     shield_idle_p99 = least.shielding.p99 if least is not None and least is not full else None
-    peers: dict[str, Any] = getattr(outcome, "peers", {}) or {}
+    peers = outcome.peers
     replica = full.extra.get("replica_shielding_ms") if full is not None else None
     result: dict[str, Any] = {
         "throughput_eps": main.throughput_eps,
@@ -107,7 +107,7 @@ def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
         "twohop_latency_ms": None,  # not measured yet: the two-hop ceiling is run as a backlog drain only
         "ratio_to_peer_verifier": _peer_ratio(peers, "verifier"),
         "ratio_to_peer_reconciler": _peer_ratio(peers, "reconciler"),
-        "peers": peers or {"skipped": "no quix-streams peer in this bench (issue 18 item not built)"},
+        "peers": peers,
         "ratio_to_kafka_producer": _ratio(main.throughput_eps, ceilings.producer_eps),
         "ratio_to_kafka_consumer": _ratio(main.throughput_eps, ceilings.consumer_fetch_eps),
         "shielding_p99_ms": shield_p99,
