@@ -13,7 +13,7 @@ from broker.topics import TopicNames
 from broker.verifier import Cursor, DeadLetter, VerifierCore
 from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
-from consent_wire.signing import encode_verified_event, verified_event_payload
+from consent_wire.signing import encode_verified_events, verified_event_payload
 
 __all__ = ["QUARANTINE_ALERT", "ReconcilerLogic", "ReportsLogic", "VerifierLogic", "dead_letter"]
 
@@ -72,13 +72,15 @@ class VerifierLogic:
     def process(self, partition: int, records: Sequence[Any], now_ms: int) -> list[Output]:
         outputs: list[Output] = []
         changed: set[str] = set()
+        events = self.topics.events
         for record in records:
             # ingress uses LogAppendTime: the broker's arrival time, which an agent cannot set
             arrival = record.timestamp if record.timestamp and record.timestamp > 0 else now_ms
             result = self.core.process(record.value or b"", record.offset, arrival)
-            for ve in result.accepted:
+            # the batch-level fields are encoded once per batch, not once per event (issue 18)
+            for ve, data in zip(result.accepted, encode_verified_events(result.accepted), strict=True):
                 key = (ve.event.patient_key or f"site:{ve.event.site}").encode()
-                outputs.append(Output(self.topics.events, encode_verified_event(ve), key))
+                outputs.append(Output(events, data, key))
             outputs.extend(self._letters(partition, result.rejected))
             changed |= result.changed
         outputs.extend(self._cursors(partition, changed))
@@ -173,7 +175,8 @@ class ReconcilerLogic:
             state = self.core.state(key).to_bytes()
             outputs.append(Output(self.topics.state, state, key.encode(), partition))
         for key, value in shielding.items():
-            outputs.append(Output(self.topics.shielding, value, key.encode(), partition))
+            # urgent: the transaction holding a shielding record commits now, not at the commit interval
+            outputs.append(Output(self.topics.shielding, value, key.encode(), partition, urgent=True))
         return outputs
 
     def tick(self, now_ms: int) -> dict[int, list[Output]]:

@@ -86,6 +86,7 @@ class Core:
             max_records=max_records,
             state_dir=state_dir,
             group_instance_id=f"{s.instance_id}.{name}" if s.instance_id else None,
+            commit_interval_ms=s.commit_interval_ms,
         )
 
     def stage_health(self) -> dict[str, bool]:

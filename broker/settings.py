@@ -59,6 +59,10 @@ class CoreSettings:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     gap_timeout_ms: int = 30_000
+    # the verifier's and reconciler's Kafka transactions span every poll for this long (issue 18): larger values
+    # cost fewer transaction round-trips per event and add up to this much latency; 0 = one transaction per poll.
+    # A transaction holding a shielding record commits at once whatever this is.
+    commit_interval_ms: int = 100
     audit_key_file: str = ""  # hex raw Ed25519 private key (0600) signing audit checkpoints; required by the api stage
     audit_checkpoint_every: int = 1000  # (before issue 15) records between checkpoints; now one per group commit
     audit_origin: str = ""  # the audit log's C2SP origin and log key name; "" = "<app_id>/<topic_prefix>.audit"
@@ -259,6 +263,8 @@ def _counts(s: CoreSettings) -> str | None:
         return _problem(s, "audit_checkpoint_every", "expected a positive number of records between checkpoints")
     if s.gap_timeout_ms < 0:
         return _problem(s, "gap_timeout_ms", "expected milliseconds >= 0")
+    if not 0 <= s.commit_interval_ms <= 10_000:
+        return _problem(s, "commit_interval_ms", "expected milliseconds between 0 and 10000")
     if s.api_view_cache_entries < 1:
         return _problem(s, "api_view_cache_entries", "expected a positive number of cached patient states")
     return None

@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from broker.changelog_store import LocalChangelog, restore_partition
 from broker.sessions import backoff_delay
+from broker.txn_batch import OpenTransaction, TransactionBatcher
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 from consent_io.recovery import RateLimit
@@ -75,6 +76,7 @@ class Output:
     partition: int | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
     reject_reason: str | None = None  # counted in metrics when set
+    urgent: bool = False  # commit its transaction at once, not at the commit interval (a shielding record)
 
 
 class StageLogic(Protocol):
@@ -110,6 +112,9 @@ class StageConfig:
     compression: str | None = "lz4"
     transaction_timeout_ms: int = 60_000
     tick_interval_s: float = 1.0
+    # one transaction per partition spans every poll for this long (issue 18; Kafka Streams' commit.interval.ms
+    # under exactly-once); 0 commits after every poll, as before
+    commit_interval_ms: int = 100
     state_dir: Path | None = None  # local checkpointed changelog stores (None: restore from Kafka only)
     # static group membership: a restarted process with the same id takes its partitions back without a
     # rebalance (no wait for the old member's session timeout); None: dynamic membership
@@ -161,6 +166,12 @@ class TransactionalStage:
         self._failure: BaseException | None = None  # a Kafka error in the rebalance listener (it must not hide)
         self.restores: list[tuple[int, str, int]] = []  # (partition, kind, records read from Kafka) per restore
         self.assignments: list[list[int]] = []  # the partitions of each assignment received
+        self._txns = TransactionBatcher(config.commit_interval_ms / 1000)  # open transactions (broker.txn_batch)
+
+    @property
+    def pending(self) -> int:
+        """Partitions with an open transaction: processed records not yet committed."""
+        return len(self._txns)
 
     @property
     def healthy(self) -> bool:
@@ -239,9 +250,8 @@ class TransactionalStage:
         try:
             while not stop.is_set():
                 generation = self._generation
-                batches = await consumer.getmany(
-                    timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
-                )
+                wait_s = self._txns.wait_s(time.monotonic(), self.config.poll_timeout_ms / 1000)
+                batches = await consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=self.config.max_records)
                 if self._failure is not None:  # aiokafka logs and swallows a listener's error: end the session
                     failure, self._failure = self._failure, None
                     raise failure
@@ -254,14 +264,13 @@ class TransactionalStage:
                         batches = {}
                     if batches:
                         await self.logic.prepare()
-                    # each partition has its own transactional producer, so their transactions commit
-                    # concurrently: a poll costs one commit round-trip, not one per partition
-                    await _all_settled(
-                        self._handle(tp, records)
-                        for tp, records in batches.items()
-                        if tp.partition in self.producers and records
-                    )
+                    # each poll's outputs join the partition's open transaction; each partition has its own
+                    # transactional producer, so the due ones commit concurrently (one round-trip per interval)
+                    for tp, records in batches.items():
+                        if tp.partition in self.producers and records:
+                            await self._handle(tp, records)
                     await self._maybe_tick()
+                    await self._commit_due()
                     self._update_gauges(consumer)
         finally:
             watch_stop.set()
@@ -269,6 +278,8 @@ class TransactionalStage:
             # not under the lock: stopping the consumer may run the rebalance listener, which takes it
             await kafka.close_consumer(consumer)
             async with self._lock:
+                if stop.is_set():  # a clean stop commits what it has processed; a lost session cannot
+                    await self._flush(self._txns.partitions())
                 for partition in list(self.producers):
                     await self._close_producer(partition)
                 if stop.is_set() and self._local is not None:
@@ -287,7 +298,7 @@ class TransactionalStage:
         self._progress[tp] = time.time()
         EVENTS_IN.labels(self.logic.name).inc(len(records))
         outputs = self.logic.process(tp.partition, records, int(time.time() * 1000))
-        ok = await self._transact(tp.partition, outputs, {tp: records[-1].offset + 1})
+        ok = await self._enqueue(tp.partition, outputs, records[-1].offset + 1)
         self._next_offset[tp.partition] = records[-1].offset + 1
         if not ok:
             await self._recover(tp)
@@ -298,50 +309,114 @@ class TransactionalStage:
             return
         self._last_tick = time.monotonic()
         for partition, outputs in self.logic.tick(int(time.time() * 1000)).items():
-            if outputs and partition in self.producers and not await self._transact(partition, outputs, None):
+            if outputs and partition in self.producers and not await self._enqueue(partition, outputs, None):
                 assert self._consumer is not None  # the tick changed memory that was not committed: rebuild it
                 await self._recover(TopicPartition(self.logic.input_topic, partition))
 
-    async def _transact(self, partition: int, outputs: list[Output], offsets: dict[TopicPartition, int] | None) -> bool:
+    async def _enqueue(self, partition: int, outputs: list[Output], next_offset: int | None) -> bool:
+        """Add outputs (and the input position) to the partition's open transaction, beginning one if needed.
+
+        ``send`` only queues each record in the producer's accumulator; delivery is awaited after the commit.
+        False: the transaction was aborted, so the partition's memory must be rebuilt (``_recover``).
+        """
         producer = self.producers[partition]
+        txn = self._txns.get(partition)
         try:
-            await producer.begin_transaction()
-            futures = [
-                await producer.send(
-                    o.topic, o.value, key=o.key, partition=self._partition_of(producer, o), headers=list(o.headers)
+            if txn is None:
+                await producer.begin_transaction()
+                txn = self._txns.open(partition, time.monotonic())
+            send = producer.send
+            futures = txn.futures
+            for o in outputs:
+                futures.append(
+                    await send(
+                        o.topic, o.value, key=o.key, partition=self._partition_of(producer, o), headers=list(o.headers)
+                    )
                 )
-                for o in outputs
-            ]
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.config.group_id)
+        except ProducerFenced:
+            return await self._fenced(partition)
+        except KafkaError as exc:
+            self._txns.discard(partition)
+            await self._abort(partition, producer, exc)
+            return False
+        txn.outputs.extend(outputs)
+        if next_offset is not None:
+            txn.next_offset = next_offset
+        if not txn.urgent and any(o.urgent for o in outputs):
+            txn.urgent = True
+        return True
+
+    async def _commit_due(self) -> None:
+        """Commit every transaction that is due (concurrently: one producer each); recover those that fail."""
+        due = self._txns.due(time.monotonic())
+        if not due:
+            return
+        # every commit settles before any error is raised (see _all_settled: gather alone would leave siblings running)
+        results = await asyncio.gather(*(self._commit(partition) for partition in due), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        for partition, ok in zip(due, results, strict=True):
+            if not ok and (partition in self.producers or self._still_assigned(partition)):
+                await self._recover(TopicPartition(self.logic.input_topic, partition))
+
+    async def _flush(self, partitions: list[int]) -> None:
+        """Commit these partitions' open transactions now (before a revocation or a clean stop).
+
+        One that fails is dropped together with the partition's memory, which it had made uncommitted.
+        """
+        for partition in partitions:
+            if partition in self._txns and not await self._commit(partition):
+                await self._close_producer(partition)
+                self._forget(partition)
+
+    async def _commit(self, partition: int) -> bool:
+        txn = self._txns.take(partition)
+        producer = self.producers.get(partition)
+        if txn is None or producer is None:
+            return True
+        try:
+            if txn.next_offset is not None:
+                tp = TopicPartition(self.logic.input_topic, partition)
+                await producer.send_offsets_to_transaction({tp: txn.next_offset}, self.config.group_id)
             await producer.commit_transaction()
             # all done once committed; awaiting each re-raises a failed send
             # (asyncio.gather would add a callback per record: 10% of the verifier's time)
-            written = [await future for future in futures]
+            written = [await future for future in txn.futures]
         except ProducerFenced:
-            await self._close_producer(partition)
-            self._forget(partition)
-            # Still assigned: the coordinator aborted the transaction itself (it outlived transaction_timeout_ms,
-            # e.g. across a Kafka outage) and bumped the epoch. The partition must be recovered, not dropped:
-            # dropping it left it assigned but never handled again (issue 13, the full-outage stall).
-            mine = self._still_assigned(partition)
-            log.warning("stage=%s partition=%d fenced still_assigned=%s", self.logic.name, partition, mine)
-            return not mine  # not assigned: a newer owner has it, nothing to recover
+            return await self._fenced(partition)
         except KafkaError as exc:
-            log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
-            TXN_ABORTS.labels(self.logic.name).inc()
-            # AssertionError: aiokafka's state machine has no transaction to abort (the error came before
-            # begin_transaction took effect, e.g. right after an outage); _recover replaces the producer anyway
-            with contextlib.suppress(KafkaError, AssertionError):
-                await producer.abort_transaction()
+            await self._abort(partition, producer, exc)
             return False
-        self._count(outputs)
-        self._committed_changelog(partition, outputs, written)
+        self._committed(partition, txn, written)
         return True
 
     def _still_assigned(self, partition: int) -> bool:
         consumer = self._consumer
         return consumer is not None and TopicPartition(self.logic.input_topic, partition) in consumer.assignment()
+
+    def _committed(self, partition: int, txn: OpenTransaction, written: list[Any]) -> None:
+        self._count(txn.outputs)
+        self._committed_changelog(partition, txn.outputs, written)
+
+    async def _fenced(self, partition: int) -> bool:
+        """After ProducerFenced: True when a newer owner has the partition (nothing to recover), False when it is
+        still assigned here and must be recovered: the coordinator aborted the transaction itself (it outlived
+        transaction_timeout_ms, e.g. across a Kafka outage) and bumped the epoch. Dropping such a partition left it
+        assigned but never handled again (issue 13, the full-outage stall)."""
+        await self._close_producer(partition)
+        self._forget(partition)
+        mine = self._still_assigned(partition)
+        log.warning("stage=%s partition=%d fenced still_assigned=%s", self.logic.name, partition, mine)
+        return not mine
+
+    async def _abort(self, partition: int, producer: AIOKafkaProducer, exc: KafkaError) -> None:
+        log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
+        TXN_ABORTS.labels(self.logic.name).inc()
+        # AssertionError: aiokafka's state machine has no transaction to abort (the error came before
+        # begin_transaction took effect, e.g. right after an outage); _recover replaces the producer anyway
+        with contextlib.suppress(KafkaError, AssertionError):
+            await producer.abort_transaction()
 
     def _committed_changelog(self, partition: int, outputs: list[Output], written: list[Any]) -> None:
         """Note the committed changelog records' offsets (and queue them for the local store)."""
@@ -435,6 +510,7 @@ class TransactionalStage:
         self._set_holding(False)
         async with self._lock:
             self._generation += 1
+            await self._flush([p for p in partitions if p in self.producers])  # commit what was processed
             for partition in partitions:
                 await self._close_producer(partition)
                 if partition in self._changelog_next:
@@ -479,6 +555,8 @@ class TransactionalStage:
         )  # fmt: skip
 
     async def _close_producer(self, partition: int) -> None:
+        if self._txns.discard(partition):  # its memory is ahead of the committed changelog: rebuild it later
+            self._forget(partition)
         producer = self.producers.pop(partition, None)
         if producer is not None:
             await kafka.close_producer(producer)  # bounded: Kafka may be down

@@ -25,6 +25,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="the under-two-minutes version (make bench QUICK=1)")
     parser.add_argument("--out", type=Path, default=REPO / "bench", help="output folder (default: bench/)")
     parser.add_argument("--no-agents", action="store_true", help="skip the real edge agents")
+    parser.add_argument("--kafka-port", type=int, default=None, help="the bench stack's Kafka port (default 29792)")
+    parser.add_argument("--mqtt-port", type=int, default=None, help="the bench stack's MQTT port (default 21783)")
+    parser.add_argument("--no-peers", action="store_true", help="skip the quix-streams peers (issue 18)")
     parser.add_argument("--no-decisions", action="store_true", help="skip the decision API phase")
     parser.add_argument(
         "--no-security-cost", action="store_true", help="skip the plaintext repeat of the main run (cost of security)"
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from loadtests.report import write_plots, write_report
     from loadtests.results import assemble
     from loadtests.runner import run_bench
+    from loadtests.stack import bench_infra_config
 
     plan = quick_plan() if args.quick else full_plan()
     plan = dataclasses.replace(plan, security_cost=not args.no_security_cost)
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         companions = {} if args.no_agents else make_companions(plan, workdir)
         decisions = None if args.no_decisions else make_decisions(plan, workdir)
-        outcome = uvloop.run(run_bench(plan, workdir, companions, decisions))
+        stack = bench_infra_config(args.kafka_port, args.mqtt_port)
+        outcome = uvloop.run(run_bench(plan, workdir, companions, decisions, stack, peers=not args.no_peers))
     results = assemble(outcome, REPO)
     (args.out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     write_report(results, args.out / "report.md")

@@ -50,6 +50,9 @@ class Ceilings:
     passthrough_eps: float | None
     passthrough_cpu_us_per_record: float | None
     errors: tuple[str, ...] = ()
+    # two hops (source -> middle -> sink) through the core's own transactional stage, copying (loadtests.twohop)
+    twohop_eps: float | None = None
+    twohop_cpu_us_per_record: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

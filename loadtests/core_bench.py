@@ -73,6 +73,7 @@ class BenchConfig:
     partitions: int
     profile: bool
     repeats: int
+    peers: bool = False  # also run the quix-streams peer of each stage on the same input (loadtests.peers)
 
     def stack_args(self) -> argparse.Namespace:
         return argparse.Namespace(
@@ -83,7 +84,7 @@ class BenchConfig:
 @dataclass(frozen=True, slots=True)
 class StageResult:
     stage: str
-    mode: str  # "kafka" (the stage on the broker) or "logic" (the pure core, no I/O)
+    mode: str  # "kafka" (the stage on the broker), "logic" (the pure core, no I/O) or "peer" (quix-streams)
     events: int
     seconds: float
     events_per_s: float
@@ -152,7 +153,7 @@ async def _timed_stage(settings: CoreSettings, name: str, events: int, profile: 
             consumed = _sample("broker_stage_records_in_total", stage=name)
             if first is None and consumed > 0:
                 first = time.perf_counter() - POLL_S / 2  # the first record arrived within the last poll
-            if _done(name, settings.topic_prefix, events, consumed) and not stage._lock.locked():
+            if _done(name, settings.topic_prefix, events, consumed) and not stage._lock.locked() and not stage.pending:
                 break
             if loop.time() > deadline:
                 raise TimeoutError(f"stage {name} did not finish {events} events in {STAGE_TIMEOUT_S} s")
@@ -170,7 +171,7 @@ async def _timed_stage(settings: CoreSettings, name: str, events: int, profile: 
 def _done(name: str, prefix: str, events: int, consumed: float) -> bool:
     if name == "verifier":  # counted after each commit: every event is in the events topic
         return _sample("broker_stage_records_out_total", stage=name, topic=TopicNames(prefix).events) >= events
-    return consumed >= events  # plus the stage lock free: the last transaction has committed
+    return consumed >= events  # plus the stage lock free and no open transaction: the last one has committed
 
 
 def _logic_only(batches: list[bytes], registry: KeyRegistry, repeats: int) -> list[StageResult]:
@@ -216,11 +217,46 @@ async def run(config: BenchConfig, logic_only: bool = False) -> tuple[list[Stage
         for stage in ("verifier", "reconciler"):  # one after the other: each stage alone on the machine
             settings = _settings(deployment, topics, root, stage)
             results.append(await _timed_stage(settings, stage, events, config.profile))
+        if config.peers:
+            results.extend(await _peers(operator, topics, root, config))
     registry = KeyRegistry(root.public_key)
     for a in agents:
         registry.apply(a.register(root))
     results.extend(_logic_only(batches, registry, config.repeats))
     return results, preload_s
+
+
+async def _peers(
+    operator: KafkaConnection, topics: TopicNames, root: OperatorRoot, config: BenchConfig
+) -> list[StageResult]:
+    """The quix-streams peer of each stage on the same input topics, alone on the machine, one after the other."""
+    from loadtests.ceilings import create_scratch_topic
+    from loadtests.peers import peer_perf
+
+    out: list[StageResult] = []
+    events = config.batches * config.batch_size
+    plan = (
+        ("verifier", topics.ingress, f"{topics.prefix}.peer-events", config.batches),
+        ("reconciler", topics.events, f"{topics.prefix}.peer-state", events),
+    )
+    for stage, source, sink, records in plan:
+        await create_scratch_topic(operator, sink, config.partitions)
+        r = await peer_perf(
+            operator, stage, source, sink, records, topics.keys, public_key_bytes(root.public_key).hex()
+        )
+        out.append(StageResult(stage, "peer", events, float(r["seconds"]), round(float(r["events_per_s"]))))
+    return out
+
+
+def peer_ratios(results: Sequence[StageResult]) -> dict[str, dict[str, float | None]]:
+    """Per stage: the product's events/s, the peer's, and product / peer."""
+    out: dict[str, dict[str, float | None]] = {}
+    for stage in ("verifier", "reconciler"):
+        product = next((r.events_per_s for r in results if r.stage == stage and r.mode == "kafka"), None)
+        peer = next((r.events_per_s for r in results if r.stage == stage and r.mode == "peer"), None)
+        ratio = round(product / peer, 3) if product is not None and peer else None
+        out[stage] = {"product_eps": product, "peer_eps": peer, "ratio": ratio}
+    return out
 
 
 def _settings(deployment: LocalDeployment, topics: TopicNames, root: OperatorRoot, stage: str) -> CoreSettings:
@@ -245,6 +281,7 @@ def _report(config: BenchConfig, results: Sequence[StageResult], preload_s: floa
         "config": {k: v for k, v in asdict(config).items() if k != "profile"},
         "preload_seconds": round(preload_s, 3),
         "results": [{k: v for k, v in asdict(r).items() if k != "profile_top"} for r in results],
+        "peers": peer_ratios(results),
         "goal": {
             "events_per_s_per_stage": GOAL_EVENTS_PER_S,
             "measured": kafka,
@@ -273,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile each timed phase and print the top")
     parser.add_argument("--repeats", type=int, default=3, help="logic-only runs; the best is kept")
     parser.add_argument("--logic-only", action="store_true", help="skip Kafka: time the pure cores only")
+    parser.add_argument("--peers", action="store_true", help="also run the quix-streams peers (pip install .[bench])")
     parser.add_argument("--out", type=Path, default=Path("bench/core.json"), help="JSON results file")
     args = parser.parse_args(argv)
     config = BenchConfig(
@@ -287,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         args.partitions,
         args.profile,
         args.repeats,
+        args.peers,
     )
     results, preload_s = uvloop.run(run(config, args.logic_only))
     if not args.logic_only:

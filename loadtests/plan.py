@@ -73,13 +73,16 @@ class BenchPlan:
     decision_concurrency: int = 32
     ceiling_records: int = 200_000
     profile_events: int = 20_000  # events in the cProfile run made when a goal is missed
+    peer_events: int = 50_000  # events through each stage and its quix-streams peer (issue 18)
     security_cost: bool = True  # repeat the main run on a plaintext stack: throughput with TLS vs without
     goals: dict[str, float] = field(
         default_factory=lambda: {
             "throughput_eps": 20_000.0,  # issue 7: >= 20,000 signed events/s on 2 cores
             "ratio_to_passthrough": 0.5,  # >= half the raw pass-through
-            "latency_p99_ms_at_half": 250.0,
-            "shielding_p99_ms": 500.0,
+            "ratio_to_twohop": 0.8,  # issue 18: >= 0.8 of the two-hop transactional pass-through
+            "ratio_to_peer": 1.5,  # issue 18: each stage >= 1.5x the quix-streams peer doing its work
+            "latency_p99_ms_at_half": 150.0,  # issue 18 (was 250)
+            "shielding_p99_ms": 100.0,  # issue 18 (was 500), and <= 1.5x shielding_p99_idle_ms
             "decisions_per_s": 5_000.0,
             "decision_p99_ms": 10.0,
         }
@@ -110,6 +113,7 @@ def quick_plan() -> BenchPlan:
         decision_requests=3_000,
         ceiling_records=100_000,
         profile_events=10_000,
+        peer_events=20_000,
     )
 
 

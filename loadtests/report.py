@@ -180,12 +180,18 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"{_fmt(ceil['consumer_fetch_eps'])} records/s, records of {ceil['record_bytes']} bytes",
         f"- Ratio to pass-through {_fmt(results['ratio_to_passthrough'])}, to Kafka producer "
         f"{_fmt(results['ratio_to_kafka_producer'])}, to Kafka consumer {_fmt(results['ratio_to_kafka_consumer'])}",
+        f"- Two-hop transactional pass-through (the stages' own transactions, no processing) "
+        f"{_fmt(results.get('ceiling_twohop_eps'))} records/s: ratio {_fmt(results.get('ratio_to_twohop'))}; "
+        f"product/quix-streams peer: verifier {_fmt(results.get('ratio_to_peer_verifier'))}, reconciler "
+        f"{_fmt(results.get('ratio_to_peer_reconciler'))}",
         f"- End-to-end latency at {_fmt(results['latency_measured_at']['offered_eps'])} ev/s offered (from "
         f"{results['latency_measured_at']['from']}): "
         f"p50 {_fmt(results['latency_ms']['p50'])} ms, p95 {_fmt(results['latency_ms']['p95'])} ms, "
         f"p99 {_fmt(results['latency_ms']['p99'])} ms, max {_fmt(results['latency_ms']['max'])} ms",
         f"- Shielding propagation under full load: subscribers p99 {_fmt(results['shielding_p99_ms'])} ms, "
-        f"agent replicas p99 {_fmt(results['shielding_replica_p99_ms'])} ms",
+        f"agent replicas p99 {_fmt(results['shielding_replica_p99_ms'])} ms; in the least-loaded run "
+        f"({_fmt(results.get('shielding_idle_measured_at_fraction'))} of max) p99 "
+        f"{_fmt(results.get('shielding_p99_idle_ms'))} ms",
         f"- Decision API: {_fmt(results['decisions_per_s'])} decisions/s, p99 {_fmt(results['decision_p99_ms'])} ms",
         _security_line(results.get("security_cost", {})),
         f"- Lost {results['lost']}, duplicated {results['duplicated']} (all runs, checked by key on the events "

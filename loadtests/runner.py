@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.infra.manager import default_cache_dir
+from broker.infra.manager import InfraConfig, default_cache_dir
 from consent_wire.keys import OperatorRoot
 from loadtests.ceilings import (
     Ceilings,
@@ -27,11 +27,13 @@ from loadtests.profile import product_functions, top_functions
 from loadtests.progress import Progress
 from loadtests.security_cost import churn_note, measure_security_cost
 from loadtests.stack import BenchStack, RunTopics
+from loadtests.twohop import twohop_perf
 
 __all__ = ["BenchOutcome", "run_bench"]
 
 log = logging.getLogger(__name__)
 
+PEER_BATCH = 100  # events per signed batch in the peer comparison (loadtests.core_bench's default)
 FELL_BEHIND_FACTOR = 1.5  # a paced run that drains within 1.5x its duration kept up (latency tail included)
 
 
@@ -51,6 +53,7 @@ class BenchOutcome:
     agents: dict[str, Any] = field(default_factory=dict)
     security_cost: dict[str, Any] = field(default_factory=dict)
     plaintext: RunResult | None = None  # the plaintext comparison run (security cost only)
+    peers: dict[str, Any] = field(default_factory=dict)  # stage -> product_eps, peer_eps, ratio (issue 18)
 
 
 async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
@@ -63,6 +66,7 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
     producer: tuple[float, float, float] | None = None
     consumer: tuple[float, float] | None = None
     passthrough: tuple[float, float] | None = None
+    twohop: tuple[float, float] | None = None
     cache = default_cache_dir()
     operator = ctx.stack.operator()  # the tools connect as the operator, over the same TLS as the core
     config = client_config(operator, ctx.workdir)
@@ -75,11 +79,18 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
         consumer = await consumer_perf(cache, operator, config, f"{scratch}.perf", records)
         ctx.progress.step("ceilings", f"aiokafka pass-through of the main run's {main.event_records} event records")
         passthrough = await passthrough_perf(operator, main.topics.events, f"{scratch}.pass", main.event_records)
+        await create_scratch_topic(operator, f"{scratch}.mid", ctx.plan.partitions)
+        await create_scratch_topic(operator, f"{scratch}.sink", ctx.plan.partitions)
+        ctx.progress.step("ceilings", f"two-hop transactional pass-through of {main.event_records} event records")
+        twohop = await twohop_perf(
+            operator, main.topics.events, f"{scratch}.mid", f"{scratch}.sink", main.event_records
+        )
     except (RuntimeError, TimeoutError, OSError) as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
         ctx.progress.step("ceilings", f"failed: {exc}")
     finally:
-        await RunTopics(operator, main.topics, ctx.plan.partitions).delete((f"{scratch}.perf", f"{scratch}.pass"))
+        scratches = tuple(f"{scratch}.{t}" for t in ("perf", "pass", "mid", "sink"))
+        await RunTopics(operator, main.topics, ctx.plan.partitions).delete(scratches)
     return Ceilings(
         size,
         producer[0] if producer else None,
@@ -90,6 +101,8 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
         passthrough[0] if passthrough else None,
         round(passthrough[1], 2) if passthrough else None,
         tuple(errors),
+        round(twohop[0], 1) if twohop else None,
+        round(twohop[1], 2) if twohop else None,
     )
 
 
@@ -152,14 +165,42 @@ def _goal_missed(plan: BenchPlan, main: RunResult, ceilings: Ceilings) -> bool:
     return main.throughput_eps < goals["throughput_eps"] or ratio < goals["ratio_to_passthrough"]
 
 
+async def _peers(ctx: BenchContext) -> dict[str, Any]:
+    """Each stage alone, then its quix-streams peer alone, on the same pre-loaded input (loadtests.core_bench)."""
+    from loadtests.core_bench import BenchConfig, peer_ratios
+    from loadtests.core_bench import run as core_run
+
+    config = ctx.stack.infra.config
+    batches = max(50, ctx.plan.peer_events // PEER_BATCH)
+    bench = BenchConfig(
+        config.name, config.kafka_port, config.mqtt_port, config.secure, batches, PEER_BATCH, 8, 10_000,
+        ctx.plan.partitions, profile=False, repeats=1, peers=True,
+    )  # fmt: skip
+    ctx.progress.step("peers", f"each stage, then its quix-streams peer, over {batches * PEER_BATCH} events")
+    try:
+        results, _ = await core_run(bench)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        ctx.progress.step("peers", f"failed: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    ratios: dict[str, Any] = peer_ratios(results)
+    for stage, r in ratios.items():
+        ctx.progress.step("peers", f"{stage}: product {r['product_eps']} events/s, peer {r['peer_eps']}: {r['ratio']}")
+    return ratios
+
+
 async def run_bench(
-    plan: BenchPlan, workdir: Path, companions: dict[float, Companion] | None = None, decisions: Any = None
+    plan: BenchPlan,
+    workdir: Path,
+    companions: dict[float, Companion] | None = None,
+    decisions: Any = None,
+    stack_config: InfraConfig | None = None,
+    peers: bool = True,
 ) -> BenchOutcome:
     """Start (or reuse) the bench stack, run every phase, stop the stack if this call started it."""
     progress = Progress()
     started = time.monotonic()
     load_before = load_average()
-    stack = await asyncio.to_thread(BenchStack.up)
+    stack = await asyncio.to_thread(BenchStack.up, stack_config)
     progress.step("stack", stack.describe())
     ctx = BenchContext(plan, stack, OperatorRoot.generate(), workdir, progress)
     notes: list[str] = []
@@ -172,6 +213,7 @@ async def run_bench(
             await measure_security_cost(ctx, main) if plan.security_cost else ({"skipped": "--no-security-cost"}, None)
         )
         ceilings = await _ceilings(ctx, main)
+        peer_ratios = await _peers(ctx) if peers else {"skipped": "--no-peers"}
         scaling = [main]
         for layout, processes, partitions in plan.scaling:
             spec = RunSpec(
@@ -212,4 +254,5 @@ async def run_bench(
         agents,
         cost,
         plaintext,
+        peer_ratios,
     )

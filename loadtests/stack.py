@@ -43,8 +43,12 @@ PLAIN_KAFKA_PORT = 29892  # the plaintext comparison stack (security cost only)
 PLAIN_MQTT_PORT = 21883
 
 
-def bench_infra_config() -> InfraConfig:
-    return InfraConfig(name="bench", kafka_port=BENCH_KAFKA_PORT, mqtt_port=BENCH_MQTT_PORT)
+def bench_infra_config(kafka_port: int | None = None, mqtt_port: int | None = None) -> InfraConfig:
+    """The bench's stack: ``bench`` on the default ports, else ``bench-<kafka port>`` (its own folders)."""
+    kafka_port = kafka_port or BENCH_KAFKA_PORT
+    mqtt_port = mqtt_port or BENCH_MQTT_PORT
+    default = (kafka_port, mqtt_port) == (BENCH_KAFKA_PORT, BENCH_MQTT_PORT)
+    return InfraConfig(name="bench" if default else f"bench-{kafka_port}", kafka_port=kafka_port, mqtt_port=mqtt_port)
 
 
 def plaintext_infra_config() -> InfraConfig:

@@ -104,9 +104,11 @@ def test_results_carry_the_required_keys_and_goal_verdicts(tmp_path: Path) -> No
     results = assemble(outcome, tmp_path)
     required = ("throughput_eps", "latency_ms", "ceiling_passthrough_eps", "ceiling_kafka_producer_eps",
                 "ratio_to_passthrough", "shielding_p99_ms", "decision_p99_ms", "decisions_per_s", "lost",
-                "duplicated", "machine", "config", "load_average")  # fmt: skip
+                "duplicated", "machine", "config", "load_average", "ratio_to_twohop", "ratio_to_peer_verifier",
+                "ratio_to_peer_reconciler", "shielding_p99_idle_ms", "twohop_latency_ms")  # fmt: skip
     assert all(k in results for k in required)
     assert results["ratio_to_passthrough"] == 0.25
+    assert results["ratio_to_twohop"] is None  # no two-hop figure in these ceilings: no ratio, not a zero
     assert results["latency_ms"]["p99"] == 30.0
     assert results["lost"] == 2
     assert results["goals"]["throughput_eps"]["met"] is False

@@ -90,7 +90,7 @@ async def test_a_fenced_partition_still_assigned_is_recovered_not_dropped(still_
     tp = TopicPartition(stage.logic.input_topic, 0)
     stage._consumer = _Consumer({tp} if still_assigned else set())  # type: ignore[assignment]
     stage.producers[0] = _FencedProducer()  # type: ignore[assignment]
-    handled: Any = await stage._transact(0, [], None)
+    handled: Any = await stage._enqueue(0, [], None)
     assert 0 not in stage.producers
     # False: the caller recovers it (new producer, state from the changelog, committed offset); True: let go
     assert handled is (not still_assigned)

@@ -1,0 +1,135 @@
+"""Two-hop pass-through ceiling (issue 18): source -> middle -> sink through the core's own transactional stage.
+
+The same path as the product (ingress -> events -> state): two processes, one per hop, each a
+:class:`broker.stage.TransactionalStage` (one transactional producer per partition, offsets in the transaction,
+the commit interval, ``read_committed``) around a logic that copies each record's key and value unchanged,
+so the difference to the product is the verifier's and the reconciler's work, nothing else.
+
+One hop, as its own process (the parent, :func:`twohop_perf`, starts both at once):
+
+    .venv/bin/python -m loadtests.twohop --bootstrap B --source T1 --sink T2 --records N --group G [TLS flags]
+
+Prints one JSON line: records, first (epoch seconds of the first record consumed), last (epoch seconds once
+every record is committed), cpu_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from broker.stage import Output, StageConfig, TransactionalStage
+from consent_io.connection import KafkaConnection
+from loadtests.passthrough import connection_args
+
+__all__ = ["CopyLogic", "main", "twohop_perf"]
+
+TIMEOUT_S = 300.0
+
+
+class CopyLogic:
+    """No processing: each input record's key and value to the sink, same partition (co-partitioned, like ours)."""
+
+    changelog_topic: str | None = None
+
+    def __init__(self, name: str, source: str, sink: str) -> None:
+        self.name = name
+        self.input_topic = source
+        self.sink = sink
+
+    async def prepare(self) -> None:
+        return None
+
+    def restore(self, partition: int, key: bytes, value: bytes) -> None:
+        return None
+
+    def forget(self, partition: int) -> None:
+        return None
+
+    def process(self, partition: int, records: Sequence[Any], now_ms: int) -> list[Output]:
+        sink = self.sink
+        return [Output(sink, r.value or b"", r.key, partition) for r in records]
+
+    def tick(self, now_ms: int) -> dict[int, list[Output]]:
+        return {}
+
+    def size(self) -> int:
+        return 0
+
+
+async def one_hop(conn: KafkaConnection, source: str, sink: str, records: int, group: str) -> dict[str, float]:
+    name = f"hop-{group}"
+    stage = TransactionalStage(StageConfig(conn, group, group), CopyLogic(name, source, sink))
+    stop = asyncio.Event()
+    task = asyncio.create_task(stage.run(stop))
+    first = 0.0
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while True:
+            moved = REGISTRY.get_sample_value("broker_stage_records_out_total", {"stage": name, "topic": sink}) or 0
+            if not first and (REGISTRY.get_sample_value("broker_stage_records_in_total", {"stage": name}) or 0):
+                first = time.time()
+            if moved >= records:
+                break
+            if task.done() or time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: {moved} of {records} records moved")
+            await asyncio.sleep(0.005)
+        last = time.time()
+    finally:
+        stop.set()
+        await task
+    return {"records": records, "first": first, "last": last, "cpu_s": round(time.process_time(), 3)}
+
+
+async def twohop_perf(conn: KafkaConnection, source: str, middle: str, sink: str, records: int) -> tuple[float, float]:
+    """(records/s from the first record consumed to the last committed on ``sink``, CPU us per record, both hops)."""
+    tag = time.time_ns()
+    argv = [sys.executable, "-m", "loadtests.twohop", "--bootstrap", conn.bootstrap, *connection_args(conn)]
+    hops = []
+    for i, (a, b) in enumerate(((source, middle), (middle, sink))):
+        hop = ["--source", a, "--sink", b, "--records", str(records), "--group", f"bench-twohop{i}-{tag}"]
+        hops.append(await asyncio.create_subprocess_exec(*argv, *hop, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in hops)), TIMEOUT_S + 60)
+    results = []
+    for proc, (out, err) in zip(hops, outs, strict=True):
+        if proc.returncode != 0:
+            raise RuntimeError(f"two-hop exited {proc.returncode}: {err.decode(errors='replace')[-300:]}")
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    seconds = results[1]["last"] - results[0]["first"]
+    cpu = sum(r["cpu_s"] for r in results)
+    return records / max(1e-9, seconds), cpu * 1e6 / max(1, records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--sink", required=True)
+    parser.add_argument("--records", type=int, required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--ca-file", default="", help="mutual TLS: the CA certificate (PEM); omit for plaintext")
+    parser.add_argument("--cert-file", default="", help="mutual TLS: this client's certificate (PEM)")
+    parser.add_argument("--key-file", default="", help="mutual TLS: its private key (PEM, mode 0600)")
+    args = parser.parse_args(argv)
+    import uvloop
+
+    conn = (
+        KafkaConnection(args.bootstrap, "SSL", args.ca_file, args.cert_file, args.key_file)
+        if args.ca_file
+        else KafkaConnection(args.bootstrap)
+    )
+    result = uvloop.run(one_hop(conn, args.source, args.sink, args.records, args.group))
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

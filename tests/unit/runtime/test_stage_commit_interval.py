@@ -1,0 +1,131 @@
+"""The stage's transactions on a commit interval (issue 18), driven with a recording fake producer.
+
+Behaviour, not time: with a long interval, polls join one open transaction and nothing commits; a transaction
+holding a shielding record commits at once; a revocation commits what was processed before the partition
+goes; a partition whose open transaction is dropped uncommitted has its memory forgotten (to be restored from
+the committed changelog), never kept ahead of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from broker.pipeline import ReconcilerLogic
+from broker.stage import Output, StageConfig, TransactionalStage
+from broker.topics import TopicNames
+from consent_io.connection import KafkaConnection
+
+
+@dataclass
+class _Meta:
+    partition: int
+    offset: int
+
+
+@dataclass
+class _Producer:
+    """Records the transaction calls a stage makes; every send succeeds."""
+
+    calls: list[str] = field(default_factory=list)
+    offsets: list[dict[TopicPartition, int]] = field(default_factory=list)
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
+    next_offset: int = 0
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def send(self, topic: str, value: bytes, key: bytes | None, partition: int | None, headers: Any) -> Any:
+        self.sent.append((topic, value))
+        future: asyncio.Future[_Meta] = asyncio.get_running_loop().create_future()
+        future.set_result(_Meta(partition or 0, self.next_offset))
+        self.next_offset += 1
+        return future
+
+    async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
+        self.offsets.append(offsets)
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+
+class _Logic(ReconcilerLogic):
+    def __init__(self) -> None:
+        super().__init__(TopicNames("p"))
+        self.forgotten: list[int] = []
+
+    def forget(self, partition: int) -> None:
+        self.forgotten.append(partition)
+        super().forget(partition)
+
+
+def _stage(interval_ms: int) -> tuple[TransactionalStage, _Logic, dict[int, _Producer]]:
+    logic = _Logic()
+    config = StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t", commit_interval_ms=interval_ms)
+    stage = TransactionalStage(config, logic)
+    producers = {0: _Producer(), 1: _Producer()}
+    stage.producers.update(producers)  # type: ignore[arg-type]
+    return stage, logic, producers
+
+
+def _state(partition: int, n: int) -> Output:
+    return Output("p.state", b"s%d" % n, b"patient-%d" % n, partition)
+
+
+async def test_polls_join_one_open_transaction_until_it_is_due() -> None:
+    stage, _, producers = _stage(10_000)
+    for n in range(3):
+        assert await stage._enqueue(0, [_state(0, n)], n + 1)
+    await stage._commit_due()
+    assert producers[0].calls == ["begin"]  # one transaction, three polls, not yet due
+    assert stage.pending == 1
+
+
+async def test_a_transaction_holding_a_shielding_record_commits_at_once_beside_bulk_ones_that_wait() -> None:
+    stage, _, producers = _stage(10_000)
+    await stage._enqueue(0, [_state(0, 1), _state(0, 2)], 40)  # bulk, partition 0
+    shielding = Output("p.shielding", b"{}", b"patient-9", 1, urgent=True)
+    await stage._enqueue(1, [_state(1, 9), shielding], 7)
+    await stage._commit_due()
+    assert producers[1].calls == ["begin", "commit"]
+    assert producers[1].offsets == [{TopicPartition("p.events", 1): 7}]  # the input position commits with it
+    assert producers[0].calls == ["begin"]  # the bulk transaction still waits for its interval
+    assert stage.pending == 1
+
+
+async def test_zero_interval_commits_after_every_poll_as_before() -> None:
+    stage, _, producers = _stage(0)
+    await stage._enqueue(0, [_state(0, 1)], 1)
+    await stage._commit_due()
+    await stage._enqueue(0, [_state(0, 2)], 2)
+    await stage._commit_due()
+    assert producers[0].calls == ["begin", "commit", "begin", "commit"]
+    assert [o[TopicPartition("p.events", 0)] for o in producers[0].offsets] == [1, 2]
+
+
+async def test_a_revocation_commits_what_was_processed_before_the_partition_goes() -> None:
+    stage, logic, producers = _stage(10_000)
+    await stage._enqueue(0, [_state(0, 1)], 12)
+    await stage._revoke([0])
+    assert producers[0].calls == ["begin", "commit", "stop"]
+    assert producers[0].offsets == [{TopicPartition("p.events", 0): 12}]
+    assert stage._changelog_next[0] == 1  # the committed changelog position: memory kept for a re-assignment
+    assert 0 in stage._retained and 0 not in logic.forgotten
+
+
+async def test_an_open_transaction_dropped_uncommitted_forgets_the_partitions_memory() -> None:
+    stage, logic, producers = _stage(10_000)
+    await stage._enqueue(1, [_state(1, 1)], 3)
+    await stage._close_producer(1)  # e.g. the session was lost: the transaction never commits
+    assert producers[1].calls == ["begin", "stop"]
+    assert logic.forgotten == [1]  # restored from the committed changelog next time, never kept ahead of it
+    assert stage.pending == 0
