@@ -10,7 +10,6 @@ topics every run; no process is left behind.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -68,9 +67,6 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
     app_id = f"{topics.prefix}-core"
     operator = deployment.operator()
     await create_topics(operator, topics)
-    secret = work / "pseudonym.secret"
-    secret.write_text(os.urandom(32).hex())
-    secret.chmod(0o600)
     root = OperatorRoot.generate()
     core_key = AgentSigner.generate("core")  # signs every replica record the mirror sends to sites
     core_key_file = work / "core-signing.key"
@@ -91,15 +87,13 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
             app_id=app_id,
             stages=("verifier", "reconciler", "bridge", "api", "mirror"),
             root_public_key_hex=public_key_bytes(root.public_key).hex(),
-            pseudonym_secret_file=str(secret),
             http_port=http_port,
             gap_timeout_ms=30_000,
             core_signing_key_file=str(core_key_file),
         )
     )
     bootstrap = deployment.infra.config.bootstrap
-    common = {
-        "pseudonym_secret_file": secret,
+    common = {  # each agent's pseudonym secret is its site's (deployment.agent_settings): never the national one
         "kafka_bootstrap": bootstrap,
         "ingress_topic": topics.ingress,
         "core_public_key_hex": core_key.public_key_bytes.hex(),
