@@ -117,8 +117,13 @@ def nhs_number(n: int) -> str:
 
 def patient(n: int) -> str:
     """The national pseudonym (32 hex characters, under :data:`NATIONAL_SECRET`) of test NHS number ``n``."""
-    key = patient_key(NATIONAL_SECRET, nhs_number(n))
-    _NHS_OF[key] = nhs_number(n)
+    return national_key(nhs_number(n))
+
+
+def national_key(nhs: str) -> str:
+    """The national pseudonym of ``nhs`` under :data:`NATIONAL_SECRET`; a :class:`SimAgent` sends its site's."""
+    key = patient_key(NATIONAL_SECRET, nhs)
+    _NHS_OF[key] = nhs
     return key
 
 
