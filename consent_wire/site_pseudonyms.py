@@ -73,37 +73,56 @@ def _cipher(secret: bytes) -> Cipher[modes.ECB]:
 
 def site_patient_key(secret: bytes, nhs_number: str) -> str:
     """The site's pseudonym of a person: AES-256 of one block holding the NHS number, 32 hex characters."""
-    return _seal(_cipher(secret), nhs_number)
+    return _seal(_Blocks(secret), nhs_number)
+
+
+def open_site_key(secret: bytes, key: str) -> str:
+    """The NHS number inside a site pseudonym made with ``secret``; INVALID_PATIENT_KEY if it was not."""
+    return _open(_Blocks(secret), key)
+
+
+class _Blocks:
+    """AES-256 on single blocks under one key, its key schedule and contexts made once.
+
+    In ECB each 16-byte block is enciphered on its own, so one encryption and one decryption context
+    serve every call (``update`` of exactly one block returns exactly that block; never finalised).
+    Not for concurrent use from several threads (the verifier and the mirror each own theirs).
+    """
+
+    __slots__ = ("_decrypt", "_encrypt")
+
+    def __init__(self, secret: bytes) -> None:
+        cipher = _cipher(secret)
+        self._encrypt = cipher.encryptor()
+        self._decrypt = cipher.decryptor()
+
+    def encrypt(self, block: bytes) -> bytes:
+        return self._encrypt.update(block)
+
+    def decrypt(self, block: bytes) -> bytes:
+        return self._decrypt.update(block)
 
 
 class SitePseudonymiser:
     """:func:`site_patient_key` under one site secret with the AES key schedule computed once (an agent's)."""
 
-    __slots__ = ("_cipher",)
+    __slots__ = ("_blocks",)
 
     def __init__(self, secret: bytes) -> None:
-        self._cipher = _cipher(secret)
+        self._blocks = _Blocks(secret)
 
     def __call__(self, nhs_number: str) -> str:
-        return _seal(self._cipher, nhs_number)
+        return _seal(self._blocks, nhs_number)
 
 
-def open_site_key(secret: bytes, key: str) -> str:
-    """The NHS number inside a site pseudonym made with ``secret``; INVALID_PATIENT_KEY if it was not."""
-    return _open(_cipher(secret), key)
+def _seal(blocks: _Blocks, nhs_number: str) -> str:
+    return blocks.encrypt(_PREFIX + validate_nhs_number(nhs_number).encode("ascii") + _PAD).hex()
 
 
-def _seal(cipher: Cipher[modes.ECB], nhs_number: str) -> str:
-    block = _PREFIX + validate_nhs_number(nhs_number).encode("ascii") + _PAD
-    encryptor = cipher.encryptor()
-    return (encryptor.update(block) + encryptor.finalize()).hex()
-
-
-def _open(cipher: Cipher[modes.ECB], key: str) -> str:
+def _open(blocks: _Blocks, key: str) -> str:
     if not isinstance(key, str) or not _KEY_HEX.fullmatch(key):
         raise InvalidPatientKeyError(f"a site pseudonym is {PATIENT_KEY_HEX} lowercase hex characters")
-    decryptor = cipher.decryptor()
-    block = decryptor.update(bytes.fromhex(key)) + decryptor.finalize()
+    block = blocks.decrypt(bytes.fromhex(key))
     digits = block[3:13]
     if block[:3] != _PREFIX or block[13:] != _PAD or not digits.isdigit():
         raise InvalidPatientKeyError("patient key is not a pseudonym made with this site's secret")
@@ -118,7 +137,7 @@ class CorePseudonyms:
 
     Each site's secret and AES key schedule, and the national HMAC key schedule, are computed once
     and kept (one entry per site: a few thousand at most), so a translation is one AES block
-    decryption and one HMAC.
+    decryption and one HMAC. Not for concurrent use from several threads (see :class:`_Blocks`).
     """
 
     __slots__ = ("_ciphers", "_national", "national_secret")
@@ -126,16 +145,16 @@ class CorePseudonyms:
     def __init__(self, national_secret: bytes) -> None:
         self.national_secret = national_secret
         self._national = Pseudonymiser(national_secret)
-        self._ciphers: dict[str, Cipher[modes.ECB]] = {}
+        self._ciphers: dict[str, _Blocks] = {}
 
     def site_secret(self, site: str) -> bytes:
         return site_secret(self.national_secret, site)
 
-    def _cipher_for(self, site: str) -> Cipher[modes.ECB]:
-        cipher = self._ciphers.get(site)
-        if cipher is None:
-            cipher = self._ciphers[site] = _cipher(self.site_secret(site))
-        return cipher
+    def _cipher_for(self, site: str) -> _Blocks:
+        blocks = self._ciphers.get(site)
+        if blocks is None:
+            blocks = self._ciphers[site] = _Blocks(self.site_secret(site))
+        return blocks
 
     def to_national(self, site: str, site_key: str) -> str:
         """The national pseudonym of the person behind ``site``'s pseudonym ``site_key``."""

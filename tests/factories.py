@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,14 @@ def site_key(site: str, national_key: str) -> str:
     """``site``'s pseudonym of the person whose national key :func:`patient` made; other keys as given."""
     nhs = _NHS_OF.get(national_key)
     return national_key if nhs is None else PSEUDONYMS.for_site(site, nhs)
+
+
+def as_the_core_keys_it(event: Event) -> Event:
+    """``event`` (as a :class:`SimAgent` signed it, under its site's pseudonym) keyed as the core's verifier
+    forwards it: by the national pseudonym (for reference replays against the core's state)."""
+    if not event.patient_key:
+        return event
+    return replace(event, patient_key=PSEUDONYMS.to_national(event.site, event.patient_key))
 
 
 def pseudonym_secret(directory: Path) -> dict[str, str]:
