@@ -160,6 +160,10 @@ class CorePseudonyms:
         """The national pseudonym of the person behind ``site``'s pseudonym ``site_key``."""
         return self._national.of_digits(_open(self._cipher_for(site), site_key))
 
+    def national(self, nhs_number: str) -> str:
+        """The national pseudonym of a person (:func:`consent_wire.identity.patient_key`)."""
+        return self._national(nhs_number)
+
     def for_site(self, site: str, nhs_number: str) -> str:
         """``site``'s pseudonym of a person, from the NHS number (e.g. an API request naming the site)."""
         return _seal(self._cipher_for(site), nhs_number)
