@@ -54,7 +54,7 @@ async def test_a_consent_recorded_at_site_a_reaches_site_b_under_bs_pseudonym_an
             return state if state is not None and state.version == 2 else None  # B's event and A's
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
+        deadline = loop.time() + 300  # generous: a shared, loaded machine; not a speed assertion
         while (replicated := await b_sees_the_opt_out()) is None:
             assert loop.time() < deadline, "site B's replica never got site A's opt-out"
             await asyncio.sleep(0.1)
