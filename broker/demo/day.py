@@ -33,6 +33,7 @@ from consent_io.secrets import write_secret
 from consent_wire.authority import grantable
 from consent_wire.dsse import AgentSigner, public_key_bytes
 from consent_wire.keys import OperatorRoot
+from consent_wire.site_pseudonyms import SitePseudonymiser
 
 __all__ = ["DEMO_KAFKA_PORT", "DEMO_MQTT_PORT", "run_demo"]
 
@@ -139,7 +140,11 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
         await home.start(kafka_bootstrap="127.0.0.1:1")  # the care home's line is down this morning
         async with aiohttp.ClientSession() as session:
             api = CoreApi.connect(session, deployment, http_port, API_CLIENTS, client_keys)
-            await play(session, gp, home, gateway, follower, api, out_dir, operator, root, witness)
+            pseudonyms = deployment.pseudonyms()  # the operator derives each practice's site secret from it
+            await play(
+                session, gp, home, gateway, follower, api, out_dir, operator, root, witness,
+                site_pseudonymiser=lambda site: SitePseudonymiser(pseudonyms.site_secret(site)),
+            )  # fmt: skip
     finally:
         for a in agents:
             await a.stop()
