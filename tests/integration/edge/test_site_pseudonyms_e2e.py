@@ -45,17 +45,20 @@ async def test_a_consent_recorded_at_site_a_reaches_site_b_under_bs_pseudonym_an
     )
     site_a = await Agent.start(await kit.agent_settings(f"gp-{harness.topics.prefix}", site=SITE_A, linger_ms=0))
     try:
-        assert (await http_post(site_b.settings, "/v1/events", {**_CARE, "nhs_number": nhs}))[0] == 202
-        assert (await http_post(site_a.settings, "/v1/events", {**_NDOP, "nhs_number": nhs}))[0] == 202
 
-        async def b_sees_the_opt_out() -> PatientState | None:
+        async def b_holds(version: int) -> PatientState | None:
             record = await site_b.replica.get(key_b)  # B looks the person up by its own pseudonym
             state = None if record is None or record.state is None else PatientState.from_bytes(record.state)
-            return state if state is not None and state.version == 2 else None  # B's event and A's
+            return state if state is not None and state.version == version else None
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 300  # generous: a shared, loaded machine; not a speed assertion
-        while (replicated := await b_sees_the_opt_out()) is None:
+        assert (await http_post(site_b.settings, "/v1/events", {**_CARE, "nhs_number": nhs}))[0] == 202
+        while await b_holds(1) is None:  # B's own event came back through the mirror: B is the person's site
+            assert loop.time() < deadline, "site B's replica never got its own event back"
+            await asyncio.sleep(0.1)
+        assert (await http_post(site_a.settings, "/v1/events", {**_NDOP, "nhs_number": nhs}))[0] == 202
+        while (replicated := await b_holds(2)) is None:  # B's event and A's
             assert loop.time() < deadline, "site B's replica never got site A's opt-out"
             await asyncio.sleep(0.1)
         assert replicated.patient_key == key_b
