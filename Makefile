@@ -56,10 +56,11 @@ bench-audit: $(STAMP)
 	mkdir -p bench
 	$(BIN)/python -m loadtests.audit_bench --kafka-port $(AUDIT_KAFKA_PORT) --mqtt-port $(AUDIT_MQTT_PORT) --out bench/audit.json
 
-## bench-micro: wire protocol (sign/verify per event and batch), edge agent (durable submissions/s, 1M backlog drain, memory)
+## bench-micro: wire protocol (sign/verify per event and batch, site-pseudonym translation), edge agent (durable submissions/s, 1M backlog drain, memory)
 bench-micro: $(STAMP)
 	mkdir -p bench
 	$(BIN)/python -m loadtests.wire_bench --out bench/wire.json
+	$(BIN)/python -m loadtests.pseudonym_bench --out bench/pseudonyms.json
 	$(BIN)/python -m loadtests.edge_bench --mode http --events 200000 --batch 200 --concurrency 8 --uvloop --out bench/edge.json
 	$(BIN)/python -m loadtests.edge_bench --mode drain --events 1000000 --uvloop --out bench/edge-drain.json
 

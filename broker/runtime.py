@@ -27,13 +27,14 @@ from broker.mirror.service import ReplicaMirror
 from broker.ops_metrics import CERTIFICATES
 from broker.pipeline import ReconcilerLogic, ReportsLogic, VerifierLogic
 from broker.sessions import backoff_delay
-from broker.settings import CoreSettings, SettingsError
+from broker.settings import CoreSettings, SettingsError, read_hex_file
 from broker.stage import RETRY_BASE_S, RETRY_CAP_S, StageConfig, TransactionalStage
 from broker.topics import Topic, TopicNames
 from broker.verifier import VerifierCore
 from consent_io import kafka
 from consent_io.recovery import RateLimit
 from consent_wire.keys import KeyRegistry
+from consent_wire.site_pseudonyms import CorePseudonyms
 
 __all__ = ["PIPELINE_STAGES", "SERVICES", "Core", "Service"]
 
@@ -131,7 +132,8 @@ class Core:
             self._keys = await self._until_reachable("key registry", lambda: self._follow_keys(root))
             if self._keys is None:
                 return  # stopped while waiting for Kafka
-            core = VerifierCore(self._keys.registry, gap_timeout_ms=s.gap_timeout_ms)
+            pseudonyms = CorePseudonyms(read_hex_file(s.pseudonym_secret_file, "pseudonym_secret_file"))
+            core = VerifierCore(self._keys.registry, gap_timeout_ms=s.gap_timeout_ms, pseudonyms=pseudonyms)
             self.stages["verifier"] = TransactionalStage(
                 self._stage_config("verifier"), VerifierLogic(self.topics, core, self._keys)
             )

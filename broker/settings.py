@@ -22,12 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from broker.auth.registry import ClientRegistry, RegistryError
 from broker.errors import SettingsError
-from broker.mirror.planner import Registration, RegistrationsError, parse_registrations
+from broker.mirror.planner import MirrorPlanner, Registration, RegistrationsError, parse_registrations
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_io.secrets import SecretFileError, check_secret_mode, read_secret
 from consent_rules.decision.policy import DEFAULT_POLICY, DecisionPolicy
 from consent_rules.decision.policy_doc import PolicyDocumentError, parse_policy
 from consent_wire.identity import MIN_SECRET_BYTES
+from consent_wire.site_pseudonyms import CorePseudonyms
 
 __all__ = [
     "STAGES",
@@ -286,11 +287,17 @@ def _root_key(s: CoreSettings) -> str | None:
 
 
 def _secret(s: CoreSettings) -> str | None:
-    if "api" not in s.stages:
+    """The national pseudonym secret: the api pseudonymises NHS numbers with it, the verifier and the mirror
+    translate between sites' pseudonyms and national ones (agents hold only their site's secret)."""
+    needing = [stage for stage in ("verifier", "mirror", "api") if stage in s.stages]
+    if not needing:
         return None
-    todo = "create one with `openssl rand -hex 32` (mode 0600): the same secret the agents use"
+    todo = (
+        "create one with `openssl rand -hex 32` (mode 0600), keep it in the core only and give each site "
+        "`consent-broker keys site-secret --site ODS`"
+    )
     if not s.pseudonym_secret_file:
-        return _problem(s, "pseudonym_secret_file", f"the api stage needs it; {todo}")
+        return _problem(s, "pseudonym_secret_file", f"the {needing[0]} stage needs it; {todo}")
     try:
         secret = read_hex_file(s.pseudonym_secret_file, "pseudonym_secret_file")
     except SettingsError as exc:
@@ -375,9 +382,15 @@ def _mirror_files(s: CoreSettings) -> str | None:
     if "mirror" not in s.stages:
         return None
     try:
-        load_registrations(s.registrations_file)
+        registrations = load_registrations(s.registrations_file)
+        if registrations and s.pseudonym_secret_file:  # each line names the site's own pseudonym
+            secret = read_hex_file(s.pseudonym_secret_file, "pseudonym_secret_file")
+            if len(secret) >= MIN_SECRET_BYTES:
+                MirrorPlanner(registrations, CorePseudonyms(secret))
     except SettingsError as exc:
         return exc.message
+    except RegistrationsError as exc:
+        return _problem(s, "registrations_file", str(exc))
     return None
 
 

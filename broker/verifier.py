@@ -31,6 +31,14 @@ Rules (DESIGN.md section 3):
   needs (``CAPABILITY_DENIED``). Such an event is authentic and in sequence, so the cursor moves
   past it (the agent's later events are not held behind it) but it is dead-lettered on its own
   (its event bytes), never forwarded.
+- pseudonyms, against a compromised site re-identifying others (issue 12 item 11): an agent keys its
+  events by its *site's* pseudonym (``consent_wire.site_pseudonyms``); each authorised event's key is
+  opened with the secret of the site its key is registered for and translated to the national
+  pseudonym (:meth:`consent_wire.signing.VerifiedEvent.translated`) that everything downstream uses.
+  A key that does not open (another site's pseudonym, a national one, a forgery) is
+  ``INVALID_PATIENT_KEY``: dead-lettered on its own like an authority refusal, the chain moving past it.
+  Without ``pseudonyms`` (unit tests of the chain rules only; the runtime always passes them) events
+  are forwarded as signed.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from consent_wire.authority import refusal
 from consent_wire.errors import (
     ChainBreakError,
     ClockSkewError,
+    InvalidPatientKeyError,
     ReplayError,
     SequenceGapError,
     SequenceRegressionError,
@@ -54,6 +63,7 @@ from consent_wire.errors import (
 from consent_wire.hlc import unpack
 from consent_wire.keys import KeyRegistry
 from consent_wire.signing import VerifiedEvent, verify_batch
+from consent_wire.site_pseudonyms import CorePseudonyms
 
 __all__ = ["Cursor", "DeadLetter", "VerifierCore", "VerifyResult"]
 
@@ -155,8 +165,10 @@ class VerifierCore:
         gap_timeout_ms: int = GAP_TIMEOUT_MS,
         max_held: int = MAX_HELD,
         max_cursor_bytes: int = MAX_CURSOR_BYTES,
+        pseudonyms: CorePseudonyms | None = None,
     ) -> None:
         self.registry = registry
+        self.pseudonyms = pseudonyms
         self.gap_timeout_ms = gap_timeout_ms
         self.max_held = max_held
         self.max_cursor_bytes = max_cursor_bytes
@@ -231,15 +243,26 @@ class VerifierCore:
             self._release_held(cursor, now_ms, result)
 
     def _authorised(self, fresh: list[VerifiedEvent], offset: int, result: VerifyResult) -> list[VerifiedEvent]:
-        """The fresh events the signing key's authority covers; the rest dead-lettered one by one."""
+        """The fresh events the signing key's authority covers, keyed nationally; the rest dead-lettered one by one."""
         authority = self.registry.authority(fresh[0].agent_id, fresh[0].key_id)
         allowed: list[VerifiedEvent] = []
-        for ve in fresh:
-            problem = refusal(ve.event, authority)
+        for signed in fresh:
+            ve, problem = signed, refusal(signed.event, authority)
+            if problem is None and self.pseudonyms is not None and signed.event.patient_key:
+                try:  # the site is the key's registered one (refusal checked event.site == authority.site)
+                    ve = signed.translated(self.pseudonyms.to_national(authority.site, signed.event.patient_key))
+                except InvalidPatientKeyError as exc:
+                    problem = (
+                        exc.reason,
+                        (
+                            f"agent {signed.agent_id!r} seq {signed.event.seq}: {exc.message} (site "
+                            f"{authority.site!r}); another site's or a national pseudonym is refused"
+                        ),
+                    )
             if problem is None:
                 allowed.append(ve)
             else:
-                result.rejected.append(DeadLetter(*problem, ve.event_bytes, offset, ve.agent_id))
+                result.rejected.append(DeadLetter(*problem, signed.event_bytes, offset, signed.agent_id))
         return allowed
 
     def _time_problem(self, events: list[VerifiedEvent], arrival_ms: int) -> tuple[str, str] | None:

@@ -34,7 +34,7 @@ Errors (each refused record is counted by reason, never applied)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -110,21 +110,42 @@ def parse_feed_key(key: bytes | None) -> tuple[ReplicaKind, str] | None:
 
 
 def seal_replica_record(
-    signer: AgentSigner, kind: ReplicaKind, patient_key: str, record: bytes | None, as_at_ms: int
+    signer: AgentSigner,
+    kind: ReplicaKind,
+    patient_key: str,
+    record: bytes | None,
+    as_at_ms: int,
+    *,
+    site_key: str = "",
 ) -> bytes:
     """The signed record for sites; ``record`` is re-encoded so nothing beyond the minimal form leaves.
+
+    With ``site_key`` (the receiving site's pseudonym of the patient whose national key is
+    ``patient_key``) the record and its envelope name the patient by ``site_key`` only: no national
+    pseudonym reaches a site (issue 12 item 11).
 
     Raises :class:`MalformedReplicaError` for a record that is not a valid state or shielding record
     and :class:`ReplicaKeyMismatchError` for one about another patient than ``patient_key``.
     """
     minimal = None if record is None else _minimal(kind, patient_key, record)[0]
+    if minimal is not None and site_key:
+        minimal = _rekeyed(kind, minimal, site_key)
     body = {
         "as_at_ms": as_at_ms,
         "kind": kind.value,
-        "patient_key": patient_key,
+        "patient_key": site_key or patient_key,
         "record": None if minimal is None else minimal.decode("utf-8"),
     }
     return seal_envelope(signer, REPLICA_PAYLOAD_TYPE, orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+
+
+def _rekeyed(kind: ReplicaKind, minimal: bytes, key: str) -> bytes:
+    """The minimal record with its patient named by ``key`` (a site's pseudonym)."""
+    if kind is ReplicaKind.STATE:
+        return replace(PatientState.from_bytes(minimal), patient_key=key).to_bytes()
+    shield = orjson.loads(minimal)
+    shield["patient_key"] = key
+    return orjson.dumps(shield, option=orjson.OPT_SORT_KEYS)
 
 
 def open_replica_record(

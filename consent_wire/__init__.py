@@ -29,6 +29,7 @@ from consent_wire.avro_codec import (
     encode_event,
     fingerprint_of,
     leading_bytes_field,
+    leading_fields,
 )
 from consent_wire.codes import (
     ACT_CODE_SYSTEM,
@@ -169,8 +170,10 @@ from consent_wire.signing import (
     verify_event_proof,
 )
 from consent_wire.site_pseudonyms import (
+    SITE_SECRET_BYTES,
     SITE_SECRET_INFO,
     CorePseudonyms,
+    SitePseudonymiser,
     open_site_key,
     site_patient_key,
     site_secret,
@@ -205,6 +208,7 @@ __all__ = [
     "PATIENT_KEY_HEX",
     "REPLICA_PAYLOAD_TYPE",
     "ROTATION_GRACE_MS",
+    "SITE_SECRET_BYTES",
     "SITE_SECRET_INFO",
     "AccessRecord",
     "AgentSigner",
@@ -270,6 +274,7 @@ __all__ = [
     "ShieldingFlag",
     "SignedEnvelope",
     "SiteMismatchError",
+    "SitePseudonymiser",
     "TruncatedError",
     "TrustError",
     "UnknownKeyError",
@@ -302,6 +307,7 @@ __all__ = [
     "is_r5",
     "key_id",
     "leading_bytes_field",
+    "leading_fields",
     "leaf_hash",
     "merkle_root",
     "node_hash",

@@ -47,6 +47,7 @@ __all__ = [
     "encode_event",
     "fingerprint_of",
     "leading_bytes_field",
+    "leading_fields",
 ]
 
 MAGIC = b"\xc3\x01"  # Avro specification, single-object encoding marker (format version 1)
@@ -140,14 +141,34 @@ def leading_bytes_field(name: str, data: bytes, *, max_bytes: int = MAX_EVENT_BY
     For hot paths that need one nested payload (the event inside a VerifiedEvent) and trust the
     producer of the rest; the header, fingerprint and length are still checked.
     """
+    return leading_fields(name, data, max_bytes=max_bytes)[0]
+
+
+def leading_fields(name: str, data: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> tuple[bytes, str]:
+    """The first field (``bytes``) of a ``name`` record and its second when that is the string ``patient_key``.
+
+    ``""`` for the second when the writer's version has no such field (a VerifiedEvent v1: the default).
+    """
     writer = _writer_for(data, name, default_store(), max_bytes)
-    first = writer.parsed["fields"][0]["type"]
-    if first != "bytes":
+    fields = writer.parsed["fields"]
+    if fields[0]["type"] != "bytes":
         raise SchemaMismatchError(f"{name} v{writer.version} does not start with a bytes field")
-    length, shift, pos = 0, 0, HEADER_BYTES
-    while True:  # Avro long: zig-zag varint, at most 10 bytes
+    first, pos = _length_prefixed(name, data, HEADER_BYTES, "first")
+    if len(fields) < 2 or fields[1]["name"] != "patient_key" or fields[1]["type"] != "string":
+        return bytes(first), ""
+    second, _ = _length_prefixed(name, data, pos, "second")
+    try:
+        return bytes(first), bytes(second).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadUtf8Error(f"{name} patient_key is not valid UTF-8 at byte {exc.start}") from exc
+
+
+def _length_prefixed(name: str, data: bytes, pos: int, which: str) -> tuple[bytes, int]:
+    """The bytes/string value at ``pos`` (an Avro zig-zag varint length, at most 10 bytes) and the next position."""
+    length, shift = 0, 0
+    while True:
         if pos >= len(data) or shift > 63:
-            raise TruncatedError(f"{name} record ends inside its first field's length")
+            raise TruncatedError(f"{name} record ends inside its {which} field's length")
         byte = data[pos]
         pos += 1
         length |= (byte & 0x7F) << shift
@@ -156,8 +177,8 @@ def leading_bytes_field(name: str, data: bytes, *, max_bytes: int = MAX_EVENT_BY
             break
     length = (length >> 1) ^ -(length & 1)
     if length < 0 or pos + length > len(data):
-        raise TruncatedError(f"{name} first field claims {length} bytes, {len(data) - pos} remain")
-    return bytes(data[pos : pos + length])
+        raise TruncatedError(f"{name} {which} field claims {length} bytes, {len(data) - pos} remain")
+    return data[pos : pos + length], pos + length
 
 
 def _check_header(data: bytes, max_bytes: int) -> None:

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import sha256
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from consent_wire.avro_codec import MAGIC, decode, decode_event, encode, leading_bytes_field
+from consent_wire.avro_codec import MAGIC, decode, decode_event, encode, leading_fields
 from consent_wire.dsse import BATCH_PAYLOAD_TYPE, AgentSigner, pae, verify_signature
 from consent_wire.errors import (
     BadProofError,
@@ -103,6 +103,13 @@ class VerifiedEvent:
     proof: tuple[bytes, ...]
     root: bytes
     signature: bytes
+    # The patient key inside ``event_bytes`` (the site's pseudonym) when the core's verifier translated it:
+    # ``event.patient_key`` is then the national pseudonym (:meth:`translated`); "" = ``event`` is as signed.
+    site_key: str = ""
+
+    def translated(self, national_key: str) -> VerifiedEvent:
+        """This event as the core uses it: keyed by ``national_key``, the site's pseudonym kept in ``site_key``."""
+        return replace(self, event=replace(self.event, patient_key=national_key), site_key=self.event.patient_key)
 
 
 def batch_message(root: bytes, agent_id: str, first_seq: int, count: int, key_id: str) -> bytes:
@@ -212,6 +219,10 @@ def verify_event_proof(ve: VerifiedEvent, registry: KeyResolver) -> None:
     rotation is signed with the new key, so the event's own time cannot choose the key).
     """
     event = decode_event(ve.event_bytes)
+    if ve.site_key:  # translated by the core: the signed bytes carry the site's pseudonym, the event the national one
+        if event.patient_key != ve.site_key:
+            raise BadProofError("the signed event carries another patient key than the site key recorded with it")
+        event = replace(event, patient_key=ve.event.patient_key)
     if event != ve.event:
         raise BadProofError("decoded event differs from the event bytes it claims to be")
     if event.agent_id != ve.agent_id or event.seq != ve.first_seq + ve.leaf_index:
@@ -229,6 +240,7 @@ def verify_event_proof(ve: VerifiedEvent, registry: KeyResolver) -> None:
 def encode_verified_event(ve: VerifiedEvent) -> bytes:
     record = {
         "event": ve.event_bytes,
+        "patient_key": ve.event.patient_key if ve.site_key else "",
         "agent_id": ve.agent_id,
         "key_id": ve.key_id,
         "payload_type": ve.payload_type,
@@ -245,11 +257,12 @@ def encode_verified_event(ve: VerifiedEvent) -> bytes:
 def encode_verified_events(verified: Sequence[VerifiedEvent]) -> list[bytes]:
     """:func:`encode_verified_event` of each, byte for byte, with the batch-level fields encoded once per batch.
 
-    A VerifiedEvent record is the event bytes, then the batch header (agent, key id, payload type, first seq,
-    tree size), the leaf index and proof, then the batch root and signature: only the event, index and proof
-    differ between the events of one batch, so the rest is Avro-encoded once (issue 18: the generic encoder
-    was a quarter of the verifier's CPU). A record that does not fit the fast path (a fixed field of the wrong
-    size) goes through the generic encoder, which raises as before.
+    A VerifiedEvent record is the event bytes and the national patient key, then the batch header (agent,
+    key id, payload type, first seq, tree size), the leaf index and proof, then the batch root and signature:
+    only the event, its key, index and proof differ between the events of one batch, so the rest is
+    Avro-encoded once (issue 18: the generic encoder was a quarter of the verifier's CPU). A record that does
+    not fit the fast path (a fixed field of the wrong size) goes through the generic encoder, which raises as
+    before.
     """
     out: list[bytes] = []
     common: tuple[object, ...] | None = None
@@ -269,7 +282,8 @@ def encode_verified_events(verified: Sequence[VerifiedEvent]) -> list[bytes]:
             )  # fmt: skip
             tail = bytes(ve.root) + bytes(ve.signature)
         proof = ve.proof
-        body = [header, _avro_bytes(ve.event_bytes), head, _avro_long(ve.leaf_index)]
+        national = ve.event.patient_key.encode() if ve.site_key else b""  # VerifiedEvent v2 (issue 12 item 11)
+        body = [header, _avro_bytes(ve.event_bytes), _avro_bytes(national), head, _avro_long(ve.leaf_index)]
         if proof:
             body.append(_avro_long(len(proof)))
             body.extend(_HASH_PREFIX + h if len(h) == ROOT_BYTES else _avro_bytes(h) for h in proof)
@@ -311,18 +325,23 @@ def _avro_bytes(data: bytes) -> bytes:
 
 
 def verified_event_payload(data: bytes) -> Event:
-    """Only the event inside a VerifiedEvent record (no proof decoded, nothing verified): the
-    reconciler's hot path, reading the verifier's own read_committed output."""
-    return decode_event(leading_bytes_field("VerifiedEvent", data, max_bytes=MAX_BATCH_BYTES))
+    """Only the event inside a VerifiedEvent record, keyed by its national pseudonym (no proof decoded,
+    nothing verified): the reconciler's hot path, reading the verifier's own read_committed output."""
+    event_bytes, national_key = leading_fields("VerifiedEvent", data, max_bytes=MAX_BATCH_BYTES)
+    event = decode_event(event_bytes)
+    return replace(event, patient_key=national_key) if national_key else event
 
 
 def decode_verified_event(data: bytes) -> VerifiedEvent:
     """Decode (not verify: call :func:`verify_event_proof`) a VerifiedEvent record."""
     r = decode("VerifiedEvent", data, max_bytes=MAX_BATCH_BYTES)
     event_bytes: bytes = r["event"]
+    event = decode_event(event_bytes)
+    national_key: str = r["patient_key"]
+    site_key = event.patient_key if national_key else ""
     return VerifiedEvent(
         event_bytes,
-        decode_event(event_bytes),
+        replace(event, patient_key=national_key) if national_key else event,
         sha256(event_bytes).digest(),
         r["agent_id"],
         r["key_id"],
@@ -333,4 +352,5 @@ def decode_verified_event(data: bytes) -> VerifiedEvent:
         tuple(r["proof"]),
         r["root"],
         r["signature"],
+        site_key,
     )

@@ -58,7 +58,7 @@ class Settings:
     agent_id: str
     site: str
     data_dir: Path
-    pseudonym_secret_file: Path
+    pseudonym_secret_file: Path  # the site's pseudonym secret (keys site-secret), never the national one
     signing_key_file: Path
     transport: Transport = "kafka"
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -78,7 +78,7 @@ class Settings:
     ack_timeout_s: float = 30.0  # end-to-end ack wait before the batch is retried
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0  # an outage of hours is retried at most once a minute
-    patients_file: Path | None = None  # one patient key per line: the replica's scope
+    patients_file: Path | None = None  # one patient key (this site's pseudonym) per line: the replica's scope
     decision_policy_file: Path | None = None  # the deployment's decision policy (the core's document; None = defaults)
     kafka_security: str = "SSL"  # "SSL" (mutual TLS) or "PLAINTEXT" (debugging only)
     mqtt_tls: bool = True  # False: plaintext MQTT, debugging only

@@ -15,11 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consent_io.secrets import SecretFileError, check_secret_mode
-from consent_wire import hlc, identity
+from consent_wire import hlc
 from consent_wire.avro_codec import decode_event, encode_event
 from consent_wire.dsse import AgentSigner
 from consent_wire.model import Event
 from consent_wire.signing import sign_batch
+from consent_wire.site_pseudonyms import SITE_SECRET_BYTES, SitePseudonymiser
 from edge_agent.errors import ConfigError
 from edge_agent.submission import Pseudonymiser
 
@@ -85,22 +86,23 @@ def load_agent_signer(path: Path, agent_id: str) -> AgentSigner:
 
 
 def load_pseudonymiser(path: Path) -> Pseudonymiser:
-    """NHS number -> keyed pseudonym (consent_wire.identity) under the secret in ``path``.
+    """NHS number -> this site's pseudonym (:func:`consent_wire.site_pseudonyms.site_patient_key`).
 
-    The file holds the secret hex-encoded (``openssl rand -hex 32 > secret``), at least 32 bytes.
+    The file holds the **site's** secret hex-encoded, exactly 32 bytes, as the operator derives it for
+    the site's ODS code (``consent-broker keys site-secret --site ODS``); the national secret stays in
+    the core (issue 12 item 11), which translates the site's pseudonyms to national ones.
     """
     text = _read_private_file(path).strip()
     try:
         secret = bytes.fromhex(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"pseudonym secret file {path} must hold the secret hex-encoded") from exc
-    if len(secret) < identity.MIN_SECRET_BYTES:
-        raise ConfigError(f"pseudonym secret in {path} is {len(secret)} bytes; need {identity.MIN_SECRET_BYTES}+")
-
-    def pseudonymise(nhs_number: str) -> str:
-        return identity.patient_key(secret, nhs_number)
-
-    return pseudonymise
+    if len(secret) != SITE_SECRET_BYTES:
+        raise ConfigError(
+            f"pseudonym secret in {path} is {len(secret)} bytes; a site secret is {SITE_SECRET_BYTES} "
+            "(write it with `consent-broker keys site-secret --site ODS`)"
+        )
+    return SitePseudonymiser(secret)
 
 
 def make_clock(now_ms: Callable[[], int], last_hlc: int = 0) -> HlcClock:

@@ -2,6 +2,11 @@
 
 Like ``tests.factories.SimAgent`` but tuned for volume: a seeded RNG picks patients and directives,
 event ids come from that RNG (no uuid4 system calls), and nothing is kept beyond the chain head.
+
+Pseudonyms (issue 12 item 11): every bench core holds :data:`BENCH_NATIONAL_SECRET` (the bench stacks'
+``LocalDeployment``); patients are named by their national pseudonym (what the core's state is keyed
+by) and an agent keys its events by its site's pseudonym of the person (:func:`site_key`), which the
+core's verifier translates back.
 """
 
 from __future__ import annotations
@@ -14,20 +19,58 @@ from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import ConsentDirective, DataClass, PurposeOfUse
 from consent_wire.dsse import AgentSigner
+from consent_wire.identity import Pseudonymiser
 from consent_wire.keys import OperatorRoot
 from consent_wire.model import ConsentDecision, Event
 from consent_wire.signing import sign_batch
+from consent_wire.site_pseudonyms import CorePseudonyms
 
-__all__ = ["LoadAgent", "patient_keys"]
+__all__ = [
+    "BENCH_NATIONAL_SECRET",
+    "BENCH_PSEUDONYMS",
+    "LoadAgent",
+    "bench_nhs",
+    "national_key",
+    "patient_keys",
+    "site_key",
+]
+
+BENCH_NATIONAL_SECRET = bytes(range(7, 39))  # bench-only national pseudonym secret (32 bytes)
+BENCH_PSEUDONYMS = CorePseudonyms(BENCH_NATIONAL_SECRET)
+_NATIONAL = Pseudonymiser(BENCH_NATIONAL_SECRET)
+_NHS_OF: dict[str, str] = {}  # national key -> NHS number, for the keys national_key() made
 
 BASE_MS = 1_790_000_000_000  # a fixed instant (2026-09): reproducible runs
 PURPOSES = (PurposeOfUse.TREAT, PurposeOfUse.HRESCH, PurposeOfUse.HOPERAT, PurposeOfUse.COC)
 DIRECTIVES = tuple(ConsentDirective)
 
 
+def bench_nhs(n: int) -> str:
+    """A distinct valid NHS number for each ``n`` (0 <= n < 10**8): the first valid one of n's block of ten."""
+    for candidate in range(10 * n, 10 * n + 10):
+        digits = f"{candidate:09d}"
+        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+        if check != 10:  # modulus 11: a check digit of 10 makes the number invalid
+            return f"{digits}{0 if check == 11 else check}"
+    raise AssertionError("ten consecutive numbers always hold a valid one")
+
+
+def national_key(nhs: str) -> str:
+    """The national pseudonym of ``nhs`` under :data:`BENCH_NATIONAL_SECRET` (remembered for :func:`site_key`)."""
+    key = _NATIONAL(nhs)
+    _NHS_OF[key] = nhs
+    return key
+
+
+def site_key(site: str, national: str) -> str:
+    """``site``'s pseudonym of the person :func:`national_key` named ``national`` (other keys as given)."""
+    nhs = _NHS_OF.get(national)
+    return national if nhs is None else BENCH_PSEUDONYMS.for_site(site, nhs)
+
+
 def patient_keys(count: int) -> list[str]:
-    """Stand-in pseudonymous patient keys (32 hex characters), as the edge agent would derive."""
-    return [sha256(f"patient-{n}".encode()).hexdigest()[:32] for n in range(count)]
+    """National pseudonyms of ``count`` bench patients (each agent sends its site's pseudonym of them)."""
+    return [national_key(bench_nhs(n)) for n in range(count)]
 
 
 @dataclass
@@ -64,7 +107,8 @@ class LoadAgent:
             self.rng.choice(DIRECTIVES), self.rng.choice(PURPOSES), DataClass.ALL, "*", None, None, "GP"
         )
         event_id = f"{self.rng.getrandbits(128):032x}"
-        event = Event(event_id, self.agent_id, self.site, self.seq, self.last_hash, hlc, at_ms, patient_key, payload)
+        key = site_key(self.site, patient_key)
+        event = Event(event_id, self.agent_id, self.site, self.seq, self.last_hash, hlc, at_ms, key, payload)
         data = encode_event(event)
         self.last_hash = sha256(data).digest()
         return data

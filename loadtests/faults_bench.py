@@ -285,9 +285,6 @@ async def _setup(stack: BenchStack, workdir: Path, agents: int, per_agent: int, 
     partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
     await create_topics(operator, names, replication=3, partitions=dict.fromkeys(partitioned, PARTITIONS))
     root = OperatorRoot.generate()
-    secret_file = workdir / "pseudonym.secret"
-    secret_file.write_text(SECRET.hex())
-    secret_file.chmod(0o600)
     ids = [(f"faults-agent-{i}", f"A8{i:04d}") for i in range(agents)]
     await stack.deployment.grant(prefix, app_id, ids)
     registrations, settings, tokens = [], [], []
@@ -304,7 +301,6 @@ async def _setup(stack: BenchStack, workdir: Path, agents: int, per_agent: int, 
                 agent_id=agent_id,
                 site=site,
                 data_dir=directory,
-                pseudonym_secret_file=secret_file,
                 signing_key_file=directory / "signing.pem",
                 transport="kafka",
                 kafka_bootstrap=stack.bootstrap,

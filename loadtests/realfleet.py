@@ -33,6 +33,7 @@ from edge_agent.app import Agent
 from edge_agent.config import Settings
 from edge_agent.replica import ReplicaKind
 from edge_agent.wire import generate_signing_key
+from loadtests.agents import BENCH_NATIONAL_SECRET, BENCH_PSEUDONYMS
 from loadtests.coreproc import CoreEnv, free_port
 from loadtests.latency import LatencyRecorder
 from loadtests.plan import AgentKind, BenchPlan
@@ -41,7 +42,7 @@ from loadtests.stack import BenchStack
 
 __all__ = ["RealFleet", "nhs_numbers"]
 
-SECRET = bytes(range(7, 39))  # bench-only pseudonym secret (32 bytes, consent_wire.identity.MIN_SECRET_BYTES)
+SECRET = BENCH_NATIONAL_SECRET  # the bench stacks' national pseudonym secret (agents hold their sites' only)
 _SITES = {AgentKind.GP_PRACTICE: "A81", AgentKind.CARE_HOME: "VM1", AgentKind.GATEWAY: "RGX"}
 
 
@@ -74,7 +75,12 @@ class _Member:
     replica_fed: bool = False  # does this agent's replica receive its site's records here?
 
     def key(self, nhs: str) -> str:
+        """The core's (national) pseudonym of the person."""
         return patient_key(SECRET, nhs)
+
+    def site_key(self, nhs: str) -> str:
+        """This agent's site's pseudonym of the person (its replica's key)."""
+        return BENCH_PSEUDONYMS.for_site(self.site, nhs)
 
 
 @dataclass
@@ -107,10 +113,6 @@ class RealFleet:
         return kinds + ([AgentKind.GATEWAY] * self._gateways() if self.with_bridge else [])
 
     def registrations(self, root: OperatorRoot) -> list[bytes]:
-        secret = self.workdir / "pseudonym.secret"
-        if not secret.exists():
-            secret.write_text(SECRET.hex())
-            secret.chmod(0o600)
         per_agent = int(self.plan.real_rate_per_agent * self.plan.paced_seconds * 2 + 200)
         regs = []
         for i, kind in enumerate(self._kinds()):
@@ -120,7 +122,7 @@ class RealFleet:
             public = generate_signing_key(directory / "signing.pem")
             numbers = nhs_numbers(self._stem + i * per_agent * 2, per_agent)
             member = _Member(kind, agent_id, f"{_SITES[kind]}{i:03d}", directory, public, numbers)
-            (directory / "patients.txt").write_text("\n".join(member.key(n) for n in numbers) + "\n")
+            (directory / "patients.txt").write_text("\n".join(member.site_key(n) for n in numbers) + "\n")
             self.members.append(member)
             regs.append(root.register(agent_id, public, 0, site=member.site, capabilities=grantable(member.site)))
         return regs
@@ -136,7 +138,6 @@ class RealFleet:
             agent_id=m.agent_id,
             site=m.site,
             data_dir=m.directory,
-            pseudonym_secret_file=self.workdir / "pseudonym.secret",
             signing_key_file=m.directory / "signing.pem",
             transport="mqtt" if m.kind is AgentKind.GATEWAY else "kafka",
             kafka_bootstrap=core.bootstrap,
@@ -211,7 +212,7 @@ class RealFleet:
             if shielding:
                 self._probe.expect(self._names.shielding, key, acked, self.shielding_sub)
                 if m.replica_fed:
-                    self._replica_wait[key] = acked
+                    self._replica_wait[m.site_key(nhs)] = acked  # its replica keys it by its site's pseudonym
             await asyncio.sleep(max(0.0, start + k * interval - time.perf_counter()))
 
     def expected_event_keys(self) -> dict[str, int]:

@@ -22,6 +22,7 @@ from broker.keys_admin import publish_key_events
 from broker.topics import Topic, TopicNames, create_topics
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
+from loadtests.agents import BENCH_NATIONAL_SECRET
 
 __all__ = [
     "BenchStack",
@@ -68,7 +69,7 @@ def deployment_from_args(args: argparse.Namespace) -> LocalDeployment:
     """Credentials per principal on the stack named by :func:`add_stack_arguments`' options."""
     secure = not args.insecure
     config = InfraConfig(name=args.stack, kafka_port=args.kafka_port, mqtt_port=args.mqtt_port, secure=secure)
-    return LocalDeployment(Infra(config))
+    return LocalDeployment(Infra(config), national_secret=BENCH_NATIONAL_SECRET)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class BenchStack:
 
     @property
     def deployment(self) -> LocalDeployment:
-        return LocalDeployment(self.infra)
+        return LocalDeployment(self.infra, national_secret=BENCH_NATIONAL_SECRET)
 
     @property
     def secure(self) -> bool:

@@ -39,6 +39,7 @@ from consent_wire.model import (
     ShieldingFlag,
 )
 from consent_wire.signing import sign_batch
+from loadtests.agents import BENCH_PSEUDONYMS, bench_nhs
 from loadtests.plan import AgentKind, BenchPlan, EventKind, KindSpec
 
 __all__ = ["SynthAgent", "SynthBatch", "SynthFleet", "build_fleet", "event_topic_key", "patient_key_for"]
@@ -48,8 +49,14 @@ _STATEFUL = frozenset({EventKind.CONSENT, EventKind.OBJECTION, EventKind.SHIELDI
 
 
 def patient_key_for(tag: str, n: int) -> str:
-    """A stand-in pseudonymous patient key (32 hex characters), unique per (run tag, n)."""
-    return sha256(f"{tag}/{n}".encode()).hexdigest()[:32]
+    """The national pseudonym (under the bench stacks' national secret) of patient ``n`` of run ``tag``."""
+    return BENCH_PSEUDONYMS.national(_nhs_for(tag, n))
+
+
+def _nhs_for(tag: str, n: int) -> str:
+    """A valid NHS number unique per (run tag, n) for n < 10**8 (from an offset given by the tag's hash)."""
+    offset = int.from_bytes(sha256(tag.encode()).digest()[:4], "big")
+    return bench_nhs((offset + n) % 10**8)
 
 
 def event_topic_key(patient_key: str, site: str) -> str:
@@ -174,8 +181,10 @@ def _fill(agent: SynthAgent, events: int, next_patient: Callable[[], str], rng: 
         shielding_keys: list[str] = []
         event_keys: list[str] = []
         for kind in rng.choices(kinds, weights, k=size):
-            key = "" if kind is EventKind.BREACH else next_patient()
-            encoded.append(agent.event(key, _payload(kind, rng, agent.site), at_ms))
+            nhs = "" if kind is EventKind.BREACH else next_patient()
+            key = BENCH_PSEUDONYMS.national(nhs) if nhs else ""  # what the core keys the event by
+            sent = BENCH_PSEUDONYMS.for_site(agent.site, nhs) if nhs else ""  # the site's pseudonym, as signed
+            encoded.append(agent.event(sent, _payload(kind, rng, agent.site), at_ms))
             event_keys.append(event_topic_key(key, agent.site))
             if kind in _STATEFUL:
                 state_keys.append(key)
@@ -195,7 +204,7 @@ def build_fleet(plan: BenchPlan, tag: str, total_events: int, at_ms: int, seed: 
     counter = iter(range(1 << 62))
 
     def next_patient() -> str:
-        return patient_key_for(tag, next(counter))
+        return _nhs_for(tag, next(counter))
 
     for spec in plan.fleet:
         members = [a for a in agents if a.spec is spec]

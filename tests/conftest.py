@@ -23,6 +23,7 @@ from broker.infra import Infra, InfraConfig
 from broker.infra.local import LocalDeployment
 from broker.topics import TopicNames, create_topics
 from consent_io.connection import KafkaConnection, MqttConnection
+from tests.factories import NATIONAL_SECRET
 
 DEFAULT_TEST_KAFKA_PORT = 19092  # below Linux's ephemeral range (tests/unit/infra/test_ports.py)
 DEFAULT_TEST_MQTT_PORT = 11883
@@ -55,7 +56,7 @@ def kafka_bootstrap(infra: Infra) -> str:
 @pytest.fixture(scope="session")
 def deployment(infra: Infra) -> LocalDeployment:
     """Credentials per principal on the test stack."""
-    return LocalDeployment(infra)
+    return LocalDeployment(infra, national_secret=NATIONAL_SECRET)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,17 @@
-"""Shared factories: simulated agents that build chained, signed batches exactly as an edge agent does."""
+"""Shared factories: simulated agents that build chained, signed batches exactly as an edge agent does.
+
+Pseudonyms (issue 12 item 11): every test core uses :data:`NATIONAL_SECRET` (``LocalDeployment`` in
+tests/conftest.py, :func:`pseudonym_secret`). :func:`patient` is the *national* pseudonym of a test
+NHS number (what the core's state, audit and API are keyed by); a :class:`SimAgent` keys its events
+by its site's pseudonym of that person, as a real agent holding only its site's secret does, and the
+core's verifier translates it back. A key :func:`patient` did not make is sent as given.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -27,11 +34,16 @@ from consent_wire.codes import (
     ShieldingAction,
 )
 from consent_wire.dsse import AgentSigner
+from consent_wire.identity import patient_key
 from consent_wire.keys import OperatorRoot
 from consent_wire.model import ConsentDecision, Event, Objection, Payload, ShieldingFlag
 from consent_wire.signing import sign_batch
+from consent_wire.site_pseudonyms import CorePseudonyms
 
 BASE_MS = 1_790_000_000_000  # a fixed instant (2026-09) so tests are reproducible
+NATIONAL_SECRET = bytes(range(64, 96))  # the national pseudonym secret of every test core (never a real one)
+PSEUDONYMS = CorePseudonyms(NATIONAL_SECRET)
+_NHS_OF: dict[str, str] = {}  # national key -> the test NHS number behind it (made by patient())
 
 
 def consent(
@@ -66,11 +78,22 @@ class SimAgent:
         agent_id = agent_id or f"agent-{uuid.uuid4().hex[:8]}"
         return cls(agent_id, site, AgentSigner.generate(agent_id), skew_ms)
 
-    def event(self, patient_key: str, payload: Payload, at_ms: int, *, subject_deceased_ms: int | None = None) -> bytes:
+    def event(
+        self,
+        patient_key: str,
+        payload: Payload,
+        at_ms: int,
+        *,
+        as_signed: bool = False,
+        subject_deceased_ms: int | None = None,
+    ) -> bytes:
+        """The next event about ``patient_key`` (a national key from :func:`patient`: keyed by this site's
+        pseudonym of the person, as a real agent does; ``as_signed``: exactly ``patient_key``, e.g. a forgery)."""
         self.seq += 1
         wall = at_ms + self.clock_skew_ms
         hlc = max(wall << 16, self.last_hlc + 1)
         self.last_hlc = hlc
+        key = patient_key if as_signed else site_key(self.site, patient_key)
         event = Event(
             uuid.uuid4().hex,
             self.agent_id,
@@ -79,7 +102,7 @@ class SimAgent:
             self.last_hash,
             hlc,
             wall,
-            patient_key,
+            key,
             payload,
             subject_deceased_ms,
         )
@@ -101,9 +124,47 @@ class SimAgent:
         )
 
 
+def nhs_number(n: int) -> str:
+    """A distinct valid test NHS number for each ``n`` (0 <= n < 10**7): 9 then n's block of ten candidates."""
+    for candidate in range(900_000_000 + 10 * n, 900_000_000 + 10 * n + 10):
+        digits = f"{candidate:09d}"
+        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+        if check != 10:  # modulus 11: a check of 10 makes the number invalid
+            return f"{digits}{0 if check == 11 else check}"
+    raise AssertionError("unreachable: ten consecutive numbers always include a valid one")
+
+
 def patient(n: int) -> str:
-    """A stand-in pseudonymous patient key (32 hex characters)."""
-    return sha256(f"patient-{n}".encode()).hexdigest()[:32]
+    """The national pseudonym (32 hex characters, under :data:`NATIONAL_SECRET`) of test NHS number ``n``."""
+    return national_key(nhs_number(n))
+
+
+def national_key(nhs: str) -> str:
+    """The national pseudonym of ``nhs`` under :data:`NATIONAL_SECRET`; a :class:`SimAgent` sends its site's."""
+    key = patient_key(NATIONAL_SECRET, nhs)
+    _NHS_OF[key] = nhs
+    return key
+
+
+def site_key(site: str, national_key: str) -> str:
+    """``site``'s pseudonym of the person whose national key :func:`patient` made; other keys as given."""
+    nhs = _NHS_OF.get(national_key)
+    return national_key if nhs is None else PSEUDONYMS.for_site(site, nhs)
+
+
+def as_the_core_keys_it(event: Event) -> Event:
+    """``event`` (as a :class:`SimAgent` signed it, under its site's pseudonym) keyed as the core's verifier
+    forwards it: by the national pseudonym (for reference replays against the core's state)."""
+    if not event.patient_key:
+        return event
+    return replace(event, patient_key=PSEUDONYMS.to_national(event.site, event.patient_key))
+
+
+def pseudonym_secret(directory: Path) -> dict[str, str]:
+    """The ``pseudonym_secret_file`` setting: :data:`NATIONAL_SECRET` in a mode-0600 file."""
+    path = directory / "national-pseudonym.secret"
+    write_secret(path, NATIONAL_SECRET.hex().encode() + b"\n")
+    return {"pseudonym_secret_file": str(path)}
 
 
 def api_door(directory: Path, clients: str = "") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``consent-broker keys root|register|rotate|revoke|list``: agents' signing keys, signed by the operator root.
+"""``consent-broker keys root|register|rotate|revoke|list|site-secret``: agents' signing keys, signed by the
+operator root, and each site's pseudonym secret.
 
 The operator root's private key lives in a file (``--root-key``: the raw 32-byte Ed25519 private key in hex,
 mode 0600, written by ``keys root``); its public half is the core's ``root_public_key_hex``. Every key event
@@ -7,6 +8,10 @@ is signed with it and appended to the keys topic (append-only: a revocation is p
 A REGISTER or ROTATE names the key's authority (``consent_wire.authority``): the agent's site (``--site``,
 an ODS code) and each capability it may exercise (``--capability``, repeatable). Without ``--capability``
 the key may record nothing: authority is granted explicitly, never by default.
+
+``keys site-secret --site ODS --national FILE --out FILE`` derives the site's pseudonym secret from the
+national one (``consent_wire.site_pseudonyms``; mode 0600): the agent's ``pseudonym_secret_file``. The
+national secret never leaves the core.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.commands.connection import kafka_options
 from broker.keys_admin import publish_key_events, read_registry
+from broker.site_secrets import read_national_secret, write_site_secret
 from broker.topics import TopicNames
 from consent_io.connection import KafkaConnection
 from consent_io.secrets import SecretFileError, read_secret, write_secret
@@ -204,6 +210,25 @@ def revoke_command(
     raw = _public(public_key)
     _publish(conn, prefix, root.revoke(agent_id, raw, _now(effective_ms)))
     click.echo(f"revoked {agent_id} key {key_id(raw)}")
+
+
+@command.command("site-secret")
+@click.option("--site", required=True, help="ODS code of the site whose agents get the secret.")
+@click.option(
+    "--national",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CONSENT_PSEUDONYM_SECRET_FILE",
+    required=True,
+    help="The core's national pseudonym secret (hex, mode 0600): its pseudonym_secret_file.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def site_secret_command(site: str, national: Path, out: Path) -> None:
+    """Derive a site's pseudonym secret (HKDF of the national one) into OUT, mode 0600: its agents' secret."""
+    try:
+        write_site_secret(read_national_secret(national), site, out)
+    except (SecretFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote the pseudonym secret of site {site} to {out} (mode 0600): the agents' pseudonym_secret_file")
 
 
 @command.command("list")

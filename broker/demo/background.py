@@ -1,7 +1,8 @@
 """Neighbouring practices' objections, so the objection-rate funnel plot has a region to compare with.
 
-Each practice is a signing agent like any other (registered key, chained, signed batches), sent straight
-to the ingress topic; one practice has an abnormally high rate, which the report should flag.
+Each practice is a signing agent like any other (registered key, chained, signed batches, patients named by
+its own site's pseudonyms: ``site_pseudonymiser``), sent straight to the ingress topic; one practice has an
+abnormally high rate, which the report should flag.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
+from collections.abc import Callable
 
+from broker.demo.people import test_nhs_number
 from broker.keys_admin import publish_key_events
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
@@ -35,7 +38,14 @@ PRACTICES = {
 }
 
 
-async def send_background(conn: KafkaConnection, keys_topic: str, ingress: str, root: OperatorRoot, now_ms: int) -> int:
+async def send_background(
+    conn: KafkaConnection,
+    keys_topic: str,
+    ingress: str,
+    root: OperatorRoot,
+    now_ms: int,
+    site_pseudonymiser: Callable[[str], Callable[[str], str]],
+) -> int:
     rng = random.Random(7)  # reproducible region
     producer = kafka.producer(conn, enable_idempotence=True, acks="all", linger_ms=20)
     signers = {site: AgentSigner.generate(f"practice-{site.lower()}") for site in PRACTICES}
@@ -50,12 +60,12 @@ async def send_background(conn: KafkaConnection, keys_topic: str, ingress: str, 
     await producer.start()
     total = 0
     try:
-        for site, (_, objectors) in PRACTICES.items():
-            signer = signers[site]
+        for number, (site, (_, objectors)) in enumerate(PRACTICES.items()):
+            signer, pseudonymise = signers[site], site_pseudonymiser(site)
             prev, events = bytes(32), []
             for seq in range(1, objectors + 1):
                 kind = ObjectionKind.NDOP if rng.random() < 0.7 else ObjectionKind.TYPE1
-                key = hashlib.sha256(f"{site}-{seq}".encode()).hexdigest()[:32]
+                key = pseudonymise(test_nhs_number(100_000 + number * 10_000 + seq))  # the practice's own patients
                 event = Event(
                     uuid.uuid4().hex, signer.agent_id, site, seq, prev, (now_ms - 86_400_000 + seq) << 16,
                     now_ms - 86_400_000 + seq, key, Objection(kind, ObjectionAction.REGISTER, ()),

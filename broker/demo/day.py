@@ -10,7 +10,6 @@ topics every run; no process is left behind.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from consent_io.secrets import write_secret
 from consent_wire.authority import grantable
 from consent_wire.dsse import AgentSigner, public_key_bytes
 from consent_wire.keys import OperatorRoot
+from consent_wire.site_pseudonyms import SitePseudonymiser
 
 __all__ = ["DEMO_KAFKA_PORT", "DEMO_MQTT_PORT", "run_demo"]
 
@@ -68,9 +68,6 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
     app_id = f"{topics.prefix}-core"
     operator = deployment.operator()
     await create_topics(operator, topics)
-    secret = work / "pseudonym.secret"
-    secret.write_text(os.urandom(32).hex())
-    secret.chmod(0o600)
     root = OperatorRoot.generate()
     core_key = AgentSigner.generate("core")  # signs every replica record the mirror sends to sites
     core_key_file = work / "core-signing.key"
@@ -91,15 +88,13 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
             app_id=app_id,
             stages=("verifier", "reconciler", "bridge", "api", "mirror"),
             root_public_key_hex=public_key_bytes(root.public_key).hex(),
-            pseudonym_secret_file=str(secret),
             http_port=http_port,
             gap_timeout_ms=30_000,
             core_signing_key_file=str(core_key_file),
         )
     )
     bootstrap = deployment.infra.config.bootstrap
-    common = {
-        "pseudonym_secret_file": secret,
+    common = {  # each agent's pseudonym secret is its site's (deployment.agent_settings): never the national one
         "kafka_bootstrap": bootstrap,
         "ingress_topic": topics.ingress,
         "core_public_key_hex": core_key.public_key_bytes.hex(),
@@ -145,7 +140,11 @@ async def _day(deployment: LocalDeployment, work: Path, out_dir: Path) -> None:
         await home.start(kafka_bootstrap="127.0.0.1:1")  # the care home's line is down this morning
         async with aiohttp.ClientSession() as session:
             api = CoreApi.connect(session, deployment, http_port, API_CLIENTS, client_keys)
-            await play(session, gp, home, gateway, follower, api, out_dir, operator, root, witness)
+            pseudonyms = deployment.pseudonyms()  # the operator derives each practice's site secret from it
+            await play(
+                session, gp, home, gateway, follower, api, out_dir, operator, root, witness,
+                site_pseudonymiser=lambda site: SitePseudonymiser(pseudonyms.site_secret(site)),
+            )  # fmt: skip
     finally:
         for a in agents:
             await a.stop()
@@ -168,6 +167,9 @@ def _say_secured(deployment: LocalDeployment, work: Path) -> None:
     say("  - The MQTT gateway may publish only on its own ingress topic and read its own acks and site feed.")
     say("  - Each Kafka site reads only its own replica feed (<prefix>.site.<ODS>), which the mirror fills with")
     say("    records signed by the core's key; agents verify every record (a forged one is refused, never applied).")
+    say("  - The national pseudonym secret stays in the core; each site's agent holds only its site's secret")
+    say(f"    ({deployment.pseudonym_secret_path.parent}/site-<ODS>.secret, `consent-broker keys site-secret`) and")
+    say("    names patients by its own pseudonyms: it cannot re-identify the core's or another site's.")
     say("  - The decision API serves HTTPS only; every call carries an OAuth 2.0 access token that a")
     say("    registered client got with a signed JWT (private_key_jwt); the requester's organisation and")
     say("    role must be the client's own: " + "; ".join(f"{c.client_id} ({c.organisation})" for c in API_CLIENTS))

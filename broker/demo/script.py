@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ async def play(
     kafka: KafkaConnection,
     root: OperatorRoot,
     witness: DemoWitness | None = None,
+    *,
+    site_pseudonymiser: Callable[[str], Callable[[str], str]],
 ) -> None:
     p = PATIENTS
     say("\n08:10  Riverside Surgery (GP, over Kafka) records the morning's decisions:")
@@ -109,7 +112,7 @@ async def play(
     await wait_sent(home)
     await follower.wait_for(6)
     say("       delivered; the state now has Eve's PSY opt-out (6 applied in all).")
-    await _afternoon(session, home, follower, api, out_dir, kafka, root, now_ms, witness)
+    await _afternoon(session, home, follower, api, out_dir, kafka, root, now_ms, witness, site_pseudonymiser)
 
 
 async def _afternoon(
@@ -122,6 +125,7 @@ async def _afternoon(
     root: OperatorRoot,
     now_ms: int,
     witness: DemoWitness | None,
+    site_pseudonymiser: Callable[[str], Callable[[str], str]],
 ) -> None:
     p = PATIENTS
     await _decisions(api)
@@ -161,7 +165,9 @@ async def _afternoon(
         say(f"       cosigned checkpoint, {outcome} (consent-broker audit verify checks the same)")
 
     say("\n17:00  Governance reports for the region:")
-    background = await send_background(kafka, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms)
+    background = await send_background(
+        kafka, _topic(follower, "keys"), _topic(follower, "ingress"), root, now_ms, site_pseudonymiser
+    )
     events = await _read_events(kafka, _topic(follower, "events"), background + 7)
     _reports(events, out_dir)
 

@@ -6,10 +6,16 @@ observers), the core's TLS settings (each stage its own certificate ``core.<stag
 settings (certificate CN = agent id, Mosquitto ACL for its own topics and site), Kafka ACLs for a topic
 prefix, and the API's door (HTTPS certificate, token key, client registry with the clients asked for).
 On an insecure stack every method returns the plaintext equivalent, so callers never branch.
+
+Pseudonyms (issue 12 item 11): the core gets the national secret (``pseudonym_secret_file`` in
+:meth:`LocalDeployment.core_settings`; ``national_secret`` or a random one kept beside the stack), an
+agent only its site's (:meth:`LocalDeployment.site_secret_file`, derived as ``consent-broker keys
+site-secret`` does).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +27,10 @@ from broker.auth.provision import add_client, new_token_key
 from broker.infra.acls import CORE_ROLES, Principal, Role, core_principal
 from broker.infra.manager import Infra
 from broker.infra.security import grant_for_prefix
+from broker.site_secrets import read_national_secret, write_site_secret
 from consent_io.connection import KafkaConnection, MqttConnection
+from consent_io.secrets import write_secret
+from consent_wire.site_pseudonyms import CorePseudonyms
 
 __all__ = ["ApiClientSpec", "LocalDeployment"]
 
@@ -39,6 +48,30 @@ class ApiClientSpec:
 @dataclass(frozen=True, slots=True)
 class LocalDeployment:
     infra: Infra
+    national_secret: bytes | None = None  # None: a random one, created once beside the stack and kept
+
+    @property
+    def pseudonym_secret_path(self) -> Path:
+        return self.infra.config.root / "pseudonyms" / "national.secret"
+
+    def pseudonym_secret_file(self) -> Path:
+        """The core's national pseudonym secret (hex, mode 0600), written if missing or not ``national_secret``."""
+        path = self.pseudonym_secret_path
+        wanted = self.national_secret
+        current = read_national_secret(path) if path.exists() else None
+        if current is None or (wanted is not None and current != wanted):
+            write_secret(path, (wanted if wanted is not None else os.urandom(32)).hex().encode("ascii") + b"\n")
+        return path
+
+    def pseudonyms(self) -> CorePseudonyms:
+        """The core's translations under this deployment's national secret (tests: the keys the core uses)."""
+        return CorePseudonyms(read_national_secret(self.pseudonym_secret_file()))
+
+    def site_secret_file(self, site: str) -> Path:
+        """``site``'s pseudonym secret (hex, mode 0600): its agents' ``pseudonym_secret_file``."""
+        path = self.infra.config.root / "pseudonyms" / f"site-{site}.secret"
+        write_site_secret(read_national_secret(self.pseudonym_secret_file()), site, path)
+        return path
 
     @property
     def secure(self) -> bool:
@@ -56,11 +89,18 @@ class LocalDeployment:
 
     def core_settings(self) -> dict[str, object]:
         """CoreSettings overrides: Kafka and MQTT security for every stage."""
+        secret = str(self.pseudonym_secret_file())
         if not self.secure:
-            return {"kafka_security": "PLAINTEXT", "mqtt_tls": False, "bootstrap": self.infra.config.bootstrap}
+            return {
+                "kafka_security": "PLAINTEXT",
+                "mqtt_tls": False,
+                "bootstrap": self.infra.config.bootstrap,
+                "pseudonym_secret_file": secret,
+            }
         for role in CORE_ROLES:
             self.infra.issue(core_principal(role))
         return {
+            "pseudonym_secret_file": secret,
             "bootstrap": self.infra.config.bootstrap,
             "mqtt_port": self.infra.config.mqtt_port,
             "tls_ca_file": str(self.infra.pki.ca_file),
@@ -73,11 +113,14 @@ class LocalDeployment:
         return {f"CONSENT_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in settings}
 
     def agent_settings(self, agent_id: str, site: str) -> dict[str, object]:
-        """Edge agent settings overrides: its certificate (CN = agent id) and, on MQTT, its ACL for ``site``."""
+        """Edge agent settings overrides: its site's pseudonym secret, its certificate (CN = agent id) and, on MQTT,
+        its ACL for ``site``."""
+        secret = self.site_secret_file(site)
         if not self.secure:
-            return {"kafka_security": "PLAINTEXT", "mqtt_tls": False}
+            return {"kafka_security": "PLAINTEXT", "mqtt_tls": False, "pseudonym_secret_file": secret}
         files = self.infra.issue(Principal(agent_id, Role.AGENT, site))
         return {
+            "pseudonym_secret_file": secret,
             "tls_ca_file": files.ca_file,
             "tls_cert_file": files.cert_file,
             "tls_key_file": files.key_file,

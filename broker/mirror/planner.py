@@ -15,7 +15,14 @@ for a tombstone: a signed deletion is sent).
 Minimum necessary (Caldicott principle 3): a site receives a patient's records only when it has a
 relationship with that patient - it recorded an event about the patient (learnt from the events
 topic: ``VerifiedEvent.event.site`` and ``patient_key``) or it is listed for the patient in the
-operator's registrations file (``site,patient_key`` lines). No other site is ever sent them, and
+operator's registrations file (``site,site_pseudonym`` lines).
+
+Per-site pseudonyms (issue 12 item 11): the core is keyed by national pseudonyms, which no site may
+see. Each publication carries the *site's* pseudonym of the patient (``site_key``): learnt from that
+site's own events (``VerifiedEvent.site_key``, the key the site signed, translated by the verifier) or
+given in the registrations file and opened with :class:`~consent_wire.site_pseudonyms.CorePseudonyms`.
+The topic, the feed key and the record inside (:func:`consent_rules.replica_feed.seal_replica_record`)
+all use it, so a site never receives a national pseudonym nor another site's. No other site is ever sent them, and
 no wildcard site topic is ever published. When a site first becomes known for a patient, the
 latest records already held for that patient are published to it, so arrival order between the
 events topic and the state/shielding topics does not matter.
@@ -32,8 +39,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from consent_rules.replica_feed import ReplicaKind
-from consent_wire.errors import WireError
+from consent_wire.errors import InvalidPatientKeyError, WireError
 from consent_wire.signing import decode_verified_event
+from consent_wire.site_pseudonyms import CorePseudonyms
 
 __all__ = [
     "MirrorOutcome",
@@ -70,7 +78,7 @@ class MirrorOutcome(StrEnum):
 
 
 class RegistrationsError(ValueError):
-    """The registrations file cannot be read as ``site,patient_key`` lines."""
+    """The registrations file cannot be read as ``site,site_pseudonym`` lines, or a pseudonym is not the site's."""
 
     reason = "BAD_REGISTRATIONS"
 
@@ -78,7 +86,7 @@ class RegistrationsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Registration:
     site: str
-    patient_key: str
+    patient_key: str  # the site's own pseudonym of the patient (what its agent computes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +95,35 @@ class Publication:
 
     kind: RecordKind
     site: str
-    patient_key: str
+    patient_key: str  # national (the state and shielding topics' key)
     payload: bytes
+    site_key: str = ""  # the site's pseudonym of the patient; "" only when the planner translates nothing
+
+    @property
+    def key(self) -> str:
+        """The patient key the site receives: its own pseudonym."""
+        return self.site_key or self.patient_key
 
     @property
     def topic(self) -> str:
         """Its retained MQTT topic (one per site, kind and patient: also the unit :func:`coalesce` keeps)."""
-        return mirror_topic(self.kind, self.site, self.patient_key)
+        return mirror_topic(self.kind, self.site, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLink:
+    """A site's relationship with a patient, learnt from the site's events: the national key and the site's own."""
+
+    site: str
+    patient_key: str  # national
+    site_key: str  # the site's pseudonym ("" when keys are used untranslated: unit tests of the routing rules)
 
 
 @dataclass(frozen=True, slots=True)
 class PlannerChanges:
     """What a planner learnt since its last :meth:`MirrorPlanner.drain`: a local store writes it (issue 16)."""
 
-    sites: tuple[Registration, ...]
+    sites: tuple[SiteLink, ...]
     held: dict[tuple[RecordKind, str], bytes | None]  # None: deleted
 
 
@@ -119,7 +142,7 @@ def _valid_level(value: str) -> bool:
 
 
 def parse_registrations(text: str) -> tuple[Registration, ...]:
-    """``site,patient_key`` per line; blank lines, ``#`` comments and a ``site,patient_key`` header ignored."""
+    """``site,site_pseudonym`` per line; blank lines, ``#`` comments and a ``site,patient_key`` header ignored."""
     out: list[Registration] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
@@ -142,21 +165,35 @@ def coalesce(publications: Iterable[Publication]) -> tuple[Publication, ...]:
 
 
 class MirrorPlanner:
-    """Feed it records in topic order; it answers with the publications each one calls for."""
+    """Feed it records in topic order; it answers with the publications each one calls for.
 
-    def __init__(self, registrations: Iterable[Registration] = ()) -> None:
-        self._sites: dict[str, set[str]] = {}
+    With ``pseudonyms`` (the core's: always in the runtime) registrations name sites' pseudonyms, opened to
+    national ones here (:class:`RegistrationsError` for one that is not the site's); without, keys are
+    taken as they are (unit tests of the routing rules).
+    """
+
+    def __init__(self, registrations: Iterable[Registration] = (), pseudonyms: CorePseudonyms | None = None) -> None:
+        self._sites: dict[str, dict[str, str]] = {}  # national key -> site -> the site's pseudonym
         self._held: dict[tuple[RecordKind, str], bytes] = {}
-        for r in registrations:
-            self._sites.setdefault(r.patient_key, set()).add(r.site)
+        for number, r in enumerate(registrations, start=1):
+            national, site_key = r.patient_key, ""
+            if pseudonyms is not None:
+                try:
+                    national, site_key = pseudonyms.to_national(r.site, r.patient_key), r.patient_key
+                except (InvalidPatientKeyError, ValueError) as exc:
+                    raise RegistrationsError(
+                        f"registration {number}: the key is not a pseudonym of site {r.site!r} ({exc}); list each "
+                        "patient under the site's own pseudonym (what its agent computes)"
+                    ) from exc
+            self._sites.setdefault(national, {})[r.site] = site_key
         # what changed since the last drain(): what a local store must write to resume (issue 16)
-        self._sites_added: list[Registration] = []
+        self._sites_added: list[SiteLink] = []
         self._held_changed: dict[tuple[RecordKind, str], bytes | None] = {}
 
-    def restore(self, sites: Iterable[Registration], held: Iterable[tuple[RecordKind, str, bytes]]) -> None:
+    def restore(self, sites: Iterable[SiteLink], held: Iterable[tuple[RecordKind, str, bytes]]) -> None:
         """Take back what a local store kept (sites learnt from events, latest records held): no publication."""
-        for r in sites:
-            self._sites.setdefault(r.patient_key, set()).add(r.site)
+        for link in sites:
+            self._sites.setdefault(link.patient_key, {})[link.site] = link.site_key
         for kind, patient_key, data in held:
             self._held[(kind, patient_key)] = data
 
@@ -170,29 +207,34 @@ class MirrorPlanner:
     def sites_for(self, patient_key: str) -> frozenset[str]:
         return frozenset(self._sites.get(patient_key, ()))
 
+    def site_key(self, site: str, patient_key: str) -> str | None:
+        """``site``'s pseudonym of the patient with national key ``patient_key``, if known ("" = untranslated)."""
+        return self._sites.get(patient_key, {}).get(site)
+
     def held(self, kind: RecordKind, patient_key: str) -> bytes | None:
         return self._held.get((kind, patient_key))
 
     def on_event(self, value: bytes | None) -> Step:
         """A verified-event record: learn its site for its patient, and catch a new site up."""
         try:
-            event = decode_verified_event(value or b"").event
+            ve = decode_verified_event(value or b"")
         except WireError:
             return Step(MirrorOutcome.BAD_RECORD)
-        if not event.patient_key:
+        if not ve.event.patient_key:
             return Step(MirrorOutcome.NO_PATIENT)
-        return self.add_site(event.site, event.patient_key)
+        return self.add_site(ve.event.site, ve.event.patient_key, ve.site_key)
 
-    def add_site(self, site: str, patient_key: str) -> Step:
-        if not (_valid_level(site) and _valid_level(patient_key)):
+    def add_site(self, site: str, patient_key: str, site_key: str = "") -> Step:
+        """``site`` has a relationship with the patient (national ``patient_key``), whom it knows as ``site_key``."""
+        if not (_valid_level(site) and _valid_level(patient_key) and (not site_key or _valid_level(site_key))):
             return Step(MirrorOutcome.BAD_RECORD)
-        sites = self._sites.setdefault(patient_key, set())
+        sites = self._sites.setdefault(patient_key, {})
         if site in sites:
             return Step(MirrorOutcome.SITE_KNOWN)
-        sites.add(site)
-        self._sites_added.append(Registration(site, patient_key))
+        sites[site] = site_key
+        self._sites_added.append(SiteLink(site, patient_key, site_key))
         publications = tuple(
-            Publication(kind, site, patient_key, data)
+            Publication(kind, site, patient_key, data, site_key)
             for kind in RecordKind
             if (data := self._held.get((kind, patient_key))) is not None
         )
@@ -210,11 +252,11 @@ class MirrorPlanner:
         else:
             self._held[(kind, patient_key)] = value
         self._held_changed[(kind, patient_key)] = value or None
-        sites = sorted(self._sites.get(patient_key, ()))
+        sites = sorted(self._sites.get(patient_key, {}).items())
         if not sites:
             return Step(MirrorOutcome.HELD)
         payload = value or b""
         return Step(
             MirrorOutcome.MIRRORED,
-            tuple(Publication(kind, site, patient_key, payload) for site in sites),
+            tuple(Publication(kind, site, patient_key, payload, site_key) for site, site_key in sites),
         )

@@ -62,6 +62,7 @@ from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.replica_feed import ReplicaFeedError, feed_key, seal_replica_record
 from consent_wire.dsse import AgentSigner
+from consent_wire.site_pseudonyms import CorePseudonyms
 
 if TYPE_CHECKING:
     from broker.runtime import Core
@@ -98,7 +99,7 @@ class SealedPublication:
 
     kind: RecordKind
     site: str
-    patient_key: str
+    patient_key: str  # the site's own pseudonym of the patient (never the national one)
     record: bytes
 
     @property
@@ -111,20 +112,22 @@ def seal(
 ) -> tuple[tuple[SealedPublication, ...], int]:
     """Sign each publication (once per distinct record); returns them and how many could not be sealed."""
     sealed: list[SealedPublication] = []
-    cache: dict[tuple[RecordKind, str, bytes], bytes | None] = {}
+    cache: dict[tuple[RecordKind, str, str, bytes], bytes | None] = {}
     refused = 0
     for p in publications:
-        ident = (p.kind, p.patient_key, p.payload)
+        ident = (p.kind, p.patient_key, p.site_key, p.payload)
         if ident not in cache:
             try:
-                cache[ident] = seal_replica_record(signer, p.kind, p.patient_key, p.payload or None, now_ms)
+                cache[ident] = seal_replica_record(
+                    signer, p.kind, p.patient_key, p.payload or None, now_ms, site_key=p.site_key
+                )
             except ReplicaFeedError as exc:
                 log.warning("mirror unsealable kind=%s reason=%s", p.kind.value, exc.reason)
                 cache[ident] = None
                 refused += 1
         record = cache[ident]
         if record is not None:
-            sealed.append(SealedPublication(p.kind, p.site, p.patient_key, record))
+            sealed.append(SealedPublication(p.kind, p.site, p.key, record))
     return tuple(sealed), refused
 
 
@@ -147,6 +150,8 @@ class MirrorConfig:
     backoff_cap_s: float = 30.0  # at most one reconnect attempt every 30 s during a long outage
     publish_timeout_s: float = 30.0  # one PUBACK wait; then the session is restarted
     signer: AgentSigner = field(kw_only=True)  # the core key every record sent to a site is signed with
+    # the core's pseudonym translations: each site is sent its own pseudonyms (None: keys as read; unit tests)
+    pseudonyms: CorePseudonyms | None = field(default=None, kw_only=True)
     site_feeds: TopicNames | None = field(default=None, kw_only=True)  # None: MQTT only, no Kafka site feeds
     site_feed_replication: int = field(default=1, kw_only=True)
     state_file: Path | None = field(default=None, kw_only=True)  # the local store to resume from (None: replay)
@@ -178,6 +183,7 @@ class ReplicaMirror:
             f"{s.app_id}.mirror",
             load_registrations(s.registrations_file),
             signer=load_core_signer(s.core_signing_key_file),
+            pseudonyms=CorePseudonyms(read_hex_file(s.pseudonym_secret_file, "pseudonym_secret_file")),
             site_feeds=t,
             site_feed_replication=s.site_feed_replication,
             state_file=Path(s.state_dir) / s.app_id / f"{t.prefix}.mirror.sqlite3" if s.state_dir else None,
@@ -219,7 +225,7 @@ class ReplicaMirror:
                 self.connected.set()
                 CONNECTED.set(1)
                 log.info("mirror connected mqtt=%s:%d client_id=%s", c.mqtt.host, c.mqtt.port, c.client_id)
-                planner = MirrorPlanner(c.registrations)
+                planner = MirrorPlanner(c.registrations, c.pseudonyms)
                 positions = await self._resume(consumer, planner)
                 while True:
                     batches = await consumer.getmany(timeout_ms=_POLL_MS)

@@ -1,11 +1,11 @@
 """The mirror's local store (I/O, SQLite WAL): what it learnt and where it is, so a restart resumes (issue 16).
 
-Tables: ``positions`` (topic, partition -> next offset), ``sites`` (patient, site: the relationships learnt
-from the events topic) and ``held`` (kind, patient -> the latest state or shielding record). Each batch the
-mirror has published and fed is written with its positions in one transaction (:meth:`MirrorStore.commit`),
-so after a restart the mirror reads only what came after, with the planner as it was; a crash between
-publishing and the commit re-publishes that batch only (harmless: retained messages and compacted keys are
-replaced, replicas ignore records no fresher than theirs).
+Tables: ``positions`` (topic, partition -> next offset), ``sites`` (national key, site, the site's pseudonym:
+the relationships learnt from the events topic) and ``held`` (kind, patient -> the latest state or shielding
+record). Each batch the mirror has published and fed is written with its positions in one transaction
+(:meth:`MirrorStore.commit`), so after a restart the mirror reads only what came after, with the planner as it
+was; a crash between publishing and the commit re-publishes that batch only (harmless: retained messages and
+compacted keys are replaced, replicas ignore records no fresher than theirs).
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.mirror.planner import PlannerChanges, RecordKind, Registration
+from broker.mirror.planner import PlannerChanges, RecordKind, SiteLink
 
 __all__ = ["MirrorStore", "Stored"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS positions (topic TEXT, partition INTEGER, next_offset INTEGER,
     PRIMARY KEY (topic, partition)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sites (patient_key TEXT, site TEXT, PRIMARY KEY (patient_key, site)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sites (patient_key TEXT, site TEXT, site_key TEXT NOT NULL,
+    PRIMARY KEY (patient_key, site)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS held (kind TEXT, patient_key TEXT, record BLOB NOT NULL,
     PRIMARY KEY (kind, patient_key)) WITHOUT ROWID;
 """
@@ -31,7 +32,7 @@ CREATE TABLE IF NOT EXISTS held (kind TEXT, patient_key TEXT, record BLOB NOT NU
 @dataclass(frozen=True, slots=True)
 class Stored:
     positions: dict[tuple[str, int], int]  # (topic, partition) -> next offset
-    sites: list[Registration]
+    sites: list[SiteLink]
     held: list[tuple[RecordKind, str, bytes]]
 
 
@@ -50,7 +51,10 @@ class MirrorStore:
         positions = {
             (str(t), int(p)): int(o) for t, p, o in db.execute("SELECT topic, partition, next_offset FROM positions")
         }
-        sites = [Registration(str(s), str(k)) for k, s in db.execute("SELECT patient_key, site FROM sites")]
+        sites = [
+            SiteLink(str(s), str(k), str(sk))
+            for k, s, sk in db.execute("SELECT patient_key, site, site_key FROM sites")
+        ]
         held = [
             (RecordKind(k), str(p), bytes(r)) for k, p, r in db.execute("SELECT kind, patient_key, record FROM held")
         ]
@@ -62,8 +66,8 @@ class MirrorStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT OR IGNORE INTO sites (patient_key, site) VALUES (?, ?)",
-                [(r.patient_key, r.site) for r in changes.sites],
+                "INSERT OR IGNORE INTO sites (patient_key, site, site_key) VALUES (?, ?, ?)",
+                [(r.patient_key, r.site, r.site_key) for r in changes.sites],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO held (kind, patient_key, record) VALUES (?, ?, ?)",

@@ -14,7 +14,6 @@ from consent_rules.replica_feed import ReplicaKind, seal_replica_record
 from consent_rules.state import replay
 from consent_wire.dsse import AgentSigner
 from edge_agent.app import Agent
-from edge_agent.wire import load_pseudonymiser
 from tests.factories import consent, plain_event
 from tests.integration.edge.conftest import EdgeKit, http_post, nhs_numbers
 from tests.integration.pipeline.conftest import Harness
@@ -50,7 +49,7 @@ async def test_forged_retained_records_cannot_flip_an_offline_deny(
 ) -> None:
     core = await harness.start_core(stages=("verifier", "reconciler", "bridge", "mirror"))
     (nhs,) = nhs_numbers(1, start=971_000_000)
-    key = load_pseudonymiser(kit.secret_file)(nhs)
+    key = kit.site_key(SITE, nhs)
     topic = f"consent/state/{SITE}/{key}"
     gateway = await Agent.start(await kit.agent_settings(f"gw-{harness.topics.prefix}", site=SITE, transport="mqtt"))
     try:

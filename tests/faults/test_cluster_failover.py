@@ -11,6 +11,7 @@ from broker.infra import Infra
 from broker.infra.local import LocalDeployment
 from broker.runtime import Core
 from broker.settings import CoreSettings
+from tests.factories import NATIONAL_SECRET
 from tests.faults.rig import make_rig
 from tests.faults.support import Traffic, check_against_replay, wait_progress
 
@@ -22,7 +23,7 @@ VICTIM = 2  # any one of three: RF 3 with min ISR 2 keeps accepting acks=all wri
 
 
 async def test_one_broker_killed_mid_run_loses_no_acknowledged_event(cluster3: Infra, unique_prefix: str) -> None:
-    rig = await make_rig(LocalDeployment(cluster3), unique_prefix, replication=3)
+    rig = await make_rig(LocalDeployment(cluster3, national_secret=NATIONAL_SECRET), unique_prefix, replication=3)
     core = Core(CoreSettings.load(**rig.settings()))
     conn = rig.conn
     traffic = Traffic(conn, rig.topics.ingress, rig.agents, pause_s=0.1)

@@ -25,6 +25,7 @@ from broker.topics import Topic, TopicNames, create_topics
 from consent_wire.keys import OperatorRoot
 from edge_agent.app import Agent
 from edge_agent.config import Settings
+from tests.factories import NATIONAL_SECRET
 from tests.integration.edge.conftest import (
     EdgeKit,
     assert_exactly_once_in_order,
@@ -60,7 +61,7 @@ def outage_stack() -> Iterator[Infra]:
 
 async def _outage_harness(stack: Infra, prefix: str) -> Harness:
     """Topics, ACLs and a harness on the outage stack (secure, like every stack)."""
-    deployment = LocalDeployment(stack)
+    deployment = LocalDeployment(stack, national_secret=NATIONAL_SECRET)
     topics = TopicNames(prefix)
     partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
     await create_topics(deployment.operator(), topics, replication=1, partitions=dict.fromkeys(partitioned, 2))

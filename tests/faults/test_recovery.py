@@ -24,6 +24,7 @@ from broker.infra.local import LocalDeployment
 from broker.runtime import Core
 from broker.settings import CoreSettings
 from broker.stage import TransactionalStage
+from tests.factories import NATIONAL_SECRET
 from tests.faults.rig import PARTITIONS, Rig, make_rig
 from tests.faults.support import CoreProcess, Outcome, Traffic, check_against_replay, wait_progress
 from tests.faults.test_core_runtime import _free_port
@@ -66,7 +67,7 @@ async def _restore_cluster(cluster: Infra) -> None:
 async def test_a_paused_broker_stalls_no_partition_and_loses_or_doubles_nothing(
     cluster3: Infra, unique_prefix: str, tmp_path: Path
 ) -> None:
-    rig = await make_rig(LocalDeployment(cluster3), unique_prefix, replication=3)
+    rig = await make_rig(LocalDeployment(cluster3, national_secret=NATIONAL_SECRET), unique_prefix, replication=3)
     core = Core(CoreSettings.load(**rig.settings(), state_dir=str(tmp_path / "state")))
     traffic = Traffic(rig.conn, rig.topics.ingress, rig.agents, pause_s=0.1)
     stop = asyncio.Event()
@@ -119,7 +120,7 @@ async def _wait_health(port: int, status: int, timeout_s: float = 120) -> dict[s
 async def test_a_full_kafka_outage_is_waited_out_unhealthy_without_a_crash_loop_and_loses_nothing(
     cluster3: Infra, unique_prefix: str, tmp_path: Path
 ) -> None:
-    rig = await make_rig(LocalDeployment(cluster3), unique_prefix, replication=3)
+    rig = await make_rig(LocalDeployment(cluster3, national_secret=NATIONAL_SECRET), unique_prefix, replication=3)
     port = _free_port()
     env = {**rig.env(), "CONSENT_METRICS_PORT": str(port), "CONSENT_STATE_DIR": str(tmp_path / "state")}
     core = CoreProcess(env, tmp_path / "core.log")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ import pytest
 
 from broker.infra.local import LocalDeployment
 from broker.topics import TopicNames
-from consent_io.secrets import write_secret
 from consent_wire.keys import OperatorRoot
 from tests.integration.pipeline.conftest import Harness
 
@@ -35,10 +33,10 @@ def _cli_as_operator(deployment: LocalDeployment, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture
-def secret_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pseudonym.hex"
-    write_secret(path, secrets.token_hex(32).encode() + b"\n")  # as `openssl rand -hex 32` writes it, mode 0600
-    return path
+def secret_file(deployment: LocalDeployment) -> Path:
+    """The core's national pseudonym secret (tests.factories.NATIONAL_SECRET, hex, mode 0600): the agents
+    (SimAgent) key their events by their site's pseudonyms of the same people, which the core translates."""
+    return deployment.pseudonym_secret_file()
 
 
 @dataclass(frozen=True)

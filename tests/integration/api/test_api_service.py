@@ -33,7 +33,7 @@ from consent_wire.codes import (
 )
 from consent_wire.identity import patient_key
 from consent_wire.model import AccessRecord, BreachReport
-from tests.factories import BASE_MS, SimAgent, consent, objection, shielding
+from tests.factories import BASE_MS, SimAgent, consent, national_key, objection, shielding
 from tests.integration.api.conftest import cli
 from tests.integration.audit.conftest import start_witness
 from tests.integration.pipeline.conftest import Harness
@@ -120,7 +120,8 @@ class Api:
 
 
 async def send_site_events(harness: Harness, gp: SimAgent, secret: bytes) -> None:
-    key = {nhs: patient_key(secret, nhs) for nhs in (OPTED_OUT, SHIELDED, CONSENTED)}
+    key = {nhs: national_key(nhs) for nhs in (OPTED_OUT, SHIELDED, CONSENTED)}  # SimAgent sends its site's
+    assert all(k == patient_key(secret, nhs) for nhs, k in key.items())
     view = AccessRecord("staff-99", "B82002", "NURSE", True, Relationship.LEGITIMATE, PurposeOfUse.TREAT,
                         (DataClass.GENERAL,), None, "")  # fmt: skip
     disclosure = AccessRecord("staff-98", "A81001", "GP", True, Relationship.NONE, PurposeOfUse.HRESCH,

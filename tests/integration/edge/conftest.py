@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -18,11 +17,13 @@ from broker.bridge.service import BridgeConfig, MqttBridge
 from broker.infra.local import LocalDeployment
 from broker.keys_admin import publish_key_events
 from broker.keys_follower import KeysFollower
+from broker.site_secrets import read_national_secret
 from broker.topics import TopicNames
 from consent_io import kafka, mqtt
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.state import PatientState
 from consent_wire.authority import grantable
+from consent_wire.identity import patient_key
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import decode_verified_event
 from edge_agent.api_auth import generate_token_file
@@ -149,11 +150,18 @@ class EdgeKit:
         self.bootstrap = harness.bootstrap
         self.topics = harness.topics
         self.root = harness.root
-        # one pseudonym secret for every site: the keyed pseudonym must match across sites and the core
-        self.secret_file = tmp_path / "pseudonym.secret"
-        self.secret_file.write_text(os.urandom(32).hex())
-        self.secret_file.chmod(0o600)
+        # the core's national pseudonym secret (its pseudonym_secret_file); each agent gets only its site's
+        # (LocalDeployment.agent_settings), and a site's pseudonym of a person is kit.site_key(site, nhs)
+        self.secret_file = self.deployment.pseudonym_secret_file()
         self.agent_ids: list[str] = []
+
+    def site_key(self, site: str, nhs_number: str) -> str:
+        """``site``'s pseudonym of the person (what its agent computes; the key of its replica and feed)."""
+        return self.deployment.pseudonyms().for_site(site, nhs_number)
+
+    def national_key(self, nhs_number: str) -> str:
+        """The core's pseudonym of the person (its state, audit and API)."""
+        return patient_key(read_national_secret(self.secret_file), nhs_number)
 
     async def agent_settings(self, agent_id: str, site: str = "A81001", **overrides: Any) -> Settings:
         self.agent_ids.append(agent_id)
@@ -175,7 +183,6 @@ class EdgeKit:
             "agent_id": agent_id,
             "site": site,
             "data_dir": data_dir,
-            "pseudonym_secret_file": self.secret_file,
             "signing_key_file": key_file,
             "kafka_bootstrap": self.bootstrap,
             "ingress_topic": self.topics.ingress,

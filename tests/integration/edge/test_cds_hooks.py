@@ -17,7 +17,6 @@ from broker.api import ApiService
 from broker.auth.client import client_tls
 from broker.infra.local import ApiClientSpec
 from edge_agent.app import Agent
-from edge_agent.wire import load_pseudonymiser
 from tests.cds_client import ACT_CODE, card, client_jwt, consult, redacted
 from tests.integration.edge.conftest import EdgeKit, http_post, nhs_numbers
 from tests.integration.pipeline.conftest import Harness
@@ -76,7 +75,6 @@ async def test_cds_hooks_cards_online_from_the_core_and_offline_from_an_agent(
         stages="verifier,reconciler,mirror,api", pseudonym_secret_file=str(kit.secret_file), http_port=0, **door
     )
     agent = await Agent.start(await kit.agent_settings(f"cds-{harness.topics.prefix}", site="A81001"))
-    pseudonym = load_pseudonymiser(kit.secret_file)
     try:
         for event in _events(opted_out, shielded):
             assert (await http_post(agent.settings, "/v1/events", event))[0] == 202
@@ -97,7 +95,7 @@ async def test_cds_hooks_cards_online_from_the_core_and_offline_from_an_agent(
             async with session.get(base + "/cds-services", ssl=tls) as resp:
                 assert [s["id"] for s in (await resp.json())["services"]] == ["patient-consent-consult"]
             for _ in range(600):  # until the core's state view holds both patients' events
-                if all([(await service.state(pseudonym(n))).version for n in (opted_out, shielded)]):
+                if all([(await service.state(kit.national_key(n))).version for n in (opted_out, shielded)]):
                     break
                 await asyncio.sleep(0.1)
             answers = {
@@ -115,7 +113,7 @@ async def test_cds_hooks_cards_online_from_the_core_and_offline_from_an_agent(
             assert statuses == [(200, None), (401, "AUTH_REPLAYED")]
 
         async def replicated() -> bool:
-            records = [await agent.replica.get(pseudonym(n)) for n in (opted_out, shielded)]
+            records = [await agent.replica.get(kit.site_key("A81001", n)) for n in (opted_out, shielded)]
             return all(r is not None and r.state is not None for r in records)
 
         for _ in range(1200):

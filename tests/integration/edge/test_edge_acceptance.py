@@ -19,7 +19,6 @@ from consent_io import mqtt
 from consent_io.connection import KafkaConnection
 from edge_agent.app import Agent
 from edge_agent.transport_mqtt import ack_topic, ingress_topic
-from edge_agent.wire import load_pseudonymiser
 from tests.integration.edge.conftest import (
     EdgeKit,
     assert_exactly_once_in_order,
@@ -211,7 +210,7 @@ async def test_shielding_set_at_one_site_redacts_another_sites_offline_decision(
     harness: Harness, kit: EdgeKit, tmp_path: Path
 ) -> None:
     nhs, other = nhs_numbers(2, start=960_000_000)
-    key = load_pseudonymiser(kit.secret_file)(nhs)
+    key = kit.site_key("B82002", nhs)  # site B's own pseudonym of the patient: its replica's and feed's key
     registrations = tmp_path / "registrations.csv"  # site B is registered for the patient: its feed carries them
     registrations.write_text(f"B82002,{key}\n")
     await harness.start_core(stages="verifier,reconciler,mirror", registrations_file=str(registrations))

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,6 @@ from consent_wire.dsse import AgentSigner
 from edge_agent.app import Agent
 from edge_agent.replica import Replica
 from edge_agent.replica_follow import MqttReplicaFollower, SignedFeed
-from edge_agent.wire import load_pseudonymiser
 from tests.factories import BASE_MS, SimAgent, consent
 from tests.integration.edge.conftest import EdgeKit, free_port, http_post, nhs_numbers, read_all
 from tests.integration.pipeline.conftest import Harness, latest_by_key
@@ -114,10 +114,9 @@ async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offl
 ) -> None:
     core = await harness.start_core(stages=("verifier", "reconciler", "bridge", "mirror"))
     (nhs,) = nhs_numbers(1, start=970_000_000)
-    key = load_pseudonymiser(kit.secret_file)(nhs)
-    clear_retained.extend(
-        f"consent/{kind}/{site}/{key}" for kind in ("state", "shielding") for site in (GATEWAY_SITE, GP_SITE)
-    )
+    key, gp_key, national = kit.site_key(GATEWAY_SITE, nhs), kit.site_key(GP_SITE, nhs), kit.national_key(nhs)
+    keys = {GATEWAY_SITE: key, GP_SITE: gp_key}  # each site knows the patient by its own pseudonym only
+    clear_retained.extend(f"consent/{kind}/{site}/{k}" for kind in ("state", "shielding") for site, k in keys.items())
     gateway = await Agent.start(
         await kit.agent_settings(f"gw-{harness.topics.prefix}", site=GATEWAY_SITE, transport="mqtt")
     )
@@ -149,15 +148,21 @@ async def test_gateway_replica_receives_shielding_set_elsewhere_and_redacts_offl
     assert answer["outcome"] == "PERMIT_WITH_OBLIGATIONS"
     assert {"REDACT_LOCATION", "REDACT_CONTACT"} <= set(answer["obligations"])
 
-    # minimum necessary: exactly the two sites with events about P hold P's records, signed by the core
-    state = PatientState.from_bytes(latest_by_key(await read_all(harness.kafka, harness.topics.state))[key.encode()])
-    opened = _opened(await _retained(mqtt_connection, key), key, harness.core_signer)
-    assert set(opened) == {
-        f"consent/{k}/{site}/{key}" for k in ("state", "shielding") for site in (GATEWAY_SITE, GP_SITE)
-    }
-    assert opened[f"consent/state/{GATEWAY_SITE}/{key}"] == state == opened[f"consent/state/{GP_SITE}/{key}"]
-    shielding = opened[f"consent/shielding/{GP_SITE}/{key}"]
-    assert shielding is not None and shielding == opened[f"consent/shielding/{GATEWAY_SITE}/{key}"]
+    # minimum necessary: exactly the two sites with events about P hold P's records, signed by the core, each
+    # under its own pseudonym (issue 12 item 11): the core's state is keyed nationally, no site sees that key
+    state = PatientState.from_bytes(
+        latest_by_key(await read_all(harness.kafka, harness.topics.state))[national.encode()]
+    )
+    assert len({key, gp_key, national}) == 3
+    opened: dict[str, PatientState | bytes | None] = {}
+    for k in (key, gp_key, national):
+        opened |= _opened(await _retained(mqtt_connection, k), k, harness.core_signer)
+    assert set(opened) == {f"consent/{kind}/{site}/{k}" for kind in ("state", "shielding") for site, k in keys.items()}
+    for site, k in keys.items():
+        assert opened[f"consent/state/{site}/{k}"] == replace(state, patient_key=k)
+    shielding = opened[f"consent/shielding/{GP_SITE}/{gp_key}"]
+    assert isinstance(shielding, bytes) and national.encode() not in shielding
+    assert shielding.replace(gp_key.encode(), key.encode()) == opened[f"consent/shielding/{GATEWAY_SITE}/{key}"]
 
 
 def _bad_records() -> float:

@@ -8,7 +8,7 @@ from consent_rules.state import PatientState, replay
 from consent_wire.avro_codec import decode_event
 from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, ProxyAuthorityKind, ShieldingAction
 from consent_wire.model import Objection, ProxyAuthority
-from tests.factories import BASE_MS, SimAgent, consent, objection, patient, shielding
+from tests.factories import BASE_MS, SimAgent, as_the_core_keys_it, consent, objection, patient, shielding
 from tests.integration.pipeline.conftest import Harness, latest_by_key
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ async def test_happy_path_events_reach_the_state_topic_once(harness: Harness) ->
     states = await harness.read(harness.topics.state, lambda rs: _applied(rs) == 200)
     latest = latest_by_key(states)
     assert len(latest) == 20
-    all_events = [decode_event(e) for a in (gp, home) for e in a.encoded]
+    all_events = [as_the_core_keys_it(decode_event(e)) for a in (gp, home) for e in a.encoded]
     for key, value in latest.items():
         expected = replay(key.decode(), [e for e in all_events if e.patient_key == key.decode()])
         assert _essence(PatientState.from_bytes(value)) == _essence(expected)  # == reference replay
@@ -121,7 +121,7 @@ async def test_late_events_from_an_offline_agent_give_the_same_state_as_in_order
     await harness.send(offline, [offline.batch(late)])
     states = await harness.read(harness.topics.state, lambda rs: _applied(rs) == 3)
     final = latest_by_key(states)[key.encode()]
-    in_order = replay(key, [decode_event(e) for e in offline.encoded + online.encoded])
+    in_order = replay(key, [as_the_core_keys_it(decode_event(e)) for e in offline.encoded + online.encoded])
     assert _essence(PatientState.from_bytes(final)) == _essence(in_order)
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from consent_wire.identity import patient_key
 from consent_wire.signing import sign_batch
+from consent_wire.site_pseudonyms import CorePseudonyms, site_secret
 from edge_agent.cli import cli
 from edge_agent.errors import ConfigError
 from edge_agent.wire import generate_signing_key, load_agent_signer, load_pseudonymiser
@@ -59,12 +60,26 @@ def test_secret_readable_by_others_is_refused(tmp_path: Path) -> None:
         load_pseudonymiser(path)
 
 
-def test_pseudonymiser_matches_the_wire_identity(tmp_path: Path) -> None:
+def test_the_agent_pseudonymises_with_its_sites_secret_which_only_the_core_translates(tmp_path: Path) -> None:
+    """Issue 12 item 11: the agent's file holds its site's secret; its pseudonym is the site's, never the national
+    one, and the core (holding the national secret) opens it to the national pseudonym."""
     path = tmp_path / "secret"
-    path.write_text(SECRET.hex())
+    path.write_text(site_secret(SECRET, "A81001").hex())
     path.chmod(0o600)
 
-    assert load_pseudonymiser(path)(VALID_NHS) == patient_key(SECRET, VALID_NHS)
+    key = load_pseudonymiser(path)(VALID_NHS)
+
+    assert key == CorePseudonyms(SECRET).for_site("A81001", VALID_NHS) != patient_key(SECRET, VALID_NHS)
+    assert CorePseudonyms(SECRET).to_national("A81001", key) == patient_key(SECRET, VALID_NHS)
+
+
+def test_a_secret_that_is_not_a_site_secret_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text(os.urandom(48).hex())  # a (longer) national-style secret: not a 32-byte site secret
+    path.chmod(0o600)
+
+    with pytest.raises(ConfigError, match=r"a site secret is 32 .*keys site-secret --site ODS"):
+        load_pseudonymiser(path)
 
 
 def test_cli_submit_enqueues_durably_and_status_counts_it(tmp_path: Path) -> None:

@@ -22,9 +22,22 @@ from broker.mirror import (
 from broker.mirror.planner import PlannerChanges
 from broker.mirror.store import MirrorStore
 from broker.settings import CoreSettings, SettingsError, load_registrations
+from consent_rules.replica_feed import open_replica_record, seal_replica_record
+from consent_rules.state import PatientState, empty_state
+from consent_wire.dsse import AgentSigner
 from consent_wire.keys import KeyRegistry, OperatorRoot
 from consent_wire.signing import encode_verified_event, verify_batch
-from tests.factories import BASE_MS, SimAgent, consent, core_signing_key, core_tls, patient
+from tests.factories import (
+    BASE_MS,
+    PSEUDONYMS,
+    SimAgent,
+    consent,
+    core_signing_key,
+    core_tls,
+    patient,
+    pseudonym_secret,
+    site_key,
+)
 
 P = patient(1)
 Q = patient(2)
@@ -37,7 +50,16 @@ def _event_records(site: str, patient_keys: list[str]) -> list[bytes]:
     agent = SimAgent.create(site=site)
     registry.apply(agent.register(root))
     batch = agent.batch([agent.event(k, consent(), BASE_MS + i) for i, k in enumerate(patient_keys)])
-    return [encode_verified_event(ve) for ve in verify_batch(batch, registry)]
+    # as the core's verifier forwards them: keyed nationally, the site's own pseudonym kept (site_key)
+    return [
+        encode_verified_event(ve.translated(PSEUDONYMS.to_national(site, ve.event.patient_key)))
+        for ve in verify_batch(batch, registry)
+    ]
+
+
+def _pub(kind: RecordKind, site: str, key: str, payload: bytes) -> Publication:
+    """What the planner publishes for ``site``: the national ``key`` and the site's own pseudonym."""
+    return Publication(kind, site, key, payload, site_key(site, key))
 
 
 def test_a_state_record_goes_only_to_the_sites_that_recorded_events_about_the_patient() -> None:
@@ -46,17 +68,38 @@ def test_a_state_record_goes_only_to_the_sites_that_recorded_events_about_the_pa
         assert planner.on_event(record).outcome is MirrorOutcome.SITE_ADDED
     step = planner.on_record(RecordKind.STATE, P.encode(), b"state-v1")
     assert step.outcome is MirrorOutcome.MIRRORED
-    assert step.publications == (Publication(RecordKind.STATE, "A81001", P, b"state-v1"),)
+    assert step.publications == (_pub(RecordKind.STATE, "A81001", P, b"state-v1"),)
+    assert step.publications[0].topic == f"consent/state/A81001/{site_key('A81001', P)}"  # never the national key
 
 
 def test_a_record_goes_to_every_known_site_in_site_order() -> None:
-    planner = MirrorPlanner([Registration("Z99999", P)])
+    planner = MirrorPlanner([Registration("Z99999", site_key("Z99999", P))], PSEUDONYMS)
     planner.on_event(_event_records("A81001", [P])[0])
     step = planner.on_record(RecordKind.SHIELDING, P.encode(), b"shield")
     assert step.publications == (
-        Publication(RecordKind.SHIELDING, "A81001", P, b"shield"),
-        Publication(RecordKind.SHIELDING, "Z99999", P, b"shield"),
+        _pub(RecordKind.SHIELDING, "A81001", P, b"shield"),
+        _pub(RecordKind.SHIELDING, "Z99999", P, b"shield"),
     )
+
+
+def test_a_registration_must_name_the_sites_own_pseudonym() -> None:
+    """The registrations file lists each patient under the site's pseudonym: a national key (or another
+    site's pseudonym) is refused when the planner is built, naming the line."""
+    with pytest.raises(RegistrationsError, match="registration 1: the key is not a pseudonym of site 'Z99999'"):
+        MirrorPlanner([Registration("Z99999", P)], PSEUDONYMS)
+    with pytest.raises(RegistrationsError, match="registration 1"):
+        MirrorPlanner([Registration("Z99999", site_key("A81001", P))], PSEUDONYMS)
+
+
+def test_a_sealed_record_names_the_patient_by_the_receiving_sites_pseudonym_only() -> None:
+    state = empty_state(P).to_bytes()
+    signer = AgentSigner.generate("core")
+    mine = site_key("A81001", P)
+    sealed = seal_replica_record(signer, RecordKind.STATE, P, state, BASE_MS, site_key=mine)
+    update = open_replica_record(sealed, signer.public_key, RecordKind.STATE, mine, BASE_MS)
+    assert update.record is not None
+    assert PatientState.from_bytes(update.record).patient_key == mine
+    assert P.encode() not in sealed  # the national pseudonym is nowhere in what the site receives
 
 
 def test_a_record_for_a_patient_with_no_known_site_is_held_and_published_when_a_site_appears() -> None:
@@ -67,8 +110,8 @@ def test_a_record_for_a_patient_with_no_known_site_is_held_and_published_when_a_
     step = planner.on_event(_event_records("A81001", [P])[0])
     assert step.outcome is MirrorOutcome.SITE_ADDED
     assert step.publications == (
-        Publication(RecordKind.STATE, "A81001", P, b"s2"),
-        Publication(RecordKind.SHIELDING, "A81001", P, b"sh"),
+        _pub(RecordKind.STATE, "A81001", P, b"s2"),
+        _pub(RecordKind.SHIELDING, "A81001", P, b"sh"),
     )
 
 
@@ -180,15 +223,17 @@ def test_the_registrations_file_setting_is_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     path = tmp_path / "registrations.csv"
-    path.write_text(f"A81001,{P}\n")
+    path.write_text(f"A81001,{site_key('A81001', P)}\n")
     monkeypatch.setenv("CONSENT_REGISTRATIONS_FILE", str(path))
     monkeypatch.setenv("CONSENT_STAGES", "mirror")
-    settings = CoreSettings.load(**core_tls(tmp_path, ("mirror",)), **core_signing_key(tmp_path)[0])
+    settings = CoreSettings.load(
+        **core_tls(tmp_path, ("mirror",)), **core_signing_key(tmp_path)[0], **pseudonym_secret(tmp_path)
+    )
     assert (settings.registrations_file, settings.stages) == (str(path), ("mirror",))
 
 
 def test_the_mirror_stage_needs_the_core_signing_key(tmp_path: Path) -> None:
-    tls = core_tls(tmp_path, ("mirror",))
+    tls = {**core_tls(tmp_path, ("mirror",)), **pseudonym_secret(tmp_path)}
     with pytest.raises(SettingsError, match="core_signing_key_file=''"):
         CoreSettings.load(stages="mirror", **tls)
     bad = tmp_path / "short.key"

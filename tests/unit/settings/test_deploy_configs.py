@@ -10,7 +10,7 @@ import pytest
 from broker.settings import STAGES, CoreSettings, SettingsError
 from consent_io.secrets import write_secret
 from edge_agent.config import load_settings
-from tests.factories import api_door, core_tls
+from tests.factories import api_door, core_tls, pseudonym_secret
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 ROOT_HEX = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"  # RFC 8032 test 1 public key
@@ -58,7 +58,7 @@ def test_environment_overrides_the_core_file(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv("CONSENT_BOOTSTRAP", "k:1")
     monkeypatch.setenv("CONSENT_STAGES", "verifier")
     monkeypatch.setenv("CONSENT_ROOT_PUBLIC_KEY_HEX", ROOT_HEX)
-    for name, value in core_tls(tmp_path, ("verifier",)).items():
+    for name, value in {**core_tls(tmp_path, ("verifier",)), **pseudonym_secret(tmp_path)}.items():
         monkeypatch.setenv(f"CONSENT_{name.upper()}", value)
     settings = CoreSettings.load(DEPLOY / "consent-core.toml")
     assert (settings.bootstrap, settings.stages) == ("k:1", ("verifier",))

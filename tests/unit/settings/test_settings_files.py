@@ -144,18 +144,25 @@ def test_a_short_pseudonym_secret_and_a_bad_audit_key_are_both_reported_in_one_e
     assert "ab" * 8 not in str(caught.value)  # the secret itself is never echoed
 
 
-def test_settings_built_directly_are_validated_too() -> None:
+def test_settings_built_directly_are_validated_too(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="root_public_key_hex"):
         CoreSettings(stages=("verifier",))
     with pytest.raises(SettingsError, match="tls_ca_file"):
         CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX)
-    plain = CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX, kafka_security="PLAINTEXT")
+    with pytest.raises(SettingsError, match=r"pseudonym_secret_file='' .*the verifier stage needs it"):
+        CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX, kafka_security="PLAINTEXT")
+    secret = _secret(tmp_path)
+    plain = CoreSettings(
+        stages=("verifier",), root_public_key_hex=ROOT_HEX, kafka_security="PLAINTEXT", pseudonym_secret_file=secret
+    )
     assert plain.kafka_connection("verifier").security_protocol == "PLAINTEXT"
 
 
 def test_each_stage_talks_tls_as_its_own_principal(tmp_path: Path) -> None:
     tls = core_tls(tmp_path, ("verifier",))
-    settings = CoreSettings(stages=("verifier",), root_public_key_hex=ROOT_HEX, **tls)
+    settings = CoreSettings(
+        stages=("verifier",), root_public_key_hex=ROOT_HEX, pseudonym_secret_file=_secret(tmp_path), **tls
+    )
     conn = settings.kafka_connection("verifier")
     assert (conn.security_protocol, Path(conn.cert_file).parent.name) == ("SSL", "core.verifier")
     Path(conn.key_file).chmod(0o644)

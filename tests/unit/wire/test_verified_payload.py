@@ -16,6 +16,7 @@ from consent_wire import (
     verified_event_payload,
     verify_batch,
 )
+from consent_wire.avro_codec import encode
 from tests.unit.wire.fakes import trust
 from tests.unit.wire.strategies import chain_of, sample_decision
 
@@ -59,3 +60,25 @@ def test_a_length_beyond_the_record_is_truncation() -> None:
     record[11] = 0x7F
     with pytest.raises(TruncatedError):
         verified_event_payload(bytes(record))
+
+
+def test_a_translated_event_reads_national_on_both_paths_and_a_v1_record_reads_as_signed() -> None:
+    """VerifiedEvent v2 (issue 12 item 11): the national key rides beside the signed bytes; v1 records still read."""
+    t = trust()
+    events = chain_of(t.signer.agent_id, [sample_decision(i) for i in range(3)])
+    verified = verify_batch(sign_batch(t.signer, events), t.registry)
+    national = "ab" * 16
+    translated = encode_verified_event(verified[1].translated(national))
+    assert verified_event_payload(translated).patient_key == national
+    full = decode_verified_event(translated)
+    assert (full.event.patient_key, full.site_key) == (national, verified[1].event.patient_key)
+    assert full.event_bytes == verified[1].event_bytes  # the signed bytes are kept as signed
+    record = {
+        "event": verified[0].event_bytes, "agent_id": verified[0].agent_id, "key_id": verified[0].key_id,
+        "payload_type": verified[0].payload_type, "first_seq": verified[0].first_seq,
+        "tree_size": verified[0].tree_size, "leaf_index": verified[0].leaf_index, "proof": list(verified[0].proof),
+        "root": verified[0].root, "signature": verified[0].signature,
+    }  # fmt: skip
+    v1 = encode("VerifiedEvent", record, version=1, max_bytes=2**20)
+    assert verified_event_payload(v1) == decode_verified_event(v1).event == verified[0].event
+    assert decode_verified_event(v1).site_key == ""
