@@ -31,7 +31,7 @@ from consent_wire.avro_codec import decode_event
 from consent_wire.codes import ConsentDirective, ObjectionAction, ObjectionKind, PurposeOfUse
 from consent_wire.model import Event
 from consent_wire.signing import decode_verified_event
-from tests.factories import BASE_MS, SimAgent, consent, objection, patient
+from tests.factories import BASE_MS, SimAgent, as_the_core_keys_it, consent, objection, patient
 
 __all__ = [
     "CoreProcess",
@@ -239,7 +239,7 @@ async def check_against_replay(
     conn: KafkaConnection, topics: TopicNames, acked: list[bytes], timeout_s: float = 180
 ) -> Outcome:
     """Wait until the state holds every acknowledged event (or time out), then compare everything."""
-    events: list[Event] = [decode_event(e) for e in acked]
+    events: list[Event] = [as_the_core_keys_it(decode_event(e)) for e in acked]  # the core keys by national pseudonym
     distinct = len({e.event_id for e in events})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
