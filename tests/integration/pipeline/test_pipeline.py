@@ -245,7 +245,7 @@ async def test_a_death_recorded_at_the_gp_reaches_the_state_and_changes_decision
         purpose_detail=RequestOnlyPurpose.HDECD,
         access_right=AccessRight.PERSONAL_REPRESENTATIVE,
     )
-    alive = replay(key, [decode_event(e) for e in gp.encoded[:1]])  # the same consent, before the death
+    alive = replay(key, [as_the_core_keys_it(decode_event(e)) for e in gp.encoded[:1]])  # the consent, before the death
     assert not alive.is_deceased
     assert "EXPLICIT_CONSENT" in decide(asks, alive).codes
     by_attorney, by_representative = decide(asks, state), decide(hdecd, state)
