@@ -20,7 +20,7 @@ from broker.stage import StageConfig
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 
-__all__ = ["connection_args", "main", "pass_through"]
+__all__ = ["add_connection_arguments", "connection_args", "connection_from", "main", "pass_through"]
 
 
 def connection_args(conn: KafkaConnection) -> list[str]:
@@ -28,6 +28,21 @@ def connection_args(conn: KafkaConnection) -> list[str]:
     if conn.security_protocol != "SSL":
         return []
     return ["--ca-file", conn.ca_file, "--cert-file", conn.cert_file, "--key-file", conn.key_file]
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags :func:`connection_args` writes and :func:`connection_from` reads (every bench child tool)."""
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--ca-file", default="", help="mutual TLS: the CA certificate (PEM); omit for plaintext")
+    parser.add_argument("--cert-file", default="", help="mutual TLS: this client's certificate (PEM)")
+    parser.add_argument("--key-file", default="", help="mutual TLS: its private key (PEM, mode 0600)")
+
+
+def connection_from(args: argparse.Namespace) -> KafkaConnection:
+    """The connection those flags name: mutual TLS with a CA file, else plaintext (the security-cost bench)."""
+    if args.ca_file:
+        return KafkaConnection(args.bootstrap, "SSL", args.ca_file, args.cert_file, args.key_file)
+    return KafkaConnection(args.bootstrap)
 
 
 async def pass_through(conn: KafkaConnection, source: str, sink: str, records: int, group: str) -> dict[str, float]:
@@ -76,22 +91,15 @@ async def pass_through(conn: KafkaConnection, source: str, sink: str, records: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--bootstrap", required=True)
+    add_connection_arguments(parser)
     parser.add_argument("--source", required=True)
     parser.add_argument("--sink", required=True)
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--group", default="bench-passthrough")
-    parser.add_argument("--ca-file", default="", help="mutual TLS: the CA certificate (PEM); omit for plaintext")
-    parser.add_argument("--cert-file", default="", help="mutual TLS: this client's certificate (PEM)")
-    parser.add_argument("--key-file", default="", help="mutual TLS: its private key (PEM, mode 0600)")
     args = parser.parse_args(argv)
     import uvloop
 
-    conn = (
-        KafkaConnection(args.bootstrap, "SSL", args.ca_file, args.cert_file, args.key_file)
-        if args.ca_file
-        else KafkaConnection(args.bootstrap)
-    )
+    conn = connection_from(args)
     result = uvloop.run(pass_through(conn, args.source, args.sink, args.records, args.group))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

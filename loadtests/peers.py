@@ -39,7 +39,7 @@ from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
 from consent_wire.keys import KeyRegistry
 from consent_wire.signing import encode_verified_event, verified_event_payload
-from loadtests.passthrough import connection_args
+from loadtests.passthrough import add_connection_arguments, connection_args, connection_from
 
 __all__ = ["PeerResult", "main", "peer_perf"]
 
@@ -211,7 +211,7 @@ async def peer_perf(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--stage", choices=("verifier", "reconciler"), required=True)
-    parser.add_argument("--bootstrap", required=True)
+    add_connection_arguments(parser)
     parser.add_argument("--source", required=True)
     parser.add_argument("--sink", required=True)
     parser.add_argument("--records", type=int, required=True)
@@ -219,15 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", default="", help="the key registry topic (verifier)")
     parser.add_argument("--root-key-hex", default="", help="the operator root public key, hex (verifier)")
     parser.add_argument("--commit-interval-s", type=float, default=0.1, help="quix commit_interval (seconds)")
-    parser.add_argument("--ca-file", default="", help="mutual TLS: the CA certificate (PEM); omit for plaintext")
-    parser.add_argument("--cert-file", default="", help="mutual TLS: this client's certificate (PEM)")
-    parser.add_argument("--key-file", default="", help="mutual TLS: its private key (PEM, mode 0600)")
     args = parser.parse_args(argv)
-    conn = (
-        KafkaConnection(args.bootstrap, "SSL", args.ca_file, args.cert_file, args.key_file)
-        if args.ca_file
-        else KafkaConnection(args.bootstrap)
-    )
+    conn = connection_from(args)
     registry = asyncio.run(_registry(conn, args.keys, args.root_key_hex)) if args.stage == "verifier" else None
     result = run_peer(
         conn, args.stage, args.source, args.sink, args.records, args.group, registry, args.commit_interval_s

@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY
 
 from broker.stage import Output, StageConfig, TransactionalStage
 from consent_io.connection import KafkaConnection
-from loadtests.passthrough import connection_args
+from loadtests.passthrough import add_connection_arguments, connection_args, connection_from
 
 __all__ = ["CopyLogic", "main", "twohop_perf"]
 
@@ -110,22 +110,15 @@ async def twohop_perf(conn: KafkaConnection, source: str, middle: str, sink: str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--bootstrap", required=True)
+    add_connection_arguments(parser)
     parser.add_argument("--source", required=True)
     parser.add_argument("--sink", required=True)
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--group", required=True)
-    parser.add_argument("--ca-file", default="", help="mutual TLS: the CA certificate (PEM); omit for plaintext")
-    parser.add_argument("--cert-file", default="", help="mutual TLS: this client's certificate (PEM)")
-    parser.add_argument("--key-file", default="", help="mutual TLS: its private key (PEM, mode 0600)")
     args = parser.parse_args(argv)
     import uvloop
 
-    conn = (
-        KafkaConnection(args.bootstrap, "SSL", args.ca_file, args.cert_file, args.key_file)
-        if args.ca_file
-        else KafkaConnection(args.bootstrap)
-    )
+    conn = connection_from(args)
     result = uvloop.run(one_hop(conn, args.source, args.sink, args.records, args.group))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
