@@ -16,14 +16,22 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import hypothesis  # noqa: F401 - imported up front: a lazy first import while the interpreter shuts down (an
-import pytest  #   unraisable-warning hook) trips CPython 3.11's "AST constructor recursion depth mismatch"
+import hypothesis  # imported up front: a lazy first import while the interpreter shuts down (an unraisable-
+import pytest  #   warning hook) trips CPython 3.11's "AST constructor recursion depth mismatch"
 
 from broker.infra import Infra, InfraConfig
 from broker.infra.local import LocalDeployment
 from broker.topics import TopicNames, create_topics
 from consent_io.connection import KafkaConnection, MqttConnection
 from tests.factories import NATIONAL_SECRET
+
+# Property tests: random by default (a developer's run explores new examples); CI runs the "ci" profile
+# (HYPOTHESIS_PROFILE=ci in .ci/run), derandomized so that a gate never fails by the luck of the draw. Explore
+# wider before a release with HYPOTHESIS_PROFILE=explore (random; more examples where a test sets no count of
+# its own; a failure prints the blob that reproduces it).
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis.settings.register_profile("explore", max_examples=1000, print_blob=True)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DEFAULT_TEST_KAFKA_PORT = 19092  # below Linux's ephemeral range (tests/unit/infra/test_ports.py)
 DEFAULT_TEST_MQTT_PORT = 11883

@@ -220,9 +220,11 @@ def test_direct_care_without_relationship_is_denied_unless_break_glass(req: Deci
     if req.legal_basis is LegalBasis.BREAK_GLASS and who.role in DEFAULT_BREAK_GLASS_ROLES:
         assert Obligation.ALERT_PRIVACY_OFFICER in d.obligations
     elif req.legal_basis is LegalBasis.BREAK_GLASS:
-        # rule 9 (a gateway named on a direct-care request is noted first: GATEWAY_NOT_RELIED_ON, rule 5)
+        # rule 9; only notes come first: a gateway named on a direct-care request (GATEWAY_NOT_RELIED_ON, rule 5)
+        # and a deceased subject (DECEASED_CONFIDENTIALITY_CONTINUES, issue 14)
         assert (d.outcome, d.codes[-1]) == (Outcome.DENY, "BREAK_GLASS_NOT_ENTITLED")
-        assert set(d.codes[:-1]) <= {"GATEWAY_NOT_RELIED_ON"}
+        notes = {"GATEWAY_NOT_RELIED_ON"} | ({"DECEASED_CONFIDENTIALITY_CONTINUES"} if req.subject.deceased else set())
+        assert set(d.codes[:-1]) <= notes
     elif req.legal_basis is LegalBasis.SAFEGUARDING and req.evidence and req.evidence.supports(req.legal_basis):
         assert "SAFEGUARDING_OVERRIDES_RELATIONSHIP" in d.codes  # rule 4
         if d.outcome is Outcome.DENY:
