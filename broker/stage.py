@@ -64,6 +64,7 @@ RECOVER_TIMEOUT_S = 60.0
 # within ~5 s of Kafka and a fleet of stages does not reconnect in lockstep.
 RETRY_BASE_S = 0.5
 RETRY_CAP_S = 5.0
+SLOW_COMMIT_S = 2.0  # a commit slower than this is logged (its end marks when the stage resumed)
 # memoised key -> partition entries (~100 bytes each): bounded at ~10 MB, then simply cleared
 PARTITION_MEMO_MAX = 100_000
 
@@ -182,6 +183,8 @@ class TransactionalStage:
         HEALTHY.labels(self.logic.name).set(1 if self.healthy else 0)
 
     def _set_heard(self, heard: bool) -> None:
+        if heard != self._heard:  # transitions only: when a stage lost and found its partitions' leaders
+            log.info("stage=%s leaders %s", self.logic.name, "answering" if heard else "silent (unhealthy)")
         self._heard = heard
         HEALTHY.labels(self.logic.name).set(1 if self.healthy else 0)
 
@@ -375,6 +378,7 @@ class TransactionalStage:
         producer = self.producers.get(partition)
         if txn is None or producer is None:
             return True
+        started = time.monotonic()
         try:
             if txn.next_offset is not None:
                 tp = TopicPartition(self.logic.input_topic, partition)
@@ -388,6 +392,9 @@ class TransactionalStage:
         except KafkaError as exc:
             await self._abort(partition, producer, exc)
             return False
+        took = time.monotonic() - started
+        if took > SLOW_COMMIT_S:  # e.g. a commit that waited out a Kafka outage: when did it resume?
+            log.info("stage=%s partition=%d transaction committed after %.1f s", self.logic.name, partition, took)
         self._committed(partition, txn, written)
         return True
 
