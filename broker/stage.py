@@ -359,9 +359,14 @@ class TransactionalStage:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        for partition, ok in zip(due, results, strict=True):
-            if not ok and (partition in self.producers or self._still_assigned(partition)):
-                await self._recover(TopicPartition(self.logic.input_topic, partition))
+        failed = [
+            partition
+            for partition, ok in zip(due, results, strict=True)
+            if not ok and (partition in self.producers or self._still_assigned(partition))
+        ]
+        # concurrently: after an outage every partition's transaction can fail at once, and each recovery is a
+        # producer's InitProducerId and a changelog read, seconds under load, one after the other before
+        await _all_settled(self._recover(TopicPartition(self.logic.input_topic, p)) for p in failed)
 
     async def _flush(self, partitions: list[int]) -> None:
         """Commit these partitions' open transactions now (before a revocation or a clean stop).

@@ -8,7 +8,9 @@ every 100 ms without refreshing metadata (one log line each time) until the meta
 
 - :class:`StallWatch`: per assigned partition, when did the consumer last hear from its leader? A partition
   silent for longer than ``stale_after_s`` makes the shell force a metadata refresh, again with exponential
-  backoff while the silence lasts, so a moved leadership is found in about a second, not minutes.
+  backoff while the silence lasts, so a moved leadership is found in about a second, not minutes. When some
+  silent partitions answer again (Kafka is back after an outage) the backoff starts again from its base: the
+  backoff grown during a long outage must not delay finding the others' new leaders by up to ``cap_s``.
 - :class:`MetadataThrottle`: with every broker down, aiokafka's fetcher and sender ask for a metadata refresh,
   which fails at once, and ask again: hundreds of attempts a second per client, each dialling every broker
   (measured: ~2,600 connection attempts/s in one core process during an outage). Forced refreshes are spaced
@@ -54,6 +56,7 @@ class StallWatch(Generic[K]):
     _since: dict[K, float] = field(default_factory=dict)  # partition -> when first seen (assignment)
     _attempt: int = 0
     _next_refresh: float = 0.0
+    _stale: frozenset[K] = frozenset()  # the partitions silent at the last observation
 
     def observe(self, now: float, heard: Mapping[K, float | None]) -> Verdict[K]:
         """``heard``: each assigned partition -> when its leader last answered a fetch (None: not yet).
@@ -68,10 +71,17 @@ class StallWatch(Generic[K]):
             reference = since if last is None else max(last, since)
             if now - reference > self.stale_after_s:
                 stale.append(partition)
+        recovered = bool(self._stale - set(stale))
+        self._stale = frozenset(stale)
         if not stale:
             self._attempt = 0
             self._next_refresh = 0.0
             return Verdict(False)
+        if recovered:
+            # some silent partition answers again (e.g. Kafka is back after an outage): the others' leaders have
+            # likely moved; look now instead of waiting out a backoff grown during the silence (up to cap_s)
+            self._attempt = 0
+            self._next_refresh = 0.0
         if now < self._next_refresh:
             return Verdict(False, tuple(stale))
         self._next_refresh = now + min(self.cap_s, self.base_s * 2.0 ** min(self._attempt, 16))

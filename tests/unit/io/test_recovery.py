@@ -41,6 +41,18 @@ def test_backoff_starts_again_once_every_partition_is_heard_from() -> None:
     assert watch.observe(6.5, {0: 4.0}).refresh  # a new stall refreshes at once
 
 
+def test_when_some_silent_partitions_answer_again_the_rest_are_refreshed_at_once() -> None:
+    watch = StallWatch[int](stale_after_s=2.0, base_s=0.5, cap_s=8.0)
+    watch.observe(0.0, {0: 0.0, 1: 0.0})
+    outage = [t for t in (3.0, 3.6, 4.6, 6.6, 10.6, 18.6, 20.0) if watch.observe(t, {0: 0.0, 1: 0.0}).refresh]
+    assert outage == [3.0, 3.6, 4.6, 6.6, 10.6, 18.6]  # every broker down: the backoff grows to its cap
+    assert not watch.observe(21.0, {0: 0.0, 1: 0.0}).refresh  # next one due at 26.6
+    back = watch.observe(21.5, {0: 21.4, 1: 0.0})  # partition 0's leader answers: Kafka is back
+    assert back.refresh and back.stale == (1,)  # partition 1's leader has moved: look now, not at 26.6
+    assert not watch.observe(21.7, {0: 21.6, 1: 0.0}).refresh
+    assert watch.observe(22.0, {0: 21.9, 1: 0.0}).refresh  # and from the base again (+0.5)
+
+
 def test_a_newly_assigned_partition_counts_its_silence_from_its_assignment() -> None:
     watch = StallWatch[int](stale_after_s=2.0)
     watch.observe(0.0, {0: 0.0})
