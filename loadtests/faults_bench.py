@@ -34,7 +34,9 @@ brokers' ports were open, every submission acknowledged before it, the agents' b
 (per agent: Kafka's return until its first successful publish; reconnect + backoff; negative: before it),
 ``core_catch_up_s`` (the goal figure) split into ``published_before_s`` and ``outboxed_s``, the same goal figure
 from the records' own timestamps (``core_catch_up_by_record_timestamps_s``: when the core produced them, not
-when the bench's observer read them), and ``outage_total_s``.
+when the bench's observer read them), clocked from ``kafka_healthy_s`` instead (``core_catch_up_from_healthy_s``,
+for reference only), ``core_first_output_s`` (Kafka's return until the core produced its first output for a
+submission it had not handled before the outage) and ``outage_total_s``.
 The ledger at the end (a fresh read of the events topic): ``lost`` = acknowledged event ids missing from it or
 from the state, ``duplicated`` = event ids and (agent, seq) pairs present more than once.
 
@@ -439,6 +441,8 @@ class Bench:
             "kafka_healthy_s": round(healthy - restarted, 2) if healthy is not None else None,
             "agents_first_publish_s": {k: round(v - returned, 2) for k, v in sorted(first_publish.items())},
             "core_catch_up_s": value,
+            # the same, clocked from the later "healthy" moment instead (every partition at min ISR): for reference
+            "core_catch_up_from_healthy_s": self.lag(before, lambda a: max(clock_from(a), healthy or returned)),
             "published_before_s": self.lag(early, lambda _: returned),
             "published_before_count": len(early),
             "outboxed_s": self.lag(late, clock_from),
