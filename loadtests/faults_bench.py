@@ -294,15 +294,17 @@ async def cluster_state(conn: KafkaConnection, ports: list[int]) -> int:
 
 async def wait_cluster(conn: KafkaConnection, ports: list[int], timeout_s: float) -> tuple[float | None, float | None]:
     """When (monotonic) :func:`cluster_state` first reached 1 (Kafka answers) and 2 (healthy), polled every
-    HEALTH_POLL_S; None for what did not happen within ``timeout_s``."""
+    HEALTH_POLL_S; None for what did not happen within ``timeout_s``. Each moment is the start of the probe
+    round that first saw it (a round takes a while on a loaded machine: the goal's clock must not start late)."""
     deadline = time.monotonic() + timeout_s
     answered: float | None = None
     while time.monotonic() < deadline:
+        began = time.monotonic()
         state = await cluster_state(conn, ports)
         if state >= 1 and answered is None:
-            answered = time.monotonic()
+            answered = began
         if state == 2:
-            return answered, time.monotonic()
+            return answered, began
         await asyncio.sleep(HEALTH_POLL_S)
     return answered, None
 
