@@ -35,8 +35,10 @@ brokers' ports were open, every submission acknowledged before it, the agents' b
 ``core_catch_up_s`` (the goal figure) split into ``published_before_s`` and ``outboxed_s``, the same goal figure
 from the records' own timestamps (``core_catch_up_by_record_timestamps_s``: when the core produced them, not
 when the bench's observer read them), clocked from ``kafka_healthy_s`` instead (``core_catch_up_from_healthy_s``,
-for reference only), ``core_first_output_s`` (Kafka's return until the core produced its first output for a
-submission it had not handled before the outage) and ``outage_total_s``.
+for reference only), ``core_catch_up_from_each_publish_s`` (each submission clocked from the moment its agent
+had published it: the agents' drain of their outboxes excluded too, the core's own part), ``core_first_output_s``
+(Kafka's return until the core produced its first output for a submission outboxed during the outage) and
+``outage_total_s``.
 The ledger at the end (a fresh read of the events topic): ``lost`` = acknowledged event ids missing from it or
 from the state, ``duplicated`` = event ids and (agent, seq) pairs present more than once.
 
@@ -250,17 +252,20 @@ class Fleet:
         """Agent -> the highest seq its outbox has had acknowledged end to end (published to Kafka)."""
         return {a.settings.agent_id: (await a.outbox.stats()).acked_seq for a in self.agents}
 
-    async def watch_first_publish(self, stop: asyncio.Event, poll_s: float = 0.02) -> dict[str, float]:
-        """Agent -> when its publisher next published successfully (its ``published_total`` grew), until ``stop``."""
-        totals = {a.settings.agent_id: a.publisher.published_total for a in self.agents}
-        first: dict[str, float] = {}
-        while not stop.is_set() and len(first) < len(self.agents):
+    async def watch_publishes(self, stop: asyncio.Event, poll_s: float = 0.02) -> dict[str, list[tuple[float, int]]]:
+        """Agent -> [(when, events published since this call)] each time its publisher's ``published_total`` grew,
+        until ``stop`` (publishers send in seq order: the n-th event published is the n-th oldest outboxed)."""
+        base = {a.settings.agent_id: a.publisher.published_total for a in self.agents}
+        progress: dict[str, list[tuple[float, int]]] = {agent_id: [] for agent_id in base}
+        while not stop.is_set():
+            now = time.monotonic()
             for a in self.agents:
                 agent_id = a.settings.agent_id
-                if agent_id not in first and a.publisher.published_total > totals[agent_id]:
-                    first[agent_id] = time.monotonic()
+                done = a.publisher.published_total - base[agent_id]
+                if done > (progress[agent_id][-1][1] if progress[agent_id] else 0):
+                    progress[agent_id].append((now, done))
             await asyncio.sleep(poll_s)
-        return first
+        return progress
 
 
 async def cluster_state(conn: KafkaConnection, ports: list[int]) -> int:
@@ -358,9 +363,10 @@ class Bench:
             await asyncio.sleep(0.1)
         return CATCH_UP_TIMEOUT_S
 
-    def first_output_after(self, acks: list[Ack], since: float, returned: float) -> float | None:
-        """Seconds from ``returned`` until the core produced the first of ``acks`` it had not before ``since``."""
-        stamps = [p for p in (self.observer.produced(a) for a in acks) if p is not None and p > since]
+    def first_output_after(self, acks: list[Ack], returned: float) -> float | None:
+        """Seconds from ``returned`` until the core produced the first of ``acks`` (submissions that were still in
+        their agents' outboxes during the outage, so could not be produced before Kafka was back)."""
+        stamps = [p for p in (self.observer.produced(a) for a in acks) if p is not None]
         return round(min(stamps) - returned, 2) if stamps else None
 
     def produced_lag(self, acks: list[Ack], clock_from: Callable[[Ack], float]) -> float | None:
@@ -401,12 +407,11 @@ class Bench:
 
     async def outage(self, down_s: float) -> None:
         """Every broker killed for ``down_s``; see the module docstring for the figures (goal and whole)."""
-        killed = time.monotonic()
         for node in (1, 2, 3):
             await asyncio.to_thread(self.stack.infra.kill_node, node)
         published = await self.fleet.published_seqs()  # no publish succeeds from here until Kafka is back
         watch_stop = asyncio.Event()
-        watcher = asyncio.create_task(self.fleet.watch_first_publish(watch_stop))
+        watcher = asyncio.create_task(self.fleet.watch_publishes(watch_stop))
         await asyncio.sleep(down_s)
         crashed = [c.name for c in self.cores if c.proc.returncode not in (None, -signal.SIGKILL, 0)]
         self.timeline.append({"fault": "outage", "core_exited_during_outage": crashed})
@@ -424,7 +429,17 @@ class Bench:
         # the whole figure, as this bench measured it before: from the open ports, the agents' backoff included
         total = self.lag(whole_before, lambda _: ports_open)
         watch_stop.set()
-        first_publish = await watcher
+        progress = await watcher
+        first_publish = {agent_id: steps[0][0] for agent_id, steps in progress.items() if steps}
+
+        def published_at(a: Ack) -> float:
+            """When ``a``'s agent had published it (the poll that saw its count reached), at the earliest Kafka's
+            return; Kafka's return for one published before the outage."""
+            if not outboxed(a):
+                return returned
+            nth = a.seq - published[a.agent_id]
+            when = next((t for t, done in progress[a.agent_id] if done >= nth), None)
+            return returned if when is None else max(returned, when)
 
         def outboxed(a: Ack) -> bool:
             return a.seq > published[a.agent_id]
@@ -452,7 +467,10 @@ class Bench:
             "outage_total_s": total,
             # the goal figure on the core's clock (record timestamps): above it, the observer's own delay
             "core_catch_up_by_record_timestamps_s": self.produced_lag(before, clock_from),
-            "core_first_output_s": self.first_output_after(before, killed, returned),
+            # each submission clocked from when its agent had published it (the agents' drain of their outboxes,
+            # batch after batch, not counted either): the core's own part, for profiling
+            "core_catch_up_from_each_publish_s": self.lag(before, published_at),
+            "core_first_output_s": self.first_output_after(late, returned),
         }
         self.catch_up.setdefault("outage", []).append(value)
         self.outage_total.append(total)
