@@ -111,7 +111,11 @@ class StageConfig:
     fetch_max_wait_ms: int = 25
     linger_ms: int = 5
     compression: str | None = "lz4"
-    transaction_timeout_ms: int = 60_000
+    # longer than a Kafka outage is expected to last (issue 13): a transaction open when Kafka went down then commits
+    # once Kafka is back, instead of being aborted by its coordinator (fenced: recovery, restore, reprocessing).
+    # No zombie holds readers that long: a partition's next owner fences the old transaction at once (per-partition
+    # transactional ids, init_transactions). Kafka's transaction.max.timeout.ms is 15 min by default.
+    transaction_timeout_ms: int = 300_000
     tick_interval_s: float = 1.0
     # one transaction per partition spans every poll for this long (issue 18; Kafka Streams' commit.interval.ms
     # under exactly-once); 0 commits after every poll, as before
