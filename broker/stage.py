@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -342,7 +342,9 @@ class TransactionalStage:
                 )
         except ProducerFenced:
             return await self._fenced(partition)
-        except KafkaError as exc:
+        except (KafkaError, IllegalOperation) as exc:
+            # IllegalOperation (not a KafkaError): the producer's transaction had already failed inside aiokafka
+            # (e.g. LeaderNotAvailable right after an outage), so it takes no more sends. It crashed the core.
             self._txns.discard(partition)
             await self._abort(partition, producer, exc)
             return False
@@ -398,7 +400,7 @@ class TransactionalStage:
             written = [await future for future in txn.futures]
         except ProducerFenced:
             return await self._fenced(partition)
-        except KafkaError as exc:
+        except (KafkaError, IllegalOperation) as exc:  # IllegalOperation: see _enqueue
             await self._abort(partition, producer, exc)
             return False
         took = time.monotonic() - started
@@ -426,12 +428,12 @@ class TransactionalStage:
         log.warning("stage=%s partition=%d fenced still_assigned=%s", self.logic.name, partition, mine)
         return not mine
 
-    async def _abort(self, partition: int, producer: AIOKafkaProducer, exc: KafkaError) -> None:
+    async def _abort(self, partition: int, producer: AIOKafkaProducer, exc: KafkaError | IllegalOperation) -> None:
         log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
         TXN_ABORTS.labels(self.logic.name).inc()
         # AssertionError: aiokafka's state machine has no transaction to abort (the error came before
         # begin_transaction took effect, e.g. right after an outage); _recover replaces the producer anyway
-        with contextlib.suppress(KafkaError, AssertionError):
+        with contextlib.suppress(KafkaError, AssertionError, IllegalOperation):
             await producer.abort_transaction()
 
     def _committed_changelog(self, partition: int, outputs: list[Output], written: list[Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaConnectionError, ProducerFenced
 
 from broker.pipeline import ReconcilerLogic
 from broker.runtime import Core
@@ -102,3 +102,34 @@ def test_an_instance_id_gives_each_stage_a_static_group_membership_and_none_keep
     assert static._stage_config("reconciler").group_instance_id == "core-0.reconciler"
     dynamic = Core(CoreSettings(**settings))  # type: ignore[arg-type]
     assert dynamic._stage_config("reconciler").group_instance_id is None
+
+
+class _FailedTransactionProducer:
+    """Its transaction already failed inside aiokafka (e.g. LeaderNotAvailable after an outage)."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    async def begin_transaction(self) -> None:
+        return None
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        raise IllegalOperation("Can't send messages while not in transaction")
+
+    async def abort_transaction(self) -> None:
+        self.aborted = True
+        raise IllegalOperation("no transaction to abort")
+
+
+async def test_a_producer_whose_transaction_already_failed_is_recovered_not_a_crash() -> None:
+    """Seen after a full outage: aiokafka's IllegalOperation (not a KafkaError) escaped and stopped the core."""
+    from broker.stage import Output
+
+    topics = TopicNames("p")
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(topics))
+    producer = _FailedTransactionProducer()
+    stage.producers[0] = producer  # type: ignore[assignment]
+    handled = await stage._enqueue(0, [Output(topics.state, b"v", key=b"k", partition=0)], 1)
+    assert handled is False  # the caller recovers the partition (new producer, state, committed offset)
+    assert producer.aborted
+    assert 0 not in stage._txns
