@@ -60,6 +60,13 @@ TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions abor
 # the Kafka session instead: the next session starts from the committed offsets (e.g. right after an outage,
 # while the brokers still answer UnknownTopicOrPartition, a recovery could otherwise wait for minutes).
 RECOVER_TIMEOUT_S = 60.0
+# Every transactional call (begin, sends, offsets, commit, abort) is bounded too: aiokafka awaits the coordinator's
+# answer without a deadline, so one commit whose coordinator never answered after an outage held the whole stage's
+# loop (every partition) while /health still said healthy. One that times out is aborted and its partition
+# recovered from the committed changelog, exactly as after a failed commit (a new producer fences the old one).
+TXN_CALL_TIMEOUT_S = 30.0
+# The stage reports unhealthy when its loop has not turned for this long (a wedge, whatever its cause).
+LOOP_STALL_S = 2 * TXN_CALL_TIMEOUT_S
 # Waiting for Kafka to return (issue 13, item 4): full-jitter backoff from 0.5 s up to 5 s, so a stage is back
 # within ~5 s of Kafka and a fleet of stages does not reconnect in lockstep.
 RETRY_BASE_S = 0.5
@@ -167,6 +174,7 @@ class TransactionalStage:
         self.restores: list[tuple[int, str, int]] = []  # (partition, kind, records read from Kafka) per restore
         self.assignments: list[list[int]] = []  # the partitions of each assignment received
         self._txns = TransactionBatcher(config.commit_interval_ms / 1000)  # open transactions (broker.txn_batch)
+        self._beat = time.monotonic()  # when the poll loop last turned (``healthy`` is False once it stalls)
 
     @property
     def pending(self) -> int:
@@ -175,7 +183,7 @@ class TransactionalStage:
 
     @property
     def healthy(self) -> bool:
-        return self._holding and self._heard
+        return self._holding and self._heard and time.monotonic() - self._beat < LOOP_STALL_S
 
     def _set_holding(self, holding: bool) -> None:
         self._holding = holding
@@ -249,6 +257,7 @@ class TransactionalStage:
         )
         try:
             while not stop.is_set():
+                self._beat = time.monotonic()
                 generation = self._generation
                 wait_s = self._txns.wait_s(time.monotonic(), self.config.poll_timeout_ms / 1000)
                 batches = await consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=self.config.max_records)
@@ -322,20 +331,25 @@ class TransactionalStage:
         producer = self.producers[partition]
         txn = self._txns.get(partition)
         try:
-            if txn is None:
-                await producer.begin_transaction()
-                txn = self._txns.open(partition, time.monotonic())
-            send = producer.send
-            futures = txn.futures
-            for o in outputs:
-                futures.append(
-                    await send(
-                        o.topic, o.value, key=o.key, partition=self._partition_of(producer, o), headers=list(o.headers)
+            async with asyncio.timeout(TXN_CALL_TIMEOUT_S):
+                if txn is None:
+                    await producer.begin_transaction()
+                    txn = self._txns.open(partition, time.monotonic())
+                send = producer.send
+                futures = txn.futures
+                for o in outputs:
+                    futures.append(
+                        await send(
+                            o.topic,
+                            o.value,
+                            key=o.key,
+                            partition=self._partition_of(producer, o),
+                            headers=list(o.headers),
+                        )
                     )
-                )
         except ProducerFenced:
             return await self._fenced(partition)
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
             self._txns.discard(partition)
             await self._abort(partition, producer, exc)
             return False
@@ -376,16 +390,17 @@ class TransactionalStage:
         if txn is None or producer is None:
             return True
         try:
-            if txn.next_offset is not None:
-                tp = TopicPartition(self.logic.input_topic, partition)
-                await producer.send_offsets_to_transaction({tp: txn.next_offset}, self.config.group_id)
-            await producer.commit_transaction()
-            # all done once committed; awaiting each re-raises a failed send
-            # (asyncio.gather would add a callback per record: 10% of the verifier's time)
-            written = [await future for future in txn.futures]
+            async with asyncio.timeout(TXN_CALL_TIMEOUT_S):
+                if txn.next_offset is not None:
+                    tp = TopicPartition(self.logic.input_topic, partition)
+                    await producer.send_offsets_to_transaction({tp: txn.next_offset}, self.config.group_id)
+                await producer.commit_transaction()
+                # all done once committed; awaiting each re-raises a failed send
+                # (asyncio.gather would add a callback per record: 10% of the verifier's time)
+                written = [await future for future in txn.futures]
         except ProducerFenced:
             return await self._fenced(partition)
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
             await self._abort(partition, producer, exc)
             return False
         self._committed(partition, txn, written)
@@ -410,13 +425,16 @@ class TransactionalStage:
         log.warning("stage=%s partition=%d fenced still_assigned=%s", self.logic.name, partition, mine)
         return not mine
 
-    async def _abort(self, partition: int, producer: AIOKafkaProducer, exc: KafkaError) -> None:
+    async def _abort(self, partition: int, producer: AIOKafkaProducer, exc: Exception) -> None:
         log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
         TXN_ABORTS.labels(self.logic.name).inc()
         # AssertionError: aiokafka's state machine has no transaction to abort (the error came before
-        # begin_transaction took effect, e.g. right after an outage); _recover replaces the producer anyway
-        with contextlib.suppress(KafkaError, AssertionError):
-            await producer.abort_transaction()
+        # begin_transaction took effect, e.g. right after an outage; or a commit timed out mid-way);
+        # TimeoutError: the coordinator does not answer. _recover replaces the producer either way: its
+        # init_transactions fences this one and completes or aborts whatever this one left open.
+        with contextlib.suppress(KafkaError, AssertionError, TimeoutError):
+            async with asyncio.timeout(TXN_CALL_TIMEOUT_S):
+                await producer.abort_transaction()
 
     def _committed_changelog(self, partition: int, outputs: list[Output], written: list[Any]) -> None:
         """Note the committed changelog records' offsets (and queue them for the local store)."""

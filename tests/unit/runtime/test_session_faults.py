@@ -102,3 +102,55 @@ def test_an_instance_id_gives_each_stage_a_static_group_membership_and_none_keep
     assert static._stage_config("reconciler").group_instance_id == "core-0.reconciler"
     dynamic = Core(CoreSettings(**settings))  # type: ignore[arg-type]
     assert dynamic._stage_config("reconciler").group_instance_id is None
+
+
+class _SilentCoordinatorProducer:
+    """A transaction whose coordinator never answers the commit (aiokafka awaits it without a deadline)."""
+
+    def __init__(self) -> None:
+        self.aborts = 0
+
+    async def begin_transaction(self) -> None:
+        return None
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        return None
+
+    async def commit_transaction(self) -> None:
+        await asyncio.Event().wait()
+
+    async def abort_transaction(self) -> None:
+        self.aborts += 1
+        await asyncio.Event().wait()  # nor the abort
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_a_commit_the_coordinator_never_answers_is_bounded_and_its_partition_recovered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: a commit held the whole stage's loop (every partition) after an outage while /health said 200."""
+    monkeypatch.setattr("broker.stage.TXN_CALL_TIMEOUT_S", 0.05)
+    topics = TopicNames("p")
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(topics))
+    producer = _SilentCoordinatorProducer()
+    stage.producers[0] = producer  # type: ignore[assignment]
+    assert await stage._enqueue(0, [], 7)
+    assert stage.pending == 1
+    committed = await asyncio.wait_for(stage._commit(0), 5)
+    assert committed is False  # the caller recovers the partition: new producer, committed changelog and offset
+    assert producer.aborts == 1 and stage.pending == 0
+
+
+def test_a_stage_whose_loop_has_stalled_reports_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(TopicNames("p")))
+    stage._set_holding(True)
+    stage._set_heard(True)
+    assert stage.healthy
+    monkeypatch.setattr("broker.stage.LOOP_STALL_S", 0.0)
+    assert not stage.healthy  # holding its partitions and hearing Kafka, but not turning
