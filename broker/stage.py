@@ -351,6 +351,7 @@ class TransactionalStage:
             return await self._fenced(partition)
         except (KafkaError, TimeoutError) as exc:
             self._txns.discard(partition)
+            self._forget(partition)  # see _commit: its memory holds what was just aborted
             await self._abort(partition, producer, exc)
             return False
         txn.outputs.extend(outputs)
@@ -401,6 +402,11 @@ class TransactionalStage:
         except ProducerFenced:
             return await self._fenced(partition)
         except (KafkaError, TimeoutError) as exc:
+            # forget its memory now, not only when the caller recovers it: the memory holds what was just aborted,
+            # and if a sibling's recovery ends the session first, a lost session would keep it as matching the
+            # committed changelog; re-read events would then count as already applied and never reach the state
+            # (seen: a full outage right after a start, all four commits timing out together)
+            self._forget(partition)
             await self._abort(partition, producer, exc)
             return False
         self._committed(partition, txn, written)

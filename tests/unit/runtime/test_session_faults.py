@@ -140,11 +140,16 @@ async def test_a_commit_the_coordinator_never_answers_is_bounded_and_its_partiti
     stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(topics))
     producer = _SilentCoordinatorProducer()
     stage.producers[0] = producer  # type: ignore[assignment]
+    stage._changelog_next[0] = 12  # restored: its memory matched the committed changelog up to offset 12
     assert await stage._enqueue(0, [], 7)
     assert stage.pending == 1
     committed = await asyncio.wait_for(stage._commit(0), 5)
     assert committed is False  # the caller recovers the partition: new producer, committed changelog and offset
     assert producer.aborts == 1 and stage.pending == 0
+    # its memory now holds what was aborted: were the session lost before the caller's recovery (a sibling's
+    # recovery failing first), it must not be kept as matching the changelog, but restored afresh
+    stage._retain_all()
+    assert 0 not in stage._retained and 0 not in stage._changelog_next
 
 
 def test_a_stage_whose_loop_has_stalled_reports_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
