@@ -18,7 +18,7 @@ from broker.topics import TopicNames
 from broker.verifier import Cursor, DeadLetter, VerifierCore
 from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
-from consent_wire.signing import encode_verified_events, verified_event_payload
+from consent_wire.signing import batch_signer, encode_verified_events, verified_event_payload
 
 __all__ = ["QUARANTINE_ALERT", "ReconcilerLogic", "ReportsLogic", "VerifierLogic", "dead_letter"]
 
@@ -63,11 +63,12 @@ def dead_letter(topic: str, source_topic: str, partition: int, letter: DeadLette
 class VerifierLogic:
     """ingress (key agent) -> events (key patient) + deadletter; cursor changelog co-partitioned with ingress.
 
-    A batch from an agent the key registry does not know is dead-lettered ``UNKNOWN_KEY`` only once the keys
-    follower has read the keys topic up to its end offsets as of a moment after the batch was fetched
-    (:meth:`prepare`): the bridge forwards a batch only after its own follower has read the agent's
-    registration, so a registration published a moment before the agent's first batch can be on the keys topic
-    and not yet in this follower (issue 12: an acknowledged event must not be lost to the dead-letter topic).
+    A batch naming an agent (or a key of an agent) the key registry does not know is dead-lettered
+    (``UNKNOWN_KEY``, ``BAD_SIGNATURE``) only once the keys follower has read the keys topic up to its end offsets
+    as of a moment after the batch was fetched (:meth:`prepare`): the bridge forwards a batch only after its own
+    follower has read the agent's registration (or rotation), so a key event published a moment before the
+    batch can be on the keys topic and not yet in this follower (issue 12: an acknowledged event must not be lost
+    to the dead-letter topic).
     """
 
     name = "verifier"
@@ -95,16 +96,17 @@ class VerifierLogic:
     async def prepare(self, polled: Iterable[Sequence[Any]] = ()) -> None:
         """Apply key events that arrived since the last poll, so a new registration is honoured.
 
-        When a polled record is keyed by an agent the registry does not know, first read the keys topic to its
-        end as of now (:meth:`broker.keys_follower.KeysFollower.catch_up`, bounded by ``catch_up_s``): the
-        records were fetched before this call, so a registration written before them is then applied. Checks are
-        at least ``check_interval_s`` apart (a flood of forged agent ids costs at most one ListOffsets per
-        interval: the stage waits out the rest of the interval, it never dead-letters an unchecked batch).
+        When a polled batch names an agent or key the registry does not know (a new agent's first batch, or the
+        first batch after a rotation), first read the keys topic to its end as of now
+        (:meth:`broker.keys_follower.KeysFollower.catch_up`, bounded by ``catch_up_s``): the records were fetched
+        before this call, so a key event written before them is then applied. Checks are at least
+        ``check_interval_s`` apart (a flood of forged agent ids costs at most one ListOffsets per interval: the
+        stage waits out the rest of the interval, it never dead-letters an unchecked batch).
         """
         if self.keys is None:
             return
         await self.keys.poll(timeout_ms=0)
-        if not self._unknown_agent(polled):
+        if not self._unknown_signer(polled):
             return
         loop = asyncio.get_running_loop()
         wait = self._last_check + self.check_interval_s - loop.time()
@@ -120,21 +122,25 @@ class VerifierLogic:
                 self.catch_up_s,
             )
 
-    def _unknown_agent(self, polled: Iterable[Sequence[Any]]) -> bool:
-        """Whether a record's key (the agent id the bridge verified) names an agent without keys here."""
+    def _unknown_signer(self, polled: Iterable[Sequence[Any]]) -> bool:
+        """Whether a polled batch names an agent, or a key of an agent, that the registry does not know.
+
+        The agent id and key-id hint are read from the batch header (:func:`consent_wire.signing.batch_signer`,
+        a few microseconds against milliseconds of verification); bytes that start no batch are dead-lettered for
+        what they are, without a check.
+        """
         registry = self.core.registry
-        seen: set[bytes] = set()
+        seen: set[tuple[str, str]] = set()
         for records in polled:
             for record in records:
-                key = record.key
-                if not key or key in seen:
-                    continue
-                seen.add(key)
                 try:
-                    agent = key.decode()
-                except UnicodeDecodeError:
-                    continue  # no agent's id: the batch is dead-lettered for what it is
-                if not registry.periods(agent):
+                    signer = batch_signer(record.value or b"")
+                except WireError:
+                    continue
+                if signer in seen:
+                    continue
+                seen.add(signer)
+                if not registry.knows(*signer):
                     return True
         return False
 

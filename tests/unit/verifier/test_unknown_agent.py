@@ -19,7 +19,11 @@ from broker.pipeline import VerifierLogic
 from broker.stage import Output
 from broker.topics import TopicNames
 from broker.verifier import VerifierCore
+from consent_wire.authority import grantable
+from consent_wire.dsse import AgentSigner, key_id
+from consent_wire.errors import WireError
 from consent_wire.keys import KeyRegistry, OperatorRoot
+from consent_wire.signing import batch_signer
 from tests.factories import BASE_MS, SimAgent, consent, patient
 from tests.fakes import FakeRecord, FakeTopicReader
 
@@ -66,6 +70,25 @@ async def test_a_first_batch_seen_before_the_follower_read_the_registration_is_v
     assert [o.topic for o in outputs].count(TOPICS.events) == 2
     assert logic.core.cursors[agent.agent_id].next_seq == 3
     assert reader.end_requests == 1 and _checks("caught_up") == caught_up + 1
+
+
+async def test_the_first_batch_after_a_rotation_the_follower_has_not_read_is_verified_not_refused() -> None:
+    reader = FakeTopicReader("keys", lagging=True)
+    logic, root = await _logic(reader)
+    agent = SimAgent.create()
+    reader.append(agent.register(root))
+    assert logic.keys is not None and await logic.keys.catch_up(5.0)  # the registration is read; the rotation not
+    assert _reasons(await _poll(logic, [_record(agent, 0)])) == []
+    new = AgentSigner.generate(agent.agent_id)
+    reader.append(
+        root.rotate(agent.signer, new.public_key_bytes, BASE_MS, site=agent.site, capabilities=grantable(agent.site))
+    )
+    agent.signer = new  # the agent signs with its new key at once; the verifier's follower has not read the ROTATE
+
+    outputs = await _poll(logic, [_record(agent, 1)])
+
+    assert _reasons(outputs) == []  # not BAD_SIGNATURE ("names none of the agent's keys")
+    assert logic.core.cursors[agent.agent_id].next_seq == 5
 
 
 async def test_a_never_registered_agent_is_dead_lettered_unknown_key_after_one_check() -> None:
@@ -144,3 +167,24 @@ async def test_without_a_keys_follower_prepare_reads_nothing() -> None:
     logic = VerifierLogic(TOPICS, VerifierCore(KeyRegistry(OperatorRoot.generate().public_key)))
     agent = SimAgent.create()
     assert _reasons(await _poll(logic, [_record(agent, 0)])) == ["UNKNOWN_KEY"]
+
+
+def test_batch_signer_reads_the_agent_and_key_hint_of_a_batch_and_refuses_other_bytes() -> None:
+    agent = SimAgent.create()
+    batch = _record(agent, 0).value or b""
+    assert batch_signer(batch) == (agent.agent_id, key_id(agent.signer.public_key_bytes))
+    for junk in (b"", b"\x00\x01not avro", batch[:12], agent.register(OperatorRoot.generate())):
+        with pytest.raises(WireError):
+            batch_signer(junk)
+
+
+def test_the_registry_knows_each_key_an_agent_ever_had_and_no_other() -> None:
+    root, agent = OperatorRoot.generate(), SimAgent.create()
+    registry = KeyRegistry(root.public_key)
+    old_hint = key_id(agent.signer.public_key_bytes)
+    assert not registry.knows(agent.agent_id, old_hint)
+    registry.apply(agent.register(root))
+    new = AgentSigner.generate(agent.agent_id)
+    registry.apply(root.rotate(agent.signer, new.public_key_bytes, BASE_MS, site=agent.site, capabilities=()))
+    assert registry.knows(agent.agent_id, old_hint) and registry.knows(agent.agent_id, key_id(new.public_key_bytes))
+    assert not registry.knows(agent.agent_id, "0" * 16) and not registry.knows("someone-else", old_hint)
