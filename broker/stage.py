@@ -93,7 +93,8 @@ class StageLogic(Protocol):
     input_topic: str
     changelog_topic: str | None
 
-    async def prepare(self) -> None: ...
+    async def prepare(self, polled: Iterable[Sequence[Any]]) -> None:
+        """Called once per poll with records, before ``process``: each assigned partition's polled records."""
 
     def restore(self, partition: int, key: bytes, value: bytes) -> None: ...
 
@@ -272,7 +273,7 @@ class TransactionalStage:
                         self._refetch(consumer, batches)
                         batches = {}
                     if batches:
-                        await self.logic.prepare()
+                        await self.logic.prepare(batches.values())
                     # each poll's outputs join the partition's open transaction; each partition has its own
                     # transactional producer, so the due ones commit concurrently (one round-trip per interval)
                     for tp, records in batches.items():

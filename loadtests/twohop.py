@@ -26,7 +26,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -52,7 +52,7 @@ class CopyLogic:
         self.input_topic = source
         self.sink = sink
 
-    async def prepare(self) -> None:
+    async def prepare(self, polled: Iterable[Sequence[Any]]) -> None:
         return None
 
     def restore(self, partition: int, key: bytes, value: bytes) -> None:
