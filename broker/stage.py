@@ -25,7 +25,7 @@ from collections import Counter as Tally
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
@@ -42,6 +42,7 @@ from consent_io.recovery import RateLimit
 __all__ = ["Output", "StageConfig", "StageLogic", "TransactionalStage"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVENTS_IN = Counter("broker_stage_records_in_total", "Records consumed", ["stage"])
 EVENTS_OUT = Counter("broker_stage_records_out_total", "Records produced", ["stage", "topic"])
@@ -61,10 +62,14 @@ TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions abor
 # while the brokers still answer UnknownTopicOrPartition, a recovery could otherwise wait for minutes).
 RECOVER_TIMEOUT_S = 60.0
 # Every transactional call (begin, sends, offsets, commit, abort) is bounded too: aiokafka awaits the coordinator's
-# answer without a deadline, so one commit whose coordinator never answered after an outage held the whole stage's
-# loop (every partition) while /health still said healthy. One that times out is aborted and its partition
-# recovered from the committed changelog, exactly as after a failed commit (a new producer fences the old one).
+# answer without a deadline, so one commit whose coordinator never answered held the whole stage's loop (every
+# partition) while /health still said healthy. A commit or abort gives up after TXN_CALL_TIMEOUT_S spent while the
+# stage hears Kafka (its partitions' leaders answer): an outage is waited out, so a transaction open when Kafka went
+# down still commits once it is back, but never longer than the transaction itself may live. One that gives up is
+# aborted and its partition recovered from the committed changelog, as after a failed commit (a new producer fences
+# the old one). Beginning a transaction and queueing its sends are bounded by TXN_CALL_TIMEOUT_S outright.
 TXN_CALL_TIMEOUT_S = 30.0
+TXN_CALL_TICK_S = 1.0  # how often a waiting commit checks whether Kafka is heard
 # The stage reports unhealthy when its loop has not turned for this long (a wedge, whatever its cause).
 LOOP_STALL_S = 2 * TXN_CALL_TIMEOUT_S
 # Waiting for Kafka to return (issue 13, item 4): full-jitter backoff from 0.5 s up to 5 s, so a stage is back
@@ -391,15 +396,18 @@ class TransactionalStage:
         producer = self.producers.get(partition)
         if txn is None or producer is None:
             return True
+
+        async def commit() -> list[Any]:
+            if txn.next_offset is not None:
+                tp = TopicPartition(self.logic.input_topic, partition)
+                await producer.send_offsets_to_transaction({tp: txn.next_offset}, self.config.group_id)
+            await producer.commit_transaction()
+            # all done once committed; awaiting each re-raises a failed send
+            # (asyncio.gather would add a callback per record: 10% of the verifier's time)
+            return [await future for future in txn.futures]
+
         try:
-            async with asyncio.timeout(TXN_CALL_TIMEOUT_S):
-                if txn.next_offset is not None:
-                    tp = TopicPartition(self.logic.input_topic, partition)
-                    await producer.send_offsets_to_transaction({tp: txn.next_offset}, self.config.group_id)
-                await producer.commit_transaction()
-                # all done once committed; awaiting each re-raises a failed send
-                # (asyncio.gather would add a callback per record: 10% of the verifier's time)
-                written = [await future for future in txn.futures]
+            written = await self._bounded(commit())
         except ProducerFenced:
             return await self._fenced(partition)
         except (KafkaError, TimeoutError) as exc:
@@ -440,8 +448,26 @@ class TransactionalStage:
         # TimeoutError: the coordinator does not answer. _recover replaces the producer either way: its
         # init_transactions fences this one and completes or aborts whatever this one left open.
         with contextlib.suppress(KafkaError, AssertionError, TimeoutError):
-            async with asyncio.timeout(TXN_CALL_TIMEOUT_S):
-                await producer.abort_transaction()
+            await self._bounded(producer.abort_transaction())
+
+    async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
+        """``call``'s result, or TimeoutError once it has waited TXN_CALL_TIMEOUT_S while Kafka was heard (or the
+        transaction timeout in all): a coordinator that answers nobody is waited out, one that ignores us is not."""
+        task = asyncio.ensure_future(call)
+        waited_heard, started = 0.0, time.monotonic()
+        lifetime = self.config.transaction_timeout_ms / 1000
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=TXN_CALL_TICK_S)
+                if done:
+                    return task.result()
+                if self._heard:
+                    waited_heard += TXN_CALL_TICK_S
+                if waited_heard >= TXN_CALL_TIMEOUT_S or time.monotonic() - started >= lifetime:
+                    raise TimeoutError(f"no answer within {TXN_CALL_TIMEOUT_S:.0f} s while Kafka answered")
+        finally:
+            if not task.done():
+                task.cancel()  # aiokafka shields its transaction manager's futures: only this wait ends
 
     def _committed_changelog(self, partition: int, outputs: list[Output], written: list[Any]) -> None:
         """Note the committed changelog records' offsets (and queue them for the local store)."""

@@ -136,8 +136,10 @@ async def test_a_commit_the_coordinator_never_answers_is_bounded_and_its_partiti
 ) -> None:
     """Issue 13: a commit held the whole stage's loop (every partition) after an outage while /health said 200."""
     monkeypatch.setattr("broker.stage.TXN_CALL_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("broker.stage.TXN_CALL_TICK_S", 0.01)
     topics = TopicNames("p")
     stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(topics))
+    stage._set_heard(True)  # Kafka answers; only this transaction's coordinator does not
     producer = _SilentCoordinatorProducer()
     stage.producers[0] = producer  # type: ignore[assignment]
     stage._changelog_next[0] = 12  # restored: its memory matched the committed changelog up to offset 12
@@ -159,3 +161,20 @@ def test_a_stage_whose_loop_has_stalled_reports_unhealthy(monkeypatch: pytest.Mo
     assert stage.healthy
     monkeypatch.setattr("broker.stage.LOOP_STALL_S", 0.0)
     assert not stage.healthy  # holding its partitions and hearing Kafka, but not turning
+
+
+async def test_a_commit_waits_out_an_outage_and_gives_up_only_once_kafka_answers_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction open when Kafka went down may still commit once it is back: no deadline while nobody answers."""
+    monkeypatch.setattr("broker.stage.TXN_CALL_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("broker.stage.TXN_CALL_TICK_S", 0.01)
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(TopicNames("p")))
+    stage._set_heard(False)  # every leader silent: Kafka is down
+    stage.producers[0] = _SilentCoordinatorProducer()  # type: ignore[assignment]
+    assert await stage._enqueue(0, [], 7)
+    commit = asyncio.ensure_future(stage._commit(0))
+    await asyncio.sleep(0.3)  # six times the bound, all of it without Kafka
+    assert not commit.done()
+    stage._set_heard(True)  # Kafka is back, and this coordinator still does not answer
+    assert await asyncio.wait_for(commit, 5) is False
