@@ -12,6 +12,7 @@ with the entry so ``start`` can report, per partition, how far access records we
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from broker.audit import AuditEntry
@@ -23,6 +24,8 @@ __all__ = ["AuditSink"]
 
 
 class AuditSink(Protocol):
+    stopped: asyncio.Event  # set once it stops appending for good (failed, or another took over)
+
     @property
     def next_index(self) -> int: ...
 

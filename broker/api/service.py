@@ -29,9 +29,9 @@ import logging
 import ssl
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
@@ -69,6 +69,8 @@ __all__ = ["ApiService"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+REJOIN_PAUSE_S = 1.0  # between an appender that stopped and its successor joining the election
 ELECTION_WAIT_S = 10.0  # start() waits this long to be elected (a lone instance is at once), then answers anyway
 
 
@@ -82,7 +84,8 @@ class ApiService:
         self.pseudonymiser = Pseudonymiser(secret)
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
         topics = core.topics
-        self.appender: AuditSink = AuditAppender(s.kafka_connection("api"), topics.audit, policy, topics.audit_requests)
+        self._policy = policy
+        self.appender: AuditSink = self._new_appender()
         self.requests = AuditRequestWriter(s.kafka_connection("api"), topics.audit_requests)
         self.access_appender: AccessAppender | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -101,6 +104,11 @@ class ApiService:
         self._auth: TokenService | None = None
         self._audit_index: GroupWriter[tuple[str, AuditEntry]] = GroupWriter(self.store.add_audit)
         self.port = 0
+
+    def _new_appender(self) -> AuditSink:
+        topics = self.core.topics
+        conn = self.core.settings.kafka_connection("api")
+        return AuditAppender(conn, topics.audit, self._policy, topics.audit_requests)
 
     @classmethod
     def for_core(cls, core: Core) -> ApiService:
@@ -208,23 +216,37 @@ class ApiService:
         return tasks
 
     async def _hold_the_log(self, stop: asyncio.Event) -> None:
-        """Once elected: append the access records from the log's cursor on, until ``stop``."""
-        activating = asyncio.ensure_future(self.appender.activate())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({activating, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not activating.done():
-            activating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await activating
-            return
-        stopping.cancel()
-        stored = activating.result()
-        log.info("api holds the audit log entries=%d", len(stored.entries))
-        appender = AccessAppender(
-            self.core.settings.kafka_connection("api"), self.core.topics.events, self.appender, access_cursor(stored)
-        )
-        self.access_appender = appender
-        await appender.run(stop)
+        """Once elected: append the access records from the log's cursor on, until ``stop``. An appender that
+        stops appending (fenced, another took over, a failed write) is replaced by a new one that rejoins the
+        election, so the log always has a holder while any instance runs."""
+        while True:
+            stored = await _first(self.appender.activate(), stop)
+            if stored is None:
+                return
+            log.info("api holds the audit log entries=%d", len(stored.entries))
+            appender = AccessAppender(
+                self.core.settings.kafka_connection("api"), self.core.topics.events, self.appender,
+                access_cursor(stored),
+            )  # fmt: skip
+            self.access_appender = appender
+            access = asyncio.create_task(appender.run(stop), name="api-access-appender")
+            stopped = asyncio.ensure_future(self.appender.stopped.wait())
+            await _first(asyncio.wait({access, stopped}, return_when=asyncio.FIRST_COMPLETED), stop)
+            stopped.cancel()
+            if stop.is_set():
+                with contextlib.suppress(KafkaError):
+                    await access
+                return
+            if access.done() and not access.cancelled() and access.exception() is not None:
+                log.warning("access records stopped error=%r", access.exception())
+            access.cancel()
+            with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                await access
+            log.warning("audit appender stopped appending; rejoining the election")
+            old, self.appender = self.appender, self._new_appender()
+            await old.stop()
+            await asyncio.sleep(REJOIN_PAUSE_S)
+            await self.appender.join()
 
     async def _serve(self, host: str, port: int) -> None:
         s = self.core.settings
@@ -260,6 +282,20 @@ class ApiService:
         if self._tmp is not None:
             self._tmp.cleanup()
         log.info("api stopped")
+
+
+async def _first(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None (``work`` cancelled) if ``stop`` is set first."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stopping.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 class _Backend:

@@ -154,6 +154,7 @@ class AuditAppender:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: str | None = None
+        self.stopped = asyncio.Event()  # set when this appender stops appending for good (a new one must rejoin)
         self._head: SignedNote | None = None  # newest log-signed checkpoint (committed)
         self._checkpoint: str | None = None  # newest cosigned checkpoint note
         self._checkpoint_size = 0
@@ -472,6 +473,7 @@ class AuditAppender:
     def _fail(self, why: str) -> None:
         if self._failed is None:
             self._failed = why
+            self.stopped.set()
             log.error("audit appender stopped appending: %s", why)
 
 
