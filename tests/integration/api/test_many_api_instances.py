@@ -124,6 +124,25 @@ async def test_two_api_instances_answer_alike_and_the_audit_log_stays_one_chain_
         answered.append("staff-last")
         assert isinstance(last["audit_index"], int)  # now the holder: its own entries are appended directly
 
+        # another producer with the appenders' transactional id fences the holder: it stops appending, a new
+        # appender rejoins the election and holds the log again (answers meanwhile: 503, or via requests)
+        fence = kafka.transactional_producer(harness.deployment.stage_kafka("api"), f"{harness.app_id}.api.audit")
+        await fence.start()
+        await fence.stop()
+        fenced = service_b.appender
+        for i in range(200):
+            who = {**researcher(), "accessor_id": f"staff-f{i}"}
+            status, answer = await b.refused(CONSENTED, who, as_organisation="RESLAB1")
+            assert status in (200, 503), answer
+            if status == 200:
+                answered.append(f"staff-f{i}")
+                if service_b.appender is not fenced and isinstance(answer["audit_index"], int):
+                    break
+            else:
+                assert answer["reason"] == "AUDIT_UNAVAILABLE"
+            await asyncio.sleep(0.2)
+        assert service_b.appender is not fenced and service_b.appender.holding
+
         def decided(lines: list[bytes]) -> collections.Counter[str]:
             entries = parse_log(lines).entries
             return collections.Counter(
