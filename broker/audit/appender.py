@@ -56,7 +56,7 @@ from broker.witness.client import WitnessClient, WitnessRefusedError
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 
-__all__ = ["AppenderPolicy", "AuditAppender", "InclusionProof"]
+__all__ = ["AppenderPolicy", "AuditAppender", "InclusionProof", "is_canonical_record"]
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class AuditAppender:
             for tp, records in fetched.items():
                 for r in records:
                     data = r.value or b""
-                    if not _is_canonical_record(data):  # only the api principal writes here: a bug, not input
+                    if not is_canonical_record(data):  # only the api principal writes here: a bug, not input
                         log.error("audit request skipped partition=%d offset=%d reason=NOT_AN_AUDIT_RECORD",
                                   tp.partition, r.offset)  # fmt: skip
                         data = b""
@@ -491,7 +491,8 @@ class _Item:
 _SKIPPED = AuditEntry(-1, b"", b"", b"")
 
 
-def _is_canonical_record(data: bytes) -> bool:
+def is_canonical_record(data: bytes) -> bool:
+    """True if ``data`` is exactly the canonical bytes of an audit record (what an entry holds, nothing more)."""
     try:
         return AuditRecord.from_bytes(data).to_bytes() == data
     except AuditError:
