@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from prometheus_client import Counter
@@ -46,6 +47,26 @@ class KeysFollower:
                     self.rejected.append(exc.reason)
                     log.warning("key event rejected offset=%d reason=%s", record.offset, exc.reason)
         return count
+
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Read the topic up to its end offsets as of now (one ListOffsets); False if not there within ``timeout_s``.
+
+        For a reader of a batch that names an agent or key this registry does not know: every key event written
+        before the call is applied once this returns True (a registration the follower's fetches had not brought
+        yet, e.g. published a moment before the agent's first batch reached the verifier).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            await asyncio.wait_for(self._reader.latest_ends(), timeout_s)
+            while not await self._reader.caught_up():
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                await self.poll(timeout_ms=max(1, min(100, int(left * 1000))))
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
         await self._reader.stop()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
+
+from prometheus_client import Counter
 
 from broker.deadletter import letter_headers, letter_key, letter_value
 from broker.keys_follower import KeysFollower
@@ -13,9 +18,23 @@ from broker.topics import TopicNames
 from broker.verifier import Cursor, DeadLetter, VerifierCore
 from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
-from consent_wire.signing import encode_verified_events, verified_event_payload
+from consent_wire.signing import batch_signer, encode_verified_events, verified_event_payload
 
 __all__ = ["QUARANTINE_ALERT", "ReconcilerLogic", "ReportsLogic", "VerifierLogic", "dead_letter"]
+
+log = logging.getLogger(__name__)
+
+# Before an unknown agent's batch is dead-lettered, the keys follower reads the keys topic to its end: within this
+# bound (the stage waits, every partition with it; a registration normally arrives in milliseconds), else the batch
+# is dead-lettered UNKNOWN_KEY as before and broker_verifier_key_checks_total{outcome="timeout"} counts it.
+KEYS_CATCH_UP_S = 5.0
+# At most one such check (a ListOffsets on the keys topic) per interval, however many unknown agents arrive.
+KEYS_CHECK_INTERVAL_S = 0.2
+KEY_CHECKS = Counter(
+    "broker_verifier_key_checks_total",
+    "Keys topic read to its end before dead-lettering an unknown agent's batch",
+    ["outcome"],  # caught_up, timeout, spaced (waited for the check interval)
+)
 
 # The alert for the safeguarding lead when a shielding SET from a role without authority is quarantined
 # (issue 14, rule 10): a record on the dead-letter topic (with the original bytes) under this reason, so
@@ -42,22 +61,88 @@ def dead_letter(topic: str, source_topic: str, partition: int, letter: DeadLette
 
 
 class VerifierLogic:
-    """ingress (key agent) -> events (key patient) + deadletter; cursor changelog co-partitioned with ingress."""
+    """ingress (key agent) -> events (key patient) + deadletter; cursor changelog co-partitioned with ingress.
+
+    A batch naming an agent (or a key of an agent) the key registry does not know is dead-lettered
+    (``UNKNOWN_KEY``, ``BAD_SIGNATURE``) only once the keys follower has read the keys topic up to its end offsets
+    as of a moment after the batch was fetched (:meth:`prepare`): the bridge forwards a batch only after its own
+    follower has read the agent's registration (or rotation), so a key event published a moment before the
+    batch can be on the keys topic and not yet in this follower (issue 12: an acknowledged event must not be lost
+    to the dead-letter topic).
+    """
 
     name = "verifier"
 
-    def __init__(self, topics: TopicNames, core: VerifierCore, keys: KeysFollower | None = None) -> None:
+    def __init__(
+        self,
+        topics: TopicNames,
+        core: VerifierCore,
+        keys: KeysFollower | None = None,
+        *,
+        catch_up_s: float = KEYS_CATCH_UP_S,
+        check_interval_s: float = KEYS_CHECK_INTERVAL_S,
+    ) -> None:
         self.topics = topics
         self.core = core
         self.keys = keys
+        self.catch_up_s = catch_up_s
+        self.check_interval_s = check_interval_s
         self.input_topic = topics.ingress
         self.changelog_topic: str | None = topics.chain
         self._agents: dict[int, set[str]] = {}  # partition -> agents whose cursors it holds
+        self._last_check = -math.inf  # loop time the last keys check (a ListOffsets) started
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # waits out the check interval
 
-    async def prepare(self) -> None:
-        """Apply key events that arrived since the last batch, so a new registration is honoured."""
-        if self.keys is not None:
-            await self.keys.poll(timeout_ms=0)
+    async def prepare(self, polled: Iterable[Sequence[Any]] = ()) -> None:
+        """Apply key events that arrived since the last poll, so a new registration is honoured.
+
+        When a polled batch names an agent or key the registry does not know (a new agent's first batch, or the
+        first batch after a rotation), first read the keys topic to its end as of now
+        (:meth:`broker.keys_follower.KeysFollower.catch_up`, bounded by ``catch_up_s``): the records were fetched
+        before this call, so a key event written before them is then applied. Checks are at least
+        ``check_interval_s`` apart (a flood of forged agent ids costs at most one ListOffsets per interval: the
+        stage waits out the rest of the interval, it never dead-letters an unchecked batch).
+        """
+        if self.keys is None:
+            return
+        await self.keys.poll(timeout_ms=0)
+        if not self._unknown_signer(polled):
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_check + self.check_interval_s - loop.time()
+        if wait > 0:
+            KEY_CHECKS.labels("spaced").inc()
+            await self.sleep(wait)
+        self._last_check = loop.time()
+        caught_up = await self.keys.catch_up(self.catch_up_s)
+        KEY_CHECKS.labels("caught_up" if caught_up else "timeout").inc()
+        if not caught_up:
+            log.warning(
+                "keys follower not caught up within %.1f s; batches of unknown agents are dead-lettered",
+                self.catch_up_s,
+            )
+
+    def _unknown_signer(self, polled: Iterable[Sequence[Any]]) -> bool:
+        """Whether a polled batch names an agent, or a key of an agent, that the registry does not know.
+
+        The agent id and key-id hint are read from the batch header (:func:`consent_wire.signing.batch_signer`,
+        a few microseconds against milliseconds of verification); bytes that start no batch are dead-lettered for
+        what they are, without a check.
+        """
+        registry = self.core.registry
+        seen: set[tuple[str, str]] = set()
+        for records in polled:
+            for record in records:
+                try:
+                    signer = batch_signer(record.value or b"")
+                except WireError:
+                    continue
+                if signer in seen:
+                    continue
+                seen.add(signer)
+                if not registry.knows(*signer):
+                    return True
+        return False
 
     def restore(self, partition: int, key: bytes, value: bytes) -> None:
         self.core.restore(value)
@@ -120,7 +205,7 @@ class ReconcilerLogic:
         self.changelog_topic: str | None = topics.state
         self._keys: dict[int, set[str]] = {}
 
-    async def prepare(self) -> None:
+    async def prepare(self, polled: Iterable[Sequence[Any]] = ()) -> None:
         return None
 
     def restore(self, partition: int, key: bytes, value: bytes) -> None:
@@ -200,7 +285,7 @@ class ReportsLogic:
         self.input_topic = topics.events
         self.changelog_topic: str | None = topics.report_memory
 
-    async def prepare(self) -> None:
+    async def prepare(self, polled: Iterable[Sequence[Any]] = ()) -> None:
         return None
 
     def restore(self, partition: int, key: bytes, value: bytes) -> None:

@@ -25,7 +25,7 @@ from collections import Counter as Tally
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
@@ -42,6 +42,7 @@ from consent_io.recovery import RateLimit
 __all__ = ["Output", "StageConfig", "StageLogic", "TransactionalStage"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVENTS_IN = Counter("broker_stage_records_in_total", "Records consumed", ["stage"])
 EVENTS_OUT = Counter("broker_stage_records_out_total", "Records produced", ["stage", "topic"])
@@ -60,6 +61,17 @@ TXN_ABORTS = Counter("broker_stage_transaction_aborts_total", "Transactions abor
 # the Kafka session instead: the next session starts from the committed offsets (e.g. right after an outage,
 # while the brokers still answer UnknownTopicOrPartition, a recovery could otherwise wait for minutes).
 RECOVER_TIMEOUT_S = 60.0
+# Every transactional call (begin, sends, offsets, commit, abort) is bounded too: aiokafka awaits the coordinator's
+# answer without a deadline, so one commit whose coordinator never answered held the whole stage's loop (every
+# partition) while /health still said healthy. A commit or abort gives up after TXN_CALL_TIMEOUT_S spent while the
+# stage hears Kafka (its partitions' leaders answer): an outage is waited out, so a transaction open when Kafka went
+# down still commits once it is back, but never longer than the transaction itself may live. One that gives up is
+# aborted and its partition recovered from the committed changelog, as after a failed commit (a new producer fences
+# the old one). Beginning a transaction and queueing its sends are bounded by TXN_CALL_TIMEOUT_S outright.
+TXN_CALL_TIMEOUT_S = 30.0
+TXN_CALL_TICK_S = 1.0  # how often a waiting commit checks whether Kafka is heard
+# The stage reports unhealthy when its loop has not turned for this long (a wedge, whatever its cause).
+LOOP_STALL_S = 2 * TXN_CALL_TIMEOUT_S
 # Waiting for Kafka to return (issue 13, item 4): full-jitter backoff from 0.5 s up to 5 s, so a stage is back
 # within ~5 s of Kafka and a fleet of stages does not reconnect in lockstep.
 RETRY_BASE_S = 0.5
@@ -87,7 +99,8 @@ class StageLogic(Protocol):
     input_topic: str
     changelog_topic: str | None
 
-    async def prepare(self) -> None: ...
+    async def prepare(self, polled: Iterable[Sequence[Any]]) -> None:
+        """Called once per poll with records, before ``process``: each assigned partition's polled records."""
 
     def restore(self, partition: int, key: bytes, value: bytes) -> None: ...
 
@@ -172,6 +185,7 @@ class TransactionalStage:
         self.restores: list[tuple[int, str, int]] = []  # (partition, kind, records read from Kafka) per restore
         self.assignments: list[list[int]] = []  # the partitions of each assignment received
         self._txns = TransactionBatcher(config.commit_interval_ms / 1000)  # open transactions (broker.txn_batch)
+        self._beat = time.monotonic()  # when the poll loop last turned (``healthy`` is False once it stalls)
 
     @property
     def pending(self) -> int:
@@ -180,7 +194,7 @@ class TransactionalStage:
 
     @property
     def healthy(self) -> bool:
-        return self._holding and self._heard
+        return self._holding and self._heard and time.monotonic() - self._beat < LOOP_STALL_S
 
     def _set_holding(self, holding: bool) -> None:
         self._holding = holding
@@ -256,6 +270,7 @@ class TransactionalStage:
         )
         try:
             while not stop.is_set():
+                self._beat = time.monotonic()
                 generation = self._generation
                 wait_s = self._txns.wait_s(time.monotonic(), self.config.poll_timeout_ms / 1000)
                 batches = await consumer.getmany(timeout_ms=int(wait_s * 1000), max_records=self.config.max_records)
@@ -270,7 +285,7 @@ class TransactionalStage:
                         self._refetch(consumer, batches)
                         batches = {}
                     if batches:
-                        await self.logic.prepare()
+                        await self.logic.prepare(batches.values())
                     # each poll's outputs join the partition's open transaction; each partition has its own
                     # transactional producer, so the due ones commit concurrently (one round-trip per interval)
                     for tp, records in batches.items():
@@ -329,23 +344,29 @@ class TransactionalStage:
         producer = self.producers[partition]
         txn = self._txns.get(partition)
         try:
-            if txn is None:
-                await producer.begin_transaction()
-                txn = self._txns.open(partition, time.monotonic())
-            send = producer.send
-            futures = txn.futures
-            for o in outputs:
-                futures.append(
-                    await send(
-                        o.topic, o.value, key=o.key, partition=self._partition_of(producer, o), headers=list(o.headers)
+            async with asyncio.timeout(TXN_CALL_TIMEOUT_S):
+                if txn is None:
+                    await producer.begin_transaction()
+                    txn = self._txns.open(partition, time.monotonic())
+                send = producer.send
+                futures = txn.futures
+                for o in outputs:
+                    futures.append(
+                        await send(
+                            o.topic,
+                            o.value,
+                            key=o.key,
+                            partition=self._partition_of(producer, o),
+                            headers=list(o.headers),
+                        )
                     )
-                )
         except ProducerFenced:
             return await self._fenced(partition)
-        except (KafkaError, IllegalOperation) as exc:
+        except (KafkaError, IllegalOperation, TimeoutError) as exc:
             # IllegalOperation (not a KafkaError): the producer's transaction had already failed inside aiokafka
             # (e.g. LeaderNotAvailable right after an outage), so it takes no more sends. It crashed the core.
             self._txns.discard(partition)
+            self._forget(partition)  # see _commit: its memory holds what was just aborted
             await self._abort(partition, producer, exc)
             return False
         txn.outputs.extend(outputs)
@@ -390,17 +411,26 @@ class TransactionalStage:
         if txn is None or producer is None:
             return True
         started = time.monotonic()
-        try:
+
+        async def commit() -> list[Any]:
             if txn.next_offset is not None:
                 tp = TopicPartition(self.logic.input_topic, partition)
                 await producer.send_offsets_to_transaction({tp: txn.next_offset}, self.config.group_id)
             await producer.commit_transaction()
             # all done once committed; awaiting each re-raises a failed send
             # (asyncio.gather would add a callback per record: 10% of the verifier's time)
-            written = [await future for future in txn.futures]
+            return [await future for future in txn.futures]
+
+        try:
+            written = await self._bounded(commit())
         except ProducerFenced:
             return await self._fenced(partition)
-        except (KafkaError, IllegalOperation) as exc:  # IllegalOperation: see _enqueue
+        except (KafkaError, IllegalOperation, TimeoutError) as exc:  # IllegalOperation: see _enqueue
+            # forget its memory now, not only when the caller recovers it: the memory holds what was just aborted,
+            # and if a sibling's recovery ends the session first, a lost session would keep it as matching the
+            # committed changelog; re-read events would then count as already applied and never reach the state
+            # (seen: a full outage right after a start, all four commits timing out together)
+            self._forget(partition)
             await self._abort(partition, producer, exc)
             return False
         took = time.monotonic() - started
@@ -428,13 +458,34 @@ class TransactionalStage:
         log.warning("stage=%s partition=%d fenced still_assigned=%s", self.logic.name, partition, mine)
         return not mine
 
-    async def _abort(self, partition: int, producer: AIOKafkaProducer, exc: KafkaError | IllegalOperation) -> None:
+    async def _abort(self, partition: int, producer: AIOKafkaProducer, exc: Exception) -> None:
         log.warning("stage=%s partition=%d transaction failed error=%r", self.logic.name, partition, exc)
         TXN_ABORTS.labels(self.logic.name).inc()
         # AssertionError: aiokafka's state machine has no transaction to abort (the error came before
-        # begin_transaction took effect, e.g. right after an outage); _recover replaces the producer anyway
-        with contextlib.suppress(KafkaError, AssertionError, IllegalOperation):
-            await producer.abort_transaction()
+        # begin_transaction took effect, e.g. right after an outage; or a commit timed out mid-way);
+        # TimeoutError: the coordinator does not answer. _recover replaces the producer either way: its
+        # init_transactions fences this one and completes or aborts whatever this one left open.
+        with contextlib.suppress(KafkaError, AssertionError, IllegalOperation, TimeoutError):
+            await self._bounded(producer.abort_transaction())
+
+    async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
+        """``call``'s result, or TimeoutError once it has waited TXN_CALL_TIMEOUT_S while Kafka was heard (or the
+        transaction timeout in all): a coordinator that answers nobody is waited out, one that ignores us is not."""
+        task = asyncio.ensure_future(call)
+        waited_heard, started = 0.0, time.monotonic()
+        lifetime = self.config.transaction_timeout_ms / 1000
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=TXN_CALL_TICK_S)
+                if done:
+                    return task.result()
+                if self._heard:
+                    waited_heard += TXN_CALL_TICK_S
+                if waited_heard >= TXN_CALL_TIMEOUT_S or time.monotonic() - started >= lifetime:
+                    raise TimeoutError(f"no answer within {TXN_CALL_TIMEOUT_S:.0f} s while Kafka answered")
+        finally:
+            if not task.done():
+                task.cancel()  # aiokafka shields its transaction manager's futures: only this wait ends
 
     def _committed_changelog(self, partition: int, outputs: list[Output], written: list[Any]) -> None:
         """Note the committed changelog records' offsets (and queue them for the local store)."""

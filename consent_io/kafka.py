@@ -106,11 +106,13 @@ class RecordSink(Protocol):
 
 
 class TopicReader(Protocol):
-    """Reads a topic from the start; ``caught_up`` once at the end offsets seen by ``start``."""
+    """Reads a topic from the start; ``caught_up`` once at the end offsets seen by ``start`` (or ``latest_ends``)."""
 
     async def start(self) -> None: ...
 
     async def fetch(self, timeout_ms: int = ..., max_records: int | None = ...) -> dict[int, list[Any]]: ...
+
+    async def latest_ends(self) -> dict[int, int]: ...
 
     async def caught_up(self) -> bool: ...
 
@@ -352,7 +354,8 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartit
 class KafkaTopicReader:
     """Reads every partition of ``topic`` (or only ``partitions``) from the start, read_committed, no group.
 
-    ``start`` records the end offsets; ``caught_up`` is true once every position reached them.
+    ``start`` records the end offsets (``latest_ends`` asks again); ``caught_up`` is true once every position
+    reached them.
     """
 
     def __init__(
@@ -387,6 +390,11 @@ class KafkaTopicReader:
         """One fetch: partition -> records (possibly empty)."""
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         return {tp.partition: records for tp, records in batches.items()}
+
+    async def latest_ends(self) -> dict[int, int]:
+        """Ask for the end offsets again (one ListOffsets): ``caught_up`` is then measured against them."""
+        self.ends = await self.consumer.end_offsets(list(self.ends))
+        return {tp.partition: end for tp, end in self.ends.items()}
 
     async def caught_up(self) -> bool:
         for tp, end in self.ends.items():

@@ -30,6 +30,7 @@ from consent_wire.avro_codec import (
     fingerprint_of,
     leading_bytes_field,
     leading_fields,
+    leading_strings,
 )
 from consent_wire.codes import (
     ACT_CODE_SYSTEM,
@@ -160,6 +161,7 @@ from consent_wire.signing import (
     KeyResolver,
     VerifiedEvent,
     batch_message,
+    batch_signer,
     decode_verified_event,
     encode_verified_event,
     encode_verified_events,
@@ -283,6 +285,7 @@ __all__ = [
     "VerifiedEvent",
     "WireError",
     "batch_message",
+    "batch_signer",
     "build_levels",
     "check_grant",
     "compaction_key",
@@ -308,6 +311,7 @@ __all__ = [
     "key_id",
     "leading_bytes_field",
     "leading_fields",
+    "leading_strings",
     "leaf_hash",
     "merkle_root",
     "node_hash",

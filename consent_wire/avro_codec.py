@@ -48,6 +48,7 @@ __all__ = [
     "fingerprint_of",
     "leading_bytes_field",
     "leading_fields",
+    "leading_strings",
 ]
 
 MAGIC = b"\xc3\x01"  # Avro specification, single-object encoding marker (format version 1)
@@ -161,6 +162,27 @@ def leading_fields(name: str, data: bytes, *, max_bytes: int = MAX_EVENT_BYTES) 
         return bytes(first), bytes(second).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadUtf8Error(f"{name} patient_key is not valid UTF-8 at byte {exc.start}") from exc
+
+
+def leading_strings(name: str, data: bytes, count: int, *, max_bytes: int = MAX_EVENT_BYTES) -> tuple[str, ...]:
+    """The first ``count`` fields of a ``name`` record whose first ``count`` fields are strings, without the rest.
+
+    For a cheap look at a header (a SignedBatch's agent and key-id hint) before the whole record is decoded;
+    the header, fingerprint, lengths and UTF-8 are checked, nothing else.
+    """
+    writer = _writer_for(data, name, default_store(), max_bytes)
+    fields = writer.parsed["fields"]
+    if len(fields) < count or any(f["type"] != "string" for f in fields[:count]):
+        raise SchemaMismatchError(f"{name} v{writer.version} does not start with {count} string fields")
+    values: list[str] = []
+    pos = HEADER_BYTES
+    for index in range(count):
+        raw, pos = _length_prefixed(name, data, pos, f"string {index + 1}")
+        try:
+            values.append(bytes(raw).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise BadUtf8Error(f"{name} field {fields[index]['name']} is not valid UTF-8 at byte {exc.start}") from exc
+    return tuple(values)
 
 
 def _length_prefixed(name: str, data: bytes, pos: int, which: str) -> tuple[bytes, int]:

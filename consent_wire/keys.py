@@ -197,6 +197,10 @@ class KeyRegistry:
             f"batch from agent {agent_id!r} names key {key_id_hint[:32]!r}, which is none of the agent's keys"
         )
 
+    def knows(self, agent_id: str, key_id_hint: str) -> bool:
+        """Whether the hint names one of the agent's keys (registered, rotated to or revoked: any it ever had)."""
+        return any(key_id(period.public_key) == key_id_hint for period in self._periods.get(agent_id, ()))
+
     def authority(self, agent_id: str, key_id_hint: str) -> Authority:
         """The site and capabilities the operator granted the agent's key named by the hint."""
         return self._period_by_hint(agent_id, key_id_hint).authority

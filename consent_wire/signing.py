@@ -33,7 +33,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from consent_wire.avro_codec import MAGIC, decode, decode_event, encode, leading_fields
+from consent_wire.avro_codec import MAGIC, decode, decode_event, encode, leading_fields, leading_strings
 from consent_wire.dsse import BATCH_PAYLOAD_TYPE, AgentSigner, pae, verify_signature
 from consent_wire.errors import (
     BadProofError,
@@ -52,6 +52,7 @@ __all__ = [
     "KeyResolver",
     "VerifiedEvent",
     "batch_message",
+    "batch_signer",
     "decode_verified_event",
     "encode_verified_event",
     "encode_verified_events",
@@ -149,6 +150,16 @@ def sign_batch(signer: AgentSigner, events_bytes: Sequence[bytes], *, first_seq:
 def sign_event(signer: AgentSigner, event_bytes: bytes, *, seq: int | None = None) -> bytes:
     """Per-event signing: a batch of one (its root is the event's leaf hash)."""
     return sign_batch(signer, [event_bytes], first_seq=seq)
+
+
+def batch_signer(batch_bytes: bytes) -> tuple[str, str]:
+    """The agent id and key-id hint a SignedBatch names, unverified and without decoding its events.
+
+    For choosing what to check before the batch is verified (the verifier reads the keys topic to its end
+    first when it names a key the registry does not know); raises a WireError when the bytes start no batch.
+    """
+    agent_id, key_id_hint = leading_strings("SignedBatch", batch_bytes, 2, max_bytes=MAX_BATCH_BYTES)
+    return agent_id, key_id_hint
 
 
 def verify_batch(

@@ -187,7 +187,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"- End-to-end latency at {_fmt(results['latency_measured_at']['offered_eps'])} ev/s offered (from "
         f"{results['latency_measured_at']['from']}): "
         f"p50 {_fmt(results['latency_ms']['p50'])} ms, p95 {_fmt(results['latency_ms']['p95'])} ms, "
-        f"p99 {_fmt(results['latency_ms']['p99'])} ms, max {_fmt(results['latency_ms']['max'])} ms",
+        f"p99 {_fmt(results['latency_ms']['p99'])} ms, max {_fmt(results['latency_ms']['max'])} ms; the two-hop "
+        f"pass-through at the same offered rate: p99 {_fmt((results.get('twohop_latency_ms') or {}).get('p99'))} ms",
         f"- Shielding propagation under full load: subscribers p99 {_fmt(results['shielding_p99_ms'])} ms, "
         f"agent replicas p99 {_fmt(results['shielding_replica_p99_ms'])} ms; in the least-loaded run "
         f"({_fmt(results.get('shielding_idle_measured_at_fraction'))} of max) p99 "

@@ -9,7 +9,7 @@ from typing import Any
 from loadtests.drive import RunResult
 from loadtests.latency import HDR_AVAILABLE, LatencySummary
 from loadtests.machine import machine_info
-from loadtests.runner import BenchOutcome
+from loadtests.runner import BenchOutcome, half_load
 
 __all__ = ["assemble", "run_json"]
 
@@ -46,12 +46,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def _half_load(curve: list[RunResult]) -> RunResult | None:
-    """The paced run nearest to half of max throughput."""
-    paced = [r for r in curve if r.extra.get("offered_fraction") is not None]
-    return min(paced, key=lambda r: abs(float(r.extra["offered_fraction"]) - 0.5), default=None)
-
-
 def _full_load(curve: list[RunResult]) -> RunResult | None:
     return max(curve, key=lambda r: float(r.extra.get("offered_fraction", 0.0)), default=None)
 
@@ -77,7 +71,7 @@ def _goal(value: float | None, goal: float, at_least: bool) -> dict[str, Any]:
 
 def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
     main, ceilings, plan = outcome.main, outcome.ceilings, outcome.plan
-    half, full = _half_load(outcome.curve), _full_load(outcome.curve)
+    half, full = half_load(outcome.curve), _full_load(outcome.curve)
     every = [*outcome.scaling, *outcome.curve, *([outcome.plaintext] if outcome.plaintext is not None else [])]
     decisions = outcome.decisions
     real = half.extra.get("real_agents", {}).get("e2e_ms", {}) if half is not None else {}
@@ -87,6 +81,7 @@ def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
     least = _least_load(outcome.curve)
     shield_idle_p99 = least.shielding.p99 if least is not None and least is not full else None
     peers = outcome.peers
+    twohop_p99 = outcome.twohop_latency.p99 if outcome.twohop_latency is not None else None
     replica = full.extra.get("replica_shielding_ms") if full is not None else None
     result: dict[str, Any] = {
         "throughput_eps": main.throughput_eps,
@@ -104,7 +99,9 @@ def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
         # issue 18: the two-hop transactional pass-through (ingress -> events -> state shape, no processing)
         "ceiling_twohop_eps": ceilings.twohop_eps,
         "ratio_to_twohop": _ratio(main.throughput_eps, ceilings.twohop_eps),
-        "twohop_latency_ms": None,  # not measured yet: the two-hop ceiling is run as a backlog drain only
+        # the two-hop pass-through's end-to-end latency at the half-load run's offered rate (loadtests.twohop)
+        "twohop_latency_ms": _lat(outcome.twohop_latency) if outcome.twohop_latency is not None else None,
+        "twohop_latency_error": outcome.twohop_latency_error,
         "ratio_to_peer_verifier": _peer_ratio(peers, "verifier"),
         "ratio_to_peer_reconciler": _peer_ratio(peers, "reconciler"),
         "peers": peers,
@@ -143,6 +140,7 @@ def assemble(outcome: BenchOutcome, repo: Path) -> dict[str, Any]:
         "ratio_to_peer_verifier": _goal(result["ratio_to_peer_verifier"], plan.goals["ratio_to_peer"], True),
         "ratio_to_peer_reconciler": _goal(result["ratio_to_peer_reconciler"], plan.goals["ratio_to_peer"], True),
         "latency_p99_ms_at_half": _goal(headline_latency.p99, plan.goals["latency_p99_ms_at_half"], False),
+        "latency_p99_vs_twohop": _goal(_ratio(headline_latency.p99, twohop_p99), 2.0, False),  # issue 18: <= 2x
         "shielding_p99_ms": _goal(shield_p99, plan.goals["shielding_p99_ms"], False),
         "shielding_p99_vs_idle": _goal(_ratio(shield_p99, shield_idle_p99), 1.5, False),
         "decisions_per_s": _goal(decisions.get("per_s"), plan.goals["decisions_per_s"], True),

@@ -21,15 +21,16 @@ from loadtests.ceilings import (
     producer_perf,
 )
 from loadtests.drive import BenchContext, Companion, RunResult, RunSpec, measured_run
+from loadtests.latency import LatencySummary
 from loadtests.machine import load_average
 from loadtests.plan import BenchPlan, Layout
 from loadtests.profile import product_functions, top_functions
 from loadtests.progress import Progress
 from loadtests.security_cost import churn_note, measure_security_cost
 from loadtests.stack import BenchStack, RunTopics
-from loadtests.twohop import twohop_perf
+from loadtests.twohop import twohop_latency, twohop_perf
 
-__all__ = ["BenchOutcome", "run_bench"]
+__all__ = ["BenchOutcome", "half_load", "run_bench"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class BenchOutcome:
     security_cost: dict[str, Any] = field(default_factory=dict)
     plaintext: RunResult | None = None  # the plaintext comparison run (security cost only)
     peers: dict[str, Any] = field(default_factory=dict)  # stage -> product_eps, peer_eps, ratio (issue 18)
+    twohop_latency: LatencySummary | None = None  # the two-hop pass-through at the half-load run's offered rate
+    twohop_latency_error: str | None = None
 
 
 async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
@@ -104,6 +107,36 @@ async def _ceilings(ctx: BenchContext, main: RunResult) -> Ceilings:
         round(twohop[0], 1) if twohop else None,
         round(twohop[1], 2) if twohop else None,
     )
+
+
+def half_load(curve: list[RunResult]) -> RunResult | None:
+    """The paced run nearest to half of max throughput."""
+    paced = [r for r in curve if r.extra.get("offered_fraction") is not None]
+    return min(paced, key=lambda r: abs(float(r.extra["offered_fraction"]) - 0.5), default=None)
+
+
+async def _twohop_latency(ctx: BenchContext, main: RunResult, curve: list[RunResult]) -> LatencySummary:
+    """The two-hop pass-through's end-to-end latency at the half-load run's offered rate (issue 18)."""
+    half = half_load(curve)
+    if half is None or not half.spec.rate_eps:
+        raise RuntimeError("no paced half-load run to match")
+    operator = ctx.stack.operator()
+    scratch = f"bench.twohop-latency-{uuid.uuid4().hex[:6]}"
+    names = tuple(f"{scratch}.{t}" for t in ("src", "mid", "sink"))
+    try:
+        for name in names:
+            await create_scratch_topic(operator, name, ctx.plan.partitions)
+        rate, seconds = half.spec.rate_eps, half.spec.duration_s
+        ctx.progress.step("ceilings", f"two-hop pass-through latency at {rate:.0f} records/s for {seconds} s")
+        summary = await twohop_latency(
+            operator, (names[0], names[1], names[2]), ctx.plan.partitions, half.spec.rate_eps,
+            half.spec.duration_s, max(1, round(main.mean_event_bytes)),
+        )  # fmt: skip
+    finally:
+        assert main.topics is not None
+        await RunTopics(operator, main.topics, ctx.plan.partitions).delete(names)
+    ctx.progress.step("ceilings", f"two-hop latency p99 {summary.p99} ms over {summary.count} records")
+    return summary
 
 
 async def _curve(ctx: BenchContext, max_eps: float, companions: dict[float, Companion]) -> list[RunResult]:
@@ -226,6 +259,13 @@ async def run_bench(
             )
             scaling.append(await measured_run(ctx, spec))
         curve = await _curve(ctx, main.throughput_eps, companions or {})
+        twohop_latency_summary: LatencySummary | None = None
+        twohop_latency_error: str | None = None
+        try:
+            twohop_latency_summary = await _twohop_latency(ctx, main, curve)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            twohop_latency_error = f"{type(exc).__name__}: {exc}"
+            ctx.progress.step("ceilings", f"two-hop latency failed: {exc}")
         decision_result: dict[str, Any] = (
             await decisions(ctx) if decisions is not None else {"skipped": "no decision bench"}
         )
@@ -255,4 +295,6 @@ async def run_bench(
         cost,
         plaintext,
         peer_ratios,
+        twohop_latency_summary,
+        twohop_latency_error,
     )

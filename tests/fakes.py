@@ -113,17 +113,22 @@ class FakeRecordSink:
 class FakeTopicReader:
     """A :class:`consent_io.kafka.TopicReader` over in-memory records; ``append`` adds records later.
 
-    ``start`` takes the end offsets, as the Kafka reader does; each ``fetch`` hands out up to
-    ``batch`` records per partition.
+    ``start`` takes the end offsets, as the Kafka reader does (``latest_ends`` takes them again); each
+    ``fetch`` hands out up to ``batch`` records per partition. With ``lagging``, a fetch hands out only
+    records appended before the previous fetch, as a prefetching consumer does whose fetch request was
+    already in flight when a record was written (a follower that is behind the topic).
     """
 
     topic: str = "topic"
     batch: int = 2
+    lagging: bool = False
     records: dict[int, list[FakeRecord]] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)
     ends: dict[int, int] = field(default_factory=dict)
     started: bool = False
     stopped: bool = False
+    end_requests: int = 0  # calls of latest_ends (each a ListOffsets on Kafka)
+    _visible: dict[int, int] = field(default_factory=dict)  # with lagging: per partition, records fetchable
 
     def append(self, value: bytes | None, key: bytes | None = None, partition: int = 0) -> None:
         log = self.records.setdefault(partition, [])
@@ -138,11 +143,18 @@ class FakeTopicReader:
         out: dict[int, list[FakeRecord]] = {}
         for partition, log in self.records.items():
             at = self.positions.get(partition, 0)
-            taken = log[at : at + min(self.batch, max_records or self.batch)]
+            visible = self._visible.get(partition, 0) if self.lagging else len(log)
+            taken = log[at : min(visible, at + min(self.batch, max_records or self.batch))]
             if taken:
                 out[partition] = taken
                 self.positions[partition] = at + len(taken)
+        self._visible = {p: len(rs) for p, rs in self.records.items()}
         return out
+
+    async def latest_ends(self) -> dict[int, int]:
+        self.end_requests += 1
+        self.ends = {p: len(rs) for p, rs in self.records.items()}
+        return dict(self.ends)
 
     async def caught_up(self) -> bool:
         return all(self.positions.get(p, 0) >= end for p, end in self.ends.items())

@@ -149,6 +149,9 @@ async def test_a_full_kafka_outage_is_waited_out_unhealthy_without_a_crash_loop_
         await _restore_cluster(cluster3)
     log.warning("full outage outcome down=%s batches=%d failures=%d %s", down, traffic.batches,
                 traffic.send_failures, outcome)  # fmt: skip
+    if outcome.in_state != outcome.sent:  # say where the core stood (its own log: stage names, no personal data)
+        lines = (tmp_path / "core.log").read_text(errors="replace").splitlines()
+        log.warning("core log, last warnings:\n%s", "\n".join([x for x in lines if "level=INFO" not in x][-40:]))
     _assert_ledger(outcome)
     assert exited is None and core.starts == 1  # one process from start to end: no crash loop
     assert "Unable to bootstrap" not in "".join(

@@ -14,7 +14,7 @@ from loadtests.__main__ import ExpectedDenials
 from loadtests.ceilings import Ceilings, client_config, parse_consumer_csv, parse_producer_summary
 from loadtests.coreproc import CoreEnv, CoreProcess
 from loadtests.drive import RunResult, RunSpec
-from loadtests.latency import LatencyRecorder
+from loadtests.latency import LatencyRecorder, LatencySummary
 from loadtests.passthrough import connection_args
 from loadtests.plan import Layout, quick_plan
 from loadtests.profile import top_functions
@@ -196,3 +196,20 @@ def test_a_note_explains_when_the_secure_core_churned_more_than_the_plaintext_on
     assert churn_note({"tls_group_churn": calm, "plaintext_group_churn": calm}) is None
     note = churn_note({"tls_group_churn": churned, "plaintext_group_churn": calm, "tls_cores_ready_s": 140.0})
     assert note is not None and "rejoined its consumer groups 4 times (plaintext: 0)" in note
+
+
+def test_the_half_load_p99_is_compared_with_the_two_hop_floor_at_the_same_rate(tmp_path: Path) -> None:
+    """Issue 18: p99 end-to-end at half load <= 2x the two-hop pass-through's p99 at the same offered load."""
+    plan = quick_plan()
+    main = _run("main", 12_000.0, None)
+    curve = [_run("load-50pct", 6000.0, 0.5), _run("load-100pct", 12_000.0, 1.0)]
+    ceilings = Ceilings(600, 90_000.0, 50.0, 5.0, 200_000.0, 250_000.0, 48_000.0, 17.0)
+    floor = LatencySummary(3000, 5.0, 9.0, 12.0, 20.0, 6.0, "exact")
+    outcome = BenchOutcome(
+        plan, main, ceilings, [main], curve, {}, {}, {"1m": 1.0}, {"1m": 2.0}, 50.0, twohop_latency=floor
+    )
+    results = assemble(outcome, tmp_path)
+    assert results["twohop_latency_ms"]["p99"] == 12.0
+    assert results["goals"]["latency_p99_vs_twohop"] == {"goal": 2.0, "value": 2.5, "met": False, "direction": "<="}
+    missing = assemble(BenchOutcome(plan, main, ceilings, [main], curve, {}, {}, {}, {}, 50.0), tmp_path)
+    assert missing["twohop_latency_ms"] is None and missing["goals"]["latency_p99_vs_twohop"]["met"] is None

@@ -40,3 +40,29 @@ async def test_poll_applies_key_events_written_after_start() -> None:
     reader.append(root.register(agent.agent_id, agent.public_key_bytes, 0, site="A81001", capabilities=()))
     assert await follower.poll() == 1
     assert len(registry.periods("agent-late")) == 1
+
+
+async def test_catch_up_reads_to_the_end_offsets_of_now_where_one_poll_does_not() -> None:
+    root = OperatorRoot.generate()
+    agent = AgentSigner.generate("agent-new")
+    reader = FakeTopicReader("keys", lagging=True)  # a prefetching consumer: a fetch brings what the previous saw
+    registry = KeyRegistry(root.public_key)
+    follower = KeysFollower(reader, registry)
+    await follower.start()
+    reader.append(root.register(agent.agent_id, agent.public_key_bytes, 0, site="A81001", capabilities=()))
+
+    assert await follower.poll() == 0 and registry.periods("agent-new") == ()
+    assert await follower.catch_up(timeout_s=5.0)
+    assert len(registry.periods("agent-new")) == 1
+    assert reader.end_requests == 1
+
+
+async def test_catch_up_gives_up_after_its_bound() -> None:
+    root = OperatorRoot.generate()
+    reader = FakeTopicReader("keys", lagging=True)
+    follower = KeysFollower(reader, KeyRegistry(root.public_key))
+    await follower.start()
+    reader.append(b"a record the reader never hands out")
+    reader.lagging, reader.batch = True, 0  # fetches bring nothing
+
+    assert not await follower.catch_up(timeout_s=0.05)

@@ -133,3 +133,79 @@ async def test_a_producer_whose_transaction_already_failed_is_recovered_not_a_cr
     assert handled is False  # the caller recovers the partition (new producer, state, committed offset)
     assert producer.aborted
     assert 0 not in stage._txns
+
+
+class _SilentCoordinatorProducer:
+    """A transaction whose coordinator never answers the commit (aiokafka awaits it without a deadline)."""
+
+    def __init__(self) -> None:
+        self.aborts = 0
+
+    async def begin_transaction(self) -> None:
+        return None
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        return None
+
+    async def commit_transaction(self) -> None:
+        await asyncio.Event().wait()
+
+    async def abort_transaction(self) -> None:
+        self.aborts += 1
+        await asyncio.Event().wait()  # nor the abort
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_a_commit_the_coordinator_never_answers_is_bounded_and_its_partition_recovered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: a commit held the whole stage's loop (every partition) after an outage while /health said 200."""
+    monkeypatch.setattr("broker.stage.TXN_CALL_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("broker.stage.TXN_CALL_TICK_S", 0.01)
+    topics = TopicNames("p")
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(topics))
+    stage._set_heard(True)  # Kafka answers; only this transaction's coordinator does not
+    producer = _SilentCoordinatorProducer()
+    stage.producers[0] = producer  # type: ignore[assignment]
+    stage._changelog_next[0] = 12  # restored: its memory matched the committed changelog up to offset 12
+    assert await stage._enqueue(0, [], 7)
+    assert stage.pending == 1
+    committed = await asyncio.wait_for(stage._commit(0), 5)
+    assert committed is False  # the caller recovers the partition: new producer, committed changelog and offset
+    assert producer.aborts == 1 and stage.pending == 0
+    # its memory now holds what was aborted: were the session lost before the caller's recovery (a sibling's
+    # recovery failing first), it must not be kept as matching the changelog, but restored afresh
+    stage._retain_all()
+    assert 0 not in stage._retained and 0 not in stage._changelog_next
+
+
+def test_a_stage_whose_loop_has_stalled_reports_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(TopicNames("p")))
+    stage._set_holding(True)
+    stage._set_heard(True)
+    assert stage.healthy
+    monkeypatch.setattr("broker.stage.LOOP_STALL_S", 0.0)
+    assert not stage.healthy  # holding its partitions and hearing Kafka, but not turning
+
+
+async def test_a_commit_waits_out_an_outage_and_gives_up_only_once_kafka_answers_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction open when Kafka went down may still commit once it is back: no deadline while nobody answers."""
+    monkeypatch.setattr("broker.stage.TXN_CALL_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("broker.stage.TXN_CALL_TICK_S", 0.01)
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(TopicNames("p")))
+    stage._set_heard(False)  # every leader silent: Kafka is down
+    stage.producers[0] = _SilentCoordinatorProducer()  # type: ignore[assignment]
+    assert await stage._enqueue(0, [], 7)
+    commit = asyncio.ensure_future(stage._commit(0))
+    await asyncio.sleep(0.3)  # six times the bound, all of it without Kafka
+    assert not commit.done()
+    stage._set_heard(True)  # Kafka is back, and this coordinator still does not answer
+    assert await asyncio.wait_for(commit, 5) is False
