@@ -52,6 +52,7 @@ class Topic(StrEnum):
     SHIELDING = "shielding"
     KEYS = "keys"
     AUDIT = "audit"
+    AUDIT_REQUESTS = "audit-requests"
     DEADLETTER = "deadletter"
     CHAIN = "chain"
     REPORTS = "reports"
@@ -100,6 +101,10 @@ _SPECS: tuple[TopicSpec[Topic], ...] = (
     # append-only, never compacted: a tombstone must not be able to erase a revocation (consent_wire.keys)
     TopicSpec(Topic.KEYS, 1, False, -1, "operator-signed agent key lifecycle; key agent id"),
     TopicSpec(Topic.AUDIT, 1, False, -1, "tamper-evident audit log (hash chain); one partition, one order"),
+    # many API instances (issue 16): each writes its decisions' audit records here (idempotent, acks=all) and
+    # answers once acknowledged; the elected appender moves them into the log exactly once (offsets in its
+    # transactions). Key = the record's patient key; value = exactly the entry's canonical record bytes
+    TopicSpec(Topic.AUDIT_REQUESTS, 3, False, WEEK_MS, "audit records awaiting the appender; key patient pseudonym"),
     TopicSpec(Topic.CHAIN, 6, True, -1, "verifier cursor per agent (changelog); co-partitioned with ingress"),
     # the reports stage (issue 16): running report counts, key = aggregate key (no patient key); and its
     # changelog, each patient's report memory, co-partitioned with events (read and written by that stage only)
@@ -153,6 +158,10 @@ class TopicNames:
     @property
     def audit(self) -> str:
         return self.name(Topic.AUDIT)
+
+    @property
+    def audit_requests(self) -> str:
+        return self.name(Topic.AUDIT_REQUESTS)
 
     @property
     def chain(self) -> str:

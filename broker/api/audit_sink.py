@@ -5,12 +5,14 @@ transactional id, and only the elected holder appends (a fenced producer: issue 
 ``start``. Every instance reaches the log through an object with this shape, and indexes what it
 appends (or reads back) in its own
 :class:`broker.views.AuditIndex`. Assumed of that appender: ``append`` returns only once the entry is
-durable and in chain order; ``source`` (``"<partition>/<offset>"`` of an access record's event) is stored
+durable and in chain order (an instance that is not the holder writes an audit request instead:
+:mod:`broker.audit.requests`); ``source`` (``"<partition>/<offset>"`` of an access record's event) is stored
 with the entry so ``start`` can report, per partition, how far access records were appended.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from broker.audit import AuditEntry
@@ -22,10 +24,25 @@ __all__ = ["AuditSink"]
 
 
 class AuditSink(Protocol):
+    stopped: asyncio.Event  # set once it stops appending for good (failed, or another took over)
+
     @property
     def next_index(self) -> int: ...
 
+    @property
+    def holding(self) -> bool:
+        """True while this instance is the elected appender (``append`` may be used)."""
+        ...
+
     async def start(self) -> StoredLog: ...
+
+    async def join(self) -> None:
+        """Join the election without waiting (issue 16: many API instances answer while one appends)."""
+        ...
+
+    async def activate(self) -> StoredLog:
+        """Wait to be elected, then fence, restore and start appending."""
+        ...
 
     async def append(self, record: CanonicalRecord, source: str | None = None) -> AuditEntry: ...
 

@@ -80,8 +80,9 @@ async def post_consent_consult(request: web.Request) -> web.Response:
     if not kept:
         return json_response(card_json(None, SOURCE, kept=False))
     decision = decide(req, await backend.state(req.patient_key), request.app[core_api.POLICY])
-    entry = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
-    return json_response(card_json(DecisionAnswer(decision, now_ms, None, entry.index), SOURCE))
+    receipt = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
+    answer = DecisionAnswer(decision, now_ms, None, receipt.index, audit_request=core_api.request_position(receipt))
+    return json_response(card_json(answer, SOURCE))
 
 
 def _principal(request: web.Request) -> Principal:

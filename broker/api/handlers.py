@@ -61,6 +61,7 @@ from broker.audit import (
     decision_record,
     read_record,
 )
+from broker.audit.requests import AuditReceipt
 from broker.audit.tlog import InclusionProof
 from broker.auth import AuthError, AuthorisationError, Principal, Scope, TokenService, check_requester, require_scope
 from broker.auth.errors import TokenRequestError
@@ -131,7 +132,9 @@ class ApiBackend(Protocol):
         """The state holding a register set by ``event_id`` (a FHIR Consent read by id), if any."""
         ...
 
-    async def record(self, record: AuditRecord) -> AuditEntry: ...
+    async def record(self, record: AuditRecord) -> AuditReceipt:
+        """Durable before it returns: the entry (holder) or the audit request (any other instance)."""
+        ...
 
     def audit_proof(self, index: int) -> InclusionProof | None: ...
 
@@ -205,6 +208,12 @@ async def _record_read(
     await backend.record(record)  # AuditUnavailableError (503): no read without its audit entry
 
 
+def request_position(receipt: AuditReceipt) -> tuple[int, int] | None:
+    """The answer's ``audit_request``: the audit request's (partition, offset), None when appended directly."""
+    r = receipt.request
+    return None if r is None else (r.partition, r.offset)
+
+
 def _backend(request: web.Request) -> ApiBackend:
     """The backend, once its views are ready (NotReadyError before)."""
     backend = request.app[BACKEND]
@@ -250,8 +259,9 @@ async def post_decision(request: web.Request) -> web.Response:
         decision = decide_as_at(req, await backend.history(req.patient_key), as_at_hlc, request.app[POLICY])
         return json_response(DecisionAnswer(decision, req.at_ms, parsed.as_at_ms).to_json())
     decision = decide(req, await backend.state(req.patient_key), request.app[POLICY])
-    entry = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
-    return json_response(DecisionAnswer(decision, req.at_ms, None, entry.index).to_json())
+    receipt = await backend.record(decision_record(req, decision, parsed.accessor_id, principal.client_id))
+    answer = DecisionAnswer(decision, req.at_ms, None, receipt.index, audit_request=request_position(receipt))
+    return json_response(answer.to_json())
 
 
 async def get_consent(request: web.Request) -> web.Response:

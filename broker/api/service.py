@@ -3,10 +3,16 @@
 - Views: :class:`broker.api.views.StateView` and :class:`broker.api.views.EventHistory` follow the
   state and events topics into the persistent store (:mod:`broker.views`, SQLite in ``api_view_dir``,
   resumed from its stored positions); the API answers 503 ``NOT_READY`` until both caught up.
-- Audit: :class:`broker.audit.appender.AuditAppender` owns the chain. Decision records come from the
-  API; access records from AccessRecord events on the events topic. Each access entry carries its
-  events-topic position, so after a restart the follower appends only the accesses not yet in the
-  log (the audit topic is the cursor: nothing lost, nothing appended twice).
+- Audit (issue 16: any number of API instances): every instance joins the appenders' election and answers
+  at once; the elected one (:class:`broker.audit.appender.AuditAppender`) owns the chain. Its own decision
+  and read records it appends directly (the answer names the entry, ``audit_index``); another instance
+  writes them to ``audit-requests`` (:mod:`broker.audit.requests`, durable before the answer, which names
+  the request, ``audit_request``) and the holder moves them into the log exactly once. Access records come
+  from AccessRecord events, appended by the holder's :class:`broker.api.audit_follow.AccessAppender` from
+  the cursor the log gives (each access entry carries its events-topic position: nothing lost, nothing
+  appended twice). Every instance follows the audit topic (:class:`broker.api.audit_follow.AuditFollower`)
+  into its own access-log index, tree and newest cosigned checkpoint: any instance serves access logs and
+  inclusion proofs.
 
 Settings (validated when :class:`broker.settings.CoreSettings` loads): ``pseudonym_secret_file``
 (hex, ``openssl rand -hex 32``); ``audit_key_file`` (hex of a raw 32-byte Ed25519 private key, mode 0600,
@@ -23,14 +29,15 @@ import logging
 import ssl
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from broker.api.audit_follow import AccessAppender, AuditFollower, access_cursor
 from broker.api.audit_sink import AuditSink
 from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
@@ -40,6 +47,7 @@ from broker.audit import AuditEntry, AuditRecord
 from broker.audit.appender import AppenderPolicy, AuditAppender
 from broker.audit.keyfile import load_signer
 from broker.audit.note import ALG_ED25519, Verifier
+from broker.audit.requests import AuditReceipt, AuditRequestWriter
 from broker.audit.tlog import InclusionProof
 from broker.auth import ClientRegistry, TokenService
 from broker.ops_metrics import GOVERNANCE, api_timing, count_decision
@@ -61,6 +69,10 @@ __all__ = ["ApiService"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+REJOIN_PAUSE_S = 1.0  # between an appender that stopped and its successor joining the election
+ELECTION_WAIT_S = 10.0  # start() waits this long to be elected (a lone instance is at once), then answers anyway
+
 
 class ApiService:
     """The backend behind :func:`broker.api.create_app`, plus the Kafka tasks that feed it."""
@@ -71,7 +83,11 @@ class ApiService:
         self._secret = secret
         self.pseudonymiser = Pseudonymiser(secret)
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
-        self.appender: AuditSink = AuditAppender(s.kafka_connection("api"), core.topics.audit, policy)
+        topics = core.topics
+        self._policy = policy
+        self.appender: AuditSink = self._new_appender()
+        self.requests = AuditRequestWriter(s.kafka_connection("api"), topics.audit_requests)
+        self.access_appender: AccessAppender | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if s.api_view_dir:
             folder = Path(s.api_view_dir)
@@ -83,11 +99,16 @@ class ApiService:
         self.view = StateView(s.kafka_connection("api"), core.topics.state, self.store, s.api_view_cache_entries)
         self.history: EventHistory | None = None
         self.reports = ReportView(s.kafka_connection("api"), core.topics.reports, self.store)
+        self.audit_view = AuditFollower(s.kafka_connection("api"), topics.audit, self.store)
         self._runner: web.AppRunner | None = None
         self._auth: TokenService | None = None
-        self._unindexed: list[tuple[str, AuditEntry]] = []  # audit entries not yet in the store's index
         self._audit_index: GroupWriter[tuple[str, AuditEntry]] = GroupWriter(self.store.add_audit)
         self.port = 0
+
+    def _new_appender(self) -> AuditSink:
+        topics = self.core.topics
+        conn = self.core.settings.kafka_connection("api")
+        return AuditAppender(conn, topics.audit, self._policy, topics.audit_requests)
 
     @classmethod
     def for_core(cls, core: Core) -> ApiService:
@@ -126,11 +147,24 @@ class ApiService:
                 return state
         return None
 
-    async def record(self, record: AuditRecord) -> AuditEntry:
-        entry = await self.appender.append(record)
-        await self._audit_index.add((record.patient_key, entry))  # one SQLite commit per group of decisions
+    async def record(self, record: AuditRecord) -> AuditReceipt:
+        """The holder appends (answers with the entry's index); any other instance writes an audit request.
+
+        A failed direct append is not retried as a request (its transaction's outcome may be unknown): the
+        caller gets 503 and retries, by then through the request topic."""
+        if self.appender.holding:
+            entry = await self.appender.append(record)
+            await self._audit_index.add((record.patient_key, entry))  # one SQLite commit per group of decisions
+            count_decision(record)
+            return AuditReceipt(entry.index)
+        position = await self.requests.write(record.to_bytes(), record.patient_key)
         count_decision(record)
-        return entry
+        return AuditReceipt(None, position)
+
+    def audit_proof(self, index: int) -> InclusionProof | None:
+        """The holder's proof (its checkpoint is newest), else the one this instance's audit view can give."""
+        proof = self.appender.proof(index) if self.appender.holding else None
+        return proof if proof is not None else self.audit_view.proof(index)
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
@@ -145,47 +179,74 @@ class ApiService:
     def health(self) -> HealthInfo:
         history = self.history
         ready = self.view.caught_up.is_set() and history is not None and history.caught_up.is_set()
-        ready = ready and self.reports.caught_up.is_set()
+        ready = ready and self.reports.caught_up.is_set() and self.audit_view.caught_up.is_set()
         events = 0 if history is None else history.events_seen
-        return HealthInfo(ready, self.view.records_seen, events, self.appender.next_index)
+        next_index = self.appender.next_index if self.appender.holding else self.audit_view.size
+        return HealthInfo(ready, self.view.records_seen, events, next_index)
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def _index(self, entry: AuditEntry) -> None:
-        self._unindexed.append((AuditRecord.from_bytes(entry.record).patient_key, entry))
-
-    async def _flush_index(self) -> None:
-        pending, self._unindexed = self._unindexed, []
-        await self.store.add_audit(pending)
-
     async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-        """Restore the audit chain, start the views and serve HTTP until ``stop`` is set."""
+        """Join the appenders' election, start the views and serve HTTP until ``stop`` is set.
+
+        Waits up to :data:`ELECTION_WAIT_S` to be elected (a log that does not verify is refused here, as
+        before); past that this instance answers through audit requests and takes the log over when elected.
+        """
         s = self.core.settings
-        stored = await self.appender.start()
-        cursor: dict[int, int] = {}
-        indexed_up_to = await self.store.audit_next_index()
-        for entry, source in zip(stored.entries, stored.sources, strict=True):
-            if entry.index >= indexed_up_to:
-                self._index(entry)
-            if source is not None:
-                partition, _, offset = source.partition("/")
-                cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
-        await self._flush_index()
-        history = EventHistory(s.kafka_connection("api"), self.core.topics.events, self.store, self.appender, cursor)
-        history.on_entry.append(self._index)
-        history.after_flush.append(self._flush_index)
-        self.history = history
+        await self.appender.join()
+        await self.requests.start()
+        holding = asyncio.create_task(self._hold_the_log(stop), name="api-audit-holder")
+        await asyncio.wait({holding}, timeout=ELECTION_WAIT_S)
+        if holding.done():
+            holding.result()  # AuditUnavailableError: the stored log does not verify
+        self.history = EventHistory(s.kafka_connection("api"), self.core.topics.events, self.store)
         await self.view.start()
-        await history.start()  # stored positions never pass an access record the audit log did not take
+        await self.history.start()
         await self.reports.start()
+        await self.audit_view.start()
         tasks = [
             asyncio.create_task(self.reports.run(stop), name="api-report-view"),
             asyncio.create_task(self.view.run(stop), name="api-state-view"),
             asyncio.create_task(self.history.run(stop), name="api-event-history"),
+            asyncio.create_task(self.audit_view.run(stop), name="api-audit-view"),
+            holding,
         ]
         await self._serve(s.http_host, s.http_port)
         GOVERNANCE.attach(self)
         tasks.append(asyncio.create_task(self._shutdown_when_stopped(stop, tasks[:]), name="api-http"))
         return tasks
+
+    async def _hold_the_log(self, stop: asyncio.Event) -> None:
+        """Once elected: append the access records from the log's cursor on, until ``stop``. An appender that
+        stops appending (fenced, another took over, a failed write) is replaced by a new one that rejoins the
+        election, so the log always has a holder while any instance runs."""
+        while True:
+            stored = await _first(self.appender.activate(), stop)
+            if stored is None:
+                return
+            log.info("api holds the audit log entries=%d", len(stored.entries))
+            appender = AccessAppender(
+                self.core.settings.kafka_connection("api"), self.core.topics.events, self.appender,
+                access_cursor(stored),
+            )  # fmt: skip
+            self.access_appender = appender
+            access = asyncio.create_task(appender.run(stop), name="api-access-appender")
+            stopped = asyncio.ensure_future(self.appender.stopped.wait())
+            await _first(asyncio.wait({access, stopped}, return_when=asyncio.FIRST_COMPLETED), stop)
+            stopped.cancel()
+            if stop.is_set():
+                with contextlib.suppress(KafkaError):
+                    await access
+                return
+            if access.done() and not access.cancelled() and access.exception() is not None:
+                log.warning("access records stopped error=%r", access.exception())
+            access.cancel()
+            with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                await access
+            log.warning("audit appender stopped appending; rejoining the election")
+            old, self.appender = self.appender, self._new_appender()
+            await old.stop()
+            await asyncio.sleep(REJOIN_PAUSE_S)
+            await self.appender.join()
 
     async def _serve(self, host: str, port: int) -> None:
         s = self.core.settings
@@ -215,11 +276,26 @@ class ApiService:
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await task
         await self.appender.stop()
+        await self.requests.stop()
         GOVERNANCE.detach(self)
         self.store.close()
         if self._tmp is not None:
             self._tmp.cleanup()
         log.info("api stopped")
+
+
+async def _first(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None (``work`` cancelled) if ``stop`` is set first."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stopping.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 class _Backend:
@@ -260,11 +336,11 @@ class _Backend:
     async def state_with_event(self, event_id: str) -> PatientState | None:
         return await self._s.state_with_event(event_id)
 
-    async def record(self, record: AuditRecord) -> AuditEntry:
+    async def record(self, record: AuditRecord) -> AuditReceipt:
         return await self._s.record(record)
 
     def audit_proof(self, index: int) -> InclusionProof | None:
-        return self._s.appender.proof(index)
+        return self._s.audit_proof(index)
 
     def now_ms(self) -> int:
         return self._s.now_ms()

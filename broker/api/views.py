@@ -3,9 +3,8 @@
 - :class:`StateView` follows the compacted state topic into the store's ``states`` table; reads go
   through a bounded LRU cache of decoded states (``api_view_cache_entries``).
 - :class:`EventHistory` follows the events topic: state-changing events into the per-patient
-  history ("as at" decisions), objections, breaches and disclosures into the report events, and
-  AccessRecord events to the audit log, appended from the cursor the audit topic gives (see
-  :mod:`broker.api.service`).
+  history ("as at" decisions), objections, breaches and disclosures into the report events. AccessRecord
+  events reach the audit log through the elected appender's own reader (:mod:`broker.api.audit_follow`).
 
 - :class:`ReportView` follows the compacted reports topic (the ``reports`` stage's running counts) into the
   store's ``report_aggregates``: the report queries read these, never raw events (issue 16).
@@ -19,18 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from broker.api.audit_sink import AuditSink
-from broker.audit import AuditEntry, AuditError, AuditUnavailableError, access_record
 from broker.reports.aggregates import decode_aggregate
 from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import KafkaTopicReader
 from consent_rules.state import PatientState, empty_state
 from consent_wire.errors import WireError
-from consent_wire.model import AccessRecord, Event
+from consent_wire.model import Event
 from consent_wire.signing import verified_event_payload
 
 __all__ = ["EventHistory", "Follower", "ReportView", "StateView"]
@@ -140,19 +137,9 @@ class StateView(Follower):
 
 
 class EventHistory(Follower):
-    def __init__(
-        self, conn: KafkaConnection, topic: str, store: ViewStore, appender: AuditSink, cursor: dict[int, int]
-    ) -> None:
+    def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore) -> None:
         super().__init__(conn, topic, store)
-        self.appender = appender
-        self.cursor = cursor  # partition -> first offset not yet in the audit log
         self.events_seen = 0
-        self.on_entry: list[Callable[[AuditEntry], Any]] = []
-        self.after_flush: list[Callable[[], Awaitable[None]]] = []  # e.g. index the entries just appended
-        self._pending: list[asyncio.Task[None]] = []
-        # partition -> offset of the first access record the audit log could not take: the stored position
-        # never passes it, so a restart re-reads it (appends are retried; the cursor prevents doubles)
-        self._hold: dict[int, int] = {}
 
     async def handle(self, partition: int, record: Any) -> None:
         data = record.value or b""
@@ -162,40 +149,14 @@ class EventHistory(Follower):
             log.warning("event skipped partition=%d offset=%d reason=%s", partition, record.offset, exc.reason)
             event = None
         event_rows(self.batch, partition, record.offset, event, data)
-        if event is None:
-            return
-        self.events_seen += 1
-        if isinstance(event.payload, AccessRecord) and record.offset >= self.cursor.get(partition, 0):
-            # appends queue on the appender's FIFO lock in creation order; awaited together in flush()
-            self._pending.append(asyncio.create_task(self._append_access(partition, record.offset, event)))
-
-    async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        await asyncio.gather(*pending)
-        for callback in self.after_flush:
-            await callback()
-        for partition, offset in self._hold.items():
-            if partition in self.batch.positions:
-                self.batch.positions[partition] = min(self.batch.positions[partition], offset)
-        await super().flush()
+        if event is not None:
+            self.events_seen += 1
 
     async def history(self, key: str) -> list[Event]:
         return [verified_event_payload(r) for r in await self.store.history_records(key)]
 
     async def report_events(self) -> list[Event]:
         return [verified_event_payload(r) for r in await self.store.report_records()]
-
-    async def _append_access(self, partition: int, offset: int, event: Event) -> None:
-        try:
-            entry = await self.appender.append(access_record(event), source=f"{partition}/{offset}")
-        except AuditError as exc:  # a bad record, or the appender is down (a restart re-reads from the cursor)
-            log.warning("access record not appended partition=%d offset=%d reason=%s", partition, offset, exc.reason)
-            if isinstance(exc, AuditUnavailableError):
-                self._hold[partition] = min(self._hold.get(partition, offset), offset)
-            return
-        self.cursor[partition] = max(self.cursor.get(partition, 0), offset + 1)
-        for callback in self.on_entry:
-            callback(entry)
 
 
 class ReportView(Follower):

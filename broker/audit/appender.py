@@ -17,6 +17,13 @@ quorum has cosigned it, the cosigned checkpoint is written in a second transacti
 most one per second: the heads committed meanwhile are covered by the next one.
 A successor gets a dead appender's last head cosigned before it appends anything.
 
+Many API instances (issue 16): with ``requests_topic`` the active appender also consumes ``audit-requests``
+(:mod:`broker.audit.requests`, every instance's records) ``read_committed`` from its own group
+(``<group_id>.audit-requests``) and appends them in the same batch transactions as direct appends, with that
+group's offsets (``send_offsets_to_transaction``): one request is exactly one entry, and a successor after
+``kill -9`` resumes from the committed offsets. ``join`` + ``activate`` split ``start`` for an instance that
+answers while it waits: ``holding`` says whether ``append`` may be used.
+
 The interface other stages use is :class:`broker.api.audit_sink.AuditSink`: ``append(record, source) -> AuditEntry``
 (durable, exactly once, in one total order) and ``proof(index)`` (an inclusion proof against the
 latest cosigned checkpoint).
@@ -36,18 +43,20 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
-from broker.audit.errors import AuditUnavailableError
+from broker.audit.errors import AuditError, AuditUnavailableError
 from broker.audit.lines import StoredLog, entry_line, note_line, parse_log, position_of
 from broker.audit.log import AuditEntry, AuditLog, CanonicalRecord
 from broker.audit.note import NoteSignature, NoteSigner, SignedNote, parse_note
+from broker.audit.records import AuditRecord
 from broker.audit.tlog import InclusionProof, WitnessPolicy, restore_problems, sign_checkpoint
 from broker.audit.tree import MerkleLog
 from broker.witness.client import WitnessClient, WitnessRefusedError
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
 
-__all__ = ["AppenderPolicy", "AuditAppender", "InclusionProof"]
+__all__ = ["AppenderPolicy", "AuditAppender", "InclusionProof", "is_canonical_record"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,8 @@ _SESSION_TIMEOUT_MS = 6_000  # Kafka's default group.min.session.timeout.ms: the
 _HEARTBEAT_MS = 1_000
 _COSIGN_RETRY_S = 1.0  # pause before asking witnesses again after too few cosigned
 _CHECKPOINT_INTERVAL_S = 1.0  # least time between two cosigned checkpoints (witness requests + one transaction)
+_REQUEST_FETCH = _MAX_BATCH  # audit requests read per fetch; the next fetch waits until these are in the log
+REQUESTS_GROUP_SUFFIX = ".audit-requests"  # broker.infra.acls.AUDIT_REQUESTS_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,16 +139,22 @@ def _keep_the_holder(election: _Election) -> type[AbstractPartitionAssignor]:
 class AuditAppender:
     """See the module docstring. ``start`` waits until this instance is the active appender."""
 
-    def __init__(self, conn: KafkaConnection, topic: str, policy: AppenderPolicy) -> None:
+    def __init__(
+        self, conn: KafkaConnection, topic: str, policy: AppenderPolicy, requests_topic: str | None = None
+    ) -> None:
         self.conn, self.topic, self.policy = conn, topic, policy
+        self.requests_topic = requests_topic
+        self._requests: AIOKafkaConsumer | None = None
+        self.requests_appended = 0  # audit requests this appender moved into the log
         self._chain = AuditLog(retain=False)
         self._tree = MerkleLog()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._election = _Election()
-        self._queue: asyncio.Queue[tuple[bytes, str | None, asyncio.Future[AuditEntry]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: str | None = None
+        self.stopped = asyncio.Event()  # set when this appender stops appending for good (a new one must rejoin)
         self._head: SignedNote | None = None  # newest log-signed checkpoint (committed)
         self._checkpoint: str | None = None  # newest cosigned checkpoint note
         self._checkpoint_size = 0
@@ -165,8 +182,22 @@ class AuditAppender:
     def cosigned_size(self) -> int:
         return self._checkpoint_size
 
+    @property
+    def holding(self) -> bool:
+        """True while this instance is the active appender (``append`` may be used)."""
+        return self._producer is not None and self._failed is None and self._election.holding
+
+    @property
+    def requests_group(self) -> str:
+        return f"{self.policy.group_id}{REQUESTS_GROUP_SUFFIX}"
+
     async def start(self, *, standby_wait_s: float | None = None) -> StoredLog:
         """Join the election, wait to be active, fence the older appender, restore and check the log."""
+        await self.join()
+        return await self.activate(standby_wait_s=standby_wait_s)
+
+    async def join(self) -> None:
+        """Join the election (returns at once; :meth:`activate` waits to be elected)."""
         self._consumer = kafka.consumer(
             self.conn,
             group_id=self.policy.group_id,
@@ -179,6 +210,9 @@ class AuditAppender:
         await self._consumer.start()
         self._tasks.append(asyncio.create_task(self._keep_membership(), name="audit-election"))
         log.info("audit appender waiting to be active group=%s", self.policy.group_id)
+
+    async def activate(self, *, standby_wait_s: float | None = None) -> StoredLog:
+        """Wait to be elected, then fence the older appender, restore and check the log, and start appending."""
         await asyncio.wait_for(self._election.active.wait(), standby_wait_s)
         self._producer = kafka.transactional_producer(self.conn, self.policy.transactional_id, linger_ms=2)
         await self._producer.start()  # InitProducerId: fences the previous appender
@@ -186,6 +220,9 @@ class AuditAppender:
         await self._cosign_pending()
         self._tasks.append(asyncio.create_task(self._writer(), name="audit-writer"))
         self._tasks.append(asyncio.create_task(self._cosigner(), name="audit-cosigner"))
+        if self.requests_topic is not None:
+            await self._start_requests(self.requests_topic)
+            self._tasks.append(asyncio.create_task(self._follow_requests(), name="audit-requests"))
         log.info("audit appender active entries=%d cosigned=%d", self.next_index, self._checkpoint_size)
         return stored
 
@@ -244,8 +281,41 @@ class AuditAppender:
         if self._failed is not None or self._producer is None:
             raise AuditUnavailableError(self._failed or "the audit log is not open (standby or starting)")
         future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((record.to_bytes(), source, future))
+        self._queue.put_nowait(_Item(record.to_bytes(), source, future))
         return await future
+
+    async def _start_requests(self, topic: str) -> None:
+        """Read ``audit-requests`` from this group's committed offsets (after the fence: an aborted batch's
+        offsets were never committed, so its requests are read again)."""
+        self._requests = kafka.consumer(self.conn, group_id=self.requests_group, auto_offset_reset="earliest")
+        await self._requests.start()
+        tps = await kafka.assign_all(self._requests, topic)
+        await kafka.seek_committed_or_start(self._requests, tps)
+
+    async def _follow_requests(self) -> None:
+        consumer = self._requests
+        assert consumer is not None
+        loop = asyncio.get_running_loop()
+        while self._failed is None:
+            try:
+                fetched = await consumer.getmany(timeout_ms=200, max_records=_REQUEST_FETCH)
+            except KafkaError as exc:
+                log.warning("audit requests fetch failed error=%r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            futures: list[asyncio.Future[AuditEntry]] = []
+            for tp, records in fetched.items():
+                for r in records:
+                    data = r.value or b""
+                    if not is_canonical_record(data):  # only the api principal writes here: a bug, not input
+                        log.error("audit request skipped partition=%d offset=%d reason=NOT_AN_AUDIT_RECORD",
+                                  tp.partition, r.offset)  # fmt: skip
+                        data = b""
+                    future: asyncio.Future[AuditEntry] = loop.create_future()
+                    self._queue.put_nowait(_Item(data, None, future, tp, r.offset))
+                    futures.append(future)
+            # the next fetch waits for these: the queue stays bounded, and a failed batch stops the reading
+            await asyncio.gather(*futures, return_exceptions=True)
 
     def proof(self, index: int) -> InclusionProof | None:
         size = self._checkpoint_size
@@ -259,8 +329,8 @@ class AuditAppender:
             while not self._queue.empty() and len(batch) < _MAX_BATCH:
                 batch.append(self._queue.get_nowait())
             if self._failed is not None:
-                for _, _, f in batch:
-                    f.set_exception(AuditUnavailableError(self._failed))
+                for item in batch:
+                    item.future.set_exception(AuditUnavailableError(self._failed))
                 continue
             try:
                 started = time.perf_counter()
@@ -268,13 +338,13 @@ class AuditAppender:
                 log.debug("audit batch entries=%d txn_ms=%.1f", len(batch), 1000 * (time.perf_counter() - started))
             except (KafkaError, AuditUnavailableError) as exc:
                 self._fail(f"audit write failed: {exc!r}")
-                for _, _, f in batch:
-                    if not f.done():
-                        f.set_exception(AuditUnavailableError(self._failed or "audit write failed"))
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(AuditUnavailableError(self._failed or "audit write failed"))
                 continue
-            for (_, _, f), entry in zip(batch, entries, strict=True):
-                if not f.done():
-                    f.set_result(entry)
+            for item, entry in zip(batch, entries, strict=True):
+                if not item.future.done():
+                    item.future.set_result(entry)
             self._new_head.set()
 
     async def _cosigner(self) -> None:
@@ -291,20 +361,28 @@ class AuditAppender:
             # the transactions were checkpoints); heads written meanwhile are cosigned together next time
             await asyncio.sleep(_CHECKPOINT_INTERVAL_S)
 
-    async def _commit_batch(
-        self, batch: Sequence[tuple[bytes, str | None, asyncio.Future[AuditEntry]]]
-    ) -> list[AuditEntry]:
+    async def _commit_batch(self, batch: Sequence[_Item]) -> list[AuditEntry]:
+        """One transaction: the batch's entries (a skipped request has none: its entry is the one before), a
+        log-signed head and the audit-requests offsets the batch consumed."""
         producer = self._producer
         assert producer is not None
         chain, tree_size = self._chain.position, self._tree.size
         entries: list[AuditEntry] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         try:
             async with self._txn_lock, producer.transaction():
-                for data, source, _ in batch:
-                    entry = self._chain.append(_Raw(data))
-                    self._tree.append(data)
+                for item in batch:
+                    if item.tp is not None:
+                        offsets[item.tp] = OffsetAndMetadata(item.offset + 1, "")
+                        if not item.data:
+                            entries.append(_SKIPPED)
+                            continue
+                    entry = self._chain.append(_Raw(item.data))
+                    self._tree.append(item.data)
                     entries.append(entry)
-                    await producer.send(self.topic, entry_line(entry, source), partition=0)
+                    await producer.send(self.topic, entry_line(entry, item.source), partition=0)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.requests_group)
                 head = sign_checkpoint(self.policy.signer, self.policy.origin, self._tree.size, self._tree.root())
                 await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0)
         except BaseException:
@@ -312,6 +390,7 @@ class AuditAppender:
             self._tree = _truncated(self._tree, tree_size)
             raise
         self._head = head
+        self.requests_appended += sum(1 for item in batch if item.tp is not None and item.data)
         self._uncovered.append((self._tree.size, time.monotonic()))
         return entries
 
@@ -387,11 +466,37 @@ class AuditAppender:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._requests is not None:
+            await self._requests.stop()
+            self._requests = None
 
     def _fail(self, why: str) -> None:
         if self._failed is None:
             self._failed = why
+            self.stopped.set()
             log.error("audit appender stopped appending: %s", why)
+
+
+@dataclass(slots=True)
+class _Item:
+    """One queued append: a direct one (``tp`` None) or an audit request read at ``tp``/``offset``."""
+
+    data: bytes  # the canonical record; b"" for a request that is not one (skipped, its offset committed)
+    source: str | None
+    future: asyncio.Future[AuditEntry]
+    tp: TopicPartition | None = None
+    offset: int = -1
+
+
+_SKIPPED = AuditEntry(-1, b"", b"", b"")
+
+
+def is_canonical_record(data: bytes) -> bool:
+    """True if ``data`` is exactly the canonical bytes of an audit record (what an entry holds, nothing more)."""
+    try:
+        return AuditRecord.from_bytes(data).to_bytes() == data
+    except AuditError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

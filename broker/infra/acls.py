@@ -15,7 +15,8 @@ reconciler              read events, state; write state, shielding, deadletter; 
 bridge                  read keys; write ingress, deadletter (idempotent)
 reports                 read events, report-memory; write reports, report-memory; group
                         ``<app>.reports``; transactional ids ``<app>.reports.*`` (no state, no audit)
-api                     read state, events, audit, reports; write audit (transactional: the fenced audit appender)
+api                     read state, events, audit, reports; write audit (transactional: the fenced audit appender);
+                        read + write audit-requests and its group ``<app>.api.audit-requests`` (issue 16)
 mirror                  read events, state, shielding; create and write every site feed
                         ``<prefix>.site.`` (PREFIXED; idempotent)
 agent                   write ingress (idempotent); read its own site's feed ``<prefix>.site.<site>``
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 __all__ = [
+    "AUDIT_REQUESTS_GROUP",
     "CLUSTER",
     "CORE_ROLES",
     "SITE_FEEDS",
@@ -109,6 +111,7 @@ SUPER_ROLES = frozenset({Role.OPERATOR, Role.BROKER})
 CORE_ROLES = (Role.VERIFIER, Role.RECONCILER, Role.REPORTS, Role.BRIDGE, Role.API, Role.MIRROR)
 _TRANSACTIONAL = frozenset({Role.VERIFIER, Role.RECONCILER, Role.REPORTS, Role.API})  # api: the fenced audit appender
 _IDEMPOTENT = frozenset({Role.BRIDGE, Role.API, Role.AGENT, Role.MIRROR})
+AUDIT_REQUESTS_GROUP = ".audit-requests"  # suffix of the api stage's group: the appender's audit-requests offsets
 SITE_FEEDS = "site."  # topic name prefix of the per-site replica feeds (broker.topics.Family.SITE)
 
 
@@ -193,6 +196,8 @@ _TOPICS: dict[Role, tuple[tuple[str, AclOperation], ...]] = {
         ("events", AclOperation.READ),
         ("audit", AclOperation.READ),
         ("audit", AclOperation.WRITE),
+        ("audit-requests", AclOperation.READ),  # the elected appender moves them into the log
+        ("audit-requests", AclOperation.WRITE),  # every API instance's audit records (issue 16)
         ("reports", AclOperation.READ),  # the report queries read the aggregates, never raw events
     ),
     Role.MIRROR: (
@@ -223,6 +228,9 @@ def kafka_acls(principal: Principal, deployment: Deployment) -> tuple[KafkaAcl, 
     if principal.role in _TRANSACTIONAL:
         stage = f"{d.app_id}.{principal.role.value}"
         acls.append(KafkaAcl(user, ResourceType.GROUP, stage, PatternType.LITERAL, AclOperation.READ))
+        if principal.role == Role.API:  # the appender's offsets on audit-requests (broker.audit.appender)
+            acls.append(KafkaAcl(user, ResourceType.GROUP, f"{stage}{AUDIT_REQUESTS_GROUP}", PatternType.LITERAL,
+                                 AclOperation.READ))  # fmt: skip
         acls.append(
             KafkaAcl(user, ResourceType.TRANSACTIONAL_ID, f"{stage}.", PatternType.PREFIXED, AclOperation.WRITE)
         )

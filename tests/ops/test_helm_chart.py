@@ -119,4 +119,4 @@ def test_every_core_deployment_has_probes_requests_and_a_disruption_budget() -> 
         (container,) = d["spec"]["template"]["spec"]["containers"]
         assert {"livenessProbe", "readinessProbe"} <= set(container), name
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
-    assert deployments["consent-api"]["spec"]["replicas"] == 1  # one audit appender
+    assert deployments["consent-api"]["spec"]["replicas"] == 2  # issue 16: many API instances, one appender

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class Proc:
-    def __init__(self, rig: AuditRig, name: str, out: Path) -> None:
+    def __init__(self, rig: AuditRig, name: str, out: Path, requests: str | None = None) -> None:
         pki = rig.deployment.infra.pki
         files = pki.files("core.api")
         cfg = {
@@ -37,6 +37,7 @@ class Proc:
             "app_id": rig.app_id,
             "witnesses": [[c.url, c.key.vkey()] for c in rig.clients],
             "name": name,
+            **({"requests": requests} if requests else {}),
         }
         self.out = out
         self._file = out.open("wb")
@@ -54,6 +55,9 @@ class Proc:
 
     def acked(self) -> list[str]:
         return [line.split()[1] for line in self.lines() if line.startswith("ACK ")]
+
+    def requested(self) -> list[str]:
+        return [line.split()[1] for line in self.lines() if line.startswith("REQ ")]
 
     async def wait_for(self, predicate: str, count: int = 1, within_s: float = 120) -> None:
         async with asyncio.timeout(within_s):
@@ -105,3 +109,56 @@ async def _failover(rig: AuditRig, active: Proc, standby: Proc) -> None:
     assert all(counts[b] == 1 for b in standby.acked())
     log.warning("appender failover acked_a=%d acked_b=%d entries=%d takeover_s=%.1f",
                 len(acked_before_kill), len(standby.acked()), len(stored.entries), took_over_s)  # fmt: skip
+
+
+async def test_kill_9_of_the_holder_while_two_instances_write_audit_requests_each_is_appended_once(
+    rig: AuditRig, tmp_path: Path
+) -> None:
+    """Issue 16: both instances write requests all along; the holder (appending them, offsets in its
+    transactions) is killed; the other takes over from the committed offsets: every acknowledged request is
+    in the log exactly once and the log verifies."""
+    a = Proc(rig, "a", tmp_path / "a.out", requests=rig.names.audit_requests)
+    b = Proc(rig, "b", tmp_path / "b.out", requests=rig.names.audit_requests)
+    try:
+        await a.start()
+        await a.wait_for("ACTIVE")
+        await b.start()
+        await a.wait_for("REQ ", 150)
+        await b.wait_for("REQ ", 150)
+        assert "ACTIVE" not in b.lines()
+        assert a.proc is not None and b.proc is not None
+        os.kill(a.proc.pid, signal.SIGKILL)
+        await a.proc.wait()
+        acked_a = a.requested()
+        await b.wait_for("ACTIVE")
+        before = len(b.requested())
+        await b.wait_for("REQ ", before + 100)
+        b.proc.send_signal(signal.SIGUSR1)
+        await b.wait_for("QUIET")
+        acked_b = b.requested()
+        wanted = set(acked_a) | set(acked_b)
+
+        async def appended() -> collections.Counter[str]:
+            stored = parse_log(await rig.lines())
+            return collections.Counter(AuditRecord.from_bytes(e.record).accessor_id for e in stored.entries)
+
+        for _ in range(240):  # up to about 2 minutes for the new holder to move the backlog
+            if wanted <= set(await appended()):
+                break
+            await asyncio.sleep(0.5)
+        b.proc.send_signal(signal.SIGTERM)
+        await b.proc.wait()
+        assert "STOPPED" in b.lines()
+    finally:
+        for p in (a, b):
+            if p.proc is not None and p.proc.returncode is None:
+                p.proc.kill()
+                await p.proc.wait()
+    result = await rig.verify()
+    assert result.ok, [p.describe() for p in result.problems]
+    stored = parse_log(await rig.lines())
+    counts = collections.Counter(AuditRecord.from_bytes(e.record).accessor_id for e in stored.entries)
+    assert [e.index for e in stored.entries] == list(range(len(stored.entries)))
+    assert all(n == 1 for n in counts.values()), [k for k, n in counts.items() if n > 1][:5]
+    assert wanted <= set(counts)  # every acknowledged request, whoever wrote it and whoever held the log
+    log.warning("requests failover acked_a=%d acked_b=%d entries=%d", len(acked_a), len(acked_b), len(stored.entries))

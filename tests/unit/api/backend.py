@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from broker.api.codec import HealthInfo
 from broker.audit import AuditEntry, AuditLog, AuditRecord, access_record
 from broker.audit.note import NoteSigner
+from broker.audit.requests import AuditReceipt
 from broker.audit.tlog import InclusionProof, sign_checkpoint
 from broker.audit.tree import MerkleLog
 from broker.reports.aggregates import AggKind, Aggregate, aggregate_events, totals_of
@@ -141,8 +142,8 @@ class MemoryBackend:
                 return state
         return None
 
-    async def record(self, record: AuditRecord) -> AuditEntry:
-        return self._append(record)
+    async def record(self, record: AuditRecord) -> AuditReceipt:
+        return AuditReceipt(self._append(record).index)
 
     def now_ms(self) -> int:
         return NOW_MS

@@ -8,6 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.api import create_app
+from broker.audit import AuditRecord
+from broker.audit.requests import AuditReceipt, RequestPosition
 from consent_wire.codes import BreachSeverity, ConsentDirective, PurposeOfUse
 from tests.openapi import DOCS, Spec
 from tests.unit.api.backend import (
@@ -124,3 +126,22 @@ async def test_fhir_metadata_and_a_consent_read_match_the_documented_schema() ->
         consent = await read.json(content_type=None)
     assert problems(metadata, response_schema("/fhir/metadata", "GET", 200)) == []
     assert problems(consent, response_schema("/fhir/Consent/{id}", "GET", 200)) == []
+
+
+async def test_an_answer_from_an_instance_that_does_not_hold_the_audit_log_names_its_audit_request() -> None:
+    """Issue 16: audit_index null until appended, audit_request the acknowledged request; as documented."""
+
+    class _NotHolding(MemoryBackend):
+        async def record(self, record: AuditRecord) -> AuditReceipt:
+            return AuditReceipt(None, RequestPosition(2, 41))
+
+    body = {"requester": {"organisation": "RX1", "role": "GP", "registered": True, "relationship": "LEGITIMATE",
+                          "care_team": True, "accessor_id": "staff-1"},
+            "purpose": "TREAT", "nhs_number": NHS, "data_classes": ["GENERAL"]}  # fmt: skip
+    async with TestClient(TestServer(create_app(_NotHolding(), None))) as client:
+        resp = await client.post("/v1/decisions", json=body)
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+    assert (answer["audit_index"], answer["audit_request"]) == (None, {"partition": 2, "offset": 41})
+    assert problems(answer, response_schema("/v1/decisions", "post", 200)) == []
+    assert problems({**answer, "audit_request": {"partition": 2}}, response_schema("/v1/decisions", "post", 200))

@@ -78,8 +78,11 @@ EXPECTED = {
         (T, "pfx.audit", LIT, R),
         (T, "pfx.audit", LIT, W),
         (T, "pfx.reports", LIT, R),  # issue 16: reports from the aggregates
+        (T, "pfx.audit-requests", LIT, R),  # issue 16: the elected appender reads every instance's records
+        (T, "pfx.audit-requests", LIT, W),  # issue 16: every API instance writes its audit records
         (T, "pfx.", PRE, DESC),
         (G, "app.api", LIT, R),  # the audit appenders' election (issue 15)
+        (G, "app.api.audit-requests", LIT, R),  # issue 16: the appender's offsets, in its transactions
         (X, "app.api.", PRE, W),  # the audit appenders' shared transactional id: the fence
         (C, "kafka-cluster", LIT, IDEM),
     },
@@ -113,6 +116,12 @@ def test_only_the_operator_writes_the_keys_topic() -> None:
     for role in EXPECTED:
         assert (T, "pfx.keys", LIT, W) not in _rights(role)
     assert super_users(default_principals()) == "User:operator;User:broker"
+
+
+def test_only_the_api_reads_or_writes_audit_requests_and_its_group() -> None:
+    for role in EXPECTED:
+        touches = {r for r in _rights(role) if r[1] in ("pfx.audit-requests", "app.api.audit-requests")}
+        assert bool(touches) == (role == Role.API), role
 
 
 def test_agents_subscribers_and_witnesses_never_read_or_write_outside_their_topics() -> None:

@@ -110,8 +110,12 @@ def test_the_answer_json_is_one_shape_for_core_and_agent() -> None:
         "audit_index": 7,
         "offline": False,
         "patient_notice": None,
+        "audit_request": None,  # issue 16: the core's answers name the audit request (null: appended directly)
     }
-    assert offline == {**live, "as_at_ms": 5, "audit_index": None, "offline": True}
+    core_fields = {k: v for k, v in live.items() if k != "audit_request"}
+    assert offline == {**core_fields, "as_at_ms": 5, "audit_index": None, "offline": True}
+    requested = DecisionAnswer(decision, NOW_MS, None, None, audit_request=(2, 41)).to_json()
+    assert requested == {**live, "audit_index": None, "audit_request": {"partition": 2, "offset": 41}}
 
 
 def test_the_data_holder_is_optional_and_parsed_when_given() -> None:

@@ -1,0 +1,146 @@
+"""The audit log as every API instance sees it, and the holder's access-record appending (I/O shell, issue 16).
+
+- :class:`AuditFollower` (every instance) follows the audit topic ``read_committed`` from its start: it
+  indexes each entry into the instance's own store (the access log), keeps the Merkle tree and the newest
+  cosigned checkpoint, so any instance serves access logs and inclusion proofs; only the holder writes.
+- :class:`AccessAppender` (the holder only, from its election on) reads the events topic from the cursor
+  the restored log gives (the ``source`` of its access entries) and appends each AccessRecord event, so a
+  successor picks up exactly where the log stops: nothing lost, nothing appended twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from broker.api.audit_sink import AuditSink
+from broker.api.views import FETCH_RECORDS, Follower
+from broker.audit import AuditEntry, AuditError, AuditRecord, access_record
+from broker.audit.errors import AuditLineError, AuditUnavailableError
+from broker.audit.lines import StoredLog, parse_log
+from broker.audit.note import parse_note
+from broker.audit.tlog import InclusionProof
+from broker.audit.tree import MerkleLog
+from broker.views import ViewStore
+from consent_io.connection import KafkaConnection
+from consent_io.kafka import KafkaTopicReader
+from consent_wire.errors import WireError
+from consent_wire.model import AccessRecord
+from consent_wire.signing import verified_event_payload
+
+__all__ = ["AccessAppender", "AuditFollower", "access_cursor"]
+
+log = logging.getLogger(__name__)
+
+
+class AuditFollower(Follower):
+    """The audit topic into the store's ``audit_index``, with the tree and the newest cosigned checkpoint."""
+
+    def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore) -> None:
+        super().__init__(conn, topic, store)
+        self._tree = MerkleLog()
+        self._checkpoint: str | None = None
+        self._checkpoint_size = 0
+        self._pending: list[tuple[str, AuditEntry]] = []
+        self.entries_seen = 0
+
+    async def start(self) -> None:
+        await self.start_at({})  # from the start: the tree needs every leaf (as the appender's restore did)
+
+    async def handle(self, partition: int, record: Any) -> None:
+        self.batch.advance(partition, record.offset)
+        if not record.value:
+            return
+        try:
+            stored = parse_log([bytes(record.value)])
+        except AuditLineError as exc:
+            log.warning("audit line skipped offset=%d reason=%s", record.offset, exc.reason)
+            return
+        self._take(stored)
+
+    def _take(self, stored: StoredLog) -> None:
+        for entry in stored.entries:
+            if entry.index != self._tree.size:  # the appender verified the log; a gap here is a reader's bug
+                log.error("audit entry out of order index=%d expected=%d", entry.index, self._tree.size)
+                continue
+            self._tree.append(entry.record)
+            self.entries_seen += 1
+            try:
+                key = AuditRecord.from_bytes(entry.record).patient_key
+            except AuditError:
+                continue
+            self._pending.append((key, entry))
+        for note in stored.notes:
+            size = int(parse_note(note).text.split("\n")[1])
+            if size <= self._tree.size:
+                self._checkpoint, self._checkpoint_size = note, size
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        await self.store.add_audit(pending)  # INSERT OR IGNORE: entries the holder indexed itself stay as they are
+        await super().flush()
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    def proof(self, index: int) -> InclusionProof | None:
+        size = self._checkpoint_size
+        if self._checkpoint is None or index >= size:
+            return None
+        return InclusionProof(index, size, self._tree.inclusion_proof(index, size), self._checkpoint)
+
+
+def access_cursor(stored: StoredLog) -> dict[int, int]:
+    """Events partition -> first offset whose access record is not yet in the log (from the entries' sources)."""
+    cursor: dict[int, int] = {}
+    for source in stored.sources:
+        if source is not None:
+            partition, _, offset = source.partition("/")
+            cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
+    return cursor
+
+
+class AccessAppender:
+    """The holder's task: every AccessRecord event from ``cursor`` on into the audit log, in event order."""
+
+    def __init__(self, conn: KafkaConnection, topic: str, appender: AuditSink, cursor: dict[int, int]) -> None:
+        self.reader = KafkaTopicReader(conn, topic)
+        self.appender = appender
+        self.cursor = cursor
+        self.appended = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.reader.start(positions=self.cursor)
+        try:
+            while not stop.is_set():
+                fetched = await self.reader.fetch(timeout_ms=200, max_records=FETCH_RECORDS)
+                # appends queue on the appender's FIFO in creation order; one batch transaction takes many
+                pending = [
+                    asyncio.create_task(self._append(partition, record))
+                    for partition, records in fetched.items()
+                    for record in records
+                ]
+                results = await asyncio.gather(*pending)
+                if not all(results):  # the appender stopped: a successor resumes from the log's cursor
+                    return
+        finally:
+            await self.reader.stop()
+
+    async def _append(self, partition: int, record: Any) -> bool:
+        try:
+            event = verified_event_payload(record.value or b"")
+        except WireError:
+            return True  # the view logs it; nothing to audit
+        if not isinstance(event.payload, AccessRecord):
+            return True
+        try:
+            await self.appender.append(access_record(event), source=f"{partition}/{record.offset}")
+        except AuditError as exc:
+            log.warning(
+                "access record not appended partition=%d offset=%d reason=%s", partition, record.offset, exc.reason
+            )
+            return not isinstance(exc, AuditUnavailableError)  # a bad record is skipped; a stopped log ends it
+        self.appended += 1
+        return True
