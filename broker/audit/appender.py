@@ -42,7 +42,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalOperation, KafkaError
+from aiokafka.producer.producer import TransactionContext
 from aiokafka.structs import OffsetAndMetadata
 
 from broker.audit.errors import AuditError, AuditUnavailableError
@@ -336,7 +337,7 @@ class AuditAppender:
                 started = time.perf_counter()
                 entries = await self._commit_batch(batch)
                 log.debug("audit batch entries=%d txn_ms=%.1f", len(batch), 1000 * (time.perf_counter() - started))
-            except (KafkaError, AuditUnavailableError) as exc:
+            except _TXN_ERRORS as exc:
                 self._fail(f"audit write failed: {exc!r}")
                 for item in batch:
                     if not item.future.done():
@@ -354,7 +355,7 @@ class AuditAppender:
             self._new_head.clear()
             try:
                 await self._cosign_pending()
-            except (KafkaError, AuditUnavailableError) as exc:
+            except _TXN_ERRORS as exc:
                 self._fail(f"audit checkpoint write failed: {exc!r}")
             # one checkpoint transaction per interval, not per batch: each one holds the producer (the
             # transaction lock) and, without the pause, every batch was followed by one (profiled: half of
@@ -370,7 +371,7 @@ class AuditAppender:
         entries: list[AuditEntry] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         try:
-            async with self._txn_lock, producer.transaction():
+            async with self._txn_lock, self._transaction(producer):
                 for item in batch:
                     if item.tp is not None:
                         offsets[item.tp] = OffsetAndMetadata(item.offset + 1, "")
@@ -405,7 +406,7 @@ class AuditAppender:
                 note = head.with_signatures(tuple(cosigs))
                 producer = self._producer
                 assert producer is not None
-                async with self._txn_lock, producer.transaction():
+                async with self._txn_lock, self._transaction(producer):
                     await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0)
                 self._checkpoint, self._checkpoint_size = note.to_text(), head_size
                 while self._uncovered and self._uncovered[0][0] <= head_size:
@@ -415,6 +416,17 @@ class AuditAppender:
                 return
             log.warning("audit checkpoint short of quorum cosigned=%d quorum=%d", len(cosigs), need)
             await asyncio.sleep(_COSIGN_RETRY_S)
+
+    def _transaction(self, producer: AIOKafkaProducer) -> TransactionContext:
+        """The producer's next transaction, entered with the transaction lock held, unless the log has failed.
+
+        The writer and the cosigner share one producer: once one of their transactions failed (e.g. fenced:
+        aiokafka's producer is then in its fatal state for good), the other, waiting on the lock, must not begin
+        one; aiokafka would answer with an AssertionError (its state machine), not a KafkaError, and the
+        appender's task would die with its callers' futures never answered."""
+        if self._failed is not None:
+            raise AuditUnavailableError(self._failed)
+        return producer.transaction()
 
     def _head_size(self) -> int:
         return 0 if self._head is None else int(self._head.text.split("\n")[1])
@@ -457,6 +469,8 @@ class AuditAppender:
                 await task
             except (asyncio.CancelledError, KafkaError):
                 pass
+            except Exception as exc:  # noqa: BLE001 - a task that died of a bug must not stop its successor too
+                log.error("audit appender task=%s had died error=%r", task.get_name(), exc)  # noqa: TRY400 - once
         self._tasks.clear()
         for w in self.policy.witnesses:
             await w.close()
@@ -489,6 +503,9 @@ class _Item:
 
 
 _SKIPPED = AuditEntry(-1, b"", b"", b"")
+# A failed transaction: Kafka's errors, a failed log (above), and aiokafka's own state machine refusing a call on a
+# producer a concurrent failure left fatal (AssertionError, IllegalOperation: as broker.stage._abort names them)
+_TXN_ERRORS = (KafkaError, AuditUnavailableError, AssertionError, IllegalOperation)
 
 
 def is_canonical_record(data: bytes) -> bool:
