@@ -103,6 +103,7 @@ class ApiService:
         self._runner: web.AppRunner | None = None
         self._auth: TokenService | None = None
         self._audit_index: GroupWriter[tuple[str, AuditEntry]] = GroupWriter(self.store.add_audit)
+        self.elected = asyncio.Event()  # set once this instance first holds the log (activated, restored, checked)
         self.port = 0
 
     def _new_appender(self) -> AuditSink:
@@ -195,7 +196,10 @@ class ApiService:
         await self.appender.join()
         await self.requests.start()
         holding = asyncio.create_task(self._hold_the_log(stop), name="api-audit-holder")
-        await asyncio.wait({holding}, timeout=ELECTION_WAIT_S)
+        # the holder task runs until stop: wait for the election (or the task's failure), not for the task
+        elected = asyncio.ensure_future(self.elected.wait())
+        await asyncio.wait({holding, elected}, timeout=ELECTION_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        elected.cancel()
         if holding.done():
             holding.result()  # AuditUnavailableError: the stored log does not verify
         self.history = EventHistory(s.kafka_connection("api"), self.core.topics.events, self.store)
@@ -224,6 +228,7 @@ class ApiService:
             if stored is None:
                 return
             log.info("api holds the audit log entries=%d", len(stored.entries))
+            self.elected.set()
             appender = AccessAppender(
                 self.core.settings.kafka_connection("api"), self.core.topics.events, self.appender,
                 access_cursor(stored),

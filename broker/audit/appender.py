@@ -152,6 +152,7 @@ class AuditAppender:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._election = _Election()
+        self._active = False  # activate() finished: the log restored and checked, the writer running
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._failed: str | None = None
@@ -185,8 +186,10 @@ class AuditAppender:
 
     @property
     def holding(self) -> bool:
-        """True while this instance is the active appender (``append`` may be used)."""
-        return self._producer is not None and self._failed is None and self._election.holding
+        """True while this instance is the active appender (``append`` may be used): elected, and activated (the log
+        restored and checked, the writer running; an instance answering meanwhile writes audit requests, which this
+        appender reads once active, rather than queueing appends on an activation that may yet fail)."""
+        return self._active and self._producer is not None and self._failed is None and self._election.holding
 
     @property
     def requests_group(self) -> str:
@@ -224,6 +227,7 @@ class AuditAppender:
         if self.requests_topic is not None:
             await self._start_requests(self.requests_topic)
             self._tasks.append(asyncio.create_task(self._follow_requests(), name="audit-requests"))
+        self._active = True
         log.info("audit appender active entries=%d cosigned=%d", self.next_index, self._checkpoint_size)
         return stored
 

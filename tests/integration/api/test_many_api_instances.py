@@ -67,6 +67,11 @@ async def test_two_api_instances_answer_alike_and_the_audit_log_stays_one_chain_
         "audit_witnesses": f"{witness_url} {witness_key.verifier.vkey()}",
     }
     holder = await harness.start_core(**settings, stages="verifier,reconciler,reports,api")
+    service_a = holder.services["api"]
+    assert isinstance(service_a, ApiService)
+    # the first instance holds the log before the second joins (start() answers anyway after ELECTION_WAIT_S: on
+    # a slow machine the election can take longer, and then either instance may be elected)
+    await until(lambda: asyncio.sleep(0, service_a.appender.holding), bool, timeout_s=120)
     other = await harness.start_core(**settings, stages="api", api_view_dir=str(tmp_path / "other-views"))
     await send_site_events(harness, gp, secret)
     answered: list[str] = []  # accessor ids of every decision answered 200 (each is audited once)
@@ -75,8 +80,8 @@ async def test_two_api_instances_answer_alike_and_the_audit_log_stays_one_chain_
         for api in (a, b):
             await until(api.health, lambda h: h["status"] == "ok")
             await until(lambda api=api: api.get(f"/v1/patients/{OPTED_OUT}/consent"), lambda s: s["version"] == 1)  # type: ignore[misc]
-        service_a, service_b = holder.services["api"], other.services["api"]
-        assert isinstance(service_a, ApiService) and isinstance(service_b, ApiService)
+        service_b = other.services["api"]
+        assert isinstance(service_b, ApiService)
         assert service_a.appender.holding and not service_b.appender.holding
 
         # the same request and state version: the same decision from either instance

@@ -79,10 +79,12 @@ async def test_a_batch_waiting_while_the_cosigner_is_fenced_is_refused_and_the_a
     appender = AuditAppender(KafkaConnection("127.0.0.1:1"), "t.audit", policy)
     producer = _FencedAtSend(fence_at=3)  # entry 0 and its head commit; the checkpoint after them is fenced
     appender._producer = producer  # type: ignore[assignment]
+    appender._election.active.set()
+    appender._active = True  # as activate() leaves it, without Kafka
     appender._tasks += [asyncio.create_task(appender._writer()), asyncio.create_task(appender._cosigner())]
     try:
         first = await appender.append(record(0))
-        assert first.index == 0
+        assert first.index == 0 and appender.holding
         await asyncio.wait_for(producer.blocked.wait(), 10)  # the cosigner's transaction holds the producer
         waiting = asyncio.create_task(appender.append(record(1)))
         for _ in range(10):  # the writer takes the batch and waits on the transaction lock (no I/O: loop turns)
