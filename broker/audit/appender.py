@@ -299,14 +299,16 @@ class AuditAppender:
         chain, tree_size = self._chain.position, self._tree.size
         entries: list[AuditEntry] = []
         try:
-            async with self._txn_lock, producer.transaction():
+            # kafka.transaction, not aiokafka's: that one commits even when a send failed, and an entry
+            # answered as appended would be missing from the log (the chain broken at the next one)
+            async with self._txn_lock, kafka.transaction(producer) as sent:
                 for data, source, _ in batch:
                     entry = self._chain.append(_Raw(data))
                     self._tree.append(data)
                     entries.append(entry)
-                    await producer.send(self.topic, entry_line(entry, source), partition=0)
+                    sent.append(await producer.send(self.topic, entry_line(entry, source), partition=0))
                 head = sign_checkpoint(self.policy.signer, self.policy.origin, self._tree.size, self._tree.root())
-                await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0)
+                sent.append(await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0))
         except BaseException:
             self._chain = AuditLog(retain=False, start=chain)  # nothing of the aborted batch is in the log
             self._tree = _truncated(self._tree, tree_size)
@@ -326,8 +328,8 @@ class AuditAppender:
                 note = head.with_signatures(tuple(cosigs))
                 producer = self._producer
                 assert producer is not None
-                async with self._txn_lock, producer.transaction():
-                    await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0)
+                async with self._txn_lock, kafka.transaction(producer) as sent:
+                    sent.append(await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0))
                 self._checkpoint, self._checkpoint_size = note.to_text(), head_size
                 while self._uncovered and self._uncovered[0][0] <= head_size:
                     self._uncovered.popleft()
