@@ -253,3 +253,12 @@ async def test_a_transaction_one_of_whose_sends_failed_is_aborted_never_committe
     assert await stage._commit(0) is False  # the caller recovers the partition from what was committed
     assert producer.calls == ["begin", "offsets", "abort"]  # never "commit"
     assert 0 not in stage._changelog_next  # its memory held the aborted work: restored afresh
+
+
+async def test_a_discarded_producer_fails_its_batches_at_once_not_after_the_close_timeout() -> None:
+    """Issue 13: recovering a partition during an outage waited 16 s to close the old producer, every partition held."""
+    stuck = _StuckProducer(gives_up_when_failed=True)
+    closing = asyncio.ensure_future(kafka.close_producer(stuck, timeout_s=30, discard=True))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert stuck._message_accumulator.failed.is_set()  # at once, not after 30 s
+    assert await asyncio.wait_for(closing, 5) is False  # its batches were dropped
