@@ -76,6 +76,7 @@ LOOP_STALL_S = 2 * TXN_CALL_TIMEOUT_S
 # within ~5 s of Kafka and a fleet of stages does not reconnect in lockstep.
 RETRY_BASE_S = 0.5
 RETRY_CAP_S = 5.0
+DISCARD_CLOSE_S = 1.0  # a failed or fenced transaction's producer: how long its stop may take once its batches failed
 SLOW_COMMIT_S = 2.0  # a commit slower than this is logged (its end marks when the stage resumed)
 # memoised key -> partition entries (~100 bytes each): bounded at ~10 MB, then simply cleared
 PARTITION_MEMO_MAX = 100_000
@@ -402,7 +403,7 @@ class TransactionalStage:
         """
         for partition in partitions:
             if partition in self._txns and not await self._commit(partition):
-                await self._close_producer(partition)
+                await self._close_producer(partition, discard=True)
                 self._forget(partition)
 
     async def _commit(self, partition: int) -> bool:
@@ -416,10 +417,11 @@ class TransactionalStage:
             if txn.next_offset is not None:
                 tp = TopicPartition(self.logic.input_topic, partition)
                 await producer.send_offsets_to_transaction({tp: txn.next_offset}, self.config.group_id)
+            # every send delivered before the commit, never after: aiokafka would commit without a failed batch
+            # (see kafka.delivered), the input offset with it, and those outputs would be lost for good
+            written = await kafka.delivered(txn.futures)
             await producer.commit_transaction()
-            # all done once committed; awaiting each re-raises a failed send
-            # (asyncio.gather would add a callback per record: 10% of the verifier's time)
-            return [await future for future in txn.futures]
+            return written
 
         try:
             written = await self._bounded(commit())
@@ -431,6 +433,7 @@ class TransactionalStage:
             # committed changelog; re-read events would then count as already applied and never reach the state
             # (seen: a full outage right after a start, all four commits timing out together)
             self._forget(partition)
+            txn.abandon()
             await self._abort(partition, producer, exc)
             return False
         took = time.monotonic() - started
@@ -452,7 +455,7 @@ class TransactionalStage:
         still assigned here and must be recovered: the coordinator aborted the transaction itself (it outlived
         transaction_timeout_ms, e.g. across a Kafka outage) and bumped the epoch. Dropping such a partition left it
         assigned but never handled again (issue 13, the full-outage stall)."""
-        await self._close_producer(partition)
+        await self._close_producer(partition, discard=True)
         self._forget(partition)
         mine = self._still_assigned(partition)
         log.warning("stage=%s partition=%d fenced still_assigned=%s", self.logic.name, partition, mine)
@@ -481,8 +484,10 @@ class TransactionalStage:
                     return task.result()
                 if self._heard:
                     waited_heard += TXN_CALL_TICK_S
-                if waited_heard >= TXN_CALL_TIMEOUT_S or time.monotonic() - started >= lifetime:
+                if waited_heard >= TXN_CALL_TIMEOUT_S:
                     raise TimeoutError(f"no answer within {TXN_CALL_TIMEOUT_S:.0f} s while Kafka answered")
+                if time.monotonic() - started >= lifetime:  # the coordinator aborts it by then anyway
+                    raise TimeoutError(f"no answer within the transaction's lifetime ({lifetime:.0f} s)")
         finally:
             if not task.done():
                 task.cancel()  # aiokafka shields its transaction manager's futures: only this wait ends
@@ -536,16 +541,24 @@ class TransactionalStage:
             log.warning(
                 "stage=%s partition=%d recovery timed out; restarting the session", self.logic.name, tp.partition
             )
-            await self._close_producer(tp.partition)
+            await self._close_producer(tp.partition, discard=True)
             self._forget(tp.partition)
             raise
 
     async def _recover_partition(self, tp: TopicPartition) -> None:
-        await self._close_producer(tp.partition)
+        started = time.monotonic()
+        await self._close_producer(tp.partition, discard=True)
         self._forget(tp.partition)
+        closed = time.monotonic()
         await self._open_partition(tp.partition)
+        opened = time.monotonic()
         assert self._consumer is not None
         await kafka.seek_committed_or_start(self._consumer, [tp])
+        log.info(
+            "stage=%s partition=%d recovered in %.1f s (close %.1f, open and restore %.1f, seek %.1f)",
+            self.logic.name, tp.partition, time.monotonic() - started, closed - started, opened - closed,
+            time.monotonic() - opened,
+        )  # fmt: skip
 
     def _forget(self, partition: int) -> None:
         self.logic.forget(partition)
@@ -596,7 +609,10 @@ class TransactionalStage:
             transaction_timeout_ms=self.config.transaction_timeout_ms,
             max_batch_size=1024 * 1024,
         )
+        started = time.monotonic()
         await producer.start()  # init_transactions: fences the previous owner, aborts its open txn
+        if (took := time.monotonic() - started) > SLOW_COMMIT_S:
+            log.info("stage=%s partition=%d producer started after %.1f s", self.logic.name, partition, took)
         self.producers[partition] = producer
         if self.logic.changelog_topic is not None:
             await self._restore(partition)
@@ -623,12 +639,14 @@ class TransactionalStage:
             self.logic.name, partition, stats.local + stats.tail, kind, stats.local, stats.tail, stats.start,
         )  # fmt: skip
 
-    async def _close_producer(self, partition: int) -> None:
+    async def _close_producer(self, partition: int, *, discard: bool = False) -> None:
+        """``discard``: the producer's transaction failed or was fenced, so nothing it holds may be delivered."""
         if self._txns.discard(partition):  # its memory is ahead of the committed changelog: rebuild it later
             self._forget(partition)
         producer = self.producers.pop(partition, None)
         if producer is not None:
-            await kafka.close_producer(producer)  # bounded: Kafka may be down
+            # bounded: Kafka may be down; a discarded one is bounded tighter (its successor fences it anyway)
+            await kafka.close_producer(producer, DISCARD_CLOSE_S if discard else kafka.CLOSE_TIMEOUT_S, discard=discard)
 
     def _update_gauges(self, consumer: AIOKafkaConsumer) -> None:
         STATE_SIZE.labels(self.logic.name).set(self.logic.size())

@@ -135,11 +135,16 @@ class CoreProcess:
         return None
 
     def group_churn(self) -> dict[str, int]:
-        """Changelog restores and group rejoins this process logged (one restore per partition per assignment)."""
+        """Changelog restores and group rejoins this process logged, and what may explain the restores.
+
+        A restore is due once per partition per assignment (``assigned_partitions``: the partitions of every
+        assignment logged) and once per recovery after a failed transaction (``recoveries``); ``excess_restores``
+        is whatever is left: a rebalance storm (issue 13: "at most one restore per assignment change") shows here.
+        """
         text = ""
         with contextlib.suppress(OSError):
             text = self.log_path.read_text(errors="replace")
-        return {"restores": text.count(" restored="), "rejoins": text.count("Heartbeat failed")}
+        return churn_of(text)
 
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):
@@ -177,3 +182,21 @@ def wait_assigned(procs: list[CoreProcess], partitions: int, timeout_s: float) -
             return
         time.sleep(0.2)
     raise TimeoutError(f"core stages not assigned all {partitions} partitions in {timeout_s:.0f}s")
+
+
+def churn_of(log_text: str) -> dict[str, int]:
+    """:meth:`CoreProcess.group_churn` from a core's log text."""
+    restores = log_text.count(" restored=")
+    assigned = sum(len(_partitions(m)) for m in re.findall(r" assigned=\[([0-9, ]*)\]", log_text))
+    recoveries = log_text.count(" recovered in ") + log_text.count(" recovery timed out")
+    return {
+        "restores": restores,
+        "rejoins": log_text.count("Heartbeat failed"),
+        "assigned_partitions": assigned,
+        "recoveries": recoveries,
+        "excess_restores": max(0, restores - assigned - recoveries),
+    }
+
+
+def _partitions(listed: str) -> list[str]:
+    return [p for p in listed.replace(" ", "").split(",") if p]

@@ -686,7 +686,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "outage_total_s": bench.outage_total,
         "outage_parts": bench.outage_parts,
         "goals_s": GOALS_S,
-        "goals_met": {k: max(v) <= GOALS_S[k] for k, v in catch_up.items() if k in GOALS_S},
+        "goals_met": {
+            **{k: max(v) <= GOALS_S[k] for k, v in catch_up.items() if k in GOALS_S},
+            # "at most one restore per assignment change" (and per recovery after a failed transaction)
+            "no_rebalance_storm": all(c.get("excess_restores", 0) == 0 for c in churn.values()),
+        },
         "lost": ledger["lost"],
         "duplicated": ledger["duplicated"],
         "ledger": ledger,

@@ -36,14 +36,15 @@ import collections
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from aiokafka.errors import IllegalOperation, KafkaError
-from aiokafka.producer.producer import TransactionContext
 from aiokafka.structs import OffsetAndMetadata
 
 from broker.audit.errors import AuditError, AuditUnavailableError
@@ -375,7 +376,9 @@ class AuditAppender:
         entries: list[AuditEntry] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         try:
-            async with self._txn_lock, self._transaction(producer):
+            # kafka.transaction (through _transaction), not aiokafka's: that one commits even when a send failed,
+            # and an entry answered as appended would be missing from the log (the chain broken at the next one)
+            async with self._txn_lock, self._transaction(producer) as sent:
                 for item in batch:
                     if item.tp is not None:
                         offsets[item.tp] = OffsetAndMetadata(item.offset + 1, "")
@@ -385,11 +388,11 @@ class AuditAppender:
                     entry = self._chain.append(_Raw(item.data))
                     self._tree.append(item.data)
                     entries.append(entry)
-                    await producer.send(self.topic, entry_line(entry, item.source), partition=0)
+                    sent.append(await producer.send(self.topic, entry_line(entry, item.source), partition=0))
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.requests_group)
                 head = sign_checkpoint(self.policy.signer, self.policy.origin, self._tree.size, self._tree.root())
-                await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0)
+                sent.append(await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0))
         except BaseException:
             self._chain = AuditLog(retain=False, start=chain)  # nothing of the aborted batch is in the log
             self._tree = _truncated(self._tree, tree_size)
@@ -410,8 +413,8 @@ class AuditAppender:
                 note = head.with_signatures(tuple(cosigs))
                 producer = self._producer
                 assert producer is not None
-                async with self._txn_lock, self._transaction(producer):
-                    await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0)
+                async with self._txn_lock, self._transaction(producer) as sent:
+                    sent.append(await producer.send(self.topic, note_line(note.to_text(), cosigned=True), partition=0))
                 self._checkpoint, self._checkpoint_size = note.to_text(), head_size
                 while self._uncovered and self._uncovered[0][0] <= head_size:
                     self._uncovered.popleft()
@@ -421,7 +424,7 @@ class AuditAppender:
             log.warning("audit checkpoint short of quorum cosigned=%d quorum=%d", len(cosigs), need)
             await asyncio.sleep(_COSIGN_RETRY_S)
 
-    def _transaction(self, producer: AIOKafkaProducer) -> TransactionContext:
+    def _transaction(self, producer: AIOKafkaProducer) -> AbstractAsyncContextManager[list[asyncio.Future[Any]]]:
         """The producer's next transaction, entered with the transaction lock held, unless the log has failed.
 
         The writer and the cosigner share one producer: once one of their transactions failed (e.g. fenced:
@@ -430,7 +433,7 @@ class AuditAppender:
         appender's task would die with its callers' futures never answered."""
         if self._failed is not None:
             raise AuditUnavailableError(self._failed)
-        return producer.transaction()
+        return kafka.transaction(producer)  # commits only once every send put in its list was delivered
 
     def _head_size(self) -> int:
         return 0 if self._head is None else int(self._head.text.split("\n")[1])

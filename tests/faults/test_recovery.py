@@ -117,16 +117,15 @@ async def _wait_health(port: int, status: int, timeout_s: float = 120) -> dict[s
         await asyncio.sleep(0.5)
 
 
-@pytest.mark.known_open
 async def test_a_full_kafka_outage_is_waited_out_unhealthy_without_a_crash_loop_and_loses_nothing(
     cluster3: Infra, unique_prefix: str, tmp_path: Path
 ) -> None:
-    """Known open (issue 13): on a quiet CI machine, after every broker was killed 3 s after the core started,
-    a verifier partition's transaction failed with LeaderNotAvailable right after Kafka returned; after its
-    recovery the agent's cursor restored from the chain changelog lagged the committed ingress offset, so the
-    next batches were held and dead-lettered GAP_TIMEOUT (86 of them): acknowledged events lost. Also seen:
-    state behind the events topic (fixed: a failed transaction now forgets its memory at once). Run with
-    ``make test-open``."""
+    """Issue 13. Once seen on a quiet CI machine (every broker killed 3 s after the core started): right after
+    Kafka returned, a verifier batch found no leader within its time to live and failed, yet aiokafka committed
+    the transaction without it, input offset included; the agent's chain cursor was lost with it, and its next
+    batches were held and dead-lettered GAP_TIMEOUT (86 acknowledged events). Fixed: every send is delivered
+    before the commit, else the transaction is aborted (``kafka.delivered``). Also seen: state behind the events
+    topic (fixed: a failed transaction forgets its memory at once)."""
     rig = await make_rig(LocalDeployment(cluster3, national_secret=NATIONAL_SECRET), unique_prefix, replication=3)
     port = _free_port()
     env = {**rig.env(), "CONSENT_METRICS_PORT": str(port), "CONSENT_STATE_DIR": str(tmp_path / "state")}

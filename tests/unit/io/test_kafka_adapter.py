@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -151,3 +152,57 @@ def test_every_producer_is_capped_at_the_one_max_request_size() -> None:
     assert [p.kwargs["max_request_size"] for p in producers] == [kafka.MAX_REQUEST_BYTES] * 2
     with pytest.raises(ValueError, match=r"over the broker's message\.max\.bytes"):
         kafka.producer(PLAIN, max_request_size=kafka.MAX_REQUEST_BYTES + 1)
+
+
+class _TxnManager:
+    def is_fatal_error(self) -> bool:
+        return False
+
+
+class _TxnProducer:
+    """Records the transactional calls; its one send fails or succeeds as told."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail, self._txn_manager = fail, _TxnManager()
+        self.calls: list[str] = []
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            future.set_exception(KafkaError("no leader"))
+        else:
+            future.set_result("meta")
+        return future
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_transaction_commits_only_when_every_send_was_delivered(fail: bool) -> None:
+    """aiokafka's own transaction() commits even after a send failed (issue 13): ours aborts and raises instead."""
+    producer = _TxnProducer(fail)
+
+    async def run() -> None:
+        async with kafka.transaction(producer) as sent:  # type: ignore[arg-type]
+            sent.append(await producer.send("t", b"v", partition=0))
+
+    if fail:
+        with pytest.raises(KafkaError):
+            await run()
+        assert producer.calls == ["begin", "abort"]
+    else:
+        await run()
+        assert producer.calls == ["begin", "commit"]
+
+
+def test_aiokafka_still_has_the_transaction_state_our_transaction_reads() -> None:
+    from aiokafka.producer.transaction_manager import TransactionManager
+
+    assert callable(getattr(TransactionManager, "is_fatal_error", None))  # kafka.transaction reads it (private)

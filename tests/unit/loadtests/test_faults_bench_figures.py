@@ -36,3 +36,22 @@ def test_already_visible_is_zero_and_an_unseen_submission_is_none() -> None:
     assert bench.lag([_ack("a", 1)], lambda _: 10.0) == 0.0
     assert bench.lag([], lambda _: 10.0) == 0.0
     assert bench.lag([_ack("a", 1), _ack("missing", 2)], lambda _: 0.0) is None
+
+
+def test_restores_beyond_one_per_assigned_partition_or_recovery_count_as_a_storm() -> None:
+    from loadtests.coreproc import churn_of
+
+    calm = "\n".join(
+        [
+            "msg=stage=reconciler partition=0 restored=10 restore=full",
+            "msg=stage=reconciler partition=1 restored=12 restore=full",
+            "msg=stage=reconciler assigned=[0, 1]",
+            "msg=stage=reconciler partition=1 restored=0 restore=local",
+            "msg=stage=reconciler partition=1 recovered in 1.2 s (close 0.0, open and restore 1.1, seek 0.1)",
+        ]
+    )
+    assert churn_of(calm) == {
+        "restores": 3, "rejoins": 0, "assigned_partitions": 2, "recoveries": 1, "excess_restores": 0,
+    }  # fmt: skip
+    storm = calm + "\nmsg=Heartbeat failed: local member_id was not recognized" + "\nmsg=partition=0 restored=3" * 4
+    assert churn_of(storm)["excess_restores"] == 4 and churn_of(storm)["rejoins"] == 1

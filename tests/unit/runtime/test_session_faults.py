@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalOperation, KafkaConnectionError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaConnectionError, LeaderNotAvailableError, ProducerFenced
 
 from broker.pipeline import ReconcilerLogic
 from broker.runtime import Core
@@ -209,3 +209,56 @@ async def test_a_commit_waits_out_an_outage_and_gives_up_only_once_kafka_answers
     assert not commit.done()
     stage._set_heard(True)  # Kafka is back, and this coordinator still does not answer
     assert await asyncio.wait_for(commit, 5) is False
+
+
+class _LeaderlessBatchProducer:
+    """aiokafka after an outage: one batch found no leader within its time to live and failed its futures, yet
+    ``commit_transaction`` would still commit (the transaction is not put in error): the batch would be lost."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(LeaderNotAvailableError())
+        return future
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        self.calls.append("offsets")
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_a_transaction_one_of_whose_sends_failed_is_aborted_never_committed() -> None:
+    """Issue 13, the full-outage loss: the commit went through without the chain cursor's changelog record (and
+    with the input offset), so the agent's later batches were held for a gap and dead-lettered GAP_TIMEOUT."""
+    from broker.stage import Output
+
+    topics = TopicNames("p")
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t"), ReconcilerLogic(topics))
+    producer = _LeaderlessBatchProducer()
+    stage.producers[0] = producer  # type: ignore[assignment]
+    stage._changelog_next[0] = 12
+    assert await stage._enqueue(0, [Output(topics.state, b"v", key=b"k", partition=0)], 8)
+    assert await stage._commit(0) is False  # the caller recovers the partition from what was committed
+    assert producer.calls == ["begin", "offsets", "abort"]  # never "commit"
+    assert 0 not in stage._changelog_next  # its memory held the aborted work: restored afresh
+
+
+async def test_a_discarded_producer_fails_its_batches_at_once_not_after_the_close_timeout() -> None:
+    """Issue 13: recovering a partition during an outage waited 16 s to close the old producer, every partition held."""
+    stuck = _StuckProducer(gives_up_when_failed=True)
+    closing = asyncio.ensure_future(kafka.close_producer(stuck, timeout_s=30, discard=True))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert stuck._message_accumulator.failed.is_set()  # at once, not after 30 s
+    assert await asyncio.wait_for(closing, 5) is False  # its batches were dropped
