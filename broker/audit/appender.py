@@ -342,7 +342,9 @@ class AuditAppender:
                 started = time.perf_counter()
                 entries = await self._commit_batch(batch)
                 log.debug("audit batch entries=%d txn_ms=%.1f", len(batch), 1000 * (time.perf_counter() - started))
-            except _TXN_ERRORS as exc:
+            except Exception as exc:  # _TXN_ERRORS, or any defect: a dead writer would leave its callers waiting
+                if not isinstance(exc, _TXN_ERRORS):
+                    log.exception("audit writer failed unexpectedly")
                 self._fail(f"audit write failed: {exc!r}")
                 for item in batch:
                     if not item.future.done():

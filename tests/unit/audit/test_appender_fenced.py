@@ -60,7 +60,7 @@ class _FencedAtSend:
         self._txn_manager.aborting_transaction()
         self._txn_manager.complete_transaction()
 
-    async def send(self, topic: str, value: bytes, **kwargs: Any) -> None:
+    async def send(self, topic: str, value: bytes, **kwargs: Any) -> asyncio.Future[Any]:
         if len(self.sent) + 1 == self.fence_at:
             self.blocked.set()
             await self.fence.wait()
@@ -69,6 +69,9 @@ class _FencedAtSend:
             self._txn_manager.wait_for_transaction_end().exception()  # retrieved: aiokafka's sender would
             raise exc
         self.sent.append(value)
+        delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)  # as aiokafka's send: a future of the record's delivery
+        return delivered
 
     async def stop(self) -> None:
         pass
