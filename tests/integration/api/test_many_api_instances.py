@@ -131,10 +131,10 @@ async def test_two_api_instances_answer_alike_and_the_audit_log_stays_one_chain_
 
         # another producer with the appenders' transactional id fences the holder: it stops appending, a new
         # appender rejoins the election and holds the log again (answers meanwhile: 503, or via requests)
+        fenced = service_b.appender  # before the fence: the holder may notice it, and be replaced, while it starts
         fence = kafka.transactional_producer(harness.deployment.stage_kafka("api"), f"{harness.app_id}.api.audit")
         await fence.start()
         await fence.stop()
-        fenced = service_b.appender
         for i in range(200):
             who = {**researcher(), "accessor_id": f"staff-f{i}"}
             status, answer = await b.refused(CONSENTED, who, as_organisation="RESLAB1")
