@@ -22,6 +22,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from consent_io.recovery import abandon
+
 __all__ = ["OpenTransaction", "TransactionBatcher"]
 
 
@@ -36,15 +38,8 @@ class OpenTransaction:
     urgent: bool = False  # holds a record that must not wait for the interval
 
     def abandon(self) -> None:
-        """Its deliveries will never be awaited (it is being aborted): take their failures quietly, or asyncio logs
-        "Future exception was never retrieved" for each record (80 lines after one outage)."""
-        for future in self.futures:
-            future.add_done_callback(_retrieve)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+        """Its deliveries will never be awaited (it is being aborted): see :func:`consent_io.recovery.abandon`."""
+        abandon(self.futures)
 
 
 class TransactionBatcher:

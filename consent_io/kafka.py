@@ -38,7 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from consent_io.connection import KafkaConnection
-from consent_io.recovery import MetadataThrottle, RateLimit, StallWatch
+from consent_io.recovery import MetadataThrottle, RateLimit, StallWatch, abandon
 from consent_io.tls import kafka_security_kwargs
 
 __all__ = [
@@ -195,11 +195,6 @@ async def delivered(futures: Sequence[asyncio.Future[Any]]) -> list[Any]:
     return [await future for future in futures]
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 @contextlib.asynccontextmanager
 async def transaction(producer: AIOKafkaProducer) -> AsyncIterator[list[asyncio.Future[Any]]]:
     """Like aiokafka's ``producer.transaction()``, but commits only if every send put in the list was delivered.
@@ -212,8 +207,7 @@ async def transaction(producer: AIOKafkaProducer) -> AsyncIterator[list[asyncio.
         yield futures
         await delivered(futures)
     except BaseException:
-        for future in futures:  # never awaited now: take their failures quietly (asyncio logs each otherwise)
-            future.add_done_callback(_retrieve)
+        abandon(futures)  # never awaited now
         if not producer._txn_manager.is_fatal_error():  # private: as aiokafka's own transaction context does
             await producer.abort_transaction()
         raise

@@ -21,11 +21,12 @@ every 100 ms without refreshing metadata (one log line each time) until the meta
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["MetadataThrottle", "RateLimit", "StallWatch", "Verdict"]
+__all__ = ["MetadataThrottle", "RateLimit", "StallWatch", "Verdict", "abandon"]
 
 # A stage's fetch returns within fetch_max_wait_ms (25 ms) with or without records, so a partition whose leader
 # answers is heard from many times a second; 2 s of silence is a fault, not a quiet topic.
@@ -129,3 +130,15 @@ class MetadataThrottle:
             return self._next - now
         self._next = now + self.min_interval_s
         return 0.0
+
+
+def abandon(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """These deliveries will never be awaited (their transaction is being aborted): take their failures quietly,
+    or asyncio logs "Future exception was never retrieved" for each one (80 blocks after one outage)."""
+    for future in futures:
+        future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
