@@ -65,9 +65,12 @@ RECOVER_TIMEOUT_S = 60.0
 # answer without a deadline, so one commit whose coordinator never answered held the whole stage's loop (every
 # partition) while /health still said healthy. A commit or abort gives up after TXN_CALL_TIMEOUT_S spent while the
 # stage hears Kafka (its partitions' leaders answer): an outage is waited out, so a transaction open when Kafka went
-# down still commits once it is back, but never longer than the transaction itself may live. One that gives up is
-# aborted and its partition recovered from the committed changelog, as after a failed commit (a new producer fences
-# the old one). Beginning a transaction and queueing its sends are bounded by TXN_CALL_TIMEOUT_S outright.
+# down still commits once it is back, but not once it has outlived its own lifetime *and* Kafka answers (its
+# coordinator aborts it then). The lifetime is not enforced while nothing answers: giving up then only led to a
+# recovery whose new producer could not bootstrap, which ended the session, so every partition was restored again
+# once Kafka returned (issue 13: a 30 s outage whose brokers took 30-40 s to restart lost 10-20 s that way). One
+# that gives up is aborted and its partition recovered from the committed changelog, as after a failed commit (a new
+# producer fences the old one). Beginning a transaction and queueing its sends are bounded by TXN_CALL_TIMEOUT_S.
 TXN_CALL_TIMEOUT_S = 30.0
 TXN_CALL_TICK_S = 1.0  # how often a waiting commit checks whether Kafka is heard
 # The stage reports unhealthy when its loop has not turned for this long (a wedge, whatever its cause).
@@ -473,7 +476,8 @@ class TransactionalStage:
 
     async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
         """``call``'s result, or TimeoutError once it has waited TXN_CALL_TIMEOUT_S while Kafka was heard (or the
-        transaction timeout in all): a coordinator that answers nobody is waited out, one that ignores us is not."""
+        transaction's lifetime in all, once Kafka is heard): a coordinator that answers nobody is waited out, one
+        that ignores us is not."""
         task = asyncio.ensure_future(call)
         waited_heard, started = 0.0, time.monotonic()
         lifetime = self.config.transaction_timeout_ms / 1000
@@ -486,7 +490,7 @@ class TransactionalStage:
                     waited_heard += TXN_CALL_TICK_S
                 if waited_heard >= TXN_CALL_TIMEOUT_S:
                     raise TimeoutError(f"no answer within {TXN_CALL_TIMEOUT_S:.0f} s while Kafka answered")
-                if time.monotonic() - started >= lifetime:  # the coordinator aborts it by then anyway
+                if self._heard and time.monotonic() - started >= lifetime:  # its coordinator aborts it anyway
                     raise TimeoutError(f"no answer within the transaction's lifetime ({lifetime:.0f} s)")
         finally:
             if not task.done():

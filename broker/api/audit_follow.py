@@ -1,8 +1,12 @@
 """The audit log as every API instance sees it, and the holder's access-record appending (I/O shell, issue 16).
 
-- :class:`AuditFollower` (every instance) follows the audit topic ``read_committed`` from its start: it
-  indexes each entry into the instance's own store (the access log), keeps the Merkle tree and the newest
-  cosigned checkpoint, so any instance serves access logs and inclusion proofs; only the holder writes.
+- :class:`AuditFollower` (every instance) follows the audit topic ``read_committed``: it indexes each entry
+  into the instance's own store (the access log), keeps the Merkle tree and the newest cosigned checkpoint, so
+  any instance serves access logs and inclusion proofs; only the holder writes. Given a folder, the tree's
+  hashes live in files there (:mod:`broker.audit.tree_files`: memory does not grow with the log) and each
+  batch's tree size, root and checkpoint are stored with its rows and positions in one transaction, so a
+  restart resumes where the store is instead of reading the whole log again (issue 16); files that do not
+  match the store (a crash, a lost disk write) are rebuilt from the topic's start.
 - :class:`AccessAppender` (the holder only, from its election on) reads the events topic from the cursor
   the restored log gives (the ``source`` of its access entries) and appends each AccessRecord event, so a
   successor picks up exactly where the log stops: nothing lost, nothing appended twice.
@@ -12,17 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from broker.api.audit_sink import AuditSink
 from broker.api.views import FETCH_RECORDS, Follower
 from broker.audit import AuditEntry, AuditError, AuditRecord, access_record
 from broker.audit.errors import AuditLineError, AuditUnavailableError
-from broker.audit.lines import StoredLog, parse_log
+from broker.audit.lines import StoredLog, parse_log, sources_cursor
 from broker.audit.note import parse_note
 from broker.audit.tlog import InclusionProof
 from broker.audit.tree import MerkleLog
-from broker.views import ViewStore
+from broker.audit.tree_files import FileLevels, TreeFilesBehindError
+from broker.views import AuditTreeRow, ViewStore
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import KafkaTopicReader
 from consent_wire.errors import WireError
@@ -37,16 +43,46 @@ log = logging.getLogger(__name__)
 class AuditFollower(Follower):
     """The audit topic into the store's ``audit_index``, with the tree and the newest cosigned checkpoint."""
 
-    def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore) -> None:
+    def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore, tree_dir: Path | None = None) -> None:
         super().__init__(conn, topic, store)
+        self._tree_dir = tree_dir
+        self._files: FileLevels | None = None
         self._tree = MerkleLog()
         self._checkpoint: str | None = None
         self._checkpoint_size = 0
         self._pending: list[tuple[str, AuditEntry]] = []
         self.entries_seen = 0
+        self.resumed_at = 0  # the tree size a start resumed from (0: read from the topic's start)
 
     async def start(self) -> None:
-        await self.start_at({})  # from the start: the tree needs every leaf (as the appender's restore did)
+        if self._tree_dir is None:  # the whole tree in memory: read from the start
+            await self.start_at({})
+            return
+        stored = await self.store.audit_tree()
+        size = 0 if stored is None else stored.size
+        problem = None
+        try:
+            self._files = FileLevels.open_at(self._tree_dir, size)
+        except TreeFilesBehindError as exc:
+            problem = str(exc)
+        else:
+            self._tree = MerkleLog(self._files)
+            if stored is not None and (self._tree.root() != stored.root or not self._tree.tail_consistent()):
+                problem = f"the files' hashes at size {size} are not the ones stored"
+        if problem is not None:
+            log.warning("audit tree files do not match the view (%s); rebuilding them from the log's start", problem)
+            if self._files is not None:
+                self._files.close()
+            self._files = FileLevels(self._tree_dir)
+            self._files.reset()
+            self._tree = MerkleLog(self._files)
+            stored = None
+        if stored is None:  # from the start (INSERT OR IGNORE keeps the rows already indexed)
+            await self.start_at({})
+            return
+        self._checkpoint, self._checkpoint_size = stored.checkpoint, stored.checkpoint_size
+        self.resumed_at = stored.size
+        await self.start_at(await self.store.positions(self.topic))
 
     async def handle(self, partition: int, record: Any) -> None:
         self.batch.advance(partition, record.offset)
@@ -77,9 +113,19 @@ class AuditFollower(Follower):
                 self._checkpoint, self._checkpoint_size = note, size
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        await self.store.add_audit(pending)  # INSERT OR IGNORE: entries the holder indexed itself stay as they are
+        # rows (INSERT OR IGNORE: entries the holder indexed itself stay as they are), positions and the tree's
+        # size and root in one transaction; the tree's files are written first, so they never lag the store
+        self.batch.audit, self._pending = self._pending, []
+        if self._files is not None:
+            self._files.flush()
+            size = self._tree.size
+            self.batch.audit_tree = AuditTreeRow(size, self._tree.root(), self._checkpoint, self._checkpoint_size)
         await super().flush()
+
+    def close(self) -> None:
+        if self._files is not None:
+            self._files.close()
+            self._files = None
 
     @property
     def size(self) -> int:
@@ -94,12 +140,7 @@ class AuditFollower(Follower):
 
 def access_cursor(stored: StoredLog) -> dict[int, int]:
     """Events partition -> first offset whose access record is not yet in the log (from the entries' sources)."""
-    cursor: dict[int, int] = {}
-    for source in stored.sources:
-        if source is not None:
-            partition, _, offset = source.partition("/")
-            cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
-    return cursor
+    return sources_cursor(stored.sources)
 
 
 class AccessAppender:

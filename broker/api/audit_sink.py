@@ -16,7 +16,7 @@ import asyncio
 from typing import Protocol
 
 from broker.audit import AuditEntry
-from broker.audit.lines import StoredLog
+from broker.audit.lines import RestoredLog
 from broker.audit.log import CanonicalRecord
 from broker.audit.tlog import InclusionProof
 
@@ -34,13 +34,13 @@ class AuditSink(Protocol):
         """True while this instance is the elected appender (``append`` may be used)."""
         ...
 
-    async def start(self) -> StoredLog: ...
+    async def start(self) -> RestoredLog: ...
 
     async def join(self) -> None:
         """Join the election without waiting (issue 16: many API instances answer while one appends)."""
         ...
 
-    async def activate(self) -> StoredLog:
+    async def activate(self) -> RestoredLog:
         """Wait to be elected, then fence, restore and start appending."""
         ...
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import ssl
 import tempfile
 import time
@@ -37,7 +38,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.api.audit_follow import AccessAppender, AuditFollower, access_cursor
+from broker.api.audit_follow import AccessAppender, AuditFollower
 from broker.api.audit_sink import AuditSink
 from broker.api.codec import HealthInfo
 from broker.api.handlers import create_app
@@ -85,31 +86,40 @@ class ApiService:
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
         topics = core.topics
         self._policy = policy
-        self.appender: AuditSink = self._new_appender()
-        self.requests = AuditRequestWriter(s.kafka_connection("api"), topics.audit_requests)
-        self.access_appender: AccessAppender | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if s.api_view_dir:
             folder = Path(s.api_view_dir)
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="consent-api-views-")
             folder = Path(self._tmp.name)
+        self._folder = folder
+        # each appender rebuilds its tree from the log when it takes over: an earlier process's are stale
+        shutil.rmtree(self._appender_trees, ignore_errors=True)
+        self.appender: AuditSink = self._new_appender()
+        self.requests = AuditRequestWriter(s.kafka_connection("api"), topics.audit_requests)
+        self.access_appender: AccessAppender | None = None
         # one file per deployment prefix: views of two deployments never mix
         self.store = ViewStore(folder / f"{core.topics.prefix}.views.sqlite3")
         self.view = StateView(s.kafka_connection("api"), core.topics.state, self.store, s.api_view_cache_entries)
         self.history: EventHistory | None = None
         self.reports = ReportView(s.kafka_connection("api"), core.topics.reports, self.store)
-        self.audit_view = AuditFollower(s.kafka_connection("api"), topics.audit, self.store)
+        # the audit tree's hashes in files beside the views (memory stays flat however long the log grows)
+        tree_dir = folder / f"{core.topics.prefix}.audit-tree"
+        self.audit_view = AuditFollower(s.kafka_connection("api"), topics.audit, self.store, tree_dir)
         self._runner: web.AppRunner | None = None
         self._auth: TokenService | None = None
         self._audit_index: GroupWriter[tuple[str, AuditEntry]] = GroupWriter(self.store.add_audit)
         self.elected = asyncio.Event()  # set once this instance first holds the log (activated, restored, checked)
         self.port = 0
 
+    @property
+    def _appender_trees(self) -> Path:
+        return self._folder / f"{self.core.topics.prefix}.appender-trees"
+
     def _new_appender(self) -> AuditSink:
         topics = self.core.topics
         conn = self.core.settings.kafka_connection("api")
-        return AuditAppender(conn, topics.audit, self._policy, topics.audit_requests)
+        return AuditAppender(conn, topics.audit, self._policy, topics.audit_requests, self._appender_trees)
 
     @classmethod
     def for_core(cls, core: Core) -> ApiService:
@@ -227,11 +237,11 @@ class ApiService:
             stored = await _first(self.appender.activate(), stop)
             if stored is None:
                 return
-            log.info("api holds the audit log entries=%d", len(stored.entries))
+            log.info("api holds the audit log entries=%d", stored.entries)
             self.elected.set()
             appender = AccessAppender(
                 self.core.settings.kafka_connection("api"), self.core.topics.events, self.appender,
-                access_cursor(stored),
+                stored.cursor,
             )  # fmt: skip
             self.access_appender = appender
             access = asyncio.create_task(appender.run(stop), name="api-access-appender")
@@ -283,6 +293,7 @@ class ApiService:
         await self.appender.stop()
         await self.requests.stop()
         GOVERNANCE.detach(self)
+        self.audit_view.close()
         self.store.close()
         if self._tmp is not None:
             self._tmp.cleanup()

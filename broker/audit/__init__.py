@@ -12,6 +12,8 @@ imported from :mod:`broker.audit.appender` by the service that runs it).
 
 from broker.audit.errors import AuditError, AuditLineError, AuditRecordError, AuditUnavailableError
 from broker.audit.lines import (
+    LogScan,
+    RestoredLog,
     StoredCheckpoint,
     StoredLog,
     checkpoint_line,
@@ -19,6 +21,7 @@ from broker.audit.lines import (
     note_line,
     parse_log,
     position_of,
+    sources_cursor,
     verify_stored,
 )
 from broker.audit.log import (
@@ -65,7 +68,9 @@ __all__ = [
     "CanonicalRecord",
     "ChainPosition",
     "Checkpoint",
+    "LogScan",
     "RecordKind",
+    "RestoredLog",
     "StoredCheckpoint",
     "StoredLog",
     "Tamper",
@@ -81,6 +86,7 @@ __all__ = [
     "parse_log",
     "position_of",
     "read_record",
+    "sources_cursor",
     "verify",
     "verify_stored",
 ]

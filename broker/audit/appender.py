@@ -34,10 +34,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -48,12 +51,20 @@ from aiokafka.errors import IllegalOperation, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from broker.audit.errors import AuditError, AuditUnavailableError
-from broker.audit.lines import StoredLog, entry_line, note_line, parse_log, position_of
+from broker.audit.lines import LogScan, RestoredLog, entry_line, note_line, parse_log, position_of, sources_cursor
 from broker.audit.log import AuditEntry, AuditLog, CanonicalRecord
-from broker.audit.note import NoteSignature, NoteSigner, SignedNote, parse_note
+from broker.audit.note import NoteSignature, NoteSigner, SignedNote, Verifier, parse_note
 from broker.audit.records import AuditRecord
-from broker.audit.tlog import InclusionProof, WitnessPolicy, restore_problems, sign_checkpoint
+from broker.audit.tlog import (
+    InclusionProof,
+    Problem,
+    WitnessPolicy,
+    restore_problems,
+    restore_tree_problems,
+    sign_checkpoint,
+)
 from broker.audit.tree import MerkleLog
+from broker.audit.tree_files import FileLevels
 from broker.witness.client import WitnessClient, WitnessRefusedError
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
@@ -142,9 +153,17 @@ class AuditAppender:
     """See the module docstring. ``start`` waits until this instance is the active appender."""
 
     def __init__(
-        self, conn: KafkaConnection, topic: str, policy: AppenderPolicy, requests_topic: str | None = None
+        self,
+        conn: KafkaConnection,
+        topic: str,
+        policy: AppenderPolicy,
+        requests_topic: str | None = None,
+        tree_dir: Path | None = None,
     ) -> None:
         self.conn, self.topic, self.policy = conn, topic, policy
+        self._tree_root = tree_dir  # the tree's hashes in files under here (None: in memory)
+        self._tree_files: FileLevels | None = None
+        self._external: list[str] = []  # the witnesses' latest checkpoints, asked at activation
         self.requests_topic = requests_topic
         self._requests: AIOKafkaConsumer | None = None
         self.requests_appended = 0  # audit requests this appender moved into the log
@@ -196,7 +215,7 @@ class AuditAppender:
     def requests_group(self) -> str:
         return f"{self.policy.group_id}{REQUESTS_GROUP_SUFFIX}"
 
-    async def start(self, *, standby_wait_s: float | None = None) -> StoredLog:
+    async def start(self, *, standby_wait_s: float | None = None) -> RestoredLog:
         """Join the election, wait to be active, fence the older appender, restore and check the log."""
         await self.join()
         return await self.activate(standby_wait_s=standby_wait_s)
@@ -216,11 +235,12 @@ class AuditAppender:
         self._tasks.append(asyncio.create_task(self._keep_membership(), name="audit-election"))
         log.info("audit appender waiting to be active group=%s", self.policy.group_id)
 
-    async def activate(self, *, standby_wait_s: float | None = None) -> StoredLog:
+    async def activate(self, *, standby_wait_s: float | None = None) -> RestoredLog:
         """Wait to be elected, then fence the older appender, restore and check the log, and start appending."""
         await asyncio.wait_for(self._election.active.wait(), standby_wait_s)
         self._producer = kafka.transactional_producer(self.conn, self.policy.transactional_id, linger_ms=2)
         await self._producer.start()  # InitProducerId: fences the previous appender
+        self._external = await self._witness_latest()
         stored = await self._restore()
         await self._cosign_pending()
         self._tasks.append(asyncio.create_task(self._writer(), name="audit-writer"))
@@ -247,29 +267,73 @@ class AuditAppender:
             if self._election.lost.is_set() and self._failed is None:
                 self._fail("another appender took over the audit log")
 
-    async def _restore(self) -> StoredLog:
+    async def _restore(self) -> RestoredLog:
+        """Read the stored log line by line into the tree (memory does not grow with it, issue 16) and check it."""
+        scan = LogScan(self._fresh_tree())
+        async for record in kafka.iter_to_end(self.conn, self.topic):
+            if record.value is not None:
+                scan.add(record.value)
+        if not scan.in_order:  # entries out of order: the full parse names the problem exactly
+            return await self._restore_in_memory()
+        self._check_restored(
+            lambda key, wp, external: restore_tree_problems(
+                self.policy.origin, scan.tree, (), scan.heads, scan.notes, key, wp, external
+            )
+        )
+        self._tree = scan.tree
+        self._chain = AuditLog(retain=False, start=scan.position())
+        self._take_notes(scan.heads, scan.notes)
+        return scan.restored()
+
+    async def _restore_in_memory(self) -> RestoredLog:
         records = await kafka.read_to_end(self.conn, self.topic)
         stored = parse_log(r.value for r in records if r.value is not None)
         entries = [(e.index, e.record) for e in stored.entries]
-        external = await self._witness_latest()
-        wp = self.policy.witness_policy
-        if wp is not None:
-            key = self.policy.signer.verifier
-            problems = restore_problems(self.policy.origin, entries, stored.heads, stored.notes, key, wp, external)
-            if problems:
-                found = "; ".join(p.describe() for p in problems)
-                self._failed = f"the stored audit log does not verify, refusing to extend it: {found}"
-                log.error("audit restore refused findings=%s", ",".join(sorted({p.finding.value for p in problems})))
-                raise AuditUnavailableError(self._failed)
+        self._check_restored(
+            lambda key, wp, external: restore_problems(
+                self.policy.origin, entries, stored.heads, stored.notes, key, wp, external
+            )
+        )
+        self._tree = self._fresh_tree()
         for _, record in sorted(entries):
             self._tree.append(record)
         self._chain = AuditLog(retain=False, start=position_of(stored))
-        if stored.heads:
-            self._head = parse_note(stored.heads[-1])
-        if stored.notes:
-            self._checkpoint = stored.notes[-1]
-            self._checkpoint_size = int(parse_note(stored.notes[-1]).text.split("\n")[1])
-        return stored
+        self._take_notes(stored.heads, stored.notes)
+        return RestoredLog(len(stored.entries), sources_cursor(stored.sources))
+
+    def _check_restored(self, problems_of: Callable[[Verifier, WitnessPolicy, list[str]], list[Problem]]) -> None:
+        """Refuse to extend a stored log that does not verify (with witnesses configured)."""
+        wp = self.policy.witness_policy
+        if wp is None:
+            return
+        problems = problems_of(self.policy.signer.verifier, wp, self._external)
+        if problems:
+            found = "; ".join(p.describe() for p in problems)
+            self._failed = f"the stored audit log does not verify, refusing to extend it: {found}"
+            log.error("audit restore refused findings=%s", ",".join(sorted({p.finding.value for p in problems})))
+            raise AuditUnavailableError(self._failed)
+
+    def _take_notes(self, heads: Sequence[str], notes: Sequence[str]) -> None:
+        if heads:
+            self._head = parse_note(heads[-1])
+        if notes:
+            self._checkpoint = notes[-1]
+            self._checkpoint_size = int(parse_note(notes[-1]).text.split("\n")[1])
+
+    def _fresh_tree(self) -> MerkleLog:
+        """An empty tree: on files in a folder of its own under ``tree_dir`` when given, else in memory."""
+        self._close_tree()
+        if self._tree_root is None:
+            return MerkleLog()
+        self._tree_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._tree_files = FileLevels(Path(tempfile.mkdtemp(prefix="appender-", dir=self._tree_root)))
+        return MerkleLog(self._tree_files)
+
+    def _close_tree(self) -> None:
+        if self._tree_files is not None:
+            self._tree_files.close()
+            shutil.rmtree(self._tree_files.directory, ignore_errors=True)
+            self._tree_files = None
 
     async def _witness_latest(self) -> list[str]:
         out: list[str] = []
@@ -397,7 +461,7 @@ class AuditAppender:
                 sent.append(await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0))
         except BaseException:
             self._chain = AuditLog(retain=False, start=chain)  # nothing of the aborted batch is in the log
-            self._tree = _truncated(self._tree, tree_size)
+            self._tree.truncate(tree_size)
             raise
         self._head = head
         self.requests_appended += sum(1 for item in batch if item.tp is not None and item.data)
@@ -492,6 +556,7 @@ class AuditAppender:
         if self._requests is not None:
             await self._requests.stop()
             self._requests = None
+        self._close_tree()
 
     def _fail(self, why: str) -> None:
         if self._failed is None:
@@ -531,11 +596,3 @@ class _Raw:
 
     def to_bytes(self) -> bytes:
         return self.data
-
-
-def _truncated(tree: MerkleLog, size: int) -> MerkleLog:
-    if tree.size == size:
-        return tree
-    fresh = MerkleLog()
-    fresh.restore_leaves([tree.leaf(i) for i in range(size)])
-    return fresh

@@ -34,8 +34,11 @@ from broker.audit.log import (
     Tamper,
     verify,
 )
+from broker.audit.tree import MerkleLog
 
 __all__ = [
+    "LogScan",
+    "RestoredLog",
     "StoredCheckpoint",
     "StoredLog",
     "checkpoint_line",
@@ -43,6 +46,7 @@ __all__ = [
     "note_line",
     "parse_log",
     "position_of",
+    "sources_cursor",
     "verify_stored",
 ]
 
@@ -138,6 +142,76 @@ def parse_log(lines: Iterable[bytes]) -> StoredLog:
             entries.append(parsed[0])
             sources.append(None if parsed[1] is None else str(parsed[1]))
     return StoredLog(tuple(entries), tuple(checkpoints), tuple(sources), tuple(heads), tuple(notes))
+
+
+def sources_cursor(sources: Iterable[str | None]) -> dict[int, int]:
+    """Events partition -> first offset whose access record is not yet in the log (from the entries' sources)."""
+    cursor: dict[int, int] = {}
+    for source in sources:
+        if source is not None:
+            _add_source(cursor, source)
+    return cursor
+
+
+def _add_source(cursor: dict[int, int], source: str) -> None:
+    partition, _, offset = source.partition("/")
+    cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredLog:
+    """What an appender's restore found: how many entries the log holds, and the access-record cursor."""
+
+    entries: int
+    cursor: dict[int, int]
+
+
+class LogScan:
+    """A stored log read line by line into ``tree``, keeping only what a restore needs: memory does not grow
+    with the entries (issue 16; :func:`parse_log` keeps them all). ``in_order`` turns False at the first entry
+    whose index is not the next one; such an entry is not added (the caller names the problem from a full parse).
+    """
+
+    def __init__(self, tree: MerkleLog) -> None:
+        self.tree = tree
+        self.in_order = True
+        self.lines = 0
+        self.heads: list[str] = []
+        self.notes: list[str] = []
+        self.cursor: dict[int, int] = {}
+        self._last: AuditEntry | None = None
+        self._newest_checkpoint: int | None = None
+
+    def add(self, line: bytes) -> None:
+        self.lines += 1
+        if not line.strip():
+            return
+        parsed = _parse_line(line, self.lines)
+        if isinstance(parsed, StoredCheckpoint):
+            index = parsed.checkpoint.index
+            self._newest_checkpoint = index if self._newest_checkpoint is None else max(self._newest_checkpoint, index)
+        elif isinstance(parsed[0], str):
+            (self.heads if parsed[0] == "tlog-head" else self.notes).append(str(parsed[1]))
+        else:
+            entry, source = parsed[0], parsed[1]
+            if entry.index != self.tree.size or not self.in_order:
+                self.in_order = False
+                return
+            self.tree.append(entry.record)
+            self._last = entry
+            if source is not None:
+                _add_source(self.cursor, str(source))
+
+    def position(self) -> ChainPosition:
+        """As :func:`position_of` the same log."""
+        last = self._last
+        position = ChainPosition() if last is None else ChainPosition(last.index + 1, last.hash)
+        if self._newest_checkpoint is not None:
+            position = ChainPosition(position.next_index, position.head_hash, self._newest_checkpoint)
+        return position
+
+    def restored(self) -> RestoredLog:
+        return RestoredLog(self.tree.size, self.cursor)
 
 
 def position_of(stored: StoredLog) -> ChainPosition:

@@ -33,8 +33,10 @@ __all__ = [
     "WitnessPolicy",
     "cosigners",
     "restore_problems",
+    "restore_tree_problems",
     "sign_checkpoint",
     "verify_log",
+    "verify_tree",
 ]
 
 
@@ -166,16 +168,43 @@ def verify_log(
     ``notes`` are the checkpoints stored with the log, in stored order; ``external`` are cosigned
     checkpoints obtained elsewhere (each witness's latest, or one a reader kept).
     """
-    problems = _entry_problems([i for i, _ in entries])
+    return verify_tree(origin, _tree_of(entries), _entry_problems([i for i, _ in entries]), notes, log_key, policy,
+                       external)  # fmt: skip
+
+
+def _tree_of(entries: Sequence[tuple[int, bytes]]) -> MerkleLog:
     tree = MerkleLog()
     for _, record in sorted(entries, key=lambda e: e[0]):
         tree.append(record)
+    return tree
+
+
+def verify_tree(
+    origin: str,
+    tree: MerkleLog,
+    entry_problems: Sequence[Problem],
+    notes: Sequence[str],
+    log_key: Verifier,
+    policy: WitnessPolicy,
+    external: Sequence[str] = (),
+) -> LogVerification:
+    """:func:`verify_log` for a log whose tree is already built (in index order) and whose entries' indexes were
+    already checked (``entry_problems``): a restore streams the entries into the tree, never all in memory."""
+    problems = list(entry_problems)
     n = tree.size
+    roots: dict[int, bytes] = {}
+
+    def root(size: int) -> bytes:  # each checkpoint's size once (a tree on files reads its hashes from disk)
+        found = roots.get(size)
+        if found is None:
+            found = roots[size] = tree.root(size)
+        return found
+
     own = _signed(notes, origin, log_key, policy, external=False, problems=problems)
     held = _signed(external, origin, log_key, policy, external=True, problems=problems)
 
     def matches(cp: Checkpoint) -> bool:
-        return cp.size <= n and tree.root(cp.size) == cp.root
+        return cp.size <= n and root(cp.size) == cp.root
 
     problems.extend(_ordering_problems(own, matches))
     own_match = max((s.cp.size for s in own if matches(s.cp)), default=-1)
@@ -249,12 +278,25 @@ def restore_problems(
     had cosigned when it stopped (the successor gets them cosigned). A tail that no signed head
     covers was written by someone without the log key: a forgery (``REWRITE``).
     """
-    result = verify_log(origin, entries, notes, log_key, policy, external)
+    tree = _tree_of(entries)
+    problems = _entry_problems([i for i, _ in entries])
+    return restore_tree_problems(origin, tree, problems, heads, notes, log_key, policy, external)
+
+
+def restore_tree_problems(
+    origin: str,
+    tree: MerkleLog,
+    entry_problems: Sequence[Problem],
+    heads: Sequence[str],
+    notes: Sequence[str],
+    log_key: Verifier,
+    policy: WitnessPolicy,
+    external: Sequence[str] = (),
+) -> list[Problem]:
+    """:func:`restore_problems` for a log whose tree is already built (see :func:`verify_tree`)."""
+    result = verify_tree(origin, tree, entry_problems, notes, log_key, policy, external)
     problems = [p for p in result.problems if p.finding is not Finding.UNWITNESSED_ENTRIES]
     if result.entries > result.cosigned_size:
-        tree = MerkleLog()
-        for _, record in sorted(entries, key=lambda e: e[0]):
-            tree.append(record)
         covered = 0
         for raw in heads:
             try:
@@ -262,6 +304,8 @@ def restore_problems(
                 cp = Checkpoint.parse(note.text)
             except NoteError:
                 continue
+            if cp.size <= covered:
+                continue  # no further than one already found (a restore reads one head per stored batch)
             if note.verified_by(log_key) is not None and cp.size <= tree.size and tree.root(cp.size) == cp.root:
                 covered = max(covered, cp.size)
         if covered < result.entries:

@@ -7,11 +7,12 @@
 """
 
 from broker.views.cache import LruCache
-from broker.views.rows import HistoryRow, ReportRow, ViewBatch, event_rows, state_row
+from broker.views.rows import AuditTreeRow, HistoryRow, ReportRow, ViewBatch, event_rows, state_row
 from broker.views.store import AuditIndex, ViewStore
 
 __all__ = [
     "AuditIndex",
+    "AuditTreeRow",
     "HistoryRow",
     "LruCache",
     "ReportRow",

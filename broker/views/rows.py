@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker.audit import AuditEntry
 from consent_rules.state import affects_state
 from consent_wire.model import AccessRecord, BreachReport, Event, Objection
 
-__all__ = ["HistoryRow", "ReportRow", "ViewBatch", "event_rows", "state_row"]
+__all__ = ["AuditTreeRow", "HistoryRow", "ReportRow", "ViewBatch", "event_rows", "state_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,17 @@ class ReportRow:
     record: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class AuditTreeRow:
+    """The audit follower's Merkle tree at a batch's positions: its size and root (what its files must show when
+    reopened) and the newest cosigned checkpoint it had read."""
+
+    size: int
+    root: bytes
+    checkpoint: str | None
+    checkpoint_size: int
+
+
 @dataclass(slots=True)
 class ViewBatch:
     topic: str
@@ -44,6 +56,8 @@ class ViewBatch:
     history: list[HistoryRow] = field(default_factory=list)
     reports: list[ReportRow] = field(default_factory=list)
     aggregates: dict[bytes, tuple[str, int, bytes]] = field(default_factory=dict)  # key -> (kind, day, value)
+    audit: list[tuple[str, AuditEntry]] = field(default_factory=list)  # (patient key, entry) for the access log
+    audit_tree: AuditTreeRow | None = None
 
     def advance(self, partition: int, offset: int) -> None:
         self.positions[partition] = max(self.positions.get(partition, 0), offset + 1)

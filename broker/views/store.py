@@ -27,7 +27,7 @@ import orjson
 
 from broker.audit import AuditEntry
 from broker.reports.aggregates import AggKind, count_rows, decode_aggregate
-from broker.views.rows import ViewBatch
+from broker.views.rows import AuditTreeRow, ViewBatch
 
 __all__ = ["AuditIndex", "ViewStore"]
 
@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS report_events (event_id TEXT PRIMARY KEY, recorded_ms
 CREATE TABLE IF NOT EXISTS audit_index (idx INTEGER PRIMARY KEY, patient_key TEXT NOT NULL, prev_hash BLOB,
     hash BLOB, record BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_patient ON audit_index (patient_key, idx);
+CREATE TABLE IF NOT EXISTS audit_tree (name TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL,
+    checkpoint TEXT, checkpoint_size INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS report_aggregates (key BLOB PRIMARY KEY, kind TEXT NOT NULL, day INTEGER NOT NULL,
     value BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS aggregates_by_day ON report_aggregates (kind, day);
@@ -247,6 +249,17 @@ class ViewStore:
 
         return await self._read(run)
 
+    async def audit_tree(self) -> AuditTreeRow | None:
+        """The audit follower's tree as of its stored position (None: never written)."""
+
+        def run(db: sqlite3.Connection) -> AuditTreeRow | None:
+            row = db.execute(
+                "SELECT size, root, checkpoint, checkpoint_size FROM audit_tree WHERE name = 'follower'"
+            ).fetchone()
+            return None if row is None else AuditTreeRow(int(row[0]), bytes(row[1]), row[2], int(row[3]))
+
+        return await self._read(run)
+
     async def audit_next_index(self) -> int:
         def run(db: sqlite3.Connection) -> int:
             row = db.execute("SELECT max(idx) FROM audit_index").fetchone()
@@ -275,6 +288,14 @@ def _write_batch(db: sqlite3.Connection, batch: ViewBatch) -> None:
             "INSERT OR REPLACE INTO report_aggregates (key, kind, day, value) VALUES (?, ?, ?, ?)",
             [(k, kind, day, v) for k, (kind, day, v) in batch.aggregates.items()],
         )
+        if batch.audit:
+            _insert_audit(db, batch.audit)
+        if (tree := batch.audit_tree) is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO audit_tree (name, size, root, checkpoint, checkpoint_size) "
+                "VALUES ('follower', ?, ?, ?, ?)",
+                (tree.size, tree.root, tree.checkpoint, tree.checkpoint_size),
+            )
         db.executemany(
             "INSERT OR REPLACE INTO positions (topic, partition, next_offset) VALUES (?, ?, ?)",
             [(batch.topic, p, o) for p, o in batch.positions.items()],
@@ -302,10 +323,14 @@ def _add_totals(db: sqlite3.Connection, key: bytes, value: bytes) -> None:
 
 def _add_audit(db: sqlite3.Connection, entries: Iterable[tuple[str, AuditEntry]]) -> None:
     with _transaction(db):
-        db.executemany(
-            "INSERT OR IGNORE INTO audit_index (idx, patient_key, prev_hash, hash, record) VALUES (?, ?, ?, ?, ?)",
-            [(e.index, key, e.prev_hash, e.hash, e.record) for key, e in entries],
-        )
+        _insert_audit(db, entries)
+
+
+def _insert_audit(db: sqlite3.Connection, entries: Iterable[tuple[str, AuditEntry]]) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO audit_index (idx, patient_key, prev_hash, hash, record) VALUES (?, ?, ?, ?, ?)",
+        [(e.index, key, e.prev_hash, e.hash, e.record) for key, e in entries],
+    )
 
 
 class _transaction:

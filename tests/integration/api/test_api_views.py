@@ -9,7 +9,9 @@ import aiohttp
 import pytest
 
 from broker.api import ApiService
+from broker.audit.note import Checkpoint, parse_note
 from consent_io.kafka import read_to_end
+from consent_wire import verify_inclusion
 from tests.factories import BASE_MS, SimAgent
 from tests.integration.api.test_api_service import (
     CLIENTS,
@@ -50,6 +52,9 @@ async def test_a_restarted_api_resumes_its_views_and_answers_the_same(
         written = len(await harness.read(harness.topics.state, lambda rs: len(rs) >= 3))
         read_first = (await until(api.health, lambda h: h["patients"] >= written))["patients"]
         await until(lambda: api.get("/v1/reports/disclosures"), lambda r: bool(r["rows"]))  # the aggregates read
+        first = core.services["api"]
+        assert isinstance(first, ApiService)
+        followed = await until(lambda: asyncio.sleep(0, first.audit_view.size), lambda n: n > 0)
     await core.stop()
     harness.cores.remove(core)
     assert list(views.glob("*.views.sqlite3"))
@@ -70,6 +75,11 @@ async def test_a_restarted_api_resumes_its_views_and_answers_the_same(
         opted_out = await api.decide(OPTED_OUT, requester(), "TREAT", ["GENERAL"])
         accesses = await api.get(f"/v1/patients/{OPTED_OUT}/accesses")
         disclosed = await api.get("/v1/reports/disclosures")
+        # the audit follower resumed from its stored tree (files beside the views), not from the log's start, and
+        # the proofs it draws from the reopened files verify against the cosigned checkpoint
+        resumed = service.audit_view.resumed_at
+        entry = next(a for a in _shares(accesses) if a["kind"] == "ACCESS")
+        proof = await until(lambda: asyncio.sleep(0, service.audit_view.proof(entry["index"])), lambda p: p is not None)
     await core.stop()
     harness.cores.remove(core)
 
@@ -79,3 +89,7 @@ async def test_a_restarted_api_resumes_its_views_and_answers_the_same(
     assert opted_out["outcome"] == "PERMIT"
     assert [a["kind"] for a in _shares(accesses)] == ["ACCESS", "DECISION"]  # the audit index survived
     assert [r["recipient"] for r in disclosed["rows"]] == ["RESLAB1"]
+    assert resumed >= followed > 0
+    assert proof is not None
+    root = Checkpoint.parse(parse_note(proof.checkpoint).text).root
+    verify_inclusion(entry["record"].encode(), entry["index"], proof.tree_size, proof.hashes, root)

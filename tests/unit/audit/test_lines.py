@@ -12,14 +12,20 @@ from broker.audit import (
     AuditLog,
     AuditProblem,
     AuditRecord,
+    LogScan,
     RecordKind,
+    RestoredLog,
     Tamper,
     checkpoint_line,
     describe_problem,
     entry_line,
+    note_line,
     parse_log,
+    position_of,
+    sources_cursor,
     verify_stored,
 )
+from broker.audit.tree import MerkleLog
 from consent_wire.codes import DataClass, PurposeOfUse
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # fixed test key
@@ -81,3 +87,39 @@ def test_describe_problem_names_kind_and_place() -> None:
 def test_lines_that_are_not_audit_lines_are_rejected_with_their_number(bad: bytes) -> None:
     with pytest.raises(AuditLineError, match="line 2"):
         parse_log([lines(1)[0], bad])
+
+
+def test_a_scan_line_by_line_restores_what_the_full_parse_gives() -> None:
+    """Issue 16: an appender's restore streams the log (LogScan) instead of holding every line (parse_log)."""
+    log_lines = [*lines(11), note_line("head-1", cosigned=False), b"", note_line("cp-1", cosigned=True)]
+    scan = LogScan(MerkleLog())
+    for line in log_lines:
+        scan.add(line)
+    stored = parse_log(log_lines)
+    assert scan.in_order
+    assert scan.position() == position_of(stored)
+    assert scan.cursor == sources_cursor(stored.sources) == {0: 10}
+    assert (scan.heads, scan.notes) == (["head-1"], ["cp-1"])
+    expected = MerkleLog()
+    for e in stored.entries:
+        expected.append(e.record)
+    assert scan.tree.root() == expected.root()
+    assert scan.restored() == RestoredLog(11, {0: 10})
+
+
+def test_a_scan_notices_entries_out_of_order_and_stops_adding_them() -> None:
+    log_lines = [line for line in lines(6) if b'"entry"' in line]
+    swapped = [log_lines[0], log_lines[2], log_lines[1], *log_lines[3:]]
+    scan = LogScan(MerkleLog())
+    for line in swapped:
+        scan.add(line)
+    assert not scan.in_order
+    assert scan.tree.size == 1  # the full parse then names the problem (restore_problems)
+    with pytest.raises(AuditLineError, match="line 2"):
+        _scan_all([log_lines[0], b"not json"])  # a line that is not an audit line fails the restore, numbered
+
+
+def _scan_all(log_lines: list[bytes]) -> None:
+    scan = LogScan(MerkleLog())
+    for line in log_lines:
+        scan.add(line)

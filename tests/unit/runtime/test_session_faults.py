@@ -262,3 +262,22 @@ async def test_a_discarded_producer_fails_its_batches_at_once_not_after_the_clos
     await asyncio.sleep(0.05)
     assert stuck._message_accumulator.failed.is_set()  # at once, not after 30 s
     assert await asyncio.wait_for(closing, 5) is False  # its batches were dropped
+
+
+async def test_a_transaction_past_its_lifetime_is_given_up_only_once_kafka_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: giving up during the outage recovered with a producer that could not bootstrap, which ended the
+    session and restored every partition once Kafka was back; the lifetime now counts only when Kafka answers."""
+    monkeypatch.setattr("broker.stage.TXN_CALL_TIMEOUT_S", 60.0)  # only the lifetime can end this wait
+    monkeypatch.setattr("broker.stage.TXN_CALL_TICK_S", 0.01)
+    config = StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t", transaction_timeout_ms=50)
+    stage = TransactionalStage(config, ReconcilerLogic(TopicNames("p")))
+    stage._set_heard(False)
+    stage.producers[0] = _SilentCoordinatorProducer()  # type: ignore[assignment]
+    assert await stage._enqueue(0, [], 7)
+    commit = asyncio.ensure_future(stage._commit(0))
+    await asyncio.sleep(0.3)  # six lifetimes, with no broker answering
+    assert not commit.done()
+    stage._set_heard(True)
+    assert await asyncio.wait_for(commit, 5) is False  # given up at once: the partition is recovered with Kafka up
