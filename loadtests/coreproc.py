@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -22,11 +23,22 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_TIMEOUT_S = 30.0  # the core finishes its batch and commits on SIGTERM (broker/runtime.py)
 
 
+# Above Linux's ephemeral range (32768-60999): a port picked there cannot be taken by some client's outgoing
+# connection between the pick and the listener's bind (seen: a bench's agent failing to bind at its start).
+_FREE_PORTS = range(61000, 65000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now on 127.0.0.1, outside the ephemeral range (see _FREE_PORTS)."""
+    for _ in range(200):
+        port = random.choice(_FREE_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {_FREE_PORTS.start}-{_FREE_PORTS.stop - 1} after 200 tries")
 
 
 def cpu_seconds(pid: int) -> float:

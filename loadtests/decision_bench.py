@@ -20,7 +20,6 @@ import contextlib
 import os
 import platform
 import signal
-import socket
 import ssl
 import statistics
 import sys
@@ -52,6 +51,7 @@ from consent_wire.codes import (
 )
 from consent_wire.identity import patient_key
 from consent_wire.model import ConsentDecision, Event, Objection, Payload, ShieldingFlag
+from loadtests.coreproc import free_port
 from loadtests.stack import add_stack_arguments, deployment_from_args
 
 __all__ = ["main"]
@@ -108,13 +108,6 @@ async def preload(operator: KafkaConnection, topics: TopicNames, numbers: list[s
         await producer.flush()
     finally:
         await producer.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Door:

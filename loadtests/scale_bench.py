@@ -62,7 +62,8 @@ from consent_wire.codes import (
 from consent_wire.identity import patient_key
 from consent_wire.model import AccessRecord, BreachReport, ConsentDecision, Event, Objection, Payload, ShieldingFlag
 from consent_wire.signing import VerifiedEvent, encode_verified_event
-from loadtests.decision_bench import free_port, nhs_numbers, percentile
+from loadtests.coreproc import free_port
+from loadtests.decision_bench import nhs_numbers, percentile
 from loadtests.stack import BenchStack
 
 __all__ = ["main"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from consent_wire.signing import decode_verified_event
 from edge_agent.api_auth import generate_token_file
 from edge_agent.config import Settings
 from edge_agent.wire import generate_signing_key
+from loadtests.coreproc import free_port
 from tests.integration.pipeline.conftest import Harness, latest_by_key
 
 __all__ = [
@@ -44,12 +44,6 @@ __all__ = [
     "read_all",
     "state_total",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nhs_numbers(count: int, start: int = 943_476_000) -> list[str]:
