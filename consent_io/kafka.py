@@ -12,7 +12,7 @@ start; a long-lived follower keeps calling :meth:`KafkaTopicReader.fetch`.
 The private aiokafka attributes this product relies on are touched only in this module
 (``consumer._client`` in :func:`partitions_for`, :func:`refresh_metadata` and :func:`request_metadata_refresh`;
 the producer's ``client.cluster`` in :func:`known_partitions`, its ``_message_accumulator`` in
-:func:`close_producer`); ``tests/unit/io`` asserts each still exists.
+:func:`close_producer` and :func:`transactional_producer`); ``tests/unit/io`` asserts each still exists.
 
 Recovering from a paused or killed broker (issue 13): positions are set explicitly (:func:`seek_to_start`,
 :func:`seek_committed_or_start`) through ``beginning_offsets``, whose retries refresh metadata, never through
@@ -171,14 +171,23 @@ def producer(conn: KafkaConnection, **opts: Any) -> AIOKafkaProducer:
     return built
 
 
-def transactional_producer(conn: KafkaConnection, transactional_id: str, **opts: Any) -> AIOKafkaProducer:
+def transactional_producer(
+    conn: KafkaConnection, transactional_id: str, *, delivery_timeout_ms: int | None = None, **opts: Any
+) -> AIOKafkaProducer:
     """A transactional producer (idempotent, acks=all, max_request_size as :func:`producer`).
 
-    ``start()`` fences any older owner of the id.
+    ``start()`` fences any older owner of the id. ``delivery_timeout_ms``: how long a queued batch may wait for
+    its partition's leader before it fails (Java's ``delivery.timeout.ms``). aiokafka has no such setting: a
+    batch lives ``request_timeout_ms`` (40 s), the bound on one request's answer too. A batch that fails that way
+    fails its transaction, so right after an outage longer than 40 s every transaction open across it was aborted
+    and its partition recovered (issue 13) although the transaction itself could still have committed. Give the
+    transaction's own timeout here (a longer request timeout would wait as long on a paused broker's answers).
     """
     settings: dict[str, Any] = {"enable_idempotence": True, "acks": "all", **_bounded_request(opts)}
     built = AIOKafkaProducer(**_common(conn), transactional_id=transactional_id, **settings)
     _throttle_metadata(getattr(built, "client", None))
+    if delivery_timeout_ms is not None:
+        built._message_accumulator._batch_ttl = delivery_timeout_ms / 1000  # private: tests/unit/io pins it
     return built
 
 

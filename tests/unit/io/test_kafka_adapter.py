@@ -135,6 +135,10 @@ def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
         assert producer.client.cluster.partitions_for_topic("never-seen") is None
         assert kafka.known_partitions(producer, "never-seen") is None
         assert callable(producer._message_accumulator.fail_all)  # close_producer: a close Kafka cannot block
+        assert producer._message_accumulator._batch_ttl == 40.0  # request_timeout_ms: what delivery_timeout_ms sets
+        lasting = kafka.transactional_producer(PLAIN, "t", delivery_timeout_ms=90_000)
+        assert lasting._message_accumulator._batch_ttl == 90.0
+        await lasting.stop()
         await consumer.stop()
         await producer.stop()
 

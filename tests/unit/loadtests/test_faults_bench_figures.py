@@ -55,3 +55,21 @@ def test_restores_beyond_one_per_assigned_partition_or_recovery_count_as_a_storm
     }  # fmt: skip
     storm = calm + "\nmsg=Heartbeat failed: local member_id was not recognized" + "\nmsg=partition=0 restored=3" * 4
     assert churn_of(storm)["excess_restores"] == 4 and churn_of(storm)["rejoins"] == 1
+
+
+def test_the_restores_of_an_assignment_that_failed_part_way_are_that_assignments() -> None:
+    from loadtests.coreproc import churn_of
+
+    interrupted = "\n".join(
+        [
+            "msg=stage=reconciler partition=0 restored=0 restore=kept",
+            "msg=stage=reconciler partition=1 restored=0 restore=kept",
+            "msg=stage=reconciler assignment=[0, 1, 2] failed error=KafkaConnectionError('closed')",
+            "msg=stage=reconciler partition=0 restored=0 restore=kept",
+            "msg=stage=reconciler partition=1 restored=0 restore=kept",
+            "msg=stage=reconciler partition=2 restored=0 restore=kept",
+            "msg=stage=reconciler assigned=[0, 1, 2]",
+        ]
+    )
+    assert churn_of(interrupted)["assigned_partitions"] == 6
+    assert churn_of(interrupted)["excess_restores"] == 0
