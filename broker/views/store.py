@@ -4,8 +4,10 @@ Tables: ``positions`` (topic, partition -> next offset), ``states`` (patient -> 
 (patient, hlc, event id -> state-changing event: what an "as at" decision replays), ``report_events`` (objections,
 breaches, disclosures: the governance metrics), ``report_aggregates`` (the reports topic: what the report queries
 read, by kind and day) and ``audit_index`` (audit entries by patient: the access log, read a page at a time through
-the ``(patient_key, idx)`` index). Each :class:`~broker.views.rows.ViewBatch` is written in one transaction with the
-positions it advances to, so a restart resumes where the views are instead of replaying the topics.
+the ``(patient_key, idx)`` index), with ``audit_tree`` (the audit follower's Merkle tree size, root and newest
+cosigned checkpoint; its hashes are in files beside the store, :mod:`broker.audit.tree_files`). Each
+:class:`~broker.views.rows.ViewBatch` is written in one transaction with the positions it advances to, so a
+restart resumes where the views are instead of replaying the topics.
 
 SQLite rather than RocksDB: in the standard library (no new dependency), WAL gives one writer with
 concurrent readers, and the agent's outbox already runs on it; every query here is a primary-key or
