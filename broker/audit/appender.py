@@ -461,7 +461,9 @@ class AuditAppender:
             self._new_head.clear()
             try:
                 await self._cosign_pending()
-            except _TXN_ERRORS as exc:
+            except Exception as exc:  # as the writer: a dead cosigner would stop checkpoints with the log "open"
+                if not isinstance(exc, _TXN_ERRORS):
+                    log.exception("audit cosigner failed unexpectedly")
                 self._fail(f"audit checkpoint write failed: {exc!r}")
             # one checkpoint transaction per interval, not per batch: each one holds the producer (the
             # transaction lock) and, without the pause, every batch was followed by one (profiled: half of

@@ -101,3 +101,28 @@ async def test_a_batch_waiting_while_the_cosigner_is_fenced_is_refused_and_the_a
         assert len(producer.sent) == 2  # nothing of the refused batch was sent
     finally:
         await appender.stop()  # the dead producer's failure is not re-raised here
+
+
+async def test_a_defect_in_the_cosigner_fails_the_log_instead_of_stopping_checkpoints_unseen() -> None:
+    """The writer already turned any failure into a failed log (503, rejoin); the cosigner caught only Kafka and
+    transaction-state errors, so a defect there ended its task while the log went on taking entries that no
+    checkpoint would ever cover."""
+    policy = AppenderPolicy(ORIGIN, NoteSigner(ORIGIN, Ed25519PrivateKey.generate()), (), 0, "app.api.audit", "app.api")
+    appender = AuditAppender(KafkaConnection("127.0.0.1:1"), "t.audit", policy)
+    appender._producer = _FencedAtSend(fence_at=1_000)  # type: ignore[assignment]
+    appender._election.active.set()
+    appender._active = True
+
+    async def broken() -> None:
+        raise ValueError("a bug")
+
+    appender._cosign_pending = broken  # type: ignore[method-assign]
+    appender._tasks.append(asyncio.create_task(appender._cosigner()))
+    try:
+        appender._new_head.set()
+        await asyncio.wait_for(appender.stopped.wait(), 10)
+        assert not appender.holding
+        with pytest.raises(AuditUnavailableError, match="checkpoint write failed"):
+            await appender.append(record(0))
+    finally:
+        await appender.stop()
