@@ -45,10 +45,13 @@ user {user}
 """
 
 
-# Only behind the explicit debug flag (`infra up --insecure`, CONSENT_INFRA_SECURE=0 -> insecure_debug=True):
-# anonymous plaintext MQTT. Every other stack gets SECURE below; a service built without TLS and without the
-# flag refuses to start (Mosquitto 2.0 itself refuses anonymous clients unless told otherwise).
-DEBUG_ANONYMOUS = "allow_anonymous true"
+def debug_anonymous(insecure_debug: bool) -> str:
+    """The directive of a stack without TLS: anonymous plaintext MQTT only when the explicit debug flag is set
+    (`infra up --insecure`, CONSENT_INFRA_SECURE=0 -> insecure_debug=True); without it, anonymous clients are
+    refused. Every other stack gets SECURE below, and a service without TLS and without the flag refuses to start.
+    """
+    return f"allow_anonymous {'true' if insecure_debug else 'false'}"
+
 
 # Mutual TLS: every client presents a certificate from the deployment's CA and its CN is its username, which
 # the ACL file (generated from broker/infra/acls.py) authorises topic by topic.
@@ -106,6 +109,7 @@ class MosquittoService:
         self.directory = directory
         self.port = port
         self.tls = tls
+        self.insecure_debug = insecure_debug
         self.pid_file = directory / "mosquitto.pid"
         self.log_file = directory / "mosquitto.out"
 
@@ -116,7 +120,7 @@ class MosquittoService:
         data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "mosquitto.conf"
-        security = self.tls.config() if self.tls else DEBUG_ANONYMOUS
+        security = self.tls.config() if self.tls else debug_anonymous(self.insecure_debug)
         conf.write_text(self.config_text(data, security))
         try:
             process.wait_port_free(self.port, "Mosquitto")

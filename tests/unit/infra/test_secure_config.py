@@ -107,3 +107,10 @@ def test_mosquitto_without_tls_needs_the_explicit_debug_flag(tmp_path: Path) -> 
     with pytest.raises(InfraError, match="explicit debug flag"):
         MosquittoService(tmp_path, 21883, None)
     assert MosquittoService(tmp_path, 21883, None, insecure_debug=True).tls is None
+
+
+def test_anonymous_mqtt_is_allowed_only_by_the_explicit_debug_flag() -> None:
+    from broker.infra.mosquitto import debug_anonymous
+
+    assert debug_anonymous(False) == "allow_anonymous false"
+    assert debug_anonymous(True).endswith(" true")
