@@ -39,6 +39,7 @@ from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
 from consent_wire.keys import KeyRegistry
 from consent_wire.signing import encode_verified_event, verified_event_payload
+from loadtests.agents import BENCH_PSEUDONYMS
 from loadtests.passthrough import add_connection_arguments, connection_args, connection_from
 
 __all__ = ["PeerResult", "main", "peer_perf"]
@@ -119,7 +120,9 @@ def run_peer(
         if counts["in"] >= records:
             app.stop()
 
-    verifier = VerifierCore(registry) if registry is not None else None
+    # the same work as the product's verifier, pseudonym translation included (the stacks' national secret):
+    # each event's site pseudonym opened and re-keyed nationally (broker.verifier, issue 12 item 11)
+    verifier = VerifierCore(registry, pseudonyms=BENCH_PSEUDONYMS) if registry is not None else None
     reconciler = Reconciler()
 
     def verify(value: bytes, key: bytes, timestamp: int, headers: Any, state: Any) -> list[tuple[bytes, bytes]]:

@@ -21,6 +21,7 @@ from broker.stage import StageConfig, TransactionalStage, _all_settled
 from broker.topics import TopicNames
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
+from tests.unit.runtime.producer_fakes import MetadataClient
 
 
 async def test_a_failing_partition_ends_the_batch_only_after_every_other_partition_has_finished() -> None:
@@ -49,6 +50,8 @@ class _Accumulator:
 class _StuckProducer:
     """stop() waits for its batches, as aiokafka's does: until they are failed, or forever."""
 
+    client = MetadataClient()  # every output topic known: the stage prefetches nothing
+
     def __init__(self, *, gives_up_when_failed: bool) -> None:
         self._message_accumulator = _Accumulator()
         self.gives_up_when_failed = gives_up_when_failed
@@ -68,6 +71,8 @@ async def test_closing_a_producer_that_cannot_deliver_fails_its_batches_then_giv
 
 
 class _FencedProducer:
+    client = MetadataClient()  # every output topic known: the stage prefetches nothing
+
     async def begin_transaction(self) -> None:
         raise ProducerFenced()
 
@@ -107,6 +112,8 @@ def test_an_instance_id_gives_each_stage_a_static_group_membership_and_none_keep
 class _FailedTransactionProducer:
     """Its transaction already failed inside aiokafka (e.g. LeaderNotAvailable after an outage)."""
 
+    client = MetadataClient()  # every output topic known: the stage prefetches nothing
+
     def __init__(self) -> None:
         self.aborted = False
 
@@ -137,6 +144,8 @@ async def test_a_producer_whose_transaction_already_failed_is_recovered_not_a_cr
 
 class _SilentCoordinatorProducer:
     """A transaction whose coordinator never answers the commit (aiokafka awaits it without a deadline)."""
+
+    client = MetadataClient()  # every output topic known: the stage prefetches nothing
 
     def __init__(self) -> None:
         self.aborts = 0
@@ -214,6 +223,8 @@ async def test_a_commit_waits_out_an_outage_and_gives_up_only_once_kafka_answers
 class _LeaderlessBatchProducer:
     """aiokafka after an outage: one batch found no leader within its time to live and failed its futures, yet
     ``commit_transaction`` would still commit (the transaction is not put in error): the batch would be lost."""
+
+    client = MetadataClient()  # every output topic known: the stage prefetches nothing
 
     def __init__(self) -> None:
         self.calls: list[str] = []

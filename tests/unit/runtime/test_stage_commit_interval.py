@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from broker.pipeline import ReconcilerLogic
 from broker.stage import Output, StageConfig, TransactionalStage
 from broker.topics import TopicNames
 from consent_io.connection import KafkaConnection
+from tests.unit.runtime.producer_fakes import MetadataClient
 
 
 @dataclass
@@ -29,6 +31,8 @@ class _Meta:
 @dataclass
 class _Producer:
     """Records the transaction calls a stage makes; every send succeeds."""
+
+    client = MetadataClient()  # every output topic known: the stage prefetches nothing
 
     calls: list[str] = field(default_factory=list)
     offsets: list[dict[TopicPartition, int]] = field(default_factory=list)
@@ -129,3 +133,85 @@ async def test_an_open_transaction_dropped_uncommitted_forgets_the_partitions_me
     assert producers[1].calls == ["begin", "stop"]
     assert logic.forgotten == [1]  # restored from the committed changelog next time, never kept ahead of it
     assert stage.pending == 0
+
+
+@dataclass
+class _Record:
+    value: bytes
+    offset: int
+    key: bytes = b"patient"
+    timestamp: int = 0
+
+
+class _GatedProducer(_Producer):
+    """Its sends wait for ``gate`` (aiokafka's send waits while the partition's batch is full and in flight)."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def send(self, topic: str, value: bytes, key: bytes | None, partition: int | None, headers: Any) -> Any:
+        await self.gate.wait()
+        return await super().send(topic, value, key, partition, headers)
+
+
+class _Recording(_Logic):
+    def __init__(self) -> None:
+        super().__init__()
+        self.processed: list[int] = []
+
+    def process(self, partition: int, records: Any, now_ms: int) -> list[Output]:
+        self.processed.append(partition)
+        return [_state(partition, r.offset) for r in records]
+
+
+async def test_one_partition_is_processed_while_another_partitions_sends_wait() -> None:
+    """Issue 18: the partitions of a poll are handled concurrently, so the stage computes while a send waits."""
+    logic = _Recording()
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t", commit_interval_ms=0), logic)
+    gate = asyncio.Event()
+    stage.producers.update({0: _GatedProducer(gate), 1: _Producer()})  # type: ignore[arg-type]
+    polled = {TopicPartition("p.events", p): [_Record(b"x", 5)] for p in (0, 1)}
+    handling = asyncio.create_task(stage._handle_polled(polled))  # type: ignore[arg-type]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert logic.processed == [0, 1]  # partition 1 was processed although partition 0's send still waits
+    assert not handling.done()
+    gate.set()
+    await handling
+    assert stage._txns.get(0) is not None and stage._txns.get(1) is not None
+
+
+async def test_a_partition_whose_transaction_failed_is_recovered_once_every_partition_is_handled() -> None:
+    logic = _Recording()
+    stage = TransactionalStage(StageConfig(KafkaConnection("127.0.0.1:1"), "g", "t", commit_interval_ms=0), logic)
+    failing = _Producer()
+
+    async def fail(*args: Any, **kwargs: Any) -> Any:
+        raise KafkaConnectionError("leader gone")
+
+    failing.send = fail  # type: ignore[method-assign]
+    stage.producers.update({0: failing, 1: _Producer()})  # type: ignore[arg-type]
+    recovered: list[int] = []
+
+    async def recover(tp: TopicPartition) -> None:
+        assert stage._txns.get(1) is not None  # partition 1 was handled first
+        recovered.append(tp.partition)
+
+    stage._recover = recover  # type: ignore[method-assign]
+    polled = {TopicPartition("p.events", p): [_Record(b"x", 5)] for p in (0, 1)}
+    await stage._handle_polled(polled)  # type: ignore[arg-type]
+    assert recovered == [0]
+    assert failing.calls == ["begin", "abort"]
+
+
+async def test_a_new_producer_fetches_every_output_topic_it_does_not_know_in_one_request() -> None:
+    """A fresh producer asked for each topic's metadata alone, the refreshes spaced 0.25 s (issue 18, issue 13)."""
+    stage, _, producers = _stage(10_000)
+    producers[0].client = MetadataClient(known=False)  # type: ignore[misc]
+    stage._output_topics.update({"p.deadletter"})  # seen earlier, by another partition's transaction
+    assert await stage._enqueue(0, [_state(0, 1), Output("p.shielding", b"{}", b"k", 0)], 1)
+    requests = producers[0].client.requests  # type: ignore[attr-defined]
+    assert len(requests) == 1 and set(requests[0]) == {"p.state", "p.shielding", "p.deadletter"}
+    assert await stage._enqueue(0, [_state(0, 2)], 2)
+    assert len(producers[0].client.requests) == 1  # type: ignore[attr-defined]  # known now: no second request
