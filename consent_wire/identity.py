@@ -24,6 +24,7 @@ __all__ = ["MIN_SECRET_BYTES", "PATIENT_KEY_HEX", "Pseudonymiser", "patient_key"
 
 NHS_NUMBER_DIGITS = 10  # NHS Data Dictionary, "NHS NUMBER": n10
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)  # NHS Data Dictionary modulus 11 algorithm
+_WEIGHT_SUM = sum(_WEIGHTS)
 PATIENT_KEY_HEX = 32  # 128 bits of the HMAC: collision-free for any population, half the bytes
 MIN_SECRET_BYTES = 32  # RFC 2104 section 3: key at least the hash output length (SHA-256: 32)
 _GROUPED = re.compile(r"^[0-9]{3}([ -])[0-9]{3}\1[0-9]{4}$")  # ASCII digits only (not \d)
@@ -35,13 +36,15 @@ def validate_nhs_number(s: str) -> str:
         raise InvalidNhsNumberError(f"NHS number must be a string, got {type(s).__name__}")
     text = s.strip()
     digits = _digits(text)
-    total = sum(int(d) * w for d, w in zip(digits[:9], _WEIGHTS, strict=True))
+    d = digits.encode("ascii")  # ten ASCII digits: each weight times (code - 48), unrolled (the verifier's hot path)
+    total = 10 * d[0] + 9 * d[1] + 8 * d[2] + 7 * d[3] + 6 * d[4] + 5 * d[5] + 4 * d[6] + 3 * d[7] + 2 * d[8]
+    total -= 48 * _WEIGHT_SUM
     check = 11 - total % 11
     if check == 11:
         check = 0
     if check == 10:
         raise InvalidNhsNumberError("NHS number is invalid: its first nine digits give check digit 10")
-    if int(digits[9]) != check:
+    if d[9] - 48 != check:
         raise InvalidNhsNumberError("NHS number check digit does not match (modulus 11): mistyped digit?")
     return digits
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -138,14 +138,14 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
     stamp = Stamp.of(event)
     payload = event.payload
     admitted = ledger.admit(state.marks, state.recent, Applied(event.agent_id, event.seq, event.event_id))
-    if admitted is None:  # a redelivery: the registers are idempotent, it may still attach its source
-        base = state
-    else:
+    # every change goes into one ``replace`` at the end (each costs ~2.5 us; once per event, issue 18)
+    changes: dict[str, Any] = {}
+    if admitted is not None:  # None: a redelivery; the registers are idempotent, it may still attach its source
         marks, recent = admitted
-        base = replace(state, marks=marks, recent=recent, version=state.version + 1)  # admit keeps every count
+        changes.update(marks=marks, recent=recent, version=state.version + 1)  # admit keeps every count
     if reason is None and event.subject_deceased_ms is not None:  # a death stated, or withdrawn (0)
         death = DeceasedRegister(event.subject_deceased_ms > 0, stamp, source)
-        base = replace(base, deceased=death if base.deceased is None else _later(base.deceased, death))
+        changes["deceased"] = death if state.deceased is None else _later(state.deceased, death)
     if isinstance(payload, ConsentDecision):
         key = (payload.purpose, payload.data_class, payload.recipient)
         reg = ConsentRegister(
@@ -157,7 +157,7 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
             payload.policy_ref,
             payload.proxy,
         )
-        return replace(base, consents=_put(state.consents, key, reg))
+        return replace(state, consents=_put(state.consents, key, reg), **changes)
     if isinstance(payload, Objection):
         obj = ObjectionRegister(
             payload.action is ObjectionAction.REGISTER,
@@ -168,17 +168,21 @@ def apply(state: PatientState, event: Event, source: Source | None = None) -> Pa
             tuple(sorted(set(payload.exempt_flows))),
             payload.proxy,
         )
-        return replace(base, objections=_put(state.objections, objection_key(payload.kind, event.site), obj))
+        return replace(
+            state, objections=_put(state.objections, objection_key(payload.kind, event.site), obj), **changes
+        )
     assert isinstance(payload, ShieldingFlag)  # guaranteed by affects_state
     hidden = tuple(sorted(set(payload.hides), key=lambda h: h.value))
     if reason is not None:  # quarantined (rule 10): kept, never applied to the shielding register
         held = QuarantinedShielding(hidden, payload.set_by_role, reason, stamp, source)
-        return replace(base, quarantine=held if state.quarantine is None else _later(state.quarantine, held))
+        return replace(
+            state, quarantine=held if state.quarantine is None else _later(state.quarantine, held), **changes
+        )
     active = payload.action is ShieldingAction.SET
     hides = hidden if active else ()
     shield = ShieldingRegister(active, hides, stamp, source)  # the reason stays on the events topic
     current = state.shielding
-    return replace(base, shielding=shield if current is None else _later(current, shield))
+    return replace(state, shielding=shield if current is None else _later(current, shield), **changes)
 
 
 def _another_copy(state: PatientState, event: Event) -> bool:

@@ -82,3 +82,26 @@ def test_a_translated_event_reads_national_on_both_paths_and_a_v1_record_reads_a
     v1 = encode("VerifiedEvent", record, version=1, max_bytes=2**20)
     assert verified_event_payload(v1) == decode_verified_event(v1).event == verified[0].event
     assert decode_verified_event(v1).site_key == ""
+
+
+def test_rekeyed_and_translated_copy_every_field_as_dataclasses_replace_would() -> None:
+    """Both are built field by field for speed (issue 18): a field added to Event or VerifiedEvent must be copied."""
+    from dataclasses import fields, replace
+
+    from consent_wire.model import Event
+    from consent_wire.signing import VerifiedEvent, rekeyed
+
+    assert [f.name for f in fields(Event)] == [
+        "event_id", "agent_id", "site", "seq", "prev_hash", "hlc", "recorded_ms", "patient_key", "payload",
+        "subject_deceased_ms",
+    ]  # fmt: skip
+    assert [f.name for f in fields(VerifiedEvent)][-1] == "site_key" and len(fields(VerifiedEvent)) == 13
+    t = trust()
+    events = chain_of(t.signer.agent_id, [sample_decision(i) for i in range(3)])
+    ve = verify_batch(sign_batch(t.signer, events), t.registry)[2]
+    dead = replace(ve.event, subject_deceased_ms=123)
+    assert rekeyed(dead, "f" * 32) == replace(dead, patient_key="f" * 32)
+    national = "e" * 32
+    assert ve.translated(national) == replace(
+        ve, event=replace(ve.event, patient_key=national), site_key=ve.event.patient_key
+    )
