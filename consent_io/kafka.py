@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -56,7 +57,10 @@ __all__ = [
     "consumer",
     "iter_to_end",
     "known_partitions",
+    "murmur2",
+    "partition_for",
     "partitions_for",
+    "prefetch_topics",
     "producer",
     "read_to_end",
     "refresh_metadata",
@@ -378,6 +382,39 @@ def known_partitions(producer: AIOKafkaProducer, topic: str) -> set[int] | None:
     """The partitions of ``topic`` in the producer's metadata cache, or None if not known yet."""
     partitions = producer.client.cluster.partitions_for_topic(topic)  # undocumented: see tests/unit/io
     return set(partitions) if partitions else None
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's key hash (Java's ``Utils.murmur2``, as aiokafka's ``partitioner.murmur2``), ~3x faster.
+
+    aiokafka's pure-Python version assembles each 4-byte word from single bytes and masks after every step
+    (~8 us for a 32-character patient key, once per record the verifier keys by patient: issue 18). Here the
+    words come from one ``struct`` unpack and each step masks once. tests/unit/io checks it against aiokafka's.
+    """
+    m = 0x5BD1E995
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    if words:
+        for k in struct.unpack_from(f"<{words}I", data):
+            k = (k * m) & 0xFFFFFFFF
+            k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
+            h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail, base = length & 3, length & ~3
+    if tail >= 3:
+        h ^= data[base + 2] << 16
+    if tail >= 2:
+        h ^= data[base + 1] << 8
+    if tail >= 1:
+        h = ((h ^ data[base]) * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def partition_for(key: bytes, partitions: Iterable[int]) -> int:
+    """The partition Kafka's default partitioner gives ``key`` among ``partitions`` (aiokafka's and Java's)."""
+    ordered = sorted(partitions)
+    return ordered[(murmur2(key) & 0x7FFFFFFF) % len(ordered)]
 
 
 async def prefetch_topics(producer: AIOKafkaProducer, topics: Iterable[str]) -> None:

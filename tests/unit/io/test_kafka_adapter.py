@@ -16,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
@@ -210,3 +212,29 @@ def test_aiokafka_still_has_the_transaction_state_our_transaction_reads() -> Non
     from aiokafka.producer.transaction_manager import TransactionManager
 
     assert callable(getattr(TransactionManager, "is_fatal_error", None))  # kafka.transaction reads it (private)
+
+
+@given(st.binary(max_size=80))
+def test_our_murmur2_is_kafkas_as_aiokafka_computes_it(data: bytes) -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+    from aiokafka.partitioner import murmur2 as reference
+
+    assert kafka.murmur2(data) == reference(data)
+    for n in (1, 6, 7, 12):
+        assert kafka.partition_for(data or b"k", set(range(n))) == DefaultPartitioner()(
+            data or b"k", list(range(n)), list(range(n))
+        )
+
+
+def test_murmur2_on_kafkas_own_published_vectors() -> None:
+    """Values from Apache Kafka's UtilsTest.testMurmur2 (Java ints; here unsigned 32-bit)."""
+    vectors = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
+    for data, java in vectors.items():
+        assert kafka.murmur2(data) == java & 0xFFFFFFFF
