@@ -18,6 +18,7 @@ from broker.topics import TopicNames
 from broker.verifier import Cursor, DeadLetter, VerifierCore
 from consent_rules.reconcile import Outcome, Reconciler
 from consent_wire.errors import WireError
+from consent_wire.model import ShieldingFlag
 from consent_wire.signing import batch_signer, encode_verified_events, verified_event_payload
 
 __all__ = ["QUARANTINE_ALERT", "ReconcilerLogic", "ReportsLogic", "VerifierLogic", "dead_letter"]
@@ -165,7 +166,9 @@ class VerifierLogic:
             # the batch-level fields are encoded once per batch, not once per event (issue 18)
             for ve, data in zip(result.accepted, encode_verified_events(result.accepted), strict=True):
                 key = (ve.event.patient_key or f"site:{ve.event.site}").encode()
-                outputs.append(Output(events, data, key))
+                # a shielding flag commits at once here as in the reconciler, never after the commit interval:
+                # its path through the core waits for no interval at all (issue 18, the shielding fast lane)
+                outputs.append(Output(events, data, key, urgent=isinstance(ve.event.payload, ShieldingFlag)))
             outputs.extend(self._letters(partition, result.rejected))
             changed |= result.changed
         outputs.extend(self._cursors(partition, changed))

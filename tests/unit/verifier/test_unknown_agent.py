@@ -188,3 +188,23 @@ def test_the_registry_knows_each_key_an_agent_ever_had_and_no_other() -> None:
     registry.apply(root.rotate(agent.signer, new.public_key_bytes, BASE_MS, site=agent.site, capabilities=()))
     assert registry.knows(agent.agent_id, old_hint) and registry.knows(agent.agent_id, key_id(new.public_key_bytes))
     assert not registry.knows(agent.agent_id, "0" * 16) and not registry.knows("someone-else", old_hint)
+
+
+async def test_a_verified_shielding_flag_commits_at_once_and_bulk_events_wait_for_the_interval() -> None:
+    """Issue 18, the shielding fast lane: the verifier's transaction holding a shielding flag is urgent (as the
+    reconciler's holding a shielding record is), so a flag waits for no commit interval in either stage."""
+    from tests.factories import shielding
+
+    reader = FakeTopicReader("keys")
+    logic, root = await _logic(reader)
+    agent = SimAgent.create()
+    reader.append(agent.register(root))
+    payloads = [consent(), shielding(), consent()]
+    batch = agent.batch([agent.event(patient(i), p, BASE_MS + i) for i, p in enumerate(payloads)])
+    record = FakeRecord(TOPICS.ingress, 0, 0, agent.agent_id.encode(), batch, BASE_MS + 1000)
+
+    outputs = await _poll(logic, [record])
+
+    events = [o for o in outputs if o.topic == TOPICS.events]
+    assert [o.urgent for o in events] == [False, True, False]
+    assert not any(o.urgent for o in outputs if o.topic != TOPICS.events)
