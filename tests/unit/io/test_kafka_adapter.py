@@ -125,7 +125,8 @@ def test_real_aiokafka_clients_accept_the_ssl_settings(tmp_path: Path) -> None:
 
 
 def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
-    """partitions_for, refresh_metadata, known_partitions, close_producer reach into these; a library change fails."""
+    """partitions_for, refresh_metadata, known_partitions, prefetch_topics, close_producer reach into these; a library
+    change fails."""
 
     async def inspect_clients() -> None:
         consumer = kafka.consumer(PLAIN)
@@ -136,6 +137,7 @@ def test_the_aiokafka_internals_the_adapter_uses_still_exist() -> None:
         producer = kafka.producer(PLAIN)
         assert producer.client.cluster.partitions_for_topic("never-seen") is None
         assert kafka.known_partitions(producer, "never-seen") is None
+        assert isinstance(producer.client._topics, set) and callable(producer.client.set_topics)  # prefetch_topics
         assert callable(producer._message_accumulator.fail_all)  # close_producer: a close Kafka cannot block
         assert producer._message_accumulator._batch_ttl == 40.0  # request_timeout_ms: what delivery_timeout_ms sets
         lasting = kafka.transactional_producer(PLAIN, "t", delivery_timeout_ms=90_000)
