@@ -66,7 +66,7 @@ from broker.audit.tlog import InclusionProof
 from broker.auth import AuthError, AuthorisationError, Principal, Scope, TokenService, check_requester, require_scope
 from broker.auth.errors import TokenRequestError
 from broker.errors import NotReadyError
-from broker.reports import render_json
+from broker.reports import report_object
 from broker.reports.aggregates import (
     AggKind,
     Aggregate,
@@ -297,7 +297,7 @@ async def get_objections(request: web.Request) -> web.Response:
     backend = _backend(request)
     sizes = parse_list_sizes(request.query.get("list_sizes"), backend.list_sizes)
     report = objection_report(await backend.report_totals(AggKind.OBJECTORS), sizes)
-    body = orjson.loads(render_json(report))
+    body = report_object(report)
     body["alerts"] = list(report.alerts)
     return json_response(body)
 
@@ -307,7 +307,7 @@ async def get_breaches(request: web.Request) -> web.Response:
     backend = _backend(request)
     from_ms, to_ms = parse_window(request.query)
     summary, incidents = breach_reports(await backend.report_aggregates(AggKind.BREACH), from_ms, to_ms)
-    body = {"summary": orjson.loads(render_json(summary)), "incidents": orjson.loads(render_json(incidents))}
+    body = {"summary": report_object(summary), "incidents": report_object(incidents)}
     return json_response(body)
 
 
@@ -317,7 +317,7 @@ async def get_disclosures(request: web.Request) -> web.Response:
     from_ms, to_ms = parse_window(request.query)
     first, end = day_window(from_ms, to_ms)  # whole UTC days (BAD_REPORT_INPUT otherwise)
     report = disclosure_report(await backend.report_totals(AggKind.DISCLOSURES, first, end))
-    return json_response(orjson.loads(render_json(report)))
+    return json_response(report_object(report))
 
 
 async def get_health(request: web.Request) -> web.Response:

@@ -36,7 +36,7 @@ from broker.reports.objections import (
     objection_rates,
     rates_of,
 )
-from broker.reports.render import render_csv, render_json, render_text
+from broker.reports.render import render_csv, render_json, render_text, report_object
 from broker.reports.table import Cell, Report, ReportInputError, Table
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "render_csv",
     "render_json",
     "render_text",
+    "report_object",
     "summary_of",
     "write_report",
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import orjson
 
 from broker.reports.table import Cell, Report
 
-__all__ = ["render_csv", "render_json", "render_text"]
+__all__ = ["render_csv", "render_json", "render_text", "report_object"]
 
 
 def _text(value: Cell) -> str:
@@ -52,6 +53,11 @@ def render_csv(report: Report) -> str:
 
 def render_json(report: Report) -> bytes:
     """``{"title": ..., "columns": [...], "rows": [{column: value}, ...]}`` as UTF-8 JSON."""
+    return orjson.dumps(report_object(report))
+
+
+def report_object(report: Report) -> dict[str, Any]:
+    """What :func:`render_json` encodes, as an object (an API answer adds to it without a decode and re-encode)."""
     t = report.table()
     rows = [dict(zip(t.columns, row, strict=True)) for row in t.rows]
-    return orjson.dumps({"title": t.title, "columns": list(t.columns), "rows": rows})
+    return {"title": t.title, "columns": list(t.columns), "rows": rows}

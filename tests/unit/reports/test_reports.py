@@ -203,3 +203,12 @@ def test_render_json_has_one_object_per_row() -> None:
     assert doc["rows"][1]["severity"] == "LEVEL_2"
     assert doc["rows"][1]["apology_given"] is True
     assert len(doc["rows"]) == 3
+
+
+def test_the_api_answer_object_is_exactly_what_render_json_encodes() -> None:
+    """The report endpoints answer ``report_object`` directly (no encode, decode and re-encode): same bytes."""
+    from broker.reports import report_object
+
+    report = breach_incidents(breach_events(), from_ms=T0)
+    assert report_object(report) == orjson.loads(render_json(report))
+    assert orjson.dumps(report_object(report)) == render_json(report)
