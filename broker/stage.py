@@ -180,7 +180,7 @@ class TransactionalStage:
         self._last_tick = time.monotonic()
         self._next_offset: dict[int, int] = {}
         self._partitions: dict[tuple[str, int, bytes], int] = {}  # see _partition_of
-        self._output_topics: set[str] = set()  # every topic an output went to (a new producer prefetches them)
+        self._output_topics: set[str] = set()  # every topic a committed output went to (new producers prefetch them)
         self.ready = asyncio.Event()  # set once the first assignment is restored
         self._local = LocalChangelog(config.state_dir, logic.name) if config.state_dir else None
         self._changelog_next: dict[int, int] = {}  # partition -> next changelog offset the memory lacks
@@ -372,9 +372,8 @@ class TransactionalStage:
         txn = self._txns.get(partition)
         try:
             async with asyncio.timeout(TXN_CALL_TIMEOUT_S):
-                self._output_topics.update(o.topic for o in outputs)
                 if txn is None:  # a new transaction: its producer may be new too and know no output topic yet
-                    await kafka.prefetch_topics(producer, self._output_topics)
+                    await kafka.prefetch_topics(producer, self._output_topics.union(o.topic for o in outputs))
                     await producer.begin_transaction()
                     txn = self._txns.open(partition, time.monotonic())
                 send = producer.send
@@ -539,7 +538,9 @@ class TransactionalStage:
 
     def _count(self, outputs: list[Output]) -> None:
         """Metrics once per topic and reason, not per record (labels() costs a lock and a dict lookup)."""
-        for topic, n in Tally(o.topic for o in outputs).items():
+        by_topic = Tally(o.topic for o in outputs)
+        self._output_topics.update(by_topic)  # what a new producer prefetches (see _enqueue)
+        for topic, n in by_topic.items():
             EVENTS_OUT.labels(self.logic.name, topic).inc(n)
         for reason, n in Tally(o.reject_reason for o in outputs if o.reject_reason).items():
             REJECTS.labels(self.logic.name, reason).inc(n)

@@ -424,11 +424,8 @@ async def prefetch_topics(producer: AIOKafkaProducer, topics: Iterable[str]) -> 
     first are spaced by :func:`_throttle_metadata`: a fresh producer (every assignment and recovery starts one per
     partition) waited ~0.25 s per output topic before its first transaction (issue 18; issue 13's catch-up).
     """
-    wanted = list(topics)
-    if not wanted:
-        return
     client = producer.client
-    missing = [t for t in wanted if client.cluster.partitions_for_topic(t) is None]
+    missing = [t for t in topics if client.cluster.partitions_for_topic(t) is None]
     if missing:  # ``_topics``: the client's tracked topic set, private (see tests/unit/io)
         await client.set_topics([*client._topics, *missing])
 

@@ -215,3 +215,12 @@ async def test_a_new_producer_fetches_every_output_topic_it_does_not_know_in_one
     assert len(requests) == 1 and set(requests[0]) == {"p.state", "p.shielding", "p.deadletter"}
     assert await stage._enqueue(0, [_state(0, 2)], 2)
     assert len(producers[0].client.requests) == 1  # type: ignore[attr-defined]  # known now: no second request
+
+
+async def test_the_topics_of_committed_outputs_are_prefetched_by_the_next_new_producer() -> None:
+    stage, _, producers = _stage(0)
+    assert await stage._enqueue(0, [_state(0, 1)], 1)
+    await stage._commit_due()  # "p.state" is learned when its records commit
+    producers[1].client = MetadataClient(known=False)  # type: ignore[misc]
+    assert await stage._enqueue(1, [Output("p.shielding", b"{}", b"k", 1)], 1)
+    assert set(producers[1].client.requests[0]) == {"p.state", "p.shielding"}  # type: ignore[attr-defined]
