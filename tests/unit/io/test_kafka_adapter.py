@@ -210,6 +210,13 @@ async def test_a_transaction_commits_only_when_every_send_was_delivered(fail: bo
         assert producer.calls == ["begin", "commit"]
 
 
+def test_a_transaction_after_a_commit_retries_its_first_partition_after_5_ms_not_20() -> None:
+    from aiokafka.producer import sender
+
+    assert sender.BACKOFF_OVERRIDE == kafka.CONCURRENT_TXN_BACKOFF_S == 0.005  # the private constant still read
+    assert "BACKOFF_OVERRIDE" in inspect.getsource(sender.AddPartitionsToTxnHandler.handle_response)
+
+
 def test_aiokafka_still_has_the_transaction_state_our_transaction_reads() -> None:
     from aiokafka.producer.transaction_manager import TransactionManager
 
