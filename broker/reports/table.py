@@ -9,8 +9,9 @@ Errors::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, Protocol, TypeAlias
 
 from consent_wire.errors import ValidationError
@@ -38,10 +39,18 @@ class Report(Protocol):
 def table_of(title: str, row_type: type[Any], rows: Iterable[Any]) -> Table:
     """A :class:`Table` whose columns are ``row_type``'s dataclass fields, one row per item."""
     columns = tuple(f.name for f in fields(row_type))
-    return Table(title, columns, tuple(tuple(_cell(v) for v in astuple(r)) for r in rows))
+    # the fields read shallowly, not with dataclasses.astuple: that deep-copies every value, and a report's rows
+    # are plain cells (_cell refuses anything else); profiled at 2,500 disclosure rows it was most of the answer
+    cells = attrgetter(*columns) if len(columns) > 1 else (lambda r: (getattr(r, columns[0]),))
+    return Table(title, columns, tuple(tuple(map(_cell, cells(r))) for r in rows))
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _cell(value: object) -> Cell:
+    if type(value) in _PLAIN:  # the usual cell, at one set lookup (a report of thousands of rows has many)
+        return value  # type: ignore[return-value]
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, str | int | float | bool) or value is None:

@@ -64,13 +64,14 @@ _AUDIT_PAGE = (
     "SELECT idx, prev_hash, hash, record FROM audit_index WHERE patient_key = ? AND idx > ? ORDER BY idx LIMIT ?"
 )
 _AGGREGATES = "SELECT value FROM report_aggregates WHERE kind = ? AND day >= ? AND day < ?"
-# the totals of a window: partitions and days summed in SQL; the "first" counts whose previous day is before
-# the window are its distinct patients (their own table, ordered by previous day: a window from the start
-# reads only the patients' first days)
+# the totals of a window: the rows of its days (one index range each), summed over partitions and days by the
+# caller; the "first" counts whose previous day is before the window are its distinct patients (their own table,
+# ordered by previous day: a window from the start reads only the patients' first days). Not GROUP BY: SQLite sorts
+# the rows into a temporary B-tree for it, which took longer than summing them in Python (issue 16's report
+# latency: 2,420 disclosure groups, 9,680 rows: 33 ms grouped, 19 ms not, each with the sums)
 _TOTALS = (
-    "SELECT grp, name, sum(n) FROM report_totals WHERE kind = ? AND day >= ? AND day < ? GROUP BY grp, name "
-    "UNION ALL SELECT grp, 'patients', sum(n) FROM report_firsts WHERE kind = ? AND prev < ? AND day >= ? "
-    "AND day < ? GROUP BY grp"
+    "SELECT grp, name, n FROM report_totals WHERE kind = ? AND day >= ? AND day < ? "
+    "UNION ALL SELECT grp, 'patients', n FROM report_firsts WHERE kind = ? AND prev < ? AND day >= ? AND day < ?"
 )
 _ADD_TOTAL = (
     "INSERT INTO report_totals (kind, day, grp, name, prev, n) VALUES (?, ?, ?, ?, ?, ?) "
@@ -234,10 +235,13 @@ class ViewStore:
 
         def run(db: sqlite3.Connection) -> dict[tuple[str, ...], Counter[str]]:
             end = end_day if end_day is not None else 2**62
-            totals: dict[tuple[str, ...], Counter[str]] = {}
+            by_text: dict[str, Counter[str]] = {}  # each group's JSON decoded once, not once per row
             for grp, name, n in db.execute(_TOTALS, (kind, first_day, end, kind, max(first_day, 0), first_day, end)):
-                totals.setdefault(tuple(orjson.loads(grp)), Counter())[str(name)] += int(n)
-            return totals
+                tally = by_text.get(grp)
+                if tally is None:
+                    tally = by_text[grp] = Counter()
+                tally[str(name)] += int(n)
+            return {tuple(orjson.loads(grp)): tally for grp, tally in by_text.items()}
 
         return await self._read(run)
 
