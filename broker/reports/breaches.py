@@ -78,12 +78,15 @@ def breach_summary(events: Iterable[Event], *, from_ms: int | None = None, to_ms
     return summary_of(b for _, b in _breaches(events, from_ms, to_ms))
 
 
+_SEVERITY_COLUMN = {severity: i for i, severity in enumerate(BreachSeverity)}  # the summary's count columns
+
+
 def summary_of(reports: Iterable[BreachReport]) -> BreachSummary:
     """The summary of these breach reports (each counted once: the caller has removed duplicates)."""
     acc: dict[str, list[int]] = {}
     for b in reports:
         row = acc.setdefault(b.organisation, [0, 0, 0, 0, 0])
-        row[list(BreachSeverity).index(b.severity)] += 1
+        row[_SEVERITY_COLUMN[b.severity]] += 1
         row[3] += b.individuals_affected
         row[4] += int(b.apology_given)
     rows = tuple(
