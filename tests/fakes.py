@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,12 @@ class FakeRecordSink:
 
     async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
         self.sent.append((topic, key, value))
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> asyncio.Future[None]:
+        self.sent.append((topic, key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
 @dataclass

@@ -247,3 +247,46 @@ def test_murmur2_on_kafkas_own_published_vectors() -> None:
     }
     for data, java in vectors.items():
         assert kafka.murmur2(data) == java & 0xFFFFFFFF
+
+
+class _Sink:
+    """Queues each send; ``fail`` names the topic whose delivery fails."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.fail, self.queued, self.futures = fail, [], []  # type: ignore[var-annotated]
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
+        raise AssertionError("send_all must not wait on each record")
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> asyncio.Future[None]:
+        self.queued.append((topic, key, value))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.futures.append((topic, future))
+        return future
+
+
+async def test_send_all_queues_every_record_before_awaiting_any_then_waits_for_each() -> None:
+    sink = _Sink()
+    task = asyncio.create_task(kafka.send_all(sink, [("a", b"k1", b"v1"), ("b", b"k2", b"v2"), ("a", None, None)]))
+    await asyncio.sleep(0)
+    assert sink.queued == [("a", b"k1", b"v1"), ("b", b"k2", b"v2"), ("a", None, None)]  # all in flight at once
+    assert not task.done()
+    for _, future in sink.futures[:2]:
+        future.set_result(None)
+    await asyncio.sleep(0)
+    assert not task.done()  # the last acknowledgement is still awaited
+    sink.futures[2][1].set_result(None)
+    assert await task == 3
+
+
+async def test_send_all_raises_the_first_failed_delivery_and_takes_the_others_quietly() -> None:
+    sink = _Sink()
+    task = asyncio.create_task(kafka.send_all(sink, [("a", b"k", b"v"), ("b", b"k", b"v")]))
+    await asyncio.sleep(0)
+    sink.futures[0][1].set_exception(KafkaError("not enough replicas"))
+    with pytest.raises(KafkaError, match="not enough replicas"):
+        await task
+    later = sink.futures[1][1]
+    later.set_exception(KafkaError("later"))
+    await asyncio.sleep(0)  # abandon's callback retrieves it: asyncio will not log "exception was never retrieved"
+    assert later._log_traceback is False  # type: ignore[attr-defined]
