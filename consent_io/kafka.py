@@ -132,8 +132,10 @@ async def send_all(sink: RecordSink, records: Iterable[tuple[str, bytes | None, 
     All are queued before any is awaited, so they share requests and round trips, where one ``send_and_wait``
     after another waits a round trip each (the mirror's site feeds, issue 18: agents' replicas ~20-30 s behind
     under load). The producer keeps each partition's order. Returns how many were written."""
-    futures = [await sink.send(topic, value, key=key) for topic, key, value in records]
+    futures: list[asyncio.Future[Any]] = []
     try:
+        for topic, key, value in records:  # a send refused at once (too large, say) takes the queued ones down too
+            futures.append(await sink.send(topic, value, key=key))
         await delivered(futures)
     except BaseException:
         abandon(futures)
