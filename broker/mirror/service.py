@@ -23,6 +23,10 @@ MQTT error ends the session; the next one (after full-jitter backoff) replays th
 start and republishes, which is harmless (retained messages and compacted keys are replaced; replicas
 ignore records no fresher than theirs) and covers anything lost with the broken connection.
 
+A shielding lane (issue 18): each pass of the loop first takes what the shielding topic holds, publishes and
+feeds it, and only then the events and state records polled with it (at most ``_BULK_RECORDS`` a pass), so a
+shielding flag waits for one bounded pass at most, however far the mirror is behind the state topic.
+
 Resuming (issue 16): with ``state_dir`` set, the mirror keeps a local store (:mod:`broker.mirror.store`):
 after each batch is published and fed, the planner's changes and the positions reached are written in one
 SQLite transaction, and a session starts from there with the planner as it was, instead of replaying the
@@ -67,7 +71,17 @@ from consent_wire.site_pseudonyms import CorePseudonyms
 if TYPE_CHECKING:
     from broker.runtime import Core
 
-__all__ = ["MirrorConfig", "MqttMirror", "ReplicaMirror", "SealedPublication", "load_core_signer", "seal"]
+__all__ = [
+    "MirrorConfig",
+    "MqttMirror",
+    "Poller",
+    "ReplicaMirror",
+    "SealedPublication",
+    "lanes",
+    "load_core_signer",
+    "poll",
+    "seal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +97,9 @@ _POLL_MS = 500  # how long one poll may block: bounds how late the mirror notice
 # (each chunk waiting for its slowest PUBACK) measured ~4.4 ms per retained publish under `make bench` load: the
 # mirror fell up to 57 s behind the state topic and the agents' replicas with it (issue 18's shielding lane).
 _IN_FLIGHT = 100
+# Most records one poll takes from all partitions: bounds one pass of the loop, so a shielding record that arrives
+# meanwhile waits for at most this many bulk records' publishes before it is read, first (see ``poll``).
+_BULK_RECORDS = 1_000
 CORE_SIGNER_ID = "core"  # the name inside the core's AgentSigner (the envelope carries only its key id)
 
 
@@ -230,14 +247,12 @@ class ReplicaMirror:
                 log.info("mirror connected mqtt=%s:%d client_id=%s", c.mqtt.host, c.mqtt.port, c.client_id)
                 planner = MirrorPlanner(c.registrations, c.pseudonyms)
                 positions = await self._resume(consumer, planner)
+                urgent = sorted(tp for tp in consumer.assignment() if tp.topic == c.shielding_topic)
+                feeds = _AdminFeeds(admin, self) if admin is not None else None
                 while True:
-                    batches = await consumer.getmany(timeout_ms=_POLL_MS)
+                    batches = await poll(consumer, urgent)
+                    await self._mirror_pass(planner, batches, client, producer, feeds)
                     for tp, records in batches.items():
-                        sealed, refused = seal(c.signer, self._plan(planner, tp.topic, records), self._now_ms())
-                        RECORDS.labels(MirrorOutcome.UNSEALABLE.value).inc(refused)
-                        await self._publish(client, sealed)
-                        if producer is not None and admin is not None:
-                            await self._feed(producer, _AdminFeeds(admin, self), sealed)
                         if records:
                             positions[(tp.topic, tp.partition)] = records[-1].offset + 1
                             self.records_read += len(records)
@@ -277,18 +292,36 @@ class ReplicaMirror:
             log.info("mirror resumed from its store positions=%d", len(positions))
         return positions
 
-    def _plan(self, planner: MirrorPlanner, topic: str, records: Sequence[Any]) -> tuple[Publication, ...]:
+    async def _mirror_pass(
+        self,
+        planner: MirrorPlanner,
+        batches: dict[TopicPartition, list[Any]],
+        client: mqtt.MqttLink,
+        sink: kafka.RecordSink | None,
+        feeds: SiteFeedAdmin | None,
+    ) -> None:
+        """One poll's records to both sinks, lane by lane (:func:`lanes`): shielding published and fed, then bulk."""
+        for lane in lanes(batches, self.config.shielding_topic):
+            sealed, refused = seal(self.config.signer, self._plan_lane(planner, lane), self._now_ms())
+            RECORDS.labels(MirrorOutcome.UNSEALABLE.value).inc(refused)
+            await self._publish(client, sealed)
+            if sink is not None and feeds is not None:
+                await self._feed(sink, feeds, sealed)
+
+    def _plan_lane(self, planner: MirrorPlanner, lane: Sequence[tuple[str, Sequence[Any]]]) -> tuple[Publication, ...]:
+        """What one lane's records call for, in the order read, each retained topic once (its last message)."""
         publications: list[Publication] = []
-        kind = self._kinds.get(topic)
-        for record in records:
-            value = None if record.value is None else bytes(record.value)
-            if kind is None:
-                step: Step = planner.on_event(value)
-            else:
-                key = None if record.key is None else bytes(record.key)
-                step = planner.on_record(kind, key, value)
-            RECORDS.labels(step.outcome.value).inc()
-            publications.extend(step.publications)
+        for topic, records in lane:
+            kind = self._kinds.get(topic)
+            for record in records:
+                value = None if record.value is None else bytes(record.value)
+                if kind is None:
+                    step: Step = planner.on_event(value)
+                else:
+                    key = None if record.key is None else bytes(record.key)
+                    step = planner.on_record(kind, key, value)
+                RECORDS.labels(step.outcome.value).inc()
+                publications.extend(step.publications)
         return coalesce(publications)
 
     async def _publish(self, client: mqtt.MqttLink, publications: Sequence[SealedPublication]) -> None:
@@ -320,6 +353,40 @@ class ReplicaMirror:
         fed = await kafka.send_all(sink, records)
         FED.inc(fed)
         self.fed_total += fed
+
+
+class Poller(Protocol):
+    """What :func:`poll` needs of a consumer (aiokafka's ``AIOKafkaConsumer.getmany``)."""
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]: ...
+
+
+async def poll(consumer: Poller, urgent: Sequence[TopicPartition]) -> dict[TopicPartition, list[Any]]:
+    """One poll for the mirror's loop: whatever the shielding partitions (``urgent``) hold first, without waiting,
+    then at most :data:`_BULK_RECORDS` from every partition (waiting up to :data:`_POLL_MS` only if nothing was
+    urgent). Each partition's records stay in offset order (the second read continues where the first stopped)."""
+    polled: dict[TopicPartition, list[Any]] = {}
+    if urgent:
+        polled = {tp: list(records) for tp, records in (await consumer.getmany(*urgent, timeout_ms=0)).items()}
+    wait = 0 if any(polled.values()) else _POLL_MS
+    for tp, records in (await consumer.getmany(timeout_ms=wait, max_records=_BULK_RECORDS)).items():
+        polled.setdefault(tp, []).extend(records)
+    return polled
+
+
+def lanes(
+    batches: dict[TopicPartition, list[Any]], shielding_topic: str
+) -> tuple[list[tuple[str, list[Any]]], list[tuple[str, list[Any]]]]:
+    """A poll's records as two lanes, each a list of (topic, records): the shielding topic's, then the rest
+    (events and state) in the order polled. The mirror publishes and feeds the first lane before planning the
+    second, so a shielding flag never queues behind a bulk batch's publishes (issue 18's fast lane). The lanes run
+    one after the other, never together, so neither overtakes the other on a retained topic or a feed key (an event
+    in the bulk lane can publish a held shielding record to a new site: the latest, planned after the first lane)."""
+    urgent = [(tp.topic, records) for tp, records in batches.items() if tp.topic == shielding_topic and records]
+    bulk = [(tp.topic, records) for tp, records in batches.items() if tp.topic != shielding_topic and records]
+    return urgent, bulk
 
 
 @dataclass(frozen=True, slots=True)

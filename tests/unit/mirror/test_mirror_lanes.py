@@ -1,0 +1,141 @@
+"""The mirror's shielding lane (issue 18): shielding records read first, published and fed before bulk records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from broker.mirror import MirrorPlanner
+from broker.mirror.service import _BULK_RECORDS, _POLL_MS, MirrorConfig, ReplicaMirror, lanes, poll
+from broker.topics import TopicNames
+from consent_io.connection import KafkaConnection, MqttConnection
+from consent_rules.state import apply, empty_state
+from consent_wire.codes import HiddenField, ShieldingAction
+from consent_wire.dsse import AgentSigner
+from consent_wire.model import ShieldingFlag
+from tests.factories import patient, plain_event
+from tests.fakes import FakeMqttLink, FakeRecordSink
+from tests.unit.mirror.test_mirror import _event_records
+
+P, Q = patient(1), patient(2)
+NOW = 1_700_000_000_000
+CORE = AgentSigner.generate("core")
+STATE0, STATE1 = TopicPartition("state", 0), TopicPartition("state", 1)
+SHIELD0, SHIELD1 = TopicPartition("shielding", 0), TopicPartition("shielding", 1)
+EVENTS0 = TopicPartition("events", 0)
+
+
+@dataclass(frozen=True)
+class Rec:
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class ScriptedConsumer:
+    """Answers each ``getmany`` from a script and records how it was asked (partitions, wait, max_records)."""
+
+    def __init__(self, *answers: dict[TopicPartition, list[Any]]) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[tuple[TopicPartition, ...], int, int | None]] = []
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]:
+        self.calls.append((partitions, timeout_ms, max_records))
+        return self.answers.pop(0)
+
+
+def _state(key: str) -> bytes:
+    flag = ShieldingFlag(ShieldingAction.SET, (HiddenField.LOCATION,), "GP", "DOMESTIC_ABUSE")
+    return apply(empty_state(key), plain_event(key, flag, NOW << 16)).to_bytes()
+
+
+def _shielding(key: str) -> bytes:
+    return orjson.dumps(
+        {"active": True, "hides": ["LOCATION"], "patient_key": key, "reason": "DOMESTIC_ABUSE",
+         "stamp": {"agent_id": "a", "event_id": "e", "hlc": 5}},
+        option=orjson.OPT_SORT_KEYS,
+    )  # fmt: skip
+
+
+def _mirror() -> ReplicaMirror:
+    config = MirrorConfig(
+        MqttConnection("127.0.0.1", 1),
+        KafkaConnection("127.0.0.1:1"),
+        "events",
+        "state",
+        "shielding",
+        "mirror",
+        signer=CORE,
+        site_feeds=TopicNames("pfx"),
+    )
+    return ReplicaMirror(config, now_ms=lambda: NOW)
+
+
+class Feeds:
+    async def ensure(self, site: str) -> None:
+        return None
+
+
+async def test_a_poll_takes_the_shielding_partitions_first_without_waiting_then_a_bounded_bulk() -> None:
+    urgent = [Rec(7, P.encode(), b"s7")]
+    consumer = ScriptedConsumer(
+        {SHIELD0: urgent},
+        {STATE0: [Rec(1, P.encode(), b"a")], SHIELD0: [Rec(8, P.encode(), b"s8")]},
+    )
+    polled = await poll(consumer, [SHIELD0, SHIELD1])
+    assert consumer.calls == [((SHIELD0, SHIELD1), 0, None), ((), 0, _BULK_RECORDS)]  # no wait: urgent held some
+    assert [r.offset for r in polled[SHIELD0]] == [7, 8]  # one partition's records stay in offset order
+    assert list(polled) == [SHIELD0, STATE0]
+    assert urgent == [Rec(7, P.encode(), b"s7")]  # the consumer's own list is not extended
+
+
+async def test_with_nothing_urgent_the_bulk_read_waits_for_records() -> None:
+    consumer = ScriptedConsumer({SHIELD0: []}, {})
+    assert await poll(consumer, [SHIELD0]) == {SHIELD0: []}
+    assert consumer.calls[1] == ((), _POLL_MS, _BULK_RECORDS)
+    idle = ScriptedConsumer({})
+    await poll(idle, [])  # no shielding partition assigned: a single bulk read
+    assert idle.calls == [((), _POLL_MS, _BULK_RECORDS)]
+
+
+def test_lanes_put_the_shielding_topic_first_and_keep_the_rest_in_poll_order() -> None:
+    a, b, c = [Rec(1, None, None)], [Rec(2, None, None)], [Rec(3, None, None)]
+    urgent, bulk = lanes({STATE0: a, EVENTS0: b, SHIELD1: c, STATE1: []}, "shielding")
+    assert urgent == [("shielding", c)]
+    assert bulk == [("state", a), ("events", b)]  # empty partitions dropped
+
+
+async def test_a_shielding_record_polled_after_bulk_state_is_published_and_fed_first() -> None:
+    mirror, link, sink = _mirror(), FakeMqttLink(), FakeRecordSink()
+    planner = MirrorPlanner()
+    planner.add_site("A81001", P)
+    planner.add_site("A81001", Q)
+    batches = {
+        STATE0: [Rec(1, Q.encode(), _state(Q)), Rec(2, P.encode(), _state(P))],
+        SHIELD0: [Rec(5, P.encode(), _shielding(P))],
+    }
+    await mirror._mirror_pass(planner, batches, link, sink, Feeds())
+    assert [t for t, *_ in link.published] == [
+        f"consent/shielding/A81001/{P}",
+        f"consent/state/A81001/{Q}",
+        f"consent/state/A81001/{P}",
+    ]
+    assert [k for _, k, _ in sink.sent] == [b"shielding/" + P.encode(), b"state/" + Q.encode(), b"state/" + P.encode()]
+
+
+async def test_a_shielding_record_for_a_site_learnt_later_in_the_same_poll_reaches_it_from_the_bulk_lane() -> None:
+    mirror, link, sink = _mirror(), FakeMqttLink(), FakeRecordSink()
+    planner = MirrorPlanner()
+    (event,) = _event_records("B82002", [P])
+    batches = {EVENTS0: [Rec(1, None, event)], SHIELD0: [Rec(5, P.encode(), _shielding(P))]}
+    await mirror._mirror_pass(planner, batches, link, sink, Feeds())
+    site_key = planner.site_key("B82002", P)
+    assert site_key  # the site's own pseudonym, learnt from its event
+    # held while no site was known (first lane), then sent to the new site when its event was read (second)
+    assert [t for t, *_ in link.published] == [f"consent/shielding/B82002/{site_key}"]
+    assert len(sink.sent) == 1
