@@ -164,19 +164,15 @@ class RealFleet:
             self._watch_replica(m.agent)
 
     def _watch_replica(self, agent: Agent) -> None:
-        replica = agent.replica
-        original = replica.upsert
         waiting = self._replica_wait
         recorder = self.shielding_replica
 
-        async def upsert(kind: ReplicaKind, key: str, data: bytes, freshness: int, as_at_ms: int) -> bool:
-            changed = await original(kind, key, data, freshness, as_at_ms)
-            origin = waiting.pop(key, None) if kind is ReplicaKind.SHIELDING and replica.follows(key) else None
+        def stored(kind: ReplicaKind, key: str) -> None:  # once the replica's transaction holding it committed
+            origin = waiting.pop(key, None) if kind is ReplicaKind.SHIELDING else None
             if origin is not None:
                 recorder.record((time.perf_counter() - origin) * 1000.0)
-            return changed
 
-        replica.upsert = upsert  # type: ignore[method-assign,assignment]
+        agent.replica.on_change = stored
 
     async def run(self, duration_s: float) -> None:
         connector = aiohttp.TCPConnector(limit=64)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from consent_rules.replica_feed import ReplicaUpdate
 from edge_agent.replica import Replica, ReplicaKind, load_patient_keys
 from edge_agent.replica_follow import mqtt_replica_topics, parse_mqtt_replica_topic
 
@@ -95,3 +96,52 @@ async def test_feed_positions_survive_reopen_per_topic_and_a_later_save_moves_th
     await reopened.close()
 
     assert positions == {0: 5, 1: 9}
+
+
+async def test_a_batch_is_applied_in_order_with_its_positions_in_one_transaction(tmp_path: Path) -> None:
+    replica = Replica(tmp_path / "r.db", frozenset({"p1", "p2"}))
+    await replica.open()
+    await replica.upsert(ReplicaKind.STATE, "p2", b"old", 1, 1)
+    told: list[tuple[ReplicaKind, str]] = []
+    replica.on_change = lambda kind, key: told.append((kind, key))
+    batch = (
+        ReplicaUpdate(ReplicaKind.STATE, "p1", b"v1", 1, 10),
+        ReplicaUpdate(ReplicaKind.STATE, "p1", b"v3", 3, 30),
+        ReplicaUpdate(ReplicaKind.STATE, "p1", b"v2", 2, 20),  # less fresh than v3, read before it: ignored
+        ReplicaUpdate(ReplicaKind.SHIELDING, "p9", b"s", 1, 1),  # not this site's patient
+        ReplicaUpdate(ReplicaKind.STATE, "p2", None, None, 40),  # deleted
+        ReplicaUpdate(ReplicaKind.SHIELDING, "p2", None, None, 40),  # nothing held to delete
+    )
+    changed = await replica.apply_all(batch, ("consent.site.A81001", {0: 17, 1: 4}))
+    await replica.close()
+    reopened = Replica(tmp_path / "r.db", None)
+    await reopened.open()
+    p1, p2, positions = (
+        await reopened.get("p1"),
+        await reopened.get("p2"),
+        await reopened.positions("consent.site.A81001"),
+    )
+    await reopened.close()
+
+    assert changed == [True, True, False, False, True, False]
+    assert told == [(ReplicaKind.STATE, "p1"), (ReplicaKind.STATE, "p1"), (ReplicaKind.STATE, "p2")]
+    assert replica.updates_total == 1 + 3
+    assert p1 is not None and p1.state == b"v3" and p2 is None
+    assert positions == {0: 17, 1: 4}
+
+
+async def test_a_failed_batch_leaves_neither_its_records_nor_its_positions(tmp_path: Path) -> None:
+    replica = Replica(tmp_path / "r.db", None)
+    await replica.open()
+    bad = ReplicaUpdate(ReplicaKind.STATE, "p2", b"x", 1, 1)
+    object.__setattr__(bad, "record", object())  # not bytes: SQLite refuses it midway through the batch
+    try:
+        await replica.apply_all((ReplicaUpdate(ReplicaKind.STATE, "p1", b"x", 1, 1), bad), ("t", {0: 9}))
+    except sqlite3.Error:
+        pass
+    else:
+        raise AssertionError("the batch should have failed")
+    found, positions = await replica.get("p1"), await replica.positions("t")
+    assert await replica.apply_all((ReplicaUpdate(ReplicaKind.STATE, "p1", b"y", 1, 1),)) == [True]  # usable again
+    await replica.close()
+    assert (found, positions) == (None, {})
