@@ -18,14 +18,16 @@ counted (``broker_mirror_records_total{outcome="unsealable"}``) and never sent.
 Only sites with a relationship with a patient (an event recorded there, or a line in the
 registrations file) receive that patient's records: see :mod:`broker.mirror.planner`.
 
-One session = one Kafka consumer + one producer + one MQTT connection + a fresh planner. Any Kafka or
+One session = two Kafka consumers (the lead lane's and the bulk's) + one producer + one MQTT connection + a
+fresh planner. Any Kafka or
 MQTT error ends the session; the next one (after full-jitter backoff) replays the topics from the
 start and republishes, which is harmless (retained messages and compacted keys are replaced; replicas
 ignore records no fresher than theirs) and covers anything lost with the broken connection.
 
-A shielding lane (issue 18): each pass of the loop first takes what the shielding topic holds, publishes and
-feeds it, and only then the events and state records polled with it (at most ``_BULK_RECORDS`` a pass), so a
-shielding flag waits for one bounded pass at most, however far the mirror is behind the state topic.
+A lead lane for shielding (issue 18): the shielding and events topics are read by a consumer of their own, and
+each pass of the loop first takes what it holds, publishes and feeds it, and only then the state records polled
+with it (at most ``_BULK_RECORDS`` a pass), so a shielding flag - and the event that tells the mirror which site
+knows its patient - waits for one bounded pass at most, however far the mirror is behind the state topic.
 
 Resuming (issue 16): with ``state_dir`` set, the mirror keeps a local store (:mod:`broker.mirror.store`):
 after each batch is published and fed, the planner's changes and the positions reached are written in one
@@ -91,14 +93,16 @@ FED = Counter("broker_mirror_site_feed_records_total", "Records written to the p
 CONNECTED = Gauge("broker_mirror_connected", "1 while the mirror holds its Kafka clients and MQTT session")
 
 _QOS_AT_LEAST_ONCE = 1
-_POLL_MS = 500  # how long one poll may block: bounds how late the mirror notices stop
+# How long an idle mirror's poll waits on the bulk topics before it looks at the shielding lane again (and so how
+# late a shielding flag may be read when nothing else is moving; also how late the mirror notices stop)
+_IDLE_WAIT_MS = 50
 # Publishes awaiting their PUBACK at once: a sliding window, the mirror's client opened with paho's in-flight
 # window (default 20) and aiomqtt's warning threshold (default 10) raised to match. Ten at a time in lockstep
 # (each chunk waiting for its slowest PUBACK) measured ~4.4 ms per retained publish under `make bench` load: the
 # mirror fell up to 57 s behind the state topic and the agents' replicas with it (issue 18's shielding lane).
 _IN_FLIGHT = 100
-# Most records one poll takes from all partitions: bounds one pass of the loop, so a shielding record that arrives
-# meanwhile waits for at most this many bulk records' publishes before it is read, first (see ``poll``).
+# Most state records one pass takes: bounds one pass of the loop, so a shielding record that arrives meanwhile waits
+# for at most this many state records' publishes before it is read, first (see ``poll``).
 _BULK_RECORDS = 1_000
 CORE_SIGNER_ID = "core"  # the name inside the core's AgentSigner (the envelope carries only its key id)
 
@@ -232,11 +236,15 @@ class ReplicaMirror:
     async def _session(self) -> None:
         c = self.config
         consumer = kafka.consumer(c.kafka, group_id=None, auto_offset_reset="earliest")
+        # the lead lane's own consumer (shielding and events): its fetches never wait behind the state topic's (one
+        # fetch in flight per broker and client, megabytes each while the mirror is behind the state topic)
+        urgent = kafka.consumer(c.kafka, group_id=None, auto_offset_reset="earliest")
         producer = kafka.producer(c.kafka, acks="all", enable_idempotence=True) if c.site_feeds else None
         admin = kafka.admin(c.kafka) if c.site_feeds else None
         self._feeds_ready = set()
-        await consumer.start()
         try:
+            await consumer.start()
+            await urgent.start()
             if producer is not None and admin is not None:
                 await producer.start()
                 await admin.start()
@@ -246,11 +254,10 @@ class ReplicaMirror:
                 CONNECTED.set(1)
                 log.info("mirror connected mqtt=%s:%d client_id=%s", c.mqtt.host, c.mqtt.port, c.client_id)
                 planner = MirrorPlanner(c.registrations, c.pseudonyms)
-                positions = await self._resume(consumer, planner)
-                urgent = sorted(tp for tp in consumer.assignment() if tp.topic == c.shielding_topic)
+                positions = await self._resume(consumer, urgent, planner)
                 feeds = _AdminFeeds(admin, self) if admin is not None else None
                 while True:
-                    batches = await poll(consumer, urgent)
+                    batches = await poll(urgent, consumer)
                     await self._mirror_pass(planner, batches, client, producer, feeds)
                     for tp, records in batches.items():
                         if records:
@@ -260,8 +267,9 @@ class ReplicaMirror:
                     if self.store is not None and batches:  # published and fed: now where the mirror is
                         await asyncio.to_thread(self.store.commit, changes, dict(positions))
         finally:
-            with contextlib.suppress(KafkaError, OSError):
-                await consumer.stop()
+            for reader in (consumer, urgent):
+                with contextlib.suppress(KafkaError, OSError):
+                    await reader.stop()
             if producer is not None:
                 with contextlib.suppress(KafkaError, OSError):
                     await producer.stop()
@@ -269,25 +277,29 @@ class ReplicaMirror:
                 with contextlib.suppress(KafkaError, OSError):
                     await admin.close()
 
-    async def _resume(self, consumer: AIOKafkaConsumer, planner: MirrorPlanner) -> dict[tuple[str, int], int]:
-        """Assign every partition of the three topics: from the stored positions (planner restored), else the start."""
+    async def _resume(
+        self, bulk: AIOKafkaConsumer, urgent: AIOKafkaConsumer, planner: MirrorPlanner
+    ) -> dict[tuple[str, int], int]:
+        """Assign every partition of the three topics (the shielding and events topics' to ``urgent``, the state
+        topic's to ``bulk``): from the stored positions (planner restored), else the start."""
         c = self.config
         positions: dict[tuple[str, int], int] = {}
         if self.store is not None:
             stored = await asyncio.to_thread(self.store.load)
             planner.restore(stored.sites, stored.held)
             positions = dict(stored.positions)
-        tps: list[TopicPartition] = []
-        for topic in (c.events_topic, c.state_topic, c.shielding_topic):
-            partitions = await kafka.partitions_for(consumer, topic)
-            if not partitions:
-                raise KafkaError(f"topic {topic} has no partitions yet")  # the session restarts with backoff
-            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await kafka.seek_to_start(consumer, tps)
-        for tp in tps:
-            if (tp.topic, tp.partition) in positions:
-                consumer.seek(tp, positions[(tp.topic, tp.partition)])
+        for consumer, topics in ((bulk, (c.state_topic,)), (urgent, (c.events_topic, c.shielding_topic))):
+            tps: list[TopicPartition] = []
+            for topic in topics:
+                partitions = await kafka.partitions_for(consumer, topic)
+                if not partitions:
+                    raise KafkaError(f"topic {topic} has no partitions yet")  # the session restarts with backoff
+                tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await kafka.seek_to_start(consumer, tps)
+            for tp in tps:
+                if (tp.topic, tp.partition) in positions:
+                    consumer.seek(tp, positions[(tp.topic, tp.partition)])
         if positions:
             log.info("mirror resumed from its store positions=%d", len(positions))
         return positions
@@ -300,8 +312,8 @@ class ReplicaMirror:
         sink: kafka.RecordSink | None,
         feeds: SiteFeedAdmin | None,
     ) -> None:
-        """One poll's records to both sinks, lane by lane (:func:`lanes`): shielding published and fed, then bulk."""
-        for lane in lanes(batches, self.config.shielding_topic):
+        """One poll's records to both sinks, lane by lane (:func:`lanes`): the lead lane published and fed first."""
+        for lane in lanes(batches, self.config.state_topic):
             sealed, refused = seal(self.config.signer, self._plan_lane(planner, lane), self._now_ms())
             RECORDS.labels(MirrorOutcome.UNSEALABLE.value).inc(refused)
             await self._publish(client, sealed)
@@ -363,30 +375,30 @@ class Poller(Protocol):
     ) -> dict[TopicPartition, list[Any]]: ...
 
 
-async def poll(consumer: Poller, urgent: Sequence[TopicPartition]) -> dict[TopicPartition, list[Any]]:
-    """One poll for the mirror's loop: whatever the shielding partitions (``urgent``) hold first, without waiting,
-    then at most :data:`_BULK_RECORDS` from every partition (waiting up to :data:`_POLL_MS` only if nothing was
-    urgent). Each partition's records stay in offset order (the second read continues where the first stopped)."""
-    polled: dict[TopicPartition, list[Any]] = {}
-    if urgent:
-        polled = {tp: list(records) for tp, records in (await consumer.getmany(*urgent, timeout_ms=0)).items()}
-    wait = 0 if any(polled.values()) else _POLL_MS
-    for tp, records in (await consumer.getmany(timeout_ms=wait, max_records=_BULK_RECORDS)).items():
+async def poll(urgent: Poller, bulk: Poller) -> dict[TopicPartition, list[Any]]:
+    """One poll for the mirror's loop: whatever the lead lane's consumer (``urgent``: shielding and events) holds,
+    without waiting, then at most :data:`_BULK_RECORDS` from the state topic (``bulk``), waiting up to
+    :data:`_IDLE_WAIT_MS` only if nothing was urgent: an idle mirror looks at the lead lane that often."""
+    polled = {tp: list(records) for tp, records in (await urgent.getmany(timeout_ms=0)).items() if records}
+    wait = 0 if polled else _IDLE_WAIT_MS
+    for tp, records in (await bulk.getmany(timeout_ms=wait, max_records=_BULK_RECORDS)).items():
         polled.setdefault(tp, []).extend(records)
     return polled
 
 
 def lanes(
-    batches: dict[TopicPartition, list[Any]], shielding_topic: str
+    batches: dict[TopicPartition, list[Any]], bulk_topic: str
 ) -> tuple[list[tuple[str, list[Any]]], list[tuple[str, list[Any]]]]:
-    """A poll's records as two lanes, each a list of (topic, records): the shielding topic's, then the rest
-    (events and state) in the order polled. The mirror publishes and feeds the first lane before planning the
-    second, so a shielding flag never queues behind a bulk batch's publishes (issue 18's fast lane). The lanes run
-    one after the other, never together, so neither overtakes the other on a retained topic or a feed key (an event
-    in the bulk lane can publish a held shielding record to a new site: the latest, planned after the first lane)."""
-    urgent = [(tp.topic, records) for tp, records in batches.items() if tp.topic == shielding_topic and records]
-    bulk = [(tp.topic, records) for tp, records in batches.items() if tp.topic != shielding_topic and records]
-    return urgent, bulk
+    """A poll's records as two lanes, each a list of (topic, records) in the order polled: the lead lane (the
+    shielding and events topics), then the bulk lane (``bulk_topic``, the state topic). The mirror publishes and
+    feeds the lead lane before planning the bulk one, so a shielding flag never queues behind a bulk batch's
+    publishes (issue 18's fast lane), and the events that tell which sites know a patient are read as promptly:
+    a shielding record for a patient whose site is not yet known is held until that site's event is read, so
+    events behind the state backlog held shielding flags for seconds. The lanes run one after the other, never
+    together, so neither overtakes the other on a retained topic or a feed key."""
+    lead = [(tp.topic, records) for tp, records in batches.items() if tp.topic != bulk_topic and records]
+    bulk = [(tp.topic, records) for tp, records in batches.items() if tp.topic == bulk_topic and records]
+    return lead, bulk
 
 
 @dataclass(frozen=True, slots=True)

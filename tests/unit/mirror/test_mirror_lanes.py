@@ -9,7 +9,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from broker.mirror import MirrorPlanner
-from broker.mirror.service import _BULK_RECORDS, _POLL_MS, MirrorConfig, ReplicaMirror, lanes, poll
+from broker.mirror.service import _BULK_RECORDS, _IDLE_WAIT_MS, MirrorConfig, ReplicaMirror, lanes, poll
 from broker.topics import TopicNames
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.state import apply, empty_state
@@ -81,33 +81,28 @@ class Feeds:
         return None
 
 
-async def test_a_poll_takes_the_shielding_partitions_first_without_waiting_then_a_bounded_bulk() -> None:
-    urgent = [Rec(7, P.encode(), b"s7")]
-    consumer = ScriptedConsumer(
-        {SHIELD0: urgent},
-        {STATE0: [Rec(1, P.encode(), b"a")], SHIELD0: [Rec(8, P.encode(), b"s8")]},
-    )
-    polled = await poll(consumer, [SHIELD0, SHIELD1])
-    assert consumer.calls == [((SHIELD0, SHIELD1), 0, None), ((), 0, _BULK_RECORDS)]  # no wait: urgent held some
-    assert [r.offset for r in polled[SHIELD0]] == [7, 8]  # one partition's records stay in offset order
-    assert list(polled) == [SHIELD0, STATE0]
-    assert urgent == [Rec(7, P.encode(), b"s7")]  # the consumer's own list is not extended
+async def test_a_poll_takes_the_shielding_lane_first_without_waiting_then_a_bounded_bulk() -> None:
+    urgent = ScriptedConsumer({SHIELD0: [Rec(7, P.encode(), b"s7")], SHIELD1: []})
+    bulk = ScriptedConsumer({STATE0: [Rec(1, P.encode(), b"a")], EVENTS0: [Rec(3, None, b"e")]})
+    polled = await poll(urgent, bulk)
+    assert urgent.calls == [((), 0, None)]
+    assert bulk.calls == [((), 0, _BULK_RECORDS)]  # no wait: the shielding lane held something
+    assert list(polled) == [SHIELD0, STATE0, EVENTS0]  # shielding first; empty partitions dropped
+    assert [r.offset for r in polled[SHIELD0]] == [7]
 
 
-async def test_with_nothing_urgent_the_bulk_read_waits_for_records() -> None:
-    consumer = ScriptedConsumer({SHIELD0: []}, {})
-    assert await poll(consumer, [SHIELD0]) == {SHIELD0: []}
-    assert consumer.calls[1] == ((), _POLL_MS, _BULK_RECORDS)
-    idle = ScriptedConsumer({})
-    await poll(idle, [])  # no shielding partition assigned: a single bulk read
-    assert idle.calls == [((), _POLL_MS, _BULK_RECORDS)]
+async def test_with_nothing_urgent_the_bulk_read_waits_briefly_for_records() -> None:
+    urgent, bulk = ScriptedConsumer({SHIELD0: []}), ScriptedConsumer({})
+    assert await poll(urgent, bulk) == {}
+    assert bulk.calls == [((), _IDLE_WAIT_MS, _BULK_RECORDS)]
+    assert _IDLE_WAIT_MS <= 100  # an idle mirror reads a new shielding flag within this
 
 
-def test_lanes_put_the_shielding_topic_first_and_keep_the_rest_in_poll_order() -> None:
+def test_the_lead_lane_holds_shielding_and_events_in_poll_order_and_state_comes_after() -> None:
     a, b, c = [Rec(1, None, None)], [Rec(2, None, None)], [Rec(3, None, None)]
-    urgent, bulk = lanes({STATE0: a, EVENTS0: b, SHIELD1: c, STATE1: []}, "shielding")
-    assert urgent == [("shielding", c)]
-    assert bulk == [("state", a), ("events", b)]  # empty partitions dropped
+    lead, bulk = lanes({STATE0: a, EVENTS0: b, SHIELD1: c, STATE1: []}, "state")
+    assert lead == [("events", b), ("shielding", c)]
+    assert bulk == [("state", a)]  # empty partitions dropped
 
 
 async def test_a_shielding_record_polled_after_bulk_state_is_published_and_fed_first() -> None:
@@ -128,14 +123,22 @@ async def test_a_shielding_record_polled_after_bulk_state_is_published_and_fed_f
     assert [k for _, k, _ in sink.sent] == [b"shielding/" + P.encode(), b"state/" + Q.encode(), b"state/" + P.encode()]
 
 
-async def test_a_shielding_record_for_a_site_learnt_later_in_the_same_poll_reaches_it_from_the_bulk_lane() -> None:
+async def test_a_shielding_record_for_a_site_learnt_later_in_the_same_poll_reaches_it_in_the_lead_lane() -> None:
     mirror, link, sink = _mirror(), FakeMqttLink(), FakeRecordSink()
     planner = MirrorPlanner()
     (event,) = _event_records("B82002", [P])
-    batches = {EVENTS0: [Rec(1, None, event)], SHIELD0: [Rec(5, P.encode(), _shielding(P))]}
+    batches = {
+        SHIELD0: [Rec(5, P.encode(), _shielding(P))],
+        STATE0: [Rec(2, P.encode(), _state(P))],
+        EVENTS0: [Rec(1, None, event)],
+    }
     await mirror._mirror_pass(planner, batches, link, sink, Feeds())
     site_key = planner.site_key("B82002", P)
     assert site_key  # the site's own pseudonym, learnt from its event
-    # held while no site was known (first lane), then sent to the new site when its event was read (second)
-    assert [t for t, *_ in link.published] == [f"consent/shielding/B82002/{site_key}"]
-    assert len(sink.sent) == 1
+    # held while no site was known, then sent to the new site when its event was read: both in the lead lane,
+    # before the state record polled with them
+    assert [t for t, *_ in link.published] == [
+        f"consent/shielding/B82002/{site_key}",
+        f"consent/state/B82002/{site_key}",
+    ]
+    assert len(sink.sent) == 2
