@@ -19,10 +19,10 @@ Only sites with a relationship with a patient (an event recorded there, or a lin
 registrations file) receive that patient's records: see :mod:`broker.mirror.planner`.
 
 One session = two Kafka consumers (the lead lane's and the bulk's) + one producer + one MQTT connection + a
-fresh planner. Any Kafka or
-MQTT error ends the session; the next one (after full-jitter backoff) replays the topics from the
-start and republishes, which is harmless (retained messages and compacted keys are replaced; replicas
-ignore records no fresher than theirs) and covers anything lost with the broken connection.
+fresh planner. Any Kafka or MQTT error ends the session; the next one (after full-jitter backoff) replays the
+topics from the start (or resumes from the store, below) and republishes, which is harmless (retained messages
+and compacted keys are replaced; replicas ignore records no fresher than theirs) and covers anything lost with
+the broken connection.
 
 A lead lane for shielding (issue 18): the shielding and events topics are read by a consumer of their own, and
 each pass of the loop first takes what it holds, publishes and feeds it, and only then the state records polled
@@ -93,8 +93,8 @@ FED = Counter("broker_mirror_site_feed_records_total", "Records written to the p
 CONNECTED = Gauge("broker_mirror_connected", "1 while the mirror holds its Kafka clients and MQTT session")
 
 _QOS_AT_LEAST_ONCE = 1
-# How long an idle mirror's poll waits on the bulk topics before it looks at the shielding lane again (and so how
-# late a shielding flag may be read when nothing else is moving; also how late the mirror notices stop)
+# How long an idle mirror's poll waits on the state topic before it looks at the lead lane again (and so how late
+# a shielding flag may be read when nothing else is moving; also how late the mirror notices stop)
 _IDLE_WAIT_MS = 50
 # Publishes awaiting their PUBACK at once: a sliding window, the mirror's client opened with paho's in-flight
 # window (default 20) and aiomqtt's warning threshold (default 10) raised to match. Ten at a time in lockstep
