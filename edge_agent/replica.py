@@ -64,7 +64,7 @@ class Replica:
         self._db: sqlite3.Connection | None = None
         self.updates_total = 0
         self.refused_by_reason: Counter[str] = Counter()  # records refused by the follower, never applied
-        # told of each record stored or deleted by apply/apply_all, once committed (the bench times shielding here)
+        # told of each record stored or deleted by apply_all, once committed (the bench times shielding here)
         self.on_change: Callable[[ReplicaKind, str], None] | None = None
 
     async def open(self) -> None:
@@ -83,17 +83,14 @@ class Replica:
     def follows(self, patient_key: str) -> bool:
         return self.patients is None or patient_key in self.patients
 
-    async def apply(self, update: ReplicaUpdate) -> bool:
-        """Apply a verified record (:func:`consent_rules.replica_feed.open_replica_record`)."""
-        return (await self.apply_all((update,)))[0]
-
     async def apply_all(
         self, updates: Sequence[ReplicaUpdate], positions: tuple[str, dict[int, int]] | None = None
     ) -> list[bool]:
-        """Apply verified records in order, and save a feed's ``(topic, positions)`` reached with them, in one
-        SQLite transaction: one fsync for a follower's whole poll, not one per record (synchronous=FULL took
-        ~1.2 ms a record here, so a follower applying them one by one fell behind a busy site's feed: issue 18's
-        shielding lane). True per record stored or deleted; False where not followed, not fresher or not held."""
+        """Apply verified records (:func:`consent_rules.replica_feed.open_replica_record`) in order, and save a
+        feed's ``(topic, positions)`` reached with them, in one SQLite transaction: one fsync for a follower's whole
+        poll, not one per record (synchronous=FULL took ~1.2 ms a record here, so a follower applying them one by
+        one fell behind a busy site's feed: issue 18's shielding lane). True per record stored or deleted; False
+        where not followed, not fresher or not held."""
         if not updates and not positions:
             return []
         changed = await self._run(lambda: self._apply_all(updates, positions))

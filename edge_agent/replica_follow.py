@@ -88,11 +88,6 @@ class SignedFeed:
         self._core_key = core_key
         self._now_ms = now_ms
 
-    async def receive(self, kind: ReplicaKind, patient_key: str, payload: bytes | None) -> bool:
-        """True if the record was stored or deleted; False if refused (counted) or not fresher."""
-        update = self.open(kind, patient_key, payload)
-        return False if update is None else await self._replica.apply(update)
-
     def open(self, kind: ReplicaKind, patient_key: str, payload: bytes | None) -> ReplicaUpdate | None:
         """The record as the core signed it for exactly this kind and patient; None if refused (counted)."""
         try:
@@ -181,11 +176,12 @@ class KafkaReplicaFollower:
                 await self._feed.apply_all(updates, (self._topic, positions) if self._replica is not None else None)
 
     async def handle(self, key: bytes | None, value: bytes | None) -> bool:
-        """One record of the site feed (key ``<kind>/<patient_key>``)."""
+        """One record of the site feed (key ``<kind>/<patient_key>``) applied alone; False if refused or not fresher."""
         update = self._open(key, value)
         return False if update is None else (await self._feed.apply_all((update,)))[0]
 
     def _open(self, key: bytes | None, value: bytes | None) -> ReplicaUpdate | None:
+        """One record of the site feed, verified; None if refused (counted)."""
         self.records_total += 1
         parsed = parse_feed_key(None if key is None else bytes(key))
         if parsed is None:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from broker.infra.pki import Pki
 from broker.settings import STAGES
 from consent_io.secrets import write_secret
+from consent_rules.state import apply, empty_state
 from consent_wire.authority import grantable
 from consent_wire.avro_codec import encode_event
 from consent_wire.codes import (
@@ -213,3 +214,8 @@ def core_tls(directory: Path, stages: tuple[str, ...] = STAGES) -> dict[str, Any
 def plain_event(patient_key: str, payload: Payload, hlc: int, *, site: str = "A81001") -> Event:
     """An unsigned Event as the reconciler folds it (for building states in tests)."""
     return Event(uuid.uuid4().hex, "agent-t", site, 1, bytes(32), hlc, hlc >> 16, patient_key, payload)
+
+
+def shielded_state_bytes(patient_key: str, at_ms: int = BASE_MS) -> bytes:
+    """A patient's canonical state record after one shielding flag (what the mirror seals for a replica)."""
+    return apply(empty_state(patient_key), plain_event(patient_key, shielding(), at_ms << 16)).to_bytes()

@@ -370,9 +370,7 @@ class ReplicaMirror:
 class Poller(Protocol):
     """What :func:`poll` needs of a consumer (aiokafka's ``AIOKafkaConsumer.getmany``)."""
 
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[Any]]: ...
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Any]]: ...
 
 
 async def poll(urgent: Poller, bulk: Poller) -> dict[TopicPartition, list[Any]]:

@@ -12,13 +12,10 @@ from aiokafka import TopicPartition
 
 from consent_io.connection import KafkaConnection
 from consent_rules.replica_feed import ReplicaKind, feed_key, seal_replica_record
-from consent_rules.state import apply, empty_state
-from consent_wire.codes import HiddenField, ShieldingAction
 from consent_wire.dsse import AgentSigner
-from consent_wire.model import ShieldingFlag
 from edge_agent.replica import Replica
 from edge_agent.replica_follow import KafkaReplicaFollower, SignedFeed
-from tests.factories import patient, plain_event
+from tests.factories import patient, shielded_state_bytes
 
 P, Q = patient(1), patient(2)
 NOW = 1_700_000_000_000
@@ -48,11 +45,6 @@ class OnePoll:
         return batches
 
 
-def _state(key: str) -> bytes:
-    flag = ShieldingFlag(ShieldingAction.SET, (HiddenField.LOCATION,), "GP", "DOMESTIC_ABUSE")
-    return apply(empty_state(key), plain_event(key, flag, NOW << 16)).to_bytes()
-
-
 class CountingReplica(Replica):
     def __init__(self, path: Path) -> None:
         super().__init__(path, None)
@@ -68,9 +60,9 @@ async def test_a_poll_is_one_transaction_with_the_positions_it_reaches(tmp_path:
     await replica.open()
     feed = SignedFeed(replica, CORE.public_key, now_ms=lambda: NOW)
     follower = KafkaReplicaFollower(KafkaConnection("127.0.0.1:1"), TOPIC, feed, replica)
-    sealed_p = seal_replica_record(CORE, ReplicaKind.STATE, P, _state(P), NOW)
-    sealed_q = seal_replica_record(CORE, ReplicaKind.STATE, Q, _state(Q), NOW)
-    forged = seal_replica_record(AgentSigner.generate("core"), ReplicaKind.STATE, Q, _state(Q), NOW)
+    sealed_p = seal_replica_record(CORE, ReplicaKind.STATE, P, shielded_state_bytes(P, NOW), NOW)
+    sealed_q = seal_replica_record(CORE, ReplicaKind.STATE, Q, shielded_state_bytes(Q, NOW), NOW)
+    forged = seal_replica_record(AgentSigner.generate("core"), ReplicaKind.STATE, Q, shielded_state_bytes(Q, NOW), NOW)
     consumer = OnePoll(
         {
             TopicPartition(TOPIC, 0): [

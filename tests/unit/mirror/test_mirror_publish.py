@@ -10,11 +10,8 @@ from broker.mirror.service import MirrorConfig, MqttMirror, seal
 from broker.topics import TopicNames
 from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.replica_feed import ReplicaKind, UnsignedReplicaError, feed_key, open_replica_record
-from consent_rules.state import apply, empty_state
-from consent_wire.codes import HiddenField, ShieldingAction
 from consent_wire.dsse import AgentSigner
-from consent_wire.model import ShieldingFlag
-from tests.factories import patient, plain_event
+from tests.factories import patient, shielded_state_bytes
 from tests.fakes import FakeMqttLink, FakeRecordSink
 
 P = patient(1)
@@ -23,8 +20,7 @@ CORE = AgentSigner.generate("core")
 
 
 def _shielded_state_bytes() -> bytes:
-    flag = ShieldingFlag(ShieldingAction.SET, (HiddenField.LOCATION,), "GP", "DOMESTIC_ABUSE")
-    return apply(empty_state(P), plain_event(P, flag, NOW << 16)).to_bytes()
+    return shielded_state_bytes(P, NOW)
 
 
 def _config(site_feeds: TopicNames | None = None) -> MirrorConfig:
