@@ -35,7 +35,7 @@ Errors: see the tree in :mod:`broker.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,6 +53,7 @@ from broker.api.codec import (
     parse_window,
     state_json,
 )
+from broker.api.report_cache import ReportCache
 from broker.audit import (
     AuditEntry,
     AuditRecord,
@@ -114,6 +115,10 @@ class ApiBackend(Protocol):
 
     async def history(self, patient_key: str) -> Sequence[Event]: ...
 
+    def reports_version(self) -> int | None:
+        """Changes whenever the report aggregates do (None: not tracked; report answers are then never cached)."""
+        ...
+
     async def report_aggregates(self, kind: AggKind) -> Sequence[Aggregate]:
         """Every report aggregate of ``kind`` (the reports topic's latest values): the breach incidents."""
         ...
@@ -147,6 +152,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BACKEND: web.AppKey[ApiBackend] = web.AppKey("backend")
 AUTH: web.AppKey[TokenService | None] = web.AppKey("auth")
 POLICY: web.AppKey[DecisionPolicy] = web.AppKey("policy")
+REPORT_CACHE: web.AppKey[ReportCache] = web.AppKey("report_cache")
 _OPEN = Principal("insecure-debug", "", frozenset(), frozenset(Scope))  # only with insecure_http
 
 
@@ -292,23 +298,38 @@ async def get_accesses(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+async def _report(request: web.Request, key: Hashable, render: Callable[[], Awaitable[object]]) -> web.Response:
+    """A report's answer, rendered once per version of the report aggregates (:mod:`broker.api.report_cache`)."""
+    backend = _backend(request)
+    fresh = "no-cache" in request.headers.get("Cache-Control", "")
+    body = await request.app[REPORT_CACHE].body(key, backend.reports_version, render, fresh=fresh)
+    return web.Response(body=body, content_type="application/json")
+
+
 async def get_objections(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
     backend = _backend(request)
     sizes = parse_list_sizes(request.query.get("list_sizes"), backend.list_sizes)
-    report = objection_report(await backend.report_totals(AggKind.OBJECTORS), sizes)
-    body = report_object(report)
-    body["alerts"] = list(report.alerts)
-    return json_response(body)
+
+    async def render() -> object:
+        report = objection_report(await backend.report_totals(AggKind.OBJECTORS), sizes)
+        body = report_object(report)
+        body["alerts"] = list(report.alerts)
+        return body
+
+    return await _report(request, ("objections", tuple(sorted(sizes.items()))), render)
 
 
 async def get_breaches(request: web.Request) -> web.Response:
     _principal(request, Scope.REPORTS)
     backend = _backend(request)
     from_ms, to_ms = parse_window(request.query)
-    summary, incidents = breach_reports(await backend.report_aggregates(AggKind.BREACH), from_ms, to_ms)
-    body = {"summary": report_object(summary), "incidents": report_object(incidents)}
-    return json_response(body)
+
+    async def render() -> object:
+        summary, incidents = breach_reports(await backend.report_aggregates(AggKind.BREACH), from_ms, to_ms)
+        return {"summary": report_object(summary), "incidents": report_object(incidents)}
+
+    return await _report(request, ("breaches", from_ms, to_ms), render)
 
 
 async def get_disclosures(request: web.Request) -> web.Response:
@@ -316,8 +337,11 @@ async def get_disclosures(request: web.Request) -> web.Response:
     backend = _backend(request)
     from_ms, to_ms = parse_window(request.query)
     first, end = day_window(from_ms, to_ms)  # whole UTC days (BAD_REPORT_INPUT otherwise)
-    report = disclosure_report(await backend.report_totals(AggKind.DISCLOSURES, first, end))
-    return json_response(report_object(report))
+
+    async def render() -> object:
+        return report_object(disclosure_report(await backend.report_totals(AggKind.DISCLOSURES, first, end)))
+
+    return await _report(request, ("disclosures", first, end), render)
 
 
 async def get_health(request: web.Request) -> web.Response:
@@ -363,6 +387,7 @@ def create_app(
     app[BACKEND] = backend
     app[AUTH] = auth
     app[POLICY] = policy
+    app[REPORT_CACHE] = ReportCache()
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     return app

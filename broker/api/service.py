@@ -338,6 +338,9 @@ class _Backend:
         """The patient key of an already validated NHS number (broker.api.checks.BatchBackend)."""
         return self._s.pseudonymiser.of_digits(digits)
 
+    def reports_version(self) -> int | None:
+        return self._s.reports.generation
+
     async def report_aggregates(self, kind: AggKind) -> list[Aggregate]:
         return await self._s.report_aggregates(kind)
 

@@ -165,6 +165,11 @@ class ReportView(Follower):
     def __init__(self, conn: KafkaConnection, topic: str, store: ViewStore) -> None:
         super().__init__(conn, topic, store)
         self.records_seen = 0
+        self.generation = 0  # batches of aggregates written: a rendered report is valid while it is unchanged
+
+    def written(self, batch: ViewBatch) -> None:
+        if batch.aggregates:
+            self.generation += 1
 
     async def handle(self, partition: int, record: Any) -> None:
         self.records_seen += 1

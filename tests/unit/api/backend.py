@@ -120,6 +120,9 @@ class MemoryBackend:
     async def history(self, patient_key: str) -> Sequence[Event]:
         return [e for e in self.stored if e.patient_key == patient_key]
 
+    def reports_version(self) -> int | None:
+        return len(self.stored)  # events are only ever added
+
     async def report_aggregates(self, kind: AggKind) -> list[Aggregate]:
         """As the reports stage leaves them (over three partitions)."""
         return [a for a in aggregate_events(self.stored, partitions=3) if a.key.kind is kind]

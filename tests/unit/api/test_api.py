@@ -282,6 +282,32 @@ async def test_breach_and_disclosure_reports(client: Client, backend: MemoryBack
     assert [(r["recipient"], r["disclosures"], r["patients"]) for r in report["rows"]] == [("RESLAB1", 2, 2)]
 
 
+async def test_a_report_is_rendered_once_per_version_of_the_aggregates(
+    client: Client, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeated report queries reuse the rendered body until the aggregates change; no-cache renders anew."""
+    reads: list[object] = []
+    totals = backend.report_totals
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return await totals(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "report_totals", counted)
+    backend.add(access("A81001", "RESLAB1"))
+    first = await (await client.get("/v1/reports/disclosures")).json()
+    again = await (await client.get("/v1/reports/disclosures")).json()
+    assert (first, len(reads)) == (again, 1)
+    backend.add(access("A81001", "RESLAB1", nhs=OTHER_NHS))  # a new version: the next answer counts it
+    report = await (await client.get("/v1/reports/disclosures")).json()
+    assert [(r["disclosures"], r["patients"]) for r in report["rows"]] == [(2, 2)]
+    assert len(reads) == 2
+    await client.get("/v1/reports/disclosures", headers={"Cache-Control": "no-cache"})
+    assert len(reads) == 3
+    bad = await client.get("/v1/reports/disclosures?from=1")  # parameters are checked on every request
+    assert (bad.status, len(reads)) == (400, 3)
+
+
 async def test_health_is_503_until_the_views_caught_up(client: Client, backend: MemoryBackend) -> None:
     backend.ready = False
     resp = await client.get("/v1/health")
