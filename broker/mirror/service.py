@@ -353,14 +353,16 @@ class ReplicaMirror:
         self, sink: kafka.RecordSink, feeds: SiteFeedAdmin, publications: Sequence[SealedPublication]
     ) -> None:
         """Write every record to its site's Kafka feed (creating the feed first if new), acks=all, all in flight
-        together (one at a time, a busy mirror fed a few hundred records a second and the replicas fell behind)."""
+        together (one at a time, a busy mirror fed a few hundred records a second and the replicas fell behind).
+        The pass's new feeds are created together: one after another, a pass naming several new sites (every
+        bench run's first seconds; a fleet joining) held the loop for each site's creation in turn (1-3 s)."""
         names = self.config.site_feeds
         if names is None:
             return
-        for site in dict.fromkeys(p.site for p in publications):
-            if site not in self._feeds_ready:
-                await feeds.ensure(site)
-                self._feeds_ready.add(site)
+        new = [site for site in dict.fromkeys(p.site for p in publications) if site not in self._feeds_ready]
+        if new:
+            await asyncio.gather(*(feeds.ensure(site) for site in new))
+            self._feeds_ready.update(new)
         records = ((names.site_feed(p.site), feed_key(p.kind, p.patient_key), p.record) for p in publications)
         fed = await kafka.send_all(sink, records)
         FED.inc(fed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
@@ -75,6 +77,36 @@ async def test_every_record_is_signed_and_sent_retained_at_qos_1_and_to_its_site
     assert opened.record is not None and opened.freshness == 1
     deleted = open_replica_record(sink.sent[2][2], CORE.public_key, ReplicaKind.STATE, patient(2), NOW)
     assert deleted.record is None
+
+
+class SlowFeeds:
+    """Feeds whose creation takes a while: records how many were being created at once."""
+
+    def __init__(self, sink: FakeRecordSink) -> None:
+        self.sink = sink
+        self.creating = 0
+        self.most_at_once = 0
+        self.ensured: list[str] = []
+
+    async def ensure(self, site: str) -> None:
+        assert not self.sink.sent, "a record was sent before its site's feed existed"
+        self.creating += 1
+        self.most_at_once = max(self.most_at_once, self.creating)
+        await asyncio.sleep(0.01)
+        self.creating -= 1
+        self.ensured.append(site)
+
+
+async def test_the_new_site_feeds_of_a_pass_are_created_together_before_any_record_is_sent() -> None:
+    state = _shielded_state_bytes()
+    sites = ("A81001", "B82002", "C83003")
+    mirror, sink = MqttMirror(_config(TopicNames("pfx"))), FakeRecordSink()
+    feeds = SlowFeeds(sink)
+    sealed, _ = seal(CORE, tuple(Publication(RecordKind.STATE, s, P, state) for s in sites), NOW)
+    await mirror._feed(sink, feeds, sealed)
+    assert (sorted(feeds.ensured), feeds.most_at_once, len(sink.sent)) == (sorted(sites), 3, 3)
+    await mirror._feed(sink, feeds, sealed)  # known now: not created again
+    assert (len(feeds.ensured), len(sink.sent)) == (3, 6)
 
 
 async def test_the_shielding_reason_never_leaves_the_mirror_even_from_an_old_format_state_record() -> None:
