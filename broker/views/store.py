@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS report_totals (kind TEXT, day INTEGER, grp TEXT, name
     n INTEGER NOT NULL, PRIMARY KEY (kind, day, grp, name, prev)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS report_firsts (kind TEXT, prev INTEGER, day INTEGER, grp TEXT, n INTEGER NOT NULL,
     PRIMARY KEY (kind, prev, day, grp)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS report_alltime (kind TEXT, grp TEXT, counts BLOB NOT NULL,
+    PRIMARY KEY (kind, grp)) WITHOUT ROWID;
 """
 # 16 MiB of page cache per connection (negative = KiB, SQLite's PRAGMA cache_size): two connections
 # stay well inside the API's 512 MiB goal whatever the size of the database.
@@ -72,6 +74,17 @@ _AGGREGATES = "SELECT value FROM report_aggregates WHERE kind = ? AND day >= ? A
 _TOTALS = (
     "SELECT grp, name, n FROM report_totals WHERE kind = ? AND day >= ? AND day < ? "
     "UNION ALL SELECT grp, 'patients', n FROM report_firsts WHERE kind = ? AND prev < ? AND day >= ? AND day < ?"
+)
+# a report with no window (the usual query): one row per group, its all-time counts as one JSON object (distinct
+# patients as "patients"), so it reads a row per group however many days the aggregates span. Day by day, a QUICK
+# scale bench's fresh disclosure report summed ~10,000 rows (p50 51 ms), and a year of days would be ~365 times that
+_ALLTIME = "SELECT grp, counts FROM report_alltime WHERE kind = ?"
+_ALLTIME_ROW = "SELECT counts FROM report_alltime WHERE kind = ? AND grp = ?"
+_PUT_ALLTIME = "INSERT OR REPLACE INTO report_alltime (kind, grp, counts) VALUES (?, ?, ?)"
+# a store written before report_alltime existed: its all-time rows from the per-day sums, once, at open
+_ALLTIME_FROM_DAYS = (
+    "SELECT kind, grp, name, sum(n) FROM report_totals GROUP BY kind, grp, name "
+    "UNION ALL SELECT kind, grp, 'patients', sum(n) FROM report_firsts WHERE prev < 0 GROUP BY kind, grp"
 )
 _ADD_TOTAL = (
     "INSERT INTO report_totals (kind, day, grp, name, prev, n) VALUES (?, ?, ?, ?, ?, ?) "
@@ -111,6 +124,7 @@ class ViewStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _connect(path)
         self._writer.executescript(_SCHEMA)
+        _fill_alltime(self._writer)
         self._reader = _connect(path)
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="views-write")
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="views-read")
@@ -195,6 +209,7 @@ class ViewStore:
                 "report_aggregates",
                 "report_totals",
                 "report_firsts",
+                "report_alltime",
             )
             return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # noqa: S608 - fixed names
 
@@ -231,9 +246,13 @@ class ViewStore:
         self, kind: str, first_day: int = -1, end_day: int | None = None
     ) -> dict[tuple[str, ...], Counter[str]]:
         """The counts of ``kind`` per group, summed over partitions and the days ``[first_day, end_day)`` (one
-        index range read, summed by SQLite): :func:`broker.reports.aggregates.totals_of` of the stored aggregates."""
+        index range read, summed by SQLite): :func:`broker.reports.aggregates.totals_of` of the stored aggregates.
+        With no window (``first_day`` <= 0, no end) the all-time row of each group, which also counts the kinds
+        that are not per day (objectors: day -1)."""
 
         def run(db: sqlite3.Connection) -> dict[tuple[str, ...], Counter[str]]:
+            if first_day <= 0 and end_day is None:
+                return {tuple(orjson.loads(g)): Counter(orjson.loads(c)) for g, c in db.execute(_ALLTIME, (kind,))}
             end = end_day if end_day is not None else 2**62
             by_text: dict[str, Counter[str]] = {}  # each group's JSON decoded once, not once per row
             for grp, name, n in db.execute(_TOTALS, (kind, first_day, end, kind, max(first_day, 0), first_day, end)):
@@ -325,6 +344,30 @@ def _add_totals(db: sqlite3.Connection, key: bytes, value: bytes) -> None:
     changed = [(name, prev, n) for (name, prev), n in deltas.items() if n]
     db.executemany(_ADD_TOTAL, [(kind, day, grp, name, prev, n) for name, prev, n in changed if name != "first"])
     db.executemany(_ADD_FIRST, [(kind, day, grp, prev, n) for name, prev, n in changed if name == "first"])
+    alltime: Counter[str] = Counter()
+    for name, prev, n in changed:
+        if name != "first":
+            alltime[name] += n
+        elif prev < 0:  # a patient's first disclosure day in the group: one more distinct patient, all time
+            alltime["patients"] += n
+    if alltime:
+        row = db.execute(_ALLTIME_ROW, (kind, grp)).fetchone()
+        counts = Counter(orjson.loads(row[0])) if row is not None else Counter()
+        counts.update(alltime)  # adds, negative deltas included (Counter.update never drops a key)
+        db.execute(_PUT_ALLTIME, (kind, grp, orjson.dumps(dict(counts))))
+
+
+def _fill_alltime(db: sqlite3.Connection) -> None:
+    """Give a store from before ``report_alltime`` its all-time rows (from the per-day sums), in one transaction."""
+    if db.execute("SELECT 1 FROM report_alltime LIMIT 1").fetchone() is not None:
+        return
+    if db.execute("SELECT 1 FROM report_totals LIMIT 1").fetchone() is None:
+        return
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    for kind, grp, name, n in db.execute(_ALLTIME_FROM_DAYS):
+        groups.setdefault((str(kind), str(grp)), {})[str(name)] = int(n)
+    with _transaction(db):
+        db.executemany(_PUT_ALLTIME, [(k, g, orjson.dumps(c)) for (k, g), c in groups.items()])
 
 
 def _add_audit(db: sqlite3.Connection, entries: Iterable[tuple[str, AuditEntry]]) -> None:

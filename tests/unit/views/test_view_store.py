@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -128,10 +129,22 @@ async def test_report_totals_follow_the_latest_aggregates_and_sum_as_totals_of_d
     await store.write(batch)
     store.close()
     reopened = ViewStore(path)
-    for first, end in ((-1, None), (0, 5), (2, 4), (3, None)):
+    windows = ((-1, None), (0, None), (0, 5), (2, 4), (3, None))  # the first two: the all-time rows
+    for first, end in windows:
         assert await reopened.report_totals("disclosures", first, end) == totals_of(latest.values(), first, end)
     assert await reopened.report_totals("objectors") == {("A",): {"objectors": 3}}
     assert await reopened.positions("t.reports") == {0: 61}
     plan = " ".join(await reopened.query_plan(store_module._TOTALS, ("disclosures", 0, 5, "disclosures", 0, 0, 5)))
     assert "SCAN" not in plan, plan
+    plan = " ".join(await reopened.query_plan(store_module._ALLTIME, ("disclosures",)))
+    assert "SCAN" not in plan, plan
     reopened.close()
+
+    # a store written before the all-time rows existed gets them from its per-day sums when opened
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM report_alltime")
+    upgraded = ViewStore(path)
+    assert (await upgraded.counts())["report_alltime"] > 0
+    assert await upgraded.report_totals("disclosures") == totals_of(latest.values())
+    assert await upgraded.report_totals("objectors") == {("A",): {"objectors": 3}}
+    upgraded.close()
