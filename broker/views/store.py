@@ -2,8 +2,9 @@
 
 Tables: ``positions`` (topic, partition -> next offset), ``states`` (patient -> latest state record), ``history``
 (patient, hlc, event id -> state-changing event: what an "as at" decision replays), ``report_events`` (objections,
-breaches, disclosures: the governance metrics), ``report_aggregates`` (the reports topic: what the report queries
-read, by kind and day) and ``audit_index`` (audit entries by patient: the access log, read a page at a time through
+breaches, disclosures: the governance metrics), ``report_aggregates`` (the reports topic, by kind and day), the
+sums the report queries read (``report_totals`` and ``report_firsts`` per day, ``report_alltime`` per group for a
+report with no window) and ``audit_index`` (audit entries by patient: the access log, read a page at a time through
 the ``(patient_key, idx)`` index), with ``audit_tree`` (the audit follower's Merkle tree size, root and newest
 cosigned checkpoint; its hashes are in files beside the store, :mod:`broker.audit.tree_files`). Each
 :class:`~broker.views.rows.ViewBatch` is written in one transaction with the positions it advances to, so a
