@@ -56,6 +56,7 @@ class HealthInfo:
     patients: int
     events: int
     audit_next_index: int
+    audit_holder: bool = False  # this instance appends to the audit log (else its decisions go as audit requests)
 
 
 def parse_list_sizes(text: str | None, configured: Mapping[str, int]) -> dict[str, int]:

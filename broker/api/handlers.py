@@ -351,6 +351,7 @@ async def get_health(request: web.Request) -> web.Response:
         "patients": info.patients,
         "events": info.events,
         "audit_next_index": info.audit_next_index,
+        "audit_holder": info.audit_holder,
     }
     return json_response(body, 200 if info.ready else 503)
 

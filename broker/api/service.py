@@ -193,14 +193,15 @@ class ApiService:
         ready = ready and self.reports.caught_up.is_set() and self.audit_view.caught_up.is_set()
         events = 0 if history is None else history.events_seen
         next_index = self.appender.next_index if self.appender.holding else self.audit_view.size
-        return HealthInfo(ready, self.view.records_seen, events, next_index)
+        return HealthInfo(ready, self.view.records_seen, events, next_index, self.appender.holding)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         """Join the appenders' election, start the views and serve HTTP until ``stop`` is set.
 
-        Waits up to :data:`ELECTION_WAIT_S` to be elected (a log that does not verify is refused here, as
-        before); past that this instance answers through audit requests and takes the log over when elected.
+        The views start at once; serving waits up to :data:`ELECTION_WAIT_S` to be elected (a log that does not
+        verify is refused here, and nothing is served); past that this instance answers through audit requests
+        and takes the log over when elected.
         """
         s = self.core.settings
         await self.appender.join()
@@ -208,26 +209,42 @@ class ApiService:
         holding = asyncio.create_task(self._hold_the_log(stop), name="api-audit-holder")
         # the holder task runs until stop: wait for the election (or the task's failure), not for the task
         elected = asyncio.ensure_future(self.elected.wait())
-        await asyncio.wait({holding, elected}, timeout=ELECTION_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        began = time.monotonic()
+        # the views read their tails meanwhile: a restarted holder reads its whole audit log again before it holds
+        # it (issue 16: 23 s for 1.6 M entries), and the views waited for that, or for ELECTION_WAIT_S, to start
+        try:
+            views = await self._start_views(stop)
+        except BaseException:
+            holding.cancel()
+            elected.cancel()
+            raise
+        remaining = max(0.0, ELECTION_WAIT_S - (time.monotonic() - began))
+        await asyncio.wait({holding, elected}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         elected.cancel()
-        if holding.done():
+        if holding.done() and (holding.cancelled() or holding.exception() is not None):
+            for task in views:  # nothing is served from a log that does not verify
+                task.cancel()
+            await asyncio.gather(*views, return_exceptions=True)
             holding.result()  # AuditUnavailableError: the stored log does not verify
-        self.history = EventHistory(s.kafka_connection("api"), self.core.topics.events, self.store)
-        await self.view.start()
-        await self.history.start()
-        await self.reports.start()
-        await self.audit_view.start()
-        tasks = [
-            asyncio.create_task(self.reports.run(stop), name="api-report-view"),
-            asyncio.create_task(self.view.run(stop), name="api-state-view"),
-            asyncio.create_task(self.history.run(stop), name="api-event-history"),
-            asyncio.create_task(self.audit_view.run(stop), name="api-audit-view"),
-            holding,
-        ]
+        tasks = [*views, holding]
         await self._serve(s.http_host, s.http_port)
         GOVERNANCE.attach(self)
         tasks.append(asyncio.create_task(self._shutdown_when_stopped(stop, tasks[:]), name="api-http"))
         return tasks
+
+    async def _start_views(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """Open every view at its stored position and follow its topic until ``stop``."""
+        self.history = EventHistory(self.core.settings.kafka_connection("api"), self.core.topics.events, self.store)
+        await self.view.start()
+        await self.history.start()
+        await self.reports.start()
+        await self.audit_view.start()
+        return [
+            asyncio.create_task(self.reports.run(stop), name="api-report-view"),
+            asyncio.create_task(self.view.run(stop), name="api-state-view"),
+            asyncio.create_task(self.history.run(stop), name="api-event-history"),
+            asyncio.create_task(self.audit_view.run(stop), name="api-audit-view"),
+        ]
 
     async def _hold_the_log(self, stop: asyncio.Event) -> None:
         """Once elected: append the access records from the log's cursor on, until ``stop``. An appender that
