@@ -219,3 +219,13 @@ def plain_event(patient_key: str, payload: Payload, hlc: int, *, site: str = "A8
 def shielded_state_bytes(patient_key: str, at_ms: int = BASE_MS) -> bytes:
     """A patient's canonical state record after one shielding flag (what the mirror seals for a replica)."""
     return apply(empty_state(patient_key), plain_event(patient_key, shielding(), at_ms << 16)).to_bytes()
+
+
+def with_tampered_signature(token: str) -> str:
+    """A JWT ``token`` with one character in the middle of its signature changed: every bit of that character
+    counts (the last characters of an Ed25519 signature hold the top byte of S, often 0, so writing over them can
+    leave the signature unchanged)."""
+    body, _, signature = token.rpartition(".")
+    middle = len(signature) // 2
+    changed = "B" if signature[middle] == "A" else "A"
+    return f"{body}.{signature[:middle]}{changed}{signature[middle + 1 :]}"

@@ -28,8 +28,6 @@ class ReportCache:
     def __init__(self, entries: int = 16, max_body_bytes: int = 1 << 20) -> None:
         self._bodies: LruCache[tuple[Hashable, int], bytes] = LruCache(entries)
         self.max_body_bytes = max_body_bytes
-        self.hits = 0
-        self.renders = 0
 
     async def body(
         self,
@@ -45,9 +43,7 @@ class ReportCache:
         if before is not None and not fresh:
             kept = self._bodies.get((key, before))
             if kept is not None:
-                self.hits += 1
                 return kept
-        self.renders += 1
         body = orjson.dumps(await render())
         if before is not None and version() == before and len(body) <= self.max_body_bytes:
             self._bodies.put((key, before), body)

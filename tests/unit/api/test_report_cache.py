@@ -28,7 +28,7 @@ async def test_a_body_is_rendered_once_per_key_and_version() -> None:
     assert render.calls == 2
     render.value, version[0] = {"rows": [1, 2]}, 8  # the aggregates changed
     assert orjson.loads(await cache.body("disclosures", lambda: version[0], render)) == {"rows": [1, 2]}
-    assert (render.calls, cache.hits, cache.renders) == (3, 1, 3)
+    assert render.calls == 3
 
 
 async def test_fresh_renders_anew_and_replaces_the_kept_body() -> None:
@@ -49,7 +49,6 @@ async def test_a_body_rendered_across_a_version_change_is_not_kept() -> None:
 
     assert await cache.body("k", lambda: version[0], render) == b'{"v":2}'
     assert await cache.body("k", lambda: version[0], render) == b'{"v":3}'  # rendered again: nothing was kept
-    assert cache.hits == 0
 
 
 async def test_unversioned_and_oversized_bodies_are_never_kept() -> None:
@@ -59,7 +58,7 @@ async def test_unversioned_and_oversized_bodies_are_never_kept() -> None:
     render.value = {"rows": list(range(100))}
     await cache.body("big", lambda: 1, render)
     await cache.body("big", lambda: 1, render)
-    assert (render.calls, cache.hits) == (4, 0)
+    assert render.calls == 4
 
 
 async def test_the_cache_keeps_at_most_its_entries() -> None:
@@ -68,4 +67,4 @@ async def test_the_cache_keeps_at_most_its_entries() -> None:
         await cache.body(key, lambda: 1, render)
     assert render.calls == 4  # "a" was evicted by "c"
     await cache.body("c", lambda: 1, render)
-    assert (render.calls, cache.hits) == (4, 1)
+    assert render.calls == 4  # "c" was kept

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, settings
 from yarl import URL
 
+from tests.factories import with_tampered_signature
 from tests.openapi import Case, Spec, check_response, dumps
 
 __all__ = ["REQUEST_TIMEOUT_S", "AppRunner", "fuzz_settings"]
@@ -73,7 +74,7 @@ class AppRunner:
         if auth == "valid":
             headers["Authorization"] = f"Bearer {self._token}"
         elif auth == "forged":
-            headers["Authorization"] = f"Bearer {forged(self._token)}"
+            headers["Authorization"] = f"Bearer {with_tampered_signature(self._token)}"
         return headers
 
     async def _send(self, case: Case, auth: str) -> tuple[int, str, bytes]:
@@ -93,12 +94,3 @@ class AppRunner:
         problems = check_response(self.spec, case, status, content_type, body, any_path_401=self._any_path_401)
         assert problems == [], f"{case!r} auth={auth} -> {status}: {problems}"
         return status, body
-
-
-def forged(token: str) -> str:
-    """``token`` with one character in the middle of its signature changed (every bit of it counts; the last
-    characters of an Ed25519 signature can decode to the same bytes after a change)."""
-    body, _, signature = token.rpartition(".")
-    middle = len(signature) // 2
-    changed = "B" if signature[middle] == "A" else "A"
-    return f"{body}.{signature[:middle]}{changed}{signature[middle + 1 :]}"
