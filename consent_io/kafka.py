@@ -558,11 +558,17 @@ class KafkaTopicReader:
 
 
 async def iter_to_end(
-    conn: KafkaConnection, topic: str, *, partitions: Sequence[int] | None = None, **opts: Any
+    conn: KafkaConnection,
+    topic: str,
+    *,
+    partitions: Sequence[int] | None = None,
+    positions: Mapping[int, int] | None = None,
+    **opts: Any,
 ) -> AsyncIterator[Any]:
-    """Stream every committed record of ``topic`` up to the end offsets seen at the start."""
+    """Stream every committed record of ``topic`` (from ``positions`` where given: partition -> offset) up to
+    the end offsets seen at the start."""
     reader = KafkaTopicReader(conn, topic, partitions=partitions, **opts)
-    await reader.start()
+    await reader.start(positions)
     try:
         async for record in reader.to_end():
             yield record

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import ssl
 import tempfile
 import time
@@ -93,8 +92,6 @@ class ApiService:
             self._tmp = tempfile.TemporaryDirectory(prefix="consent-api-views-")
             folder = Path(self._tmp.name)
         self._folder = folder
-        # each appender rebuilds its tree from the log when it takes over: an earlier process's are stale
-        shutil.rmtree(self._appender_trees, ignore_errors=True)
         self.appender: AuditSink = self._new_appender()
         self.requests = AuditRequestWriter(s.kafka_connection("api"), topics.audit_requests)
         self.access_appender: AccessAppender | None = None

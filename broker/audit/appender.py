@@ -34,8 +34,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -51,11 +49,22 @@ from aiokafka.errors import IllegalOperation, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from broker.audit.errors import AuditError, AuditUnavailableError
-from broker.audit.lines import LogScan, RestoredLog, entry_line, note_line, parse_log, position_of, sources_cursor
+from broker.audit.lines import (
+    LogScan,
+    RestoredLog,
+    add_source,
+    entry_line,
+    note_line,
+    parse_log,
+    position_of,
+    sources_cursor,
+)
 from broker.audit.log import AuditEntry, AuditLog, CanonicalRecord
 from broker.audit.note import NoteSignature, NoteSigner, SignedNote, Verifier, parse_note
 from broker.audit.records import AuditRecord
+from broker.audit.resume import AppenderState, load_state, save_state
 from broker.audit.tlog import (
+    Finding,
     InclusionProof,
     Problem,
     WitnessPolicy,
@@ -64,7 +73,7 @@ from broker.audit.tlog import (
     sign_checkpoint,
 )
 from broker.audit.tree import MerkleLog
-from broker.audit.tree_files import FileLevels
+from broker.audit.tree_files import FileLevels, TreeFilesBehindError
 from broker.witness.client import WitnessClient, WitnessRefusedError
 from consent_io import kafka
 from consent_io.connection import KafkaConnection
@@ -80,6 +89,7 @@ _HEARTBEAT_MS = 1_000
 _COSIGN_RETRY_S = 1.0  # pause before asking witnesses again after too few cosigned
 _CHECKPOINT_INTERVAL_S = 1.0  # least time between two cosigned checkpoints (witness requests + one transaction)
 _REQUEST_FETCH = _MAX_BATCH  # audit requests read per fetch; the next fetch waits until these are in the log
+_STATE_EVERY_S = 1.0  # least time between two saves of the resume state (a successor here reads at most this tail)
 REQUESTS_GROUP_SUFFIX = ".audit-requests"  # broker.infra.acls.AUDIT_REQUESTS_GROUP
 
 
@@ -197,8 +207,14 @@ class AuditAppender:
         tree_dir: Path | None = None,
     ) -> None:
         self.conn, self.topic, self.policy = conn, topic, policy
-        self._tree_root = tree_dir  # the tree's hashes in files under here (None: in memory)
+        self._tree_root = tree_dir  # the tree's hashes in files, and the resume state, here (None: in memory)
         self._tree_files: FileLevels | None = None
+        self._cursor: dict[int, int] = {}  # events partition -> next offset whose access record is not in the log
+        self._head_offset: int | None = None  # the audit topic offset of self._head (committed)
+        self._head_text: str | None = None  # self._head exactly as the log holds it
+        self._state_saved_at = 0.0
+        self.resumed_at = 0  # the tree size the last restore resumed from (0: read the log from its start)
+        self.restore_records = 0  # audit topic records the last restore read
         self._external: list[str] = []  # the witnesses' latest checkpoints, asked at activation
         self.requests_topic = requests_topic
         self._requests: AIOKafkaConsumer | None = None
@@ -304,11 +320,20 @@ class AuditAppender:
                 self._fail("another appender took over the audit log")
 
     async def _restore(self) -> RestoredLog:
-        """Read the stored log line by line into the tree (memory does not grow with it, issue 16) and check it."""
+        """Read the stored log line by line into the tree (memory does not grow with it, issue 16) and check it:
+        from where this host's previous appender saved its state (:mod:`broker.audit.resume`), else from the start."""
+        resumed = self._resume_point()
+        if resumed is not None:
+            return await self._restore_tail(*resumed)
+        self.resumed_at, self.restore_records = 0, 0
         scan = LogScan(self._fresh_tree())
+        head_offset: int | None = None
         async for record in kafka.iter_to_end(self.conn, self.topic):
+            self.restore_records += 1
             if record.value is not None:
+                heads = len(scan.heads)
                 scan.add(record.value)
+                head_offset = record.offset if len(scan.heads) > heads else head_offset
         if not scan.in_order:  # entries out of order: the full parse names the problem exactly
             return await self._restore_in_memory()
         self._check_restored(
@@ -316,10 +341,87 @@ class AuditAppender:
                 self.policy.origin, scan.tree, (), scan.heads, scan.notes, key, wp, external
             )
         )
+        return self._restored(scan, scan.heads, scan.notes, head_offset)
+
+    def _restored(
+        self, scan: LogScan, heads: Sequence[str], notes: Sequence[str], head_offset: int | None
+    ) -> RestoredLog:
         self._tree = scan.tree
         self._chain = AuditLog(retain=False, start=scan.position())
-        self._take_notes(scan.heads, scan.notes)
+        self._cursor = dict(scan.cursor)
+        self._take_notes(heads, notes)
+        if head_offset is not None and self._head_size() == self._tree.size:  # the newest head signs it all
+            self._head_offset = head_offset
+            self._save_state()  # the next start here resumes from this point, whether or not this one appends
         return scan.restored()
+
+    def _resume_point(self) -> tuple[AppenderState, MerkleLog] | None:
+        """The saved state and the tree files opened at its size, if both are there and agree."""
+        if self._tree_root is None:
+            return None
+        state, why = load_state(self._state_path, self.topic)
+        tree: MerkleLog | None = None
+        if state is not None:
+            try:
+                files = FileLevels.open_at(self._tree_dir, state.size)
+            except (TreeFilesBehindError, OSError) as exc:
+                why = f"the tree files do not hold the saved size ({exc})"
+            else:
+                tree = MerkleLog(files)
+                if tree.root() != state.root or not tree.tail_consistent():
+                    files.close()
+                    tree, why = None, f"the tree files' root at size {state.size} is not the saved one"
+                else:
+                    self._tree_files = files
+        if state is None or tree is None:
+            log.info("audit appender restores the log from its start: %s", why)
+            return None
+        return state, tree
+
+    async def _restore_tail(self, state: AppenderState, tree: MerkleLog) -> RestoredLog:
+        """Read the log from the saved head on and check it as :meth:`_restore` checks a whole log, the saved
+        head and checkpoint standing in for those before it. The saved head must still be at its offset."""
+        self.resumed_at, self.restore_records = state.size, 0
+        scan = LogScan(tree, start=state.chain, cursor=state.cursor)
+        head_offset = state.head_offset
+        async for record in kafka.iter_to_end(self.conn, self.topic, positions={0: state.head_offset}):
+            if self.restore_records == 0 and not _is_head(record, state):
+                why = (
+                    f"offset {state.head_offset} no longer holds the head of size {state.size} this host's appender "
+                    "committed there: the log was rewritten"
+                )
+                self._refuse(Problem(Finding.REWRITE, state.size, why))
+            self.restore_records += 1
+            if record.value is not None:
+                heads_before = len(scan.heads)
+                scan.add(record.value)
+                head_offset = record.offset if len(scan.heads) > heads_before else head_offset
+        if self.restore_records == 0:
+            why = (
+                f"the log ends before offset {state.head_offset}, where this host's appender committed the head of "
+                f"size {state.size}"
+            )
+            self._refuse(Problem(Finding.TRUNCATION, state.size, why))
+        if not scan.in_order:
+            why = f"an entry after index {scan.tree.size - 1} is out of index order"
+            self._refuse(Problem(Finding.REWRITE, scan.tree.size, why))
+        heads = scan.heads  # the first is the saved head itself
+        notes = [state.checkpoint, *scan.notes] if state.checkpoint is not None else scan.notes
+        self._check_restored(
+            lambda key, wp, external: restore_tree_problems(
+                self.policy.origin, scan.tree, (), heads, notes, key, wp, external
+            )
+        )
+        log.info("audit appender resumed at=%d read=%d entries=%d", state.size, self.restore_records, scan.tree.size)
+        return self._restored(scan, heads, notes, head_offset)
+
+    def _refuse(self, problem: Problem) -> None:
+        self._failed = (
+            f"the stored audit log does not verify, refusing to extend it: {problem.describe()} (if this "
+            f"deployment's audit topic was recreated on purpose, delete {self._tree_root} to restore from its start)"
+        )
+        log.error("audit restore refused findings=%s", problem.finding.value)
+        raise AuditUnavailableError(self._failed)
 
     async def _restore_in_memory(self) -> RestoredLog:
         records = await kafka.read_to_end(self.conn, self.topic)
@@ -335,6 +437,7 @@ class AuditAppender:
             self._tree.append(record)
         self._chain = AuditLog(retain=False, start=position_of(stored))
         self._take_notes(stored.heads, stored.notes)
+        self._cursor = sources_cursor(stored.sources)
         return RestoredLog(len(stored.entries), sources_cursor(stored.sources))
 
     def _check_restored(self, problems_of: Callable[[Verifier, WitnessPolicy, list[str]], list[Problem]]) -> None:
@@ -351,25 +454,53 @@ class AuditAppender:
 
     def _take_notes(self, heads: Sequence[str], notes: Sequence[str]) -> None:
         if heads:
-            self._head = parse_note(heads[-1])
+            self._head, self._head_text = parse_note(heads[-1]), heads[-1]
         if notes:
             self._checkpoint = notes[-1]
             self._checkpoint_size = int(parse_note(notes[-1]).text.split("\n")[1])
 
+    @property
+    def _tree_dir(self) -> Path:
+        assert self._tree_root is not None
+        return self._tree_root / "tree"
+
+    @property
+    def _state_path(self) -> Path:
+        assert self._tree_root is not None
+        return self._tree_root / "state.json"
+
     def _fresh_tree(self) -> MerkleLog:
-        """An empty tree: on files in a folder of its own under ``tree_dir`` when given, else in memory."""
+        """An empty tree: on the files under ``tree_dir`` (emptied) when given, else in memory."""
         self._close_tree()
         if self._tree_root is None:
             return MerkleLog()
         self._tree_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._tree_files = FileLevels(Path(tempfile.mkdtemp(prefix="appender-", dir=self._tree_root)))
+        self._state_path.unlink(missing_ok=True)  # the files are about to change: the old state no longer holds
+        self._tree_files = FileLevels(self._tree_dir)
+        self._tree_files.reset()
         return MerkleLog(self._tree_files)
 
     def _close_tree(self) -> None:
         if self._tree_files is not None:
             self._tree_files.close()
-            shutil.rmtree(self._tree_files.directory, ignore_errors=True)
             self._tree_files = None
+
+    def _save_state(self) -> None:
+        """Where this appender stands (:mod:`broker.audit.resume`): files first, so they never lag the state."""
+        if self._tree_files is None or self._head is None or self._head_offset is None or self._tree.size == 0:
+            return
+        self._tree_files.flush()
+        if self._head_text is None or self._head_size() != self._tree.size:
+            return
+        state = AppenderState(
+            self.topic, self._head_offset, self._head_text, self._tree.size, self._tree.root(),
+            self._chain.position, self._checkpoint, self._checkpoint_size, dict(self._cursor),
+        )  # fmt: skip
+        try:
+            save_state(self._state_path, state)
+        except OSError as exc:  # a full disk costs the next start a full restore, not this log its appends
+            log.warning("audit appender state not saved error=%s", exc.strerror)
+        self._state_saved_at = time.monotonic()
 
     async def _witness_latest(self) -> list[str]:
         out: list[str] = []
@@ -453,6 +584,8 @@ class AuditAppender:
                 if not item.future.done():
                     item.future.set_result(entry)
             self._new_head.set()
+            if time.monotonic() - self._state_saved_at >= _STATE_EVERY_S:
+                self._save_state()
 
     async def _cosigner(self) -> None:
         """Gets the newest head cosigned while the writer goes on committing batches."""
@@ -495,12 +628,16 @@ class AuditAppender:
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.requests_group)
                 head = sign_checkpoint(self.policy.signer, self.policy.origin, self._tree.size, self._tree.root())
-                sent.append(await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0))
+                head_sent = await producer.send(self.topic, note_line(head.to_text(), cosigned=False), partition=0)
+                sent.append(head_sent)
         except BaseException:
             self._chain = AuditLog(retain=False, start=chain)  # nothing of the aborted batch is in the log
             self._tree.truncate(tree_size)
             raise
-        self._head = head
+        self._head, self._head_text, self._head_offset = head, head.to_text(), int(head_sent.result().offset)
+        for item in batch:
+            if item.source is not None:
+                add_source(self._cursor, item.source)
         self.requests_appended += sum(1 for item in batch if item.tp is not None and item.data)
         self._uncovered.append((self._tree.size, time.monotonic()))
         return entries
@@ -593,6 +730,7 @@ class AuditAppender:
         if self._requests is not None:
             await self._requests.stop()
             self._requests = None
+        self._save_state()
         self._close_tree()
 
     def _fail(self, why: str) -> None:
@@ -617,6 +755,14 @@ _SKIPPED = AuditEntry(-1, b"", b"", b"")
 # A failed transaction: Kafka's errors, a failed log (above), and aiokafka's own state machine refusing a call on a
 # producer a concurrent failure left fatal (AssertionError, IllegalOperation: as broker.stage._abort names them)
 _TXN_ERRORS = (KafkaError, AuditUnavailableError, AssertionError, IllegalOperation)
+
+
+def _is_head(record: Any, state: AppenderState) -> bool:
+    """True if ``record`` is the tlog-head line holding exactly the saved head note."""
+    try:
+        return bool(record.offset == state.head_offset and record.value == note_line(state.head, cosigned=False))
+    except (TypeError, AttributeError):
+        return False
 
 
 def is_canonical_record(data: bytes) -> bool:

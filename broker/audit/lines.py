@@ -41,6 +41,7 @@ __all__ = [
     "RestoredLog",
     "StoredCheckpoint",
     "StoredLog",
+    "add_source",
     "checkpoint_line",
     "entry_line",
     "note_line",
@@ -149,11 +150,12 @@ def sources_cursor(sources: Iterable[str | None]) -> dict[int, int]:
     cursor: dict[int, int] = {}
     for source in sources:
         if source is not None:
-            _add_source(cursor, source)
+            add_source(cursor, source)
     return cursor
 
 
-def _add_source(cursor: dict[int, int], source: str) -> None:
+def add_source(cursor: dict[int, int], source: str) -> None:
+    """Advance ``cursor`` past the events-topic position ``source`` (``"<partition>/<offset>"``)."""
     partition, _, offset = source.partition("/")
     cursor[int(partition)] = max(cursor.get(int(partition), 0), int(offset) + 1)
 
@@ -170,15 +172,19 @@ class LogScan:
     """A stored log read line by line into ``tree``, keeping only what a restore needs: memory does not grow
     with the entries (issue 16; :func:`parse_log` keeps them all). ``in_order`` turns False at the first entry
     whose index is not the next one; such an entry is not added (the caller names the problem from a full parse).
+    ``start`` and ``cursor`` continue a scan a resumed appender made earlier (``tree`` then holds its entries).
     """
 
-    def __init__(self, tree: MerkleLog) -> None:
+    def __init__(
+        self, tree: MerkleLog, start: ChainPosition | None = None, cursor: dict[int, int] | None = None
+    ) -> None:
         self.tree = tree
+        self._start = start or ChainPosition()
         self.in_order = True
         self.lines = 0
         self.heads: list[str] = []
         self.notes: list[str] = []
-        self.cursor: dict[int, int] = {}
+        self.cursor: dict[int, int] = dict(cursor or {})
         self._last: AuditEntry | None = None
         self._newest_checkpoint: int | None = None
 
@@ -200,14 +206,16 @@ class LogScan:
             self.tree.append(entry.record)
             self._last = entry
             if source is not None:
-                _add_source(self.cursor, str(source))
+                add_source(self.cursor, str(source))
 
     def position(self) -> ChainPosition:
         """As :func:`position_of` the same log."""
         last = self._last
-        position = ChainPosition() if last is None else ChainPosition(last.index + 1, last.hash)
+        start = self._start
+        position = start if last is None else ChainPosition(last.index + 1, last.hash, start.last_checkpoint)
         if self._newest_checkpoint is not None:
-            position = ChainPosition(position.next_index, position.head_hash, self._newest_checkpoint)
+            newest = max(self._newest_checkpoint, position.last_checkpoint)
+            position = ChainPosition(position.next_index, position.head_hash, newest)
         return position
 
     def restored(self) -> RestoredLog:

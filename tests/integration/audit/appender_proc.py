@@ -1,8 +1,10 @@
 """One audit appender as its own process, appending records as fast as they are acknowledged (kill -9 test).
 
 argv[1] is a JSON object: bootstrap, ca/cert/key files (core.api), topic, origin, key_file, app_id,
-witnesses ([url, vkey]...), name. Prints ``ACTIVE`` once it holds the log, then ``ACK <accessor_id> <index>``
-after each append returned (the moment a caller would get its answer); stops on SIGTERM.
+witnesses ([url, vkey]...), name, optionally tree_dir (the tree on files and the resume point there). Prints
+``ACTIVE`` once it holds the log and ``RESUMED <size> <records read>`` (size 0: read from the log's start), then
+``ACK <accessor_id> <index>`` after each append returned (the moment a caller would get its answer); stops on
+SIGTERM.
 
 With ``requests`` (the audit-requests topic, issue 16) it is one of many API instances: its callers write
 audit requests (``REQ <accessor_id> <partition> <offset>`` once acknowledged) whether or not it holds the log,
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 import orjson
 
@@ -40,7 +43,8 @@ async def main(cfg: dict[str, object]) -> None:
     stage = f"{c['app_id']}.api"
     policy = AppenderPolicy(c["origin"], signer, witnesses, len(witnesses), f"{stage}.audit", stage)
     requests = c.get("requests")
-    appender = AuditAppender(conn, c["topic"], policy, requests)
+    tree_dir = Path(c["tree_dir"]) if "tree_dir" in c else None
+    appender = AuditAppender(conn, c["topic"], policy, requests, tree_dir)
     stop, quiet = asyncio.Event(), asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, _both, quiet, stop)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, quiet.set)
@@ -49,6 +53,7 @@ async def main(cfg: dict[str, object]) -> None:
         return
     await appender.start()
     print("ACTIVE", flush=True)
+    print(f"RESUMED {appender.resumed_at} {appender.restore_records}", flush=True)
     counter = iter(range(10**9))
 
     async def caller() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from broker.audit import AuditRecord, RecordKind, parse_log
 from broker.audit.appender import AppenderPolicy, AuditAppender
@@ -74,14 +77,18 @@ class AuditRig:
     def policy(self) -> WitnessPolicy:
         return WitnessPolicy(tuple(k.verifier for k in self.witness_keys), len(self.witness_keys))
 
-    def appender(self, conn: KafkaConnection | None = None, topic: str | None = None) -> AuditAppender:
+    def appender(
+        self, conn: KafkaConnection | None = None, topic: str | None = None, tree_dir: Path | None = None
+    ) -> AuditAppender:
+        """An appender; with ``tree_dir`` its tree on files there and its resume point beside them (issue 16)."""
         signer = load_signer(self.key_file, self.origin, ALG_ED25519, "audit log key")
         stage = f"{self.app_id}.api"
         policy = AppenderPolicy(self.origin, signer, self.clients, len(self.servers), f"{stage}.audit", stage)
-        return AuditAppender(conn or self.deployment.stage_kafka("api"), topic or self.names.audit, policy)
+        topic = topic or self.names.audit
+        return AuditAppender(conn or self.deployment.stage_kafka("api"), topic, policy, tree_dir=tree_dir)
 
-    async def write(self, first: int, count: int) -> list[int]:
-        appender = self.appender()
+    async def write(self, first: int, count: int, tree_dir: Path | None = None) -> list[int]:
+        appender = self.appender(tree_dir=tree_dir)
         await appender.start(standby_wait_s=60)
         try:
             return [(await appender.append(record(first + i))).index for i in range(count)]
@@ -97,6 +104,25 @@ class AuditRig:
         names = TopicNames(f"t{uuid.uuid4().hex[:10]}")
         await create_topics(self.conn, names, replication=1, partitions={Topic.AUDIT: 1})
         return names.audit
+
+    async def recreate(self, topic: str, lines: list[bytes]) -> None:
+        """Delete ``topic`` and create it again holding ``lines``: an operator with admin rights cutting or
+        rewriting the log under the same name."""
+        admin = kafka.admin(self.conn)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+            for _ in range(100):  # deletion completes asynchronously
+                try:
+                    await admin.create_topics([NewTopic(topic, 1, 1)])
+                    break
+                except TopicAlreadyExistsError:
+                    await asyncio.sleep(0.2)
+            else:
+                raise AssertionError(f"{topic} was not deleted")
+        finally:
+            await admin.close()
+        await self.put(topic, lines)
 
     async def put(self, topic: str, lines: list[bytes]) -> None:
         producer = kafka.producer(self.conn, acks="all", enable_idempotence=True)

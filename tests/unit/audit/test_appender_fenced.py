@@ -17,6 +17,7 @@ import pytest
 from aiokafka.errors import ProducerFenced
 from aiokafka.producer.producer import TransactionContext
 from aiokafka.producer.transaction_manager import TransactionManager
+from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.audit import AuditRecord, RecordKind
@@ -70,7 +71,8 @@ class _FencedAtSend:
             raise exc
         self.sent.append(value)
         delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        delivered.set_result(None)  # as aiokafka's send: a future of the record's delivery
+        # as aiokafka's send: a future of the record's delivery (its RecordMetadata: the offset the appender keeps)
+        delivered.set_result(RecordMetadata(topic, 0, None, len(self.sent) - 1, -1, -1, None))
         return delivered
 
     async def stop(self) -> None:

@@ -123,3 +123,28 @@ def _scan_all(log_lines: list[bytes]) -> None:
     scan = LogScan(MerkleLog())
     for line in log_lines:
         scan.add(line)
+
+
+@pytest.mark.parametrize("cut", [0, 4, 7, 11])
+def test_a_scan_resumed_from_a_saved_point_ends_where_a_scan_of_the_whole_log_ends(cut: int) -> None:
+    """Issue 16: an appender that resumes reads only the lines after its saved point; the position, the cursor
+    and the tree come out the same as from the start."""
+    log_lines = lines(11)
+    whole = LogScan(MerkleLog())
+    for line in log_lines:
+        whole.add(line)
+    first = LogScan(MerkleLog())
+    rest: list[bytes] = []
+    for line in log_lines:
+        if first.tree.size < cut:
+            first.add(line)
+        else:
+            rest.append(line)
+    resumed = LogScan(first.tree, start=first.position(), cursor=first.cursor)
+    for line in rest:
+        resumed.add(line)
+    assert resumed.in_order
+    assert resumed.position() == whole.position()
+    assert resumed.cursor == whole.cursor
+    assert resumed.tree.root() == whole.tree.root()
+    assert resumed.restored() == whole.restored()
