@@ -163,6 +163,7 @@ class ApiService:
         if self.appender.holding:
             entry = await self.appender.append(record)
             await self._audit_index.add((record.patient_key, entry))  # one SQLite commit per group of decisions
+            self.audit_view.indexed_here(entry.index)
             count_decision(record)
             return AuditReceipt(entry.index)
         position = await self.requests.write(record.to_bytes(), record.patient_key)

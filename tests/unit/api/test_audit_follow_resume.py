@@ -107,3 +107,21 @@ def _record_of(line: bytes) -> bytes:
     from broker.audit import parse_log
 
     return parse_log([line]).entries[0].record
+
+
+async def test_entries_the_holder_indexed_itself_are_hashed_but_not_indexed_again(rig: Rig) -> None:
+    """The holder puts its own decisions in the store as it answers; reading them back from the log, the follower
+    adds them to its tree only. Entries it has already read are never skipped, and the rest are indexed."""
+    lines = _lines(12)
+    follower = rig.follower()
+    await follower.start()
+    await _feed(follower, lines[:3], 0)
+    follower.indexed_here(1)  # already read: nothing to skip later
+    for index in (4, 7):
+        follower.indexed_here(index)
+    await _feed(follower, lines[3:], 3)
+    assert follower.size == 12
+    indexed = {e.index for key in ("patient-0", "patient-1", "patient-2") for e in await rig.store.audit_entries(key)}
+    assert indexed == set(range(12)) - {4, 7}  # the holder's own rows are its own write, not the follower's
+    assert not follower._indexed_here  # each skip consumed its mark: the set does not grow with the log
+    follower.close()
