@@ -337,8 +337,10 @@ async def queries(api: Api, logged_nhs: str, sites: list[str], n: int) -> dict[s
 
 
 def caught_up(health: dict[str, Any], *, events: int, accesses: int) -> bool:
-    """Ready, every event read (events counted since this process started) and every access appended."""
-    return bool(health.get("status") == "ok" and health["events"] >= events and health["audit_next_index"] >= accesses)
+    """Ready, every event read (events counted since this process started), and every access appended and read back
+    into the access-log index (so the restart measured next is the restart's own time, not a backlog's)."""
+    appended = health.get("audit_next_index", 0) >= accesses and health.get("audit_indexed", 0) >= accesses
+    return bool(health.get("status") == "ok" and health["events"] >= events and appended)
 
 
 def ms(seconds: float) -> float:

@@ -57,6 +57,7 @@ class HealthInfo:
     events: int
     audit_next_index: int
     audit_holder: bool = False  # this instance appends to the audit log (else its decisions go as audit requests)
+    audit_indexed: int = 0  # audit entries this instance's access-log index has read (below audit_next_index: lag)
 
 
 def parse_list_sizes(text: str | None, configured: Mapping[str, int]) -> dict[str, int]:

@@ -352,6 +352,7 @@ async def get_health(request: web.Request) -> web.Response:
         "events": info.events,
         "audit_next_index": info.audit_next_index,
         "audit_holder": info.audit_holder,
+        "audit_indexed": info.audit_indexed,
     }
     return json_response(body, 200 if info.ready else 503)
 

@@ -191,7 +191,8 @@ class ApiService:
         ready = ready and self.reports.caught_up.is_set() and self.audit_view.caught_up.is_set()
         events = 0 if history is None else history.events_seen
         next_index = self.appender.next_index if self.appender.holding else self.audit_view.size
-        return HealthInfo(ready, self.view.records_seen, events, next_index, self.appender.holding)
+        holding = self.appender.holding
+        return HealthInfo(ready, self.view.records_seen, events, next_index, holding, self.audit_view.size)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -208,8 +209,8 @@ class ApiService:
         # the holder task runs until stop: wait for the election (or the task's failure), not for the task
         elected = asyncio.ensure_future(self.elected.wait())
         began = time.monotonic()
-        # the views read their tails meanwhile: a restarted holder reads its whole audit log again before it holds
-        # it (issue 16: 23 s for 1.6 M entries), and the views waited for that, or for ELECTION_WAIT_S, to start
+        # the views read their tails meanwhile: an appender without a usable saved point (a new host) reads the
+        # whole audit log before it holds it (issue 16: 23 s for 1.6 M entries), and the views must not wait for it
         try:
             views = await self._start_views(stop)
         except BaseException:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,15 +56,18 @@ class Follower:
         await self.reader.start(positions=positions)
 
     async def run(self, stop: asyncio.Event) -> None:
+        began, read = time.monotonic(), 0
         try:
             while not stop.is_set():
                 fetched = await self.reader.fetch(timeout_ms=200, max_records=FETCH_RECORDS)
                 for partition, records in fetched.items():
+                    read += len(records)
                     for record in records:
                         await self.handle(partition, record)
                 await self.flush()
                 if not self.caught_up.is_set() and await self.reader.caught_up():
-                    self.caught_up.set()
+                    self.caught_up.set()  # where a start's time goes: each view's tail, logged once
+                    log.info("view caught up topic=%s records=%d s=%.1f", self.topic, read, time.monotonic() - began)
         finally:
             await self.reader.stop()
 

@@ -152,4 +152,4 @@ class MemoryBackend:
         return NOW_MS
 
     def health(self) -> HealthInfo:
-        return HealthInfo(self.ready, 1, len(self.stored), len(self.log.entries))
+        return HealthInfo(self.ready, 1, len(self.stored), len(self.log.entries), audit_indexed=len(self.log.entries))

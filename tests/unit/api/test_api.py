@@ -316,8 +316,11 @@ async def test_health_is_503_until_the_views_caught_up(client: Client, backend: 
     assert refused["reason"] == "NOT_READY"
     assert backend.log.entries == ()
     backend.ready = True
+    await post(client, decision_body())
     resp = await client.get("/v1/health")
-    assert (resp.status, (await resp.json())["status"]) == (200, "ok")
+    body = await resp.json()
+    assert (resp.status, body["status"]) == (200, "ok")
+    assert body["audit_next_index"] == body["audit_indexed"] == 1  # the index's lag: their difference, here none
 
 
 async def test_a_wish_set_aside_comes_with_a_patient_notice_in_the_answer_and_the_access_log(
