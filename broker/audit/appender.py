@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -476,6 +477,8 @@ class AuditAppender:
             return MerkleLog()
         self._tree_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._state_path.unlink(missing_ok=True)  # the files are about to change: the old state no longer holds
+        for legacy in self._tree_root.glob("appender-*"):  # before resuming, each appender had a folder of its own
+            shutil.rmtree(legacy, ignore_errors=True)
         self._tree_files = FileLevels(self._tree_dir)
         self._tree_files.reset()
         return MerkleLog(self._tree_files)

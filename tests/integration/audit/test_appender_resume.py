@@ -114,9 +114,11 @@ async def test_a_saved_point_that_does_not_match_its_files_means_a_restore_from_
         data = bytearray(leaves.read_bytes())
         data[-1] ^= 1
         leaves.write_bytes(bytes(data))
+    (here / "appender-0a1b2c").mkdir()  # an earlier release's per-appender folder, left by a crash
     appender = rig.appender(tree_dir=here)
     await _start(appender)
     try:
+        assert not (here / "appender-0a1b2c").exists()
         assert appender.resumed_at == 0
         assert appender.restore_records == len(await rig.lines())
         assert (await appender.append(record(10))).index == 10
