@@ -396,13 +396,21 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
             await api.stop()
             t = time.monotonic()
             await api.start()
-            await api.until(lambda h: h.get("status") == "ok")
-            restart_s = time.monotonic() - t
-            rss["after_restart"] = round(rss_mib(api.process.pid), 1)  # type: ignore[union-attr]
             # ready = answering from caught-up views; decisions go as audit requests until the restarted instance
-            # holds the audit log again (its appender resumes from the point it saved: reported beside)
-            await api.until(lambda h: bool(h.get("audit_holder")))
-            result["restart_to_audit_holder_s"] = round(time.monotonic() - t, 2)
+            # holds the audit log again (its appender resumes from the point it saved). Each is clocked on its own
+            # from the same polls (a 503 "starting" answer says audit_holder too), so neither waits for the other.
+            seen: dict[str, float] = {}
+
+            def restarted(h: dict[str, Any]) -> bool:
+                for what, reached in (("ready", h.get("status") == "ok"), ("holder", bool(h.get("audit_holder")))):
+                    if reached:
+                        seen.setdefault(what, time.monotonic() - t)
+                return len(seen) == 2
+
+            await api.until(restarted)
+            restart_s = seen["ready"]
+            rss["after_restart"] = round(rss_mib(api.process.pid), 1)  # type: ignore[union-attr]
+            result["restart_to_audit_holder_s"] = round(seen["holder"], 2)
             print(f"restart to ready {restart_s:.1f}s, holding the audit log after "
                   f"{result['restart_to_audit_holder_s']:.1f}s", flush=True)  # fmt: skip
             result["reports_catch_up_s"] = round(await reports_counted(api, gen.disclosures), 1)
