@@ -439,7 +439,7 @@ class AuditAppender:
         self._chain = AuditLog(retain=False, start=position_of(stored))
         self._take_notes(stored.heads, stored.notes)
         self._cursor = sources_cursor(stored.sources)
-        return RestoredLog(len(stored.entries), sources_cursor(stored.sources))
+        return RestoredLog(len(stored.entries), dict(self._cursor))
 
     def _check_restored(self, problems_of: Callable[[Verifier, WitnessPolicy, list[str]], list[Problem]]) -> None:
         """Refuse to extend a stored log that does not verify (with witnesses configured)."""
@@ -490,11 +490,11 @@ class AuditAppender:
 
     def _save_state(self) -> None:
         """Where this appender stands (:mod:`broker.audit.resume`): files first, so they never lag the state."""
-        if self._tree_files is None or self._head is None or self._head_offset is None or self._tree.size == 0:
+        if self._tree_files is None or self._head_text is None or self._head_offset is None:
+            return
+        if self._tree.size == 0 or self._head_size() != self._tree.size:  # only a point a head signs is saved
             return
         self._tree_files.flush()
-        if self._head_text is None or self._head_size() != self._tree.size:
-            return
         state = AppenderState(
             self.topic, self._head_offset, self._head_text, self._tree.size, self._tree.root(),
             self._chain.position, self._checkpoint, self._checkpoint_size, dict(self._cursor),
