@@ -70,6 +70,11 @@ class CoreSettings:
     audit_witnesses: tuple[str, ...] = ()  # "<https URL> <witness verifier key>" per witness
     audit_witness_quorum: int = 1  # cosignatures every published audit checkpoint needs
     insecure_unwitnessed_audit: bool = False  # checkpoints without witnesses: for debugging only, logged as a warning
+    # what an answer (decision, read) waits for on the instance that holds the audit log (issue 16). "request": its
+    # audit record is durable on audit-requests (one idempotent acks=all write), and the holder appends it behind
+    # the answer, exactly once, as every other instance's; "append": its entry is in the log (one Kafka
+    # transaction per group of answers: slower, but the answer names the entry's index at once)
+    audit_answer_after: str = "request"
     list_sizes_file: str = ""  # CSV practice,list_size for the objection-rate report
     decision_policy_file: str = (
         ""  # TOML: break-glass roles, NDOP-exempt flows, data-sharing agreements ("" = defaults)
@@ -322,6 +327,15 @@ def _audit_key(s: CoreSettings) -> str | None:
     return _audit_witnesses(s)
 
 
+AUDIT_ANSWER_AFTER = ("request", "append")
+
+
+def _audit_answer(s: CoreSettings) -> str | None:
+    if s.audit_answer_after not in AUDIT_ANSWER_AFTER:
+        return _problem(s, "audit_answer_after", f"choose one of {', '.join(AUDIT_ANSWER_AFTER)}")
+    return None
+
+
 def _audit_witnesses(s: CoreSettings) -> str | None:
     if s.insecure_unwitnessed_audit:
         return None
@@ -485,6 +499,7 @@ _CHECKS: tuple[Check, ...] = (
     _root_key,
     _secret,
     _audit_key,
+    _audit_answer,
     _core_signing_key,
     _list_sizes,
     _decision_policy,

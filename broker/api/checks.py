@@ -93,7 +93,10 @@ class CheckTally:
     withheld_reasons: Counter[str] = field(default_factory=Counter)
     invalid_reasons: Counter[str] = field(default_factory=Counter)
 
-    def summary(self, batch_id: str, audit_index: int | None) -> dict[str, object]:
+    def summary(
+        self, batch_id: str, audit_index: int | None, audit_request: tuple[int, int] | None = None
+    ) -> dict[str, object]:
+        request = None if audit_request is None else {"partition": audit_request[0], "offset": audit_request[1]}
         return {
             "batch_id": batch_id,
             "received": self.received,
@@ -103,6 +106,8 @@ class CheckTally:
             "withheld_reasons": dict(sorted(self.withheld_reasons.items())),  # numbers per reason code
             "invalid_reasons": dict(sorted(self.invalid_reasons.items())),
             "audit_index": audit_index,
+            # the batch's audit request (as in a decision's answer): null when appended directly
+            "audit_request": request,
         }
 
 
@@ -240,7 +245,7 @@ async def post_checks(request: web.Request) -> web.StreamResponse:
             await response.write(out)
     if pending.strip() and not skipping:
         await response.write(await _decide_lines([pending], batch, backend, now_ms, tally, unrecorded))
-    summary = tally.summary(batch_id, entry.index)
+    summary = tally.summary(batch_id, entry.index, core_api.request_position(entry))
     await response.write(orjson.dumps({"summary": summary}) + b"\n")
     await response.write_eof()
     log.info("batch check batch=%s received=%d permitted=%d", batch_id, tally.received, tally.permitted)

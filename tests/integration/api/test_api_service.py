@@ -228,7 +228,16 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
         accesses = await api.get(f"/v1/patients/{OPTED_OUT}/accesses")
         assert [a["kind"] for a in _shares(accesses)] == ["ACCESS", "DECISION", "DECISION"]
         again = await api.decide(SHIELDED, requester(), "TREAT", ["GENERAL"])
-        assert again["audit_index"] == next_index + 1  # the chain resumed; only the read above came between
+        # answered once its audit request was durable (the default audit_answer_after = "request"); the holder
+        # appends it behind the answer, after every entry of the log before the restart, once
+        assert again["audit_index"] is None and set(again["audit_request"]) == {"partition", "offset"}
+        shielded_log = await until(
+            lambda: api.get(f"/v1/patients/{SHIELDED}/accesses"),
+            lambda a: any(e["kind"] == "DECISION" and e["index"] >= next_index for e in a["accesses"]),
+        )
+        decisions = [e["index"] for e in shielded_log["accesses"] if e["kind"] == "DECISION"]
+        assert len(decisions) == 2 and min(decisions) < next_index <= max(decisions)  # the one before, this one
+        appended = (await api.health())["audit_next_index"]
     await core.stop()
     harness.cores.remove(core)
 
@@ -238,7 +247,10 @@ async def test_decisions_over_http_follow_the_agents_events_and_are_audited(
     verified = await cli("audit", "verify", *prefix, *keys)
     await witness.stop()
     assert verified.code == 0, verified.out + verified.err
-    assert verified.out.startswith(f"OK: {next_index + 2} entries")
+    # every entry verifies, the ones appended after the restart included (reads are audited through requests too,
+    # so their number depends on the polls above; nothing doubled is checked by the kinds listed above)
+    entries = int(verified.out.split()[1])
+    assert verified.out.startswith("OK: ") and entries >= max(appended, next_index + 2)
 
     sizes = tmp_path / "list_sizes.csv"
     sizes.write_text("practice,list_size\nA81001,100\nB82002,100\n")

@@ -73,7 +73,8 @@ async def test_a_restarted_api_resumes_its_views_and_answers_the_same(
         after = await api.decide(CONSENTED, researcher(), "HRESCH", ["GENERAL"])
         past_again = await api.decide(CONSENTED, researcher(), "HRESCH", ["GENERAL"], as_at=BASE_MS + 1)
         opted_out = await api.decide(OPTED_OUT, requester(), "TREAT", ["GENERAL"])
-        accesses = await api.get(f"/v1/patients/{OPTED_OUT}/accesses")
+        # the decision's entry is appended behind its answer (through its audit request): wait for it
+        accesses = await until(lambda: api.get(f"/v1/patients/{OPTED_OUT}/accesses"), lambda a: len(_shares(a)) >= 2)
         disclosed = await api.get("/v1/reports/disclosures")
         # the audit follower resumed from its stored tree (files beside the views), not from the log's start, and
         # the proofs it draws from the reopened files verify against the cosigned checkpoint

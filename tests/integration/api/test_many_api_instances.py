@@ -65,6 +65,7 @@ async def test_two_api_instances_answer_alike_and_the_audit_log_stays_one_chain_
         **door.settings,
         "insecure_unwitnessed_audit": False,
         "audit_witnesses": f"{witness_url} {witness_key.verifier.vkey()}",
+        "audit_answer_after": "append",  # the holder appends its own answers' entries directly (the other: requests)
     }
     holder = await harness.start_core(**settings, stages="verifier,reconciler,reports,api")
     service_a = holder.services["api"]

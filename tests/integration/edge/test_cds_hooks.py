@@ -103,7 +103,8 @@ async def test_cds_hooks_cards_online_from_the_core_and_offline_from_an_agent(
                 for name, (c, body) in _requests(opted_out, shielded, unknown).items()
             }
             _check(answers, offline=False)
-            assert all(isinstance(c["extension"]["audit_index"], int) for c in answers.values())
+            # audited before the answer: a durable audit request (appended behind it), named by its position
+            assert all(set(c["extension"]["audit_request"]) == {"partition", "offset"} for c in answers.values())
             replayed = client_jwt("rx1-ehr", "rx1-ehr", private["rx1-ehr"], base + SERVICE, jti="same")
             statuses = []
             for _ in range(2):

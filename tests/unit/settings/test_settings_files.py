@@ -116,6 +116,8 @@ def test_the_api_stage_refuses_to_start_without_its_door_unless_insecure_http(tm
          "TCP port 1-65535"),
         ({"stages": "reconciler", "audit_checkpoint_every": "0"}, "setting audit_checkpoint_every=0 "
          "(CONSENT_AUDIT_CHECKPOINT_EVERY) is invalid: expected a positive number"),
+        ({"stages": "reconciler", "audit_answer_after": "commit"}, "setting audit_answer_after='commit' "
+         "(CONSENT_AUDIT_ANSWER_AFTER) is invalid: choose one of request, append"),
         ({"stages": "mirror", "registrations_file": "/nonexistent.csv"}, "setting "
          "registrations_file='/nonexistent.csv' (CONSENT_REGISTRATIONS_FILE): cannot read registrations file"),
     ],
