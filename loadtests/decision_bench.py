@@ -6,8 +6,9 @@ starts ``consent-broker run --stages api`` as its own process (uvloop) with its 
 ``/v1/health``, then posts ``--requests`` decisions with ``--concurrency`` concurrent aiohttp clients. On a
 secure stack the API serves HTTPS and every call carries an OAuth 2.0 access token (client credentials with
 ``private_key_jwt``), one registered client per requesting organisation, fetched before measuring. Every
-live decision is appended to the audit topic (acks=all) before it is answered, so the numbers include that
-durable write. Prints one JSON object and writes it to ``--out``.
+live decision's audit record is durable before it is answered (an ``acks=all`` audit request, appended to the
+log behind the answer; or, with ``CONSENT_AUDIT_ANSWER_AFTER=append`` in the environment, the appender's batch
+transaction itself), so the numbers include that durable write. Prints one JSON object and writes it to ``--out``.
 
     .venv/bin/python -m loadtests.decision_bench --stack test --kafka-port 19092 --mqtt-port 11883
 """
@@ -274,7 +275,8 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
         "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine at the end of the run
         "outcomes": outcomes,
         "transport": "HTTPS + OAuth 2.0 bearer tokens" if deployment.secure else "plaintext HTTP, no authentication",
-        "notes": "client and server on the same machine; each decision durably appended to the audit topic",
+        "audit_answer_after": os.environ.get("CONSENT_AUDIT_ANSWER_AFTER", "request"),  # what an answer waited for
+        "notes": "client and server on the same machine; each decision's audit record durable before its answer",
     }
 
 

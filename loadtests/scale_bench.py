@@ -251,6 +251,10 @@ class Api:
         except (aiohttp.ClientError, OSError):
             return {"http_status": 0}
 
+    async def health_now(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            return await self.health(session)
+
     async def until(self, check: Callable[[dict[str, Any]], bool], timeout_s: float = 900) -> None:
         deadline = time.monotonic() + timeout_s
         async with aiohttp.ClientSession() as session:
@@ -297,7 +301,8 @@ async def decisions(api: Api, numbers: list[str], rate: int, seconds: float, rng
 
         await asyncio.gather(*(one(k) for k in range(total)))
     ordered = sorted(latencies)
-    return {"rate_per_s": rate, "requests": total, "statuses": statuses, "p50_ms": ms(percentile(ordered, 0.5)),
+    return {"rate_per_s": rate, "requests": total, "statuses": statuses, "answered": statuses.get(200, 0),
+            "p50_ms": ms(percentile(ordered, 0.5)),
             "p99_ms": ms(percentile(ordered, 0.99)), "max_ms": ms(ordered[-1])}  # fmt: skip
 
 
@@ -341,6 +346,12 @@ def caught_up(health: dict[str, Any], *, events: int, accesses: int) -> bool:
     into the access-log index (so the restart measured next is the restart's own time, not a backlog's)."""
     appended = health.get("audit_next_index", 0) >= accesses and health.get("audit_indexed", 0) >= accesses
     return bool(health.get("status") == "ok" and health["events"] >= events and appended)
+
+
+def audit_settled(health: dict[str, Any], *, entries: int) -> bool:
+    """At least ``entries`` in the log, and the access-log index has read every entry appended."""
+    appended = int(health.get("audit_next_index", 0))
+    return appended >= entries and int(health.get("audit_indexed", 0)) >= appended
 
 
 def ms(seconds: float) -> float:
@@ -414,7 +425,15 @@ async def run(args: argparse.Namespace, deployment: LocalDeployment) -> dict[str
             print(f"restart to ready {restart_s:.1f}s, holding the audit log after "
                   f"{result['restart_to_audit_holder_s']:.1f}s", flush=True)  # fmt: skip
             result["reports_catch_up_s"] = round(await reports_counted(api, gen.disclosures), 1)
+            health_before = await api.health_now()
             result["decisions"] = await decisions(api, numbers, args.rate, args.seconds, random.Random(7))
+            # answers wait for their durable audit requests; the holder appends them behind. The queries are timed
+            # once every answered decision is in the log and the access-log index, not against that backlog
+            t = time.monotonic()
+            await api.until(
+                partial(audit_settled, entries=health_before["audit_next_index"] + result["decisions"]["answered"])
+            )
+            result["decisions"]["in_log_after_s"] = round(time.monotonic() - t, 2)
             result["queries"] = await queries(api, numbers[LOGGED], SITES, args.queries)
             rss["end"] = round(rss_mib(api.process.pid), 1)  # type: ignore[union-attr]
         finally:
@@ -460,6 +479,14 @@ def report_section(r: dict[str, Any]) -> str:
         f"Restart: ready (answering from caught-up views, decisions as audit requests) after {r['restart_s']} s; "
         f"holding the audit log again after {r.get('restart_to_audit_holder_s')} s (the appender resumes from the "
         "point it saved at stop and reads only the log after it).",
+        "",
+    ]
+    d = r["decisions"]
+    lines += [
+        f"Decisions: {d['requests']:,} at {d['rate_per_s']:,}/s (open loop), {d.get('answered', '-')} answered "
+        f"(statuses {d['statuses']}), p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms; each answered once its audit "
+        f"record was durable; every one was in the log and its index {d.get('in_log_after_s', '-')} s after the "
+        "last answer (the queries below were timed after that).",
         "",
     ]
     lines += [

@@ -128,7 +128,7 @@ class ApiService:
 
     # --- ApiBackend ---------------------------------------------------------------------------
     def patient_key(self, nhs_number: str) -> str:
-        return patient_key(self._secret, nhs_number)
+        return self.pseudonymiser(nhs_number)  # the key schedule computed once, not per request
 
     async def state(self, key: str) -> PatientState:
         return await self.view.state(key)
