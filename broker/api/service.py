@@ -58,7 +58,7 @@ from broker.views.batching import GroupWriter
 from broker.witness.client import WitnessClient
 from consent_io.tls import client_ssl_context
 from consent_rules.state import PatientState
-from consent_wire.identity import Pseudonymiser, patient_key
+from consent_wire.identity import Pseudonymiser
 from consent_wire.model import Event
 from consent_wire.signing import verified_event_payload
 
@@ -80,7 +80,6 @@ class ApiService:
     def __init__(self, core: Core, secret: bytes, policy: AppenderPolicy) -> None:
         s = core.settings
         self.core = core
-        self._secret = secret
         self.pseudonymiser = Pseudonymiser(secret)
         self.list_sizes: Mapping[str, int] = load_list_sizes(core.settings.list_sizes_file or None)
         topics = core.topics
