@@ -162,8 +162,9 @@ class ApiService:
 
         Measured (loadtests/decision_bench.py, one instance, the same stack; docs/audit-scaling.md): the request
         is one idempotent ``acks=all`` write where a direct append waits for a whole batch transaction, so at 2
-        clients p50/p99 7/18 ms against 17/42 ms, and at 32 clients 785 against 450 decisions/s with a quarter
-        less of the API's CPU per decision (the holder appends requests in large batches; the follower indexes them).
+        clients p50/p99 7-10/18-25 ms against 17/42 ms, and at 32 clients 602-865 against 450-616 decisions/s with
+        a fifth to a quarter less of the API's CPU per decision (the holder appends requests in large batches; the
+        follower indexes them).
 
         A failed direct append is not retried as a request (its transaction's outcome may be unknown): the
         caller gets 503 and retries, by then through the request topic."""
