@@ -36,6 +36,7 @@ from aiohttp import web
 
 import broker.api.handlers as core_api
 from broker.audit import AuditRecord, RecordKind
+from broker.audit.requests import AuditReceipt
 from broker.auth import Principal, Scope, check_requester
 from broker.errors import NotReadyError
 from consent_rules.decision import Decision, DecisionRequest, Outcome, Requester, decide
@@ -93,10 +94,8 @@ class CheckTally:
     withheld_reasons: Counter[str] = field(default_factory=Counter)
     invalid_reasons: Counter[str] = field(default_factory=Counter)
 
-    def summary(
-        self, batch_id: str, audit_index: int | None, audit_request: tuple[int, int] | None = None
-    ) -> dict[str, object]:
-        request = None if audit_request is None else {"partition": audit_request[0], "offset": audit_request[1]}
+    def summary(self, batch_id: str, receipt: AuditReceipt) -> dict[str, object]:
+        request = receipt.request
         return {
             "batch_id": batch_id,
             "received": self.received,
@@ -105,9 +104,9 @@ class CheckTally:
             "invalid": sum(self.invalid_reasons.values()),
             "withheld_reasons": dict(sorted(self.withheld_reasons.items())),  # numbers per reason code
             "invalid_reasons": dict(sorted(self.invalid_reasons.items())),
-            "audit_index": audit_index,
+            "audit_index": receipt.index,
             # the batch's audit request (as in a decision's answer): null when appended directly
-            "audit_request": request,
+            "audit_request": None if request is None else request.to_json(),
         }
 
 
@@ -221,7 +220,7 @@ async def post_checks(request: web.Request) -> web.StreamResponse:
         batch.purpose, batch.data_classes, "READ_BATCH_CHECK", batch.legal_basis, (f"BATCH:{batch_id}",),
         client_id=principal.client_id,
     )  # fmt: skip
-    entry = await backend.record(record)  # AuditUnavailableError (503) before anything is answered
+    receipt = await backend.record(record)  # AuditUnavailableError (503) before anything is answered
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
     tally = CheckTally()
@@ -245,7 +244,7 @@ async def post_checks(request: web.Request) -> web.StreamResponse:
             await response.write(out)
     if pending.strip() and not skipping:
         await response.write(await _decide_lines([pending], batch, backend, now_ms, tally, unrecorded))
-    summary = tally.summary(batch_id, entry.index, core_api.request_position(entry))
+    summary = tally.summary(batch_id, receipt)
     await response.write(orjson.dumps({"summary": summary}) + b"\n")
     await response.write_eof()
     log.info("batch check batch=%s received=%d permitted=%d", batch_id, tally.received, tally.permitted)

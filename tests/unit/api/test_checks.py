@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.api import create_app
-from broker.api.checks import Invalid, _InvalidLine, nhs_number_of
+from broker.api.checks import CheckTally, Invalid, _InvalidLine, nhs_number_of
+from broker.audit.requests import AuditReceipt, RequestPosition
 from consent_wire.codes import ObjectionKind
 from consent_wire.errors import InvalidNhsNumberError
 from consent_wire.identity import validate_nhs_number
@@ -120,3 +121,8 @@ def test_the_line_check_agrees_with_the_wire_validator(text: str) -> None:
         got = None
     if text.strip() == text:  # the wire validator strips; a batch line's value must be the number itself
         assert got == expected
+
+
+def test_the_summary_names_the_batch_audit_request_as_a_decision_answer_does() -> None:
+    summary = CheckTally().summary("b1", AuditReceipt(None, RequestPosition(2, 41)))
+    assert (summary["audit_index"], summary["audit_request"]) == (None, {"partition": 2, "offset": 41})
