@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -171,7 +172,10 @@ def run_peer(
     sdf = app.dataframe(source_topic)
     sdf = sdf.apply(verify if stage == "verifier" else reconcile, stateful=True, expand=True, metadata=True)
     sdf.to_topic(sink_topic, key=lambda pair: pair[0])
-    app.run()
+    try:
+        app.run()
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)  # the peer's RocksDB state: scratch, one run's only
     seconds = time.perf_counter() - (first[0] or time.perf_counter())
     events = counts["out"] if stage == "verifier" else counts["in"]
     return PeerResult(

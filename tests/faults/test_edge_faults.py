@@ -22,7 +22,6 @@ from broker.infra import Infra, InfraConfig
 from broker.infra import process as infra_process
 from broker.infra.local import LocalDeployment
 from broker.topics import Topic, TopicNames, create_topics
-from consent_wire.keys import OperatorRoot
 from edge_agent.app import Agent
 from edge_agent.config import Settings
 from tests.factories import NATIONAL_SECRET
@@ -59,14 +58,14 @@ def outage_stack() -> Iterator[Infra]:
     stack.down()
 
 
-async def _outage_harness(stack: Infra, prefix: str) -> Harness:
+async def _outage_harness(stack: Infra, prefix: str, directory: Path) -> Harness:
     """Topics, ACLs and a harness on the outage stack (secure, like every stack)."""
     deployment = LocalDeployment(stack, national_secret=NATIONAL_SECRET)
     topics = TopicNames(prefix)
     partitioned = [t for t in Topic if t not in (Topic.KEYS, Topic.AUDIT)]
     await create_topics(deployment.operator(), topics, replication=1, partitions=dict.fromkeys(partitioned, 2))
     await deployment.grant(prefix, f"{prefix}-core")
-    return Harness(deployment, topics, OperatorRoot.generate(), f"{prefix}-core")
+    return Harness.create(deployment, topics, f"{prefix}-core", directory)
 
 
 def _stop_kafka(stack: Infra) -> None:
@@ -89,7 +88,7 @@ async def _wait_drained(agent: Agent, timeout_s: float = 300) -> None:
 async def test_ten_thousand_events_accepted_while_kafka_is_down_reach_the_state_once_in_order(
     outage_stack: Infra, tmp_path: Path, unique_prefix: str
 ) -> None:
-    h = await _outage_harness(outage_stack, unique_prefix)
+    h = await _outage_harness(outage_stack, unique_prefix, tmp_path)
     edge = EdgeKit(tmp_path, h)
     agent_id = f"outage-{unique_prefix}"
     settings = await edge.agent_settings(agent_id)  # registers the agent's key while Kafka is up
@@ -134,7 +133,7 @@ async def test_ten_thousand_events_accepted_while_kafka_is_down_reach_the_state_
 async def test_mqtt_gateway_events_sent_while_kafka_is_down_are_bridged_once_when_it_returns(
     outage_stack: Infra, tmp_path: Path, unique_prefix: str
 ) -> None:
-    h = await _outage_harness(outage_stack, unique_prefix)
+    h = await _outage_harness(outage_stack, unique_prefix, tmp_path)
     edge = EdgeKit(tmp_path, h)
     gateway_id, total = f"gw-{unique_prefix}", 2000
     settings = await edge.agent_settings(

@@ -19,7 +19,6 @@ from broker.api import ApiService
 from broker.auth.client import TokenSource, client_tls
 from broker.infra.local import ApiClientSpec, LocalDeployment
 from broker.topics import TopicNames
-from consent_wire.keys import OperatorRoot
 from edge_agent.app import Agent
 from tests.integration.edge.conftest import EdgeKit, free_port
 from tests.integration.pipeline.conftest import Harness
@@ -40,8 +39,10 @@ BREAK_GLASS: dict[str, Any] = {
 
 
 @pytest.fixture
-async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: str) -> AsyncIterator[Harness]:
-    h = Harness(deployment, topic_names, OperatorRoot.generate(), app_id)
+async def harness(
+    deployment: LocalDeployment, topic_names: TopicNames, app_id: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    h = Harness.create(deployment, topic_names, app_id, tmp_path)
     yield h
     for core in h.cores:
         await core.stop()

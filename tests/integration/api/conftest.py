@@ -12,15 +12,16 @@ import pytest
 
 from broker.infra.local import LocalDeployment
 from broker.topics import TopicNames
-from consent_wire.keys import OperatorRoot
 from tests.integration.pipeline.conftest import Harness
 
 CLI = str(Path(sys.executable).with_name("consent-broker"))
 
 
 @pytest.fixture
-async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: str) -> AsyncIterator[Harness]:
-    h = Harness(deployment, topic_names, OperatorRoot.generate(), app_id)
+async def harness(
+    deployment: LocalDeployment, topic_names: TopicNames, app_id: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    h = Harness.create(deployment, topic_names, app_id, tmp_path)
     yield h
     for core in h.cores:
         await core.stop()

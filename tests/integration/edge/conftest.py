@@ -23,7 +23,7 @@ from consent_io.connection import KafkaConnection, MqttConnection
 from consent_rules.state import PatientState
 from consent_wire.authority import grantable
 from consent_wire.identity import patient_key
-from consent_wire.keys import KeyRegistry, OperatorRoot
+from consent_wire.keys import KeyRegistry
 from consent_wire.signing import decode_verified_event
 from edge_agent.api_auth import generate_token_file
 from edge_agent.config import Settings
@@ -251,8 +251,10 @@ def make_bridge(harness: Harness, **config: Any) -> MqttBridge:
 
 
 @pytest.fixture
-async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: str) -> AsyncIterator[Harness]:
-    h = Harness(deployment, topic_names, OperatorRoot.generate(), app_id)
+async def harness(
+    deployment: LocalDeployment, topic_names: TopicNames, app_id: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    h = Harness.create(deployment, topic_names, app_id, tmp_path)
     yield h
     for core in h.cores:
         await core.stop()

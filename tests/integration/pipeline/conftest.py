@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +27,17 @@ class Harness:
     topics: TopicNames
     root: OperatorRoot
     app_id: str
+    # the core's own key, in the test's temporary folder: signs the bridge's acks and the mirror's replica
+    # records (agents get its public half)
+    _core_key: tuple[dict[str, str], AgentSigner]
     cores: list[Core] = field(default_factory=list)
-    # the core's own key: signs the bridge's acks and the mirror's replica records (agents get its public half)
-    _core_key: tuple[dict[str, str], AgentSigner] = field(
-        default_factory=lambda: core_signing_key(Path(tempfile.mkdtemp(prefix="consent-core-key-")))
-    )
+
+    @classmethod
+    def create(cls, deployment: LocalDeployment, topics: TopicNames, app_id: str, directory: Path) -> Harness:
+        """A harness with a new operator root and a core key written under ``directory`` (the test's own folder)."""
+        key_dir = directory / "core-key"
+        key_dir.mkdir(mode=0o700)
+        return cls(deployment, topics, OperatorRoot.generate(), app_id, core_signing_key(key_dir))
 
     @property
     def core_signer(self) -> AgentSigner:
@@ -115,8 +120,10 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(deployment: LocalDeployment, topic_names: TopicNames, app_id: str) -> AsyncIterator[Harness]:
-    h = Harness(deployment, topic_names, OperatorRoot.generate(), app_id)
+async def harness(
+    deployment: LocalDeployment, topic_names: TopicNames, app_id: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    h = Harness.create(deployment, topic_names, app_id, tmp_path)
     yield h
     for core in h.cores:
         await core.stop()
