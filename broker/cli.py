@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from broker import __version__
-from broker.commands import audit as audit_commands
-from broker.commands import clients as clients_commands
-from broker.commands import demo as demo_commands
-from broker.commands import keys as keys_commands
-from broker.commands import reports as reports_commands
-from broker.commands import subscribe as subscribe_commands
-from broker.commands import witness as witness_commands
 from broker.commands.connection import kafka_options
 from broker.infra import Infra, InfraConfig, InfraError
 from broker.infra.acls import Principal, Role
@@ -43,7 +37,40 @@ def _infra(nodes: int | None, name: str | None, secure: bool | None = None) -> I
     return Infra(InfraConfig.from_env(nodes=nodes, name=name, secure=secure))
 
 
-@click.group()
+# Commands contributed by feature modules (broker/commands/): an explicit table, not a package scan. Each module is
+# imported only when its command is named (or help lists them): a stage process (``run``) starts without them.
+COMMANDS: Mapping[str, str] = {
+    "audit": "broker.commands.audit",
+    "clients": "broker.commands.clients",
+    "demo": "broker.commands.demo",
+    "keys": "broker.commands.keys",
+    "reports": "broker.commands.reports",
+    "subscribe": "broker.commands.subscribe",
+    "witness": "broker.commands.witness",
+}
+
+
+def feature_command(name: str) -> click.Command:
+    """The ``command`` of the module :data:`COMMANDS` names for ``name`` (imported now)."""
+    command = importlib.import_module(COMMANDS[name]).command
+    if not isinstance(command, click.Command) or command.name != name:
+        raise TypeError(f"{COMMANDS[name]}.command is not the click command {name!r}")
+    return command
+
+
+class _Cli(click.Group):
+    """The top-level group: its own commands plus the feature commands, each imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            self.add_command(feature_command(cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Cli)
 @click.version_option(__version__, prog_name="consent-broker")
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (structured key=value).")
 def cli(verbose: bool) -> None:
@@ -180,20 +207,6 @@ def run_core(config: Path | None, stages: str | None, bootstrap: str | None, met
         run_async(Core(settings).run_until_stopped())
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-# Commands contributed by feature modules (broker/commands/): an explicit table, not a package scan.
-COMMANDS: tuple[click.Command, ...] = (
-    audit_commands.command,
-    clients_commands.command,
-    demo_commands.command,
-    keys_commands.command,
-    reports_commands.command,
-    subscribe_commands.command,
-    witness_commands.command,
-)
-for _command in COMMANDS:
-    cli.add_command(_command)
 
 
 def main() -> None:

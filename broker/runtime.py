@@ -19,11 +19,8 @@ from typing import Protocol, TypeVar
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from broker.api.service import ApiService
-from broker.bridge.service import MqttBridge
 from broker.health import CORE_HEALTHY, HealthServer
 from broker.keys_follower import KeysFollower
-from broker.mirror.service import ReplicaMirror
 from broker.ops_metrics import CERTIFICATES
 from broker.pipeline import ReconcilerLogic, ReportsLogic, VerifierLogic
 from broker.sessions import backoff_delay
@@ -50,12 +47,30 @@ class Service(Protocol):
 
 
 PIPELINE_STAGES = ("verifier", "reconciler", "reports")  # TransactionalStages, built by Core itself
+
+
+# Each service's module is imported when a core runs that stage: a verifier process does not load the API's
+# handlers and FHIR models, the bridge or the mirror (a restarted stage is back sooner).
+def _bridge(core: Core) -> Service:
+    from broker.bridge.service import MqttBridge
+
+    return MqttBridge.for_core(core)
+
+
+def _api(core: Core) -> Service:
+    from broker.api.service import ApiService
+
+    return ApiService.for_core(core)
+
+
+def _mirror(core: Core) -> Service:
+    from broker.mirror.service import ReplicaMirror
+
+    return ReplicaMirror.for_core(core)
+
+
 # stage name -> how the core builds it; with PIPELINE_STAGES this covers broker.settings.STAGES
-SERVICES: Mapping[str, Callable[[Core], Service]] = {
-    "bridge": MqttBridge.for_core,
-    "api": ApiService.for_core,
-    "mirror": ReplicaMirror.for_core,
-}
+SERVICES: Mapping[str, Callable[[Core], Service]] = {"bridge": _bridge, "api": _api, "mirror": _mirror}
 
 
 class Core:
