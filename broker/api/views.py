@@ -24,6 +24,7 @@ from typing import Any
 
 from broker.reports.aggregates import decode_aggregate
 from broker.views import LruCache, ViewBatch, ViewStore, event_rows, state_row
+from broker.views.batching import GroupReader
 from consent_io.connection import KafkaConnection
 from consent_io.kafka import KafkaTopicReader
 from consent_rules.state import PatientState, empty_state
@@ -90,6 +91,8 @@ class StateView(Follower):
         self.cache: LruCache[str, PatientState] = LruCache(cache_entries)
         self.records_seen = 0
         self._generation = 0  # batches written
+        # cold reads of concurrent decisions share one trip to the store's reader thread (broker.views.batching)
+        self._reads: GroupReader[str, bytes] = GroupReader(store.state_records)
 
     async def handle(self, partition: int, record: Any) -> None:
         self.records_seen += 1
@@ -117,7 +120,7 @@ class StateView(Follower):
         if cached is not None:
             return cached
         generation = self._generation
-        data = await self.store.state_record(key)
+        data = await self._reads.get(key)
         state = empty_state(key) if data is None else PatientState.from_bytes(data)
         if generation == self._generation:  # not cached if a batch was written meanwhile (it may be stale)
             self.cache.put(key, state)
